@@ -1,0 +1,31 @@
+//! Compiles `proto/` into Rust with tonic.
+//!
+//! The protos are parsed by `protox`, a pure-Rust protobuf compiler, rather
+//! than `protoc`: a fresh clone then builds with nothing but cargo, on any
+//! machine and in any IDE, and the generated code cannot drift with the
+//! version of a system package.
+
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "conduit/mesh/v1/mesh.proto",
+    "conduit/tap/v1/tap.proto",
+    "conduit/telemetry/v1/telemetry.proto",
+    "conduit/destination/v1/destination.proto",
+    "conduit/identity/v1/identity.proto",
+    "conduit/policy/v1/policy.proto",
+    "conduit/public/v1/public.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+
+    let descriptors = protox::compile(PROTOS, [&root])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .build_transport(false)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! Deployments: the noun every metric, stat, top, tap and edge is about.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::mesh::v1 as pb;
+
+/// A Deployment by namespace and name. A pod belongs to at most one.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DeploymentRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl DeploymentRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+/// Printed and parsed as `namespace/name`.
+impl fmt::Display for DeploymentRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("expected `namespace/name`, got {0:?}")]
+    NotNamespaced(String),
+    #[error("{0:?} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)")]
+    InvalidName(String),
+    #[error(
+        "unsupported resource {0:?}: use `deploy`, `deploy/NAME` (also `deployment`, `deployments`)"
+    )]
+    UnsupportedKind(String),
+}
+
+impl FromStr for DeploymentRef {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (namespace, name) = s
+            .split_once('/')
+            .ok_or_else(|| ParseError::NotNamespaced(s.to_string()))?;
+        validate_name(namespace)?;
+        validate_name(name)?;
+        Ok(Self::new(namespace, name))
+    }
+}
+
+/// Kubernetes' DNS-1123 label rule, which namespaces and Deployment names
+/// follow (Deployment names may be longer subdomains; labels are what the
+/// mesh's own objects use).
+pub fn validate_name(name: &str) -> Result<(), ParseError> {
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && !name.starts_with(['-', '.'])
+        && !name.ends_with(['-', '.']);
+    if valid {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidName(name.to_string()))
+    }
+}
+
+/// What a CLI argument such as `deploy`, `deploy/web` or `deployment/web`
+/// points at: all Deployments, or one by name (the namespace comes from
+/// `-n`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceTarget {
+    pub name: Option<String>,
+}
+
+impl FromStr for ResourceTarget {
+    type Err = ParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = match s.split_once('/') {
+            Some((kind, name)) => (kind, Some(name)),
+            None => (s, None),
+        };
+        if !matches!(kind, "deploy" | "deployment" | "deployments") {
+            return Err(ParseError::UnsupportedKind(kind.to_string()));
+        }
+        if let Some(name) = name {
+            validate_name(name)?;
+        }
+        Ok(Self {
+            name: name.map(str::to_string),
+        })
+    }
+}
+
+impl From<DeploymentRef> for pb::DeploymentRef {
+    fn from(d: DeploymentRef) -> Self {
+        Self {
+            namespace: d.namespace,
+            name: d.name,
+        }
+    }
+}
+
+impl From<pb::DeploymentRef> for DeploymentRef {
+    fn from(d: pb::DeploymentRef) -> Self {
+        Self::new(d.namespace, d.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_namespace_slash_name() {
+        let d: DeploymentRef = "demo/web".parse().unwrap();
+        assert_eq!(d, DeploymentRef::new("demo", "web"));
+        assert_eq!(d.to_string(), "demo/web");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!(
+            "web".parse::<DeploymentRef>(),
+            Err(ParseError::NotNamespaced(_))
+        ));
+        assert!(matches!(
+            "demo/Web".parse::<DeploymentRef>(),
+            Err(ParseError::InvalidName(_))
+        ));
+        assert!(matches!(
+            "demo/-web".parse::<DeploymentRef>(),
+            Err(ParseError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn resource_targets_follow_kubectl_spelling() {
+        assert_eq!("deploy".parse(), Ok(ResourceTarget { name: None }));
+        assert_eq!(
+            "deployment/web".parse(),
+            Ok(ResourceTarget {
+                name: Some("web".into())
+            })
+        );
+        assert!(matches!(
+            "pod/web".parse::<ResourceTarget>(),
+            Err(ParseError::UnsupportedKind(_))
+        ));
+    }
+}

@@ -1,0 +1,32 @@
+//! The contracts of the Conduit mesh and the domain types its components
+//! share.
+//!
+//! Data flows one way, proxy → telemetry store → controller → CLI and
+//! dashboard; every hop speaks the gRPC contracts in [`proto`] and names
+//! things with the types defined here, once:
+//!
+//! - [`DeploymentRef`]: the unit metrics are about.
+//! - [`IdentityName`]: who a proxy is under mTLS.
+//! - [`Labels`]: a metric series' label set.
+//! - [`Direction`] and [`Classification`]: how a request is counted.
+//! - [`metrics`]: the metric and label names proxies emit and the store and
+//!   controller query.
+//! - [`histogram`]: the wire form of latency distributions.
+
+pub mod classify;
+pub mod deployment;
+pub mod direction;
+pub mod histogram;
+pub mod identity;
+pub mod labels;
+pub mod metrics;
+pub mod proto;
+
+pub use classify::Classification;
+pub use deployment::{DeploymentRef, ResourceTarget};
+pub use direction::Direction;
+pub use identity::IdentityName;
+pub use labels::{Label, Labels};
+
+/// The version every Conduit binary reports (`conduit version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,46 @@
+//! The metric vocabulary: names and labels that proxies emit and the store,
+//! controller, dashboards and Grafana query. They are Linkerd's, so existing
+//! Linkerd dashboards work unchanged.
+
+/// Requests received, by `direction`, `authority`, peer labels.
+pub const REQUEST_TOTAL: &str = "request_total";
+/// Responses, additionally by `status_code`, `grpc_status` and
+/// `classification`.
+pub const RESPONSE_TOTAL: &str = "response_total";
+/// Time to response headers. Reported as an HdrHistogram; served as
+/// `response_latency_ms_bucket/_sum/_count`.
+pub const RESPONSE_LATENCY_MS: &str = "response_latency_ms";
+pub const TCP_OPEN_TOTAL: &str = "tcp_open_total";
+pub const TCP_CLOSE_TOTAL: &str = "tcp_close_total";
+pub const TCP_READ_BYTES_TOTAL: &str = "tcp_read_bytes_total";
+pub const TCP_WRITE_BYTES_TOTAL: &str = "tcp_write_bytes_total";
+pub const TCP_OPEN_CONNECTIONS: &str = "tcp_open_connections";
+
+/// Label names.
+pub mod label {
+    pub const DIRECTION: &str = "direction";
+    pub const NAMESPACE: &str = "namespace";
+    pub const DEPLOYMENT: &str = "deployment";
+    pub const POD: &str = "pod";
+    pub const DST_NAMESPACE: &str = "dst_namespace";
+    pub const DST_DEPLOYMENT: &str = "dst_deployment";
+    pub const AUTHORITY: &str = "authority";
+    pub const TLS: &str = "tls";
+    pub const CLIENT_ID: &str = "client_id";
+    pub const SERVER_ID: &str = "server_id";
+    pub const STATUS_CODE: &str = "status_code";
+    pub const GRPC_STATUS: &str = "grpc_status";
+    pub const CLASSIFICATION: &str = "classification";
+    pub const ROUTE: &str = "route";
+    pub const PEER: &str = "peer";
+    /// Histogram bucket upper bound, as Prometheus names it.
+    pub const LE: &str = "le";
+}
+
+/// Upper bounds (ms) of the `response_latency_ms_bucket` series, Linkerd's,
+/// so `histogram_quantile` queries written for Linkerd give comparable
+/// answers. `+Inf` is implied.
+pub const LATENCY_BUCKETS_MS: &[f64] = &[
+    1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
+    1_000.0, 2_000.0, 3_000.0, 4_000.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0,
+];

@@ -1,0 +1,152 @@
+//! The `conduit` binary as a user runs it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn conduit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(args)
+        .env_remove("CONDUIT_API_ADDR")
+        .output()
+        .expect("run conduit")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Binaries of other workspace packages sit next to ours.
+fn sibling_bin(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_conduit")).with_file_name(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (`cargo build --bins`)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Controller(Child);
+
+impl Controller {
+    fn start(addr: &str) -> Self {
+        let child = Command::new(sibling_bin("conduit-controller"))
+            .args(["--grpc-listen", addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start conduit-controller");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "controller did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_command_of_the_mesh() {
+    let out = conduit(&["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for command in [
+        "install",
+        "inject",
+        "uninject",
+        "check",
+        "stat",
+        "top",
+        "tap",
+        "edges",
+        "routes",
+        "dashboard",
+        "demo",
+        "version",
+        "completion",
+    ] {
+        assert!(
+            help.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "`{command}` missing from --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn version_without_control_plane_says_where_it_looked() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let out = conduit(&["version", "--api-addr", &addr]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("Client version: {}", env!("CARGO_PKG_VERSION"))));
+    assert!(text.contains("Server version: unavailable"), "{text}");
+    assert!(text.contains(&addr), "{text}");
+    assert!(text.contains("conduit check"), "{text}");
+}
+
+#[test]
+fn version_reports_the_control_plane() {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _controller = Controller::start(&addr);
+    let out = conduit(&["version", "--api-addr", &addr, "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["client"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["server"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(json["server"]["mode"], "local");
+}
+
+#[test]
+fn client_only_version_does_not_dial() {
+    let out = conduit(&["version", "--client"]);
+    assert!(out.status.success());
+    assert_eq!(
+        stdout(&out).trim(),
+        format!("Client version: {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2_with_clap_error() {
+    let out = conduit(&["stat", "pods/web"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unsupported resource"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn completion_scripts_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = conduit(&["completion", shell]);
+        assert!(out.status.success(), "{shell}");
+        assert!(stdout(&out).contains("conduit"), "{shell}");
+    }
+}

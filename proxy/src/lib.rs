@@ -1,0 +1,1 @@
+//! The Conduit sidecar proxy.

@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("conduit-proxy: not implemented yet");
+    std::process::exit(1);
+}

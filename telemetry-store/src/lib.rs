@@ -1,0 +1,1 @@
+//! The Conduit telemetry store.

@@ -1,0 +1,54 @@
+//! `cargo xtask`: the project's own automation, in Rust so it runs wherever
+//! cargo does. Every task installs what it needs when it is missing, says
+//! what it is doing, and can be re-run safely.
+//!
+//! - `test`  everything CI checks: format, lints, the whole test suite
+//! - `demo`  build everything and run `conduit demo`
+//! - `ui`    build the dashboard bundle
+//! - `bench` run the benchmarks of `load-tests/`
+//!
+//! std only: xtask is compiled before anything else runs, so it stays cheap.
+
+use std::process::ExitCode;
+
+mod bench;
+mod demo;
+mod process;
+mod test;
+mod ui;
+mod workspace;
+
+const USAGE: &str = "\
+Usage: cargo xtask <TASK> [ARGS...]
+
+Tasks:
+  test            format check, clippy -D warnings, the whole test suite (what CI runs)
+  demo [ARGS...]  build everything and run `conduit demo ARGS...`
+  ui              build the dashboard bundle (WASM) where the controller serves it
+  bench [NAME]    run load-tests benchmarks and update load-tests/RESULTS.md
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("test") => test::run(&rest),
+        Some("demo") => demo::run(&rest),
+        Some("ui") => ui::run(&rest),
+        Some("bench") => bench::run(&rest),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! `cargo xtask test`: everything CI checks, in the order that fails
+//! fastest.
+//!
+//! Lints run inside the test build rather than as a separate
+//! `cargo clippy`: clippy-driver is set as the workspace rustc wrapper with
+//! `-D warnings`, so every workspace target is linted exactly as
+//! `cargo clippy --all-targets -- -D warnings` would, while dependencies are
+//! compiled once instead of once for checking and once for testing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::process::{Result, cargo, exec, probe, step};
+
+pub(crate) fn run(args: &[String]) -> Result {
+    step("format: cargo fmt --check");
+    exec(cargo().args(["fmt", "--all", "--", "--check"]))
+        .map_err(|e| format!("{e}\nrun `cargo fmt --all` and commit the result"))?;
+
+    let clippy = clippy_driver()?;
+    let lint = |cmd: &mut Command| {
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", &clippy).env(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+    };
+
+    step("doc tests (nextest does not run them)");
+    let mut cmd = cargo();
+    cmd.args(["test", "--doc"]);
+    lint(&mut cmd);
+    exec(&mut cmd)?;
+
+    step("build with clippy -D warnings and run every test");
+    let mut cmd = cargo();
+    if has_nextest() {
+        cmd.args(["nextest", "run", "--all-targets", "--profile", "ci"]);
+    } else {
+        eprintln!("cargo-nextest not found; using cargo test");
+        cmd.args(["test", "--all-targets"]);
+    }
+    cmd.args(args);
+    lint(&mut cmd);
+    exec(&mut cmd)
+}
+
+fn has_nextest() -> bool {
+    probe(cargo().args(["nextest", "--version"])).is_some()
+}
+
+/// clippy-driver of the toolchain that runs cargo: it sits next to cargo.
+fn clippy_driver() -> Result<PathBuf> {
+    let beside_cargo = std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .and_then(|c| c.parent().map(|d| d.join("clippy-driver")))
+        .filter(|p| p.exists());
+    if let Some(path) = beside_cargo {
+        return Ok(path);
+    }
+    probe(Command::new("rustup").args(["which", "clippy-driver"]))
+        .map(PathBuf::from)
+        .ok_or_else(|| "clippy-driver not found: run `rustup component add clippy`".to_string())
+}
