@@ -15,9 +15,13 @@ const PROTOS: &[&str] = &[
     "conduit/identity/v1/identity.proto",
     "conduit/policy/v1/policy.proto",
     "conduit/public/v1/public.proto",
+    "conduit/store/v1/store.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("CARGO_FEATURE_PROTO").is_none() {
+        return Ok(());
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
 

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "proto")]
 use crate::proto::mesh::v1 as pb;
 
 /// A Deployment by namespace and name. A pod belongs to at most one.
@@ -101,6 +102,7 @@ impl FromStr for ResourceTarget {
     }
 }
 
+#[cfg(feature = "proto")]
 impl From<DeploymentRef> for pb::DeploymentRef {
     fn from(d: DeploymentRef) -> Self {
         Self {
@@ -110,6 +112,7 @@ impl From<DeploymentRef> for pb::DeploymentRef {
     }
 }
 
+#[cfg(feature = "proto")]
 impl From<pb::DeploymentRef> for DeploymentRef {
     fn from(d: pb::DeploymentRef) -> Self {
         Self::new(d.namespace, d.name)

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "proto")]
 use crate::proto::mesh::v1 as pb;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -31,6 +32,7 @@ impl fmt::Display for Direction {
     }
 }
 
+#[cfg(feature = "proto")]
 impl From<Direction> for pb::Direction {
     fn from(d: Direction) -> Self {
         match d {
@@ -40,6 +42,7 @@ impl From<Direction> for pb::Direction {
     }
 }
 
+#[cfg(feature = "proto")]
 impl TryFrom<pb::Direction> for Direction {
     type Error = pb::Direction;
 

@@ -8,6 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "proto")]
 use crate::proto::mesh::v1 as pb;
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -89,6 +90,7 @@ impl Labels {
         self.0.is_empty()
     }
 
+    #[cfg(feature = "proto")]
     pub fn to_proto(&self) -> Vec<pb::Label> {
         self.0
             .iter()
@@ -99,6 +101,7 @@ impl Labels {
             .collect()
     }
 
+    #[cfg(feature = "proto")]
     pub fn from_proto(labels: Vec<pb::Label>) -> Result<Self, LabelError> {
         Self::try_from_pairs(labels.into_iter().map(|l| (l.name, l.value)))
     }
@@ -159,6 +162,7 @@ mod tests {
         assert!(l.is_empty());
     }
 
+    #[cfg(feature = "proto")]
     #[test]
     fn proto_round_trip() {
         let l = Labels::try_from_pairs([("direction", "inbound"), ("deployment", "web")]).unwrap();

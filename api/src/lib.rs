@@ -16,10 +16,12 @@
 pub mod classify;
 pub mod deployment;
 pub mod direction;
+#[cfg(feature = "proto")]
 pub mod histogram;
 pub mod identity;
 pub mod labels;
 pub mod metrics;
+#[cfg(feature = "proto")]
 pub mod proto;
 
 pub use classify::Classification;

@@ -46,3 +46,9 @@ pub mod public {
         tonic::include_proto!("conduit.public.v1");
     }
 }
+
+pub mod store {
+    pub mod v1 {
+        tonic::include_proto!("conduit.store.v1");
+    }
+}
