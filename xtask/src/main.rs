@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod demo;
+mod install;
 mod process;
 mod test;
 mod ui;

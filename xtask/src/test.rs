@@ -10,19 +10,37 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::install;
 use crate::process::{Result, cargo, exec, probe, step};
+
+/// Real programs the tests run against instead of mocks: Prometheus for
+/// PromQL comparison, iptables and iproute2 for transparent mode in a
+/// network namespace.
+const TEST_PACKAGES: &[&str] = &["prometheus", "iptables", "iproute2"];
+
+/// Python tools the tests run, pinned, installed into `target/venv`.
+const TEST_PYTHON: &[&str] = &["kubernetes-validate==1.37.0"];
 
 pub(crate) fn run(args: &[String]) -> Result {
     step("format: cargo fmt --check");
     exec(cargo().args(["fmt", "--all", "--", "--check"]))
         .map_err(|e| format!("{e}\nrun `cargo fmt --all` and commit the result"))?;
 
+    step("test dependencies");
+    install::apt(TEST_PACKAGES)?;
+    let venv = install::python_venv(TEST_PYTHON)?;
+
     let clippy = clippy_driver()?;
     let lint = |cmd: &mut Command| {
-        cmd.env("RUSTC_WORKSPACE_WRAPPER", &clippy).env(
-            "CLIPPY_ARGS",
-            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
-        );
+        cmd.env("RUSTC_WORKSPACE_WRAPPER", &clippy)
+            .env(
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            )
+            .env(
+                "CONDUIT_KUBERNETES_VALIDATE",
+                venv.join("kubernetes-validate"),
+            );
     };
 
     step("doc tests (nextest does not run them)");
