@@ -12,13 +12,19 @@
 //! - [`metrics`]: the metric and label names proxies emit and the store and
 //!   controller query.
 //! - [`histogram`]: the wire form of latency distributions.
+//! - [`json`]: the public API as JSON (controller HTTP API, `-o json`, dashboard).
+//! - [`discovery_file`]: the static service registry `conduit demo` writes.
+//! - [`duration`]: durations as people type them (`30s`, `1m`).
 
 pub mod classify;
 pub mod deployment;
 pub mod direction;
+pub mod discovery_file;
+pub mod duration;
 #[cfg(feature = "proto")]
 pub mod histogram;
 pub mod identity;
+pub mod json;
 pub mod labels;
 pub mod metrics;
 #[cfg(feature = "proto")]

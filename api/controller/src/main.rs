@@ -1,36 +1,31 @@
-//! `conduit-controller`: the control plane process.
-
-use std::net::SocketAddr;
+//! `conduit-controller`: the control plane process. See the library for
+//! what it serves and `--help` for how to run it.
 
 use clap::Parser;
-use conduit_api::proto::public::v1::api_server::ApiServer;
-use tracing::info;
-
-mod public;
-
-#[derive(Parser, Debug)]
-#[command(version = conduit_api::VERSION, about = "Conduit control plane")]
-struct Args {
-    /// Address of the public gRPC API (CLI, dashboard backend).
-    #[arg(long, env = "CONDUIT_GRPC_LISTEN", default_value = "127.0.0.1:50751")]
-    grpc_listen: SocketAddr,
-}
+use conduit_controller::args::Args;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();
-
-    info!(addr = %args.grpc_listen, "public API listening");
-    tonic::transport::Server::builder()
-        .add_service(ApiServer::new(public::PublicApi::local()))
-        .serve_with_shutdown(args.grpc_listen, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
+    let shutdown = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    };
+    match conduit_controller::server::run(args, shutdown).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("conduit-controller: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

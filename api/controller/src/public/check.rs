@@ -1,0 +1,144 @@
+//! `Check`: what the controller can tell about the mesh's health. The CLI
+//! adds what only it can see (that it reached the controller, that the
+//! versions match).
+
+use std::collections::BTreeSet;
+
+use conduit_api::proto::public::v1 as pb;
+use conduit_api::proto::store::v1 as store;
+
+use super::PublicApi;
+use crate::discovery::{HealthStatus, Snapshot};
+
+const CONTROL_PLANE: &str = "conduit-control-plane";
+const STORE: &str = "conduit-telemetry-store";
+const DATA_PLANE: &str = "conduit-data-plane";
+/// Pods listed by name in a hint at most.
+const NAMED_PODS: usize = 5;
+
+fn result(category: &str, description: impl Into<String>, status: pb::CheckStatus, hint: impl Into<String>) -> pb::CheckResult {
+    pb::CheckResult {
+        category: category.to_string(),
+        description: description.into(),
+        status: status.into(),
+        hint: hint.into(),
+    }
+}
+
+fn ok(category: &str, description: impl Into<String>) -> pb::CheckResult {
+    result(category, description, pb::CheckStatus::Ok, "")
+}
+
+impl PublicApi {
+    pub(super) async fn run_checks(&self) -> pb::CheckResponse {
+        let mut results = vec![ok(
+            CONTROL_PLANE,
+            format!(
+                "controller {} is running ({} mode)",
+                conduit_api::VERSION,
+                self.inner.mode
+            ),
+        )];
+        for h in self.inner.discovery.health() {
+            let status = match h.status {
+                HealthStatus::Ok => pb::CheckStatus::Ok,
+                HealthStatus::Warning => pb::CheckStatus::Warning,
+                HealthStatus::Failed => pb::CheckStatus::Failed,
+            };
+            results.push(result(CONTROL_PLANE, h.description, status, h.hint));
+        }
+        match self.store().status().await {
+            Ok(status) => {
+                results.extend(store_checks(&status));
+                results.push(proxies_check(&self.snapshot(), &status));
+            }
+            Err(e) => results.push(result(
+                STORE,
+                format!("the telemetry store at {} answers", self.store().addr()),
+                pb::CheckStatus::Failed,
+                e.message(),
+            )),
+        }
+        pb::CheckResponse { results }
+    }
+}
+
+fn store_checks(status: &store::StatusResponse) -> Vec<pb::CheckResult> {
+    let mut out = vec![ok(STORE, "the telemetry store answers")];
+    out.push(if status.version == conduit_api::VERSION {
+        ok(STORE, format!("the store's version matches the controller's ({})", status.version))
+    } else {
+        result(
+            STORE,
+            "the store's version matches the controller's",
+            pb::CheckStatus::Warning,
+            format!(
+                "store {} vs controller {}: upgrade them together",
+                status.version,
+                conduit_api::VERSION
+            ),
+        )
+    });
+    out.push(if status.reports_received_total > 0 {
+        ok(
+            STORE,
+            format!(
+                "the store is ingesting ({} reports, {} active series)",
+                status.reports_received_total, status.active_series
+            ),
+        )
+    } else {
+        result(
+            STORE,
+            "the store is ingesting",
+            pb::CheckStatus::Warning,
+            "no proxy has reported yet: meshed pods push every second once they run",
+        )
+    });
+    out
+}
+
+fn proxies_check(snap: &Snapshot, status: &store::StatusResponse) -> pb::CheckResult {
+    let reporting: BTreeSet<(String, String)> = status
+        .proxies
+        .iter()
+        .filter_map(|p| p.proxy.as_ref())
+        .filter_map(|m| Some((m.deployment.as_ref()?.namespace.clone(), m.pod.clone())))
+        .collect();
+    let meshed: Vec<(String, String)> = snap
+        .deployments
+        .iter()
+        .flat_map(|(d, info)| {
+            info.pods
+                .iter()
+                .filter(|p| p.meshed)
+                .map(|p| (d.namespace.clone(), p.name.clone()))
+        })
+        .collect();
+    let silent: Vec<_> = meshed.iter().filter(|p| !reporting.contains(*p)).collect();
+    if silent.is_empty() {
+        return ok(
+            DATA_PLANE,
+            format!("every meshed pod's proxy is reporting ({} pods)", meshed.len()),
+        );
+    }
+    let names: Vec<String> = silent
+        .iter()
+        .take(NAMED_PODS)
+        .map(|(ns, pod)| format!("{ns}/{pod}"))
+        .collect();
+    let more = silent.len().saturating_sub(NAMED_PODS);
+    result(
+        DATA_PLANE,
+        "every meshed pod's proxy is reporting",
+        pb::CheckStatus::Warning,
+        format!(
+            "{} of {} meshed pods have not reported recently: {}{}; check that their proxies \
+             run and reach the store",
+            silent.len(),
+            meshed.len(),
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    )
+}

@@ -1,0 +1,130 @@
+//! `Edges`: which Deployment talks to which, from the proxies' outbound
+//! series (`deployment` → `dst_deployment`) seen in the last minutes, with
+//! the identities the proxies proved and whether mTLS secured the traffic.
+
+use std::collections::BTreeMap;
+
+use conduit_api::DeploymentRef;
+use conduit_api::metrics::{self, label};
+use conduit_api::proto::public::v1 as pb;
+use conduit_api::proto::store::v1 as store;
+use tonic::Status;
+
+use super::{PublicApi, Scope};
+use crate::store::{eq, label as label_of, now_unix_ms, regex};
+
+/// How far back a series counts as a live edge.
+const EDGE_WINDOW_MS: i64 = 5 * 60_000;
+
+/// Why an edge is plaintext when the proxies gave no reason.
+pub(super) const NO_MTLS_YET: &str = "not secured: the mesh does not issue mTLS identities yet";
+
+/// Folds label sets of outbound series into one edge per (src, dst).
+pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edge> {
+    let mut edges: BTreeMap<(DeploymentRef, DeploymentRef), pb::Edge> = BTreeMap::new();
+    for s in series {
+        let l = &s.labels;
+        let src = DeploymentRef::new(label_of(l, label::NAMESPACE), label_of(l, label::DEPLOYMENT));
+        let dst = DeploymentRef::new(
+            label_of(l, label::DST_NAMESPACE),
+            label_of(l, label::DST_DEPLOYMENT),
+        );
+        if src.name.is_empty() || dst.name.is_empty() {
+            continue;
+        }
+        if !(scope.contains(&src) || scope.contains(&dst)) {
+            continue;
+        }
+        let secured = label_of(l, label::TLS) == "true";
+        let reason = match label_of(l, "no_tls_reason") {
+            "" if secured => String::new(),
+            "" => NO_MTLS_YET.to_string(),
+            r => r.to_string(),
+        };
+        let edge = edges
+            .entry((src.clone(), dst.clone()))
+            .or_insert_with(|| pb::Edge {
+                src: Some(src.into()),
+                dst: Some(dst.into()),
+                client_id: String::new(),
+                server_id: String::new(),
+                secured: true,
+                no_tls_reason: String::new(),
+            });
+        // One plaintext series makes the edge not (fully) secured.
+        if !secured && edge.secured {
+            edge.secured = false;
+            edge.no_tls_reason = reason;
+        }
+        for (field, name) in [
+            (&mut edge.client_id, label::CLIENT_ID),
+            (&mut edge.server_id, label::SERVER_ID),
+        ] {
+            if field.is_empty() {
+                *field = label_of(l, name).to_string();
+            }
+        }
+    }
+    edges.into_values().collect()
+}
+
+impl PublicApi {
+    pub(super) async fn edge_list(&self, req: pb::EdgesRequest) -> Result<pb::EdgesResponse, Status> {
+        let scope = Scope::from_selector(req.selector)?;
+        let end = now_unix_ms();
+        let names = format!("{}|{}", metrics::REQUEST_TOTAL, metrics::TCP_OPEN_TOTAL);
+        let series = self
+            .store()
+            .series(store::SeriesRequest {
+                matchers: vec![regex("__name__", &names), eq(label::DIRECTION, "outbound")],
+                start_unix_ms: end - EDGE_WINDOW_MS,
+                end_unix_ms: end,
+            })
+            .await?;
+        Ok(pb::EdgesResponse {
+            edges: edges_of(&series, &scope),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_api::proto::mesh::v1::Label;
+
+    fn set(pairs: &[(&str, &str)]) -> store::LabelSet {
+        store::LabelSet {
+            labels: pairs
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_edge_per_pair_and_plaintext_wins() {
+        let series = [
+            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "voting"), ("tls", "true"), ("server_id", "voting.demo.serviceaccount.identity.conduit.cluster.local")]),
+            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "voting"), ("status_code", "500")]),
+            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "emoji"), ("tls", "true")]),
+            set(&[("namespace", "demo"), ("deployment", "web"), ("authority", "example.com")]),
+            set(&[("namespace", "other"), ("deployment", "a"), ("dst_namespace", "other"), ("dst_deployment", "b")]),
+        ];
+        let scope = Scope {
+            namespace: Some("demo".into()),
+            name: None,
+        };
+        let edges = edges_of(&series, &scope);
+        assert_eq!(edges.len(), 2);
+        let emoji = &edges[0];
+        assert_eq!(emoji.dst.as_ref().unwrap().name, "emoji");
+        assert!(emoji.secured && emoji.no_tls_reason.is_empty());
+        let voting = &edges[1];
+        assert!(!voting.secured);
+        assert_eq!(voting.no_tls_reason, NO_MTLS_YET);
+        assert!(voting.server_id.starts_with("voting.demo."));
+    }
+}

@@ -1,0 +1,334 @@
+//! `conduit.public.v1.Api`: what `conduit` and the dashboard read.
+//!
+//! Metrics come from the telemetry store (golden metrics, series, status,
+//! tap history), never recomputed here; pod counts and proxy addresses
+//! come from discovery; live tap comes straight from the proxies. The HTTP
+//! API ([`crate::rest`]) calls the same methods, so gRPC and JSON answers
+//! cannot disagree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use conduit_api::DeploymentRef;
+use conduit_api::deployment::validate_name;
+use conduit_api::proto::mesh::v1 as mesh;
+use conduit_api::proto::public::v1::{self as pb, api_server::Api};
+use conduit_api::proto::tap::v1 as tap;
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::discovery::{Discovery, Snapshot};
+use crate::store::Store;
+
+mod check;
+mod edges;
+mod routes;
+mod stat;
+pub mod tap_fanin;
+mod top;
+
+pub type ServerStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+/// The default window of stat, routes and top.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct PublicApi {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    discovery: Arc<dyn Discovery>,
+    mode: String,
+    dashboard_url: String,
+}
+
+impl PublicApi {
+    pub fn new(
+        store: Store,
+        discovery: Arc<dyn Discovery>,
+        mode: impl Into<String>,
+        dashboard_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                discovery,
+                mode: mode.into(),
+                dashboard_url: dashboard_url.into(),
+            }),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.inner.discovery.snapshots().borrow().clone()
+    }
+
+    fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.inner.discovery.snapshots()
+    }
+}
+
+/// Which Deployments a request is about: `namespace: None` means all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Scope {
+    pub fn from_selector(sel: Option<pb::Selector>) -> Result<Self, Status> {
+        let sel = sel.unwrap_or_default();
+        let namespace = if sel.all_namespaces {
+            None
+        } else if sel.namespace.is_empty() {
+            Some("default".to_string())
+        } else {
+            Some(valid_name("namespace", sel.namespace)?)
+        };
+        let name = (!sel.name.is_empty())
+            .then(|| valid_name("deployment name", sel.name))
+            .transpose()?;
+        Ok(Self { namespace, name })
+    }
+
+    pub fn contains(&self, d: &DeploymentRef) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == d.namespace)
+            && self.name.as_ref().is_none_or(|n| *n == d.name)
+    }
+}
+
+fn valid_name(what: &str, name: String) -> Result<String, Status> {
+    validate_name(&name).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?;
+    Ok(name)
+}
+
+/// A Deployment named by a request, which must be present and valid.
+pub fn deployment_arg(what: &str, d: Option<mesh::DeploymentRef>) -> Result<DeploymentRef, Status> {
+    let d = d.ok_or_else(|| Status::invalid_argument(format!("{what} is required")))?;
+    let namespace = if d.namespace.is_empty() {
+        "default".to_string()
+    } else {
+        valid_name(&format!("{what} namespace"), d.namespace)?
+    };
+    if d.name.is_empty() {
+        return Err(Status::invalid_argument(format!("{what} needs a name")));
+    }
+    Ok(DeploymentRef::new(
+        namespace,
+        valid_name(&format!("{what} name"), d.name)?,
+    ))
+}
+
+/// An optional Deployment (`from`, `to`): absent or empty means none.
+pub fn optional_deployment(
+    what: &str,
+    d: Option<mesh::DeploymentRef>,
+) -> Result<Option<DeploymentRef>, Status> {
+    match d {
+        Some(d) if !d.name.is_empty() => deployment_arg(what, Some(d)).map(Some),
+        _ => Ok(None),
+    }
+}
+
+pub fn window(d: Option<prost_types::Duration>, default: Duration) -> Result<Duration, Status> {
+    let Some(d) = d else {
+        return Ok(default);
+    };
+    let out_of_range = || {
+        Status::invalid_argument(format!(
+            "window must be between {} and {}",
+            conduit_api::duration::format(conduit_api::duration::MIN_WINDOW),
+            conduit_api::duration::format(conduit_api::duration::MAX_WINDOW)
+        ))
+    };
+    let secs = u64::try_from(d.seconds).map_err(|_| out_of_range())?;
+    let nanos = u32::try_from(d.nanos).map_err(|_| out_of_range())?;
+    let w = Duration::new(secs, nanos);
+    if w < conduit_api::duration::MIN_WINDOW || w > conduit_api::duration::MAX_WINDOW {
+        return Err(out_of_range());
+    }
+    Ok(w)
+}
+
+pub fn not_found(d: &DeploymentRef) -> Status {
+    Status::not_found(format!(
+        "deployment {d} not found: discovery does not know it and no proxy of it reported \
+         metrics; `conduit stat deploy -n {}` lists the Deployments",
+        d.namespace
+    ))
+}
+
+/// Checks a tap filter for values no request could match.
+pub fn validate_filter(f: &tap::Filter) -> Result<(), Status> {
+    if !f.path_prefix.is_empty() && !f.path_prefix.starts_with('/') {
+        return Err(Status::invalid_argument(format!(
+            "path filter {:?} must start with '/'",
+            f.path_prefix
+        )));
+    }
+    if !f.method.is_empty()
+        && (http::Method::from_bytes(f.method.as_bytes()).is_err()
+            || f.method.bytes().any(|b| b.is_ascii_lowercase()))
+    {
+        return Err(Status::invalid_argument(format!(
+            "method filter {:?} is not an HTTP method (e.g. GET, POST)",
+            f.method
+        )));
+    }
+    if !f.authority.is_empty() && f.authority.parse::<http::uri::Authority>().is_err() {
+        return Err(Status::invalid_argument(format!(
+            "authority filter {:?} is not host[:port]",
+            f.authority
+        )));
+    }
+    for (what, d) in [("destination", &f.destination), ("source", &f.source)] {
+        optional_deployment(what, d.clone())?;
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Api for PublicApi {
+    async fn version(
+        &self,
+        _: Request<pb::VersionRequest>,
+    ) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse {
+            version: conduit_api::VERSION.to_string(),
+            mode: self.inner.mode.clone(),
+            dashboard_url: self.inner.dashboard_url.clone(),
+        }))
+    }
+
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        self.list(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn stat(&self, req: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+        self.stat_rows(req.into_inner()).await.map(Response::new)
+    }
+
+    type TopStream = ServerStream<pb::TopUpdate>;
+
+    async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<Self::TopStream>, Status> {
+        self.top_stream(req.into_inner()).await.map(Response::new)
+    }
+
+    type TapStream = ServerStream<tap::TapEvent>;
+
+    async fn tap(&self, req: Request<pb::TapRequest>) -> Result<Response<Self::TapStream>, Status> {
+        self.tap_stream(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn search_tap(
+        &self,
+        req: Request<pb::SearchTapRequest>,
+    ) -> Result<Response<pb::SearchTapResponse>, Status> {
+        self.search(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn edges(
+        &self,
+        req: Request<pb::EdgesRequest>,
+    ) -> Result<Response<pb::EdgesResponse>, Status> {
+        self.edge_list(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn routes(
+        &self,
+        req: Request<pb::RoutesRequest>,
+    ) -> Result<Response<pb::RoutesResponse>, Status> {
+        self.route_rows(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn check(
+        &self,
+        _: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        Ok(Response::new(self.run_checks().await))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_default_to_the_default_namespace() {
+        let s = Scope::from_selector(None).unwrap();
+        assert_eq!(s.namespace.as_deref(), Some("default"));
+        let all = Scope::from_selector(Some(pb::Selector {
+            namespace: "demo".into(),
+            all_namespaces: true,
+            name: String::new(),
+        }))
+        .unwrap();
+        assert_eq!(all.namespace, None);
+        assert!(Scope::from_selector(Some(pb::Selector {
+            name: "Bad_Name".into(),
+            ..Default::default()
+        }))
+        .is_err());
+    }
+
+    #[test]
+    fn windows_outside_the_bounds_are_rejected() {
+        let d = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+        assert_eq!(window(None, DEFAULT_WINDOW).unwrap(), DEFAULT_WINDOW);
+        assert_eq!(window(d(30), DEFAULT_WINDOW).unwrap().as_secs(), 30);
+        for bad in [0, -5, 90_000] {
+            assert_eq!(
+                window(d(bad), DEFAULT_WINDOW).unwrap_err().code(),
+                tonic::Code::InvalidArgument
+            );
+        }
+    }
+
+    #[test]
+    fn filters_that_match_nothing_are_rejected() {
+        let ok = tap::Filter {
+            path_prefix: "/api".into(),
+            method: "GET".into(),
+            authority: "web.demo:8080".into(),
+            ..Default::default()
+        };
+        assert!(validate_filter(&ok).is_ok());
+        for bad in [
+            tap::Filter {
+                path_prefix: "api".into(),
+                ..Default::default()
+            },
+            tap::Filter {
+                method: "get".into(),
+                ..Default::default()
+            },
+            tap::Filter {
+                authority: "a b".into(),
+                ..Default::default()
+            },
+            tap::Filter {
+                destination: Some(mesh::DeploymentRef {
+                    namespace: "demo".into(),
+                    name: "Web".into(),
+                }),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(
+                validate_filter(&bad).unwrap_err().code(),
+                tonic::Code::InvalidArgument,
+                "{bad:?}"
+            );
+        }
+    }
+}

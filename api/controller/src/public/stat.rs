@@ -1,0 +1,325 @@
+//! `Stat` and `ListDeployments`: golden metrics per Deployment, the way
+//! `linkerd viz stat` reports them.
+//!
+//! A Deployment's figures are the *inbound* traffic of its proxies
+//! (`direction="inbound"`), grouped by `namespace` and `deployment`. With
+//! `to`, they are the *outbound* traffic of each selected Deployment to
+//! `to`; with `from`, the outbound traffic of `from` to each selected
+//! Deployment. MESHED is the number of the Deployment's pods whose proxy
+//! reports to the store out of the pods discovery knows.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use conduit_api::DeploymentRef;
+use conduit_api::metrics::{self, label};
+use conduit_api::proto::public::v1 as pb;
+use conduit_api::proto::store::v1 as store;
+use tonic::Status;
+
+use super::{PublicApi, Scope, not_found, optional_deployment, window};
+use crate::discovery::Snapshot;
+use crate::store::{eq, label as label_of, now_unix_ms};
+
+/// How long ago a proxy's last report may be for its pod to count as
+/// meshed; the store already lists only recent reporters, this guards
+/// against a store that keeps them longer.
+const REPORTING_WITHIN_MS: i64 = 60_000;
+
+/// Pods per Deployment: (reporting pod names, pods discovery knows).
+#[derive(Default)]
+struct PodCounts {
+    reporting: BTreeMap<DeploymentRef, BTreeSet<String>>,
+}
+
+impl PodCounts {
+    fn from_status(status: &store::StatusResponse) -> Self {
+        let now = now_unix_ms();
+        let mut reporting: BTreeMap<DeploymentRef, BTreeSet<String>> = BTreeMap::new();
+        for p in &status.proxies {
+            if now - p.last_report_unix_ms > REPORTING_WITHIN_MS {
+                continue;
+            }
+            let Some(meta) = &p.proxy else { continue };
+            let Some(d) = &meta.deployment else { continue };
+            reporting
+                .entry(DeploymentRef::new(&d.namespace, &d.name))
+                .or_default()
+                .insert(meta.pod.clone());
+        }
+        Self { reporting }
+    }
+
+    /// (meshed, total) pods of `d`.
+    fn of(&self, snap: &Snapshot, d: &DeploymentRef) -> (u32, u32) {
+        let reporting = self.reporting.get(d);
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match snap.deployments.get(d) {
+            Some(info) => {
+                let meshed = info
+                    .pods
+                    .iter()
+                    .filter(|p| reporting.is_some_and(|r| r.contains(&p.name)))
+                    .count();
+                (count(meshed), count(info.pods.len()))
+            }
+            None => {
+                let n = count(reporting.map_or(0, BTreeSet::len));
+                (n, n)
+            }
+        }
+    }
+
+    fn deployments(&self) -> impl Iterator<Item = &DeploymentRef> {
+        self.reporting.keys()
+    }
+}
+
+fn deployment(d: &DeploymentRef, (meshed, total): (u32, u32)) -> pb::Deployment {
+    pb::Deployment {
+        deployment: Some(d.clone().into()),
+        meshed_pods: meshed,
+        total_pods: total,
+    }
+}
+
+fn golden(row: &store::GoldenRow) -> pb::GoldenMetrics {
+    pb::GoldenMetrics {
+        success_count: row.success_count,
+        failure_count: row.failure_count,
+        requests_per_second: row.requests_per_second,
+        latency_p50_ms: row.latency_p50_ms,
+        latency_p95_ms: row.latency_p95_ms,
+        latency_p99_ms: row.latency_p99_ms,
+    }
+}
+
+pub(super) fn prost_duration(d: Duration) -> prost_types::Duration {
+    crate::profile::duration(d)
+}
+
+/// The store query behind a stat request, and which labels of a result row
+/// name the Deployment the row is about.
+pub(super) fn stat_query(
+    scope: &Scope,
+    from: Option<&DeploymentRef>,
+    to: Option<&DeploymentRef>,
+    window: Duration,
+) -> (store::GoldenRequest, [&'static str; 2]) {
+    let mut matchers = Vec::new();
+    let mut push_scope = |ns_label, name_label| {
+        if let Some(ns) = &scope.namespace {
+            matchers.push(eq(ns_label, ns));
+        }
+        if let Some(name) = &scope.name {
+            matchers.push(eq(name_label, name));
+        }
+    };
+    let key = match (from, to) {
+        (None, None) => {
+            push_scope(label::NAMESPACE, label::DEPLOYMENT);
+            matchers.push(eq(label::DIRECTION, "inbound"));
+            [label::NAMESPACE, label::DEPLOYMENT]
+        }
+        (Some(from), None) => {
+            push_scope(label::DST_NAMESPACE, label::DST_DEPLOYMENT);
+            matchers.extend([
+                eq(label::DIRECTION, "outbound"),
+                eq(label::NAMESPACE, &from.namespace),
+                eq(label::DEPLOYMENT, &from.name),
+            ]);
+            [label::DST_NAMESPACE, label::DST_DEPLOYMENT]
+        }
+        (None, Some(to)) => {
+            push_scope(label::NAMESPACE, label::DEPLOYMENT);
+            matchers.extend([
+                eq(label::DIRECTION, "outbound"),
+                eq(label::DST_NAMESPACE, &to.namespace),
+                eq(label::DST_DEPLOYMENT, &to.name),
+            ]);
+            [label::NAMESPACE, label::DEPLOYMENT]
+        }
+        (Some(from), Some(to)) => {
+            matchers.extend([
+                eq(label::DIRECTION, "outbound"),
+                eq(label::NAMESPACE, &from.namespace),
+                eq(label::DEPLOYMENT, &from.name),
+                eq(label::DST_NAMESPACE, &to.namespace),
+                eq(label::DST_DEPLOYMENT, &to.name),
+            ]);
+            [label::NAMESPACE, label::DEPLOYMENT]
+        }
+    };
+    let req = store::GoldenRequest {
+        matchers,
+        group_by: key.iter().map(|s| s.to_string()).collect(),
+        window: Some(prost_duration(window)),
+        end_unix_ms: 0,
+        quantiles: vec![],
+    };
+    (req, key)
+}
+
+impl PublicApi {
+    pub(super) async fn stat_rows(&self, req: pb::StatRequest) -> Result<pb::StatResponse, Status> {
+        let scope = Scope::from_selector(req.selector)?;
+        let from = optional_deployment("from", req.from)?;
+        let to = optional_deployment("to", req.to)?;
+        let window = window(req.window, super::DEFAULT_WINDOW)?;
+        let (query, key) = stat_query(&scope, from.as_ref(), to.as_ref(), window);
+        let (rows, status) = tokio::try_join!(self.store().golden(query), self.store().status())?;
+        let snap = self.snapshot();
+        let pods = PodCounts::from_status(&status);
+        let known = |d: &DeploymentRef| {
+            snap.deployments.contains_key(d) || pods.reporting.contains_key(d)
+        };
+        for d in from.iter().chain(to.iter()) {
+            if !known(d) {
+                return Err(not_found(d));
+            }
+        }
+
+        let mut out: BTreeMap<DeploymentRef, pb::StatRow> = BTreeMap::new();
+        for row in &rows {
+            let d = DeploymentRef::new(label_of(&row.group, key[0]), label_of(&row.group, key[1]));
+            if d.name.is_empty() {
+                continue;
+            }
+            out.insert(
+                d.clone(),
+                pb::StatRow {
+                    deployment: Some(deployment(&d, pods.of(&snap, &d))),
+                    metrics: Some(golden(row)).filter(|m| m.success_count + m.failure_count > 0),
+                    tcp_open_connections: row.tcp_open_connections.max(0.0).round() as u64,
+                },
+            );
+        }
+        // Without an edge filter every selected Deployment gets a row, with
+        // or without traffic, like `linkerd viz stat`.
+        if from.is_none() && to.is_none() {
+            let idle = snap
+                .deployments
+                .keys()
+                .chain(pods.deployments())
+                .filter(|d| scope.contains(d))
+                .cloned()
+                .collect::<Vec<_>>();
+            for d in idle {
+                out.entry(d.clone()).or_insert_with(|| pb::StatRow {
+                    deployment: Some(deployment(&d, pods.of(&snap, &d))),
+                    metrics: None,
+                    tcp_open_connections: 0,
+                });
+            }
+            if let (Some(ns), Some(name)) = (&scope.namespace, &scope.name) {
+                let d = DeploymentRef::new(ns, name);
+                if !out.contains_key(&d) {
+                    return Err(not_found(&d));
+                }
+            }
+        }
+        Ok(pb::StatResponse {
+            rows: out.into_values().collect(),
+        })
+    }
+
+    /// Deployments from discovery and from the store's series of the last
+    /// hour (a Deployment may report without being in discovery).
+    pub(super) async fn list(
+        &self,
+        req: pb::ListDeploymentsRequest,
+    ) -> Result<pb::ListDeploymentsResponse, Status> {
+        let scope = Scope::from_selector(req.selector)?;
+        let end = now_unix_ms();
+        let mut matchers = vec![
+            eq("__name__", metrics::REQUEST_TOTAL),
+            eq(label::DIRECTION, "inbound"),
+        ];
+        if let Some(ns) = &scope.namespace {
+            matchers.push(eq(label::NAMESPACE, ns));
+        }
+        if let Some(name) = &scope.name {
+            matchers.push(eq(label::DEPLOYMENT, name));
+        }
+        let series = store::SeriesRequest {
+            matchers,
+            start_unix_ms: end - 3_600_000,
+            end_unix_ms: end,
+        };
+        let (series, status) =
+            tokio::try_join!(self.store().series(series), self.store().status())?;
+        let snap = self.snapshot();
+        let pods = PodCounts::from_status(&status);
+        let mut all: BTreeSet<DeploymentRef> = snap.deployments.keys().cloned().collect();
+        all.extend(pods.deployments().cloned());
+        all.extend(series.iter().map(|s| {
+            DeploymentRef::new(
+                label_of(&s.labels, label::NAMESPACE),
+                label_of(&s.labels, label::DEPLOYMENT),
+            )
+        }));
+        Ok(pb::ListDeploymentsResponse {
+            deployments: all
+                .into_iter()
+                .filter(|d| !d.name.is_empty() && scope.contains(d))
+                .map(|d| deployment(&d, pods.of(&snap, &d)))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matchers(req: &store::GoldenRequest) -> Vec<String> {
+        req.matchers
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.value))
+            .collect()
+    }
+
+    #[test]
+    fn plain_stat_reads_inbound_traffic_per_deployment() {
+        let scope = Scope {
+            namespace: Some("demo".into()),
+            name: None,
+        };
+        let (req, key) = stat_query(&scope, None, None, Duration::from_secs(60));
+        assert_eq!(key, ["namespace", "deployment"]);
+        assert_eq!(matchers(&req), ["namespace=demo", "direction=inbound"]);
+        assert_eq!(req.group_by, ["namespace", "deployment"]);
+        assert_eq!(req.window.unwrap().seconds, 60);
+    }
+
+    #[test]
+    fn edge_filters_read_the_source_outbound_traffic() {
+        let scope = Scope {
+            namespace: Some("demo".into()),
+            name: None,
+        };
+        let web = DeploymentRef::new("demo", "web");
+        let (req, key) = stat_query(&scope, Some(&web), None, Duration::from_secs(10));
+        assert_eq!(key, ["dst_namespace", "dst_deployment"]);
+        assert_eq!(
+            matchers(&req),
+            [
+                "dst_namespace=demo",
+                "direction=outbound",
+                "namespace=demo",
+                "deployment=web"
+            ]
+        );
+        let (req, key) = stat_query(&scope, None, Some(&web), Duration::from_secs(10));
+        assert_eq!(key, ["namespace", "deployment"]);
+        assert_eq!(
+            matchers(&req),
+            [
+                "namespace=demo",
+                "direction=outbound",
+                "dst_namespace=demo",
+                "dst_deployment=web"
+            ]
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! The public API as JSON over HTTP, with Server-Sent Events for live
+//! views: what the dashboard reads, and what `curl` can.
+//!
+//! Every endpoint is a `GET` answering `application/json` (or
+//! `text/event-stream`), with the bodies of [`conduit_api::json`]. Errors
+//! are a JSON [`conduit_api::json::ApiError`] with a matching status: 400
+//! for bad parameters, 404 for an unknown Deployment, 409 when a
+//! Deployment cannot be tapped, 503 when the store or the proxies cannot
+//! be reached.
+//!
+//! | route | parameters | body |
+//! |---|---|---|
+//! | `/api/v1/version` | | `Version` |
+//! | `/api/v1/deployments` | `namespace`, `all_namespaces`, `name` | `DeploymentList` |
+//! | `/api/v1/stat` | selector, `from`, `to`, `window` | `Stat` |
+//! | `/api/v1/stat/stream` | as `stat`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
+//! | `/api/v1/top` | `namespace`, `name`, `window` (default 10s), `limit` | `Top` after one tick |
+//! | `/api/v1/top/stream` | as `top` | SSE: `top` events (`Top`), one a second |
+//! | `/api/v1/tap/stream` | `namespace`, `name`, `to`, `path`, `method`, `authority`, `max_rps` | SSE: `tap` events (`TapEvent`) |
+//! | `/api/v1/tap/search` | `query`, `since` or `start_ms`/`end_ms`, `limit`, `namespace`, `name`, `to`, `path`, `method`, `authority` | `TapSearch` |
+//! | `/api/v1/edges` | selector | `Edges` |
+//! | `/api/v1/routes` | `namespace`, `name`, `window` | `Routes` |
+//! | `/api/v1/check` | | `Check` |
+//! | `/healthz` | | `ok` |
+//!
+//! The selector is `namespace` (default `default`), `all_namespaces=true`,
+//! and `name` (one Deployment). `from`/`to` name a Deployment as
+//! `namespace/name` or `name` (in the selector's namespace). Windows and
+//! durations are written `30s`, `1m`, `1h`. A stream whose source fails
+//! sends an `error` event; the stat stream then keeps trying each interval,
+//! the others end (the browser's `EventSource` reconnects by itself).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use conduit_api::json;
+use conduit_api::proto::mesh::v1 as mesh;
+use conduit_api::proto::public::v1::{self as pb, api_server::Api};
+use conduit_api::proto::tap::v1 as tap;
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status};
+
+use crate::public::PublicApi;
+use crate::store::now_unix_ms;
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The routes of the API, to be merged with the dashboard's.
+pub fn router(api: PublicApi) -> Router {
+    let v1 = Router::new()
+        .route("/version", get(version))
+        .route("/deployments", get(deployments))
+        .route("/stat", get(stat))
+        .route("/stat/stream", get(stat_stream))
+        .route("/top", get(top))
+        .route("/top/stream", get(top_stream))
+        .route("/tap/stream", get(tap_stream))
+        .route("/tap/search", get(tap_search))
+        .route("/edges", get(edges))
+        .route("/routes", get(routes))
+        .route("/check", get(check))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see api/controller/README.md") });
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(api)
+}
+
+/// An error as the HTTP API reports it.
+pub struct ApiError {
+    status: StatusCode,
+    body: json::ApiError,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            body: json::ApiError {
+                error: message.into(),
+                code: code.to_string(),
+            },
+        }
+    }
+}
+
+impl From<Status> for ApiError {
+    fn from(s: Status) -> Self {
+        let (status, code) = match s.code() {
+            Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
+            Code::Unavailable | Code::DeadlineExceeded => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        Self::new(status, code, s.message())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SelectorQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    all_namespaces: bool,
+    name: Option<String>,
+}
+
+impl SelectorQuery {
+    fn selector(&self) -> pb::Selector {
+        pb::Selector {
+            namespace: self.namespace.clone().unwrap_or_default(),
+            all_namespaces: self.all_namespaces,
+            name: self.name.clone().unwrap_or_default(),
+        }
+    }
+}
+
+fn namespace_or_default(ns: &Option<String>) -> String {
+    ns.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into())
+}
+
+/// `namespace/name`, or `name` in `default_namespace`; `deploy/` prefixes
+/// as the CLI spells them are accepted too.
+fn deployment_param(text: &str, default_namespace: &str) -> mesh::DeploymentRef {
+    let text = text
+        .strip_prefix("deploy/")
+        .or_else(|| text.strip_prefix("deployment/"))
+        .unwrap_or(text);
+    match text.split_once('/') {
+        Some((ns, name)) => mesh::DeploymentRef {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        },
+        None => mesh::DeploymentRef {
+            namespace: default_namespace.to_string(),
+            name: text.to_string(),
+        },
+    }
+}
+
+fn duration_param(what: &str, text: &Option<String>) -> Result<Option<prost_types::Duration>, ApiError> {
+    let Some(text) = text else { return Ok(None) };
+    let d = conduit_api::duration::parse_window(text).map_err(|e| bad(format!("{what}: {e}")))?;
+    Ok(Some(crate::profile::duration(d)))
+}
+
+fn named(ns: &Option<String>, name: &Option<String>) -> Result<mesh::DeploymentRef, ApiError> {
+    let name = name.clone().filter(|n| !n.is_empty()).ok_or_else(|| bad("the `name` parameter (a Deployment) is required"))?;
+    Ok(mesh::DeploymentRef {
+        namespace: namespace_or_default(ns),
+        name,
+    })
+}
+
+async fn version(State(api): State<PublicApi>) -> ApiResult<json::Version> {
+    let v = api.version(tonic::Request::new(pb::VersionRequest {})).await?;
+    Ok(Json(v.into_inner().into()))
+}
+
+async fn deployments(
+    State(api): State<PublicApi>,
+    q: Result<Query<SelectorQuery>, QueryRejection>,
+) -> ApiResult<json::DeploymentList> {
+    let Query(q) = q?;
+    let reply = api
+        .list_deployments(tonic::Request::new(pb::ListDeploymentsRequest {
+            selector: Some(q.selector()),
+        }))
+        .await?;
+    Ok(Json(reply.into_inner().into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    all_namespaces: bool,
+    name: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    window: Option<String>,
+    interval: Option<String>,
+}
+
+impl StatQuery {
+    fn request(&self) -> Result<pb::StatRequest, ApiError> {
+        let sel = SelectorQuery {
+            namespace: self.namespace.clone(),
+            all_namespaces: self.all_namespaces,
+            name: self.name.clone(),
+        };
+        let ns = namespace_or_default(&self.namespace);
+        Ok(pb::StatRequest {
+            selector: Some(sel.selector()),
+            from: self.from.as_deref().map(|f| deployment_param(f, &ns)),
+            to: self.to.as_deref().map(|t| deployment_param(t, &ns)),
+            window: duration_param("window", &self.window)?,
+        })
+    }
+}
+
+async fn stat_once(api: &PublicApi, req: pb::StatRequest) -> Result<json::Stat, ApiError> {
+    let window = req.window.map_or(crate::public::DEFAULT_WINDOW, |w| {
+        Duration::new(w.seconds.max(0) as u64, w.nanos.max(0) as u32)
+    });
+    let reply = api.stat(tonic::Request::new(req)).await?;
+    Ok(json::Stat {
+        window: conduit_api::duration::format(window),
+        time_unix_ms: now_unix_ms(),
+        rows: reply.into_inner().rows.into_iter().map(Into::into).collect(),
+    })
+}
+
+async fn stat(
+    State(api): State<PublicApi>,
+    q: Result<Query<StatQuery>, QueryRejection>,
+) -> ApiResult<json::Stat> {
+    let Query(q) = q?;
+    Ok(Json(stat_once(&api, q.request()?).await?))
+}
+
+fn sse<S>(events: S) -> impl IntoResponse
+where
+    S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
+{
+    Sse::new(events).keep_alive(KeepAlive::default())
+}
+
+fn json_event(name: &str, value: &impl serde::Serialize) -> Event {
+    Event::default()
+        .event(name)
+        .json_data(value)
+        .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
+}
+
+async fn stat_stream(
+    State(api): State<PublicApi>,
+    q: Result<Query<StatQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q?;
+    let req = q.request()?;
+    let interval = match &q.interval {
+        None => DEFAULT_INTERVAL,
+        Some(text) => {
+            let d = conduit_api::duration::parse(text).map_err(|e| bad(format!("interval: {e}")))?;
+            if !(Duration::from_millis(500)..=Duration::from_secs(60)).contains(&d) {
+                return Err(bad("interval must be between 500ms and 1m"));
+            }
+            d
+        }
+    };
+    // Fail fast on a request that can never succeed (bad names, unknown
+    // Deployment); later failures (store down) become `error` events.
+    let first = stat_once(&api, req.clone()).await;
+    if let Err(e) = &first {
+        if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND {
+            return Err(first.unwrap_err());
+        }
+    }
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut next = Some(first);
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            let result = match next.take() {
+                Some(r) => r,
+                None => stat_once(&api, req.clone()).await,
+            };
+            let event = match result {
+                Ok(stat) => json_event("stat", &stat),
+                Err(e) => json_event("error", &e.body),
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(sse(ReceiverStream::new(rx)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopQuery {
+    namespace: Option<String>,
+    name: Option<String>,
+    window: Option<String>,
+    limit: Option<u32>,
+}
+
+impl TopQuery {
+    fn request(&self) -> Result<pb::TopRequest, ApiError> {
+        Ok(pb::TopRequest {
+            deployment: Some(named(&self.namespace, &self.name)?),
+            window: duration_param("window", &self.window)?,
+            limit: self.limit.unwrap_or(0),
+        })
+    }
+}
+
+async fn top(
+    State(api): State<PublicApi>,
+    q: Result<Query<TopQuery>, QueryRejection>,
+) -> ApiResult<json::Top> {
+    let Query(q) = q?;
+    let mut updates = api.top(tonic::Request::new(q.request()?)).await?.into_inner();
+    match updates.next().await {
+        Some(Ok(u)) => Ok(Json(u.into())),
+        Some(Err(s)) => Err(s.into()),
+        None => Err(Status::unavailable("the top stream ended before its first update").into()),
+    }
+}
+
+async fn top_stream(
+    State(api): State<PublicApi>,
+    q: Result<Query<TopQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q?;
+    let updates = api.top(tonic::Request::new(q.request()?)).await?.into_inner();
+    Ok(sse(updates.map(|u| {
+        Ok(match u {
+            Ok(u) => json_event("top", &json::Top::from(u)),
+            Err(s) => json_event("error", &ApiError::from(s).body),
+        })
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TapQuery {
+    namespace: Option<String>,
+    name: Option<String>,
+    to: Option<String>,
+    path: Option<String>,
+    method: Option<String>,
+    authority: Option<String>,
+    max_rps: Option<u32>,
+}
+
+fn filter(
+    namespace: &Option<String>,
+    to: &Option<String>,
+    path: &Option<String>,
+    method: &Option<String>,
+    authority: &Option<String>,
+) -> tap::Filter {
+    let ns = namespace_or_default(namespace);
+    tap::Filter {
+        path_prefix: path.clone().unwrap_or_default(),
+        method: method.clone().unwrap_or_default(),
+        authority: authority.clone().unwrap_or_default(),
+        destination: to.as_deref().map(|t| deployment_param(t, &ns)),
+        ..Default::default()
+    }
+}
+
+async fn tap_stream(
+    State(api): State<PublicApi>,
+    q: Result<Query<TapQuery>, QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Query(q) = q?;
+    let req = pb::TapRequest {
+        deployment: Some(named(&q.namespace, &q.name)?),
+        filter: Some(filter(&q.namespace, &q.to, &q.path, &q.method, &q.authority)),
+        max_rps: q.max_rps.unwrap_or(0),
+    };
+    let events = api.tap(tonic::Request::new(req)).await?.into_inner();
+    Ok(sse(events.map(|e| {
+        Ok(match e {
+            Ok(e) => json_event("tap", &json::TapEvent::from(e)),
+            Err(s) => json_event("error", &ApiError::from(s).body),
+        })
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchQuery {
+    query: Option<String>,
+    since: Option<String>,
+    start_ms: Option<i64>,
+    end_ms: Option<i64>,
+    limit: Option<u32>,
+    namespace: Option<String>,
+    name: Option<String>,
+    to: Option<String>,
+    path: Option<String>,
+    method: Option<String>,
+    authority: Option<String>,
+}
+
+async fn tap_search(
+    State(api): State<PublicApi>,
+    q: Result<Query<SearchQuery>, QueryRejection>,
+) -> ApiResult<json::TapSearch> {
+    let Query(q) = q?;
+    let end = q.end_ms.unwrap_or_else(now_unix_ms);
+    let start = match (&q.since, q.start_ms) {
+        (Some(_), Some(_)) => return Err(bad("give `since` or `start_ms`, not both")),
+        (Some(since), None) => {
+            let d = conduit_api::duration::parse(since).map_err(|e| bad(format!("since: {e}")))?;
+            end - i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        }
+        (None, start) => start.unwrap_or(0),
+    };
+    let deployment = match &q.name {
+        Some(_) => Some(named(&q.namespace, &q.name)?),
+        None => None,
+    };
+    let req = pb::SearchTapRequest {
+        query: q.query.clone().unwrap_or_default(),
+        start_unix_ms: start,
+        end_unix_ms: end,
+        limit: q.limit.unwrap_or(0),
+        deployment,
+        filter: Some(filter(&q.namespace, &q.to, &q.path, &q.method, &q.authority)),
+    };
+    let reply = api.search_tap(tonic::Request::new(req)).await?.into_inner();
+    Ok(Json(json::TapSearch {
+        events: reply.events.into_iter().map(Into::into).collect(),
+    }))
+}
+
+async fn edges(
+    State(api): State<PublicApi>,
+    q: Result<Query<SelectorQuery>, QueryRejection>,
+) -> ApiResult<json::Edges> {
+    let Query(q) = q?;
+    let reply = api
+        .edges(tonic::Request::new(pb::EdgesRequest {
+            selector: Some(q.selector()),
+        }))
+        .await?;
+    Ok(Json(reply.into_inner().into()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesQuery {
+    namespace: Option<String>,
+    name: Option<String>,
+    window: Option<String>,
+}
+
+async fn routes(
+    State(api): State<PublicApi>,
+    q: Result<Query<RoutesQuery>, QueryRejection>,
+) -> ApiResult<json::Routes> {
+    let Query(q) = q?;
+    let reply = api
+        .routes(tonic::Request::new(pb::RoutesRequest {
+            deployment: Some(named(&q.namespace, &q.name)?),
+            window: duration_param("window", &q.window)?,
+        }))
+        .await?;
+    Ok(Json(reply.into_inner().into()))
+}
+
+async fn check(State(api): State<PublicApi>) -> ApiResult<json::Check> {
+    let reply = api.check(tonic::Request::new(pb::CheckRequest {})).await?;
+    Ok(Json(reply.into_inner().into()))
+}

@@ -1,0 +1,127 @@
+//! The controller's client of the telemetry store (`conduit.store.v1.Query`).
+//!
+//! The channel is lazy: the controller starts, and answers what does not
+//! need the store, while the store is still starting or down. Every call
+//! has a deadline, and a store that cannot be reached becomes one
+//! `UNAVAILABLE` status naming the address and what to do, which the CLI
+//! prints as is.
+
+use std::time::Duration;
+
+use conduit_api::proto::store::v1::{self as pb, query_client::QueryClient};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct Store {
+    client: QueryClient<Channel>,
+    addr: String,
+}
+
+impl Store {
+    pub fn connect_lazy(addr: &str) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(addr.to_string())
+            .map_err(|e| anyhow::anyhow!("invalid --store-addr {addr:?}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(CALL_TIMEOUT);
+        Ok(Self {
+            client: QueryClient::new(endpoint.connect_lazy()),
+            addr: addr.to_string(),
+        })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub async fn golden(&self, req: pb::GoldenRequest) -> Result<Vec<pb::GoldenRow>, Status> {
+        let reply = self.client.clone().golden(req).await;
+        Ok(self.check(reply)?.into_inner().rows)
+    }
+
+    pub async fn series(&self, req: pb::SeriesRequest) -> Result<Vec<pb::LabelSet>, Status> {
+        let reply = self.client.clone().series(req).await;
+        Ok(self.check(reply)?.into_inner().series)
+    }
+
+    pub async fn status(&self) -> Result<pb::StatusResponse, Status> {
+        let reply = self.client.clone().status(pb::StatusRequest {}).await;
+        Ok(self.check(reply)?.into_inner())
+    }
+
+    pub async fn search_tap(
+        &self,
+        req: pb::SearchTapRequest,
+    ) -> Result<pb::SearchTapResponse, Status> {
+        let reply = self.client.clone().search_tap(req).await;
+        Ok(self.check(reply)?.into_inner())
+    }
+
+    /// Turns transport failures into one actionable message; the store's
+    /// own answers (a bad query, say) pass through with their code.
+    fn check<T>(&self, reply: Result<T, Status>) -> Result<T, Status> {
+        reply.map_err(|s| {
+            let unreachable = matches!(
+                s.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+            ) || (s.code() == Code::Unknown && is_transport(&s));
+            if unreachable {
+                return Status::unavailable(format!(
+                    "the telemetry store at {} is unreachable ({}); is conduit-telemetry-store \
+                     running? `conduit check` tells more",
+                    self.addr,
+                    s.message()
+                ));
+            }
+            if s.code() == Code::Unimplemented {
+                return Status::unavailable(format!(
+                    "the service at {} is not a Conduit telemetry store ({}); check --store-addr",
+                    self.addr,
+                    s.message()
+                ));
+            }
+            Status::new(s.code(), format!("telemetry store: {}", s.message()))
+        })
+    }
+}
+
+fn is_transport(s: &Status) -> bool {
+    let m = s.message();
+    m.contains("transport") || m.contains("connect") || m.contains("h2 protocol")
+}
+
+/// `name="value"`
+pub fn eq(name: &str, value: &str) -> pb::Matcher {
+    pb::Matcher {
+        name: name.to_string(),
+        op: pb::matcher::Op::Equal.into(),
+        value: value.to_string(),
+    }
+}
+
+/// `name=~"regex"`
+pub fn regex(name: &str, value: &str) -> pb::Matcher {
+    pb::Matcher {
+        name: name.to_string(),
+        op: pb::matcher::Op::Regex.into(),
+        value: value.to_string(),
+    }
+}
+
+/// The value of label `name` in a label list, empty when absent.
+pub fn label<'a>(labels: &'a [conduit_api::proto::mesh::v1::Label], name: &str) -> &'a str {
+    labels
+        .iter()
+        .find(|l| l.name == name)
+        .map_or("", |l| l.value.as_str())
+}
+
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
