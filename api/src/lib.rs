@@ -12,6 +12,7 @@
 //! - [`metrics`]: the metric and label names proxies emit and the store and
 //!   controller query.
 //! - [`histogram`]: the wire form of latency distributions.
+//! - [`sidecar`]: the proxy's ports and user id, as pods and iptables see them.
 //! - [`json`]: the public API as JSON (controller HTTP API, `-o json`, dashboard).
 //! - [`discovery_file`]: the static service registry `conduit demo` writes.
 //! - [`duration`]: durations as people type them (`30s`, `1m`).
@@ -27,6 +28,7 @@ pub mod identity;
 pub mod json;
 pub mod labels;
 pub mod metrics;
+pub mod sidecar;
 #[cfg(feature = "proto")]
 pub mod proto;
 

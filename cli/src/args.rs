@@ -37,13 +37,13 @@ pub(crate) struct NamespaceArgs {
 #[derive(Subcommand, Debug)]
 pub(crate) enum Command {
     /// Print the control plane's Kubernetes manifests (for `kubectl apply -f -`)
-    Install,
-    /// Print what `kubectl delete` needs to remove the control plane
-    Uninstall,
+    Install(InstallArgs),
+    /// Print what `kubectl delete -f -` needs to remove the control plane
+    Uninstall(UninstallArgs),
     /// Add the Conduit proxy to Kubernetes workloads in a manifest stream
     Inject(InjectArgs),
     /// Remove the Conduit proxy from workloads in a manifest stream
-    Uninject(InjectArgs),
+    Uninject(UninjectArgs),
     /// Check that the control plane and the proxies are healthy
     Check(CommonArgs),
     /// Golden metrics per Deployment: success rate, RPS, latency
@@ -74,11 +74,107 @@ pub(crate) struct CommonArgs {
     pub(crate) output: Format,
 }
 
+/// How `install` and `inject` print manifests.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ManifestFormat {
+    /// YAML documents separated by `---`
+    Yaml,
+    /// One JSON document (a `List` when there are several objects)
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct InstallArgs {
+    /// Namespace of the control plane
+    #[arg(short, long, default_value = "conduit", value_parser = namespace)]
+    pub(crate) namespace: String,
+    /// High availability: three controller replicas on different nodes and a PodDisruptionBudget
+    #[arg(long)]
+    pub(crate) ha: bool,
+    /// Image of the sidecar proxy, recorded for `conduit check`
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy())]
+    pub(crate) proxy_image: String,
+    /// Image of the proxy's iptables init container
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy_init())]
+    pub(crate) proxy_init_image: String,
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::controller())]
+    pub(crate) controller_image: String,
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::telemetry_store())]
+    pub(crate) store_image: String,
+    /// Size of the telemetry store's volume
+    #[arg(long, value_name = "QUANTITY", default_value = "10Gi")]
+    pub(crate) store_volume_size: String,
+    /// PEM trust anchor(s) of the mesh identity [default: generated]
+    #[arg(long, value_name = "PEM", requires_all = ["identity_issuer_certificate_file", "identity_issuer_key_file"])]
+    pub(crate) identity_trust_anchors_file: Option<std::path::PathBuf>,
+    /// PEM issuer certificate, signed by a trust anchor
+    #[arg(long, value_name = "PEM", requires = "identity_trust_anchors_file")]
+    pub(crate) identity_issuer_certificate_file: Option<std::path::PathBuf>,
+    /// PEM (PKCS#8) private key of the issuer certificate
+    #[arg(long, value_name = "PEM", requires = "identity_trust_anchors_file")]
+    pub(crate) identity_issuer_key_file: Option<std::path::PathBuf>,
+    #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    pub(crate) output: ManifestFormat,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UninstallArgs {
+    /// Namespace of the control plane
+    #[arg(short, long, default_value = "conduit", value_parser = namespace)]
+    pub(crate) namespace: String,
+    #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    pub(crate) output: ManifestFormat,
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct InjectArgs {
-    /// A file, a directory of manifests, or `-` for standard input
+    /// A manifest file, a directory of them (*.yaml, *.yml, *.json), or `-` for standard input
     #[arg(default_value = "-")]
     pub(crate) input: String,
+    /// Namespace of the control plane the proxies report to
+    #[arg(long, default_value = "conduit", value_parser = namespace)]
+    pub(crate) control_plane_namespace: String,
+    /// Inbound ports that bypass the proxy, e.g. `25,8000-8100`
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    pub(crate) skip_inbound_ports: Vec<conduit_api::sidecar::PortRange>,
+    /// Outbound ports that bypass the proxy, e.g. `3306`
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    pub(crate) skip_outbound_ports: Vec<conduit_api::sidecar::PortRange>,
+    /// Ports the proxy forwards as opaque TCP without protocol detection
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    pub(crate) opaque_ports: Vec<conduit_api::sidecar::PortRange>,
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy())]
+    pub(crate) proxy_image: String,
+    /// Image of the iptables init container
+    #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy_init())]
+    pub(crate) init_image: String,
+    /// The proxy's log filter (`RUST_LOG` syntax), e.g. `info,conduit_proxy=debug`
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) proxy_log_level: Option<String>,
+    #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    pub(crate) output: ManifestFormat,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct UninjectArgs {
+    /// A manifest file, a directory of them (*.yaml, *.yml, *.json), or `-` for standard input
+    #[arg(default_value = "-")]
+    pub(crate) input: String,
+    #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
+    pub(crate) output: ManifestFormat,
+}
+
+/// A Kubernetes namespace name: a DNS label.
+fn namespace(s: &str) -> Result<String, String> {
+    let label =
+        s.len() <= 63 && !s.contains('.') && conduit_api::deployment::validate_name(s).is_ok();
+    if label {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+        ))
+    }
 }
 
 #[derive(Args, Debug)]

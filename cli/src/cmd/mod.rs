@@ -3,16 +3,18 @@
 use crate::args::{Cli, Command};
 
 mod completion;
+mod inject;
+mod install;
 mod version;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Version(args) => version::run(args),
         Command::Completion(args) => completion::run(args),
-        Command::Install => not_yet("install"),
-        Command::Uninstall => not_yet("uninstall"),
-        Command::Inject(_) => not_yet("inject"),
-        Command::Uninject(_) => not_yet("uninject"),
+        Command::Install(args) => install::install(args),
+        Command::Uninstall(args) => install::uninstall(args),
+        Command::Inject(args) => inject::inject(args),
+        Command::Uninject(args) => inject::uninject(args),
         Command::Check(_) => not_yet("check"),
         Command::Stat(_) => not_yet("stat"),
         Command::Top(_) => not_yet("top"),

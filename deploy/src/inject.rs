@@ -1,0 +1,238 @@
+//! `conduit inject`: adds the Conduit proxy to every workload of a manifest
+//! stream, for `kubectl apply`.
+//!
+//! The rules:
+//! - Workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
+//!   CronJob, ReplicationController, Pod) get, in their pod template: the
+//!   `conduit-init` init container (iptables) and the `conduit-proxy`
+//!   native sidecar, first among the init containers and in that order; the
+//!   `conduit-init-xtables-lock` volume; the annotations
+//!   `conduit.io/inject: enabled` and `conduit.io/proxy-version`.
+//! - A workload annotated `conduit.io/inject: disabled` (on itself or its
+//!   pod template) or running on the host's network is skipped.
+//! - Every other object passes through unchanged.
+//! - An already injected workload is uninjected first, so injecting twice
+//!   equals injecting once and re-injecting upgrades the proxy.
+
+use std::fmt;
+
+use conduit_api::sidecar::PortRange;
+
+use crate::kinds::{Class, classify};
+use crate::sidecar::{
+    INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION, init_container, proxy_container, xtables_volume,
+};
+use crate::stream::{Document, ManifestError, Origin};
+use crate::template::pod_template;
+use crate::uninject::strip;
+use crate::value::{Map, Value};
+
+/// What inject puts into pods.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InjectOptions {
+    pub proxy_image: String,
+    pub init_image: String,
+    /// Written to the `conduit.io/proxy-version` annotation.
+    pub proxy_version: String,
+    /// Where the control plane runs: the proxy's destination and telemetry
+    /// addresses point there.
+    pub control_plane_namespace: String,
+    /// Inbound ports iptables leaves alone, besides the proxy's own admin
+    /// and tap ports.
+    pub skip_inbound_ports: Vec<PortRange>,
+    /// Outbound ports iptables leaves alone.
+    pub skip_outbound_ports: Vec<PortRange>,
+    /// Ports whose protocol the proxy must not try to detect.
+    pub opaque_ports: Vec<PortRange>,
+    /// `RUST_LOG` for the proxy; its default when absent.
+    pub proxy_log_level: Option<String>,
+}
+
+impl InjectOptions {
+    /// The images and version of this release, control plane in `namespace`.
+    pub fn new(control_plane_namespace: &str) -> Self {
+        Self {
+            proxy_image: crate::images::proxy(),
+            init_image: crate::images::proxy_init(),
+            proxy_version: conduit_api::VERSION.to_string(),
+            control_plane_namespace: control_plane_namespace.to_string(),
+            skip_inbound_ports: Vec::new(),
+            skip_outbound_ports: Vec::new(),
+            opaque_ports: Vec::new(),
+            proxy_log_level: None,
+        }
+    }
+}
+
+/// What happened to one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Injected,
+    Uninjected,
+    /// Left unchanged, and why when it is a workload.
+    Skipped(Option<String>),
+}
+
+/// One line of the summary printed to stderr: `deployment "web" injected`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    pub kind: String,
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?} ", self.kind.to_lowercase(), self.name)?;
+        match &self.outcome {
+            Outcome::Injected => f.write_str("injected"),
+            Outcome::Uninjected => f.write_str("uninjected"),
+            Outcome::Skipped(None) => f.write_str("skipped"),
+            Outcome::Skipped(Some(why)) => write!(f, "skipped: {why}"),
+        }
+    }
+}
+
+/// Injects every workload of `documents` in place. On error nothing is
+/// reported as done: the caller prints nothing of a stream that failed.
+pub fn inject_documents(
+    documents: &mut [Document],
+    options: &InjectOptions,
+) -> Result<Vec<Report>, ManifestError> {
+    each_object(documents, |object| inject(object, options))
+}
+
+/// Applies `f` to every object of every document, turning its errors into
+/// errors that say where the object is and which one it is.
+pub(crate) fn each_object(
+    documents: &mut [Document],
+    mut f: impl FnMut(&mut Value) -> Result<Outcome, String>,
+) -> Result<Vec<Report>, ManifestError> {
+    let mut reports = Vec::new();
+    for document in documents {
+        document.try_for_each_object(|origin, object| {
+            let outcome = f(object).map_err(|message| error(origin, object, message))?;
+            reports.push(Report {
+                kind: object.str_at(&["kind"]).unwrap_or("object").to_string(),
+                name: name_of(object),
+                outcome,
+            });
+            Ok(())
+        })?;
+    }
+    Ok(reports)
+}
+
+fn error(origin: &Origin, object: &Value, message: String) -> ManifestError {
+    let message = match object.str_at(&["kind"]) {
+        Some(kind) if object.get_path(&["metadata"]).is_some() => {
+            format!("{kind} {:?}: {message}", name_of(object))
+        }
+        _ => message,
+    };
+    ManifestError {
+        origin: origin.clone(),
+        message,
+    }
+}
+
+fn name_of(object: &Value) -> String {
+    let metadata = |field| object.str_at(&["metadata", field]);
+    match (metadata("name"), metadata("generateName")) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(prefix)) => format!("{prefix}*"),
+        (None, None) => "<unnamed>".to_string(),
+    }
+}
+
+/// Injects one object.
+pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, String> {
+    let Class::Workload(workload) = classify(object)? else {
+        return Ok(Outcome::Skipped(None));
+    };
+    let deployment = deployment_of(object, workload.kind);
+    let disabled_on_object = is_disabled(object.get_path(&["metadata"]));
+    let template = pod_template(object, workload)?;
+    if disabled_on_object || is_disabled(template.get("metadata")) {
+        return Ok(Outcome::Skipped(Some(format!(
+            "annotated {INJECT_ANNOTATION}: disabled"
+        ))));
+    }
+    let spec = spec_of(template);
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        return Ok(Outcome::Skipped(Some(
+            "uses the host's network (hostNetwork: true)".to_string(),
+        )));
+    }
+
+    strip(template);
+
+    let metadata = template
+        .map_entry_before("metadata", "spec")
+        .ok_or("the pod template's metadata must be a map")?;
+    let annotations = metadata
+        .map_entry("annotations")
+        .ok_or("the pod template's annotations must be a map")?;
+    annotations.insert(INJECT_ANNOTATION, "enabled");
+    annotations.insert(PROXY_VERSION_ANNOTATION, options.proxy_version.as_str());
+
+    let spec = spec_of(template);
+    let init = vec![
+        init_container(options),
+        proxy_container(options, deployment.as_deref()),
+    ];
+    match spec.get_mut("initContainers").and_then(Value::as_seq_mut) {
+        Some(existing) => {
+            existing.splice(0..0, init);
+        }
+        None => spec.insert_before("containers", "initContainers", Value::Seq(init)),
+    }
+    match spec.get_mut("volumes").and_then(Value::as_seq_mut) {
+        Some(volumes) => volumes.push(xtables_volume()),
+        None => spec.insert("volumes", Value::Seq(vec![xtables_volume()])),
+    }
+    Ok(Outcome::Injected)
+}
+
+/// The pod spec of a checked template.
+pub(crate) fn spec_of(template: &mut Map) -> &mut Map {
+    template
+        .get_mut("spec")
+        .and_then(Value::as_map_mut)
+        .expect("pod_template checked that spec is a map")
+}
+
+fn is_disabled(metadata: Option<&Value>) -> bool {
+    metadata
+        .and_then(|m| m.str_at(&["annotations", INJECT_ANNOTATION]))
+        .is_some_and(|v| v == "disabled")
+}
+
+/// The Deployment a workload's pods belong to: metrics are per Deployment,
+/// so the proxy labels its series with it. Known for Deployments, for
+/// ReplicaSets a Deployment owns, and for Pods of such a ReplicaSet (as
+/// `kubectl get -o yaml` prints them); other workloads have none.
+fn deployment_of(object: &Value, kind: &str) -> Option<String> {
+    match kind {
+        "Deployment" => object.str_at(&["metadata", "name"]).map(str::to_string),
+        "ReplicaSet" => owner(object, "Deployment").map(str::to_string),
+        "Pod" => {
+            let replica_set = owner(object, "ReplicaSet")?;
+            let hash = object.str_at(&["metadata", "labels", "pod-template-hash"])?;
+            replica_set
+                .strip_suffix(hash)?
+                .strip_suffix('-')
+                .map(str::to_string)
+        }
+        _ => None,
+    }
+}
+
+fn owner<'a>(object: &'a Value, kind: &str) -> Option<&'a str> {
+    object
+        .get_path(&["metadata", "ownerReferences"])?
+        .as_seq()?
+        .iter()
+        .find(|o| o.str_at(&["kind"]) == Some(kind))?
+        .str_at(&["name"])
+}

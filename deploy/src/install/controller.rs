@@ -1,0 +1,200 @@
+//! The controller: public API and destination service over gRPC, the
+//! dashboard and JSON/SSE API over HTTP. One Deployment serves both; the
+//! `conduit-web` Service names the dashboard part for port-forwards and
+//! Ingresses.
+
+use crate::value::{Map, Value, map, seq};
+
+use super::config::{ISSUER_SECRET, TRUST_ANCHORS_SECRET};
+use super::pod::{
+    container_security_context, http_probe, pod_security_context, port, resources,
+    spread_over_nodes,
+};
+use super::rbac::CONTROLLER_ACCOUNT;
+use super::{InstallOptions, labels, metadata, selector, service_host};
+
+const COMPONENT: &str = "controller";
+pub(super) const SERVICE: &str = "conduit-controller";
+pub(super) const GRPC_PORT: u16 = 50751;
+pub(super) const HTTP_PORT: u16 = 50750;
+const HA_REPLICAS: u32 = 3;
+/// Where the identity roots are mounted, for the identity service.
+const IDENTITY_DIR: &str = "/var/run/conduit/identity";
+
+pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
+    let ns = &options.namespace;
+    let mut objects = vec![
+        deployment(options),
+        service(
+            SERVICE,
+            ns,
+            seq([
+                service_port("grpc", GRPC_PORT, Some("grpc")),
+                service_port("http", HTTP_PORT, Some("http")),
+            ]),
+        ),
+        service(
+            "conduit-web",
+            ns,
+            seq([service_port("http", HTTP_PORT, Some("http"))]),
+        ),
+    ];
+    if options.ha {
+        objects.push(disruption_budget(ns));
+    }
+    objects
+}
+
+fn deployment(options: &InstallOptions) -> Value {
+    let ns = &options.namespace;
+    let store = format!(
+        "http://{}:{}",
+        service_host(super::store::SERVICE, ns),
+        super::store::GRPC_PORT
+    );
+    let container = map([
+        ("name", COMPONENT.into()),
+        ("image", options.controller_image.as_str().into()),
+        ("imagePullPolicy", "IfNotPresent".into()),
+        (
+            "args",
+            seq([
+                format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
+                format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+                format!("--store-addr={store}"),
+                "--discovery=kubernetes".to_string(),
+                "--mode=kubernetes".to_string(),
+            ]),
+        ),
+        (
+            "ports",
+            seq([port("grpc", GRPC_PORT), port("http", HTTP_PORT)]),
+        ),
+        ("readinessProbe", http_probe("/healthz", "http", 10)),
+        ("livenessProbe", http_probe("/healthz", "http", 10)),
+        ("resources", resources("100m", "64Mi", "512Mi")),
+        ("securityContext", container_security_context()),
+        (
+            "volumeMounts",
+            seq([
+                secret_mount("identity-issuer", "issuer"),
+                secret_mount("identity-trust-anchors", "trust-anchors"),
+            ]),
+        ),
+    ]);
+    let mut pod_spec = Map::from_iter([
+        ("serviceAccountName", Value::from(CONTROLLER_ACCOUNT)),
+        ("securityContext", pod_security_context()),
+        ("containers", seq([container])),
+        (
+            "volumes",
+            seq([
+                secret_volume("identity-issuer", ISSUER_SECRET),
+                secret_volume("identity-trust-anchors", TRUST_ANCHORS_SECRET),
+            ]),
+        ),
+    ]);
+    let mut spec = Map::from_iter([
+        (
+            "replicas",
+            Value::from(if options.ha { HA_REPLICAS } else { 1 }),
+        ),
+        ("selector", map([("matchLabels", selector(COMPONENT))])),
+    ]);
+    if options.ha {
+        pod_spec.insert_before(
+            "containers",
+            "affinity",
+            spread_over_nodes(selector(COMPONENT)),
+        );
+        spec.insert(
+            "strategy",
+            map([(
+                "rollingUpdate",
+                map([("maxUnavailable", 1.into()), ("maxSurge", "25%".into())]),
+            )]),
+        );
+    }
+    spec.insert(
+        "template",
+        map([
+            (
+                "metadata",
+                map([
+                    ("labels", labels(COMPONENT, ns).into()),
+                    (
+                        "annotations",
+                        map([("conduit.io/inject", "disabled".into())]),
+                    ),
+                ]),
+            ),
+            ("spec", pod_spec.into()),
+        ]),
+    );
+    map([
+        ("apiVersion", "apps/v1".into()),
+        ("kind", "Deployment".into()),
+        ("metadata", metadata(SERVICE, ns, COMPONENT)),
+        ("spec", spec.into()),
+    ])
+}
+
+fn secret_mount(volume: &str, dir: &str) -> Value {
+    map([
+        ("name", volume.into()),
+        ("mountPath", format!("{IDENTITY_DIR}/{dir}").into()),
+        ("readOnly", true.into()),
+    ])
+}
+
+fn secret_volume(volume: &str, secret: &str) -> Value {
+    map([
+        ("name", volume.into()),
+        ("secret", map([("secretName", secret.into())])),
+    ])
+}
+
+fn service(name: &str, namespace: &str, ports: Value) -> Value {
+    map([
+        ("apiVersion", "v1".into()),
+        ("kind", "Service".into()),
+        ("metadata", metadata(name, namespace, COMPONENT)),
+        (
+            "spec",
+            map([
+                ("type", "ClusterIP".into()),
+                ("selector", selector(COMPONENT)),
+                ("ports", ports),
+            ]),
+        ),
+    ])
+}
+
+pub(super) fn service_port(name: &str, port: u16, app_protocol: Option<&str>) -> Value {
+    let mut entry = Map::from_iter([
+        ("name", Value::from(name)),
+        ("port", port.into()),
+        ("targetPort", name.into()),
+        ("protocol", "TCP".into()),
+    ]);
+    if let Some(protocol) = app_protocol {
+        entry.insert("appProtocol", protocol);
+    }
+    entry.into()
+}
+
+/// Voluntary disruptions (drains, upgrades) take down at most one replica.
+fn disruption_budget(namespace: &str) -> Value {
+    map([
+        ("apiVersion", "policy/v1".into()),
+        ("kind", "PodDisruptionBudget".into()),
+        ("metadata", metadata(SERVICE, namespace, COMPONENT)),
+        (
+            "spec",
+            map([
+                ("maxUnavailable", 1.into()),
+                ("selector", map([("matchLabels", selector(COMPONENT))])),
+            ]),
+        ),
+    ])
+}

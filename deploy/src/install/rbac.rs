@@ -1,0 +1,94 @@
+//! ServiceAccounts and least-privilege RBAC: the controller may read what
+//! its discovery watches across the cluster and nothing else; the store
+//! talks to no Kubernetes API and gets no token at all.
+
+use crate::value::{Value, map, seq};
+
+use super::{labels, metadata};
+
+pub(super) const CONTROLLER_ACCOUNT: &str = "conduit-controller";
+pub(super) const STORE_ACCOUNT: &str = "conduit-telemetry-store";
+
+pub(super) fn objects(namespace: &str) -> Vec<Value> {
+    vec![
+        service_account(CONTROLLER_ACCOUNT, namespace, "controller", true),
+        service_account(STORE_ACCOUNT, namespace, "telemetry-store", false),
+        cluster_role(namespace),
+        cluster_role_binding(namespace),
+    ]
+}
+
+fn service_account(name: &str, namespace: &str, component: &str, token: bool) -> Value {
+    map([
+        ("apiVersion", "v1".into()),
+        ("kind", "ServiceAccount".into()),
+        ("metadata", metadata(name, namespace, component)),
+        ("automountServiceAccountToken", token.into()),
+    ])
+}
+
+/// Cluster-scoped objects carry the namespace in their name, so two
+/// control planes in different namespaces do not overwrite each other's.
+fn cluster_name(namespace: &str) -> String {
+    format!("conduit-{namespace}-controller")
+}
+
+fn cluster_metadata(namespace: &str) -> Value {
+    map([
+        ("name", cluster_name(namespace).into()),
+        ("labels", labels("controller", namespace).into()),
+    ])
+}
+
+fn cluster_role(namespace: &str) -> Value {
+    let read = || seq(["get", "list", "watch"]);
+    map([
+        ("apiVersion", "rbac.authorization.k8s.io/v1".into()),
+        ("kind", "ClusterRole".into()),
+        ("metadata", cluster_metadata(namespace)),
+        (
+            "rules",
+            seq([
+                map([
+                    ("apiGroups", seq([""])),
+                    ("resources", seq(["pods", "services"])),
+                    ("verbs", read()),
+                ]),
+                map([
+                    ("apiGroups", seq(["apps"])),
+                    ("resources", seq(["replicasets"])),
+                    ("verbs", read()),
+                ]),
+                map([
+                    ("apiGroups", seq(["discovery.k8s.io"])),
+                    ("resources", seq(["endpointslices"])),
+                    ("verbs", read()),
+                ]),
+            ]),
+        ),
+    ])
+}
+
+fn cluster_role_binding(namespace: &str) -> Value {
+    map([
+        ("apiVersion", "rbac.authorization.k8s.io/v1".into()),
+        ("kind", "ClusterRoleBinding".into()),
+        ("metadata", cluster_metadata(namespace)),
+        (
+            "roleRef",
+            map([
+                ("apiGroup", "rbac.authorization.k8s.io".into()),
+                ("kind", "ClusterRole".into()),
+                ("name", cluster_name(namespace).into()),
+            ]),
+        ),
+        (
+            "subjects",
+            seq([map([
+                ("kind", "ServiceAccount".into()),
+                ("name", CONTROLLER_ACCOUNT.into()),
+                ("namespace", namespace.into()),
+            ])]),
+        ),
+    ])
+}

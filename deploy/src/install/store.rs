@@ -1,0 +1,137 @@
+//! The telemetry store: a StatefulSet whose one replica keeps its WAL and
+//! blocks on a PersistentVolumeClaim. It stays a single replica under
+//! `--ha`: proxies push each report to one store, so replicas would each
+//! hold part of the data; scale-out goes through remote-write instead.
+
+use crate::value::{Map, Value, map, seq};
+
+use super::controller::service_port;
+use super::pod::{container_security_context, http_probe, pod_security_context, port, resources};
+use super::rbac::STORE_ACCOUNT;
+use super::{InstallOptions, labels, metadata, selector};
+
+const COMPONENT: &str = "telemetry-store";
+pub(super) const SERVICE: &str = "conduit-telemetry-store";
+const HTTP_PORT: u16 = 9095;
+pub(super) const GRPC_PORT: u16 = 9096;
+const DATA_DIR: &str = "/var/lib/conduit/store";
+
+pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
+    let ns = &options.namespace;
+    let ports = || {
+        seq([
+            service_port("http", HTTP_PORT, Some("http")),
+            service_port("grpc", GRPC_PORT, Some("grpc")),
+        ])
+    };
+    vec![
+        stateful_set(options),
+        service(SERVICE, ns, ports(), false),
+        // The StatefulSet's governing Service: stable DNS per replica.
+        service(&format!("{SERVICE}-headless"), ns, ports(), true),
+    ]
+}
+
+fn stateful_set(options: &InstallOptions) -> Value {
+    let ns = &options.namespace;
+    let container = map([
+        ("name", "store".into()),
+        ("image", options.store_image.as_str().into()),
+        ("imagePullPolicy", "IfNotPresent".into()),
+        (
+            "args",
+            seq([
+                format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+                format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
+                format!("--data-dir={DATA_DIR}"),
+            ]),
+        ),
+        (
+            "ports",
+            seq([port("http", HTTP_PORT), port("grpc", GRPC_PORT)]),
+        ),
+        ("readinessProbe", http_probe("/-/ready", "http", 10)),
+        ("livenessProbe", http_probe("/-/healthy", "http", 10)),
+        ("resources", resources("100m", "256Mi", "2Gi")),
+        ("securityContext", container_security_context()),
+        (
+            "volumeMounts",
+            seq([map([
+                ("name", "data".into()),
+                ("mountPath", DATA_DIR.into()),
+            ])]),
+        ),
+    ]);
+    let pod_spec = Map::from_iter([
+        ("serviceAccountName", Value::from(STORE_ACCOUNT)),
+        ("automountServiceAccountToken", false.into()),
+        ("securityContext", pod_security_context()),
+        ("containers", seq([container])),
+    ]);
+    map([
+        ("apiVersion", "apps/v1".into()),
+        ("kind", "StatefulSet".into()),
+        ("metadata", metadata(SERVICE, ns, COMPONENT)),
+        (
+            "spec",
+            map([
+                ("serviceName", format!("{SERVICE}-headless").into()),
+                ("replicas", 1.into()),
+                ("selector", map([("matchLabels", selector(COMPONENT))])),
+                (
+                    "template",
+                    map([
+                        (
+                            "metadata",
+                            map([
+                                ("labels", labels(COMPONENT, ns).into()),
+                                (
+                                    "annotations",
+                                    map([("conduit.io/inject", "disabled".into())]),
+                                ),
+                            ]),
+                        ),
+                        ("spec", pod_spec.into()),
+                    ]),
+                ),
+                (
+                    "volumeClaimTemplates",
+                    seq([map([
+                        ("metadata", map([("name", "data".into())])),
+                        (
+                            "spec",
+                            map([
+                                ("accessModes", seq(["ReadWriteOnce"])),
+                                (
+                                    "resources",
+                                    map([(
+                                        "requests",
+                                        map([(
+                                            "storage",
+                                            options.store_volume_size.as_str().into(),
+                                        )]),
+                                    )]),
+                                ),
+                            ]),
+                        ),
+                    ])]),
+                ),
+            ]),
+        ),
+    ])
+}
+
+fn service(name: &str, namespace: &str, ports: Value, headless: bool) -> Value {
+    let mut spec = Map::from_iter([("type", Value::from("ClusterIP"))]);
+    if headless {
+        spec.insert("clusterIP", "None");
+    }
+    spec.insert("selector", selector(COMPONENT));
+    spec.insert("ports", ports);
+    map([
+        ("apiVersion", "v1".into()),
+        ("kind", "Service".into()),
+        ("metadata", metadata(name, namespace, COMPONENT)),
+        ("spec", spec.into()),
+    ])
+}

@@ -1,0 +1,36 @@
+//! What Conduit deploys on Kubernetes, as data: `conduit install`'s control
+//! plane ([`install`]), `conduit inject`/`uninject` ([`inject`],
+//! [`uninject`]), the identity roots install packages ([`identity`]) and the
+//! Grafana dashboards ([`grafana`]).
+//!
+//! Manifests are built as [`value::Value`] trees in Rust, not text
+//! templates: a tree can be edited structurally (inject must change one
+//! field of a user's manifest and leave the rest as it was), is always
+//! well-formed YAML and JSON, and needs no escaping of user input. The CLI
+//! only parses flags and prints what this crate returns, so `kubectl
+//! apply`-ready output is tested here and by `kubernetes-validate` in the
+//! CLI's tests.
+//!
+//! YAML is read and written with `serde-saphyr` (already the workspace's
+//! YAML crate, maintained, pure Rust, with line-accurate errors and
+//! YAML 1.1-safe quoting on output, which Kubernetes' parser needs);
+//! `serde_yaml` is deprecated.
+
+pub mod grafana;
+pub mod identity;
+pub mod images;
+pub mod inject;
+pub mod install;
+mod kinds;
+pub mod sidecar;
+pub mod stream;
+mod template;
+pub mod uninject;
+pub mod value;
+mod x509;
+
+pub use identity::IdentityRoots;
+pub use inject::{InjectOptions, Outcome, Report, inject_documents};
+pub use install::{InstallOptions, control_plane, uninstall};
+pub use stream::{Document, Format, ManifestError, Origin};
+pub use uninject::uninject_documents;

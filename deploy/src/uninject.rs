@@ -1,0 +1,107 @@
+//! `conduit uninject`: removes exactly what inject added.
+//!
+//! A workload counts as injected when its pod template has the
+//! `conduit.io/proxy-version` annotation or a `conduit-proxy` container.
+//! Uninject removes the `conduit-init` and `conduit-proxy` containers, the
+//! `conduit-init-xtables-lock` volume, and the annotations
+//! `conduit.io/proxy-version` and `conduit.io/inject: enabled`; lists and
+//! maps that end up empty are removed, since inject created them. So
+//! `uninject(inject(x)) == x` for every `x`, except that an `x` which
+//! already said `conduit.io/inject: enabled` comes back without it: after
+//! uninject the workload is no longer meshed and must not claim to be.
+
+use crate::inject::{Outcome, Report, each_object, spec_of};
+use crate::kinds::{Class, classify};
+use crate::sidecar::{
+    INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER, PROXY_VERSION_ANNOTATION, XTABLES_VOLUME,
+};
+use crate::stream::{Document, ManifestError};
+use crate::template::pod_template;
+use crate::value::{Map, Value};
+
+/// Uninjects every workload of `documents` in place.
+pub fn uninject_documents(documents: &mut [Document]) -> Result<Vec<Report>, ManifestError> {
+    each_object(documents, uninject)
+}
+
+/// Uninjects one object.
+pub fn uninject(object: &mut Value) -> Result<Outcome, String> {
+    let Class::Workload(workload) = classify(object)? else {
+        return Ok(Outcome::Skipped(None));
+    };
+    let template = pod_template(object, workload)?;
+    if strip(template) {
+        Ok(Outcome::Uninjected)
+    } else {
+        Ok(Outcome::Skipped(Some("not injected".to_string())))
+    }
+}
+
+/// Removes inject's additions from a checked pod template; returns whether
+/// it was injected.
+pub(crate) fn strip(template: &mut Map) -> bool {
+    if !is_injected(template) {
+        return false;
+    }
+    let spec = spec_of(template);
+    for key in ["initContainers", "containers"] {
+        remove_named(spec, key, &[INIT_CONTAINER, PROXY_CONTAINER]);
+    }
+    remove_named(spec, "volumes", &[XTABLES_VOLUME]);
+    strip_annotations(template);
+    true
+}
+
+fn is_injected(template: &Map) -> bool {
+    let annotated = template
+        .get("metadata")
+        .and_then(|m| m.str_at(&["annotations", PROXY_VERSION_ANNOTATION]))
+        .is_some();
+    let has_proxy = ["initContainers", "containers"].iter().any(|key| {
+        template
+            .get("spec")
+            .and_then(|spec| spec.get_path(&[key]))
+            .and_then(Value::as_seq)
+            .is_some_and(|list| {
+                list.iter()
+                    .any(|c| c.str_at(&["name"]) == Some(PROXY_CONTAINER))
+            })
+    });
+    annotated || has_proxy
+}
+
+fn strip_annotations(template: &mut Map) {
+    let Some(metadata) = template.get_mut("metadata").and_then(Value::as_map_mut) else {
+        return;
+    };
+    let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_map_mut) else {
+        return;
+    };
+    annotations.remove(PROXY_VERSION_ANNOTATION);
+    if annotations.get(INJECT_ANNOTATION).and_then(Value::as_str) == Some("enabled") {
+        annotations.remove(INJECT_ANNOTATION);
+    }
+    if annotations.is_empty() {
+        metadata.remove("annotations");
+    }
+    if metadata.is_empty() {
+        template.remove("metadata");
+    }
+}
+
+/// Removes the entries of the list `key` whose name is one of `names`,
+/// and the list itself when that empties it.
+fn remove_named(spec: &mut Map, key: &str, names: &[&str]) {
+    let Some(list) = spec.get_mut(key).and_then(Value::as_seq_mut) else {
+        return;
+    };
+    let before = list.len();
+    list.retain(|entry| {
+        !entry
+            .str_at(&["name"])
+            .is_some_and(|name| names.contains(&name))
+    });
+    if list.len() != before && list.is_empty() {
+        spec.remove(key);
+    }
+}
