@@ -16,6 +16,28 @@ pub const TCP_READ_BYTES_TOTAL: &str = "tcp_read_bytes_total";
 pub const TCP_WRITE_BYTES_TOTAL: &str = "tcp_write_bytes_total";
 pub const TCP_OPEN_CONNECTIONS: &str = "tcp_open_connections";
 
+/// Per-route series (routes come from the destination profile): logical
+/// requests, as the application sent them, whatever retries happened.
+/// Labeled like the outbound HTTP series plus `route`.
+pub const ROUTE_REQUEST_TOTAL: &str = "route_request_total";
+/// Adds `status_code`, `grpc_status` and `classification` (the route's
+/// response classes decide it) to the route's labels.
+pub const ROUTE_RESPONSE_TOTAL: &str = "route_response_total";
+/// Time to response headers of the logical request, retries included.
+pub const ROUTE_RESPONSE_LATENCY_MS: &str = "route_response_latency_ms";
+/// Requests sent again after a retryable failure.
+pub const ROUTE_RETRY_TOTAL: &str = "route_retry_total";
+/// Retryable failures that were not retried because the route's retry
+/// budget was spent.
+pub const ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "route_retry_budget_exhausted_total";
+
+/// Proxy self-observability: what it dropped so that it never blocks
+/// traffic. Labeled with the proxy's own `namespace`, `deployment`, `pod`.
+pub const TELEMETRY_REPORTS_SENT_TOTAL: &str = "telemetry_reports_sent_total";
+pub const TELEMETRY_REPORTS_DROPPED_TOTAL: &str = "telemetry_reports_dropped_total";
+pub const TAP_EVENTS_SAMPLED_TOTAL: &str = "tap_events_sampled_total";
+pub const TAP_EVENTS_DROPPED_TOTAL: &str = "tap_events_dropped_total";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";

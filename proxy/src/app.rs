@@ -1,0 +1,176 @@
+//! Assembling a running proxy from its configuration: every listener is
+//! bound first (so a bad address fails before anything runs), then the
+//! servers, the telemetry push and the housekeeping tasks are started on
+//! the current Tokio runtime.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use conduit_api::proto::tap::v1::tap_server::TapServer;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::accept::Limits;
+use crate::balance::EndpointFactory;
+use crate::breaker::BreakerConfig;
+use crate::config::Config;
+use crate::destination::DestinationResolver;
+use crate::http::server::Server;
+use crate::inbound::Inbound;
+use crate::metrics::Registry;
+use crate::outbound::Outbound;
+use crate::resolve::{Chain, Resolve, StaticResolver};
+use crate::tap::{Tap, TapService};
+use crate::telemetry::Telemetry;
+
+/// A running proxy. Dropping it stops its listeners and background tasks.
+pub struct Proxy {
+    /// The addresses actually bound (useful with port 0).
+    pub inbound_addr: SocketAddr,
+    pub outbound_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub tap_addr: SocketAddr,
+    /// One per `--outbound-tcp-route`, in order.
+    pub tcp_route_addrs: Vec<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {flag} {addr}; choose a free address with {flag}"))
+}
+
+impl Proxy {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Self> {
+        let inbound_listener = bind(config.inbound_listen, "--inbound-listen").await?;
+        let outbound_listener = bind(config.outbound_listen, "--outbound-listen").await?;
+        let admin_listener = bind(config.admin_listen, "--admin-listen").await?;
+        let tap_listener = bind(config.tap_listen, "--tap-listen").await?;
+        let mut route_listeners = Vec::new();
+        for route in &config.outbound_tcp_routes {
+            let l = bind(route.listen, "--outbound-tcp-route").await?;
+            route_listeners.push((l, route.authority.clone()));
+        }
+
+        let config = Arc::new(config);
+        let registry = Arc::new(Registry::new(&config.namespace, &config.deployment, &config.pod));
+        let tap = Arc::new(Tap::new(
+            config.tap_max_rps,
+            config.tap_sample_rate,
+            config.tap_sample_max_rps,
+            registry.clone(),
+        ));
+        let limits = Limits {
+            detect_timeout: config.detect_timeout,
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes as usize,
+        };
+        let server = Server::new(limits.max_header_bytes, config.header_read_timeout);
+        let inbound = Arc::new(Inbound::new(
+            config.clone(),
+            registry.clone(),
+            tap.clone(),
+            server.clone(),
+            limits,
+        ));
+        let factory = Arc::new(EndpointFactory {
+            registry: registry.clone(),
+            connect_timeout: config.connect_timeout,
+            breaker: BreakerConfig {
+                threshold: config.failure_accrual_consecutive,
+                backoff: config.failure_accrual_backoff,
+            },
+        });
+        let outbound = Arc::new(Outbound::new(
+            config.clone(),
+            registry.clone(),
+            tap.clone(),
+            server,
+            limits,
+            resolver(&config)?,
+            factory,
+        ));
+
+        let mut proxy = Self {
+            inbound_addr: inbound_listener.local_addr()?,
+            outbound_addr: outbound_listener.local_addr()?,
+            admin_addr: admin_listener.local_addr()?,
+            tap_addr: tap_listener.local_addr()?,
+            tcp_route_addrs: Vec::new(),
+            tasks: Vec::new(),
+        };
+
+        proxy.tasks.push(tokio::spawn(crate::accept::serve(inbound_listener, "inbound", move |s, a| {
+                inbound.clone().handle(s, a)
+            })));
+        let o = outbound.clone();
+        proxy.tasks.push(tokio::spawn(crate::accept::serve(outbound_listener, "outbound", move |s, a| {
+                o.clone().handle(s, a)
+            })));
+        for (listener, authority) in route_listeners {
+            proxy.tcp_route_addrs.push(listener.local_addr()?);
+            proxy.tasks.push(tokio::spawn(crate::outbound::serve_tcp_route(outbound.clone(), listener, authority)));
+        }
+        proxy.tasks.push(tokio::spawn(outbound.evict_idle()));
+        proxy.tasks.push(tokio::spawn(crate::admin::serve(admin_listener, registry.clone())));
+        proxy.tasks.push(tokio::spawn(serve_tap(tap_listener, tap.clone())));
+
+        let telemetry = Arc::new(Telemetry::new(
+            registry,
+            tap,
+            config.telemetry_interval,
+            config.telemetry_buffer as usize,
+            config.deployment_ref(),
+            config.pod.clone(),
+        ));
+        proxy.tasks.push(tokio::spawn(telemetry.clone().collect(config.telemetry_addr.is_some())));
+        if let Some(addr) = config.telemetry_addr.clone() {
+            proxy.tasks.push(tokio::spawn(telemetry.send(addr)));
+        }
+        tracing::info!(
+            mode = ?config.mode,
+            inbound = %proxy.inbound_addr,
+            outbound = %proxy.outbound_addr,
+            admin = %proxy.admin_addr,
+            tap = %proxy.tap_addr,
+            "proxy started"
+        );
+        Ok(proxy)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Static endpoints first (an operator's explicit word), then the
+/// destination service.
+fn resolver(config: &Config) -> anyhow::Result<Arc<dyn Resolve>> {
+    let mut chain: Vec<Arc<dyn Resolve>> = Vec::new();
+    let statics = StaticResolver::new(&config.outbound_endpoints);
+    if !statics.is_empty() {
+        chain.push(Arc::new(statics));
+    }
+    if let Some(addr) = &config.destination_addr {
+        chain.push(Arc::new(DestinationResolver::new(addr, config)?));
+    }
+    Ok(Arc::new(Chain(chain)))
+}
+
+async fn serve_tap(listener: TcpListener, tap: Arc<Tap>) {
+    let res = tonic::transport::Server::builder()
+        .add_service(TapServer::new(TapService { tap }))
+        .serve_with_incoming(TcpListenerStream::new(listener))
+        .await;
+    if let Err(e) = res {
+        tracing::error!(error = %e, "tap server failed");
+    }
+}

@@ -1,0 +1,459 @@
+//! The proxy's configuration: flags, each also settable from the
+//! environment as `CONDUIT_PROXY_<FLAG_IN_UPPER_SNAKE>`.
+//!
+//! A sidecar is configured by whoever injects it (`conduit inject`,
+//! `conduit demo`), never by a hand-edited file, so everything a proxy needs
+//! to know is here and every value is checked before a socket is opened.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use conduit_api::DeploymentRef;
+
+/// How connections reach the proxy.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Applications address the proxy: inbound forwards everything to
+    /// `--inbound-app-addr`; outbound routes HTTP by its authority and TCP by
+    /// `--outbound-tcp-route`.
+    Explicit,
+    /// iptables redirects connections to the proxy; the original
+    /// destination (`SO_ORIGINAL_DST`) says where they were going.
+    Transparent,
+}
+
+/// `conduit-proxy run`: every setting of a running proxy.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// How connections reach the proxy.
+    #[arg(long, env = "CONDUIT_PROXY_MODE", value_enum, default_value_t = Mode::Explicit)]
+    pub mode: Mode,
+
+    /// Where peers connect to reach the local application.
+    #[arg(long, env = "CONDUIT_PROXY_INBOUND_LISTEN", default_value = "0.0.0.0:4143")]
+    pub inbound_listen: SocketAddr,
+
+    /// Where the local application sends its outbound traffic.
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_OUTBOUND_LISTEN",
+        default_value = "127.0.0.1:4140"
+    )]
+    pub outbound_listen: SocketAddr,
+
+    /// Admin server: /metrics (Prometheus text), /ready and /live.
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_LISTEN", default_value = "0.0.0.0:4191")]
+    pub admin_listen: SocketAddr,
+
+    /// Tap server (gRPC `conduit.tap.v1.Tap`).
+    #[arg(long, env = "CONDUIT_PROXY_TAP_LISTEN", default_value = "0.0.0.0:4190")]
+    pub tap_listen: SocketAddr,
+
+    /// Explicit mode: the local application, where inbound traffic goes.
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_INBOUND_APP_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub inbound_app_addr: SocketAddr,
+
+    /// Explicit mode: listen on LISTEN_ADDR and forward its connections as
+    /// opaque TCP to AUTHORITY (resolved like HTTP authorities).
+    /// Repeatable, or comma-separated.
+    #[arg(
+        long = "outbound-tcp-route",
+        env = "CONDUIT_PROXY_OUTBOUND_TCP_ROUTE",
+        value_name = "LISTEN_ADDR=AUTHORITY",
+        value_delimiter = ','
+    )]
+    pub outbound_tcp_routes: Vec<TcpRoute>,
+
+    /// A static endpoint of an outbound authority, used before (or instead
+    /// of) the destination service: `AUTHORITY=ADDR[;h2][;opaque]
+    /// [;deployment=NS/NAME][;identity=NAME]`. `h2` marks a meshed endpoint
+    /// (a peer proxy's inbound), which gets HTTP/1.1 over multiplexed
+    /// HTTP/2. Repeat an authority to balance over several endpoints.
+    #[arg(
+        long = "outbound-endpoint",
+        env = "CONDUIT_PROXY_OUTBOUND_ENDPOINT",
+        value_name = "AUTHORITY=ADDR[;OPTIONS]",
+        value_delimiter = ','
+    )]
+    pub outbound_endpoints: Vec<EndpointSpec>,
+
+    /// Destination ports whose protocol is not detected but forwarded as
+    /// opaque TCP at once (server-speaks-first protocols: MySQL, SMTP...).
+    /// Ports and ranges, comma-separated: `25,3306,5000-5010`.
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_OPAQUE_PORTS",
+        value_name = "PORTS",
+        value_delimiter = ','
+    )]
+    pub opaque_ports: Vec<PortRange>,
+
+    /// The namespace of the proxy's workload (a label on every series).
+    #[arg(long, env = "CONDUIT_PROXY_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+
+    /// The Deployment of the proxy's workload (a label on every series).
+    #[arg(long, env = "CONDUIT_PROXY_DEPLOYMENT", default_value = "")]
+    pub deployment: String,
+
+    /// The pod the proxy runs in (a label on every series).
+    #[arg(long, env = "CONDUIT_PROXY_POD", default_value = "")]
+    pub pod: String,
+
+    /// The service account of the workload: its identity name once mTLS is
+    /// on.
+    #[arg(long, env = "CONDUIT_PROXY_SERVICE_ACCOUNT", default_value = "")]
+    pub service_account: String,
+
+    /// The telemetry store's gRPC address, e.g. `http://127.0.0.1:9096`.
+    /// Unset: nothing is pushed (metrics stay on /metrics).
+    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_ADDR", value_name = "URL")]
+    pub telemetry_addr: Option<GrpcAddr>,
+
+    /// How often a report is pushed to the telemetry store.
+    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub telemetry_interval: Duration,
+
+    /// Reports kept while the store is slow or down; the oldest is dropped
+    /// (and counted) when full.
+    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_BUFFER", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub telemetry_buffer: u32,
+
+    /// Fraction of requests whose tap event goes into the telemetry stream
+    /// (the store's searchable tap history), 0 to 1.
+    #[arg(long, env = "CONDUIT_PROXY_TAP_SAMPLE_RATE", default_value_t = 0.1, value_parser = parse_fraction)]
+    pub tap_sample_rate: f64,
+
+    /// At most this many sampled tap events per second go into the
+    /// telemetry stream.
+    #[arg(long, env = "CONDUIT_PROXY_TAP_SAMPLE_MAX_RPS", default_value_t = 50)]
+    pub tap_sample_max_rps: u32,
+
+    /// Events per second a live tap subscriber gets when it asks for none
+    /// (`max_rps = 0`); also the most it may ask for.
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_RPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tap_max_rps: u32,
+
+    /// The controller's destination service, e.g. `http://127.0.0.1:50751`.
+    /// Unset: outbound authorities resolve through --outbound-endpoint, DNS
+    /// or the original destination only.
+    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_ADDR", value_name = "URL")]
+    pub destination_addr: Option<GrpcAddr>,
+
+    /// An outbound authority unused this long is forgotten (its destination
+    /// subscriptions closed).
+    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub destination_idle_timeout: Duration,
+
+    /// How long the first request to a new authority waits for the
+    /// destination service before falling back to DNS.
+    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_RESOLVE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub destination_resolve_timeout: Duration,
+
+    /// Largest request head (request line and headers) accepted; larger
+    /// gets 431.
+    #[arg(long, env = "CONDUIT_PROXY_MAX_HEADER_BYTES", default_value_t = 65_536, value_parser = clap::value_parser!(u32).range(8_192..=16_777_216))]
+    pub max_header_bytes: u32,
+
+    /// A client must send a complete request head within this time (against
+    /// slowloris); otherwise it gets 408 and the connection is closed.
+    #[arg(long, env = "CONDUIT_PROXY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A connection that has not shown its protocol after this long is
+    /// forwarded as opaque TCP.
+    #[arg(long, env = "CONDUIT_PROXY_DETECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub detect_timeout: Duration,
+
+    /// Time allowed to open a connection to an endpoint.
+    #[arg(long, env = "CONDUIT_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Outbound requests wait at most this long for response headers when
+    /// their route sets no timeout; `0s` disables.
+    #[arg(long, env = "CONDUIT_PROXY_OUTBOUND_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub outbound_request_timeout: Duration,
+
+    /// Consecutive failures that take an endpoint out of balancing.
+    #[arg(long, env = "CONDUIT_PROXY_FAILURE_ACCRUAL_CONSECUTIVE", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..))]
+    pub failure_accrual_consecutive: u32,
+
+    /// How long an endpoint stays out after tripping, doubled on each failed
+    /// probe up to ten times this.
+    #[arg(long, env = "CONDUIT_PROXY_FAILURE_ACCRUAL_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    pub failure_accrual_backoff: Duration,
+
+    /// Request bodies up to this size are buffered so the request can be
+    /// retried; larger requests are never retried.
+    #[arg(long, env = "CONDUIT_PROXY_RETRY_MAX_BODY_BYTES", default_value_t = 65_536)]
+    pub retry_max_body_bytes: u32,
+
+    /// Inbound: add a `forwarded: for=...` header (RFC 7239) naming the
+    /// client. By default `forwarded`/`x-forwarded-*` pass unchanged.
+    #[arg(long, env = "CONDUIT_PROXY_INBOUND_ADD_FORWARDED")]
+    pub inbound_add_forwarded: bool,
+
+    /// Runtime worker threads (the cores the proxy may use).
+    #[arg(long, env = "CONDUIT_PROXY_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub worker_threads: u16,
+}
+
+impl Config {
+    /// The proxy's own Deployment, when it was told.
+    pub fn deployment_ref(&self) -> Option<DeploymentRef> {
+        (!self.deployment.is_empty())
+            .then(|| DeploymentRef::new(self.namespace.clone(), self.deployment.clone()))
+    }
+
+    pub(crate) fn is_opaque_port(&self, port: u16) -> bool {
+        self.opaque_ports.iter().any(|r| r.contains(port))
+    }
+}
+
+/// `LISTEN_ADDR=AUTHORITY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpRoute {
+    pub listen: SocketAddr,
+    pub authority: String,
+}
+
+impl FromStr for TcpRoute {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (listen, authority) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected LISTEN_ADDR=AUTHORITY, got {s:?}"))?;
+        let listen = listen
+            .trim()
+            .parse()
+            .map_err(|_| format!("{listen:?} is not a socket address (e.g. 127.0.0.1:3306)"))?;
+        let authority = authority.trim();
+        validate_authority(authority)?;
+        Ok(Self {
+            listen,
+            authority: authority.to_string(),
+        })
+    }
+}
+
+/// What a static endpoint says about its peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub authority: String,
+    pub addr: SocketAddr,
+    /// A meshed endpoint: HTTP/1.1 goes over multiplexed HTTP/2.
+    pub h2: bool,
+    /// Forward bytes, never detect.
+    pub opaque: bool,
+    pub deployment: Option<DeploymentRef>,
+    pub identity: Option<String>,
+}
+
+impl FromStr for EndpointSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (authority, rest) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected AUTHORITY=ADDR[;h2][;deployment=NS/NAME], got {s:?}"))?;
+        let authority = authority.trim();
+        validate_authority(authority)?;
+        let mut parts = rest.split(';').map(str::trim);
+        let addr = parts.next().unwrap_or_default();
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("{addr:?} is not a socket address (e.g. 127.0.0.1:4143)"))?;
+        let mut spec = Self {
+            authority: authority.to_string(),
+            addr,
+            h2: false,
+            opaque: false,
+            deployment: None,
+            identity: None,
+        };
+        for part in parts.filter(|p| !p.is_empty()) {
+            match part.split_once('=') {
+                None if part == "h2" => spec.h2 = true,
+                None if part == "opaque" => spec.opaque = true,
+                Some(("deployment", d)) => {
+                    spec.deployment = Some(d.parse().map_err(|e| format!("deployment: {e}"))?)
+                }
+                Some(("identity", id)) => spec.identity = Some(id.to_string()),
+                _ => {
+                    return Err(format!(
+                        "unknown endpoint option {part:?}: use h2, opaque, deployment=NS/NAME or identity=NAME"
+                    ));
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+/// A port or an inclusive range of ports.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+        };
+        let (first, last) = match s.split_once('-') {
+            Some((a, b)) => (port(a)?, port(b)?),
+            None => (port(s)?, port(s)?),
+        };
+        if first > last {
+            return Err(format!("port range {s:?} is backwards"));
+        }
+        Ok(Self { first, last })
+    }
+}
+
+/// An `http://host:port` gRPC address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrpcAddr(pub String);
+
+impl FromStr for GrpcAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| format!("{s:?} is not a URL ({e}); use e.g. http://127.0.0.1:9096"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(format!(
+                "{s:?}: expected http://HOST:PORT (the mesh's control traffic is plaintext until mTLS)"
+            ));
+        }
+        Ok(Self(s.trim_end_matches('/').to_string()))
+    }
+}
+
+impl fmt::Display for GrpcAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An authority must be `host:port` so it names one service port.
+fn validate_authority(authority: &str) -> Result<(), String> {
+    let valid = authority
+        .parse::<http::uri::Authority>()
+        .ok()
+        .filter(|a| a.port_u16().is_some() && !a.host().is_empty());
+    match valid {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "{authority:?} is not an authority: use HOST:PORT, e.g. web.demo.svc.cluster.local:8080"
+        )),
+    }
+}
+
+/// `500ms`, `1s`, `2m`, `1h`, or combinations such as `1m30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let invalid = || format!("{s:?} is not a duration: use e.g. 500ms, 1s, 2m");
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        rest = &rest[digits..];
+        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let part = match &rest[..unit] {
+            "ms" => Duration::from_millis(value),
+            "s" => Duration::from_secs(value),
+            "m" => Duration::from_secs(value.saturating_mul(60)),
+            "h" => Duration::from_secs(value.saturating_mul(3600)),
+            _ => return Err(invalid()),
+        };
+        rest = &rest[unit..];
+        total = total.saturating_add(part);
+    }
+    Ok(total)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("{s:?} is not a fraction between 0 and 1"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_specs() {
+        let e: EndpointSpec = "web.demo:8080=127.0.0.1:4143;h2;deployment=demo/web"
+            .parse()
+            .unwrap();
+        assert_eq!(e.authority, "web.demo:8080");
+        assert_eq!(e.addr, "127.0.0.1:4143".parse().unwrap());
+        assert!(e.h2 && !e.opaque);
+        assert_eq!(e.deployment, Some(DeploymentRef::new("demo", "web")));
+
+        for bad in [
+            "web.demo=127.0.0.1:1",
+            "web.demo:80",
+            "web.demo:80=nowhere",
+            "web.demo:80=127.0.0.1:1;h3",
+            "web.demo:80=127.0.0.1:1;deployment=web",
+        ] {
+            assert!(bad.parse::<EndpointSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tcp_routes_and_ports() {
+        let r: TcpRoute = "127.0.0.1:3306=db.demo:3306".parse().unwrap();
+        assert_eq!(r.authority, "db.demo:3306");
+        assert!("3306=db:3306".parse::<TcpRoute>().is_err());
+        let p: PortRange = "5000-5010".parse().unwrap();
+        assert!(p.contains(5005) && !p.contains(5011));
+        assert!("10-5".parse::<PortRange>().is_err());
+        assert!("0".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn grpc_addrs() {
+        assert!("http://127.0.0.1:9096".parse::<GrpcAddr>().is_ok());
+        assert!("127.0.0.1:9096".parse::<GrpcAddr>().is_err());
+        assert!("https://store:9096".parse::<GrpcAddr>().is_err());
+    }
+}

@@ -1,0 +1,216 @@
+//! Per-request measurement: counts the request when it starts, times the
+//! response headers, and classifies the response when its body ends, as
+//! gRPC decides success in trailers. The tap event is emitted at the same
+//! moment, with the same facts.
+//!
+//! The response's end is observed by wrapping its body; the count happens
+//! at the last frame, or when the body is dropped (a client that went away,
+//! a response that has no body at all), so every request is counted once.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use conduit_api::Classification;
+use http::{HeaderMap, Response};
+use http_body::{Body, Frame, SizeHint};
+use tokio::time::Instant;
+
+use crate::http::body::BoxError;
+use crate::metrics::{HttpStats, ResponseKey};
+use crate::profile::ResponseClasses;
+use crate::tap::{TapCapture, TapResponse};
+
+/// A request in flight, from its start to its response headers.
+pub(crate) struct Observation {
+    stats: Arc<HttpStats>,
+    start: Instant,
+    tap: Option<TapCapture>,
+    classes: Option<Arc<ResponseClasses>>,
+}
+
+impl Observation {
+    /// Counts the request now; latency is measured from `start`.
+    pub(crate) fn begin(stats: Arc<HttpStats>, start: Instant, tap: Option<TapCapture>) -> Self {
+        stats.request();
+        Self {
+            stats,
+            start,
+            tap,
+            classes: None,
+        }
+    }
+
+    /// Classifies responses by a route's response classes instead of the
+    /// default rules.
+    pub(crate) fn with_classes(mut self, classes: Arc<ResponseClasses>) -> Self {
+        self.classes = Some(classes);
+        self
+    }
+
+    pub(crate) fn tap(&self) -> Option<&TapCapture> {
+        self.tap.as_ref()
+    }
+
+    /// The response headers arrived (or the proxy answered itself, with
+    /// `error` saying why).
+    pub(crate) fn respond<B>(self, rsp: Response<B>, error: Option<String>) -> Response<ObservedBody<B>>
+    where
+        B: Body,
+    {
+        let latency = self.start.elapsed();
+        self.stats.latency(latency);
+        let is_grpc = is_grpc(rsp.headers());
+        let grpc_status = if is_grpc {
+            grpc_status(rsp.headers())
+        } else {
+            None
+        };
+        let pending = Pending {
+            stats: self.stats,
+            status: rsp.status().as_u16(),
+            is_grpc,
+            grpc_status,
+            start: self.start,
+            latency,
+            bytes: 0,
+            error,
+            tap: self.tap,
+            classes: self.classes,
+        };
+        rsp.map(|inner| ObservedBody {
+            inner,
+            pending: Some(pending),
+        })
+    }
+}
+
+/// What is needed to count the response once its body ends.
+struct Pending {
+    stats: Arc<HttpStats>,
+    status: u16,
+    is_grpc: bool,
+    grpc_status: Option<i32>,
+    start: Instant,
+    latency: std::time::Duration,
+    bytes: u64,
+    error: Option<String>,
+    tap: Option<TapCapture>,
+    classes: Option<Arc<ResponseClasses>>,
+}
+
+impl Pending {
+    fn finish(self) {
+        let grpc_status = self.grpc_status.filter(|_| self.is_grpc);
+        let class = match (&self.error, &self.classes) {
+            (Some(_), _) if self.status < 400 => Classification::Failure,
+            (_, Some(classes)) => classes.classify(self.status, grpc_status),
+            (_, None) => Classification::of_response(self.status, grpc_status),
+        };
+        self.stats.response(ResponseKey {
+            status: self.status,
+            grpc_status,
+            class,
+        });
+        if let Some(tap) = self.tap {
+            tap.finish(TapResponse {
+                status: self.status,
+                grpc_status,
+                latency: self.latency,
+                duration: self.start.elapsed(),
+                response_bytes: self.bytes,
+                error: self.error.as_deref(),
+            });
+        }
+    }
+}
+
+/// A response body whose end is counted.
+pub(crate) struct ObservedBody<B> {
+    inner: B,
+    pending: Option<Pending>,
+}
+
+impl<B> ObservedBody<B> {
+    /// A body nobody measures at this level (the request never got that
+    /// far), so that every response has the same type.
+    pub(crate) fn unobserved(inner: B) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+
+    fn finish(&mut self, error: Option<String>) {
+        if let Some(mut p) = self.pending.take() {
+            if error.is_some() {
+                p.error = error;
+            }
+            p.finish();
+        }
+    }
+}
+
+impl<B> Body for ObservedBody<B>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
+        match &frame {
+            Some(Ok(f)) => {
+                if let Some(p) = &mut this.pending {
+                    if let Some(d) = f.data_ref() {
+                        p.bytes += d.len() as u64;
+                    } else if let Some(t) = f.trailers_ref() {
+                        if let Some(s) = grpc_status(t) {
+                            p.grpc_status = Some(s);
+                        }
+                    }
+                }
+                if this.inner.is_end_stream() {
+                    this.finish(None);
+                }
+            }
+            Some(Err(e)) => this.finish(Some(format!("response body: {e}"))),
+            None => this.finish(None),
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ObservedBody<B> {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok())
+}

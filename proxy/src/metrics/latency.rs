@@ -1,0 +1,146 @@
+//! Latency per label set: one HdrHistogram for the current telemetry
+//! interval, folded into cumulative Prometheus buckets when the interval
+//! rolls over.
+//!
+//! The store needs each interval's exact distribution (it merges them over
+//! any window) while Prometheus needs cumulative `_bucket` counters; keeping
+//! only the interval histogram plus 26 bucket counters serves both without
+//! a second, ever-growing histogram per series. The buckets are derived from
+//! the histogram, so both views agree on every recorded value.
+
+use conduit_api::histogram::{self, MAX_LATENCY_US, SIGNIFICANT_DIGITS};
+use conduit_api::metrics::LATENCY_BUCKETS_MS;
+use hdrhistogram::Histogram;
+
+/// One more than the configured bounds: the last counts `+Inf`.
+const BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+
+pub(crate) struct LatencyHistogram {
+    interval: Histogram<u64>,
+    interval_sum_us: u64,
+    /// Per-bucket (not yet cumulative) counts of every rolled-over interval.
+    buckets: [u64; BUCKETS],
+    sum_us: u64,
+}
+
+/// One interval's distribution, as the telemetry report carries it.
+pub(crate) struct IntervalLatency {
+    pub(crate) hdr: Vec<u8>,
+    pub(crate) sum_ms: f64,
+}
+
+/// What `/metrics` shows: cumulative counts per `le` bound, `+Inf` last.
+pub(crate) struct PromHistogram {
+    pub(crate) cumulative: [u64; BUCKETS],
+    pub(crate) sum_ms: f64,
+}
+
+impl PromHistogram {
+    pub(crate) fn count(&self) -> u64 {
+        self.cumulative[BUCKETS - 1]
+    }
+}
+
+impl LatencyHistogram {
+    pub(crate) fn new() -> Self {
+        // Auto-resizing: the histogram grows to the largest latency actually
+        // seen instead of allocating its full hour-long range up front.
+        let interval = Histogram::new(SIGNIFICANT_DIGITS).expect("3 significant digits are valid");
+        Self {
+            interval,
+            interval_sum_us: 0,
+            buckets: [0; BUCKETS],
+            sum_us: 0,
+        }
+    }
+
+    pub(crate) fn record_us(&mut self, micros: u64) {
+        // `record` grows the auto-resizing histogram; the shared helper's
+        // saturating record would clamp to its current size instead.
+        if self.interval.record(micros.clamp(1, MAX_LATENCY_US)).is_err() {
+            histogram::record_latency_us(&mut self.interval, micros);
+        }
+        self.interval_sum_us = self.interval_sum_us.saturating_add(micros);
+    }
+
+    /// Ends the interval: returns its distribution (when anything was
+    /// recorded) and starts an empty one.
+    pub(crate) fn rollover(&mut self) -> Option<IntervalLatency> {
+        if self.interval.is_empty() {
+            return None;
+        }
+        let hdr = match histogram::encode(&self.interval) {
+            Ok(hdr) => hdr,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot serialize a latency histogram; its interval is lost");
+                Vec::new()
+            }
+        };
+        let mut buckets = self.buckets;
+        add_buckets(&self.interval, &mut buckets);
+        self.buckets = buckets;
+        let sum_ms = self.interval_sum_us as f64 / 1000.0;
+        self.sum_us = self.sum_us.saturating_add(self.interval_sum_us);
+        self.interval.reset();
+        self.interval_sum_us = 0;
+        (!hdr.is_empty()).then_some(IntervalLatency { hdr, sum_ms })
+    }
+
+    /// Everything recorded since the process started.
+    pub(crate) fn prometheus(&self) -> PromHistogram {
+        let mut buckets = self.buckets;
+        add_buckets(&self.interval, &mut buckets);
+        let mut cumulative = [0; BUCKETS];
+        let mut running = 0;
+        for (c, b) in cumulative.iter_mut().zip(buckets) {
+            running += b;
+            *c = running;
+        }
+        PromHistogram {
+            cumulative,
+            sum_ms: self.sum_us.saturating_add(self.interval_sum_us) as f64 / 1000.0,
+        }
+    }
+}
+
+/// A recorded value belongs to the first bucket whose bound is at least the
+/// lowest value it stands for: values under 2 ms are exact, larger ones are
+/// within the histogram's 0.1 % precision of the bound.
+fn add_buckets(h: &Histogram<u64>, buckets: &mut [u64; BUCKETS]) {
+    for v in h.iter_recorded() {
+        let micros = h.lowest_equivalent(v.value_iterated_to());
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|le| micros as f64 <= le * 1000.0)
+            .unwrap_or(BUCKETS - 1);
+        buckets[i] += v.count_at_value();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_survive_rollover_and_interval_is_exact() {
+        let mut h = LatencyHistogram::new();
+        for us in [500, 1_000, 1_001, 7_000, 60_000_000] {
+            h.record_us(us);
+        }
+        let interval = h.rollover().expect("values were recorded");
+        let decoded = histogram::decode(&interval.hdr).unwrap();
+        assert_eq!(decoded.len(), 5);
+        assert!((interval.sum_ms - 60_009.501).abs() < 1e-6);
+        assert!(h.rollover().is_none(), "the next interval starts empty");
+
+        h.record_us(2_500);
+        let p = h.prometheus();
+        assert_eq!(p.count(), 6);
+        // le=1: 500 µs and 1000 µs; le=2: +1001 µs; le=3: +2500 µs.
+        assert_eq!(&p.cumulative[..3], &[2, 3, 4]);
+        // 7 ms lands in le=10 (index 5); 60 s only in +Inf.
+        assert_eq!(p.cumulative[5], 5);
+        assert_eq!(p.cumulative[BUCKETS - 2], 5);
+        assert!((p.sum_ms - 60_012.001).abs() < 1e-6);
+    }
+}

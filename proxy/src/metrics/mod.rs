@@ -1,0 +1,286 @@
+//! The proxy's measurements: one set of counters and one latency histogram
+//! per label set, shared by `/metrics` (Prometheus text) and the telemetry
+//! push.
+//!
+//! Label sets are looked up once per connection or endpoint, not per
+//! request: callers keep the `Arc` they get and the hot path only touches
+//! atomics and two short-held locks.
+
+mod latency;
+mod prom;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use conduit_api::metrics::label;
+use conduit_api::{Classification, Labels};
+
+pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
+
+/// The `tls` label until mTLS exists: the connection carried no identity.
+pub(crate) const TLS_NO_IDENTITY: &str = "no_identity";
+
+/// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)
+/// followed by the series' pairs. Empty values are left out, as Prometheus
+/// does.
+pub(crate) struct SeriesLabels {
+    prom: String,
+    labels: Labels,
+}
+
+impl SeriesLabels {
+    fn new(local: &[(&'static str, String)], pairs: &[(&'static str, &str)]) -> Self {
+        let all = local
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .chain(pairs.iter().copied())
+            .filter(|(_, v)| !v.is_empty());
+        let mut prom = String::new();
+        let mut labels = Labels::new();
+        for (name, value) in all {
+            if !prom.is_empty() {
+                prom.push(',');
+            }
+            prom::push_label(&mut prom, name, value);
+            labels.insert(name, value);
+        }
+        Self { prom, labels }
+    }
+
+    /// `name="value",...` without braces.
+    pub(crate) fn prom(&self) -> &str {
+        &self.prom
+    }
+
+    pub(crate) fn labels(&self) -> &Labels {
+        &self.labels
+    }
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ResponseKey {
+    pub(crate) status: u16,
+    pub(crate) grpc_status: Option<i32>,
+    pub(crate) class: Classification,
+}
+
+/// Counters and latency of one HTTP label set (an endpoint's or a route's).
+pub(crate) struct HttpStats {
+    labels: SeriesLabels,
+    requests: AtomicU64,
+    responses: Mutex<Vec<(ResponseKey, u64)>>,
+    latency: Mutex<LatencyHistogram>,
+    retries: AtomicU64,
+    retries_skipped: AtomicU64,
+}
+
+impl HttpStats {
+    fn new(labels: SeriesLabels) -> Self {
+        Self {
+            labels,
+            requests: AtomicU64::new(0),
+            responses: Mutex::new(Vec::new()),
+            latency: Mutex::new(LatencyHistogram::new()),
+            retries: AtomicU64::new(0),
+            retries_skipped: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn labels(&self) -> &SeriesLabels {
+        &self.labels
+    }
+
+    pub(crate) fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+
+    /// Time to response headers.
+    pub(crate) fn latency(&self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        lock(&self.latency).record_us(micros);
+    }
+
+    pub(crate) fn response(&self, key: ResponseKey) {
+        let mut responses = lock(&self.responses);
+        match responses.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => responses.push((key, 1)),
+        }
+    }
+
+    pub(crate) fn responses(&self) -> Vec<(ResponseKey, u64)> {
+        let mut r = lock(&self.responses).clone();
+        r.sort_by_key(|(k, _)| (k.status, k.grpc_status, k.class.as_str()));
+        r
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retries.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retries(&self) -> u64 {
+        self.retries.load(Relaxed)
+    }
+
+    /// A retry the budget did not allow.
+    pub(crate) fn retry_skipped(&self) {
+        self.retries_skipped.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retries_skipped(&self) -> u64 {
+        self.retries_skipped.load(Relaxed)
+    }
+
+    pub(crate) fn prometheus_latency(&self) -> PromHistogram {
+        lock(&self.latency).prometheus()
+    }
+
+    pub(crate) fn rollover_latency(&self) -> Option<IntervalLatency> {
+        lock(&self.latency).rollover()
+    }
+}
+
+/// Transport counters of one label set.
+#[derive(Default)]
+pub(crate) struct TcpStats {
+    labels: Option<SeriesLabels>,
+    pub(crate) open_total: AtomicU64,
+    pub(crate) close_total: AtomicU64,
+    pub(crate) read_bytes: AtomicU64,
+    pub(crate) write_bytes: AtomicU64,
+}
+
+impl TcpStats {
+    pub(crate) fn labels(&self) -> Option<&SeriesLabels> {
+        self.labels.as_ref()
+    }
+
+    pub(crate) fn open_connections(&self) -> u64 {
+        let closed = self.close_total.load(Relaxed);
+        self.open_total.load(Relaxed).saturating_sub(closed)
+    }
+}
+
+/// Counts of what the proxy itself had to give up to never block traffic.
+#[derive(Default)]
+pub(crate) struct ProxyCounters {
+    pub(crate) telemetry_reports_sent: AtomicU64,
+    pub(crate) telemetry_reports_dropped: AtomicU64,
+    pub(crate) tap_events_sampled: AtomicU64,
+    pub(crate) tap_events_dropped: AtomicU64,
+}
+
+type Key = Vec<(&'static str, String)>;
+
+/// Every series the proxy has, by family.
+pub(crate) struct Registry {
+    local: Vec<(&'static str, String)>,
+    local_labels: SeriesLabels,
+    http: Mutex<HashMap<Key, Arc<HttpStats>>>,
+    routes: Mutex<HashMap<Key, Arc<HttpStats>>>,
+    tcp: Mutex<HashMap<Key, Arc<TcpStats>>>,
+    pub(crate) proxy: ProxyCounters,
+    process_start_unix_ms: i64,
+}
+
+impl Registry {
+    /// `namespace`, `deployment` and `pod` of the proxy's workload go on
+    /// every series.
+    pub(crate) fn new(namespace: &str, deployment: &str, pod: &str) -> Self {
+        let local = vec![
+            (label::NAMESPACE, namespace.to_string()),
+            (label::DEPLOYMENT, deployment.to_string()),
+            (label::POD, pod.to_string()),
+        ];
+        let local_labels = SeriesLabels::new(&local, &[]);
+        Self {
+            local,
+            local_labels,
+            http: Mutex::default(),
+            routes: Mutex::default(),
+            tcp: Mutex::default(),
+            proxy: ProxyCounters::default(),
+            process_start_unix_ms: crate::clock::unix_ms(),
+        }
+    }
+
+    /// The `request_total`/`response_total`/`response_latency_ms` series of
+    /// a label set.
+    pub(crate) fn http(&self, pairs: &[(&'static str, &str)]) -> Arc<HttpStats> {
+        self.get_or_insert(&self.http, pairs, |l| Arc::new(HttpStats::new(l)))
+    }
+
+    /// The `route_*` series of a label set.
+    pub(crate) fn route(&self, pairs: &[(&'static str, &str)]) -> Arc<HttpStats> {
+        self.get_or_insert(&self.routes, pairs, |l| Arc::new(HttpStats::new(l)))
+    }
+
+    pub(crate) fn tcp(&self, pairs: &[(&'static str, &str)]) -> Arc<TcpStats> {
+        self.get_or_insert(&self.tcp, pairs, |l| {
+            Arc::new(TcpStats {
+                labels: Some(l),
+                ..TcpStats::default()
+            })
+        })
+    }
+
+    fn get_or_insert<T>(
+        &self,
+        map: &Mutex<HashMap<Key, Arc<T>>>,
+        pairs: &[(&'static str, &str)],
+        make: impl FnOnce(SeriesLabels) -> Arc<T>,
+    ) -> Arc<T> {
+        let key: Key = pairs.iter().map(|(n, v)| (*n, v.to_string())).collect();
+        let mut map = lock(map);
+        map.entry(key)
+            .or_insert_with(|| make(SeriesLabels::new(&self.local, pairs)))
+            .clone()
+    }
+
+    pub(crate) fn http_series(&self) -> Vec<Arc<HttpStats>> {
+        sorted(&self.http, |s| s.labels.prom.clone())
+    }
+
+    pub(crate) fn route_series(&self) -> Vec<Arc<HttpStats>> {
+        sorted(&self.routes, |s| s.labels.prom.clone())
+    }
+
+    pub(crate) fn tcp_series(&self) -> Vec<Arc<TcpStats>> {
+        sorted(&self.tcp, |s| {
+            s.labels.as_ref().map(|l| l.prom.clone()).unwrap_or_default()
+        })
+    }
+
+    /// Labels of the proxy-level series: the proxy's own only.
+    pub(crate) fn local_labels(&self) -> &SeriesLabels {
+        &self.local_labels
+    }
+
+    pub(crate) fn process_start_unix_ms(&self) -> i64 {
+        self.process_start_unix_ms
+    }
+
+    /// `/metrics`.
+    pub(crate) fn render_prometheus(&self) -> String {
+        prom::render(self)
+    }
+}
+
+fn sorted<T, K: Ord>(map: &Mutex<HashMap<Key, Arc<T>>>, key: impl Fn(&T) -> K) -> Vec<Arc<T>> {
+    let mut v: Vec<Arc<T>> = lock(map).values().cloned().collect();
+    v.sort_by_cached_key(|s| key(s));
+    v
+}
+
+/// A poisoned metrics lock only means a panic elsewhere mid-update; the
+/// counters are still the best data there is.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

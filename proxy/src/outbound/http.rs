@@ -1,0 +1,303 @@
+//! An outbound HTTP request's way through the proxy: its authority names a
+//! logical destination; the destination's profile picks a route (timeout,
+//! retry policy, response classes); each attempt goes to the endpoint the
+//! balancer picks, over HTTP/2 when that endpoint is a meshed proxy.
+//!
+//! Two levels are measured: every attempt on its endpoint's series
+//! (`request_total`...), and the logical request on its route's series
+//! (`route_request_total`...), so retries are visible as the difference.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use conduit_api::Direction;
+use conduit_api::metrics::label;
+use http::{HeaderValue, Request, Response, Version};
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+use tokio::time::Instant;
+
+use super::{Logical, Outbound};
+use crate::balance::{Endpoint, PickError};
+use crate::errors::ProxyError;
+use crate::http::body::{RequestBody, ResponseBody};
+use crate::http::observe::{self, ObservedBody, Observation};
+use crate::http::server::Handler;
+use crate::http::{authority, headers, orig_proto, upgrade};
+use crate::metrics::{HttpStats, TLS_NO_IDENTITY};
+use crate::profile::{Route, RetryPolicy};
+use crate::retry::{self, Budget, RETRY_ATTEMPT_HEADER};
+use crate::tap::{PeerMeta, RequestMeta};
+
+type Body = ObservedBody<ObservedBody<ResponseBody>>;
+
+pub(super) struct OutboundConn {
+    outbound: Arc<Outbound>,
+    client: SocketAddr,
+    orig_dst: Option<SocketAddr>,
+}
+
+/// How one attempt ended.
+struct Attempt {
+    rsp: Response<ObservedBody<ResponseBody>>,
+    status: u16,
+    grpc_status: Option<i32>,
+    /// The request certainly never reached the application.
+    unsent: bool,
+}
+
+impl OutboundConn {
+    pub(super) fn new(outbound: Arc<Outbound>, client: SocketAddr, orig_dst: Option<SocketAddr>) -> Self {
+        Self {
+            outbound,
+            client,
+            orig_dst,
+        }
+    }
+
+    async fn route(&self, req: Request<Incoming>, start: Instant) -> Response<Body> {
+        let Some(authority) = authority::of(&req) else {
+            return self.unrouted("", start, ProxyError::MissingAuthority);
+        };
+        let key = authority::with_port(&authority);
+        let logical = match self.outbound.logical(&key, self.orig_dst).await {
+            Ok(l) => l,
+            Err(e) => return self.unrouted(&key, start, e),
+        };
+        let profile = logical.profile();
+        let route = profile.route_for(&req);
+        let timeout = route
+            .and_then(|r| r.timeout)
+            .or(profile.default_timeout)
+            .or(Some(self.outbound.config.outbound_request_timeout))
+            .filter(|t| !t.is_zero());
+        let deadline = timeout.map(|t| start + t);
+        let route_stats = route.map(|r| logical.route_stats(&self.outbound.registry, r));
+        let route_obs = route.zip(route_stats.clone()).map(|(r, stats)| {
+            Observation::begin(stats, start, None).with_classes(r.classes.clone())
+        });
+        let budget = logical.budget(&profile);
+        let rsp = self
+            .dispatch(&logical, route, route_stats, &budget, req, authority, deadline)
+            .await;
+        match route_obs {
+            Some(obs) => obs.respond(rsp, None),
+            None => rsp.map(ObservedBody::unobserved),
+        }
+    }
+
+    /// A request that could not be tied to a destination at all.
+    fn unrouted(&self, key: &str, start: Instant, e: ProxyError) -> Response<Body> {
+        tracing::debug!(authority = key, client = %self.client, error = %e, "outbound request not routed");
+        let stats = self.outbound.registry.http(&[
+            (label::DIRECTION, "outbound"),
+            (label::AUTHORITY, key),
+            (label::TLS, TLS_NO_IDENTITY),
+        ]);
+        Observation::begin(stats, start, None)
+            .respond(e.response(), Some(e.to_string()))
+            .map(ObservedBody::unobserved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        logical: &Logical,
+        route: Option<&Route>,
+        route_stats: Option<Arc<HttpStats>>,
+        budget: &Budget,
+        mut req: Request<Incoming>,
+        authority: http::uri::Authority,
+        deadline: Option<Instant>,
+    ) -> Response<ObservedBody<ResponseBody>> {
+        let upgrading = headers::is_upgrade(&req) || headers::is_connect(&req);
+        headers::strip_hop_by_hop(req.headers_mut(), upgrading);
+        if let Err(e) = authority::absolutize(&mut req, &authority) {
+            return self.fail(logical, e);
+        }
+        let limit = u64::from(self.outbound.config.retry_max_body_bytes);
+        let policy = route
+            .and_then(|r| r.retry.as_ref())
+            .filter(|p| !upgrading && p.allows_method(req.method()));
+        if let Some(policy) = policy {
+            budget.deposit();
+            if retry::is_replayable(req.body(), limit) {
+                return self
+                    .with_retries(logical, req, policy, route_stats, budget, deadline)
+                    .await;
+            }
+        }
+        let downstream_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
+        let req = req.map(RequestBody::incoming);
+        self.attempt(logical, req, deadline, downstream_upgrade).await.rsp
+    }
+
+    async fn with_retries(
+        &self,
+        logical: &Logical,
+        req: Request<Incoming>,
+        policy: &RetryPolicy,
+        route_stats: Option<Arc<HttpStats>>,
+        budget: &Budget,
+        deadline: Option<Instant>,
+    ) -> Response<ObservedBody<ResponseBody>> {
+        let (parts, body) = req.into_parts();
+        let limit = self.outbound.config.retry_max_body_bytes as usize;
+        let (data, trailers) = match retry::buffer(body, limit).await {
+            Ok(b) => b,
+            Err(e) => return self.fail(logical, ProxyError::Malformed(e)),
+        };
+        let mut attempt = 1;
+        loop {
+            let mut req = Request::new(RequestBody::replay(data.clone(), trailers.clone()));
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = parts.uri.clone();
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            if attempt > 1 {
+                req.headers_mut()
+                    .insert(RETRY_ATTEMPT_HEADER, HeaderValue::from(attempt));
+            }
+            let done = self.attempt(logical, req, deadline, None).await;
+            let retryable = done.unsent || policy.is_retryable(done.status, done.grpc_status);
+            let expired = deadline.is_some_and(|d| Instant::now() >= d);
+            if !retryable || attempt >= policy.max_attempts || expired {
+                return done.rsp;
+            }
+            if !budget.withdraw() {
+                if let Some(s) = &route_stats {
+                    s.retry_skipped();
+                }
+                tracing::debug!(authority = %logical.authority, "retry budget exhausted");
+                return done.rsp;
+            }
+            if let Some(s) = &route_stats {
+                s.retry();
+            }
+            drop(done);
+            attempt += 1;
+        }
+    }
+
+    /// The proxy's own answer for a request no endpoint saw.
+    fn fail(&self, logical: &Logical, e: ProxyError) -> Response<ObservedBody<ResponseBody>> {
+        Observation::begin(logical.unbalanced.clone(), Instant::now(), None)
+            .respond(e.response(), Some(e.to_string()))
+    }
+
+    async fn attempt(
+        &self,
+        logical: &Logical,
+        mut req: Request<RequestBody>,
+        deadline: Option<Instant>,
+        downstream_upgrade: Option<OnUpgrade>,
+    ) -> Attempt {
+        let start = Instant::now();
+        let ep = match logical.balancer.pick() {
+            Ok(ep) => ep,
+            Err(e) => {
+                let (e, unsent) = match e {
+                    PickError::NoEndpoints => (ProxyError::NoEndpoints(logical.authority.clone()), false),
+                    PickError::Unavailable => (ProxyError::Unavailable(logical.authority.clone()), true),
+                };
+                let status = e.status().as_u16();
+                return Attempt {
+                    rsp: self.fail(logical, e),
+                    status,
+                    grpc_status: None,
+                    unsent,
+                };
+            }
+        };
+        let tap = self.capture(logical, &ep, &req);
+        if let Some(t) = &tap {
+            req.body_mut().count_into(t.request_bytes());
+        }
+        let obs = Observation::begin(ep.stats.clone(), start, tap);
+        let upgraded = ep.target.meta.h2
+            && downstream_upgrade.is_none()
+            && !headers::is_connect(&req)
+            && orig_proto::upgrade(&mut req);
+        let method = req.method().clone();
+        let in_flight = ep.start();
+        let sent = match deadline {
+            Some(d) => tokio::time::timeout_at(d, ep.client.send(req))
+                .await
+                .unwrap_or(Err(ProxyError::RequestTimeout)),
+            None => ep.client.send(req).await,
+        };
+        let mut rsp = match sent {
+            Ok(rsp) => rsp,
+            Err(e) => {
+                in_flight.complete(true);
+                tracing::debug!(authority = %logical.authority, endpoint = %ep.addr(), error = %e, "outbound request failed");
+                return Attempt {
+                    status: e.status().as_u16(),
+                    grpc_status: None,
+                    unsent: e.is_unsent(),
+                    rsp: obs.respond(e.response(), Some(e.to_string())),
+                };
+            }
+        };
+        let status = rsp.status().as_u16();
+        in_flight.complete(status >= 500);
+        if upgraded {
+            *rsp.version_mut() = Version::HTTP_11;
+        }
+        let switching = downstream_upgrade.is_some() && upgrade::accepted(&method, &rsp);
+        headers::strip_hop_by_hop(rsp.headers_mut(), switching);
+        if let (true, Some(down)) = (switching, downstream_upgrade) {
+            upgrade::splice(down, hyper::upgrade::on(&mut rsp));
+        }
+        let grpc_status = observe::is_grpc(rsp.headers())
+            .then(|| observe::grpc_status(rsp.headers()))
+            .flatten();
+        Attempt {
+            rsp: obs.respond(rsp.map(ResponseBody::Incoming), None),
+            status,
+            grpc_status,
+            unsent: false,
+        }
+    }
+
+    fn capture(
+        &self,
+        logical: &Logical,
+        ep: &Endpoint,
+        req: &Request<RequestBody>,
+    ) -> Option<crate::tap::TapCapture> {
+        let outbound = &self.outbound;
+        outbound.tap.capture(&RequestMeta {
+            direction: Direction::Outbound,
+            method: req.method(),
+            uri: req.uri(),
+            authority: &logical.authority,
+            headers: req.headers(),
+            source: PeerMeta {
+                addr: self.client,
+                deployment: outbound.own.as_ref(),
+                identity: "",
+            },
+            destination: PeerMeta {
+                addr: ep.addr(),
+                deployment: ep.target.meta.deployment.as_ref(),
+                identity: ep.target.meta.identity.as_deref().unwrap_or(""),
+            },
+        })
+    }
+}
+
+impl Handler for OutboundConn {
+    type Body = Body;
+
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        async move {
+            let start = Instant::now();
+            self.route(req, start).await
+        }
+    }
+}

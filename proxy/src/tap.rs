@@ -1,0 +1,428 @@
+//! Tap: per-request events, live to subscribers and sampled into telemetry.
+//!
+//! Whether a request is tapped is decided once, when it starts: against
+//! each live subscriber's filter and rate limit, and against the sampling
+//! rate and its own rate limit. A request nobody wants costs one atomic
+//! load; one that is wanted carries a [`TapCapture`] that becomes a
+//! `TapEvent` when its response ends. Delivery never waits: a subscriber
+//! whose stream is full loses the event, and the loss is counted.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use conduit_api::proto::mesh::v1 as mesh;
+use conduit_api::proto::tap::v1::{self as pb, Filter, ObserveRequest, TapEvent};
+use conduit_api::{DeploymentRef, Direction};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::metrics::{Registry, lock};
+
+/// Events buffered per live subscriber before new ones are dropped.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// A token bucket: `rps` per second, bursts up to one second's worth.
+struct RateLimit {
+    rps: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rps: u32) -> Self {
+        let rps = f64::from(rps.max(1));
+        Self {
+            rps,
+            tokens: rps,
+            last: Instant::now(),
+        }
+    }
+
+    fn try_take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rps;
+        self.tokens = (self.tokens + refill).min(self.rps);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub(crate) struct Subscriber {
+    filter: Filter,
+    tx: mpsc::Sender<TapEvent>,
+    limit: Mutex<RateLimit>,
+}
+
+/// One side of a request, as the filter and the event see it.
+#[derive(Clone, Copy)]
+pub(crate) struct PeerMeta<'a> {
+    pub(crate) addr: SocketAddr,
+    pub(crate) deployment: Option<&'a DeploymentRef>,
+    pub(crate) identity: &'a str,
+}
+
+/// What is known of a request when it starts.
+pub(crate) struct RequestMeta<'a> {
+    pub(crate) direction: Direction,
+    pub(crate) method: &'a http::Method,
+    pub(crate) uri: &'a http::Uri,
+    pub(crate) authority: &'a str,
+    pub(crate) headers: &'a http::HeaderMap,
+    pub(crate) source: PeerMeta<'a>,
+    pub(crate) destination: PeerMeta<'a>,
+}
+
+pub(crate) struct Tap {
+    subscribers: RwLock<Vec<Arc<Subscriber>>>,
+    active: AtomicUsize,
+    max_rps: u32,
+    sample_rate: f64,
+    sample_limit: Mutex<RateLimit>,
+    sampled: Mutex<VecDeque<TapEvent>>,
+    sampled_capacity: usize,
+    registry: Arc<Registry>,
+    next_id: AtomicU64,
+}
+
+impl Tap {
+    /// `max_rps`: a subscriber's default and ceiling. Sampled events: a
+    /// `sample_rate` fraction of requests, at most `sample_max_rps`.
+    pub(crate) fn new(
+        max_rps: u32,
+        sample_rate: f64,
+        sample_max_rps: u32,
+        registry: Arc<Registry>,
+    ) -> Self {
+        Self {
+            subscribers: RwLock::default(),
+            active: AtomicUsize::new(0),
+            max_rps,
+            sample_rate,
+            sample_limit: Mutex::new(RateLimit::new(sample_max_rps)),
+            sampled: Mutex::default(),
+            // Ten seconds' worth: several missed telemetry intervals.
+            sampled_capacity: (sample_max_rps as usize).saturating_mul(10).max(10),
+            registry,
+            next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
+        }
+    }
+
+    /// Starts a live subscription; events stop when the receiver is dropped.
+    pub(crate) fn subscribe(&self, filter: Filter, max_rps: u32) -> mpsc::Receiver<TapEvent> {
+        let rps = match max_rps {
+            0 => self.max_rps,
+            n => n.min(self.max_rps),
+        };
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let sub = Arc::new(Subscriber {
+            filter,
+            tx,
+            limit: Mutex::new(RateLimit::new(rps)),
+        });
+        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        subs.push(sub);
+        self.active.store(subs.len(), Relaxed);
+        rx
+    }
+
+    /// Decides whether the request produces an event.
+    pub(crate) fn capture(self: &Arc<Self>, req: &RequestMeta<'_>) -> Option<TapCapture> {
+        let active = self.active.load(Relaxed) > 0;
+        let sampled = self.sample_rate > 0.0
+            && fastrand::f64() < self.sample_rate
+            && lock(&self.sample_limit).try_take();
+        if !active && !sampled {
+            return None;
+        }
+        let subscribers = if active {
+            self.matching_subscribers(req)
+        } else {
+            Vec::new()
+        };
+        if subscribers.is_empty() && !sampled {
+            return None;
+        }
+        Some(TapCapture {
+            event: self.event(req),
+            subscribers,
+            sampled,
+            tap: self.clone(),
+            request_bytes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    fn matching_subscribers(&self, req: &RequestMeta<'_>) -> Vec<Arc<Subscriber>> {
+        let mut closed = false;
+        let mut out = Vec::new();
+        {
+            let subs = self.subscribers.read().unwrap_or_else(|e| e.into_inner());
+            for s in subs.iter() {
+                if s.tx.is_closed() {
+                    closed = true;
+                } else if matches(&s.filter, req) {
+                    if lock(&s.limit).try_take() {
+                        out.push(s.clone());
+                    } else {
+                        self.dropped(1);
+                    }
+                }
+            }
+        }
+        if closed {
+            let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+            subs.retain(|s| !s.tx.is_closed());
+            self.active.store(subs.len(), Relaxed);
+        }
+        out
+    }
+
+    fn event(&self, req: &RequestMeta<'_>) -> TapEvent {
+        let request_id = req
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Relaxed)));
+        TapEvent {
+            request_id,
+            direction: mesh::Direction::from(req.direction).into(),
+            source: Some(peer(req.source)),
+            destination: Some(peer(req.destination)),
+            tls: false,
+            method: req.method.as_str().to_string(),
+            scheme: req.uri.scheme_str().unwrap_or("http").to_string(),
+            authority: req.authority.to_string(),
+            path: req.uri.path().to_string(),
+            request_start_unix_us: crate::clock::unix_us(),
+            ..TapEvent::default()
+        }
+    }
+
+    fn dropped(&self, n: u64) {
+        self.registry.proxy.tap_events_dropped.fetch_add(n, Relaxed);
+    }
+
+    fn publish(&self, event: TapEvent, subscribers: &[Arc<Subscriber>], sampled: bool) {
+        for s in subscribers {
+            if s.tx.try_send(event.clone()).is_err() {
+                self.dropped(1);
+            }
+        }
+        if sampled {
+            self.registry.proxy.tap_events_sampled.fetch_add(1, Relaxed);
+            let mut q = lock(&self.sampled);
+            if q.len() >= self.sampled_capacity {
+                q.pop_front();
+                self.dropped(1);
+            }
+            q.push_back(event);
+        }
+    }
+
+    /// The sampled events since the last call, for the telemetry report.
+    pub(crate) fn drain_sampled(&self) -> Vec<TapEvent> {
+        lock(&self.sampled).drain(..).collect()
+    }
+}
+
+fn peer(p: PeerMeta<'_>) -> pb::Peer {
+    let ip = match p.addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    pb::Peer {
+        address: Some(mesh::TcpAddress {
+            ip,
+            port: u32::from(p.addr.port()),
+        }),
+        deployment: p.deployment.cloned().map(Into::into),
+        identity: p.identity.to_string(),
+    }
+}
+
+/// Every set field must match; unset fields match anything.
+fn matches(f: &Filter, req: &RequestMeta<'_>) -> bool {
+    let dir_ok = match mesh::Direction::try_from(f.direction) {
+        Ok(mesh::Direction::Unspecified) | Err(_) => true,
+        Ok(d) => d == mesh::Direction::from(req.direction),
+    };
+    let deployment_ok = |want: &Option<mesh::DeploymentRef>, have: Option<&DeploymentRef>| {
+        match want {
+            None => true,
+            Some(w) => have.is_some_and(|h| {
+                (w.namespace.is_empty() || w.namespace == h.namespace)
+                    && (w.name.is_empty() || w.name == h.name)
+            }),
+        }
+    };
+    dir_ok
+        && req.uri.path().starts_with(&f.path_prefix)
+        && (f.method.is_empty() || f.method.eq_ignore_ascii_case(req.method.as_str()))
+        && (f.authority.is_empty() || f.authority.eq_ignore_ascii_case(req.authority))
+        && deployment_ok(&f.destination, req.destination.deployment)
+        && deployment_ok(&f.source, req.source.deployment)
+}
+
+/// A request being tapped, until its response ends.
+pub(crate) struct TapCapture {
+    event: TapEvent,
+    subscribers: Vec<Arc<Subscriber>>,
+    sampled: bool,
+    tap: Arc<Tap>,
+    request_bytes: Arc<AtomicU64>,
+}
+
+/// How the response went.
+pub(crate) struct TapResponse<'a> {
+    pub(crate) status: u16,
+    pub(crate) grpc_status: Option<i32>,
+    pub(crate) latency: Duration,
+    pub(crate) duration: Duration,
+    pub(crate) response_bytes: u64,
+    pub(crate) error: Option<&'a str>,
+}
+
+impl TapCapture {
+    /// Counts the forwarded request body's bytes into the event.
+    pub(crate) fn request_bytes(&self) -> Arc<AtomicU64> {
+        self.request_bytes.clone()
+    }
+
+    pub(crate) fn finish(mut self, rsp: TapResponse<'_>) {
+        let e = &mut self.event;
+        e.http_status = u32::from(rsp.status);
+        e.grpc_status = rsp.grpc_status;
+        e.response_latency_us = micros(rsp.latency);
+        e.response_duration_us = micros(rsp.duration);
+        e.response_bytes = rsp.response_bytes;
+        e.request_bytes = self.request_bytes.load(Relaxed);
+        e.error = rsp.error.unwrap_or_default().to_string();
+        self.tap.publish(self.event, &self.subscribers, self.sampled);
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// `conduit.tap.v1.Tap`, served on the tap port.
+pub(crate) struct TapService {
+    pub(crate) tap: Arc<Tap>,
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<TapEvent, tonic::Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::tap_server::Tap for TapService {
+    type ObserveStream = EventStream;
+
+    async fn observe(
+        &self,
+        request: tonic::Request<ObserveRequest>,
+    ) -> Result<tonic::Response<EventStream>, tonic::Status> {
+        let req = request.into_inner();
+        let filter = req.filter.unwrap_or_default();
+        validate(&filter)?;
+        let rx = self.tap.subscribe(filter, req.max_rps);
+        let events = ReceiverStream::new(rx).map(Ok);
+        let stream: EventStream = match usize::try_from(req.limit) {
+            Ok(0) | Err(_) => Box::pin(events),
+            Ok(limit) => Box::pin(events.take(limit)),
+        };
+        Ok(tonic::Response::new(stream))
+    }
+}
+
+fn validate(f: &Filter) -> Result<(), tonic::Status> {
+    if mesh::Direction::try_from(f.direction).is_err() {
+        return Err(tonic::Status::invalid_argument(format!(
+            "unknown direction {} (use 0 = any, 1 = inbound, 2 = outbound)",
+            f.direction
+        )));
+    }
+    if !f.method.is_empty() && http::Method::from_bytes(f.method.as_bytes()).is_err() {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{:?} is not an HTTP method",
+            f.method
+        )));
+    }
+    if !f.path_prefix.is_empty() && !f.path_prefix.starts_with('/') {
+        return Err(tonic::Status::invalid_argument(format!(
+            "path prefix {:?} must start with '/'",
+            f.path_prefix
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_allows_a_burst_then_the_rate() {
+        let mut r = RateLimit::new(5);
+        let allowed = (0..20).filter(|_| r.try_take()).count();
+        assert_eq!(allowed, 5);
+    }
+
+    #[test]
+    fn filters() {
+        let uri: http::Uri = "/books/1".parse().unwrap();
+        let headers = http::HeaderMap::new();
+        let web = DeploymentRef::new("demo", "web");
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let req = RequestMeta {
+            direction: Direction::Outbound,
+            method: &http::Method::GET,
+            uri: &uri,
+            authority: "books.demo:80",
+            headers: &headers,
+            source: PeerMeta {
+                addr,
+                deployment: None,
+                identity: "",
+            },
+            destination: PeerMeta {
+                addr,
+                deployment: Some(&web),
+                identity: "",
+            },
+        };
+        let f = |f: Filter| matches(&f, &req);
+        assert!(f(Filter::default()));
+        assert!(f(Filter {
+            path_prefix: "/books".into(),
+            method: "get".into(),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            path_prefix: "/authors".into(),
+            ..Filter::default()
+        }));
+        assert!(f(Filter {
+            destination: Some(web.clone().into()),
+            direction: mesh::Direction::Outbound.into(),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            source: Some(web.clone().into()),
+            ..Filter::default()
+        }));
+        assert!(!f(Filter {
+            direction: mesh::Direction::Inbound.into(),
+            ..Filter::default()
+        }));
+    }
+}
