@@ -1,11 +1,13 @@
 //! The command line, as clap parses it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use conduit_api::ResourceTarget;
 
 use crate::output::Format;
+use crate::values::{self, DeployName};
 
 /// Conduit: an ultralight service mesh whose observability needs nothing else.
 #[derive(Parser, Debug)]
@@ -57,7 +59,7 @@ pub(crate) enum Command {
     /// Per-route metrics of a Deployment, from its service profiles
     Routes(RoutesArgs),
     /// Open the web dashboard
-    Dashboard(CommonArgs),
+    Dashboard(DashboardArgs),
     /// Run the whole mesh with a demo application on this machine
     Demo,
     /// Print the client's and the control plane's versions
@@ -185,13 +187,19 @@ pub(crate) struct StatArgs {
     pub(crate) namespaces: NamespaceArgs,
     /// Only traffic from this Deployment (`deploy/NAME`)
     #[arg(long)]
-    pub(crate) from: Option<String>,
+    pub(crate) from: Option<DeployName>,
+    /// Namespace of --from [default: --namespace]
+    #[arg(long, value_parser = values::namespace)]
+    pub(crate) from_namespace: Option<String>,
     /// Only traffic to this Deployment (`deploy/NAME`)
     #[arg(long)]
-    pub(crate) to: Option<String>,
+    pub(crate) to: Option<DeployName>,
+    /// Namespace of --to [default: --namespace]
+    #[arg(long, value_parser = values::namespace)]
+    pub(crate) to_namespace: Option<String>,
     /// Window the rates and quantiles cover, e.g. 30s, 1m, 10m
-    #[arg(short = 't', long, default_value = "1m")]
-    pub(crate) time_window: String,
+    #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
+    pub(crate) time_window: Duration,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }
@@ -202,9 +210,15 @@ pub(crate) struct TopArgs {
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
-    /// Print one table and exit instead of refreshing every second
+    /// Print one table after two seconds of traffic and exit
     #[arg(long)]
     pub(crate) once: bool,
+    /// Sliding window the counts cover
+    #[arg(short = 't', long, default_value = "10s", value_parser = values::window)]
+    pub(crate) time_window: Duration,
+    /// Paths shown at most
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) limit: u32,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }
@@ -217,24 +231,30 @@ pub(crate) struct TapArgs {
     pub(crate) namespaces: NamespaceArgs,
     /// Only requests to this Deployment (`deploy/NAME`)
     #[arg(long)]
-    pub(crate) to: Option<String>,
+    pub(crate) to: Option<DeployName>,
+    /// Namespace of --to [default: --namespace]
+    #[arg(long, value_parser = values::namespace)]
+    pub(crate) to_namespace: Option<String>,
     /// Only requests whose path starts with this
-    #[arg(long)]
+    #[arg(long, value_parser = values::path_prefix)]
     pub(crate) path: Option<String>,
     /// Only requests with this HTTP method
-    #[arg(long)]
+    #[arg(long, value_parser = values::method)]
     pub(crate) method: Option<String>,
     /// Only requests to this authority
     #[arg(long)]
     pub(crate) authority: Option<String>,
     /// Events per second at most
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub(crate) max_rps: u32,
-    /// Search past requests from this long ago instead of tapping live
+    /// Stop after this many requests (history search: at most this many, default 100)
     #[arg(long)]
-    pub(crate) since: Option<String>,
+    pub(crate) limit: Option<u64>,
+    /// Search past requests from this long ago instead of tapping live, e.g. 10m
+    #[arg(long, value_parser = values::duration)]
+    pub(crate) since: Option<Duration>,
     /// Tap history query (tantivy syntax), with --since
-    #[arg(long)]
+    #[arg(long, requires = "since")]
     pub(crate) query: Option<String>,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
@@ -242,7 +262,7 @@ pub(crate) struct TapArgs {
 
 #[derive(Args, Debug)]
 pub(crate) struct EdgesArgs {
-    /// `deploy`
+    /// `deploy`, or `deploy/NAME` for the edges of one Deployment
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
@@ -256,8 +276,20 @@ pub(crate) struct RoutesArgs {
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
+    /// Window the rates and quantiles cover
+    #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
+    pub(crate) time_window: Duration,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DashboardArgs {
+    #[command(flatten)]
+    pub(crate) api: ApiArgs,
+    /// Print the URL without opening a browser
+    #[arg(long)]
+    pub(crate) no_browser: bool,
 }
 
 #[derive(Args, Debug)]

@@ -12,7 +12,9 @@ use clap::Parser;
 mod api;
 mod args;
 mod cmd;
+mod forward;
 mod output;
+mod values;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();

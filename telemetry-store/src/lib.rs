@@ -1,1 +1,28 @@
-//! The Conduit telemetry store.
+//! The Conduit telemetry store: a rolling, per-Deployment time-series
+//! database with a Prometheus-compatible PromQL API.
+//!
+//! Data flows in from the proxies' gRPC report streams and from
+//! Prometheus remote-write, lands in the write-ahead log and the in-memory
+//! head, and ages into columnar (Arrow IPC) blocks on disk that are
+//! compacted and deleted by retention. Grafana and curl query it with
+//! PromQL over HTTP; the controller asks the gRPC `Query` service for
+//! golden metrics computed from merged HdrHistograms.
+//!
+//! Run it with the `conduit-telemetry-store` binary, or embed it:
+//! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
+
+mod api;
+mod block;
+pub mod config;
+mod db;
+mod head;
+mod ingest;
+mod promql;
+mod query;
+mod series;
+mod store;
+mod time;
+mod wal;
+
+pub use config::{Config, FsyncPolicy};
+pub use store::{Running, Store};

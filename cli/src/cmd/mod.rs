@@ -2,9 +2,16 @@
 
 use crate::args::{Cli, Command};
 
+mod check;
 mod completion;
+mod dashboard;
+mod edges;
 mod inject;
 mod install;
+mod routes;
+mod stat;
+mod tap;
+mod top;
 mod version;
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -15,13 +22,13 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uninstall(args) => install::uninstall(args),
         Command::Inject(args) => inject::inject(args),
         Command::Uninject(args) => inject::uninject(args),
-        Command::Check(_) => not_yet("check"),
-        Command::Stat(_) => not_yet("stat"),
-        Command::Top(_) => not_yet("top"),
-        Command::Tap(_) => not_yet("tap"),
-        Command::Edges(_) => not_yet("edges"),
-        Command::Routes(_) => not_yet("routes"),
-        Command::Dashboard(_) => not_yet("dashboard"),
+        Command::Check(args) => check::run(args),
+        Command::Stat(args) => stat::run(args),
+        Command::Top(args) => top::run(args),
+        Command::Tap(args) => tap::run(args),
+        Command::Edges(args) => edges::run(args),
+        Command::Routes(args) => routes::run(args),
+        Command::Dashboard(args) => dashboard::run(args),
         Command::Demo => not_yet("demo"),
     }
 }
@@ -38,4 +45,15 @@ pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .expect("tokio runtime")
         .block_on(f)
+}
+
+/// The Deployment a command needs (`deploy/NAME`), or a usage error.
+pub(crate) fn required_name(
+    target: &conduit_api::ResourceTarget,
+    command: &str,
+) -> anyhow::Result<String> {
+    target
+        .name
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("`conduit {command}` needs one Deployment: deploy/NAME"))
 }

@@ -1,0 +1,322 @@
+//! The HTTP API: Prometheus' `/api/v1/*` query endpoints (GET and
+//! urlencoded POST, JSON and errors as Prometheus writes them), the
+//! remote-write receiver, health endpoints and the store's own metrics.
+
+mod json;
+mod metrics;
+mod params;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use self::params::Params;
+use crate::ingest::remote_write;
+use crate::promql::{QueryError, parse};
+use crate::series::Matcher;
+use crate::store::Shared;
+use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
+
+type AppState = State<Arc<Shared>>;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/metadata", get(metadata))
+        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .route("/api/v1/write", post(write))
+        .route("/-/ready", get(|| async { "Conduit telemetry store is Ready.\n" }))
+        .route("/-/healthy", get(|| async { "Conduit telemetry store is Healthy.\n" }))
+        .route("/metrics", get(metrics::handler))
+        .layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES))
+        .with_state(shared)
+}
+
+/// An API error with its Prometheus `errorType` and HTTP status.
+struct ApiError {
+    kind: &'static str,
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn bad_data(message: impl Into<String>) -> Self {
+        Self {
+            kind: "bad_data",
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    fn param(name: &str, e: impl std::fmt::Display) -> Self {
+        Self::bad_data(format!("invalid parameter {name:?}: {e}"))
+    }
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        let (kind, status) = match &e {
+            QueryError::BadData(_) => ("bad_data", StatusCode::BAD_REQUEST),
+            QueryError::Execution(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
+            QueryError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            QueryError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        Self {
+            kind,
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        json_response(self.status, json::error(self.kind, &self.message))
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn ok(body: String) -> Response {
+    json_response(StatusCode::OK, body)
+}
+
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(default),
+        Some(v) => parse_timestamp_ms(v).map_err(|e| ApiError::param(name, e)),
+    }
+}
+
+fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
+    let max = s.config.query_timeout;
+    match p.get("timeout") {
+        None | Some("") => Ok(max),
+        Some(v) => {
+            let ms = parse_api_duration_ms(v).map_err(|e| ApiError::param("timeout", e))?;
+            Ok(Duration::from_millis(ms.max(0) as u64).min(max))
+        }
+    }
+}
+
+/// Runs CPU-bound query work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, QueryError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::from(QueryError::Internal(format!("query task failed: {e}"))))?
+        .map_err(ApiError::from)
+}
+
+async fn query(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &headers, &body);
+    let t = time_param(&p, "time", now_ms())?;
+    let timeout = timeout_param(&s, &p)?;
+    let expr = p.get("query").unwrap_or_default().to_string();
+    let engine = s.engine.clone();
+    let value = blocking(move || engine.instant_with_timeout(&expr, t, timeout)).await?;
+    Ok(ok(json::success(|j| json::query_data(j, &value))))
+}
+
+async fn query_range(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &headers, &body);
+    let start = parse_timestamp_ms(p.get("start").unwrap_or_default()).map_err(|e| ApiError::param("start", e))?;
+    let end = parse_timestamp_ms(p.get("end").unwrap_or_default()).map_err(|e| ApiError::param("end", e))?;
+    let step = parse_api_duration_ms(p.get("step").unwrap_or_default()).map_err(|e| ApiError::param("step", e))?;
+    let timeout = timeout_param(&s, &p)?;
+    crate::promql::check_range(start, end, step)?;
+    let expr = p.get("query").unwrap_or_default().to_string();
+    let engine = s.engine.clone();
+    let value = blocking(move || engine.range_with_timeout(&expr, start, end, step, timeout)).await?;
+    Ok(ok(json::success(|j| json::query_data(j, &value))))
+}
+
+/// `match[]` selectors, each parsed as PromQL and required to be a plain
+/// vector selector.
+fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    p.all("match[]")
+        .into_iter()
+        .map(|m| match parse(m) {
+            Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
+                crate::promql::selector_matchers(&vs).map_err(|e| ApiError::param("match[]", e))
+            }
+            Ok(_) => Err(ApiError::param("match[]", format!("{m:?} is not a series selector"))),
+            Err(e) => Err(ApiError::param("match[]", e)),
+        })
+        .collect()
+}
+
+fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
+    Ok((time_param(p, "start", i64::MIN)?, time_param(p, "end", i64::MAX)?))
+}
+
+async fn series(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &headers, &body);
+    let sets = selectors(&p)?;
+    if sets.is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let (start, end) = range_params(&p)?;
+    let db = s.db.clone();
+    let all = blocking(move || {
+        let mut all = std::collections::BTreeSet::new();
+        for m in &sets {
+            all.extend(db.series_labels(m, start, end));
+        }
+        Ok(all)
+    })
+    .await?;
+    Ok(ok(json::success(|j| {
+        j.raw("[");
+        for (i, l) in all.iter().enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.labels(l);
+        }
+        j.raw("]");
+    })))
+}
+
+async fn labels(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &headers, &body);
+    let sets = selectors(&p)?;
+    let (start, end) = range_params(&p)?;
+    let db = s.db.clone();
+    let names = blocking(move || {
+        let mut names = std::collections::BTreeSet::new();
+        if sets.is_empty() {
+            names = db.label_names(&[], start, end);
+        }
+        for m in &sets {
+            names.extend(db.label_names(m, start, end));
+        }
+        Ok(names)
+    })
+    .await?;
+    Ok(ok(json::success(|j| {
+        j.strings(names.iter().map(String::as_str));
+    })))
+}
+
+async fn label_values(
+    State(s): AppState,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
+    if !conduit_api::labels::is_valid_name(&name) {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let p = Params::parse(q.as_deref(), &headers, &[]);
+    let sets = selectors(&p)?;
+    let (start, end) = range_params(&p)?;
+    let db = s.db.clone();
+    let values = blocking(move || {
+        let mut values = std::collections::BTreeSet::new();
+        if sets.is_empty() {
+            values = db.label_values(&name, &[], start, end);
+        }
+        for m in &sets {
+            values.extend(db.label_values(&name, m, start, end));
+        }
+        Ok(values)
+    })
+    .await?;
+    Ok(ok(json::success(|j| {
+        j.strings(values.iter().map(String::as_str));
+    })))
+}
+
+async fn metadata(State(s): AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &HeaderMap::new(), &[]);
+    let limit = match p.get("limit") {
+        None | Some("") => usize::MAX,
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => usize::MAX,
+            Ok(n) => n as usize,
+            Err(_) => return Err(ApiError::bad_data("limit must be a number")),
+        },
+    };
+    let metric = p.get("metric").unwrap_or_default();
+    let all = s.ingester.metadata();
+    Ok(ok(json::success(|j| {
+        j.raw("{");
+        let entries = all.iter().filter(|(name, _)| metric.is_empty() || *name == metric).take(limit);
+        for (i, (name, m)) in entries.enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.string(name).raw(r#":[{"type":"#).string(&m.kind).raw(r#","help":"#).string(&m.help);
+            j.raw(r#","unit":"#).string(&m.unit).raw("}]");
+        }
+        j.raw("}");
+    })))
+}
+
+async fn exemplars() -> Response {
+    ok(json::success(|j| {
+        j.raw("[]");
+    }))
+}
+
+/// Grafana reads `version` to pick query features; the store implements
+/// the API of Prometheus 2.42, so that is the version it reports (its own
+/// is in `revision`).
+async fn buildinfo() -> Response {
+    ok(json::success(|j| {
+        j.raw(r#"{"version":"2.42.0","revision":"#)
+            .string(&format!("conduit-telemetry-store {}", conduit_api::VERSION))
+            .raw(r#","branch":"conduit","buildUser":"","buildDate":"","goVersion":"none"}"#);
+    }))
+}
+
+async fn write(State(s): AppState, body: Bytes) -> Response {
+    let req = match remote_write::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            s.ingester.stats.remote_write_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
+    };
+    let ingester = s.ingester.clone();
+    let summary = match tokio::task::spawn_blocking(move || ingester.remote_write(req)).await {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the WAL: {e}\n")).into_response(),
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}\n")).into_response(),
+    };
+    let o = summary.outcome;
+    if summary.rejected_series == 0 && o.rejected() == 0 {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let mut msg = format!("stored {} samples", o.accepted);
+    if summary.rejected_series > 0 {
+        msg += &format!(
+            "; rejected {} series: {}",
+            summary.rejected_series,
+            summary.first_error.as_deref().unwrap_or_default()
+        );
+    }
+    if o.rejected() > 0 {
+        msg += &format!(
+            "; rejected {} samples ({} out of order, {} duplicate timestamps with another value, {} too old for the head)",
+            o.rejected(),
+            o.out_of_order,
+            o.duplicates,
+            o.out_of_bounds
+        );
+    }
+    (StatusCode::BAD_REQUEST, msg + "\n").into_response()
+}

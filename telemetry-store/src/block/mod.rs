@@ -1,0 +1,371 @@
+//! Blocks: immutable, columnar (Arrow IPC) files holding a time range of
+//! every series, cut from the head once it spans more than a block range,
+//! then compacted into larger ones and deleted by retention.
+//!
+//! A block's index is loaded into memory as postings (the same structure
+//! as the head's) so selection never scans; chunk data is read on demand,
+//! one record batch at a time.
+
+pub(crate) mod codec;
+pub(crate) mod compact;
+pub(crate) mod schema;
+pub(crate) mod writer;
+
+use std::fs::{self, File};
+use std::io::BufReader;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, UInt8Type, UInt32Type, UInt64Type};
+use arrow_array::RecordBatch;
+use arrow_ipc::reader::FileReader;
+use conduit_api::Labels;
+
+use crate::head::window::get_uvarint;
+use crate::head::{Kind, Sample, Window};
+use crate::series::{Index, Matcher};
+pub(crate) use schema::Meta;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BlockError {
+    #[error("block I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("block file: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("block {0}: {1}")]
+    Corrupt(PathBuf, String),
+}
+
+pub(crate) fn dir_name(min_t: i64, max_t: i64) -> String {
+    format!("block-{min_t}-{max_t}")
+}
+
+struct BlockSeries {
+    labels: Labels,
+    kind: Kind,
+    first_row: u64,
+    rows: u32,
+}
+
+/// A random-access reader over one Arrow file with a one-batch cache.
+/// Every batch but the last holds exactly [`schema::BATCH_ROWS`] rows, so
+/// a row's batch is a division away.
+struct Rows {
+    reader: FileReader<BufReader<File>>,
+    cached: Option<(usize, RecordBatch)>,
+}
+
+pub(crate) struct Block {
+    pub(crate) dir: PathBuf,
+    pub(crate) meta: Meta,
+    series: Vec<BlockSeries>,
+    floats: Index,
+    histograms: Index,
+    chunks: Mutex<Rows>,
+    windows: Mutex<Rows>,
+}
+
+impl Block {
+    pub(crate) fn open(dir: &Path) -> Result<Self, BlockError> {
+        let corrupt = |msg: String| BlockError::Corrupt(dir.to_path_buf(), msg);
+        let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
+            .map_err(|e| corrupt(format!("meta.json: {e}")))?;
+        if meta.version != schema::VERSION {
+            return Err(corrupt(format!("unsupported block version {}", meta.version)));
+        }
+        let mut series = Vec::with_capacity(meta.series as usize);
+        let mut floats = Index::default();
+        let mut histograms = Index::default();
+        let index = FileReader::try_new(BufReader::new(File::open(dir.join(schema::INDEX_FILE))?), None)?;
+        for batch in index {
+            let batch = batch?;
+            let labels = batch.column(0).as_binary::<i32>();
+            let kinds = batch.column(1).as_primitive::<UInt8Type>();
+            let first = batch.column(2).as_primitive::<UInt64Type>();
+            let rows = batch.column(3).as_primitive::<UInt32Type>();
+            for i in 0..batch.num_rows() {
+                let labels = decode_labels(labels.value(i)).ok_or_else(|| corrupt("bad label set".into()))?;
+                let kind = if kinds.value(i) == 1 { Kind::Histogram } else { Kind::Float };
+                let id = series.len() as u64;
+                match kind {
+                    Kind::Float => floats.add(id, &labels),
+                    Kind::Histogram => histograms.add(id, &labels),
+                }
+                series.push(BlockSeries {
+                    labels,
+                    kind,
+                    first_row: first.value(i),
+                    rows: rows.value(i),
+                });
+            }
+        }
+        Ok(Self {
+            chunks: Mutex::new(Rows::open(&dir.join(schema::CHUNKS_FILE))?),
+            windows: Mutex::new(Rows::open(&dir.join(schema::WINDOWS_FILE))?),
+            dir: dir.to_path_buf(),
+            meta,
+            series,
+            floats,
+            histograms,
+        })
+    }
+
+    fn index(&self, kind: Kind) -> &Index {
+        match kind {
+            Kind::Float => &self.floats,
+            Kind::Histogram => &self.histograms,
+        }
+    }
+
+    pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
+        self.meta.min_t <= maxt && self.meta.max_t > mint
+    }
+
+    /// Label sets of the series of `kind` that match.
+    pub(crate) fn labels(&self, kind: Kind, matchers: &[Matcher]) -> Vec<&Labels> {
+        self.index(kind)
+            .select(matchers)
+            .into_iter()
+            .map(|id| &self.series[id as usize].labels)
+            .collect()
+    }
+
+    pub(crate) fn label_names(&self, matchers: &[Matcher], out: &mut std::collections::BTreeSet<String>) {
+        self.floats.label_names(matchers, out);
+    }
+
+    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], out: &mut std::collections::BTreeSet<String>) {
+        self.floats.label_values(name, matchers, out);
+    }
+
+    /// Float samples in `[mint, maxt]` of the matching series.
+    pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<(&Labels, Vec<Sample>)>, BlockError> {
+        let ids = self.floats.select(matchers);
+        let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let s = &self.series[id as usize];
+            let samples = rows.samples(s.first_row..s.first_row + s.rows as u64, mint, maxt, &self.dir)?;
+            if !samples.is_empty() {
+                out.push((&s.labels, samples));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Histogram windows ending in `(after, until]` of the matching series.
+    pub(crate) fn select_windows(&self, matchers: &[Matcher], after: i64, until: i64) -> Result<Vec<(&Labels, Vec<Window>)>, BlockError> {
+        let ids = self.histograms.select(matchers);
+        let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let s = &self.series[id as usize];
+            let windows = rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?;
+            if !windows.is_empty() {
+                out.push((&s.labels, windows));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn series(&self, id: usize) -> (&Labels, Kind) {
+        let s = &self.series[id];
+        (&s.labels, s.kind)
+    }
+
+    /// All samples or windows of one series.
+    pub(crate) fn data(&self, id: usize) -> Result<(Vec<Sample>, Vec<Window>), BlockError> {
+        let s = &self.series[id];
+        let range = s.first_row..s.first_row + s.rows as u64;
+        Ok(match s.kind {
+            Kind::Float => (
+                self.chunks
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .samples(range, i64::MIN, i64::MAX, &self.dir)?,
+                Vec::new(),
+            ),
+            Kind::Histogram => (
+                Vec::new(),
+                self.windows
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .windows(range, i64::MIN, i64::MAX)?,
+            ),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.series.len()
+    }
+}
+
+impl Rows {
+    fn open(path: &Path) -> Result<Self, BlockError> {
+        let reader = FileReader::try_new(BufReader::new(File::open(path)?), None)?;
+        Ok(Self { reader, cached: None })
+    }
+
+    fn batch(&mut self, i: usize) -> Result<&RecordBatch, BlockError> {
+        if self.cached.as_ref().is_none_or(|(c, _)| *c != i) {
+            self.reader.set_index(i)?;
+            let batch = self
+                .reader
+                .next()
+                .transpose()?
+                .ok_or_else(|| arrow_schema::ArrowError::IpcError(format!("missing batch {i}")))?;
+            self.cached = Some((i, batch));
+        }
+        Ok(&self.cached.as_ref().expect("cached above").1)
+    }
+
+    /// Calls `f(batch, row)` for each global row in `range`.
+    fn for_rows(&mut self, range: Range<u64>, mut f: impl FnMut(&RecordBatch, usize) -> Result<bool, BlockError>) -> Result<(), BlockError> {
+        for row in range {
+            let b = (row / schema::BATCH_ROWS as u64) as usize;
+            if b >= self.reader.num_batches() {
+                return Err(arrow_schema::ArrowError::IpcError(format!("row {row} beyond the file")).into());
+            }
+            let i = (row % schema::BATCH_ROWS as u64) as usize;
+            let batch = self.batch(b)?;
+            if i >= batch.num_rows() {
+                return Err(arrow_schema::ArrowError::IpcError(format!("row {row} beyond its batch")).into());
+            }
+            if !f(batch, i)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn samples(&mut self, range: Range<u64>, mint: i64, maxt: i64, dir: &Path) -> Result<Vec<Sample>, BlockError> {
+        let mut out = Vec::new();
+        self.for_rows(range, |batch, i| {
+            let min_t = batch.column(1).as_primitive::<Int64Type>().value(i);
+            let max_t = batch.column(2).as_primitive::<Int64Type>().value(i);
+            if min_t > maxt {
+                return Ok(false);
+            }
+            if max_t < mint {
+                return Ok(true);
+            }
+            let count = batch.column(3).as_primitive::<UInt32Type>().value(i) as usize;
+            let ts = batch.column(4).as_binary::<i32>().value(i);
+            let vs = batch.column(5).as_binary::<i32>().value(i);
+            codec::decode(ts, vs, count, mint, maxt, &mut out)
+                .map_err(|e| BlockError::Corrupt(dir.to_path_buf(), e.to_string()))?;
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    fn windows(&mut self, range: Range<u64>, after: i64, until: i64) -> Result<Vec<Window>, BlockError> {
+        let mut out = Vec::new();
+        self.for_rows(range, |batch, i| {
+            let end_ms = batch.column(2).as_primitive::<Int64Type>().value(i);
+            if end_ms > until {
+                return Ok(false);
+            }
+            if end_ms <= after {
+                return Ok(true);
+            }
+            out.push(Window {
+                start_ms: batch.column(1).as_primitive::<Int64Type>().value(i),
+                end_ms,
+                count: batch.column(3).as_primitive::<UInt64Type>().value(i),
+                sum: batch.column(4).as_primitive::<Float64Type>().value(i),
+                scale: batch.column(5).as_primitive::<Float64Type>().value(i),
+                buckets: batch.column(6).as_binary::<i32>().value(i).to_vec().into_boxed_slice(),
+            });
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+}
+
+fn decode_labels(mut buf: &[u8]) -> Option<Labels> {
+    let mut pairs = Vec::new();
+    while !buf.is_empty() {
+        let mut take = || -> Option<String> {
+            let n = get_uvarint(&mut buf).ok()? as usize;
+            let (head, rest) = (buf.get(..n)?, buf.get(n..)?);
+            buf = rest;
+            String::from_utf8(head.to_vec()).ok()
+        };
+        let name = take()?;
+        let value = take()?;
+        pairs.push((name, value));
+    }
+    Labels::try_from_pairs(pairs).ok()
+}
+
+/// Opens every complete block under `dir`, oldest first; leftovers of an
+/// interrupted write (`*.tmp`) are removed.
+pub(crate) fn open_all(dir: &Path) -> Result<Vec<Block>, BlockError> {
+    fs::create_dir_all(dir)?;
+    let mut blocks = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        if name.ends_with(".tmp") || name.ends_with(".deleted") {
+            tracing::info!(path = %path.display(), "removing an unfinished block");
+            fs::remove_dir_all(&path)?;
+            continue;
+        }
+        if !name.starts_with("block-") {
+            continue;
+        }
+        match Block::open(&path) {
+            Ok(b) => blocks.push(b),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable block");
+            }
+        }
+    }
+    blocks.sort_by_key(|b| b.meta.min_t);
+    Ok(blocks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use writer::BlockWriter;
+
+    #[test]
+    fn written_blocks_read_back_by_matchers_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(dir.path(), 0, 100_000, 1).unwrap();
+        let mut all = Vec::new();
+        for i in 0..600 {
+            let labels = Labels::try_from_pairs([
+                ("__name__", "request_total".to_string()),
+                ("namespace", "demo".to_string()),
+                ("deployment", format!("d{:04}", i % 50)),
+                ("pod", format!("p{i:05}")),
+            ])
+            .unwrap();
+            all.push(labels);
+        }
+        all.sort();
+        for (i, labels) in all.iter().enumerate() {
+            let samples: Vec<Sample> = (0..500).map(|t| (t * 1000, (t * i as i64) as f64)).collect();
+            w.add(labels, Kind::Float, &samples, &[]).unwrap();
+        }
+        let (path, meta) = w.finish().unwrap();
+        assert_eq!(meta.series, 600);
+        assert_eq!(meta.samples, 300_000);
+        assert!(meta.bytes < 300_000, "{} bytes", meta.bytes);
+
+        let block = Block::open(&path).unwrap();
+        let got = block.select(&[Matcher::equal("deployment", "d0007")], 10_000, 12_000).unwrap();
+        assert_eq!(got.len(), 12);
+        for (labels, samples) in got {
+            assert_eq!(labels.get("deployment"), Some("d0007"));
+            assert_eq!(samples.iter().map(|s| s.0).collect::<Vec<_>>(), vec![10_000, 11_000, 12_000]);
+        }
+        let blocks = open_all(dir.path()).unwrap();
+        assert_eq!(blocks.len(), 1);
+    }
+}

@@ -1,0 +1,72 @@
+//! The Arrow schemas of a block's files and the block's `meta.json`.
+//!
+//! - `chunks.arrow`: one row per (series, time slice): `series`, `min_t`,
+//!   `max_t`, `samples`, and the compressed `timestamps` and `values`
+//!   columns (see [`super::codec`]), sorted by series then time.
+//! - `windows.arrow`: histogram windows, one row each, sorted by series
+//!   then time.
+//! - `index.arrow`: one row per series: its label set, kind, and where its
+//!   rows start in the file above.
+
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
+
+pub(crate) const CHUNKS_FILE: &str = "chunks.arrow";
+pub(crate) const WINDOWS_FILE: &str = "windows.arrow";
+pub(crate) const INDEX_FILE: &str = "index.arrow";
+pub(crate) const META_FILE: &str = "meta.json";
+/// Rows per record batch in every file; only the last batch is shorter.
+pub(crate) const BATCH_ROWS: usize = 1024;
+
+pub(crate) fn chunks() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("series", DataType::UInt32, false),
+        Field::new("min_t", DataType::Int64, false),
+        Field::new("max_t", DataType::Int64, false),
+        Field::new("samples", DataType::UInt32, false),
+        Field::new("timestamps", DataType::Binary, false),
+        Field::new("values", DataType::Binary, false),
+    ]))
+}
+
+pub(crate) fn windows() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("series", DataType::UInt32, false),
+        Field::new("start_t", DataType::Int64, false),
+        Field::new("end_t", DataType::Int64, false),
+        Field::new("count", DataType::UInt64, false),
+        Field::new("sum", DataType::Float64, false),
+        Field::new("scale", DataType::Float64, false),
+        Field::new("buckets", DataType::Binary, false),
+    ]))
+}
+
+pub(crate) fn index() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("labels", DataType::Binary, false),
+        Field::new("kind", DataType::UInt8, false),
+        Field::new("first_row", DataType::UInt64, false),
+        Field::new("rows", DataType::UInt32, false),
+    ]))
+}
+
+/// What a block holds, written last so a block without it is incomplete.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Meta {
+    pub(crate) version: u32,
+    /// Inclusive.
+    pub(crate) min_t: i64,
+    /// Exclusive.
+    pub(crate) max_t: i64,
+    pub(crate) series: u64,
+    pub(crate) samples: u64,
+    pub(crate) windows: u64,
+    /// 1 for a block cut from the head, +1 per compaction.
+    pub(crate) level: u32,
+    /// Total size of the block's files.
+    pub(crate) bytes: u64,
+}
+
+pub(crate) const VERSION: u32 = 1;

@@ -1,0 +1,271 @@
+//! Writes a block from series given in label order, streaming: only one
+//! batch of rows is in memory at a time.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, UInt8Builder, UInt32Builder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_ipc::writer::FileWriter;
+use conduit_api::Labels;
+
+use super::codec;
+use super::schema::{self, BATCH_ROWS, Meta};
+use crate::head::window::put_uvarint;
+use crate::head::{Kind, Sample, Window};
+use crate::wal::sync_dir;
+
+/// Samples per row: a row is the unit a query decodes.
+const ROW_SAMPLES: usize = 7200;
+
+pub(crate) struct BlockWriter {
+    tmp: PathBuf,
+    dir: PathBuf,
+    chunks: FileWriter<BufWriter<File>>,
+    windows: FileWriter<BufWriter<File>>,
+    index: FileWriter<BufWriter<File>>,
+    chunk_rows: ChunkRows,
+    window_rows: WindowRows,
+    index_rows: IndexRows,
+    next_chunk_row: u64,
+    next_window_row: u64,
+    meta: Meta,
+}
+
+#[derive(Default)]
+struct ChunkRows {
+    series: UInt32Builder,
+    min_t: Int64Builder,
+    max_t: Int64Builder,
+    samples: UInt32Builder,
+    timestamps: BinaryBuilder,
+    values: BinaryBuilder,
+    len: usize,
+}
+
+#[derive(Default)]
+struct WindowRows {
+    series: UInt32Builder,
+    start: Int64Builder,
+    end: Int64Builder,
+    count: UInt64Builder,
+    sum: Float64Builder,
+    scale: Float64Builder,
+    buckets: BinaryBuilder,
+    len: usize,
+}
+
+#[derive(Default)]
+struct IndexRows {
+    labels: BinaryBuilder,
+    kind: UInt8Builder,
+    first_row: UInt64Builder,
+    rows: UInt32Builder,
+    len: usize,
+}
+
+type Result<T> = std::result::Result<T, super::BlockError>;
+
+impl BlockWriter {
+    /// Starts `parent/<name>.tmp`; [`Self::finish`] renames it into place.
+    pub(crate) fn create(parent: &Path, min_t: i64, max_t: i64, level: u32) -> Result<Self> {
+        let name = super::dir_name(min_t, max_t);
+        let dir = parent.join(&name);
+        let tmp = parent.join(format!("{name}.tmp"));
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        let open = |file: &str, schema: &arrow_schema::Schema| -> Result<FileWriter<BufWriter<File>>> {
+            let f = BufWriter::new(File::create(tmp.join(file))?);
+            Ok(FileWriter::try_new(f, schema)?)
+        };
+        Ok(Self {
+            chunks: open(schema::CHUNKS_FILE, &schema::chunks())?,
+            windows: open(schema::WINDOWS_FILE, &schema::windows())?,
+            index: open(schema::INDEX_FILE, &schema::index())?,
+            tmp,
+            dir,
+            chunk_rows: ChunkRows::default(),
+            window_rows: WindowRows::default(),
+            index_rows: IndexRows::default(),
+            next_chunk_row: 0,
+            next_window_row: 0,
+            meta: Meta {
+                version: schema::VERSION,
+                min_t,
+                max_t,
+                series: 0,
+                samples: 0,
+                windows: 0,
+                level,
+                bytes: 0,
+            },
+        })
+    }
+
+    /// Adds the next series; calls must come in label order.
+    pub(crate) fn add(&mut self, labels: &Labels, kind: Kind, samples: &[Sample], windows: &[Window]) -> Result<()> {
+        if samples.is_empty() && windows.is_empty() {
+            return Ok(());
+        }
+        let series = self.meta.series as u32;
+        let (first_row, rows) = match kind {
+            Kind::Float => {
+                let first = self.next_chunk_row;
+                for slice in samples.chunks(ROW_SAMPLES) {
+                    self.push_chunk(series, slice)?;
+                }
+                (first, self.next_chunk_row - first)
+            }
+            Kind::Histogram => {
+                let first = self.next_window_row;
+                for w in windows {
+                    self.push_window(series, w)?;
+                }
+                (first, self.next_window_row - first)
+            }
+        };
+        let mut encoded = Vec::new();
+        for l in labels.iter() {
+            put_uvarint(&mut encoded, l.name.len() as u64);
+            encoded.extend_from_slice(l.name.as_bytes());
+            put_uvarint(&mut encoded, l.value.len() as u64);
+            encoded.extend_from_slice(l.value.as_bytes());
+        }
+        let ix = &mut self.index_rows;
+        ix.labels.append_value(&encoded);
+        ix.kind.append_value(match kind {
+            Kind::Float => 0,
+            Kind::Histogram => 1,
+        });
+        ix.first_row.append_value(first_row);
+        ix.rows.append_value(rows as u32);
+        ix.len += 1;
+        if ix.len >= BATCH_ROWS {
+            self.flush_index()?;
+        }
+        self.meta.series += 1;
+        self.meta.samples += samples.len() as u64;
+        self.meta.windows += windows.len() as u64;
+        Ok(())
+    }
+
+    fn push_chunk(&mut self, series: u32, samples: &[Sample]) -> Result<()> {
+        let r = &mut self.chunk_rows;
+        r.series.append_value(series);
+        r.min_t.append_value(samples[0].0);
+        r.max_t.append_value(samples[samples.len() - 1].0);
+        r.samples.append_value(samples.len() as u32);
+        r.timestamps.append_value(codec::encode_timestamps(samples));
+        r.values.append_value(codec::encode_values(samples));
+        r.len += 1;
+        self.next_chunk_row += 1;
+        if r.len >= BATCH_ROWS {
+            self.flush_chunks()?;
+        }
+        Ok(())
+    }
+
+    fn push_window(&mut self, series: u32, w: &Window) -> Result<()> {
+        let r = &mut self.window_rows;
+        r.series.append_value(series);
+        r.start.append_value(w.start_ms);
+        r.end.append_value(w.end_ms);
+        r.count.append_value(w.count);
+        r.sum.append_value(w.sum);
+        r.scale.append_value(w.scale);
+        r.buckets.append_value(&w.buckets);
+        r.len += 1;
+        self.next_window_row += 1;
+        if r.len >= BATCH_ROWS {
+            self.flush_windows()?;
+        }
+        Ok(())
+    }
+
+    fn flush_chunks(&mut self) -> Result<()> {
+        let r = &mut self.chunk_rows;
+        if r.len == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            std::sync::Arc::new(r.series.finish()),
+            std::sync::Arc::new(r.min_t.finish()),
+            std::sync::Arc::new(r.max_t.finish()),
+            std::sync::Arc::new(r.samples.finish()),
+            std::sync::Arc::new(r.timestamps.finish()),
+            std::sync::Arc::new(r.values.finish()),
+        ];
+        r.len = 0;
+        self.chunks.write(&RecordBatch::try_new(schema::chunks(), columns)?)?;
+        Ok(())
+    }
+
+    fn flush_windows(&mut self) -> Result<()> {
+        let r = &mut self.window_rows;
+        if r.len == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            std::sync::Arc::new(r.series.finish()),
+            std::sync::Arc::new(r.start.finish()),
+            std::sync::Arc::new(r.end.finish()),
+            std::sync::Arc::new(r.count.finish()),
+            std::sync::Arc::new(r.sum.finish()),
+            std::sync::Arc::new(r.scale.finish()),
+            std::sync::Arc::new(r.buckets.finish()),
+        ];
+        r.len = 0;
+        self.windows.write(&RecordBatch::try_new(schema::windows(), columns)?)?;
+        Ok(())
+    }
+
+    fn flush_index(&mut self) -> Result<()> {
+        let r = &mut self.index_rows;
+        if r.len == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![
+            std::sync::Arc::new(r.labels.finish()),
+            std::sync::Arc::new(r.kind.finish()),
+            std::sync::Arc::new(r.first_row.finish()),
+            std::sync::Arc::new(r.rows.finish()),
+        ];
+        r.len = 0;
+        self.index.write(&RecordBatch::try_new(schema::index(), columns)?)?;
+        Ok(())
+    }
+
+    /// Completes the files, fsyncs them and moves the block into place.
+    /// Returns its directory and meta.
+    pub(crate) fn finish(mut self) -> Result<(PathBuf, Meta)> {
+        self.flush_chunks()?;
+        self.flush_windows()?;
+        self.flush_index()?;
+        for w in [&mut self.chunks, &mut self.windows, &mut self.index] {
+            w.finish()?;
+            w.flush()?;
+            w.get_mut().get_ref().sync_all()?;
+        }
+        let mut bytes = 0;
+        for file in [schema::CHUNKS_FILE, schema::WINDOWS_FILE, schema::INDEX_FILE] {
+            bytes += fs::metadata(self.tmp.join(file))?.len();
+        }
+        self.meta.bytes = bytes;
+        let meta_json = serde_json::to_vec_pretty(&self.meta).expect("meta serializes");
+        let meta_path = self.tmp.join(schema::META_FILE);
+        fs::write(&meta_path, meta_json)?;
+        File::open(&meta_path)?.sync_all()?;
+        sync_dir(&self.tmp)?;
+        if self.dir.exists() {
+            fs::remove_dir_all(&self.dir)?;
+        }
+        fs::rename(&self.tmp, &self.dir)?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent)?;
+        }
+        Ok((self.dir.clone(), self.meta.clone()))
+    }
+}

@@ -1,0 +1,137 @@
+//! The store's configuration: command-line flags, each also settable as a
+//! `CONDUIT_STORE_*` environment variable, with defaults that fit a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::time::parse_duration;
+pub use crate::wal::FsyncPolicy;
+
+#[derive(Clone, Debug, clap::Parser)]
+#[command(
+    name = "conduit-telemetry-store",
+    version,
+    about = "Conduit's telemetry store: ingests the proxies' reports and Prometheus remote-write, \
+             keeps a rolling per-Deployment TSDB, and answers PromQL (Prometheus HTTP API) and \
+             the controller's gRPC queries."
+)]
+pub struct Config {
+    /// Address of the HTTP server: PromQL API (/api/v1/*), remote-write
+    /// receiver (/api/v1/write), /metrics, /-/ready, /-/healthy.
+    #[arg(long, env = "CONDUIT_STORE_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
+    pub http_listen: SocketAddr,
+
+    /// Address of the gRPC server: conduit.telemetry.v1.Telemetry (proxy
+    /// reports) and conduit.store.v1.Query (controller).
+    #[arg(long, env = "CONDUIT_STORE_GRPC_LISTEN", default_value = "127.0.0.1:9096")]
+    pub grpc_listen: SocketAddr,
+
+    /// Directory of the WAL and blocks; created if missing.
+    #[arg(long, env = "CONDUIT_STORE_DATA_DIR", default_value = "conduit-store-data")]
+    pub data_dir: PathBuf,
+
+    /// Delete data older than this (e.g. 7d, 36h).
+    #[arg(long, env = "CONDUIT_STORE_RETENTION_TIME", default_value = "7d", value_parser = parse_duration)]
+    pub retention_time: Duration,
+
+    /// Delete the oldest blocks when blocks and WAL exceed this size
+    /// (e.g. 2GiB, 500MB, 0 for no limit).
+    #[arg(long, env = "CONDUIT_STORE_RETENTION_SIZE", default_value = "2GiB", value_parser = parse_bytes)]
+    pub retention_size: u64,
+
+    /// Time range of the blocks cut from the in-memory head; the head
+    /// keeps up to 1.5 of it. Smaller values bound memory more tightly.
+    #[arg(long, env = "CONDUIT_STORE_BLOCK_DURATION", default_value = "2h", value_parser = parse_duration)]
+    pub block_duration: Duration,
+
+    /// When the WAL is flushed to disk: `always` (before acknowledging each
+    /// write), `interval` (every --wal-fsync-interval) or `never` (by the
+    /// OS). A crashed process loses nothing in any mode; a power loss loses
+    /// up to one interval with `interval`.
+    #[arg(long, env = "CONDUIT_STORE_WAL_FSYNC", value_enum, default_value_t = FsyncPolicy::Interval)]
+    pub wal_fsync: FsyncPolicy,
+
+    #[arg(long, env = "CONDUIT_STORE_WAL_FSYNC_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub wal_fsync_interval: Duration,
+
+    /// Most series held in memory; new series past it are refused (and
+    /// counted), existing series keep working.
+    #[arg(long, env = "CONDUIT_STORE_MAX_ACTIVE_SERIES", default_value_t = 1_000_000)]
+    pub max_active_series: usize,
+
+    /// Most samples one query may hold in memory (Prometheus'
+    /// --query.max-samples); past it the query fails with HTTP 422.
+    #[arg(long, env = "CONDUIT_STORE_QUERY_MAX_SAMPLES", default_value_t = 50_000_000)]
+    pub query_max_samples: usize,
+
+    /// Longest a query may run; past it the query fails with HTTP 503.
+    #[arg(long, env = "CONDUIT_STORE_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub query_timeout: Duration,
+
+    /// How far back an instant selector looks for a sample (Prometheus'
+    /// --query.lookback-delta).
+    #[arg(long, env = "CONDUIT_STORE_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
+    pub lookback_delta: Duration,
+
+    /// How often background maintenance runs (cutting blocks, compaction,
+    /// retention).
+    #[arg(long, env = "CONDUIT_STORE_MAINTENANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub maintenance_interval: Duration,
+}
+
+impl Config {
+    /// Defaults with another data directory and ephemeral ports, for
+    /// embedding and tests.
+    pub fn for_data_dir(dir: impl Into<PathBuf>) -> Self {
+        use clap::Parser;
+        let mut c = Self::parse_from(["conduit-telemetry-store"]);
+        c.data_dir = dir.into();
+        c.http_listen = ([127, 0, 0, 1], 0).into();
+        c.grpc_listen = ([127, 0, 0, 1], 0).into();
+        c
+    }
+}
+
+/// Parses `2GiB`, `500MB`, `1024`, `0`.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(digits);
+    let n: f64 = num.parse().map_err(|_| format!("cannot parse {s:?} as a size (e.g. 2GiB, 500MB)"))?;
+    let mult: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0f64.powi(4),
+        other => return Err(format!("unknown size unit {other:?}: use B, KB, MB, GB, KiB, MiB or GiB")),
+    };
+    Ok((n * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("0"), Ok(0));
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("5XB").is_err());
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = Config::for_data_dir("/tmp/x");
+        assert_eq!(c.retention_time, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.lookback_delta, Duration::from_secs(300));
+        assert_eq!(c.wal_fsync, FsyncPolicy::Interval);
+    }
+}

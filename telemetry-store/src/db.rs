@@ -1,0 +1,628 @@
+//! The database: head + WAL + blocks behind one append path and one read
+//! path.
+//!
+//! Appends are serialized by the WAL lock (validate → log → apply), which
+//! keeps the WAL and the head in the same order without per-series
+//! coordination; everything outside that lock (decoding, series lookup)
+//! runs in parallel. Reads take a snapshot of the block list and the
+//! head's lower time bound together, so a block cut in progress is never
+//! counted twice nor missed.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use conduit_api::Labels;
+
+use crate::block::{self, Block, BlockError, compact};
+use crate::head::{Head, Kind, MemSeries, Reject, Sample, SeriesLimit, Window};
+use crate::series::{Matcher, SeriesRef};
+use crate::wal::{FsyncPolicy, Record, Wal, record};
+
+pub(crate) struct DbOptions {
+    pub(crate) dir: PathBuf,
+    pub(crate) block_range_ms: i64,
+    pub(crate) retention_ms: i64,
+    pub(crate) retention_bytes: u64,
+    pub(crate) fsync: FsyncPolicy,
+    pub(crate) max_series: usize,
+}
+
+/// Counters exposed on `/metrics` and in `Status`.
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) samples_appended: AtomicU64,
+    pub(crate) windows_appended: AtomicU64,
+    pub(crate) out_of_order: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) out_of_bounds: AtomicU64,
+    pub(crate) series_refused: AtomicU64,
+    pub(crate) series_removed: AtomicU64,
+    pub(crate) blocks_cut: AtomicU64,
+    pub(crate) compactions: AtomicU64,
+    pub(crate) blocks_deleted: AtomicU64,
+    pub(crate) wal_replayed_records: AtomicU64,
+    pub(crate) wal_truncated_bytes: AtomicU64,
+}
+
+struct Blocks {
+    list: Vec<Arc<Block>>,
+    /// Head data before this is in blocks and not read from the head.
+    head_from: i64,
+}
+
+pub(crate) struct Db {
+    opts: DbOptions,
+    pub(crate) head: Head,
+    wal: Mutex<Wal>,
+    blocks: RwLock<Blocks>,
+    pub(crate) stats: Stats,
+    head_min_t: AtomicI64,
+    head_max_t: AtomicI64,
+    maintenance: Mutex<()>,
+}
+
+/// What became of a batch's samples.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub(crate) accepted: u64,
+    pub(crate) out_of_order: u64,
+    pub(crate) duplicates: u64,
+    pub(crate) out_of_bounds: u64,
+}
+
+impl Outcome {
+    pub(crate) fn rejected(&self) -> u64 {
+        self.out_of_order + self.duplicates + self.out_of_bounds
+    }
+}
+
+/// Samples and windows to append together.
+#[derive(Default)]
+pub(crate) struct Batch {
+    pub(crate) floats: Vec<(Arc<MemSeries>, Sample)>,
+    pub(crate) windows: Vec<(Arc<MemSeries>, Window)>,
+}
+
+/// One series' samples, as a query sees it.
+pub(crate) struct SeriesSamples {
+    pub(crate) labels: Labels,
+    pub(crate) samples: Vec<Sample>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Block(#[from] BlockError),
+}
+
+impl Db {
+    /// Opens the data directory: blocks, then WAL replay into the head.
+    pub(crate) fn open(opts: DbOptions) -> Result<Self, DbError> {
+        std::fs::create_dir_all(&opts.dir)?;
+        let blocks: Vec<Arc<Block>> = block::open_all(&opts.dir.join("blocks"))?.into_iter().map(Arc::new).collect();
+        let head_from = blocks.iter().map(|b| b.meta.max_t).max().unwrap_or(i64::MIN);
+        let head = Head::new(opts.max_series);
+        head.set_min_valid_t(head_from);
+        let stats = Stats::default();
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        let mut refs: HashMap<SeriesRef, Arc<MemSeries>> = HashMap::new();
+        let (wal, replay) = Wal::open(&opts.dir.join("wal"), opts.fsync, |rec| {
+            apply_replayed(&head, &mut refs, rec, head_from, &mut min_t, &mut max_t)
+        })?;
+        drop(refs);
+        stats.wal_replayed_records.store(replay.records, Ordering::Relaxed);
+        stats.wal_truncated_bytes.store(replay.truncated_bytes, Ordering::Relaxed);
+        tracing::info!(
+            blocks = blocks.len(),
+            series = head.len(),
+            wal_records = replay.records,
+            "opened data directory {}",
+            opts.dir.display()
+        );
+        Ok(Self {
+            head,
+            wal: Mutex::new(wal),
+            blocks: RwLock::new(Blocks { list: blocks, head_from }),
+            stats,
+            head_min_t: AtomicI64::new(min_t),
+            head_max_t: AtomicI64::new(max_t),
+            maintenance: Mutex::new(()),
+            opts,
+        })
+    }
+
+    pub(crate) fn series(&self, labels: Labels, kind: Kind) -> Result<Arc<MemSeries>, SeriesLimit> {
+        let r = self.head.get_or_create(labels, kind);
+        if r.is_err() {
+            self.stats.series_refused.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Validates, logs and applies a batch; returns once the accepted
+    /// samples are in the WAL (and on disk, with `--wal-fsync always`).
+    pub(crate) fn commit(&self, batch: &Batch) -> io::Result<Outcome> {
+        let mut outcome = Outcome::default();
+        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let min_valid = self.head.min_valid_t();
+        let mut last: HashMap<SeriesRef, Sample> = HashMap::new();
+        let mut accepted: Vec<(SeriesRef, i64, f64)> = Vec::with_capacity(batch.floats.len());
+        let mut accepted_idx: Vec<usize> = Vec::with_capacity(batch.floats.len());
+        let mut new_series: Vec<&MemSeries> = Vec::new();
+        for (i, (s, (t, v))) in batch.floats.iter().enumerate() {
+            if *t < min_valid {
+                outcome.out_of_bounds += 1;
+                continue;
+            }
+            let prev = last.get(&s.r).copied().or_else(|| s.lock().last());
+            match check(prev, *t, *v) {
+                Err(Reject::OutOfOrder) => outcome.out_of_order += 1,
+                Err(Reject::Duplicate) => outcome.duplicates += 1,
+                Ok(false) => {}
+                Ok(true) => {
+                    last.insert(s.r, (*t, *v));
+                    accepted.push((s.r, *t, *v));
+                    accepted_idx.push(i);
+                    if !s.logged.load(Ordering::Acquire) && !new_series.iter().any(|n| n.r == s.r) {
+                        new_series.push(s);
+                    }
+                }
+            }
+        }
+        let mut windows_ok: Vec<usize> = Vec::new();
+        let mut last_window: HashMap<SeriesRef, i64> = HashMap::new();
+        for (i, (s, w)) in batch.windows.iter().enumerate() {
+            if w.end_ms < min_valid {
+                outcome.out_of_bounds += 1;
+                continue;
+            }
+            let in_batch = last_window.get(&s.r).copied();
+            let verdict = match in_batch {
+                Some(prev) if w.end_ms < prev => Err(Reject::OutOfOrder),
+                Some(prev) if w.end_ms == prev => Err(Reject::Duplicate),
+                _ => s.lock().check_window(w),
+            };
+            match verdict {
+                Err(Reject::OutOfOrder) => outcome.out_of_order += 1,
+                Err(Reject::Duplicate) => outcome.duplicates += 1,
+                Ok(()) => {
+                    last_window.insert(s.r, w.end_ms);
+                    windows_ok.push(i);
+                    if !s.logged.load(Ordering::Acquire) && !new_series.iter().any(|n| n.r == s.r) {
+                        new_series.push(s);
+                    }
+                }
+            }
+        }
+        outcome.accepted = (accepted.len() + windows_ok.len()) as u64;
+        if outcome.accepted > 0 {
+            self.log(&mut wal, &new_series, &accepted, batch, &windows_ok)?;
+            self.apply(batch, &accepted_idx, &windows_ok);
+        }
+        drop(wal);
+        self.count(&outcome, accepted.len() as u64, windows_ok.len() as u64);
+        Ok(outcome)
+    }
+
+    fn log(
+        &self,
+        wal: &mut Wal,
+        new_series: &[&MemSeries],
+        samples: &[(SeriesRef, i64, f64)],
+        batch: &Batch,
+        windows: &[usize],
+    ) -> io::Result<()> {
+        let mut buf = Vec::new();
+        let result = (|| {
+            if !new_series.is_empty() {
+                record::encode_series(&mut buf, new_series.iter().map(|s| (s.r, s.kind, &s.labels)));
+                wal.log(&buf, None)?;
+            }
+            if !samples.is_empty() {
+                buf.clear();
+                record::encode_samples(&mut buf, samples);
+                wal.log(&buf, samples.iter().map(|s| s.1).max())?;
+            }
+            if !windows.is_empty() {
+                buf.clear();
+                let ws = windows.iter().map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
+                record::encode_windows(&mut buf, ws);
+                wal.log(&buf, windows.iter().map(|&i| batch.windows[i].1.end_ms).max())?;
+            }
+            Ok(())
+        })();
+        if result.is_ok() {
+            for s in new_series {
+                s.mark_logged();
+            }
+        }
+        result
+    }
+
+    fn apply(&self, batch: &Batch, floats: &[usize], windows: &[usize]) {
+        let now = crate::time::now_ms();
+        let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
+        for &i in floats {
+            let (s, (t, v)) = &batch.floats[i];
+            s.lock().append(*t, *v);
+            s.touch(now);
+            min_t = min_t.min(*t);
+            max_t = max_t.max(*t);
+        }
+        for &i in windows {
+            let (s, w) = &batch.windows[i];
+            s.lock().push_window(w.clone());
+            s.touch(now);
+            min_t = min_t.min(w.end_ms);
+            max_t = max_t.max(w.end_ms);
+        }
+        self.head_min_t.fetch_min(min_t, Ordering::Relaxed);
+        self.head_max_t.fetch_max(max_t, Ordering::Relaxed);
+    }
+
+    fn count(&self, o: &Outcome, samples: u64, windows: u64) {
+        let s = &self.stats;
+        s.samples_appended.fetch_add(samples, Ordering::Relaxed);
+        s.windows_appended.fetch_add(windows, Ordering::Relaxed);
+        s.out_of_order.fetch_add(o.out_of_order, Ordering::Relaxed);
+        s.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
+        s.out_of_bounds.fetch_add(o.out_of_bounds, Ordering::Relaxed);
+    }
+
+    /// fsyncs the WAL if anything was written since the last time.
+    pub(crate) fn sync_wal(&self) -> io::Result<()> {
+        let file = self.wal.lock().unwrap_or_else(|e| e.into_inner()).take_unsynced();
+        match file {
+            Some(f) => f?.sync_data(),
+            None => Ok(()),
+        }
+    }
+
+    /// Float samples in `[mint, maxt]` of every matching series, merged
+    /// across blocks and the head, sorted by labels.
+    pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, DbError> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+            for (labels, samples) in b.select(matchers, mint, maxt)? {
+                merged.entry(labels.clone()).or_default().extend(samples);
+            }
+        }
+        let head_mint = mint.max(blocks.head_from);
+        if head_mint <= maxt {
+            for s in self.head.select(Kind::Float, matchers) {
+                let mut samples = Vec::new();
+                s.lock().samples(head_mint, maxt, &mut samples);
+                if !samples.is_empty() {
+                    merged.entry(s.labels.clone()).or_default().extend(samples);
+                }
+            }
+        }
+        drop(blocks);
+        Ok(merged
+            .into_iter()
+            .map(|(labels, mut samples)| {
+                if !samples.is_sorted_by_key(|s| s.0) {
+                    samples.sort_by_key(|s| s.0);
+                    samples.dedup_by_key(|s| s.0);
+                }
+                SeriesSamples { labels, samples }
+            })
+            .collect())
+    }
+
+    /// Histogram windows ending in `(after, until]` of every matching
+    /// series, sorted by labels.
+    pub(crate) fn select_windows(&self, matchers: &[Matcher], after: i64, until: i64) -> Result<Vec<(Labels, Vec<Window>)>, DbError> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let mut merged: BTreeMap<Labels, Vec<Window>> = BTreeMap::new();
+        for b in blocks.list.iter().filter(|b| b.overlaps(after, until)) {
+            for (labels, windows) in b.select_windows(matchers, after, until)? {
+                merged.entry(labels.clone()).or_default().extend(windows);
+            }
+        }
+        let head_after = after.max(blocks.head_from - 1);
+        if head_after < until {
+            for s in self.head.select(Kind::Histogram, matchers) {
+                let data = s.lock();
+                let windows: Vec<Window> = data.windows(head_after, until).cloned().collect();
+                if !windows.is_empty() {
+                    merged.entry(s.labels.clone()).or_default().extend(windows);
+                }
+            }
+        }
+        Ok(merged.into_iter().collect())
+    }
+
+    /// Label sets of float series with data overlapping `[mint, maxt]`.
+    pub(crate) fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<Labels> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeSet::new();
+        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+            out.extend(b.labels(Kind::Float, matchers).into_iter().cloned());
+        }
+        if self.head_overlaps(blocks.head_from, mint, maxt) {
+            out.extend(self.head.select(Kind::Float, matchers).into_iter().map(|s| s.labels.clone()));
+        }
+        out
+    }
+
+    pub(crate) fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeSet::new();
+        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+            b.label_names(matchers, &mut out);
+        }
+        if self.head_overlaps(blocks.head_from, mint, maxt) {
+            self.head.index(Kind::Float).read().unwrap_or_else(|e| e.into_inner()).label_names(matchers, &mut out);
+        }
+        out
+    }
+
+    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = BTreeSet::new();
+        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+            b.label_values(name, matchers, &mut out);
+        }
+        if self.head_overlaps(blocks.head_from, mint, maxt) {
+            self.head
+                .index(Kind::Float)
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .label_values(name, matchers, &mut out);
+        }
+        out
+    }
+
+    fn head_overlaps(&self, head_from: i64, mint: i64, maxt: i64) -> bool {
+        let min_t = self.head_min_t.load(Ordering::Relaxed).max(head_from);
+        let max_t = self.head_max_t.load(Ordering::Relaxed);
+        min_t <= maxt && max_t >= mint
+    }
+
+    /// Blocks on disk: (count, bytes).
+    pub(crate) fn block_stats(&self) -> (usize, u64) {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        (blocks.list.len(), blocks.list.iter().map(|b| b.meta.bytes).sum())
+    }
+
+    pub(crate) fn wal_bytes(&self) -> u64 {
+        self.wal.lock().unwrap_or_else(|e| e.into_inner()).disk_bytes()
+    }
+
+    /// Bytes of chunk and window data held by the head.
+    pub(crate) fn head_chunk_bytes(&self) -> usize {
+        self.head.all().iter().map(|s| s.lock().heap_bytes()).sum()
+    }
+
+    /// Cuts blocks, truncates the WAL, compacts and applies retention.
+    /// Runs on a blocking thread; one at a time.
+    pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), DbError> {
+        let _one = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        while self.cut_block()? {}
+        self.coarsen_windows(now_ms);
+        self.compact()?;
+        self.apply_retention(now_ms)?;
+        Ok(())
+    }
+
+    /// Moves the oldest block range out of the head once the head spans
+    /// 1.5 block ranges. Returns whether a block was cut.
+    fn cut_block(&self) -> Result<bool, DbError> {
+        let range = self.opts.block_range_ms;
+        let head_from = self.blocks.read().unwrap_or_else(|e| e.into_inner()).head_from;
+        let min_t = self.head_min_t.load(Ordering::Relaxed).max(head_from);
+        let max_t = self.head_max_t.load(Ordering::Relaxed);
+        if min_t == i64::MAX || max_t == i64::MIN || max_t - min_t < range + range / 2 {
+            return Ok(false);
+        }
+        let start = min_t.div_euclid(range) * range;
+        let end = start + range;
+        // From now on the head refuses samples this block will hold.
+        self.head.set_min_valid_t(end);
+        // Appends in flight finish before we read.
+        drop(self.wal.lock().unwrap_or_else(|e| e.into_inner()));
+
+        let mut series = self.head.all();
+        series.sort_by(|a, b| (&a.labels, a.kind).cmp(&(&b.labels, b.kind)));
+        let blocks_dir = self.opts.dir.join("blocks");
+        let mut w = block::writer::BlockWriter::create(&blocks_dir, start, end, 1)?;
+        for s in &series {
+            let (samples, windows) = {
+                let data = s.lock();
+                let mut samples = Vec::new();
+                data.samples(start, end - 1, &mut samples);
+                let windows: Vec<Window> = data.windows(start - 1, end - 1).cloned().collect();
+                (samples, windows)
+            };
+            w.add(&s.labels, s.kind, &samples, &windows)?;
+        }
+        let (dir, meta) = w.finish()?;
+        let block = Arc::new(Block::open(&dir)?);
+        tracing::info!(min_t = meta.min_t, max_t = meta.max_t, series = meta.series, samples = meta.samples, bytes = meta.bytes, "cut a block from the head");
+        {
+            let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+            blocks.list.push(block);
+            blocks.list.sort_by_key(|b| b.meta.min_t);
+            blocks.head_from = end;
+            // Truncate under the lock so no reader sees the data twice or
+            // not at all.
+            let mut new_min = i64::MAX;
+            for s in &series {
+                let mut data = s.lock();
+                if data.truncate_before(end) {
+                    new_min = new_min.min(data.min_t().unwrap_or(i64::MAX));
+                }
+            }
+            self.head_min_t.store(new_min, Ordering::Relaxed);
+        }
+        self.stats.blocks_cut.fetch_add(1, Ordering::Relaxed);
+        self.gc_series(&series, end);
+        self.truncate_wal(end)?;
+        Ok(true)
+    }
+
+    /// Drops series that hold no data any more and have not been written
+    /// to for a block range.
+    fn gc_series(&self, series: &[Arc<MemSeries>], cut: i64) {
+        let now = crate::time::now_ms();
+        let idle_ms = self.opts.block_range_ms;
+        let wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let mut removed = 0;
+        for s in series {
+            let empty = s.lock().min_t().is_none();
+            let idle = now - s.last_append_ms.load(Ordering::Relaxed) > idle_ms;
+            if empty && (idle || s.lock().last().is_none_or(|(t, _)| t < cut)) {
+                self.head.remove(s);
+                removed += 1;
+            }
+        }
+        drop(wal);
+        self.stats.series_removed.fetch_add(removed, Ordering::Relaxed);
+    }
+
+    fn truncate_wal(&self, before: i64) -> Result<(), DbError> {
+        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        let live = self.head.all();
+        let records: Vec<Vec<u8>> = live
+            .chunks(10_000)
+            .map(|chunk| {
+                let mut buf = Vec::new();
+                record::encode_series(&mut buf, chunk.iter().map(|s| (s.r, s.kind, &s.labels)));
+                buf
+            })
+            .collect();
+        let dropped = wal.truncate(before, &records)?;
+        if dropped > 0 {
+            tracing::debug!(segments = dropped, "truncated the WAL");
+        }
+        Ok(())
+    }
+
+    /// Keeps per-report windows for the recent past only; older ones are
+    /// merged to one per minute (windows of `Golden` queries over older
+    /// data then align to minutes).
+    fn coarsen_windows(&self, now_ms: i64) {
+        let before = now_ms - 15 * 60_000;
+        for s in self.head.select(Kind::Histogram, &[]) {
+            s.lock().coarsen_windows(before, 60_000);
+        }
+    }
+
+    fn compact(&self) -> Result<(), DbError> {
+        let ranges = compact::level_ranges(self.opts.block_range_ms, self.opts.retention_ms);
+        loop {
+            let chosen: Vec<Arc<Block>> = {
+                let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+                let metas: Vec<&block::Meta> = blocks.list.iter().map(|b| &b.meta).collect();
+                match compact::plan(&metas, &ranges) {
+                    Some(idx) => idx.into_iter().map(|i| blocks.list[i].clone()).collect(),
+                    None => return Ok(()),
+                }
+            };
+            let refs: Vec<&Block> = chosen.iter().map(|b| b.as_ref()).collect();
+            let (dir, meta) = compact::merge(&self.opts.dir.join("blocks"), &refs)?;
+            let merged = Arc::new(Block::open(&dir)?);
+            tracing::info!(min_t = meta.min_t, max_t = meta.max_t, inputs = chosen.len(), bytes = meta.bytes, "compacted blocks");
+            {
+                let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
+                blocks.list.retain(|b| !chosen.iter().any(|c| Arc::ptr_eq(b, c)));
+                blocks.list.push(merged);
+                blocks.list.sort_by_key(|b| b.meta.min_t);
+            }
+            for b in &chosen {
+                if b.dir != dir {
+                    compact::delete(&b.dir)?;
+                }
+            }
+            self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn apply_retention(&self, now_ms: i64) -> Result<(), DbError> {
+        let wal_bytes = self.wal_bytes();
+        let doomed: Vec<Arc<Block>> = {
+            let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+            let metas: Vec<&block::Meta> = blocks.list.iter().map(|b| &b.meta).collect();
+            compact::expired(&metas, now_ms, self.opts.retention_ms, self.opts.retention_bytes, wal_bytes)
+                .into_iter()
+                .map(|i| blocks.list[i].clone())
+                .collect()
+        };
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.blocks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .list
+            .retain(|b| !doomed.iter().any(|d| Arc::ptr_eq(b, d)));
+        for b in &doomed {
+            tracing::info!(min_t = b.meta.min_t, max_t = b.meta.max_t, bytes = b.meta.bytes, "deleting a block past retention");
+            compact::delete(&b.dir)?;
+        }
+        self.stats.blocks_deleted.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn check(prev: Option<Sample>, t: i64, v: f64) -> Result<bool, Reject> {
+    match prev {
+        Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
+        Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
+        Some((lt, _)) if t == lt => Ok(false),
+        _ => Ok(true),
+    }
+}
+
+fn apply_replayed(
+    head: &Head,
+    refs: &mut HashMap<SeriesRef, Arc<MemSeries>>,
+    rec: Record,
+    head_from: i64,
+    min_t: &mut i64,
+    max_t: &mut i64,
+) {
+    match rec {
+        Record::Series(series) => {
+            for (r, kind, labels) in series {
+                let s = head.restore(r, labels, kind);
+                refs.insert(r, s);
+            }
+        }
+        Record::Samples(samples) => {
+            for (r, t, v) in samples {
+                let Some(s) = refs.get(&r) else { continue };
+                if t < head_from {
+                    continue;
+                }
+                let mut data = s.lock();
+                if let Ok(true) = data.check(t, v) {
+                    data.append(t, v);
+                    *min_t = (*min_t).min(t);
+                    *max_t = (*max_t).max(t);
+                }
+            }
+        }
+        Record::Windows(windows) => {
+            for (r, w) in windows {
+                let Some(s) = refs.get(&r) else { continue };
+                if w.end_ms < head_from {
+                    continue;
+                }
+                let mut data = s.lock();
+                if data.check_window(&w).is_ok() {
+                    *min_t = (*min_t).min(w.end_ms);
+                    *max_t = (*max_t).max(w.end_ms);
+                    data.push_window(w);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The head: the most recent data, in memory, compressed.
+//!
+//! Series are found by label hash in lock stripes so concurrent ingest
+//! streams rarely contend; each series has its own lock for its chunks.
+//! Float series and histogram-window series have separate indexes, so
+//! PromQL only ever sees float series (histograms are served to it as
+//! `_bucket`/`_sum`/`_count` float series written at ingest).
+
+mod bits;
+pub(crate) mod chunk;
+pub(crate) mod gorilla;
+pub(crate) mod series;
+pub(crate) mod window;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use conduit_api::Labels;
+
+pub(crate) use self::bits::{BitReader, BitWriter};
+pub(crate) use chunk::Sample;
+pub(crate) use series::{Kind, MemSeries, Reject};
+pub(crate) use window::Window;
+
+use crate::series::{Index, Matcher, SeriesRef};
+
+const STRIPES: usize = 64;
+
+type Stripe = RwLock<HashMap<u64, Vec<Arc<MemSeries>>>>;
+
+pub(crate) struct Head {
+    by_hash: Box<[Stripe]>,
+    by_ref: Box<[RwLock<HashMap<SeriesRef, Arc<MemSeries>>>]>,
+    floats: RwLock<Index>,
+    histograms: RwLock<Index>,
+    next_ref: AtomicU64,
+    len: AtomicUsize,
+    created: AtomicU64,
+    /// Samples before this time are in blocks; the head refuses them.
+    min_valid_t: AtomicI64,
+    max_series: usize,
+}
+
+/// The head is full: the active-series limit refuses new series.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "limit of {limit} active series reached: new series are refused (existing ones keep working); raise --max-active-series or reduce label cardinality"
+)]
+pub(crate) struct SeriesLimit {
+    pub(crate) limit: usize,
+}
+
+/// Hashes a label set from its name/value pairs, so raw pairs (remote
+/// write) and [`Labels`] hash alike.
+pub(crate) fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, kind: Kind) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (kind == Kind::Histogram).hash(&mut h);
+    for (n, v) in pairs {
+        h.write(n);
+        h.write_u8(0xff);
+        h.write(v);
+        h.write_u8(0xfe);
+    }
+    h.finish()
+}
+
+pub(crate) fn hash_labels(labels: &Labels, kind: Kind) -> u64 {
+    hash_pairs(labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), kind)
+}
+
+impl Head {
+    pub(crate) fn new(max_series: usize) -> Self {
+        Self {
+            by_hash: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
+            floats: RwLock::default(),
+            histograms: RwLock::default(),
+            next_ref: AtomicU64::new(1),
+            len: AtomicUsize::new(0),
+            created: AtomicU64::new(0),
+            min_valid_t: AtomicI64::new(i64::MIN),
+            max_series,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// Series created since the process started.
+    pub(crate) fn created(&self) -> u64 {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn min_valid_t(&self) -> i64 {
+        self.min_valid_t.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_min_valid_t(&self, t: i64) {
+        self.min_valid_t.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Finds a series by hash and an equality test on its labels.
+    pub(crate) fn find(&self, hash: u64, kind: Kind, eq: impl Fn(&Labels) -> bool) -> Option<Arc<MemSeries>> {
+        let stripe = read(&self.by_hash[hash as usize % STRIPES]);
+        stripe
+            .get(&hash)?
+            .iter()
+            .find(|s| s.kind == kind && eq(&s.labels))
+            .cloned()
+    }
+
+    /// Finds or creates the series; creation is refused past the limit.
+    pub(crate) fn get_or_create(&self, labels: Labels, kind: Kind) -> Result<Arc<MemSeries>, SeriesLimit> {
+        let hash = hash_labels(&labels, kind);
+        if let Some(s) = self.find(hash, kind, |l| *l == labels) {
+            return Ok(s);
+        }
+        let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
+        let entry = stripe.entry(hash).or_default();
+        if let Some(s) = entry.iter().find(|s| s.kind == kind && s.labels == labels) {
+            return Ok(s.clone());
+        }
+        if self.len() >= self.max_series {
+            return Err(SeriesLimit {
+                limit: self.max_series,
+            });
+        }
+        let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
+        let series = Arc::new(MemSeries::new(r, labels, kind));
+        entry.push(series.clone());
+        self.created.fetch_add(1, Ordering::Relaxed);
+        drop(stripe);
+        self.register(series.clone());
+        Ok(series)
+    }
+
+    /// Re-creates a series from the WAL with its original ref. A label set
+    /// logged again under a newer ref (after it was dropped as idle) maps to
+    /// the series already restored.
+    pub(crate) fn restore(&self, r: SeriesRef, labels: Labels, kind: Kind) -> Arc<MemSeries> {
+        let hash = hash_labels(&labels, kind);
+        if let Some(s) = self.find(hash, kind, |l| *l == labels) {
+            self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
+            return s;
+        }
+        if let Some(s) = self.get(r) {
+            return s;
+        }
+        self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
+        let series = Arc::new(MemSeries::new(r, labels, kind));
+        series.mark_logged();
+        write(&self.by_hash[hash as usize % STRIPES])
+            .entry(hash)
+            .or_default()
+            .push(series.clone());
+        self.register(series.clone());
+        series
+    }
+
+    fn register(&self, series: Arc<MemSeries>) {
+        self.index(series.kind).write().unwrap_or_else(|e| e.into_inner()).add(series.r, &series.labels);
+        write(&self.by_ref[series.r as usize % STRIPES]).insert(series.r, series);
+        self.len.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn remove(&self, series: &MemSeries) {
+        let hash = hash_labels(&series.labels, series.kind);
+        let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
+        if let Some(list) = stripe.get_mut(&hash) {
+            list.retain(|s| s.r != series.r);
+            if list.is_empty() {
+                stripe.remove(&hash);
+            }
+        }
+        drop(stripe);
+        if write(&self.by_ref[series.r as usize % STRIPES]).remove(&series.r).is_some() {
+            self.index(series.kind)
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(series.r, &series.labels);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self, r: SeriesRef) -> Option<Arc<MemSeries>> {
+        read(&self.by_ref[r as usize % STRIPES]).get(&r).cloned()
+    }
+
+    pub(crate) fn index(&self, kind: Kind) -> &RwLock<Index> {
+        match kind {
+            Kind::Float => &self.floats,
+            Kind::Histogram => &self.histograms,
+        }
+    }
+
+    /// Series matching every matcher, sorted by ref.
+    pub(crate) fn select(&self, kind: Kind, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
+        let refs = self.index(kind).read().unwrap_or_else(|e| e.into_inner()).select(matchers);
+        refs.into_iter().filter_map(|r| self.get(r)).collect()
+    }
+
+    /// Every series, in no particular order.
+    pub(crate) fn all(&self) -> Vec<Arc<MemSeries>> {
+        self.by_ref
+            .iter()
+            .flat_map(|stripe| read(stripe).values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}

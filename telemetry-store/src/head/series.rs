@@ -1,0 +1,185 @@
+//! One series in memory: its labels, frozen chunks, the open chunk, and
+//! (for latency histograms) its windows.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use conduit_api::Labels;
+
+use super::chunk::{Chunk, OpenChunk, Sample};
+use super::window::Window;
+use crate::series::SeriesRef;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum Kind {
+    Float,
+    Histogram,
+}
+
+pub(crate) struct MemSeries {
+    pub(crate) r: SeriesRef,
+    pub(crate) labels: Labels,
+    pub(crate) kind: Kind,
+    pub(crate) data: Mutex<SeriesData>,
+    /// Whether its series record is in the WAL; written once, before the
+    /// first sample that refers to it.
+    pub(crate) logged: AtomicBool,
+    /// Wall-clock ms of the last append, for dropping idle series.
+    pub(crate) last_append_ms: AtomicI64,
+}
+
+#[derive(Default)]
+pub(crate) struct SeriesData {
+    chunks: Vec<Chunk>,
+    open: Option<OpenChunk>,
+    last: Option<Sample>,
+    windows: Vec<Window>,
+}
+
+/// Why a sample was not appended, as Prometheus names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reject {
+    OutOfOrder,
+    Duplicate,
+}
+
+impl MemSeries {
+    pub(crate) fn new(r: SeriesRef, labels: Labels, kind: Kind) -> Self {
+        Self {
+            r,
+            labels,
+            kind,
+            data: Mutex::new(SeriesData::default()),
+            logged: AtomicBool::new(false),
+            last_append_ms: AtomicI64::new(0),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, SeriesData> {
+        self.data.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn mark_logged(&self) -> bool {
+        !self.logged.swap(true, Ordering::AcqRel)
+    }
+
+    pub(crate) fn touch(&self, now_ms: i64) {
+        self.last_append_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+impl SeriesData {
+    /// Checks a sample without appending it. A repeated sample (same time,
+    /// bit-identical value) is accepted and then ignored, as Prometheus
+    /// does with re-sent remote-write batches.
+    pub(crate) fn check(&self, t: i64, v: f64) -> Result<bool, Reject> {
+        match self.last {
+            Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
+            Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
+            Some((lt, _)) if t == lt => Ok(false),
+            _ => Ok(true),
+        }
+    }
+
+    /// Appends a sample that [`Self::check`] accepted as new.
+    pub(crate) fn append(&mut self, t: i64, v: f64) {
+        match &mut self.open {
+            Some(open) if !open.is_full() => open.append(t, v),
+            slot => {
+                if let Some(full) = slot.take() {
+                    self.chunks.push(full.freeze());
+                }
+                *slot = Some(OpenChunk::new(t, v));
+            }
+        }
+        self.last = Some((t, v));
+    }
+
+    pub(crate) fn last(&self) -> Option<Sample> {
+        self.last
+    }
+
+    pub(crate) fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        for c in &self.chunks {
+            if c.max_t >= mint && c.min_t <= maxt {
+                c.decode_into(mint, maxt, out);
+            }
+        }
+        if let Some(open) = &self.open
+            && open.max_t() >= mint
+            && open.min_t() <= maxt
+        {
+            open.decode_into(mint, maxt, out);
+        }
+    }
+
+    pub(crate) fn min_t(&self) -> Option<i64> {
+        let chunks = self.chunks.first().map(|c| c.min_t);
+        let windows = self.windows.first().map(|w| w.end_ms);
+        chunks.or(self.open.as_ref().map(|o| o.min_t())).into_iter().chain(windows).min()
+    }
+
+    pub(crate) fn check_window(&self, w: &Window) -> Result<(), Reject> {
+        match self.windows.last() {
+            Some(last) if w.end_ms < last.end_ms => Err(Reject::OutOfOrder),
+            Some(last) if w.end_ms == last.end_ms => Err(Reject::Duplicate),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn push_window(&mut self, w: Window) {
+        self.windows.push(w);
+    }
+
+    /// Windows whose end lies in `(after, until]`.
+    pub(crate) fn windows(&self, after: i64, until: i64) -> impl Iterator<Item = &Window> {
+        let from = self.windows.partition_point(|w| w.end_ms <= after);
+        self.windows[from..].iter().take_while(move |w| w.end_ms <= until)
+    }
+
+    /// Drops data before `t` (now in a block). Returns whether anything is
+    /// left.
+    pub(crate) fn truncate_before(&mut self, t: i64) -> bool {
+        self.chunks.retain(|c| c.max_t >= t);
+        if self.chunks.is_empty()
+            && let Some(open) = &self.open
+            && open.max_t() < t
+        {
+            self.open = None;
+        }
+        self.windows.retain(|w| w.end_ms >= t);
+        !self.chunks.is_empty() || self.open.is_some() || !self.windows.is_empty()
+    }
+
+    /// Replaces per-interval windows ending before `before` with one merged
+    /// window per `step` ms, aligned to multiples of `step`.
+    pub(crate) fn coarsen_windows(&mut self, before: i64, step: i64) {
+        let split = self.windows.partition_point(|w| w.end_ms < before);
+        let (old, _) = self.windows.split_at(split);
+        let mut merged = Vec::new();
+        let mut i = 0;
+        while i < old.len() {
+            let bucket = old[i].end_ms.div_euclid(step);
+            let mut j = i;
+            while j < old.len() && old[j].end_ms.div_euclid(step) == bucket {
+                j += 1;
+            }
+            if j - i == 1 {
+                merged.push(old[i].clone());
+            } else if let Ok(w) = Window::merge(&old[i..j]) {
+                merged.push(w);
+            }
+            i = j;
+        }
+        if merged.len() < split {
+            self.windows.splice(..split, merged);
+        }
+    }
+
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
+            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+            + self.open.as_ref().map_or(0, OpenChunk::heap_bytes)
+            + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
+    }
+}

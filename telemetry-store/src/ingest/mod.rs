@@ -1,0 +1,331 @@
+//! Ingest: turns the proxies' telemetry reports and Prometheus
+//! remote-write requests into batches for the database.
+//!
+//! A proxy's latency histogram arrives once per interval; the store keeps
+//! it as a histogram window (for exact quantiles) and also advances
+//! cumulative `<metric>_bucket{le=…}`, `_sum` and `_count` counters, so
+//! `histogram_quantile()` and Linkerd's dashboards work unchanged.
+
+pub(crate) mod remote_write;
+pub(crate) mod telemetry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use conduit_api::Labels;
+use conduit_api::labels::is_valid_name;
+use conduit_api::metrics::LATENCY_BUCKETS_MS;
+use hdrhistogram::Histogram;
+
+use crate::db::{Batch, Db, Outcome};
+use crate::head::{Kind, MemSeries, Window, hash_pairs};
+use crate::promql::format_float;
+use crate::series::{LabelsExt, METRIC_NAME};
+
+/// Counters of what arrived, for `/metrics` and `Status`.
+#[derive(Default)]
+pub(crate) struct IngestStats {
+    pub(crate) reports: AtomicU64,
+    pub(crate) report_series_rejected: AtomicU64,
+    pub(crate) remote_write_requests: AtomicU64,
+    pub(crate) remote_write_rejected: AtomicU64,
+    pub(crate) invalid_series: AtomicU64,
+}
+
+/// A metric's type, help and unit, as `/api/v1/metadata` serves them.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct MetricMeta {
+    pub(crate) kind: String,
+    pub(crate) help: String,
+    pub(crate) unit: String,
+}
+
+pub(crate) struct Ingester {
+    pub(crate) db: Arc<Db>,
+    accumulators: Mutex<HashMap<u64, Accumulator>>,
+    metadata: Mutex<BTreeMap<String, MetricMeta>>,
+    pub(crate) stats: IngestStats,
+}
+
+/// The cumulative series a histogram series feeds.
+struct Accumulator {
+    buckets: Vec<(Arc<MemSeries>, f64)>,
+    sum: (Arc<MemSeries>, f64),
+    count: (Arc<MemSeries>, f64),
+}
+
+/// Why a series of a write was not stored.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SeriesError {
+    #[error("invalid label name {0:?}: must match [a-zA-Z_][a-zA-Z0-9_]*")]
+    LabelName(String),
+    #[error("label {0:?} has a value that is not valid UTF-8")]
+    LabelValue(String),
+    #[error("label {0:?} appears more than once")]
+    Duplicate(String),
+    #[error("series without a metric name (__name__)")]
+    NoName,
+    #[error("invalid metric name {0:?}: must match [a-zA-Z_:][a-zA-Z0-9_:]*")]
+    MetricName(String),
+    #[error(transparent)]
+    Limit(#[from] crate::head::SeriesLimit),
+    #[error("invalid histogram: {0}")]
+    Histogram(String),
+}
+
+/// What became of a write or a report.
+#[derive(Debug, Default)]
+pub(crate) struct WriteSummary {
+    pub(crate) outcome: Outcome,
+    pub(crate) rejected_series: u64,
+    pub(crate) first_error: Option<String>,
+}
+
+impl WriteSummary {
+    fn reject(&mut self, e: &SeriesError) {
+        self.rejected_series += 1;
+        if self.first_error.is_none() {
+            self.first_error = Some(e.to_string());
+        }
+    }
+}
+
+pub(crate) fn valid_metric_name(name: &str) -> bool {
+    let mut b = name.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_' || c == b':')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b':')
+}
+
+impl Ingester {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        let mut metadata = BTreeMap::new();
+        for (name, kind, help) in known_metadata() {
+            metadata.insert(
+                name.to_string(),
+                MetricMeta {
+                    kind: kind.to_string(),
+                    help: help.to_string(),
+                    unit: String::new(),
+                },
+            );
+        }
+        Self {
+            db,
+            accumulators: Mutex::default(),
+            metadata: Mutex::new(metadata),
+            stats: IngestStats::default(),
+        }
+    }
+
+    pub(crate) fn metadata(&self) -> BTreeMap<String, MetricMeta> {
+        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stores a remote-write request: every valid series' samples; invalid
+    /// or refused series are counted and the first reason reported.
+    pub(crate) fn remote_write(&self, req: remote_write::WriteRequest) -> std::io::Result<WriteSummary> {
+        self.stats.remote_write_requests.fetch_add(1, Ordering::Relaxed);
+        let mut summary = WriteSummary::default();
+        let mut batch = Batch::default();
+        for ts in req.timeseries {
+            if ts.samples.is_empty() {
+                continue;
+            }
+            match self.series_of_raw(&ts.labels) {
+                Ok(s) => batch
+                    .floats
+                    .extend(ts.samples.iter().map(|x| (s.clone(), (x.timestamp, x.value)))),
+                Err(e) => summary.reject(&e),
+            }
+        }
+        if !req.metadata.is_empty() {
+            let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+            for m in req.metadata {
+                meta.insert(
+                    m.metric_family_name.clone(),
+                    MetricMeta {
+                        kind: m.type_name().to_string(),
+                        help: m.help,
+                        unit: m.unit,
+                    },
+                );
+            }
+        }
+        summary.outcome = self.db.commit(&batch)?;
+        self.stats.invalid_series.fetch_add(summary.rejected_series, Ordering::Relaxed);
+        if summary.rejected_series > 0 || summary.outcome.rejected() > 0 {
+            self.stats.remote_write_rejected.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(summary)
+    }
+
+    /// Finds the series of raw remote-write labels without allocating;
+    /// validates and creates it on first sight.
+    fn series_of_raw(&self, labels: &[remote_write::Label]) -> Result<Arc<MemSeries>, SeriesError> {
+        let mut pairs: Vec<(&[u8], &[u8])> = labels
+            .iter()
+            .filter(|l| !l.value.is_empty())
+            .map(|l| (&l.name[..], &l.value[..]))
+            .collect();
+        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
+            pairs.sort_by(|a, b| a.0.cmp(b.0));
+        }
+        let hash = hash_pairs(pairs.iter().copied(), Kind::Float);
+        let eq = |l: &Labels| {
+            l.len() == pairs.len()
+                && l.iter()
+                    .zip(&pairs)
+                    .all(|(a, b)| a.name.as_bytes() == b.0 && a.value.as_bytes() == b.1)
+        };
+        if let Some(s) = self.db.head.find(hash, Kind::Float, eq) {
+            return Ok(s);
+        }
+        let mut owned = Vec::with_capacity(pairs.len());
+        for (n, v) in &pairs {
+            let name = std::str::from_utf8(n).map_err(|_| SeriesError::LabelName(String::from_utf8_lossy(n).into()))?;
+            if !is_valid_name(name) {
+                return Err(SeriesError::LabelName(name.to_string()));
+            }
+            let value = std::str::from_utf8(v).map_err(|_| SeriesError::LabelValue(name.to_string()))?;
+            owned.push((name, value));
+        }
+        let labels = Labels::try_from_pairs(owned).map_err(|e| match e {
+            conduit_api::labels::LabelError::InvalidName(n) => SeriesError::LabelName(n),
+            conduit_api::labels::LabelError::Duplicate(n) => SeriesError::Duplicate(n),
+        })?;
+        let name = labels.metric_name().ok_or(SeriesError::NoName)?;
+        if !valid_metric_name(name) {
+            return Err(SeriesError::MetricName(name.to_string()));
+        }
+        Ok(self.db.series(labels, Kind::Float)?)
+    }
+
+    /// Adds one histogram report to `batch`: the window, and the next
+    /// values of its cumulative bucket, sum and count series.
+    fn histogram(
+        &self,
+        labels: Labels,
+        start_ms: i64,
+        end_ms: i64,
+        h: &Histogram<u64>,
+        sum: f64,
+        scale: f64,
+        batch: &mut Batch,
+    ) -> Result<(), SeriesError> {
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(SeriesError::Histogram(format!("value_scale must be positive, got {scale}")));
+        }
+        let name = labels.metric_name().ok_or(SeriesError::NoName)?.to_string();
+        let hist = self.db.series(labels.clone(), Kind::Histogram)?;
+        let window = Window::from_histogram(start_ms, end_ms, h, sum, scale);
+        if hist.lock().check_window(&window).is_err() {
+            // A repeated or late interval: the window check in the commit
+            // counts it; the counters must not advance twice.
+            batch.windows.push((hist, window));
+            return Ok(());
+        }
+        let mut accs = self.accumulators.lock().unwrap_or_else(|e| e.into_inner());
+        let acc = match accs.entry(hist.r) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(self.accumulator(&name, &labels)?),
+        };
+        let counts = bucket_counts(h, scale);
+        for ((series, value), c) in acc.buckets.iter_mut().zip(counts) {
+            *value += c as f64;
+            batch.floats.push((series.clone(), (end_ms, *value)));
+        }
+        acc.sum.1 += sum;
+        acc.count.1 += h.len() as f64;
+        batch.floats.push((acc.sum.0.clone(), (end_ms, acc.sum.1)));
+        batch.floats.push((acc.count.0.clone(), (end_ms, acc.count.1)));
+        batch.windows.push((hist, window));
+        Ok(())
+    }
+
+    /// The cumulative series of a histogram, continuing from their last
+    /// values in the head (so a restart does not look like a reset).
+    fn accumulator(&self, name: &str, labels: &Labels) -> Result<Accumulator, SeriesError> {
+        let base = labels.without_metric_name();
+        let make = |metric: String, extra: Option<(&str, String)>| -> Result<(Arc<MemSeries>, f64), SeriesError> {
+            let mut l = base.with(METRIC_NAME, &metric);
+            if let Some((n, v)) = extra {
+                l.insert(n, v);
+            }
+            let s = self.db.series(l, Kind::Float)?;
+            let last = s.lock().last().map_or(0.0, |(_, v)| v);
+            Ok((s, last))
+        };
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MS.len() + 1);
+        for &le in LATENCY_BUCKETS_MS.iter().chain([f64::INFINITY].iter()) {
+            buckets.push(make(format!("{name}_bucket"), Some(("le", format_float(le))))?);
+        }
+        Ok(Accumulator {
+            buckets,
+            sum: make(format!("{name}_sum"), None)?,
+            count: make(format!("{name}_count"), None)?,
+        })
+    }
+}
+
+/// Counts per `le` bucket (cumulative, `+Inf` last) of a histogram of
+/// values that `scale` turns into the buckets' unit. A value belongs to a
+/// bucket when the lowest value of its HdrHistogram bucket is within it.
+pub(crate) fn bucket_counts(h: &Histogram<u64>, scale: f64) -> Vec<u64> {
+    let bounds = LATENCY_BUCKETS_MS;
+    let mut counts = vec![0u64; bounds.len() + 1];
+    for it in h.iter_recorded() {
+        let v = h.lowest_equivalent(it.value_iterated_to()) as f64 * scale;
+        let first = bounds.partition_point(|&b| b * (1.0 + 1e-12) < v);
+        for c in &mut counts[first..] {
+            *c += it.count_at_value();
+        }
+    }
+    counts
+}
+
+/// Types and help of the metrics proxies report.
+fn known_metadata() -> [(&'static str, &'static str, &'static str); 8] {
+    use conduit_api::metrics::*;
+    [
+        (REQUEST_TOTAL, "counter", "Total number of requests"),
+        (RESPONSE_TOTAL, "counter", "Total number of responses, by status and classification"),
+        (RESPONSE_LATENCY_MS, "histogram", "Time to response headers, in milliseconds"),
+        (TCP_OPEN_TOTAL, "counter", "Total number of opened connections"),
+        (TCP_CLOSE_TOTAL, "counter", "Total number of closed connections"),
+        (TCP_READ_BYTES_TOTAL, "counter", "Total bytes read from peers"),
+        (TCP_WRITE_BYTES_TOTAL, "counter", "Total bytes written to peers"),
+        (TCP_OPEN_CONNECTIONS, "gauge", "Number of currently open connections"),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conduit_api::histogram::{new_latency_histogram, record_latency_us};
+
+    #[test]
+    fn bucket_counts_are_cumulative_in_ms() {
+        let mut h = new_latency_histogram();
+        for us in [500, 1000, 1500, 2_500, 45_000, 70_000_000] {
+            record_latency_us(&mut h, us);
+        }
+        let c = bucket_counts(&h, 0.001);
+        assert_eq!(c.len(), LATENCY_BUCKETS_MS.len() + 1);
+        assert_eq!(c[0], 2, "le=1 holds 0.5 ms and 1 ms");
+        assert_eq!(c[1], 3, "le=2");
+        assert_eq!(c[2], 4, "le=3");
+        assert_eq!(c[9], 5, "le=50");
+        assert_eq!(c[LATENCY_BUCKETS_MS.len() - 1], 5, "le=50000");
+        assert_eq!(c[LATENCY_BUCKETS_MS.len()], 6, "+Inf");
+    }
+
+    #[test]
+    fn metric_names() {
+        assert!(valid_metric_name("request_total"));
+        assert!(valid_metric_name("a:b_c"));
+        assert!(!valid_metric_name("1a"));
+        assert!(!valid_metric_name("a-b"));
+        assert!(!valid_metric_name(""));
+    }
+}

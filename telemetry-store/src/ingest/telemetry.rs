@@ -1,0 +1,143 @@
+//! The proxies' report stream (`conduit.telemetry.v1.Telemetry/Report`).
+//!
+//! Each report is committed (WAL first) before the next one is read, so a
+//! proxy's stream applies back-pressure instead of piling up in memory;
+//! proxies drop their oldest reports themselves when the store is slow.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use conduit_api::Labels;
+use conduit_api::metrics::label;
+use conduit_api::proto::mesh::v1 as mesh;
+use conduit_api::proto::telemetry::v1::telemetry_server::Telemetry;
+use conduit_api::proto::telemetry::v1::{ProxyMeta, Report, ReportSummary};
+use tonic::{Request, Response, Status, Streaming};
+
+use super::{Ingester, SeriesError, WriteSummary, valid_metric_name};
+use crate::db::Batch;
+use crate::head::Kind;
+use crate::series::METRIC_NAME;
+
+/// A proxy as last seen.
+#[derive(Clone, Debug)]
+pub(crate) struct ProxyStatus {
+    pub(crate) meta: ProxyMeta,
+    pub(crate) last_report_ms: i64,
+    pub(crate) dropped_reports: u64,
+}
+
+/// Proxies by (namespace, deployment, pod).
+#[derive(Default)]
+pub(crate) struct Proxies(Mutex<HashMap<(String, String, String), ProxyStatus>>);
+
+impl Proxies {
+    fn seen(&self, meta: &ProxyMeta, dropped_reports: u64) {
+        let d = meta.deployment.clone().unwrap_or_default();
+        let key = (d.namespace, d.name, meta.pod.clone());
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            key,
+            ProxyStatus {
+                meta: meta.clone(),
+                last_report_ms: crate::time::now_ms(),
+                dropped_reports,
+            },
+        );
+    }
+
+    /// Proxies that reported since `since_ms`, sorted.
+    pub(crate) fn since(&self, since_ms: i64) -> Vec<ProxyStatus> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(&(String, String, String), &ProxyStatus)> =
+            map.iter().filter(|(_, p)| p.last_report_ms >= since_ms).collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out.into_iter().map(|(_, p)| p.clone()).collect()
+    }
+}
+
+impl Ingester {
+    /// Stores one report: counters and gauges at the report's end time,
+    /// histograms as windows plus cumulative bucket series.
+    pub(crate) fn report(&self, report: Report, proxies: &Proxies) -> std::io::Result<WriteSummary> {
+        self.stats.reports.fetch_add(1, Ordering::Relaxed);
+        let meta = report.proxy.clone().unwrap_or_default();
+        proxies.seen(&meta, report.dropped_reports);
+        let t = if report.end_unix_ms > 0 { report.end_unix_ms } else { crate::time::now_ms() };
+        let start = if report.start_unix_ms > 0 { report.start_unix_ms } else { t };
+        let mut summary = WriteSummary::default();
+        let mut batch = Batch::default();
+        let float_series = report
+            .counters
+            .into_iter()
+            .map(|c| (c.metric, c.labels, c.value))
+            .chain(report.gauges.into_iter().map(|g| (g.metric, g.labels, g.value)));
+        for (metric, labels, value) in float_series {
+            match series_labels(&metric, labels, &meta).and_then(|l| Ok(self.db.series(l, Kind::Float)?)) {
+                Ok(s) => batch.floats.push((s, (t, value))),
+                Err(e) => summary.reject(&e),
+            }
+        }
+        for h in report.histograms {
+            let result = series_labels(&h.metric, h.labels, &meta).and_then(|labels| {
+                let hist = conduit_api::histogram::decode(&h.hdr).map_err(|e| SeriesError::Histogram(e.to_string()))?;
+                self.histogram(labels, start, t, &hist, h.sum, h.value_scale, &mut batch)
+            });
+            if let Err(e) = result {
+                summary.reject(&e);
+            }
+        }
+        summary.outcome = self.db.commit(&batch)?;
+        self.stats.report_series_rejected.fetch_add(summary.rejected_series, Ordering::Relaxed);
+        Ok(summary)
+    }
+}
+
+/// The series' labels: its own, plus the reporting proxy's namespace,
+/// deployment and pod where it does not set them.
+fn series_labels(metric: &str, labels: Vec<mesh::Label>, meta: &ProxyMeta) -> Result<Labels, SeriesError> {
+    if !valid_metric_name(metric) {
+        return Err(SeriesError::MetricName(metric.to_string()));
+    }
+    let mut l = Labels::from_proto(labels).map_err(|e| match e {
+        conduit_api::labels::LabelError::InvalidName(n) => SeriesError::LabelName(n),
+        conduit_api::labels::LabelError::Duplicate(n) => SeriesError::Duplicate(n),
+    })?;
+    if l.get(METRIC_NAME).is_some() {
+        return Err(SeriesError::LabelName(METRIC_NAME.to_string()));
+    }
+    l.insert(METRIC_NAME, metric);
+    let d = meta.deployment.clone().unwrap_or_default();
+    for (name, value) in [(label::NAMESPACE, d.namespace), (label::DEPLOYMENT, d.name), (label::POD, meta.pod.clone())] {
+        if l.get(name).is_none() && !value.is_empty() {
+            l.insert(name, value);
+        }
+    }
+    Ok(l)
+}
+
+pub(crate) struct TelemetryService {
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) proxies: Arc<Proxies>,
+}
+
+#[tonic::async_trait]
+impl Telemetry for TelemetryService {
+    async fn report(&self, request: Request<Streaming<Report>>) -> Result<Response<ReportSummary>, Status> {
+        let mut stream = request.into_inner();
+        let mut out = ReportSummary::default();
+        while let Some(report) = stream.message().await? {
+            let (ingester, proxies) = (self.ingester.clone(), self.proxies.clone());
+            let summary = tokio::task::spawn_blocking(move || ingester.report(report, &proxies))
+                .await
+                .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
+                .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
+            if let Some(err) = &summary.first_error {
+                tracing::debug!(rejected = summary.rejected_series, "report with rejected series: {err}");
+            }
+            out.accepted_reports += 1;
+            out.rejected_series += summary.rejected_series;
+        }
+        Ok(Response::new(out))
+    }
+}

@@ -1,0 +1,313 @@
+//! The `conduit.store.v1.Query` gRPC service the controller calls.
+//!
+//! `Golden` is what `conduit stat`, `top` and `routes` show: per group,
+//! exact success and failure counts (increases of the proxies' cumulative
+//! `response_total` counters), requests per second, and latency quantiles
+//! from the proxies' HdrHistograms merged over the window — no bucket
+//! interpolation.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use conduit_api::Labels;
+use conduit_api::metrics::{self, label};
+use conduit_api::proto::mesh::v1 as mesh;
+use conduit_api::proto::store::v1 as pb;
+use conduit_api::proto::store::v1::query_server::Query;
+use conduit_api::proto::tap::v1::TapEvent;
+use hdrhistogram::Histogram;
+use tonic::{Request, Response, Status};
+
+use crate::promql::value::is_stale;
+use crate::promql::{QueryError, QueryValue};
+use crate::series::{LabelsExt, METRIC_NAME, Matcher};
+use crate::store::Shared;
+
+pub(crate) struct QueryService {
+    pub(crate) shared: Arc<Shared>,
+}
+
+const DEFAULT_WINDOW_MS: i64 = 60_000;
+/// Proxies that reported within this are listed by `Status`.
+const RECENT_PROXY_MS: i64 = 5 * 60_000;
+
+fn matchers(pb: &[pb::Matcher]) -> Result<Vec<Matcher>, Status> {
+    pb.iter()
+        .map(|m| {
+            if !conduit_api::labels::is_valid_name(&m.name) {
+                return Err(Status::invalid_argument(format!("invalid label name {:?} in matcher", m.name)));
+            }
+            let op = pb::matcher::Op::try_from(m.op).map_err(|_| Status::invalid_argument(format!("unknown matcher op {}", m.op)))?;
+            Ok(match op {
+                pb::matcher::Op::Equal => Matcher::equal(&m.name, &m.value),
+                pb::matcher::Op::NotEqual => Matcher::not_equal(&m.name, &m.value),
+                pb::matcher::Op::Regex => Matcher::regex(&m.name, &m.value, false).map_err(|e| Status::invalid_argument(e.to_string()))?,
+                pb::matcher::Op::NotRegex => Matcher::regex(&m.name, &m.value, true).map_err(|e| Status::invalid_argument(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
+fn status_of(e: QueryError) -> Status {
+    match e {
+        QueryError::BadData(m) => Status::invalid_argument(m),
+        QueryError::Execution(m) => Status::failed_precondition(m),
+        QueryError::Timeout(m) => Status::deadline_exceeded(m),
+        QueryError::Internal(m) => Status::internal(m),
+    }
+}
+
+fn to_proto_labels(l: &Labels) -> Vec<mesh::Label> {
+    l.to_proto()
+}
+
+fn result_of(v: QueryValue) -> pb::QueryResult {
+    use pb::query_result::ResultType;
+    let sample = |t: i64, v: f64| pb::Sample {
+        timestamp_unix_ms: t,
+        value: v,
+    };
+    match v {
+        QueryValue::Scalar(t, v) => pb::QueryResult {
+            series: vec![pb::Series {
+                labels: vec![],
+                samples: vec![sample(t, v)],
+            }],
+            result_type: ResultType::Scalar as i32,
+        },
+        QueryValue::String(t, s) => pb::QueryResult {
+            series: vec![pb::Series {
+                labels: vec![mesh::Label {
+                    name: "value".into(),
+                    value: s,
+                }],
+                samples: vec![sample(t, f64::NAN)],
+            }],
+            result_type: ResultType::String as i32,
+        },
+        QueryValue::Vector(samples) => pb::QueryResult {
+            series: samples
+                .into_iter()
+                .map(|(m, t, v)| pb::Series {
+                    labels: to_proto_labels(&m),
+                    samples: vec![sample(t, v)],
+                })
+                .collect(),
+            result_type: ResultType::Vector as i32,
+        },
+        QueryValue::Matrix(series) => pb::QueryResult {
+            series: series
+                .into_iter()
+                .map(|s| pb::Series {
+                    labels: to_proto_labels(&s.metric),
+                    samples: s.points.into_iter().map(|(t, v)| sample(t, v)).collect(),
+                })
+                .collect(),
+            result_type: ResultType::Matrix as i32,
+        },
+    }
+}
+
+/// One output row while it is being summed up.
+#[derive(Default)]
+struct Row {
+    success: f64,
+    failure: f64,
+    histogram: Option<Histogram<u64>>,
+    scale: f64,
+    tcp_open: f64,
+}
+
+/// The increase of a cumulative counter over `(start, end]`: from the last
+/// sample at or before `start` (zero when the series began inside the
+/// window), counting resets as restarts from zero.
+fn increase(samples: &[(i64, f64)], start: i64) -> f64 {
+    let mut prev: Option<f64> = None;
+    let mut total = 0.0;
+    for &(t, v) in samples.iter().filter(|(_, v)| !is_stale(*v)) {
+        if t <= start {
+            prev = Some(v);
+            continue;
+        }
+        match prev {
+            Some(p) if v >= p => total += v - p,
+            _ => total += v,
+        }
+        prev = Some(v);
+    }
+    total
+}
+
+pub(crate) fn golden(shared: &Shared, req: pb::GoldenRequest) -> Result<pb::GoldenResponse, Status> {
+    let base = matchers(&req.matchers)?;
+    for g in &req.group_by {
+        if !conduit_api::labels::is_valid_name(g) {
+            return Err(Status::invalid_argument(format!("invalid group_by label {g:?}")));
+        }
+    }
+    if let Some(q) = req.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+        return Err(Status::invalid_argument(format!("quantile {q} is not in [0, 1]")));
+    }
+    let window = match &req.window {
+        Some(d) if d.seconds < 0 || d.nanos < 0 => return Err(Status::invalid_argument("window must be positive")),
+        Some(d) => d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000,
+        None => 0,
+    };
+    let window = if window > 0 { window } else { DEFAULT_WINDOW_MS };
+    let end = if req.end_unix_ms > 0 { req.end_unix_ms } else { crate::time::now_ms() };
+    let start = end - window;
+    let lookback = shared.engine.options().lookback_ms;
+    let group_names: Vec<&str> = req.group_by.iter().map(String::as_str).collect();
+    let with_name = |name: &str| {
+        let mut m = base.clone();
+        m.push(Matcher::equal(METRIC_NAME, name));
+        m
+    };
+    let db = &shared.db;
+    let internal = |e: crate::db::DbError| Status::internal(format!("reading series: {e}"));
+    let mut rows: BTreeMap<Labels, Row> = BTreeMap::new();
+
+    for s in db.select(&with_name(metrics::RESPONSE_TOTAL), start - lookback, end).map_err(internal)? {
+        let n = increase(&s.samples, start);
+        let row = rows.entry(s.labels.keep(&group_names)).or_default();
+        match s.labels.get(label::CLASSIFICATION) {
+            Some("failure") => row.failure += n,
+            _ => row.success += n,
+        }
+    }
+    for (labels, windows) in db.select_windows(&with_name(metrics::RESPONSE_LATENCY_MS), start, end).map_err(internal)? {
+        let row = rows.entry(labels.keep(&group_names)).or_default();
+        let h = row.histogram.get_or_insert_with(conduit_api::histogram::new_latency_histogram);
+        for w in &windows {
+            w.merge_into(h).map_err(|e| Status::internal(e.to_string()))?;
+            row.scale = w.scale;
+        }
+    }
+    for s in db.select(&with_name(metrics::TCP_OPEN_CONNECTIONS), end - lookback, end).map_err(internal)? {
+        if let Some(&(_, v)) = s.samples.last().filter(|(_, v)| !is_stale(*v)) {
+            rows.entry(s.labels.keep(&group_names)).or_default().tcp_open += v;
+        }
+    }
+    let secs = window as f64 / 1000.0;
+    Ok(pb::GoldenResponse {
+        rows: rows
+            .into_iter()
+            .map(|(group, row)| {
+                let q = |q: f64| match &row.histogram {
+                    Some(h) if !h.is_empty() => h.value_at_quantile(q) as f64 * row.scale,
+                    _ => 0.0,
+                };
+                pb::GoldenRow {
+                    group: group.to_proto(),
+                    success_count: row.success.round() as u64,
+                    failure_count: row.failure.round() as u64,
+                    requests_per_second: (row.success + row.failure) / secs,
+                    latency_p50_ms: q(0.5),
+                    latency_p95_ms: q(0.95),
+                    latency_p99_ms: q(0.99),
+                    latency_quantiles_ms: req.quantiles.iter().map(|&x| q(x)).collect(),
+                    tcp_open_connections: row.tcp_open,
+                }
+            })
+            .collect(),
+    })
+}
+
+#[tonic::async_trait]
+impl Query for QueryService {
+    async fn golden(&self, request: Request<pb::GoldenRequest>) -> Result<Response<pb::GoldenResponse>, Status> {
+        let shared = self.shared.clone();
+        let req = request.into_inner();
+        let resp = tokio::task::spawn_blocking(move || golden(&shared, req))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(resp))
+    }
+
+    async fn instant(&self, request: Request<pb::InstantQuery>) -> Result<Response<pb::QueryResult>, Status> {
+        let q = request.into_inner();
+        let t = if q.time_unix_ms > 0 { q.time_unix_ms } else { crate::time::now_ms() };
+        let engine = self.shared.engine.clone();
+        let v = tokio::task::spawn_blocking(move || engine.instant(&q.query, t))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status_of)?;
+        Ok(Response::new(result_of(v)))
+    }
+
+    async fn range(&self, request: Request<pb::RangeQuery>) -> Result<Response<pb::QueryResult>, Status> {
+        let q = request.into_inner();
+        let engine = self.shared.engine.clone();
+        let v = tokio::task::spawn_blocking(move || engine.range(&q.query, q.start_unix_ms, q.end_unix_ms, q.step_ms))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status_of)?;
+        Ok(Response::new(result_of(v)))
+    }
+
+    async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+        let req = request.into_inner();
+        let m = matchers(&req.matchers)?;
+        if m.is_empty() {
+            return Err(Status::invalid_argument("at least one matcher is required"));
+        }
+        let end = if req.end_unix_ms > 0 { req.end_unix_ms } else { i64::MAX };
+        let db = self.shared.db.clone();
+        let start = req.start_unix_ms;
+        let all = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::SeriesResponse {
+            series: all.iter().map(|l| pb::LabelSet { labels: l.to_proto() }).collect(),
+        }))
+    }
+
+    async fn search_tap(&self, _request: Request<pb::SearchTapRequest>) -> Result<Response<pb::SearchTapResponse>, Status> {
+        Err(Status::unimplemented(
+            "tap history is not available in this version of the telemetry store; use live tap through the controller",
+        ))
+    }
+
+    type FollowTapStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TapEvent, Status>> + Send>>;
+
+    async fn follow_tap(&self, _request: Request<pb::SearchTapRequest>) -> Result<Response<Self::FollowTapStream>, Status> {
+        Err(Status::unimplemented(
+            "tap history is not available in this version of the telemetry store; use live tap through the controller",
+        ))
+    }
+
+    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+        let s = &self.shared;
+        let since = crate::time::now_ms() - RECENT_PROXY_MS;
+        Ok(Response::new(pb::StatusResponse {
+            version: conduit_api::VERSION.to_string(),
+            active_series: s.db.head.len() as u64,
+            samples_ingested_total: s.db.stats.samples_appended.load(std::sync::atomic::Ordering::Relaxed),
+            reports_received_total: s.ingester.stats.reports.load(std::sync::atomic::Ordering::Relaxed),
+            proxies: s
+                .proxies
+                .since(since)
+                .into_iter()
+                .map(|p| pb::ReportingProxy {
+                    proxy: Some(p.meta),
+                    last_report_unix_ms: p.last_report_ms,
+                    dropped_reports: p.dropped_reports,
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn increase_counts_from_the_baseline_and_through_resets() {
+        let s = [(0, 5.0), (1000, 7.0), (2000, 10.0), (3000, 2.0), (4000, 4.0)];
+        // Baseline 7 at t=1000: +3, reset to 2 (+2), +2.
+        assert_eq!(increase(&s, 1000), 7.0);
+        // A series born inside the window counts from zero.
+        assert_eq!(increase(&s[2..], 1000), 14.0);
+    }
+}

@@ -1,0 +1,305 @@
+//! The inverted index: for each partition, label name → value → sorted
+//! series refs ("postings"), so a selector is answered by intersecting a
+//! few sorted lists instead of testing every series.
+//!
+//! Matchers on `namespace` and `deployment` are first tested against the
+//! partition keys, so a Deployment's query never reads another
+//! Deployment's postings.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use conduit_api::Labels;
+use conduit_api::metrics::label;
+
+use super::matcher::Matcher;
+use super::{PartitionKey, SeriesRef};
+
+#[derive(Default)]
+pub(crate) struct Index {
+    partitions: BTreeMap<PartitionKey, Postings>,
+    len: usize,
+}
+
+#[derive(Default)]
+struct Postings {
+    all: Vec<SeriesRef>,
+    by_label: HashMap<String, BTreeMap<String, Vec<SeriesRef>>>,
+}
+
+impl Index {
+    pub(crate) fn add(&mut self, r: SeriesRef, labels: &Labels) {
+        let p = self.partitions.entry(PartitionKey::of(labels)).or_default();
+        insert_sorted(&mut p.all, r);
+        for l in labels.iter() {
+            let refs = p
+                .by_label
+                .entry(l.name.clone())
+                .or_default()
+                .entry(l.value.clone())
+                .or_default();
+            insert_sorted(refs, r);
+        }
+        self.len += 1;
+    }
+
+    pub(crate) fn remove(&mut self, r: SeriesRef, labels: &Labels) {
+        let key = PartitionKey::of(labels);
+        let Some(p) = self.partitions.get_mut(&key) else {
+            return;
+        };
+        if !remove_sorted(&mut p.all, r) {
+            return;
+        }
+        self.len -= 1;
+        for l in labels.iter() {
+            let Some(values) = p.by_label.get_mut(&l.name) else {
+                continue;
+            };
+            if let Some(refs) = values.get_mut(&l.value) {
+                remove_sorted(refs, r);
+                if refs.is_empty() {
+                    values.remove(&l.value);
+                }
+            }
+            if values.is_empty() {
+                p.by_label.remove(&l.name);
+            }
+        }
+        if p.all.is_empty() {
+            self.partitions.remove(&key);
+        }
+    }
+
+    /// Refs of the series every matcher accepts, sorted.
+    pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        let mut out = Vec::new();
+        for (key, postings) in &self.partitions {
+            if !partition_may_match(key, matchers) {
+                continue;
+            }
+            out.extend(postings.select(matchers));
+        }
+        out.sort_unstable();
+        out
+    }
+
+    /// Label names of the matching series (all series when `matchers` is
+    /// empty).
+    pub(crate) fn label_names(&self, matchers: &[Matcher], out: &mut BTreeSet<String>) {
+        for (key, p) in &self.partitions {
+            if !partition_may_match(key, matchers) {
+                continue;
+            }
+            if matchers.is_empty() {
+                out.extend(p.by_label.keys().cloned());
+                continue;
+            }
+            let selected = p.select(matchers);
+            for (name, values) in &p.by_label {
+                if out.contains(name) {
+                    continue;
+                }
+                if values.values().any(|refs| intersects(refs, &selected)) {
+                    out.insert(name.clone());
+                }
+            }
+        }
+    }
+
+    /// Values of label `name` among the matching series.
+    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], out: &mut BTreeSet<String>) {
+        for (key, p) in &self.partitions {
+            if !partition_may_match(key, matchers) {
+                continue;
+            }
+            let Some(values) = p.by_label.get(name) else {
+                continue;
+            };
+            if matchers.is_empty() {
+                out.extend(values.keys().cloned());
+                continue;
+            }
+            let selected = p.select(matchers);
+            for (value, refs) in values {
+                if intersects(refs, &selected) {
+                    out.insert(value.clone());
+                }
+            }
+        }
+    }
+}
+
+impl Postings {
+    fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        // Matchers that reject the empty value narrow the set by union of
+        // their matching values; start from the most selective one.
+        let mut result: Option<Vec<SeriesRef>> = None;
+        let (narrowing, widening): (Vec<&Matcher>, Vec<&Matcher>) =
+            matchers.iter().partition(|m| !m.matches(""));
+        for m in narrowing {
+            let refs = self.union_matching(m, true);
+            result = Some(match result {
+                None => refs,
+                Some(prev) => intersect(&prev, &refs),
+            });
+            if result.as_ref().is_some_and(Vec::is_empty) {
+                return Vec::new();
+            }
+        }
+        let mut result = result.unwrap_or_else(|| self.all.clone());
+        // Matchers that accept the empty value (also missing labels) remove
+        // the series whose value they reject.
+        for m in widening {
+            let rejected = self.union_matching(m, false);
+            result = difference(&result, &rejected);
+        }
+        result
+    }
+
+    /// Union of the postings of the values of `m.name` for which
+    /// `m.matches(value) == want`.
+    fn union_matching(&self, m: &Matcher, want: bool) -> Vec<SeriesRef> {
+        let Some(values) = self.by_label.get(&m.name) else {
+            return Vec::new();
+        };
+        if let (super::matcher::MatchKind::Equal, true) = (&m.kind, want) {
+            return values.get(&m.value).cloned().unwrap_or_default();
+        }
+        let lists: Vec<&Vec<SeriesRef>> = values
+            .iter()
+            .filter(|(v, _)| m.matches(v) == want)
+            .map(|(_, refs)| refs)
+            .collect();
+        match lists.len() {
+            0 => Vec::new(),
+            1 => lists[0].clone(),
+            _ => {
+                let mut all: Vec<SeriesRef> = lists.into_iter().flatten().copied().collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        }
+    }
+}
+
+/// False when the matchers on `namespace`/`deployment` exclude the whole
+/// partition.
+fn partition_may_match(key: &PartitionKey, matchers: &[Matcher]) -> bool {
+    matchers.iter().all(|m| match m.name.as_str() {
+        label::NAMESPACE => m.matches(&key.namespace),
+        label::DEPLOYMENT => m.matches(&key.deployment),
+        _ => true,
+    })
+}
+
+fn insert_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
+    match v.last() {
+        Some(&last) if last >= r => {
+            if let Err(i) = v.binary_search(&r) {
+                v.insert(i, r);
+            }
+        }
+        _ => v.push(r),
+    }
+}
+
+fn remove_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) -> bool {
+    match v.binary_search(&r) {
+        Ok(i) => {
+            v.remove(i);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+pub(crate) fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+    let mut j = 0;
+    a.iter()
+        .copied()
+        .filter(|x| {
+            while j < b.len() && b[j] < *x {
+                j += 1;
+            }
+            !(j < b.len() && b[j] == *x)
+        })
+        .collect()
+}
+
+fn intersects(a: &[SeriesRef], b: &[SeriesRef]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].cmp(&b[j]) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::try_from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    fn index() -> Index {
+        let mut idx = Index::default();
+        idx.add(1, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "200")]));
+        idx.add(2, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "500")]));
+        idx.add(3, &labels(&[("__name__", "req"), ("namespace", "b"), ("deployment", "db")]));
+        idx.add(4, &labels(&[("__name__", "up")]));
+        idx
+    }
+
+    #[test]
+    fn all_four_matcher_kinds() {
+        let idx = index();
+        assert_eq!(idx.select(&[Matcher::equal("__name__", "req")]), vec![1, 2, 3]);
+        assert_eq!(
+            idx.select(&[Matcher::equal("__name__", "req"), Matcher::not_equal("code", "200")]),
+            vec![2, 3]
+        );
+        assert_eq!(idx.select(&[Matcher::regex("code", "2..|5..", false).unwrap()]), vec![1, 2]);
+        assert_eq!(
+            idx.select(&[Matcher::regex("code", "5..", true).unwrap(), Matcher::equal("__name__", "req")]),
+            vec![1, 3]
+        );
+        assert_eq!(idx.select(&[Matcher::equal("code", "")]), vec![3, 4]);
+        assert_eq!(idx.select(&[Matcher::equal("deployment", "db")]), vec![3]);
+        assert_eq!(idx.select(&[Matcher::equal("namespace", "")]), vec![4]);
+    }
+
+    #[test]
+    fn removal_and_label_queries() {
+        let mut idx = index();
+        idx.remove(2, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "500")]));
+        assert_eq!(idx.len, 3);
+        let mut values = BTreeSet::new();
+        idx.label_values("code", &[], &mut values);
+        assert_eq!(values.into_iter().collect::<Vec<_>>(), vec!["200"]);
+        let mut names = BTreeSet::new();
+        idx.label_names(&[Matcher::equal("__name__", "up")], &mut names);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), vec!["__name__"]);
+    }
+}

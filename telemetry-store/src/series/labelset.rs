@@ -1,0 +1,64 @@
+//! Label-set edits PromQL needs (drop the metric name, keep or drop a
+//! grouping) on top of the shared [`Labels`] type, which stays sorted and
+//! valid by construction.
+
+use conduit_api::Labels;
+
+use super::METRIC_NAME;
+
+pub(crate) trait LabelsExt {
+    /// The set without the named labels.
+    fn without(&self, names: &[&str]) -> Labels;
+    /// The set with only the named labels.
+    fn keep(&self, names: &[&str]) -> Labels;
+    /// The set with `name` set to `value` (removed when `value` is empty).
+    fn with(&self, name: &str, value: &str) -> Labels;
+    fn metric_name(&self) -> Option<&str>;
+    fn without_metric_name(&self) -> Labels {
+        self.without(&[METRIC_NAME])
+    }
+}
+
+impl LabelsExt for Labels {
+    fn without(&self, names: &[&str]) -> Labels {
+        rebuild(self, |n| !names.contains(&n))
+    }
+
+    fn keep(&self, names: &[&str]) -> Labels {
+        rebuild(self, |n| names.contains(&n))
+    }
+
+    fn with(&self, name: &str, value: &str) -> Labels {
+        let mut out = self.clone();
+        out.insert(name, value);
+        out
+    }
+
+    fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+}
+
+fn rebuild(labels: &Labels, keep: impl Fn(&str) -> bool) -> Labels {
+    Labels::try_from_pairs(
+        labels
+            .iter()
+            .filter(|l| keep(&l.name))
+            .map(|l| (l.name.as_str(), l.value.as_str())),
+    )
+    .expect("a subset of a valid label set is valid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edits_keep_the_set_sorted() {
+        let l = Labels::try_from_pairs([("__name__", "x"), ("b", "2"), ("a", "1")]).unwrap();
+        assert_eq!(l.without_metric_name().to_string(), r#"{a="1", b="2"}"#);
+        assert_eq!(l.keep(&["b"]).to_string(), r#"{b="2"}"#);
+        assert_eq!(l.with("a", "").to_string(), r#"{__name__="x", b="2"}"#);
+        assert_eq!(l.metric_name(), Some("x"));
+    }
+}

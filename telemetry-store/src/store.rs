@@ -1,0 +1,232 @@
+//! The store as a whole: opens the database, wires ingest and queries,
+//! and serves HTTP and gRPC until told to stop. Used by the binary and
+//! embedded by `conduit demo` and tests.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use conduit_api::proto::store::v1::query_server::QueryServer;
+use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::db::{Db, DbOptions};
+use crate::ingest::Ingester;
+use crate::ingest::telemetry::{Proxies, TelemetryService};
+use crate::promql::{Engine, EngineOptions};
+use crate::query::QueryService;
+
+/// What the HTTP and gRPC handlers share.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) db: Arc<Db>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) proxies: Arc<Proxies>,
+}
+
+/// An opened store, not serving yet.
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// let store = conduit_telemetry_store::Store::open(conduit_telemetry_store::Config::for_data_dir("/tmp/store"))?;
+/// let running = store.start().await?;
+/// println!("PromQL on http://{}", running.http_addr());
+/// running.shutdown().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+}
+
+/// A store serving on its listeners.
+pub struct Running {
+    http_addr: SocketAddr,
+    grpc_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+    store: Store,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory and replays the WAL.
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        let retention_bytes = if config.retention_size == 0 { u64::MAX } else { config.retention_size };
+        let db = Db::open(DbOptions {
+            dir: config.data_dir.clone(),
+            block_range_ms: (config.block_duration.as_millis() as i64).max(1000),
+            retention_ms: config.retention_time.as_millis() as i64,
+            retention_bytes,
+            fsync: config.wal_fsync,
+            max_series: config.max_active_series,
+        })
+        .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+        let db = Arc::new(db);
+        let engine = Arc::new(Engine::new(
+            db.clone(),
+            EngineOptions {
+                lookback_ms: config.lookback_delta.as_millis() as i64,
+                max_samples: config.query_max_samples,
+                timeout: config.query_timeout,
+                default_subquery_step_ms: 60_000,
+            },
+        ));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                ingester: Arc::new(Ingester::new(db.clone())),
+                proxies: Arc::default(),
+                config,
+                db,
+                engine,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Binds the configured addresses (port 0 picks a free port) and
+    /// serves until [`Running::shutdown`].
+    pub async fn start(&self) -> anyhow::Result<Running> {
+        let c = &self.shared.config;
+        let http = TcpListener::bind(c.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--http-listen)", c.http_listen))?;
+        let grpc = TcpListener::bind(c.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--grpc-listen)", c.grpc_listen))?;
+        self.start_on(http, grpc)
+    }
+
+    /// Serves on listeners the caller bound.
+    pub fn start_on(&self, http: TcpListener, grpc: TcpListener) -> anyhow::Result<Running> {
+        let http_addr = http.local_addr()?;
+        let grpc_addr = grpc.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let shared = self.shared.clone();
+
+        let router = crate::api::router(shared.clone());
+        let mut rx = stopped.clone();
+        tasks.spawn(async move {
+            axum::serve(http, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+                .context("HTTP server failed")
+        });
+
+        let telemetry = TelemetryServer::new(TelemetryService {
+            ingester: shared.ingester.clone(),
+            proxies: shared.proxies.clone(),
+        })
+        .max_decoding_message_size(64 << 20);
+        let query = QueryServer::new(QueryService { shared: shared.clone() });
+        let mut rx = stopped.clone();
+        tasks.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(telemetry)
+                .add_service(query)
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await
+                .context("gRPC server failed")
+        });
+
+        tasks.spawn(maintenance(shared.clone(), stopped.clone()));
+        if shared.config.wal_fsync == crate::wal::FsyncPolicy::Interval {
+            tasks.spawn(fsync_loop(shared.clone(), stopped));
+        }
+        tracing::info!(%http_addr, %grpc_addr, "telemetry store serving");
+        Ok(Running {
+            http_addr,
+            grpc_addr,
+            stop,
+            tasks,
+            store: self.clone(),
+        })
+    }
+
+    /// Serves until `shutdown` resolves, then stops cleanly.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut running = self.start().await?;
+        tokio::select! {
+            () = shutdown => {}
+            Some(r) = running.tasks.join_next() => {
+                r.context("server task panicked")??;
+            }
+        }
+        running.shutdown().await
+    }
+
+    /// Runs block cutting, compaction and retention now (normally a
+    /// background task does, every `--maintenance-interval`).
+    pub async fn maintain(&self) -> anyhow::Result<()> {
+        let db = self.shared.db.clone();
+        tokio::task::spawn_blocking(move || db.maintain(crate::time::now_ms())).await??;
+        Ok(())
+    }
+}
+
+impl Running {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Stops serving, flushes the WAL and waits for every task.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        while let Some(r) = self.tasks.join_next().await {
+            r.context("server task panicked")??;
+        }
+        self.store.shared.db.sync_wal().context("cannot flush the WAL")?;
+        Ok(())
+    }
+}
+
+async fn maintenance(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let every = shared.config.maintenance_interval.max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            () = tokio::time::sleep(every) => {}
+        }
+        let db = shared.db.clone();
+        match tokio::task::spawn_blocking(move || db.maintain(crate::time::now_ms())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "maintenance failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "maintenance task panicked; will retry"),
+        }
+    }
+}
+
+async fn fsync_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let every = shared.config.wal_fsync_interval.max(Duration::from_millis(10));
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            () = tokio::time::sleep(every) => {}
+        }
+        let db = shared.db.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.sync_wal()).await {
+            tracing::error!(error = %e, "cannot fsync the WAL");
+        }
+    }
+}
