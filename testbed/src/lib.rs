@@ -22,7 +22,7 @@
 mod process;
 mod upstream;
 
-pub use process::{Process, TempDir, bin, free_addr, wait_for_http, wait_for_tcp};
+pub use process::{Process, TempDir, bin, free_addr, http_get, wait_for_http, wait_for_tcp};
 pub use upstream::{Upstream, UpstreamSpec, drive_load};
 
 use std::net::SocketAddr;
@@ -87,20 +87,27 @@ impl Controller {
     /// Like [`Controller::start`] with any store address (e.g. one where no
     /// store runs, to test how the controller copes).
     pub fn start_with_store_url(store_url: &str, discovery: &Path) -> Self {
+        Self::start_with_args(store_url, discovery, &[])
+    }
+
+    /// Like [`Controller::start_with_store_url`] with more flags, e.g.
+    /// `["--ui-dir", path]`.
+    pub fn start_with_args(store_url: &str, discovery: &Path, extra: &[&str]) -> Self {
         let (grpc, http) = (free_addr(), free_addr());
-        let process = Process::spawn(
-            "conduit-controller",
-            &[
-                "--grpc-listen",
-                &grpc.to_string(),
-                "--http-listen",
-                &http.to_string(),
-                "--store-addr",
-                store_url,
-                "--discovery",
-                &format!("static:{}", discovery.display()),
-            ],
-        );
+        let (grpc_s, http_s) = (grpc.to_string(), http.to_string());
+        let discovery = format!("static:{}", discovery.display());
+        let mut args = vec![
+            "--grpc-listen",
+            &grpc_s,
+            "--http-listen",
+            &http_s,
+            "--store-addr",
+            store_url,
+            "--discovery",
+            &discovery,
+        ];
+        args.extend_from_slice(extra);
+        let process = Process::spawn("conduit-controller", &args);
         wait_for_http(http, "/healthz", START_TIMEOUT)
             .unwrap_or_else(|e| process.fail(&format!("controller never became ready: {e}")));
         wait_for_tcp(grpc, START_TIMEOUT)

@@ -54,8 +54,8 @@ pub(crate) fn run(args: VersionArgs) -> anyhow::Result<()> {
 }
 
 async fn server_version(args: &VersionArgs) -> anyhow::Result<Server> {
-    let mut client = api::connect(&args.api).await?;
-    let reply = client.version(VersionRequest {}).await?.into_inner();
+    let mut conn = api::connect(&args.api).await?;
+    let reply = conn.client.version(VersionRequest {}).await?.into_inner();
     Ok(Server {
         version: reply.version,
         mode: reply.mode,

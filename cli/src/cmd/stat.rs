@@ -1,0 +1,127 @@
+//! `conduit stat deploy [NAME]`: golden metrics per Deployment, like
+//! `linkerd viz stat`.
+
+use conduit_api::json::{Stat, StatRow};
+use conduit_api::proto::mesh::v1::DeploymentRef;
+use conduit_api::proto::public::v1::{Selector, StatRequest};
+
+use crate::api;
+use crate::args::StatArgs;
+use crate::cmd::block_on;
+use crate::output::{Format, Table, latency, print_json, rps, success};
+
+pub(crate) fn run(args: StatArgs) -> anyhow::Result<()> {
+    let stat = block_on(fetch(&args))?;
+    match args.common.output {
+        Format::Json => print_json(&stat),
+        format => print_table(&stat.rows, format, args.namespaces.all_namespaces),
+    }
+}
+
+fn edge_ref(
+    name: &Option<String>,
+    namespace: &Option<String>,
+    default_ns: &str,
+) -> Option<DeploymentRef> {
+    name.as_ref().map(|n| DeploymentRef {
+        namespace: namespace.clone().unwrap_or_else(|| default_ns.to_string()),
+        name: n.clone(),
+    })
+}
+
+async fn fetch(args: &StatArgs) -> anyhow::Result<Stat> {
+    let mut conn = api::connect(&args.common.api).await?;
+    let ns = &args.namespaces.namespace;
+    let req = StatRequest {
+        selector: Some(Selector {
+            namespace: ns.clone(),
+            all_namespaces: args.namespaces.all_namespaces,
+            name: args.target.name.clone().unwrap_or_default(),
+        }),
+        from: edge_ref(
+            &args.from.as_ref().map(|t| t.0.clone()),
+            &args.from_namespace,
+            ns,
+        ),
+        to: edge_ref(
+            &args.to.as_ref().map(|t| t.0.clone()),
+            &args.to_namespace,
+            ns,
+        ),
+        window: Some(prost_duration(args.time_window)),
+    };
+    let reply = conn.client.stat(req).await.map_err(api::status_error)?;
+    Ok(Stat {
+        window: conduit_api::duration::format(args.time_window),
+        time_unix_ms: now_ms(),
+        rows: reply
+            .into_inner()
+            .rows
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    })
+}
+
+pub(crate) fn prost_duration(d: std::time::Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow::Result<()> {
+    if rows.is_empty() {
+        println!("No traffic found.");
+        return Ok(());
+    }
+    let wide = format == Format::Wide;
+    let mut header = vec![];
+    if all_namespaces || wide {
+        header.push("NAMESPACE");
+    }
+    header.extend([
+        "NAME",
+        "MESHED",
+        "SUCCESS",
+        "RPS",
+        "LATENCY_P50",
+        "LATENCY_P95",
+        "LATENCY_P99",
+        "TCP_CONN",
+    ]);
+    if wide {
+        header.extend(["REQUESTS", "FAILURES"]);
+    }
+    let mut table = Table::new(header);
+    for r in rows {
+        let m = r.metrics.as_ref();
+        let mut cells = vec![];
+        if all_namespaces || wide {
+            cells.push(r.namespace.clone());
+        }
+        cells.extend([
+            r.name.clone(),
+            format!("{}/{}", r.meshed_pods, r.total_pods),
+            success(m),
+            rps(m),
+            latency(m.map(|m| m.latency_ms_p50)),
+            latency(m.map(|m| m.latency_ms_p95)),
+            latency(m.map(|m| m.latency_ms_p99)),
+            r.tcp_open_connections.to_string(),
+        ]);
+        if wide {
+            cells.push(m.map_or("-".into(), |m| m.total().to_string()));
+            cells.push(m.map_or("-".into(), |m| m.failure_count.to_string()));
+        }
+        table.row(cells);
+    }
+    table.print()
+}
