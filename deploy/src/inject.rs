@@ -24,7 +24,7 @@ use crate::sidecar::{
 };
 use crate::stream::{Document, ManifestError, Origin};
 use crate::template::pod_template;
-use crate::uninject::strip;
+use crate::uninject::{is_injected, remove_proxy};
 use crate::value::{Map, Value};
 
 /// What inject puts into pods.
@@ -165,7 +165,9 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
         )));
     }
 
-    strip(template);
+    if is_injected(template) {
+        remove_proxy(template);
+    }
 
     let metadata = template
         .map_entry_before("metadata", "spec")

@@ -11,11 +11,12 @@
 //! apply`-ready output is tested here and by `kubernetes-validate` in the
 //! CLI's tests.
 //!
-//! YAML is read and written with `serde-saphyr` (already the workspace's
-//! YAML crate, maintained, pure Rust, with line-accurate errors and
-//! YAML 1.1-safe quoting on output, which Kubernetes' parser needs);
-//! `serde_yaml` is deprecated.
+//! YAML is read with `serde-saphyr` (already the workspace's YAML crate:
+//! maintained, pure Rust, line-accurate errors; `serde_yaml` is deprecated)
+//! and written by [`emit`], which quotes exactly what Kubernetes' YAML 1.1
+//! parser would otherwise misread.
 
+mod emit;
 pub mod grafana;
 pub mod identity;
 pub mod images;

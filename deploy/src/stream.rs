@@ -245,21 +245,12 @@ pub fn write(values: &[&Value], format: Format) -> String {
 }
 
 fn write_yaml(values: &[&Value]) -> String {
-    // Long one-line strings (a `last-applied-configuration` annotation)
-    // stay on one line; multi-line ones (config files in ConfigMaps) are
-    // written as `|` blocks.
-    let options = serde_saphyr::ser_options! { folded_wrap_chars: usize::MAX };
     let mut out = String::new();
     for (i, value) in values.iter().enumerate() {
         if i > 0 {
             out.push_str("---\n");
         }
-        let text = serde_saphyr::to_string_with_options(value, options)
-            .expect("a manifest tree always serializes to YAML");
-        out.push_str(&text);
-        if !out.ends_with('\n') {
-            out.push('\n');
-        }
+        out.push_str(&crate::emit::document(value));
     }
     out
 }

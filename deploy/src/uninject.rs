@@ -39,20 +39,26 @@ pub fn uninject(object: &mut Value) -> Result<Outcome, String> {
 
 /// Removes inject's additions from a checked pod template; returns whether
 /// it was injected.
-pub(crate) fn strip(template: &mut Map) -> bool {
+fn strip(template: &mut Map) -> bool {
     if !is_injected(template) {
         return false;
     }
+    remove_proxy(template);
+    strip_annotations(template);
+    true
+}
+
+/// Removes the containers and volume inject adds, leaving annotations:
+/// re-injecting rewrites those in place.
+pub(crate) fn remove_proxy(template: &mut Map) {
     let spec = spec_of(template);
     for key in ["initContainers", "containers"] {
         remove_named(spec, key, &[INIT_CONTAINER, PROXY_CONTAINER]);
     }
     remove_named(spec, "volumes", &[XTABLES_VOLUME]);
-    strip_annotations(template);
-    true
 }
 
-fn is_injected(template: &Map) -> bool {
+pub(crate) fn is_injected(template: &Map) -> bool {
     let annotated = template
         .get("metadata")
         .and_then(|m| m.str_at(&["annotations", PROXY_VERSION_ANNOTATION]))

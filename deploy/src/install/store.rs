@@ -50,6 +50,19 @@ fn stateful_set(options: &InstallOptions) -> Value {
             "ports",
             seq([port("http", HTTP_PORT), port("grpc", GRPC_PORT)]),
         ),
+        // Replaying a long WAL after a restart takes a while: up to five
+        // minutes before liveness counts.
+        (
+            "startupProbe",
+            map([
+                (
+                    "httpGet",
+                    map([("path", "/-/healthy".into()), ("port", "http".into())]),
+                ),
+                ("periodSeconds", 5.into()),
+                ("failureThreshold", 60.into()),
+            ]),
+        ),
         ("readinessProbe", http_probe("/-/ready", "http", 10)),
         ("livenessProbe", http_probe("/-/healthy", "http", 10)),
         ("resources", resources("100m", "256Mi", "2Gi")),

@@ -1,0 +1,338 @@
+//! `conduit install` and `conduit uninstall`: every manifest is valid
+//! Kubernetes (checked by the real `kubernetes-validate`), meets the
+//! restricted Pod Security Standard, and the identity certificates chain up
+//! (checked by OpenSSL). With fixed identity files the output is
+//! deterministic and compared with reviewed goldens in `tests/install/`
+//! (`CONDUIT_BLESS=1` rewrites them).
+
+mod manifests;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use manifests::{KUBERNETES_VERSION, conduit, conduit_ok, kubernetes_validate, objects};
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/install")
+        .join(name)
+}
+
+fn identity_args() -> Vec<String> {
+    let file = |n: &str| fixture(&format!("identity/{n}")).display().to_string();
+    vec![
+        "--identity-trust-anchors-file".into(),
+        file("ca.crt"),
+        "--identity-issuer-certificate-file".into(),
+        file("issuer.crt"),
+        "--identity-issuer-key-file".into(),
+        file("issuer.key"),
+    ]
+}
+
+fn install(extra: &[&str]) -> String {
+    let mut args = vec!["install".to_string()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    conduit_ok(&args, "").0
+}
+
+fn install_with_identity(extra: &[&str]) -> String {
+    let identity = identity_args();
+    let mut args: Vec<&str> = identity.iter().map(String::as_str).collect();
+    args.extend(extra);
+    install(&args)
+}
+
+fn check_golden(name: &str, actual: &str) {
+    let path = fixture(name);
+    if std::env::var_os("CONDUIT_BLESS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (CONDUIT_BLESS=1 writes it)", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from its golden; got:\n{actual}"
+    );
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn pod_specs(objects: &[Value]) -> Vec<(String, &Value)> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+        .map(|o| {
+            (
+                o["metadata"]["name"].as_str().unwrap().to_string(),
+                &o["spec"]["template"]["spec"],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn install_matches_the_reviewed_goldens() {
+    check_golden("install.golden.yaml", &install_with_identity(&[]));
+    check_golden(
+        "install-ha.golden.yaml",
+        &install_with_identity(&["--ha", "--namespace", "mesh-system"]),
+    );
+}
+
+#[test]
+fn every_manifest_passes_kubernetes_validate() {
+    let plain = install(&[]);
+    let ha = install(&["--ha", "-n", "mesh"]);
+    let json = install(&["-o", "json"]);
+    let result = kubernetes_validate(
+        "install",
+        &[
+            ("install.yaml", &plain),
+            ("ha.yaml", &ha),
+            ("install.json", &json),
+        ],
+    );
+    if let Err(e) = result {
+        panic!("install is not valid Kubernetes {KUBERNETES_VERSION}:\n{e}");
+    }
+}
+
+/// The validator is strict enough to catch a mistake: without this, the
+/// test above would pass against a validator that accepts anything.
+#[test]
+fn kubernetes_validate_rejects_what_kubernetes_would() {
+    let plain = install(&[]);
+    let bad_field = plain.replacen(
+        "automountServiceAccountToken: false",
+        "automountToken: false",
+        1,
+    );
+    assert!(kubernetes_validate("bad-field", &[("bad.yaml", &bad_field)]).is_err());
+    let bad_type = plain.replacen("replicas: 1", "replicas: one", 1);
+    assert!(kubernetes_validate("bad-type", &[("bad.yaml", &bad_type)]).is_err());
+}
+
+#[test]
+fn install_has_the_whole_control_plane() {
+    let objects = objects(&install(&[]));
+    let kinds: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            format!(
+                "{}/{}",
+                o["kind"].as_str().unwrap(),
+                o["metadata"]["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "Namespace/conduit",
+            "ServiceAccount/conduit-controller",
+            "ServiceAccount/conduit-telemetry-store",
+            "ClusterRole/conduit-conduit-controller",
+            "ClusterRoleBinding/conduit-conduit-controller",
+            "ConfigMap/conduit-config",
+            "Secret/conduit-identity-trust-anchors",
+            "Secret/conduit-identity-issuer",
+            "ConfigMap/conduit-grafana-dashboards",
+            "Deployment/conduit-controller",
+            "Service/conduit-controller",
+            "Service/conduit-web",
+            "StatefulSet/conduit-telemetry-store",
+            "Service/conduit-telemetry-store",
+            "Service/conduit-telemetry-store-headless",
+        ]
+    );
+    let store = find(&objects, "StatefulSet", "conduit-telemetry-store");
+    assert_eq!(
+        store["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"],
+        "10Gi"
+    );
+    let controller = find(&objects, "Deployment", "conduit-controller");
+    let args = &controller["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array().unwrap().contains(&Value::from(
+            "--store-addr=http://conduit-telemetry-store.conduit.svc.cluster.local:9096"
+        )),
+        "{args}"
+    );
+}
+
+#[test]
+fn pods_meet_the_restricted_pod_security_standard() {
+    for (name, spec) in pod_specs(&objects(&install(&["--ha"]))) {
+        let pod = &spec["securityContext"];
+        assert_eq!(pod["runAsNonRoot"], true, "{name}");
+        assert_eq!(pod["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        for container in spec["containers"].as_array().unwrap() {
+            let sc = &container["securityContext"];
+            assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
+            assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
+            assert_eq!(
+                sc["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{name}"
+            );
+            assert!(
+                container["resources"]["requests"]["cpu"].is_string(),
+                "{name}"
+            );
+            assert!(
+                container["resources"]["limits"]["memory"].is_string(),
+                "{name}"
+            );
+            assert!(container["readinessProbe"].is_object(), "{name}");
+            assert!(container["livenessProbe"].is_object(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn ha_replicates_the_controller_across_nodes() {
+    let single = objects(&install(&[]));
+    assert!(!single.iter().any(|o| o["kind"] == "PodDisruptionBudget"));
+    let ha = objects(&install(&["--ha"]));
+    let controller = find(&ha, "Deployment", "conduit-controller");
+    assert_eq!(controller["spec"]["replicas"], 3);
+    let term = &controller["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        term["labelSelector"]["matchLabels"],
+        controller["spec"]["selector"]["matchLabels"]
+    );
+    let pdb = find(&ha, "PodDisruptionBudget", "conduit-controller");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(pdb["spec"]["selector"], controller["spec"]["selector"]);
+}
+
+#[test]
+fn json_output_holds_the_same_objects() {
+    let yaml = objects(&install_with_identity(&[]));
+    let json: Value = serde_json::from_str(&install_with_identity(&["-o", "json"])).unwrap();
+    assert_eq!(json["kind"], "List");
+    assert_eq!(json["items"].as_array().unwrap(), &yaml);
+}
+
+#[test]
+fn given_identity_files_are_installed_verbatim() {
+    let objects = objects(&install_with_identity(&[]));
+    let read = |n: &str| std::fs::read_to_string(fixture(&format!("identity/{n}"))).unwrap();
+    let issuer = find(&objects, "Secret", "conduit-identity-issuer");
+    assert_eq!(issuer["type"], "kubernetes.io/tls");
+    assert_eq!(issuer["stringData"]["tls.crt"], read("issuer.crt"));
+    assert_eq!(issuer["stringData"]["tls.key"], read("issuer.key"));
+    assert_eq!(issuer["stringData"]["ca.crt"], read("ca.crt"));
+    let anchors = find(&objects, "Secret", "conduit-identity-trust-anchors");
+    assert_eq!(anchors["stringData"]["ca.crt"], read("ca.crt"));
+}
+
+/// The generated issuer really is signed by the generated anchor, as a
+/// real X.509 implementation (OpenSSL) sees it; each install makes new
+/// ones.
+#[test]
+fn generated_identity_chains_to_its_trust_anchor() {
+    let dir = manifests::scratch("install-identity");
+    let mut anchors = Vec::new();
+    for run in 0..2 {
+        let objects = objects(&install(&[]));
+        let issuer = find(&objects, "Secret", "conduit-identity-issuer");
+        let ca = dir.join(format!("ca-{run}.crt"));
+        let crt = dir.join(format!("issuer-{run}.crt"));
+        std::fs::write(&ca, issuer["stringData"]["ca.crt"].as_str().unwrap()).unwrap();
+        std::fs::write(&crt, issuer["stringData"]["tls.crt"].as_str().unwrap()).unwrap();
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg(&crt)
+            .output()
+            .expect("openssl is needed (Debian package `openssl`)");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        anchors.push(issuer["stringData"]["ca.crt"].clone());
+    }
+    assert_ne!(anchors[0], anchors[1]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn unusable_identity_files_are_refused_before_printing_anything() {
+    let mut args: Vec<String> = vec!["install".into()];
+    args.extend(identity_args());
+    // The trust anchor in the key's place.
+    let last = args.len() - 1;
+    args[last] = fixture("identity/ca.crt").display().to_string();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = conduit(&args, "");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("issuer key: expected -----BEGIN PRIVATE KEY-----, found CERTIFICATE"),
+        "{stderr}"
+    );
+
+    let anchors_only = ["install", "--identity-trust-anchors-file", args[2]];
+    let out = conduit(&anchors_only, "");
+    assert_eq!(out.status.code(), Some(2), "clap requires all three files");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    for (args, expected) in [
+        (
+            &["install", "--namespace", "Conduit"][..],
+            "not a namespace name",
+        ),
+        (
+            &["install", "--store-volume-size", "lots"][..],
+            "not a storage size",
+        ),
+    ] {
+        let out = conduit(args, "");
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+}
+
+#[test]
+fn uninstall_names_everything_install_creates() {
+    let installed = objects(&install(&["--ha", "-n", "mesh"]));
+    let (out, _) = conduit_ok(&["uninstall", "-n", "mesh"], "");
+    let removed = objects(&out);
+    let key = |o: &Value| {
+        format!(
+            "{} {} {}",
+            o["kind"], o["metadata"]["namespace"], o["metadata"]["name"]
+        )
+    };
+    let mut a: Vec<String> = installed.iter().map(key).collect();
+    let mut b: Vec<String> = removed.iter().map(key).collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    assert_eq!(removed.last().unwrap()["kind"], "Namespace");
+    assert!(
+        removed
+            .iter()
+            .all(|o| o.get("spec").is_none() && o.get("stringData").is_none())
+    );
+}
