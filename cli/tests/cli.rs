@@ -1,9 +1,6 @@
 //! The `conduit` binary as a user runs it.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 fn conduit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_conduit"))
@@ -19,54 +16,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Binaries of other workspace packages sit next to ours.
-fn sibling_bin(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_conduit")).with_file_name(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build the workspace (`cargo build --bins`)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Controller(Child);
-
-impl Controller {
-    fn start(addr: &str) -> Self {
-        let child = Command::new(sibling_bin("conduit-controller"))
-            .args(["--grpc-listen", addr])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start conduit-controller");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(addr).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "controller did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self(child)
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
@@ -99,7 +48,7 @@ fn help_lists_every_command_of_the_mesh() {
 
 #[test]
 fn version_without_control_plane_says_where_it_looked() {
-    let addr = format!("127.0.0.1:{}", free_port());
+    let addr = conduit_testbed::free_addr().to_string();
     let out = conduit(&["version", "--api-addr", &addr]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -111,14 +60,19 @@ fn version_without_control_plane_says_where_it_looked() {
 
 #[test]
 fn version_reports_the_control_plane() {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let _controller = Controller::start(&addr);
+    let dir = conduit_testbed::TempDir::new("version");
+    let discovery = dir.path().join("discovery.yaml");
+    std::fs::write(&discovery, "version: 1\n").unwrap();
+    let store = format!("http://{}", conduit_testbed::free_addr());
+    let controller = conduit_testbed::Controller::start_with_store_url(&store, &discovery);
+    let addr = controller.grpc.to_string();
     let out = conduit(&["version", "--api-addr", &addr, "-o", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["client"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["server"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["server"]["mode"], "local");
+    assert_eq!(json["server"]["dashboard_url"], format!("http://{}", controller.http));
 }
 
 #[test]

@@ -47,6 +47,19 @@ impl Store {
         Ok(self.check(reply)?.into_inner().series)
     }
 
+    /// A PromQL instant query, evaluated now.
+    pub async fn instant(&self, query: String) -> Result<Vec<pb::Series>, Status> {
+        let reply = self
+            .client
+            .clone()
+            .instant(pb::InstantQuery {
+                query,
+                time_unix_ms: 0,
+            })
+            .await;
+        Ok(self.check(reply)?.into_inner().series)
+    }
+
     pub async fn status(&self) -> Result<pb::StatusResponse, Status> {
         let reply = self.client.clone().status(pb::StatusRequest {}).await;
         Ok(self.check(reply)?.into_inner())
@@ -77,8 +90,9 @@ impl Store {
                 ));
             }
             if s.code() == Code::Unimplemented {
-                return Status::unavailable(format!(
-                    "the service at {} is not a Conduit telemetry store ({}); check --store-addr",
+                return Status::unimplemented(format!(
+                    "the telemetry store at {} cannot answer this ({}); is it an older \
+                     version, or another service than conduit-telemetry-store?",
                     self.addr,
                     s.message()
                 ));

@@ -23,6 +23,7 @@ struct Versions {
 struct Server {
     version: String,
     mode: String,
+    dashboard_url: String,
 }
 
 pub(crate) fn run(args: VersionArgs) -> anyhow::Result<()> {
@@ -59,5 +60,6 @@ async fn server_version(args: &VersionArgs) -> anyhow::Result<Server> {
     Ok(Server {
         version: reply.version,
         mode: reply.mode,
+        dashboard_url: reply.dashboard_url,
     })
 }

@@ -1,88 +1,172 @@
 //! `Routes`: per-route golden metrics of a Deployment, one row per route
-//! of the service profiles that apply to it, from the inbound series of
-//! its proxies grouped by the `route` label the proxies set from those
-//! profiles. Requests no route matched show as `[DEFAULT]`.
+//! of the service profiles of its services.
+//!
+//! The proxies count routes on the client side (`route_*` series, labelled
+//! `direction="outbound"`, `authority`, `route`), so a Deployment's route
+//! figures are the sums over every client that called one of its services'
+//! authorities. Those series are not `response_total`, which `Golden`
+//! reads, so they are asked of the store's PromQL engine; latency
+//! quantiles therefore come from `histogram_quantile` over the store's
+//! bucket view of the histograms. Requests no route matched show as
+//! `[DEFAULT]`.
 
 use std::collections::BTreeMap;
 
-use conduit_api::metrics::label;
+use conduit_api::metrics::{self, label};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 use tonic::Status;
 
 use super::{PublicApi, deployment_arg, not_found, window};
-use crate::store::{eq, label as label_of};
+use crate::discovery::Snapshot;
+use crate::store::label as label_of;
 
 pub(super) const DEFAULT_ROUTE: &str = "[DEFAULT]";
+
+/// A regex matching every spelling of the Deployment's services'
+/// authorities (`name`, `name.ns`, `name.ns.svc`, `name.ns.svc.<domain>`,
+/// each with an optional port).
+fn authority_regex(snap: &Snapshot, d: &conduit_api::DeploymentRef) -> Option<String> {
+    let names: Vec<String> = snap
+        .services_of(d)
+        .iter()
+        .map(|s| regex::escape(&s.name))
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "({})(\\.{}(\\.svc(\\.{})?)?)?(:[0-9]+)?",
+        names.join("|"),
+        regex::escape(&d.namespace),
+        regex::escape(&snap.cluster_domain)
+    ))
+}
+
+fn by_route(series: &[store::Series]) -> BTreeMap<(String, String), f64> {
+    series
+        .iter()
+        .filter_map(|s| {
+            let v = s.samples.last()?.value;
+            let route = match label_of(&s.labels, label::ROUTE) {
+                "" => DEFAULT_ROUTE,
+                r => r,
+            };
+            let class = label_of(&s.labels, label::CLASSIFICATION).to_string();
+            Some(((route.to_string(), class), if v.is_finite() { v } else { 0.0 }))
+        })
+        .collect()
+}
 
 impl PublicApi {
     pub(super) async fn route_rows(&self, req: pb::RoutesRequest) -> Result<pb::RoutesResponse, Status> {
         let d = deployment_arg("deployment", req.deployment)?;
         let window = window(req.window, super::DEFAULT_WINDOW)?;
         let snap = self.snapshot();
-        let rows = self
-            .store()
-            .golden(store::GoldenRequest {
-                matchers: vec![
-                    eq(label::DIRECTION, "inbound"),
-                    eq(label::NAMESPACE, &d.namespace),
-                    eq(label::DEPLOYMENT, &d.name),
-                ],
-                group_by: vec![label::ROUTE.to_string()],
-                window: Some(super::stat::prost_duration(window)),
-                end_unix_ms: 0,
-                quantiles: vec![],
-            })
-            .await?;
-        if !snap.deployments.contains_key(&d) && rows.is_empty() {
+        if !snap.deployments.contains_key(&d) {
             return Err(not_found(&d));
         }
-        let mut metrics: BTreeMap<String, pb::GoldenMetrics> = rows
-            .iter()
-            .map(|r| {
-                let route = match label_of(&r.group, label::ROUTE) {
-                    "" => DEFAULT_ROUTE,
-                    r => r,
-                };
-                (
-                    route.to_string(),
-                    pb::GoldenMetrics {
-                        success_count: r.success_count,
-                        failure_count: r.failure_count,
-                        requests_per_second: r.requests_per_second,
-                        latency_p50_ms: r.latency_p50_ms,
-                        latency_p95_ms: r.latency_p95_ms,
-                        latency_p99_ms: r.latency_p99_ms,
-                    },
-                )
-            })
-            .collect();
-        let mut out = Vec::new();
+        let mut rows: Vec<pb::RouteRow> = Vec::new();
         for service in snap.services_of(&d) {
             let Some(profile) = snap.profiles.get(&service) else {
                 continue;
             };
-            for route in &profile.routes {
-                out.push(pb::RouteRow {
-                    route: route.name.clone(),
-                    authority: profile.fully_qualified_name.clone(),
-                    metrics: metrics.remove(&route.name),
-                });
+            rows.extend(profile.routes.iter().map(|r| pb::RouteRow {
+                route: r.name.clone(),
+                authority: profile.fully_qualified_name.clone(),
+                metrics: None,
+            }));
+        }
+        let Some(authority) = authority_regex(&snap, &d) else {
+            return Ok(pb::RoutesResponse { rows });
+        };
+        let w = format!("{}s", window.as_secs().max(1));
+        let selector = format!("{{{}=\"outbound\",{}=~\"{authority}\"}}", label::DIRECTION, label::AUTHORITY);
+        let counts = format!(
+            "sum by ({}, {}) (increase({}{selector}[{w}]))",
+            label::ROUTE,
+            label::CLASSIFICATION,
+            metrics::ROUTE_RESPONSE_TOTAL
+        );
+        let quantile = |q: f64| {
+            format!(
+                "histogram_quantile({q}, sum by ({}, le) (rate({}_bucket{selector}[{w}])))",
+                label::ROUTE,
+                metrics::ROUTE_RESPONSE_LATENCY_MS
+            )
+        };
+        let (counts, p50, p95, p99) = tokio::try_join!(
+            self.store().instant(counts),
+            self.store().instant(quantile(0.5)),
+            self.store().instant(quantile(0.95)),
+            self.store().instant(quantile(0.99)),
+        )?;
+        let counts = by_route(&counts);
+        let latency = |s: &[store::Series], route: &str| {
+            by_route(s)
+                .into_iter()
+                .find(|((r, _), _)| r == route)
+                .map_or(0.0, |(_, v)| v)
+        };
+        let mut routes: Vec<String> = counts.keys().map(|(r, _)| r.clone()).collect();
+        routes.dedup();
+        for route in routes {
+            let count = |failure: bool| {
+                counts
+                    .iter()
+                    .filter(|((r, c), _)| *r == route && (c == "failure") == failure)
+                    .map(|(_, v)| *v)
+                    .sum::<f64>()
+            };
+            let (success, failure) = (count(false).round() as u64, count(true).round() as u64);
+            let metrics = pb::GoldenMetrics {
+                success_count: success,
+                failure_count: failure,
+                requests_per_second: (success + failure) as f64 / window.as_secs_f64(),
+                latency_p50_ms: latency(&p50, &route),
+                latency_p95_ms: latency(&p95, &route),
+                latency_p99_ms: latency(&p99, &route),
+            };
+            match rows.iter_mut().find(|r| r.route == route) {
+                Some(row) => row.metrics = Some(metrics),
+                None => rows.push(pb::RouteRow {
+                    route,
+                    authority: String::new(),
+                    metrics: Some(metrics),
+                }),
             }
         }
-        // Routes the proxies reported that no current profile names (the
-        // default route, or a profile since removed) still get a row.
-        let default = metrics.remove(DEFAULT_ROUTE);
-        out.extend(metrics.into_iter().map(|(route, m)| pb::RouteRow {
-            route,
-            authority: String::new(),
-            metrics: Some(m),
-        }));
-        out.push(pb::RouteRow {
-            route: DEFAULT_ROUTE.to_string(),
-            authority: String::new(),
-            metrics: default,
-        });
-        Ok(pb::RoutesResponse { rows: out })
+        if !rows.iter().any(|r| r.route == DEFAULT_ROUTE) {
+            rows.push(pb::RouteRow {
+                route: DEFAULT_ROUTE.to_string(),
+                authority: String::new(),
+                metrics: None,
+            });
+        }
+        Ok(pb::RoutesResponse { rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_regex_matches_every_spelling_of_the_services() {
+        let snap = crate::discovery::static_file::build(
+            &serde_saphyr::from_str(
+                "version: 1\nnamespaces: {demo: {deployments: {voting: {pods: [{name: v, addr: 127.0.0.1:1}]}}, services: {voting: {deployment: voting, ports: [{port: 8080}]}}}}",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let d = conduit_api::DeploymentRef::new("demo", "voting");
+        let re = regex::Regex::new(&format!("^{}$", authority_regex(&snap, &d).unwrap())).unwrap();
+        for ok in ["voting:8080", "voting.demo:8080", "voting.demo.svc.cluster.local:8080", "voting"] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for no in ["voting.other:8080", "emoji.demo:8080", "votingx:8080"] {
+            assert!(!re.is_match(no), "{no}");
+        }
     }
 }
