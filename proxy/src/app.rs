@@ -38,9 +38,9 @@ pub struct Proxy {
 }
 
 async fn bind(addr: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {flag} {addr}; choose a free address with {flag}"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen on {flag} {addr}; choose a free address with {flag}")
+    })
 }
 
 impl Proxy {
@@ -57,7 +57,11 @@ impl Proxy {
         }
 
         let config = Arc::new(config);
-        let registry = Arc::new(Registry::new(&config.namespace, &config.deployment, &config.pod));
+        let registry = Arc::new(Registry::new(
+            &config.namespace,
+            &config.deployment,
+            &config.pod,
+        ));
         let tap = Arc::new(Tap::new(
             config.tap_max_rps,
             config.tap_sample_rate,
@@ -104,20 +108,35 @@ impl Proxy {
             tasks: Vec::new(),
         };
 
-        proxy.tasks.push(tokio::spawn(crate::accept::serve(inbound_listener, "inbound", move |s, a| {
-                inbound.clone().handle(s, a)
-            })));
+        proxy.tasks.push(tokio::spawn(crate::accept::serve(
+            inbound_listener,
+            "inbound",
+            move |s, a| inbound.clone().handle(s, a),
+        )));
         let o = outbound.clone();
-        proxy.tasks.push(tokio::spawn(crate::accept::serve(outbound_listener, "outbound", move |s, a| {
-                o.clone().handle(s, a)
-            })));
+        proxy.tasks.push(tokio::spawn(crate::accept::serve(
+            outbound_listener,
+            "outbound",
+            move |s, a| o.clone().handle(s, a),
+        )));
         for (listener, authority) in route_listeners {
             proxy.tcp_route_addrs.push(listener.local_addr()?);
-            proxy.tasks.push(tokio::spawn(crate::outbound::serve_tcp_route(outbound.clone(), listener, authority)));
+            proxy
+                .tasks
+                .push(tokio::spawn(crate::outbound::serve_tcp_route(
+                    outbound.clone(),
+                    listener,
+                    authority,
+                )));
         }
         proxy.tasks.push(tokio::spawn(outbound.evict_idle()));
-        proxy.tasks.push(tokio::spawn(crate::admin::serve(admin_listener, registry.clone())));
-        proxy.tasks.push(tokio::spawn(serve_tap(tap_listener, tap.clone())));
+        proxy.tasks.push(tokio::spawn(crate::admin::serve(
+            admin_listener,
+            registry.clone(),
+        )));
+        proxy
+            .tasks
+            .push(tokio::spawn(serve_tap(tap_listener, tap.clone())));
 
         let telemetry = Arc::new(Telemetry::new(
             registry,
@@ -127,7 +146,9 @@ impl Proxy {
             config.deployment_ref(),
             config.pod.clone(),
         ));
-        proxy.tasks.push(tokio::spawn(telemetry.clone().collect(config.telemetry_addr.is_some())));
+        proxy.tasks.push(tokio::spawn(
+            telemetry.clone().collect(config.telemetry_addr.is_some()),
+        ));
         if let Some(addr) = config.telemetry_addr.clone() {
             proxy.tasks.push(tokio::spawn(telemetry.send(addr)));
         }

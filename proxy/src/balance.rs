@@ -117,7 +117,8 @@ impl InFlight {
     pub(crate) fn complete(mut self, failed: bool) {
         let now = Instant::now();
         let ep = &self.endpoint;
-        ep.load.observe(now.saturating_duration_since(self.start), now);
+        ep.load
+            .observe(now.saturating_duration_since(self.start), now);
         if failed {
             ep.breaker.failure(now);
         } else {
@@ -291,7 +292,11 @@ fn pick_available(endpoints: &[Arc<Endpoint>], now: Instant) -> Result<Arc<Endpo
         .ok_or(PickError::Unavailable)
 }
 
-fn order<'a>(a: &'a Arc<Endpoint>, b: &'a Arc<Endpoint>, now: Instant) -> [Option<&'a Arc<Endpoint>>; 2] {
+fn order<'a>(
+    a: &'a Arc<Endpoint>,
+    b: &'a Arc<Endpoint>,
+    now: Instant,
+) -> [Option<&'a Arc<Endpoint>>; 2] {
     if a.load.cost(now) <= b.load.cost(now) {
         [Some(a), Some(b)]
     } else {
@@ -347,9 +352,16 @@ mod tests {
         let kept = eps[1].clone();
         tx.send(Arc::new(vec![target(2), target(3)])).unwrap();
         let eps = b.endpoints();
-        assert!(Arc::ptr_eq(&eps[0], &kept), "a surviving endpoint keeps its state");
+        assert!(
+            Arc::ptr_eq(&eps[0], &kept),
+            "a surviving endpoint keeps its state"
+        );
         for _ in 0..50 {
-            assert_ne!(b.pick().unwrap().addr().port(), 1, "removed endpoint picked");
+            assert_ne!(
+                b.pick().unwrap().addr().port(),
+                1,
+                "removed endpoint picked"
+            );
         }
     }
 

@@ -21,10 +21,17 @@ pub(crate) struct BreakerConfig {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant, backoff: Duration },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+        backoff: Duration,
+    },
     /// One request is probing the endpoint.
-    Probing { backoff: Duration },
+    Probing {
+        backoff: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -80,7 +87,9 @@ impl Breaker {
             State::Closed { failures } => State::Closed {
                 failures: failures + 1,
             },
-            State::Probing { backoff } | State::Open { backoff, .. } => open(now, (backoff * 2).min(max)),
+            State::Probing { backoff } | State::Open { backoff, .. } => {
+                open(now, (backoff * 2).min(max))
+            }
         };
     }
 
@@ -127,7 +136,10 @@ mod tests {
         assert!(b.try_acquire(later), "one probe");
         assert!(!b.try_acquire(later), "only one");
         b.failure(later);
-        assert!(!b.try_acquire(later + Duration::from_millis(1500)), "backoff doubled");
+        assert!(
+            !b.try_acquire(later + Duration::from_millis(1500)),
+            "backoff doubled"
+        );
         let probe = later + Duration::from_secs(2);
         assert!(b.try_acquire(probe));
         b.success();

@@ -33,7 +33,11 @@ pub struct Config {
     pub mode: Mode,
 
     /// Where peers connect to reach the local application.
-    #[arg(long, env = "CONDUIT_PROXY_INBOUND_LISTEN", default_value = "0.0.0.0:4143")]
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_INBOUND_LISTEN",
+        default_value = "0.0.0.0:4143"
+    )]
     pub inbound_listen: SocketAddr,
 
     /// Where the local application sends its outbound traffic.
@@ -45,7 +49,11 @@ pub struct Config {
     pub outbound_listen: SocketAddr,
 
     /// Admin server: /metrics (Prometheus text), /ready and /live.
-    #[arg(long, env = "CONDUIT_PROXY_ADMIN_LISTEN", default_value = "0.0.0.0:4191")]
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_ADMIN_LISTEN",
+        default_value = "0.0.0.0:4191"
+    )]
     pub admin_listen: SocketAddr,
 
     /// Tap server (gRPC `conduit.tap.v1.Tap`).
@@ -192,7 +200,11 @@ pub struct Config {
 
     /// Request bodies up to this size are buffered so the request can be
     /// retried; larger requests are never retried.
-    #[arg(long, env = "CONDUIT_PROXY_RETRY_MAX_BODY_BYTES", default_value_t = 65_536)]
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_RETRY_MAX_BODY_BYTES",
+        default_value_t = 65_536
+    )]
     pub retry_max_body_bytes: u32,
 
     /// Inbound: add a `forwarded: for=...` header (RFC 7239) naming the
@@ -261,9 +273,9 @@ impl FromStr for EndpointSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (authority, rest) = s
-            .split_once('=')
-            .ok_or_else(|| format!("expected AUTHORITY=ADDR[;h2][;deployment=NS/NAME], got {s:?}"))?;
+        let (authority, rest) = s.split_once('=').ok_or_else(|| {
+            format!("expected AUTHORITY=ADDR[;h2][;deployment=NS/NAME], got {s:?}")
+        })?;
         let authority = authority.trim();
         validate_authority(authority)?;
         let mut parts = rest.split(';').map(str::trim);

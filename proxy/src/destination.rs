@@ -57,12 +57,25 @@ impl Resolve for DestinationResolver {
         let (profile_tx, profile) = watch::channel(Arc::new(Profile::default()));
         let (known_tx, known_rx) = oneshot::channel();
         let (profiled_tx, profiled_rx) = oneshot::channel();
-        tokio::spawn(watch_endpoints(self.client.clone(), req.clone(), targets_tx, known_tx));
-        tokio::spawn(watch_profile(self.client.clone(), req, profile_tx, profiled_tx));
+        tokio::spawn(watch_endpoints(
+            self.client.clone(),
+            req.clone(),
+            targets_tx,
+            known_tx,
+        ));
+        tokio::spawn(watch_profile(
+            self.client.clone(),
+            req,
+            profile_tx,
+            profiled_tx,
+        ));
         let deadline = tokio::time::Instant::now() + self.resolve_timeout;
         let authority = authority.to_string();
         Box::pin(async move {
-            let known = matches!(tokio::time::timeout_at(deadline, known_rx).await, Ok(Ok(true)));
+            let known = matches!(
+                tokio::time::timeout_at(deadline, known_rx).await,
+                Ok(Ok(true))
+            );
             if !known {
                 tracing::debug!(%authority, "the destination service does not know this authority (or is unreachable)");
                 return Resolved::Unknown;
@@ -159,7 +172,9 @@ fn apply(
                     Some(t) => {
                         set.insert(t.addr, t);
                     }
-                    None => tracing::warn!(authority, addr = ?a.addr, "ignoring an invalid endpoint address"),
+                    None => {
+                        tracing::warn!(authority, addr = ?a.addr, "ignoring an invalid endpoint address")
+                    }
                 }
             }
             true
@@ -189,7 +204,10 @@ fn socket_addr(a: &conduit_api::proto::mesh::v1::TcpAddress) -> Option<SocketAdd
     Some(SocketAddr::new(ip, port))
 }
 
-fn target(a: &WeightedAddr, set_labels: &std::collections::HashMap<String, String>) -> Option<Target> {
+fn target(
+    a: &WeightedAddr,
+    set_labels: &std::collections::HashMap<String, String>,
+) -> Option<Target> {
     let addr = socket_addr(a.addr.as_ref()?)?;
     let deployment = a.deployment.clone().map(Into::into).or_else(|| {
         let name = a.metric_labels.get("deployment")?;
@@ -311,7 +329,10 @@ mod tests {
         assert_eq!(set.len(), 3);
         let t = &set[&"127.0.0.1:3".parse().unwrap()];
         assert!(t.meta.h2);
-        assert_eq!(t.meta.deployment, Some(conduit_api::DeploymentRef::new("demo", "web")));
+        assert_eq!(
+            t.meta.deployment,
+            Some(conduit_api::DeploymentRef::new("demo", "web"))
+        );
         apply(
             "a",
             &mut set,
@@ -324,7 +345,10 @@ mod tests {
             false,
         );
         assert_eq!(set.len(), 2);
-        assert!(apply("a", &mut set, add(&[4]), true), "a new stream's first add");
+        assert!(
+            apply("a", &mut set, add(&[4]), true),
+            "a new stream's first add"
+        );
         assert_eq!(set.keys().map(|a| a.port()).collect::<Vec<_>>(), [4]);
         assert!(!apply(
             "a",

@@ -152,7 +152,11 @@ pub enum DetectOutcome {
 /// Reads from `io` into `buf` until the protocol is known, the timeout
 /// fires or the peer closes. Whatever was read stays in `buf` to be
 /// replayed to the next stage.
-pub async fn detect<I>(io: &mut I, buf: &mut BytesMut, timeout: Duration) -> io::Result<DetectOutcome>
+pub async fn detect<I>(
+    io: &mut I,
+    buf: &mut BytesMut,
+    timeout: Duration,
+) -> io::Result<DetectOutcome>
 where
     I: AsyncRead + Unpin,
 {
@@ -174,9 +178,25 @@ where
     match tokio::time::timeout(timeout, read).await {
         Ok(r) => r,
         Err(_) if buf.is_empty() => Ok(DetectOutcome::TimedOut),
-        // A partial opening that never completed: whatever it is, it is not
-        // something the proxy can parse.
-        Err(_) => Ok(DetectOutcome::Detected(Protocol::Opaque)),
+        Err(_) => Ok(DetectOutcome::Detected(unfinished(buf))),
+    }
+}
+
+/// The protocol of an opening that stopped short. A partial HTTP request
+/// line (or HTTP/2 preface, which starts like one) is handled as HTTP/1, so
+/// the header read timeout answers it: a slowloris trickling its request
+/// line must not become an opaque connection to the application. Anything
+/// else is forwarded as bytes.
+pub fn unfinished(buf: &[u8]) -> Protocol {
+    if buf.is_empty() {
+        return Protocol::Opaque;
+    }
+    if classify_tls(buf).is_some() {
+        return Protocol::Tls;
+    }
+    match classify_http1(buf) {
+        Detection::NeedMore | Detection::Known(Protocol::Http1) => Protocol::Http1,
+        Detection::Known(_) => Protocol::Opaque,
     }
 }
 
@@ -217,8 +237,19 @@ mod tests {
     fn tls_client_hello() {
         assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]), Known(Tls));
         assert_eq!(classify(&[0x16, 0x03, 0x01]), NeedMore);
-        assert_eq!(classify(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x02]), Known(Opaque));
+        assert_eq!(
+            classify(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x02]),
+            Known(Opaque)
+        );
         assert_eq!(classify(&[0x16, 0x01]), Known(Opaque));
+    }
+
+    #[test]
+    fn unfinished_openings() {
+        assert_eq!(unfinished(b"GET /slo"), Http1);
+        assert_eq!(unfinished(b"PRI * HTTP/2"), Http1);
+        assert_eq!(unfinished(&[0x16, 0x03]), Tls);
+        assert_eq!(unfinished(b"\x00\x01"), Opaque);
     }
 
     #[test]

@@ -67,7 +67,13 @@ impl ProxyError {
         let text: String = self
             .to_string()
             .chars()
-            .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
             .collect();
         HeaderValue::try_from(text).unwrap_or(HeaderValue::from_static("proxy error"))
     }
@@ -81,7 +87,19 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
+        if self.closes_connection() {
+            // The rest of the connection cannot be trusted to be framed
+            // right (an unread body, a client beyond the limits).
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         rsp
+    }
+
+    fn closes_connection(&self) -> bool {
+        matches!(
+            self,
+            ProxyError::Malformed(_) | ProxyError::HeadersTooLarge | ProxyError::HeaderTimeout
+        )
     }
 
     /// The head of the same response, for connections the HTTP server never

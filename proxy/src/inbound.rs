@@ -22,9 +22,9 @@ use crate::config::{Config, Mode};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::client::EndpointClient;
-use crate::http::observe::{ObservedBody, Observation};
+use crate::http::observe::{Observation, ObservedBody};
 use crate::http::server::{Handler, Server};
-use crate::http::{authority, headers, orig_proto, upgrade};
+use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::io::{MeteredIo, PrefixedIo};
 use crate::metrics::{HttpStats, Registry, TLS_NO_IDENTITY, TcpStats, lock};
 use crate::tap::{PeerMeta, RequestMeta, Tap};
@@ -82,7 +82,9 @@ impl Inbound {
         };
         let io = MeteredIo::new(stream, self.src_tcp.clone());
         if self.config.is_opaque_port(target.port()) {
-            return self.forward_tcp(PrefixedIo::new(Bytes::new(), io), target).await;
+            return self
+                .forward_tcp(PrefixedIo::new(Bytes::new(), io), target)
+                .await;
         }
         match accept::sniff(io, self.limits).await {
             Sniffed::Http(version, io) => {
@@ -141,10 +143,10 @@ struct InboundConn {
 impl InboundConn {
     fn stats_for(&self, authority: &str) -> Arc<HttpStats> {
         let mut cached = lock(&self.stats);
-        if let Some((a, s)) = &*cached {
-            if a == authority {
-                return s.clone();
-            }
+        if let Some((a, s)) = &*cached
+            && a == authority
+        {
+            return s.clone();
         }
         let stats = self.inbound.registry.http(&[
             (label::DIRECTION, "inbound"),
@@ -161,6 +163,9 @@ impl InboundConn {
         mut req: Request<Incoming>,
         obs: &Observation,
     ) -> Result<Response<ResponseBody>, ProxyError> {
+        if head::len_of(&req) > self.inbound.limits.max_header_bytes {
+            return Err(ProxyError::HeadersTooLarge);
+        }
         orig_proto::downgrade(&mut req);
         let upgrading = headers::is_upgrade(&req) || headers::is_connect(&req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrading);
@@ -193,42 +198,37 @@ impl InboundConn {
 impl Handler for InboundConn {
     type Body = ObservedBody<ResponseBody>;
 
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Self::Body>> + Send + 'static {
-        async move {
-            let start = Instant::now();
-            let authority_label = authority::of(&req)
-                .map(|a| authority::with_port(&a))
-                .unwrap_or_default();
-            let stats = self.stats_for(&authority_label);
-            let inbound = &self.inbound;
-            let tap = inbound.tap.capture(&RequestMeta {
-                direction: Direction::Inbound,
-                method: req.method(),
-                uri: req.uri(),
-                authority: &authority_label,
-                headers: req.headers(),
-                source: PeerMeta {
-                    addr: self.client,
-                    deployment: None,
-                    identity: "",
-                },
-                destination: PeerMeta {
-                    addr: self.target,
-                    deployment: inbound.own.as_ref(),
-                    identity: "",
-                },
-            });
-            let obs = Observation::begin(stats, start, tap);
-            match self.forward(req, &obs).await {
-                Ok(rsp) => obs.respond(rsp, None),
-                Err(e) => {
-                    tracing::debug!(error = %e, target = %self.target, "inbound request failed");
-                    let rsp = e.response();
-                    obs.respond(rsp, Some(e.to_string()))
-                }
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Self::Body> {
+        let start = Instant::now();
+        let authority_label = authority::of(&req)
+            .map(|a| authority::with_port(&a))
+            .unwrap_or_default();
+        let stats = self.stats_for(&authority_label);
+        let inbound = &self.inbound;
+        let tap = inbound.tap.capture(&RequestMeta {
+            direction: Direction::Inbound,
+            method: req.method(),
+            uri: req.uri(),
+            authority: &authority_label,
+            headers: req.headers(),
+            source: PeerMeta {
+                addr: self.client,
+                deployment: None,
+                identity: "",
+            },
+            destination: PeerMeta {
+                addr: self.target,
+                deployment: inbound.own.as_ref(),
+                identity: "",
+            },
+        });
+        let obs = Observation::begin(stats, start, tap);
+        match self.forward(req, &obs).await {
+            Ok(rsp) => obs.respond(rsp, None),
+            Err(e) => {
+                tracing::debug!(error = %e, target = %self.target, "inbound request failed");
+                let rsp = e.response();
+                obs.respond(rsp, Some(e.to_string()))
             }
         }
     }

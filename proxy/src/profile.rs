@@ -217,7 +217,10 @@ fn budget(b: pb::RetryBudget) -> Result<BudgetSpec, ProfileError> {
 fn duration(what: &str, d: prost_types::Duration) -> Result<Duration, ProfileError> {
     let bad = || ProfileError::BadDuration(what.to_string());
     let secs = u64::try_from(d.seconds).map_err(|_| bad())?;
-    let nanos = u32::try_from(d.nanos).ok().filter(|n| *n < 1_000_000_000).ok_or_else(bad)?;
+    let nanos = u32::try_from(d.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or_else(bad)?;
     Ok(Duration::new(secs, nanos))
 }
 
@@ -304,7 +307,10 @@ fn response_match(route: &str, m: pb::ResponseMatch) -> Result<ResponseMatch, Pr
             Ok(ResponseMatch::Status(min, max))
         }
         Some(Match::Grpc(g)) => Ok(ResponseMatch::Grpc(
-            g.codes.into_iter().filter_map(|c| i32::try_from(c).ok()).collect(),
+            g.codes
+                .into_iter()
+                .filter_map(|c| i32::try_from(c).ok())
+                .collect(),
         )),
     }
 }
@@ -368,7 +374,10 @@ mod tests {
     #[test]
     fn routes_match_in_order_and_anchored() {
         let p = Profile::from_proto(pb::DestinationProfile {
-            routes: vec![path_route("books", "/books/[0-9]+"), path_route("all", ".*")],
+            routes: vec![
+                path_route("books", "/books/[0-9]+"),
+                path_route("all", ".*"),
+            ],
             ..Default::default()
         })
         .unwrap();
@@ -386,7 +395,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(matches!(Profile::from_proto(neg), Err(ProfileError::BadDuration(_))));
+        assert!(matches!(
+            Profile::from_proto(neg),
+            Err(ProfileError::BadDuration(_))
+        ));
         let absurd = pb::DestinationProfile {
             retry_budget: Some(pb::RetryBudget {
                 retry_ratio: f32::NAN,
@@ -394,12 +406,18 @@ mod tests {
             }),
             ..Default::default()
         };
-        assert!(matches!(Profile::from_proto(absurd), Err(ProfileError::BudgetRatio(_))));
+        assert!(matches!(
+            Profile::from_proto(absurd),
+            Err(ProfileError::BudgetRatio(_))
+        ));
         let regex = pb::DestinationProfile {
             routes: vec![path_route("bad", "/books/(")],
             ..Default::default()
         };
-        assert!(matches!(Profile::from_proto(regex), Err(ProfileError::Regex { .. })));
+        assert!(matches!(
+            Profile::from_proto(regex),
+            Err(ProfileError::Regex { .. })
+        ));
     }
 
     #[test]

@@ -257,15 +257,14 @@ fn matches(f: &Filter, req: &RequestMeta<'_>) -> bool {
         Ok(mesh::Direction::Unspecified) | Err(_) => true,
         Ok(d) => d == mesh::Direction::from(req.direction),
     };
-    let deployment_ok = |want: &Option<mesh::DeploymentRef>, have: Option<&DeploymentRef>| {
-        match want {
+    let deployment_ok =
+        |want: &Option<mesh::DeploymentRef>, have: Option<&DeploymentRef>| match want {
             None => true,
             Some(w) => have.is_some_and(|h| {
                 (w.namespace.is_empty() || w.namespace == h.namespace)
                     && (w.name.is_empty() || w.name == h.name)
             }),
-        }
-    };
+        };
     dir_ok
         && req.uri.path().starts_with(&f.path_prefix)
         && (f.method.is_empty() || f.method.eq_ignore_ascii_case(req.method.as_str()))
@@ -308,7 +307,8 @@ impl TapCapture {
         e.response_bytes = rsp.response_bytes;
         e.request_bytes = self.request_bytes.load(Relaxed);
         e.error = rsp.error.unwrap_or_default().to_string();
-        self.tap.publish(self.event, &self.subscribers, self.sampled);
+        self.tap
+            .publish(self.event, &self.subscribers, self.sampled);
     }
 }
 

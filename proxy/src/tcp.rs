@@ -42,7 +42,10 @@ impl fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 /// Opens a TCP connection with Nagle off: the proxy writes whole messages.
-pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ConnectError> {
+pub(crate) async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, ConnectError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Err(_) => Err(ConnectError::Timeout),
         Ok(Err(e)) => Err(ConnectError::Io(e)),

@@ -17,7 +17,9 @@ use std::time::Duration;
 use conduit_api::histogram::LATENCY_VALUE_SCALE;
 use conduit_api::metrics::{self as names, label};
 use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
-use conduit_api::proto::telemetry::v1::{CounterSeries, GaugeSeries, HistogramSeries, ProxyMeta, Report};
+use conduit_api::proto::telemetry::v1::{
+    CounterSeries, GaugeSeries, HistogramSeries, ProxyMeta, Report,
+};
 use conduit_api::{DeploymentRef, Labels};
 use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
@@ -97,9 +99,14 @@ impl Telemetry {
         self.ready.notify_one();
     }
 
+    /// The oldest waiting report, its drop counts brought up to date: a
+    /// report that waited out drops says so when it finally goes.
     async fn next_report(&self) -> Report {
         loop {
-            if let Some(r) = lock(&self.buffer).pop_front() {
+            if let Some(mut r) = lock(&self.buffer).pop_front() {
+                let p = &self.registry.proxy;
+                r.dropped_reports = p.telemetry_reports_dropped.load(Relaxed);
+                r.dropped_tap_events = p.tap_events_dropped.load(Relaxed);
                 return r;
             }
             self.ready.notified().await;
@@ -109,9 +116,7 @@ impl Telemetry {
     /// Streams reports to the store for as long as the proxy runs.
     pub(crate) async fn send(self: Arc<Self>, addr: GrpcAddr) {
         let endpoint = match tonic::transport::Endpoint::from_shared(addr.0.clone()) {
-            Ok(e) => e
-                .connect_timeout(Duration::from_secs(2))
-                .tcp_nodelay(true),
+            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
             Err(e) => {
                 tracing::error!(%addr, error = %e, "invalid telemetry address; reports will not be sent");
                 return;
@@ -122,7 +127,9 @@ impl Telemetry {
         loop {
             match endpoint.connect().await {
                 Ok(channel) => {
-                    let reason = self.stream(TelemetryClient::new(channel), &mut backoff).await;
+                    let reason = self
+                        .stream(TelemetryClient::new(channel), &mut backoff)
+                        .await;
                     failures += 1;
                     log_failure(&addr, failures, &reason);
                 }
@@ -168,7 +175,12 @@ impl Telemetry {
         let reg = &self.registry;
         let mut out = Series::default();
         for s in reg.http_series() {
-            out.http(&s, names::REQUEST_TOTAL, names::RESPONSE_TOTAL, names::RESPONSE_LATENCY_MS);
+            out.http(
+                &s,
+                names::REQUEST_TOTAL,
+                names::RESPONSE_TOTAL,
+                names::RESPONSE_LATENCY_MS,
+            );
         }
         for s in reg.route_series() {
             out.http(
@@ -177,7 +189,11 @@ impl Telemetry {
                 names::ROUTE_RESPONSE_TOTAL,
                 names::ROUTE_RESPONSE_LATENCY_MS,
             );
-            out.counter(names::ROUTE_RETRY_TOTAL, s.labels().labels().clone(), s.retries());
+            out.counter(
+                names::ROUTE_RETRY_TOTAL,
+                s.labels().labels().clone(),
+                s.retries(),
+            );
             out.counter(
                 names::ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL,
                 s.labels().labels().clone(),
@@ -188,10 +204,26 @@ impl Telemetry {
             let Some(labels) = s.labels().map(|l| l.labels().clone()) else {
                 continue;
             };
-            out.counter(names::TCP_OPEN_TOTAL, labels.clone(), s.open_total.load(Relaxed));
-            out.counter(names::TCP_CLOSE_TOTAL, labels.clone(), s.close_total.load(Relaxed));
-            out.counter(names::TCP_READ_BYTES_TOTAL, labels.clone(), s.read_bytes.load(Relaxed));
-            out.counter(names::TCP_WRITE_BYTES_TOTAL, labels.clone(), s.write_bytes.load(Relaxed));
+            out.counter(
+                names::TCP_OPEN_TOTAL,
+                labels.clone(),
+                s.open_total.load(Relaxed),
+            );
+            out.counter(
+                names::TCP_CLOSE_TOTAL,
+                labels.clone(),
+                s.close_total.load(Relaxed),
+            );
+            out.counter(
+                names::TCP_READ_BYTES_TOTAL,
+                labels.clone(),
+                s.read_bytes.load(Relaxed),
+            );
+            out.counter(
+                names::TCP_WRITE_BYTES_TOTAL,
+                labels.clone(),
+                s.write_bytes.load(Relaxed),
+            );
             out.gauges.push(GaugeSeries {
                 metric: names::TCP_OPEN_CONNECTIONS.into(),
                 labels: labels.to_proto(),
@@ -203,9 +235,15 @@ impl Telemetry {
         let dropped_reports = p.telemetry_reports_dropped.load(Relaxed);
         let dropped_tap_events = p.tap_events_dropped.load(Relaxed);
         for (name, value) in [
-            (names::TELEMETRY_REPORTS_SENT_TOTAL, p.telemetry_reports_sent.load(Relaxed)),
+            (
+                names::TELEMETRY_REPORTS_SENT_TOTAL,
+                p.telemetry_reports_sent.load(Relaxed),
+            ),
             (names::TELEMETRY_REPORTS_DROPPED_TOTAL, dropped_reports),
-            (names::TAP_EVENTS_SAMPLED_TOTAL, p.tap_events_sampled.load(Relaxed)),
+            (
+                names::TAP_EVENTS_SAMPLED_TOTAL,
+                p.tap_events_sampled.load(Relaxed),
+            ),
             (names::TAP_EVENTS_DROPPED_TOTAL, dropped_tap_events),
         ] {
             out.counter(name, local.clone(), value);

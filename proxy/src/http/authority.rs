@@ -55,12 +55,18 @@ mod tests {
 
     #[test]
     fn authority_from_uri_or_host() {
-        let req = Request::get("/x").header("host", "Web.Demo").body(()).unwrap();
+        let req = Request::get("/x")
+            .header("host", "Web.Demo")
+            .body(())
+            .unwrap();
         let a = of(&req).unwrap();
         assert_eq!(with_port(&a), "web.demo:80");
         let req = Request::get("http://api:8080/x").body(()).unwrap();
         assert_eq!(with_port(&of(&req).unwrap()), "api:8080");
-        let req = Request::get("/x").header("host", "bad host").body(()).unwrap();
+        let req = Request::get("/x")
+            .header("host", "bad host")
+            .body(())
+            .unwrap();
         assert!(of(&req).is_none());
     }
 

@@ -76,10 +76,10 @@ impl Body for RequestBody {
                 None => trailers.take().map(|t| Ok(Frame::trailers(t))),
             },
         };
-        if let (Some(counter), Some(Ok(f))) = (&this.counter, &frame) {
-            if let Some(d) = f.data_ref() {
-                counter.fetch_add(d.len() as u64, Relaxed);
-            }
+        if let (Some(counter), Some(Ok(f))) = (&this.counter, &frame)
+            && let Some(d) = f.data_ref()
+        {
+            counter.fetch_add(d.len() as u64, Relaxed);
         }
         Poll::Ready(frame)
     }

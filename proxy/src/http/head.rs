@@ -22,7 +22,9 @@ pub const MAX_HEADERS: usize = 100;
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeadCheck {
     /// A valid head of `len` bytes.
-    Complete { len: usize },
+    Complete {
+        len: usize,
+    },
     /// Valid so far; more bytes needed.
     Partial,
     Invalid(String),
@@ -49,7 +51,8 @@ pub fn check_head(buf: &[u8], max_bytes: usize) -> HeadCheck {
 /// What hyper's HTTP/1 server would reject beyond the syntax.
 fn validate(req: &httparse::Request<'_, '_>) -> Result<(), String> {
     let method = req.method.unwrap_or_default();
-    http::Method::from_bytes(method.as_bytes()).map_err(|_| format!("invalid method {method:?}"))?;
+    http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("invalid method {method:?}"))?;
     let path = req.path.unwrap_or_default();
     http::Uri::try_from(path).map_err(|_| "invalid request target".to_string())?;
     let http10 = req.version == Some(0);
@@ -93,6 +96,20 @@ fn parse_content_length(value: &[u8]) -> Result<u64, String> {
         parsed = Some(n);
     }
     parsed.ok_or_else(invalid)
+}
+
+/// The size of a parsed request's head as HTTP/1 would write it, for
+/// holding every request of a connection (not only the first) to the
+/// header limit.
+pub(crate) fn len_of<B>(req: &http::Request<B>) -> usize {
+    const LINE_OVERHEAD: usize = " HTTP/1.1\r\n".len() + 1;
+    let line = req.method().as_str().len() + req.uri().to_string().len() + LINE_OVERHEAD;
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + ": \r\n".len())
+        .sum();
+    line + headers + 2
 }
 
 /// How reading the first head ended without a valid head.
@@ -142,16 +159,28 @@ mod tests {
     fn complete_partial_invalid_and_too_large() {
         let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
         assert_eq!(check_head(head, 1024), HeadCheck::Complete { len: 27 });
-        assert_eq!(check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024), HeadCheck::Partial);
-        assert!(matches!(check_head(b"GET / HTTP/1.1\r\nbad header\r\n\r\n", 1024), HeadCheck::Invalid(_)));
-        assert_eq!(check_head(b"GET / HTTP/1.1\r\nX: 1234567890\r\n", 20), HeadCheck::TooLarge);
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 1024),
+            HeadCheck::Partial
+        );
+        assert!(matches!(
+            check_head(b"GET / HTTP/1.1\r\nbad header\r\n\r\n", 1024),
+            HeadCheck::Invalid(_)
+        ));
+        assert_eq!(
+            check_head(b"GET / HTTP/1.1\r\nX: 1234567890\r\n", 20),
+            HeadCheck::TooLarge
+        );
         assert_eq!(check_head(head, 20), HeadCheck::TooLarge);
     }
 
     #[test]
     fn framing_is_checked_like_hyper() {
         let check = |h: &str| check_head(h.as_bytes(), 4096);
-        assert!(matches!(check("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"), HeadCheck::Invalid(_)));
+        assert!(matches!(
+            check("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n"),
+            HeadCheck::Invalid(_)
+        ));
         assert!(matches!(
             check("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
             HeadCheck::Invalid(_)
@@ -164,7 +193,10 @@ mod tests {
             check("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             HeadCheck::Invalid(_)
         ));
-        assert!(matches!(check("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"), HeadCheck::Complete { .. }));
+        assert!(matches!(
+            check("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n"),
+            HeadCheck::Complete { .. }
+        ));
     }
 
     #[test]

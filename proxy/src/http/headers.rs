@@ -114,7 +114,11 @@ mod tests {
 
     #[test]
     fn keeps_an_upgrade_being_passed_through() {
-        let mut h = headers(&[("connection", "Upgrade, x-hop"), ("upgrade", "websocket"), ("x-hop", "1")]);
+        let mut h = headers(&[
+            ("connection", "Upgrade, x-hop"),
+            ("upgrade", "websocket"),
+            ("x-hop", "1"),
+        ]);
         strip_hop_by_hop(&mut h, true);
         assert_eq!(h["connection"], "upgrade");
         assert_eq!(h["upgrade"], "websocket");
@@ -124,7 +128,10 @@ mod tests {
     #[test]
     fn invalid_tokens_are_ignored() {
         let mut h = HeaderMap::new();
-        h.insert(CONNECTION, HeaderValue::from_bytes(b"\xff\xfe, bad name, ").unwrap());
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"\xff\xfe, bad name, ").unwrap(),
+        );
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty());
     }

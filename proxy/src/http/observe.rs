@@ -55,7 +55,11 @@ impl Observation {
 
     /// The response headers arrived (or the proxy answered itself, with
     /// `error` saying why).
-    pub(crate) fn respond<B>(self, rsp: Response<B>, error: Option<String>) -> Response<ObservedBody<B>>
+    pub(crate) fn respond<B>(
+        self,
+        rsp: Response<B>,
+        error: Option<String>,
+    ) -> Response<ObservedBody<B>>
     where
         B: Body,
     {
@@ -170,10 +174,10 @@ where
                 if let Some(p) = &mut this.pending {
                     if let Some(d) = f.data_ref() {
                         p.bytes += d.len() as u64;
-                    } else if let Some(t) = f.trailers_ref() {
-                        if let Some(s) = grpc_status(t) {
-                            p.grpc_status = Some(s);
-                        }
+                    } else if let Some(t) = f.trailers_ref()
+                        && let Some(s) = grpc_status(t)
+                    {
+                        p.grpc_status = Some(s);
                     }
                 }
                 if this.inner.is_end_stream() {

@@ -59,9 +59,15 @@ mod tests {
 
     #[test]
     fn only_http2_is_downgraded() {
-        let mut req = Request::get("/").header(ORIG_PROTO_HEADER, "HTTP/1.0").body(()).unwrap();
+        let mut req = Request::get("/")
+            .header(ORIG_PROTO_HEADER, "HTTP/1.0")
+            .body(())
+            .unwrap();
         assert!(!downgrade(&mut req));
         assert_eq!(req.version(), Version::HTTP_11);
-        assert!(!req.headers().contains_key(ORIG_PROTO_HEADER), "never forwarded");
+        assert!(
+            !req.headers().contains_key(ORIG_PROTO_HEADER),
+            "never forwarded"
+        );
     }
 }

@@ -46,7 +46,10 @@ impl Server {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
-            .max_buf_size(max_header_bytes.max(8192))
+            // Twice the limit: the handlers check each head against the
+            // limit themselves (and answer with the cause); hyper's own
+            // check only stops heads far beyond it.
+            .max_buf_size(max_header_bytes.saturating_mul(2).max(8192))
             .max_headers(crate::http::head::MAX_HEADERS)
             .half_close(false);
         let mut h2 = http2::Builder::new(TokioExecutor::new());

@@ -57,7 +57,11 @@ impl LatencyHistogram {
     pub(crate) fn record_us(&mut self, micros: u64) {
         // `record` grows the auto-resizing histogram; the shared helper's
         // saturating record would clamp to its current size instead.
-        if self.interval.record(micros.clamp(1, MAX_LATENCY_US)).is_err() {
+        if self
+            .interval
+            .record(micros.clamp(1, MAX_LATENCY_US))
+            .is_err()
+        {
             histogram::record_latency_us(&mut self.interval, micros);
         }
         self.interval_sum_us = self.interval_sum_us.saturating_add(micros);

@@ -254,7 +254,10 @@ impl Registry {
 
     pub(crate) fn tcp_series(&self) -> Vec<Arc<TcpStats>> {
         sorted(&self.tcp, |s| {
-            s.labels.as_ref().map(|l| l.prom.clone()).unwrap_or_default()
+            s.labels
+                .as_ref()
+                .map(|l| l.prom.clone())
+                .unwrap_or_default()
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use conduit_api::metrics::{self as names, LATENCY_BUCKETS_MS, label};
 
-use super::{HttpStats, Registry, SeriesLabels};
+use super::{HttpStats, Registry, SeriesLabels, TcpStats};
 
 pub(super) fn render(reg: &Registry) -> String {
     let mut out = String::with_capacity(4096);
@@ -99,17 +99,31 @@ fn http_family(out: &mut String, series: &[std::sync::Arc<HttpStats>], family: F
         );
         for s in series {
             let n = s.retries_skipped();
-            sample(out, names::ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL, s.labels(), &[], n);
+            sample(
+                out,
+                names::ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL,
+                s.labels(),
+                &[],
+                n,
+            );
         }
     }
 }
+
+/// Name, type, help, and how to read the value.
+type TcpFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&TcpStats) -> u64,
+);
 
 fn tcp_family(out: &mut String, reg: &Registry) {
     let series = reg.tcp_series();
     if series.is_empty() {
         return;
     }
-    let families: [(&str, &str, &str, fn(&super::TcpStats) -> u64); 5] = [
+    let families: [TcpFamily; 5] = [
         (
             names::TCP_OPEN_TOTAL,
             "counter",
@@ -255,13 +269,22 @@ mod tests {
         });
         let text = reg.render_prometheus();
         let base = r#"namespace="demo",deployment="web",pod="web-0",direction="inbound",authority="a\"b:80""#;
-        assert!(text.contains(&format!("request_total{{{base}}} 1\n")), "{text}");
+        assert!(
+            text.contains(&format!("request_total{{{base}}} 1\n")),
+            "{text}"
+        );
         assert!(text.contains(&format!(
             "response_total{{{base},status_code=\"200\",classification=\"success\"}} 1\n"
         )));
-        assert!(text.contains(&format!("response_latency_ms_bucket{{{base},le=\"1\"}} 0\n")));
-        assert!(text.contains(&format!("response_latency_ms_bucket{{{base},le=\"2\"}} 1\n")));
-        assert!(text.contains(&format!("response_latency_ms_bucket{{{base},le=\"+Inf\"}} 1\n")));
+        assert!(text.contains(&format!(
+            "response_latency_ms_bucket{{{base},le=\"1\"}} 0\n"
+        )));
+        assert!(text.contains(&format!(
+            "response_latency_ms_bucket{{{base},le=\"2\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "response_latency_ms_bucket{{{base},le=\"+Inf\"}} 1\n"
+        )));
         assert!(text.contains(&format!("response_latency_ms_sum{{{base}}} 1.5\n")));
         assert!(text.contains(&format!("response_latency_ms_count{{{base}}} 1\n")));
         assert!(text.contains("# TYPE response_latency_ms histogram\n"));

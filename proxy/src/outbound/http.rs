@@ -7,7 +7,6 @@
 //! (`request_total`...), and the logical request on its route's series
 //! (`route_request_total`...), so retries are visible as the difference.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,11 +21,11 @@ use super::{Logical, Outbound};
 use crate::balance::{Endpoint, PickError};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
-use crate::http::observe::{self, ObservedBody, Observation};
+use crate::http::observe::{self, Observation, ObservedBody};
 use crate::http::server::Handler;
-use crate::http::{authority, headers, orig_proto, upgrade};
+use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::metrics::{HttpStats, TLS_NO_IDENTITY};
-use crate::profile::{Route, RetryPolicy};
+use crate::profile::RetryPolicy;
 use crate::retry::{self, Budget, RETRY_ATTEMPT_HEADER};
 use crate::tap::{PeerMeta, RequestMeta};
 
@@ -36,6 +35,15 @@ pub(super) struct OutboundConn {
     outbound: Arc<Outbound>,
     client: SocketAddr,
     orig_dst: Option<SocketAddr>,
+}
+
+/// What the route decided for one request.
+struct Plan<'a> {
+    logical: &'a Logical,
+    policy: Option<&'a RetryPolicy>,
+    route_stats: Option<Arc<HttpStats>>,
+    budget: Arc<Budget>,
+    deadline: Option<Instant>,
 }
 
 /// How one attempt ended.
@@ -48,7 +56,11 @@ struct Attempt {
 }
 
 impl OutboundConn {
-    pub(super) fn new(outbound: Arc<Outbound>, client: SocketAddr, orig_dst: Option<SocketAddr>) -> Self {
+    pub(super) fn new(
+        outbound: Arc<Outbound>,
+        client: SocketAddr,
+        orig_dst: Option<SocketAddr>,
+    ) -> Self {
         Self {
             outbound,
             client,
@@ -57,6 +69,12 @@ impl OutboundConn {
     }
 
     async fn route(&self, req: Request<Incoming>, start: Instant) -> Response<Body> {
+        if head::len_of(&req) > self.outbound.limits.max_header_bytes {
+            let key = authority::of(&req)
+                .map(|a| authority::with_port(&a))
+                .unwrap_or_default();
+            return self.unrouted(&key, start, ProxyError::HeadersTooLarge);
+        }
         let Some(authority) = authority::of(&req) else {
             return self.unrouted("", start, ProxyError::MissingAuthority);
         };
@@ -77,10 +95,14 @@ impl OutboundConn {
         let route_obs = route.zip(route_stats.clone()).map(|(r, stats)| {
             Observation::begin(stats, start, None).with_classes(r.classes.clone())
         });
-        let budget = logical.budget(&profile);
-        let rsp = self
-            .dispatch(&logical, route, route_stats, &budget, req, authority, deadline)
-            .await;
+        let plan = Plan {
+            logical: &logical,
+            policy: route.and_then(|r| r.retry.as_ref()),
+            route_stats,
+            budget: logical.budget(&profile),
+            deadline,
+        };
+        let rsp = self.dispatch(&plan, req, authority).await;
         match route_obs {
             Some(obs) => obs.respond(rsp, None),
             None => rsp.map(ObservedBody::unobserved),
@@ -100,48 +122,48 @@ impl OutboundConn {
             .map(ObservedBody::unobserved)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn dispatch(
         &self,
-        logical: &Logical,
-        route: Option<&Route>,
-        route_stats: Option<Arc<HttpStats>>,
-        budget: &Budget,
+        plan: &Plan<'_>,
         mut req: Request<Incoming>,
         authority: http::uri::Authority,
-        deadline: Option<Instant>,
     ) -> Response<ObservedBody<ResponseBody>> {
         let upgrading = headers::is_upgrade(&req) || headers::is_connect(&req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrading);
         if let Err(e) = authority::absolutize(&mut req, &authority) {
-            return self.fail(logical, e);
+            return self.fail(plan.logical, e);
         }
         let limit = u64::from(self.outbound.config.retry_max_body_bytes);
-        let policy = route
-            .and_then(|r| r.retry.as_ref())
+        let policy = plan
+            .policy
             .filter(|p| !upgrading && p.allows_method(req.method()));
         if let Some(policy) = policy {
-            budget.deposit();
+            plan.budget.deposit();
             if retry::is_replayable(req.body(), limit) {
-                return self
-                    .with_retries(logical, req, policy, route_stats, budget, deadline)
-                    .await;
+                return self.with_retries(plan, policy, req).await;
             }
         }
         let downstream_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
         let req = req.map(RequestBody::incoming);
-        self.attempt(logical, req, deadline, downstream_upgrade).await.rsp
+        self.attempt(plan.logical, req, plan.deadline, downstream_upgrade)
+            .await
+            .rsp
     }
 
     async fn with_retries(
         &self,
-        logical: &Logical,
-        req: Request<Incoming>,
+        plan: &Plan<'_>,
         policy: &RetryPolicy,
-        route_stats: Option<Arc<HttpStats>>,
-        budget: &Budget,
-        deadline: Option<Instant>,
+        req: Request<Incoming>,
     ) -> Response<ObservedBody<ResponseBody>> {
+        let Plan {
+            logical,
+            route_stats,
+            budget,
+            deadline,
+            ..
+        } = plan;
+        let (logical, deadline) = (*logical, *deadline);
         let (parts, body) = req.into_parts();
         let limit = self.outbound.config.retry_max_body_bytes as usize;
         let (data, trailers) = match retry::buffer(body, limit).await {
@@ -198,8 +220,12 @@ impl OutboundConn {
             Ok(ep) => ep,
             Err(e) => {
                 let (e, unsent) = match e {
-                    PickError::NoEndpoints => (ProxyError::NoEndpoints(logical.authority.clone()), false),
-                    PickError::Unavailable => (ProxyError::Unavailable(logical.authority.clone()), true),
+                    PickError::NoEndpoints => {
+                        (ProxyError::NoEndpoints(logical.authority.clone()), false)
+                    }
+                    PickError::Unavailable => {
+                        (ProxyError::Unavailable(logical.authority.clone()), true)
+                    }
                 };
                 let status = e.status().as_u16();
                 return Attempt {
@@ -291,13 +317,8 @@ impl OutboundConn {
 impl Handler for OutboundConn {
     type Body = Body;
 
-    fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move {
-            let start = Instant::now();
-            self.route(req, start).await
-        }
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        self.route(req, start).await
     }
 }

@@ -110,7 +110,9 @@ impl Outbound {
         };
         let io = MeteredIo::new(stream, self.src_tcp.clone());
         if let Some(dst) = orig_dst.filter(|d| self.config.is_opaque_port(d.port())) {
-            return self.forward_tcp(PrefixedIo::new(Bytes::new(), io), dst).await;
+            return self
+                .forward_tcp(PrefixedIo::new(Bytes::new(), io), dst)
+                .await;
         }
         match accept::sniff(io, self.limits).await {
             Sniffed::Http(version, io) => {
@@ -172,9 +174,16 @@ impl Outbound {
             .cloned()
     }
 
-    async fn resolve(&self, key: &str, orig_dst: Option<SocketAddr>) -> Result<Arc<Logical>, ProxyError> {
+    async fn resolve(
+        &self,
+        key: &str,
+        orig_dst: Option<SocketAddr>,
+    ) -> Result<Arc<Logical>, ProxyError> {
         if let Resolved::Known(res) = self.resolver.resolve(key).await {
-            tracing::debug!(authority = key, "resolved by the control plane or static endpoints");
+            tracing::debug!(
+                authority = key,
+                "resolved by the control plane or static endpoints"
+            );
             return Ok(self.new_logical(key, res, None));
         }
         let addrs = match orig_dst {
@@ -223,7 +232,10 @@ impl Outbound {
             let before = map.len();
             map.retain(|_, s| now.saturating_sub(s.last_used_ms.load(Relaxed)) < idle_ms);
             if map.len() < before {
-                tracing::debug!(evicted = before - map.len(), "forgot idle outbound destinations");
+                tracing::debug!(
+                    evicted = before - map.len(),
+                    "forgot idle outbound destinations"
+                );
             }
         }
     }

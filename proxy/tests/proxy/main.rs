@@ -1,0 +1,13 @@
+//! The proxy against real peers on loopback: hyper and tonic clients and
+//! servers, raw sockets where the protocol is the point, and the proxy's
+//! own `/metrics`, tap and telemetry stream read back.
+
+mod bad_input;
+mod cli;
+mod grpc;
+mod http;
+mod support;
+mod tap;
+mod tcp;
+mod telemetry;
+mod upgrade;
