@@ -19,12 +19,12 @@ pub fn proxy_init() -> String {
     image("proxy-init")
 }
 
-/// Target `controller`.
+/// Target `controller` (with the dashboard bundle).
 pub fn controller() -> String {
     image("controller")
 }
 
-/// Target `store`.
+/// Target `telemetry-store`.
 pub fn telemetry_store() -> String {
     image("telemetry-store")
 }

@@ -50,6 +50,7 @@ fn run(program: &str, args: &[&str]) -> Output {
 /// also removes the veth pair).
 struct Pod {
     name: String,
+    host_if: String,
     host_ip: Ipv4Addr,
     pod_ip: Ipv4Addr,
     proxy: Option<Child>,
@@ -76,14 +77,18 @@ impl Pod {
                 (block % 256) as u8 + host as u8,
             )
         };
+        let host_if = format!("cdh{pid}");
+        let pod_if = format!("cdp{pid}");
         let pod = Pod {
             name: name.clone(),
+            host_if: host_if.clone(),
             host_ip: subnet(1),
             pod_ip: subnet(2),
             proxy: None,
         };
-        let host_if = format!("cdh{pid}");
-        let pod_if = format!("cdp{pid}");
+        // Leftovers of a killed run that had the same pid.
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
+        let _ = Command::new("ip").args(["link", "del", &host_if]).output();
         run("ip", &["netns", "add", &name]);
         run(
             "ip",
@@ -136,8 +141,12 @@ impl Pod {
         })
     }
 
+    fn log(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("{}-proxy.log", self.name))
+    }
+
     fn start_proxy(&mut self) {
-        let log = std::env::temp_dir().join(format!("{}-proxy.log", self.name));
+        let log = self.log();
         let child = Command::new("ip")
             .args(["netns", "exec", &self.name, "setpriv"])
             .arg(format!("--reuid={PROXY_UID}"))
@@ -200,8 +209,21 @@ impl Drop for Pod {
             let _ = proxy.kill();
             let _ = proxy.wait();
         }
+        if std::thread::panicking() {
+            eprintln!(
+                "conduit-proxy's log:\n{}",
+                std::fs::read_to_string(self.log()).unwrap_or_default()
+            );
+        }
+        let _ = std::fs::remove_file(self.log());
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
+            .status();
+        // Gone with the namespace, unless setup failed before moving its
+        // peer there.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(Stdio::null())
             .status();
     }
 }
