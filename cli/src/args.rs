@@ -115,8 +115,18 @@ pub(crate) struct InstallArgs {
     /// PEM (PKCS#8) private key of the issuer certificate
     #[arg(long, value_name = "PEM", requires = "identity_trust_anchors_file")]
     pub(crate) identity_issuer_key_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
     pub(crate) output: ManifestFormat,
+}
+
+/// The cluster the manifests are for.
+#[derive(Args, Debug)]
+pub(crate) struct ClusterArgs {
+    /// The cluster's DNS domain
+    #[arg(long, value_name = "DOMAIN", default_value = conduit_deploy::CLUSTER_DOMAIN, value_parser = dns_domain)]
+    pub(crate) cluster_domain: String,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +163,8 @@ pub(crate) struct InjectArgs {
     /// The proxy's log filter (`RUST_LOG` syntax), e.g. `info,conduit_proxy=debug`
     #[arg(long, value_name = "FILTER")]
     pub(crate) proxy_log_level: Option<String>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
     pub(crate) output: ManifestFormat,
 }
@@ -164,6 +176,12 @@ pub(crate) struct UninjectArgs {
     pub(crate) input: String,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
     pub(crate) output: ManifestFormat,
+}
+
+fn dns_domain(s: &str) -> Result<String, String> {
+    conduit_api::deployment::validate_name(s)
+        .map(|()| s.to_string())
+        .map_err(|_| format!("{s:?} is not a DNS domain like cluster.local"))
 }
 
 /// A Kubernetes namespace name: a DNS label.

@@ -304,6 +304,10 @@ fn bad_flags_are_usage_errors() {
             &["install", "--store-volume-size", "lots"][..],
             "not a storage size",
         ),
+        (
+            &["install", "--cluster-domain", "Corp_Internal"][..],
+            "not a DNS domain",
+        ),
     ] {
         let out = conduit(args, "");
         assert!(!out.status.success());

@@ -37,6 +37,8 @@ pub struct InjectOptions {
     /// Where the control plane runs: the proxy's destination and telemetry
     /// addresses point there.
     pub control_plane_namespace: String,
+    /// The cluster's DNS domain, for those addresses.
+    pub cluster_domain: String,
     /// Inbound ports iptables leaves alone, besides the proxy's own admin
     /// and tap ports.
     pub skip_inbound_ports: Vec<PortRange>,
@@ -56,6 +58,7 @@ impl InjectOptions {
             init_image: crate::images::proxy_init(),
             proxy_version: conduit_api::VERSION.to_string(),
             control_plane_namespace: control_plane_namespace.to_string(),
+            cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
             skip_inbound_ports: Vec::new(),
             skip_outbound_ports: Vec::new(),
             opaque_ports: Vec::new(),

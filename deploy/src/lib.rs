@@ -31,6 +31,9 @@ pub mod value;
 mod x509;
 
 pub use identity::IdentityRoots;
+
+/// Kubernetes' default DNS domain, `--cluster-domain` to change.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 pub use inject::{InjectOptions, Outcome, Report, inject_documents};
 pub use install::{InstallOptions, control_plane, uninstall};
 pub use stream::{Document, Format, ManifestError, Origin};

@@ -39,6 +39,7 @@ const PROXY_OWN_INBOUND: [PortRange; 2] =
 /// has one.
 pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>) -> Value {
     let ns = &options.control_plane_namespace;
+    let domain = &options.cluster_domain;
     let mut env = vec![
         env_value("CONDUIT_PROXY_MODE", "transparent"),
         env_value(
@@ -63,11 +64,11 @@ pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>)
     }
     env.push(env_value(
         "CONDUIT_PROXY_DESTINATION_ADDR",
-        &format!("http://conduit-controller.{ns}.svc.cluster.local:50751"),
+        &format!("http://conduit-controller.{ns}.svc.{domain}:50751"),
     ));
     env.push(env_value(
         "CONDUIT_PROXY_TELEMETRY_ADDR",
-        &format!("http://conduit-telemetry-store.{ns}.svc.cluster.local:9096"),
+        &format!("http://conduit-telemetry-store.{ns}.svc.{domain}:9096"),
     ));
     if !options.opaque_ports.is_empty() {
         env.push(env_value(

@@ -24,6 +24,7 @@ pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
         skip_outbound_ports: args.skip_outbound_ports,
         opaque_ports: args.opaque_ports,
         proxy_log_level: args.proxy_log_level,
+        cluster_domain: args.cluster.cluster_domain,
         ..InjectOptions::new(&args.control_plane_namespace)
     };
     transform(&args.input, args.output, |docs| {

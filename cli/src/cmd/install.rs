@@ -37,6 +37,7 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         proxy_image: args.proxy_image,
         proxy_init_image: args.proxy_init_image,
         store_volume_size: args.store_volume_size,
+        cluster_domain: args.cluster.cluster_domain,
         ..InstallOptions::new(&args.namespace, identity)
     };
     print(&conduit_deploy::control_plane(&options), args.output)

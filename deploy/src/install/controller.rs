@@ -49,7 +49,7 @@ fn deployment(options: &InstallOptions) -> Value {
     let ns = &options.namespace;
     let store = format!(
         "http://{}:{}",
-        service_host(super::store::SERVICE, ns),
+        service_host(super::store::SERVICE, options),
         super::store::GRPC_PORT
     );
     let container = map([
@@ -64,6 +64,7 @@ fn deployment(options: &InstallOptions) -> Value {
                 format!("--store-addr={store}"),
                 "--discovery=kubernetes".to_string(),
                 "--mode=kubernetes".to_string(),
+                format!("--cluster-domain={}", options.cluster_domain),
             ]),
         ),
         (

@@ -43,6 +43,8 @@ pub struct InstallOptions {
     pub proxy_init_image: String,
     /// Size of the store's PersistentVolumeClaim, e.g. `10Gi`.
     pub store_volume_size: String,
+    /// The cluster's DNS domain, in Service addresses.
+    pub cluster_domain: String,
     pub identity: IdentityRoots,
 }
 
@@ -57,6 +59,7 @@ impl InstallOptions {
             proxy_image: crate::images::proxy(),
             proxy_init_image: crate::images::proxy_init(),
             store_volume_size: "10Gi".to_string(),
+            cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
             identity,
         }
     }
@@ -175,6 +178,9 @@ fn metadata(name: &str, namespace: &str, component: &str) -> Value {
 }
 
 /// The DNS name of a control plane Service.
-fn service_host(service: &str, namespace: &str) -> String {
-    format!("{service}.{namespace}.svc.cluster.local")
+fn service_host(service: &str, options: &InstallOptions) -> String {
+    format!(
+        "{service}.{}.svc.{}",
+        options.namespace, options.cluster_domain
+    )
 }
