@@ -93,14 +93,16 @@ pub(crate) struct InstallArgs {
     /// High availability: three controller replicas on different nodes and a PodDisruptionBudget
     #[arg(long)]
     pub(crate) ha: bool,
-    /// Image of the sidecar proxy, recorded for `conduit check`
+    /// Image of the sidecar proxy, recorded in the `conduit-config` ConfigMap
     #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy())]
     pub(crate) proxy_image: String,
-    /// Image of the proxy's iptables init container
+    /// Image of the proxy's iptables init container, recorded likewise
     #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy_init())]
     pub(crate) proxy_init_image: String,
+    /// Image of the controller (public API, destination, dashboard)
     #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::controller())]
     pub(crate) controller_image: String,
+    /// Image of the telemetry store
     #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::telemetry_store())]
     pub(crate) store_image: String,
     /// Size of the telemetry store's volume
@@ -155,6 +157,7 @@ pub(crate) struct InjectArgs {
     /// Ports the proxy forwards as opaque TCP without protocol detection
     #[arg(long, value_name = "PORTS", value_delimiter = ',')]
     pub(crate) opaque_ports: Vec<conduit_api::sidecar::PortRange>,
+    /// Image of the sidecar proxy
     #[arg(long, value_name = "IMAGE", default_value_t = conduit_deploy::images::proxy())]
     pub(crate) proxy_image: String,
     /// Image of the iptables init container
