@@ -8,7 +8,8 @@
 //! - a client outside dialing the pod's address reaches the pod's app
 //!   through the proxy's inbound side;
 //! - skipped ports, inbound and outbound, bypass the proxy;
-//! - running init again changes nothing.
+//! - running init again changes nothing;
+//! - and init without iptables, or with bad ports, says so.
 //!
 //! Needs root (namespaces, iptables), `ip` (Debian `iproute2`),
 //! `iptables`, and `setpriv` (`util-linux`). The namespace and veth are
@@ -415,5 +416,32 @@ fn transparent_mode_intercepts_preserves_destinations_and_honours_skips() {
         pod.requests("inbound"),
         N,
         "a skipped inbound port went through the proxy"
+    );
+}
+
+#[test]
+fn init_says_what_is_missing_and_rejects_bad_ports() {
+    let out = Command::new(PROXY)
+        .args(["init", "--skip-outbound-ports", "3306"])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot run iptables-save") && stderr.contains("Debian package `iptables`"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "printed rules it did not apply");
+
+    let out = Command::new(PROXY)
+        .args(["init", "--skip-inbound-ports", "80,http"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\"http\" is not a port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
