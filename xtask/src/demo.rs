@@ -6,6 +6,7 @@ use crate::process::{Result, cargo, exec, step};
 use crate::workspace;
 
 pub(crate) fn run(args: &[String]) -> Result {
+    crate::ui::ensure_built()?;
     step("building Conduit (cargo build --bins)");
     exec(cargo().args(["build", "--bins"]))?;
     step("starting the demo (conduit demo)");

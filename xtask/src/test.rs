@@ -29,6 +29,8 @@ pub(crate) fn run(args: &[String]) -> Result {
     step("test dependencies");
     install::apt(TEST_PACKAGES)?;
     let venv = install::python_venv(TEST_PYTHON)?;
+    // The dashboard's browser tests open the bundle the controller serves.
+    crate::ui::ensure_built()?;
 
     let clippy = clippy_driver()?;
     let lint = |cmd: &mut Command| {

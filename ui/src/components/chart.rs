@@ -1,0 +1,267 @@
+//! A live line chart in SVG: time on x, one unit on y, any number of
+//! lines, gridlines with labelled ticks, and a hover crosshair that shows
+//! every line's value at the nearest point.
+//!
+//! Geometry (scales, ticks, paths, labels) comes from `conduit-chart`; this
+//! component only lays it out. The SVG has a fixed coordinate system and
+//! scales with its container, so a hover position is converted from CSS
+//! pixels back into chart units before looking up the nearest point.
+
+use conduit_chart::format::{self, Unit};
+use conduit_chart::path;
+use conduit_chart::scale::Linear;
+use conduit_chart::series::Series;
+use conduit_chart::ticks::{self, Axis};
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::clock;
+
+const W: f64 = 640.0;
+const H: f64 = 220.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 14.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 26.0;
+
+/// One line of a chart.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Line {
+    pub(crate) label: &'static str,
+    /// The stylesheet class that colours it (`line-a`, `line-b`, ...).
+    pub(crate) class: &'static str,
+    pub(crate) series: Series,
+}
+
+/// Everything drawn, computed once per update.
+#[derive(Clone, Debug, PartialEq)]
+struct Geometry {
+    x: Linear,
+    y: Linear,
+    y_axis: Axis,
+    x_ticks: Vec<(f64, String)>,
+    paths: Vec<(&'static str, String)>,
+    points: usize,
+}
+
+fn geometry(lines: &[Line], span: (i64, i64), unit: Unit) -> Geometry {
+    let (start, end) = span;
+    let extent = lines.iter().filter_map(|l| l.series.extent()).fold(
+        None,
+        |acc: Option<(f64, f64)>, (lo, hi)| {
+            Some(acc.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))))
+        },
+    );
+    let y_axis = match (unit, extent) {
+        (Unit::Percent, Some((lo, _))) => {
+            let mut a = ticks::value_axis(lo.min(0.9), 1.0, 4);
+            a.ticks.retain(|t| *t >= 0.0);
+            a.min = a.min.max(0.0);
+            a
+        }
+        (Unit::Percent, None) => ticks::value_axis(0.9, 1.0, 4),
+        (_, Some((_, hi))) => ticks::value_axis(0.0, hi, 4),
+        (_, None) => ticks::value_axis(0.0, 1.0, 4),
+    };
+    let x = Linear::new((start as f64, end as f64), (LEFT, W - RIGHT));
+    let y = Linear::new((y_axis.min, y_axis.max), (H - BOTTOM, TOP));
+    let offset = clock::utc_offset_ms();
+    let (step, times) = ticks::time_ticks(start, end, 6, offset);
+    let x_ticks = times
+        .into_iter()
+        .map(|t| {
+            let label = if step >= 60_000 {
+                format::clock_minutes(t, offset)
+            } else {
+                format::clock(t, offset)
+            };
+            (x.map(t as f64), label)
+        })
+        .collect();
+    let visible: Vec<Vec<(f64, Option<f64>)>> = lines
+        .iter()
+        .map(|l| {
+            l.series
+                .xy()
+                .into_iter()
+                .filter(|(t, _)| *t >= start as f64 && *t <= end as f64)
+                .collect()
+        })
+        .collect();
+    let points = visible
+        .iter()
+        .flatten()
+        .filter(|(_, v)| v.is_some())
+        .count();
+    let paths = lines
+        .iter()
+        .zip(&visible)
+        .map(|(l, xy)| (l.class, path::line(xy, &x, &y)))
+        .collect();
+    Geometry {
+        x,
+        y,
+        y_axis,
+        x_ticks,
+        paths,
+        points,
+    }
+}
+
+/// A chart of `lines` over the time `span` (Unix ms, start and end).
+#[component]
+pub(crate) fn LineChart(
+    title: &'static str,
+    /// `data-testid` of the SVG, for the browser tests.
+    testid: &'static str,
+    unit: Unit,
+    #[prop(into)] lines: Signal<Vec<Line>>,
+    #[prop(into)] span: Signal<(i64, i64)>,
+) -> impl IntoView {
+    let geo = Memo::new(move |_| lines.with(|l| geometry(l, span.get(), unit)));
+    let hover = RwSignal::new(None::<f64>);
+
+    let on_move = move |ev: web_sys::MouseEvent| {
+        let Some(el) = ev
+            .current_target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        let rect = el.get_bounding_client_rect();
+        if rect.width() <= 0.0 {
+            return;
+        }
+        let x = (f64::from(ev.client_x()) - rect.left()) * W / rect.width();
+        hover.set(Some(x.clamp(LEFT, W - RIGHT)));
+    };
+
+    let grid = move || {
+        let g = geo.get();
+        let step = g.y_axis.step;
+        let y_lines = g
+            .y_axis
+            .ticks
+            .iter()
+            .map(|v| {
+                let py = g.y.map(*v);
+                view! {
+                    <line class="grid" x1=LEFT x2=W - RIGHT y1=py y2=py></line>
+                    <text class="tick" x=LEFT - 6.0 y=py + 4.0 text-anchor="end">
+                        {unit.tick(*v, step)}
+                    </text>
+                }
+            })
+            .collect_view();
+        let x_labels = g
+            .x_ticks
+            .iter()
+            .map(|(px, label)| {
+                view! {
+                    <line class="grid" x1=*px x2=*px y1=TOP y2=H - BOTTOM></line>
+                    <text class="tick" x=*px y=H - 8.0 text-anchor="middle">{label.clone()}</text>
+                }
+            })
+            .collect_view();
+        view! { <g>{y_lines}{x_labels}</g> }
+    };
+
+    let paths = move || {
+        geo.get()
+            .paths
+            .into_iter()
+            .map(|(class, d)| view! { <path class=format!("series {class}") d=d></path> })
+            .collect_view()
+    };
+
+    let crosshair = move || {
+        let x = hover.get()?;
+        let g = geo.get();
+        let t = g.x.invert(x).round() as i64;
+        let nearest = lines.with(|ls| ls.iter().find_map(|l| l.series.nearest(t)))?;
+        let px = g.x.map(nearest.t as f64);
+        Some(view! { <line class="crosshair" x1=px x2=px y1=TOP y2=H - BOTTOM></line> })
+    };
+
+    let tooltip = move || {
+        let x = hover.get()?;
+        let g = geo.get();
+        let t = g.x.invert(x).round() as i64;
+        let rows = lines.with(|ls| {
+            ls.iter()
+                .filter_map(|l| l.series.nearest(t).map(|p| (l.label, l.class, p)))
+                .collect::<Vec<_>>()
+        });
+        let at = rows.first()?.2.t;
+        let left = (g.x.map(at as f64) / W * 100.0).clamp(8.0, 80.0);
+        let items = rows
+            .into_iter()
+            .map(|(label, class, p)| {
+                let value = p.v.map_or(format::MISSING.to_string(), |v| unit.value(v));
+                view! {
+                    <div class="tip-row">
+                        <span class=format!("swatch {class}")></span>
+                        {label}": "<b>{value}</b>
+                    </div>
+                }
+            })
+            .collect_view();
+        Some(view! {
+            <div class="tip" style=format!("left:{left:.1}%")>
+                <div class="tip-time">{format::clock(at, clock::utc_offset_ms())}</div>
+                {items}
+            </div>
+        })
+    };
+
+    let legend = move || {
+        lines.with(|ls| {
+            ls.iter()
+                .map(|l| {
+                    let last = l
+                        .series
+                        .last()
+                        .and_then(|p| p.v)
+                        .map_or(format::MISSING.to_string(), |v| unit.value(v));
+                    let (class, label) = (l.class, l.label);
+                    view! {
+                        <span class="legend-item">
+                            <span class=format!("swatch {class}")></span>
+                            {label}" "<b>{last}</b>
+                        </span>
+                    }
+                })
+                .collect_view()
+        })
+    };
+
+    view! {
+        <figure class="chart">
+            <figcaption>
+                <span class="chart-title">{title}</span>
+                <span class="legend">{legend}</span>
+            </figcaption>
+            <div class="chart-body">
+                <svg
+                    viewBox=format!("0 0 {W} {H}")
+                    data-testid=testid
+                    data-points=move || geo.with(|g| g.points)
+                    role="img"
+                    aria-label=title
+                    on:mousemove=on_move
+                    on:mouseleave=move |_| hover.set(None)
+                >
+                    {grid}
+                    {paths}
+                    {crosshair}
+                    <Show when=move || geo.with(|g| g.points == 0)>
+                        <text class="no-data" x=W / 2.0 y=H / 2.0 text-anchor="middle">
+                            "No requests in this range yet"
+                        </text>
+                    </Show>
+                </svg>
+                {tooltip}
+            </div>
+        </figure>
+    }
+}
