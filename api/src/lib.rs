@@ -28,9 +28,9 @@ pub mod identity;
 pub mod json;
 pub mod labels;
 pub mod metrics;
-pub mod sidecar;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod sidecar;
 
 pub use classify::Classification;
 pub use deployment::{DeploymentRef, ResourceTarget};
