@@ -19,16 +19,28 @@ pub use crate::wal::FsyncPolicy;
 pub struct Config {
     /// Address of the HTTP server: PromQL API (/api/v1/*), remote-write
     /// receiver (/api/v1/write), /metrics, /-/ready, /-/healthy.
-    #[arg(long, env = "CONDUIT_STORE_HTTP_LISTEN", default_value = "127.0.0.1:9095")]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_HTTP_LISTEN",
+        default_value = "127.0.0.1:9095"
+    )]
     pub http_listen: SocketAddr,
 
     /// Address of the gRPC server: conduit.telemetry.v1.Telemetry (proxy
     /// reports) and conduit.store.v1.Query (controller).
-    #[arg(long, env = "CONDUIT_STORE_GRPC_LISTEN", default_value = "127.0.0.1:9096")]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_GRPC_LISTEN",
+        default_value = "127.0.0.1:9096"
+    )]
     pub grpc_listen: SocketAddr,
 
     /// Directory of the WAL and blocks; created if missing.
-    #[arg(long, env = "CONDUIT_STORE_DATA_DIR", default_value = "conduit-store-data")]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_DATA_DIR",
+        default_value = "conduit-store-data"
+    )]
     pub data_dir: PathBuf,
 
     /// Delete data older than this (e.g. 7d, 36h).
@@ -57,12 +69,20 @@ pub struct Config {
 
     /// Most series held in memory; new series past it are refused (and
     /// counted), existing series keep working.
-    #[arg(long, env = "CONDUIT_STORE_MAX_ACTIVE_SERIES", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_MAX_ACTIVE_SERIES",
+        default_value_t = 1_000_000
+    )]
     pub max_active_series: usize,
 
     /// Most samples one query may hold in memory (Prometheus'
     /// --query.max-samples); past it the query fails with HTTP 422.
-    #[arg(long, env = "CONDUIT_STORE_QUERY_MAX_SAMPLES", default_value_t = 50_000_000)]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_QUERY_MAX_SAMPLES",
+        default_value_t = 50_000_000
+    )]
     pub query_max_samples: usize,
 
     /// Longest a query may run; past it the query fails with HTTP 503.
@@ -96,9 +116,13 @@ impl Config {
 /// Parses `2GiB`, `500MB`, `1024`, `0`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let digits = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(digits);
-    let n: f64 = num.parse().map_err(|_| format!("cannot parse {s:?} as a size (e.g. 2GiB, 500MB)"))?;
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("cannot parse {s:?} as a size (e.g. 2GiB, 500MB)"))?;
     let mult: f64 = match unit.trim() {
         "" | "B" => 1.0,
         "KB" => 1e3,
@@ -109,7 +133,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
         "TiB" => 1024.0f64.powi(4),
-        other => return Err(format!("unknown size unit {other:?}: use B, KB, MB, GB, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}: use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
     };
     Ok((n * mult) as u64)
 }

@@ -104,8 +104,15 @@ impl Db {
     /// Opens the data directory: blocks, then WAL replay into the head.
     pub(crate) fn open(opts: DbOptions) -> Result<Self, DbError> {
         std::fs::create_dir_all(&opts.dir)?;
-        let blocks: Vec<Arc<Block>> = block::open_all(&opts.dir.join("blocks"))?.into_iter().map(Arc::new).collect();
-        let head_from = blocks.iter().map(|b| b.meta.max_t).max().unwrap_or(i64::MIN);
+        let blocks: Vec<Arc<Block>> = block::open_all(&opts.dir.join("blocks"))?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let head_from = blocks
+            .iter()
+            .map(|b| b.meta.max_t)
+            .max()
+            .unwrap_or(i64::MIN);
         let head = Head::new(opts.max_series);
         head.set_min_valid_t(head_from);
         let stats = Stats::default();
@@ -115,8 +122,12 @@ impl Db {
             apply_replayed(&head, &mut refs, rec, head_from, &mut min_t, &mut max_t)
         })?;
         drop(refs);
-        stats.wal_replayed_records.store(replay.records, Ordering::Relaxed);
-        stats.wal_truncated_bytes.store(replay.truncated_bytes, Ordering::Relaxed);
+        stats
+            .wal_replayed_records
+            .store(replay.records, Ordering::Relaxed);
+        stats
+            .wal_truncated_bytes
+            .store(replay.truncated_bytes, Ordering::Relaxed);
         tracing::info!(
             blocks = blocks.len(),
             series = head.len(),
@@ -127,7 +138,10 @@ impl Db {
         Ok(Self {
             head,
             wal: Mutex::new(wal),
-            blocks: RwLock::new(Blocks { list: blocks, head_from }),
+            blocks: RwLock::new(Blocks {
+                list: blocks,
+                head_from,
+            }),
             stats,
             head_min_t: AtomicI64::new(min_t),
             head_max_t: AtomicI64::new(max_t),
@@ -220,7 +234,10 @@ impl Db {
         let mut buf = Vec::new();
         let result = (|| {
             if !new_series.is_empty() {
-                record::encode_series(&mut buf, new_series.iter().map(|s| (s.r, s.kind, &s.labels)));
+                record::encode_series(
+                    &mut buf,
+                    new_series.iter().map(|s| (s.r, s.kind, &s.labels)),
+                );
                 wal.log(&buf, None)?;
             }
             if !samples.is_empty() {
@@ -230,9 +247,14 @@ impl Db {
             }
             if !windows.is_empty() {
                 buf.clear();
-                let ws = windows.iter().map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
+                let ws = windows
+                    .iter()
+                    .map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
                 record::encode_windows(&mut buf, ws);
-                wal.log(&buf, windows.iter().map(|&i| batch.windows[i].1.end_ms).max())?;
+                wal.log(
+                    &buf,
+                    windows.iter().map(|&i| batch.windows[i].1.end_ms).max(),
+                )?;
             }
             Ok(())
         })();
@@ -271,12 +293,17 @@ impl Db {
         s.windows_appended.fetch_add(windows, Ordering::Relaxed);
         s.out_of_order.fetch_add(o.out_of_order, Ordering::Relaxed);
         s.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
-        s.out_of_bounds.fetch_add(o.out_of_bounds, Ordering::Relaxed);
+        s.out_of_bounds
+            .fetch_add(o.out_of_bounds, Ordering::Relaxed);
     }
 
     /// fsyncs the WAL if anything was written since the last time.
     pub(crate) fn sync_wal(&self) -> io::Result<()> {
-        let file = self.wal.lock().unwrap_or_else(|e| e.into_inner()).take_unsynced();
+        let file = self
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take_unsynced();
         match file {
             Some(f) => f?.sync_data(),
             None => Ok(()),
@@ -285,7 +312,12 @@ impl Db {
 
     /// Float samples in `[mint, maxt]` of every matching series, merged
     /// across blocks and the head, sorted by labels.
-    pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<SeriesSamples>, DbError> {
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesSamples>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
@@ -318,7 +350,12 @@ impl Db {
 
     /// Histogram windows ending in `(after, until]` of every matching
     /// series, sorted by labels.
-    pub(crate) fn select_windows(&self, matchers: &[Matcher], after: i64, until: i64) -> Result<Vec<(Labels, Vec<Window>)>, DbError> {
+    pub(crate) fn select_windows(
+        &self,
+        matchers: &[Matcher],
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<(Labels, Vec<Window>)>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut merged: BTreeMap<Labels, Vec<Window>> = BTreeMap::new();
         for b in blocks.list.iter().filter(|b| b.overlaps(after, until)) {
@@ -326,7 +363,7 @@ impl Db {
                 merged.entry(labels.clone()).or_default().extend(windows);
             }
         }
-        let head_after = after.max(blocks.head_from - 1);
+        let head_after = after.max(blocks.head_from.saturating_sub(1));
         if head_after < until {
             for s in self.head.select(Kind::Histogram, matchers) {
                 let data = s.lock();
@@ -340,31 +377,56 @@ impl Db {
     }
 
     /// Label sets of float series with data overlapping `[mint, maxt]`.
-    pub(crate) fn series_labels(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<Labels> {
+    pub(crate) fn series_labels(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BTreeSet<Labels> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
             out.extend(b.labels(Kind::Float, matchers).into_iter().cloned());
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
-            out.extend(self.head.select(Kind::Float, matchers).into_iter().map(|s| s.labels.clone()));
+            out.extend(
+                self.head
+                    .select(Kind::Float, matchers)
+                    .into_iter()
+                    .map(|s| s.labels.clone()),
+            );
         }
         out
     }
 
-    pub(crate) fn label_names(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+    pub(crate) fn label_names(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BTreeSet<String> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
             b.label_names(matchers, &mut out);
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
-            self.head.index(Kind::Float).read().unwrap_or_else(|e| e.into_inner()).label_names(matchers, &mut out);
+            self.head
+                .index(Kind::Float)
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .label_names(matchers, &mut out);
         }
         out
     }
 
-    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], mint: i64, maxt: i64) -> BTreeSet<String> {
+    pub(crate) fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> BTreeSet<String> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
@@ -389,11 +451,17 @@ impl Db {
     /// Blocks on disk: (count, bytes).
     pub(crate) fn block_stats(&self) -> (usize, u64) {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-        (blocks.list.len(), blocks.list.iter().map(|b| b.meta.bytes).sum())
+        (
+            blocks.list.len(),
+            blocks.list.iter().map(|b| b.meta.bytes).sum(),
+        )
     }
 
     pub(crate) fn wal_bytes(&self) -> u64 {
-        self.wal.lock().unwrap_or_else(|e| e.into_inner()).disk_bytes()
+        self.wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .disk_bytes()
     }
 
     /// Bytes of chunk and window data held by the head.
@@ -416,7 +484,11 @@ impl Db {
     /// 1.5 block ranges. Returns whether a block was cut.
     fn cut_block(&self) -> Result<bool, DbError> {
         let range = self.opts.block_range_ms;
-        let head_from = self.blocks.read().unwrap_or_else(|e| e.into_inner()).head_from;
+        let head_from = self
+            .blocks
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .head_from;
         let min_t = self.head_min_t.load(Ordering::Relaxed).max(head_from);
         let max_t = self.head_max_t.load(Ordering::Relaxed);
         if min_t == i64::MAX || max_t == i64::MIN || max_t - min_t < range + range / 2 {
@@ -445,7 +517,14 @@ impl Db {
         }
         let (dir, meta) = w.finish()?;
         let block = Arc::new(Block::open(&dir)?);
-        tracing::info!(min_t = meta.min_t, max_t = meta.max_t, series = meta.series, samples = meta.samples, bytes = meta.bytes, "cut a block from the head");
+        tracing::info!(
+            min_t = meta.min_t,
+            max_t = meta.max_t,
+            series = meta.series,
+            samples = meta.samples,
+            bytes = meta.bytes,
+            "cut a block from the head"
+        );
         {
             let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
             blocks.list.push(block);
@@ -484,7 +563,9 @@ impl Db {
             }
         }
         drop(wal);
-        self.stats.series_removed.fetch_add(removed, Ordering::Relaxed);
+        self.stats
+            .series_removed
+            .fetch_add(removed, Ordering::Relaxed);
     }
 
     fn truncate_wal(&self, before: i64) -> Result<(), DbError> {
@@ -529,10 +610,18 @@ impl Db {
             let refs: Vec<&Block> = chosen.iter().map(|b| b.as_ref()).collect();
             let (dir, meta) = compact::merge(&self.opts.dir.join("blocks"), &refs)?;
             let merged = Arc::new(Block::open(&dir)?);
-            tracing::info!(min_t = meta.min_t, max_t = meta.max_t, inputs = chosen.len(), bytes = meta.bytes, "compacted blocks");
+            tracing::info!(
+                min_t = meta.min_t,
+                max_t = meta.max_t,
+                inputs = chosen.len(),
+                bytes = meta.bytes,
+                "compacted blocks"
+            );
             {
                 let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-                blocks.list.retain(|b| !chosen.iter().any(|c| Arc::ptr_eq(b, c)));
+                blocks
+                    .list
+                    .retain(|b| !chosen.iter().any(|c| Arc::ptr_eq(b, c)));
                 blocks.list.push(merged);
                 blocks.list.sort_by_key(|b| b.meta.min_t);
             }
@@ -550,10 +639,16 @@ impl Db {
         let doomed: Vec<Arc<Block>> = {
             let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
             let metas: Vec<&block::Meta> = blocks.list.iter().map(|b| &b.meta).collect();
-            compact::expired(&metas, now_ms, self.opts.retention_ms, self.opts.retention_bytes, wal_bytes)
-                .into_iter()
-                .map(|i| blocks.list[i].clone())
-                .collect()
+            compact::expired(
+                &metas,
+                now_ms,
+                self.opts.retention_ms,
+                self.opts.retention_bytes,
+                wal_bytes,
+            )
+            .into_iter()
+            .map(|i| blocks.list[i].clone())
+            .collect()
         };
         if doomed.is_empty() {
             return Ok(());
@@ -564,10 +659,17 @@ impl Db {
             .list
             .retain(|b| !doomed.iter().any(|d| Arc::ptr_eq(b, d)));
         for b in &doomed {
-            tracing::info!(min_t = b.meta.min_t, max_t = b.meta.max_t, bytes = b.meta.bytes, "deleting a block past retention");
+            tracing::info!(
+                min_t = b.meta.min_t,
+                max_t = b.meta.max_t,
+                bytes = b.meta.bytes,
+                "deleting a block past retention"
+            );
             compact::delete(&b.dir)?;
         }
-        self.stats.blocks_deleted.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        self.stats
+            .blocks_deleted
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 }

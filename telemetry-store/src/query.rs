@@ -35,14 +35,20 @@ fn matchers(pb: &[pb::Matcher]) -> Result<Vec<Matcher>, Status> {
     pb.iter()
         .map(|m| {
             if !conduit_api::labels::is_valid_name(&m.name) {
-                return Err(Status::invalid_argument(format!("invalid label name {:?} in matcher", m.name)));
+                return Err(Status::invalid_argument(format!(
+                    "invalid label name {:?} in matcher",
+                    m.name
+                )));
             }
-            let op = pb::matcher::Op::try_from(m.op).map_err(|_| Status::invalid_argument(format!("unknown matcher op {}", m.op)))?;
+            let op = pb::matcher::Op::try_from(m.op)
+                .map_err(|_| Status::invalid_argument(format!("unknown matcher op {}", m.op)))?;
             Ok(match op {
                 pb::matcher::Op::Equal => Matcher::equal(&m.name, &m.value),
                 pb::matcher::Op::NotEqual => Matcher::not_equal(&m.name, &m.value),
-                pb::matcher::Op::Regex => Matcher::regex(&m.name, &m.value, false).map_err(|e| Status::invalid_argument(e.to_string()))?,
-                pb::matcher::Op::NotRegex => Matcher::regex(&m.name, &m.value, true).map_err(|e| Status::invalid_argument(e.to_string()))?,
+                pb::matcher::Op::Regex => Matcher::regex(&m.name, &m.value, false)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+                pb::matcher::Op::NotRegex => Matcher::regex(&m.name, &m.value, true)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
             })
         })
         .collect()
@@ -138,23 +144,40 @@ fn increase(samples: &[(i64, f64)], start: i64) -> f64 {
     total
 }
 
-pub(crate) fn golden(shared: &Shared, req: pb::GoldenRequest) -> Result<pb::GoldenResponse, Status> {
+pub(crate) fn golden(
+    shared: &Shared,
+    req: pb::GoldenRequest,
+) -> Result<pb::GoldenResponse, Status> {
     let base = matchers(&req.matchers)?;
     for g in &req.group_by {
         if !conduit_api::labels::is_valid_name(g) {
-            return Err(Status::invalid_argument(format!("invalid group_by label {g:?}")));
+            return Err(Status::invalid_argument(format!(
+                "invalid group_by label {g:?}"
+            )));
         }
     }
     if let Some(q) = req.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-        return Err(Status::invalid_argument(format!("quantile {q} is not in [0, 1]")));
+        return Err(Status::invalid_argument(format!(
+            "quantile {q} is not in [0, 1]"
+        )));
     }
     let window = match &req.window {
-        Some(d) if d.seconds < 0 || d.nanos < 0 => return Err(Status::invalid_argument("window must be positive")),
+        Some(d) if d.seconds < 0 || d.nanos < 0 => {
+            return Err(Status::invalid_argument("window must be positive"));
+        }
         Some(d) => d.seconds.saturating_mul(1000) + i64::from(d.nanos) / 1_000_000,
         None => 0,
     };
-    let window = if window > 0 { window } else { DEFAULT_WINDOW_MS };
-    let end = if req.end_unix_ms > 0 { req.end_unix_ms } else { crate::time::now_ms() };
+    let window = if window > 0 {
+        window
+    } else {
+        DEFAULT_WINDOW_MS
+    };
+    let end = if req.end_unix_ms > 0 {
+        req.end_unix_ms
+    } else {
+        crate::time::now_ms()
+    };
     let start = end - window;
     let lookback = shared.engine.options().lookback_ms;
     let group_names: Vec<&str> = req.group_by.iter().map(String::as_str).collect();
@@ -167,7 +190,10 @@ pub(crate) fn golden(shared: &Shared, req: pb::GoldenRequest) -> Result<pb::Gold
     let internal = |e: crate::db::DbError| Status::internal(format!("reading series: {e}"));
     let mut rows: BTreeMap<Labels, Row> = BTreeMap::new();
 
-    for s in db.select(&with_name(metrics::RESPONSE_TOTAL), start - lookback, end).map_err(internal)? {
+    for s in db
+        .select(&with_name(metrics::RESPONSE_TOTAL), start - lookback, end)
+        .map_err(internal)?
+    {
         let n = increase(&s.samples, start);
         let row = rows.entry(s.labels.keep(&group_names)).or_default();
         match s.labels.get(label::CLASSIFICATION) {
@@ -175,17 +201,32 @@ pub(crate) fn golden(shared: &Shared, req: pb::GoldenRequest) -> Result<pb::Gold
             _ => row.success += n,
         }
     }
-    for (labels, windows) in db.select_windows(&with_name(metrics::RESPONSE_LATENCY_MS), start, end).map_err(internal)? {
+    for (labels, windows) in db
+        .select_windows(&with_name(metrics::RESPONSE_LATENCY_MS), start, end)
+        .map_err(internal)?
+    {
         let row = rows.entry(labels.keep(&group_names)).or_default();
-        let h = row.histogram.get_or_insert_with(conduit_api::histogram::new_latency_histogram);
+        let h = row
+            .histogram
+            .get_or_insert_with(conduit_api::histogram::new_latency_histogram);
         for w in &windows {
-            w.merge_into(h).map_err(|e| Status::internal(e.to_string()))?;
+            w.merge_into(h)
+                .map_err(|e| Status::internal(e.to_string()))?;
             row.scale = w.scale;
         }
     }
-    for s in db.select(&with_name(metrics::TCP_OPEN_CONNECTIONS), end - lookback, end).map_err(internal)? {
+    for s in db
+        .select(
+            &with_name(metrics::TCP_OPEN_CONNECTIONS),
+            end - lookback,
+            end,
+        )
+        .map_err(internal)?
+    {
         if let Some(&(_, v)) = s.samples.last().filter(|(_, v)| !is_stale(*v)) {
-            rows.entry(s.labels.keep(&group_names)).or_default().tcp_open += v;
+            rows.entry(s.labels.keep(&group_names))
+                .or_default()
+                .tcp_open += v;
         }
     }
     let secs = window as f64 / 1000.0;
@@ -215,7 +256,10 @@ pub(crate) fn golden(shared: &Shared, req: pb::GoldenRequest) -> Result<pb::Gold
 
 #[tonic::async_trait]
 impl Query for QueryService {
-    async fn golden(&self, request: Request<pb::GoldenRequest>) -> Result<Response<pb::GoldenResponse>, Status> {
+    async fn golden(
+        &self,
+        request: Request<pb::GoldenRequest>,
+    ) -> Result<Response<pb::GoldenResponse>, Status> {
         let shared = self.shared.clone();
         let req = request.into_inner();
         let resp = tokio::task::spawn_blocking(move || golden(&shared, req))
@@ -224,9 +268,16 @@ impl Query for QueryService {
         Ok(Response::new(resp))
     }
 
-    async fn instant(&self, request: Request<pb::InstantQuery>) -> Result<Response<pb::QueryResult>, Status> {
+    async fn instant(
+        &self,
+        request: Request<pb::InstantQuery>,
+    ) -> Result<Response<pb::QueryResult>, Status> {
         let q = request.into_inner();
-        let t = if q.time_unix_ms > 0 { q.time_unix_ms } else { crate::time::now_ms() };
+        let t = if q.time_unix_ms > 0 {
+            q.time_unix_ms
+        } else {
+            crate::time::now_ms()
+        };
         let engine = self.shared.engine.clone();
         let v = tokio::task::spawn_blocking(move || engine.instant(&q.query, t))
             .await
@@ -235,55 +286,90 @@ impl Query for QueryService {
         Ok(Response::new(result_of(v)))
     }
 
-    async fn range(&self, request: Request<pb::RangeQuery>) -> Result<Response<pb::QueryResult>, Status> {
+    async fn range(
+        &self,
+        request: Request<pb::RangeQuery>,
+    ) -> Result<Response<pb::QueryResult>, Status> {
         let q = request.into_inner();
         let engine = self.shared.engine.clone();
-        let v = tokio::task::spawn_blocking(move || engine.range(&q.query, q.start_unix_ms, q.end_unix_ms, q.step_ms))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status_of)?;
+        let v = tokio::task::spawn_blocking(move || {
+            engine.range(&q.query, q.start_unix_ms, q.end_unix_ms, q.step_ms)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(status_of)?;
         Ok(Response::new(result_of(v)))
     }
 
-    async fn series(&self, request: Request<pb::SeriesRequest>) -> Result<Response<pb::SeriesResponse>, Status> {
+    async fn series(
+        &self,
+        request: Request<pb::SeriesRequest>,
+    ) -> Result<Response<pb::SeriesResponse>, Status> {
         let req = request.into_inner();
         let m = matchers(&req.matchers)?;
         if m.is_empty() {
             return Err(Status::invalid_argument("at least one matcher is required"));
         }
-        let end = if req.end_unix_ms > 0 { req.end_unix_ms } else { i64::MAX };
+        let end = if req.end_unix_ms > 0 {
+            req.end_unix_ms
+        } else {
+            i64::MAX
+        };
         let db = self.shared.db.clone();
         let start = req.start_unix_ms;
         let all = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end))
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(pb::SeriesResponse {
-            series: all.iter().map(|l| pb::LabelSet { labels: l.to_proto() }).collect(),
+            series: all
+                .iter()
+                .map(|l| pb::LabelSet {
+                    labels: l.to_proto(),
+                })
+                .collect(),
         }))
     }
 
-    async fn search_tap(&self, _request: Request<pb::SearchTapRequest>) -> Result<Response<pb::SearchTapResponse>, Status> {
+    async fn search_tap(
+        &self,
+        _request: Request<pb::SearchTapRequest>,
+    ) -> Result<Response<pb::SearchTapResponse>, Status> {
         Err(Status::unimplemented(
             "tap history is not available in this version of the telemetry store; use live tap through the controller",
         ))
     }
 
-    type FollowTapStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TapEvent, Status>> + Send>>;
+    type FollowTapStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<TapEvent, Status>> + Send>>;
 
-    async fn follow_tap(&self, _request: Request<pb::SearchTapRequest>) -> Result<Response<Self::FollowTapStream>, Status> {
+    async fn follow_tap(
+        &self,
+        _request: Request<pb::SearchTapRequest>,
+    ) -> Result<Response<Self::FollowTapStream>, Status> {
         Err(Status::unimplemented(
             "tap history is not available in this version of the telemetry store; use live tap through the controller",
         ))
     }
 
-    async fn status(&self, _request: Request<pb::StatusRequest>) -> Result<Response<pb::StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
         let s = &self.shared;
         let since = crate::time::now_ms() - RECENT_PROXY_MS;
         Ok(Response::new(pb::StatusResponse {
             version: conduit_api::VERSION.to_string(),
             active_series: s.db.head.len() as u64,
-            samples_ingested_total: s.db.stats.samples_appended.load(std::sync::atomic::Ordering::Relaxed),
-            reports_received_total: s.ingester.stats.reports.load(std::sync::atomic::Ordering::Relaxed),
+            samples_ingested_total: s
+                .db
+                .stats
+                .samples_appended
+                .load(std::sync::atomic::Ordering::Relaxed),
+            reports_received_total: s
+                .ingester
+                .stats
+                .reports
+                .load(std::sync::atomic::Ordering::Relaxed),
             proxies: s
                 .proxies
                 .since(since)
@@ -304,7 +390,13 @@ mod tests {
 
     #[test]
     fn increase_counts_from_the_baseline_and_through_resets() {
-        let s = [(0, 5.0), (1000, 7.0), (2000, 10.0), (3000, 2.0), (4000, 4.0)];
+        let s = [
+            (0, 5.0),
+            (1000, 7.0),
+            (2000, 10.0),
+            (3000, 2.0),
+            (4000, 4.0),
+        ];
         // Baseline 7 at t=1000: +3, reset to 2 (+2), +2.
         assert_eq!(increase(&s, 1000), 7.0);
         // A series born inside the window counts from zero.

@@ -57,7 +57,11 @@ pub struct Running {
 impl Store {
     /// Opens (or creates) the data directory and replays the WAL.
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let retention_bytes = if config.retention_size == 0 { u64::MAX } else { config.retention_size };
+        let retention_bytes = if config.retention_size == 0 {
+            u64::MAX
+        } else {
+            config.retention_size
+        };
         let db = Db::open(DbOptions {
             dir: config.data_dir.clone(),
             block_range_ms: (config.block_duration.as_millis() as i64).max(1000),
@@ -66,7 +70,12 @@ impl Store {
             fsync: config.wal_fsync,
             max_series: config.max_active_series,
         })
-        .with_context(|| format!("cannot open the data directory {}", config.data_dir.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
         let db = Arc::new(db);
         let engine = Arc::new(Engine::new(
             db.clone(),
@@ -129,15 +138,20 @@ impl Store {
             proxies: shared.proxies.clone(),
         })
         .max_decoding_message_size(64 << 20);
-        let query = QueryServer::new(QueryService { shared: shared.clone() });
+        let query = QueryServer::new(QueryService {
+            shared: shared.clone(),
+        });
         let mut rx = stopped.clone();
         tasks.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(telemetry)
                 .add_service(query)
-                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                )
                 .await
                 .context("gRPC server failed")
         });
@@ -196,13 +210,23 @@ impl Running {
         while let Some(r) = self.tasks.join_next().await {
             r.context("server task panicked")??;
         }
-        self.store.shared.db.sync_wal().context("cannot flush the WAL")?;
+        self.store
+            .shared
+            .db
+            .sync_wal()
+            .context("cannot flush the WAL")?;
         Ok(())
     }
 }
 
-async fn maintenance(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let every = shared.config.maintenance_interval.max(Duration::from_millis(100));
+async fn maintenance(
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let every = shared
+        .config
+        .maintenance_interval
+        .max(Duration::from_millis(100));
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return Ok(()),
@@ -218,7 +242,10 @@ async fn maintenance(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) ->
 }
 
 async fn fsync_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> anyhow::Result<()> {
-    let every = shared.config.wal_fsync_interval.max(Duration::from_millis(10));
+    let every = shared
+        .config
+        .wal_fsync_interval
+        .max(Duration::from_millis(10));
     loop {
         tokio::select! {
             _ = stopped.wait_for(|s| *s) => return Ok(()),

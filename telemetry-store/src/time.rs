@@ -13,7 +13,9 @@ pub(crate) enum TimeError {
 
 /// Parses a Prometheus duration (`1h30m`, `90s`, `7d`, `1w`, `1y`).
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    parse_duration_ms(s).map(|ms| Duration::from_millis(ms as u64)).map_err(|e| e.to_string())
+    parse_duration_ms(s)
+        .map(|ms| Duration::from_millis(ms as u64))
+        .map_err(|e| e.to_string())
 }
 
 pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, TimeError> {
@@ -52,7 +54,10 @@ pub(crate) fn parse_duration_ms(s: &str) -> Result<i64, TimeError> {
             return Err(err());
         }
         last_unit = pos;
-        total = n.checked_mul(units[pos].1).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+        total = n
+            .checked_mul(units[pos].1)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(err)?;
     }
     Ok(total)
 }
@@ -88,7 +93,13 @@ pub(crate) fn parse_timestamp_ms(s: &str) -> Result<i64, TimeError> {
 
 fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -180,8 +191,14 @@ mod tests {
     #[test]
     fn timestamps_as_seconds_or_rfc3339() {
         assert_eq!(parse_timestamp_ms("1700000000.123"), Ok(1_700_000_000_123));
-        assert_eq!(parse_timestamp_ms("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
-        assert_eq!(parse_timestamp_ms("2023-11-14T23:13:20.5+01:00"), Ok(1_700_000_000_500));
+        assert_eq!(
+            parse_timestamp_ms("2023-11-14T22:13:20Z"),
+            Ok(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_timestamp_ms("2023-11-14T23:13:20.5+01:00"),
+            Ok(1_700_000_000_500)
+        );
         assert!(parse_timestamp_ms("yesterday").is_err());
         assert!(parse_timestamp_ms("NaN").is_err());
         assert!(parse_timestamp_ms("1e300").is_err());

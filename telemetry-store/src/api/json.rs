@@ -136,7 +136,9 @@ pub(crate) fn error(error_type: &str, message: &str) -> String {
 pub(crate) fn query_data(j: &mut Json, value: &QueryValue) {
     match value {
         QueryValue::Scalar(t, v) => {
-            j.raw(r#"{"resultType":"scalar","result":"#).point(*t, *v).raw("}");
+            j.raw(r#"{"resultType":"scalar","result":"#)
+                .point(*t, *v)
+                .raw("}");
         }
         QueryValue::String(t, s) => {
             j.raw(r#"{"resultType":"string","result":["#);
@@ -149,7 +151,11 @@ pub(crate) fn query_data(j: &mut Json, value: &QueryValue) {
                 if i > 0 {
                     j.raw(",");
                 }
-                j.raw(r#"{"metric":"#).labels(metric).raw(r#","value":"#).point(*t, *v).raw("}");
+                j.raw(r#"{"metric":"#)
+                    .labels(metric)
+                    .raw(r#","value":"#)
+                    .point(*t, *v)
+                    .raw("}");
             }
             j.raw("]}");
         }
@@ -167,7 +173,9 @@ pub(crate) fn query_data(j: &mut Json, value: &QueryValue) {
 }
 
 fn matrix_series(j: &mut Json, s: &Series) {
-    j.raw(r#"{"metric":"#).labels(&s.metric).raw(r#","values":["#);
+    j.raw(r#"{"metric":"#)
+        .labels(&s.metric)
+        .raw(r#","values":["#);
     for (i, (t, v)) in s.points.iter().enumerate() {
         if i > 0 {
             j.raw(",");
@@ -191,8 +199,15 @@ mod tests {
         assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
         assert_eq!(format_value(0.0), "0");
         let mut j = Json::new();
-        j.point(1_700_000_000_500, 2.0).raw(" ").point(1_700_000_000_005, 1.0).raw(" ").point(-1500, 0.0);
-        assert_eq!(j.finish(), r#"[1700000000.500,"2"] [1700000000.005,"1"] [-1.500,"0"]"#);
+        j.point(1_700_000_000_500, 2.0)
+            .raw(" ")
+            .point(1_700_000_000_005, 1.0)
+            .raw(" ")
+            .point(-1500, 0.0);
+        assert_eq!(
+            j.finish(),
+            r#"[1700000000.500,"2"] [1700000000.005,"1"] [-1.500,"0"]"#
+        );
     }
 
     #[test]

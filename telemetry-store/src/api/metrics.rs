@@ -23,30 +23,148 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
-    metric("conduit_store_head_series", "gauge", "Series in the in-memory head.", s.db.head.len() as u64);
-    metric("conduit_store_head_chunk_bytes", "gauge", "Bytes of compressed samples and histogram windows in the head.", head_bytes as u64);
-    metric("conduit_store_max_active_series", "gauge", "The active-series limit.", s.config.max_active_series as u64);
-    metric("conduit_store_samples_appended_total", "counter", "Samples stored.", load(&d.samples_appended));
-    metric("conduit_store_histogram_windows_appended_total", "counter", "Histogram windows stored.", load(&d.windows_appended));
-    metric("conduit_store_samples_out_of_order_total", "counter", "Samples refused for being older than their series' last one.", load(&d.out_of_order));
-    metric("conduit_store_samples_duplicate_total", "counter", "Samples refused for repeating a timestamp with another value.", load(&d.duplicates));
-    metric("conduit_store_samples_out_of_bounds_total", "counter", "Samples refused for being older than the head.", load(&d.out_of_bounds));
-    metric("conduit_store_series_created_total", "counter", "Series created in the head.", s.db.head.created());
-    metric("conduit_store_series_refused_total", "counter", "New series refused by the active-series limit.", load(&d.series_refused));
-    metric("conduit_store_series_removed_total", "counter", "Idle series dropped from the head.", load(&d.series_removed));
-    metric("conduit_store_invalid_series_total", "counter", "Series refused for invalid labels or names.", load(&i.invalid_series));
-    metric("conduit_store_reports_received_total", "counter", "Proxy telemetry reports received.", load(&i.reports));
-    metric("conduit_store_report_series_rejected_total", "counter", "Series of proxy reports that were rejected.", load(&i.report_series_rejected));
-    metric("conduit_store_remote_write_requests_total", "counter", "Remote-write requests received.", load(&i.remote_write_requests));
-    metric("conduit_store_remote_write_rejected_total", "counter", "Remote-write requests answered with an error.", load(&i.remote_write_rejected));
-    metric("conduit_store_blocks", "gauge", "Blocks on disk.", blocks as u64);
-    metric("conduit_store_block_bytes", "gauge", "Bytes of blocks on disk.", block_bytes);
-    metric("conduit_store_wal_bytes", "gauge", "Bytes of the write-ahead log.", wal_bytes);
-    metric("conduit_store_blocks_cut_total", "counter", "Blocks cut from the head.", load(&d.blocks_cut));
-    metric("conduit_store_compactions_total", "counter", "Block compactions.", load(&d.compactions));
-    metric("conduit_store_blocks_deleted_total", "counter", "Blocks deleted by retention.", load(&d.blocks_deleted));
-    metric("conduit_store_wal_truncated_bytes", "gauge", "Bytes of a torn WAL tail cut off at the last start.", load(&d.wal_truncated_bytes));
+    metric(
+        "conduit_store_head_series",
+        "gauge",
+        "Series in the in-memory head.",
+        s.db.head.len() as u64,
+    );
+    metric(
+        "conduit_store_head_chunk_bytes",
+        "gauge",
+        "Bytes of compressed samples and histogram windows in the head.",
+        head_bytes as u64,
+    );
+    metric(
+        "conduit_store_max_active_series",
+        "gauge",
+        "The active-series limit.",
+        s.config.max_active_series as u64,
+    );
+    metric(
+        "conduit_store_samples_appended_total",
+        "counter",
+        "Samples stored.",
+        load(&d.samples_appended),
+    );
+    metric(
+        "conduit_store_histogram_windows_appended_total",
+        "counter",
+        "Histogram windows stored.",
+        load(&d.windows_appended),
+    );
+    metric(
+        "conduit_store_samples_out_of_order_total",
+        "counter",
+        "Samples refused for being older than their series' last one.",
+        load(&d.out_of_order),
+    );
+    metric(
+        "conduit_store_samples_duplicate_total",
+        "counter",
+        "Samples refused for repeating a timestamp with another value.",
+        load(&d.duplicates),
+    );
+    metric(
+        "conduit_store_samples_out_of_bounds_total",
+        "counter",
+        "Samples refused for being older than the head.",
+        load(&d.out_of_bounds),
+    );
+    metric(
+        "conduit_store_series_created_total",
+        "counter",
+        "Series created in the head.",
+        s.db.head.created(),
+    );
+    metric(
+        "conduit_store_series_refused_total",
+        "counter",
+        "New series refused by the active-series limit.",
+        load(&d.series_refused),
+    );
+    metric(
+        "conduit_store_series_removed_total",
+        "counter",
+        "Idle series dropped from the head.",
+        load(&d.series_removed),
+    );
+    metric(
+        "conduit_store_invalid_series_total",
+        "counter",
+        "Series refused for invalid labels or names.",
+        load(&i.invalid_series),
+    );
+    metric(
+        "conduit_store_reports_received_total",
+        "counter",
+        "Proxy telemetry reports received.",
+        load(&i.reports),
+    );
+    metric(
+        "conduit_store_report_series_rejected_total",
+        "counter",
+        "Series of proxy reports that were rejected.",
+        load(&i.report_series_rejected),
+    );
+    metric(
+        "conduit_store_remote_write_requests_total",
+        "counter",
+        "Remote-write requests received.",
+        load(&i.remote_write_requests),
+    );
+    metric(
+        "conduit_store_remote_write_rejected_total",
+        "counter",
+        "Remote-write requests answered with an error.",
+        load(&i.remote_write_rejected),
+    );
+    metric(
+        "conduit_store_blocks",
+        "gauge",
+        "Blocks on disk.",
+        blocks as u64,
+    );
+    metric(
+        "conduit_store_block_bytes",
+        "gauge",
+        "Bytes of blocks on disk.",
+        block_bytes,
+    );
+    metric(
+        "conduit_store_wal_bytes",
+        "gauge",
+        "Bytes of the write-ahead log.",
+        wal_bytes,
+    );
+    metric(
+        "conduit_store_blocks_cut_total",
+        "counter",
+        "Blocks cut from the head.",
+        load(&d.blocks_cut),
+    );
+    metric(
+        "conduit_store_compactions_total",
+        "counter",
+        "Block compactions.",
+        load(&d.compactions),
+    );
+    metric(
+        "conduit_store_blocks_deleted_total",
+        "counter",
+        "Blocks deleted by retention.",
+        load(&d.blocks_deleted),
+    );
+    metric(
+        "conduit_store_wal_truncated_bytes",
+        "gauge",
+        "Bytes of a torn WAL tail cut off at the last start.",
+        load(&d.wal_truncated_bytes),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -36,8 +36,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/write", post(write))
-        .route("/-/ready", get(|| async { "Conduit telemetry store is Ready.\n" }))
-        .route("/-/healthy", get(|| async { "Conduit telemetry store is Healthy.\n" }))
+        .route(
+            "/-/ready",
+            get(|| async { "Conduit telemetry store is Ready.\n" }),
+        )
+        .route(
+            "/-/healthy",
+            get(|| async { "Conduit telemetry store is Healthy.\n" }),
+        )
         .route("/metrics", get(metrics::handler))
         .layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES))
         .with_state(shared)
@@ -113,14 +119,21 @@ fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
 }
 
 /// Runs CPU-bound query work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, QueryError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ApiError::from(QueryError::Internal(format!("query task failed: {e}"))))?
         .map_err(ApiError::from)
 }
 
-async fn query(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+async fn query(
+    State(s): AppState,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
     let t = time_param(&p, "time", now_ms())?;
     let timeout = timeout_param(&s, &p)?;
@@ -130,16 +143,25 @@ async fn query(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, bo
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
-async fn query_range(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+async fn query_range(
+    State(s): AppState,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let start = parse_timestamp_ms(p.get("start").unwrap_or_default()).map_err(|e| ApiError::param("start", e))?;
-    let end = parse_timestamp_ms(p.get("end").unwrap_or_default()).map_err(|e| ApiError::param("end", e))?;
-    let step = parse_api_duration_ms(p.get("step").unwrap_or_default()).map_err(|e| ApiError::param("step", e))?;
+    let start = parse_timestamp_ms(p.get("start").unwrap_or_default())
+        .map_err(|e| ApiError::param("start", e))?;
+    let end = parse_timestamp_ms(p.get("end").unwrap_or_default())
+        .map_err(|e| ApiError::param("end", e))?;
+    let step = parse_api_duration_ms(p.get("step").unwrap_or_default())
+        .map_err(|e| ApiError::param("step", e))?;
     let timeout = timeout_param(&s, &p)?;
     crate::promql::check_range(start, end, step)?;
     let expr = p.get("query").unwrap_or_default().to_string();
     let engine = s.engine.clone();
-    let value = blocking(move || engine.range_with_timeout(&expr, start, end, step, timeout)).await?;
+    let value =
+        blocking(move || engine.range_with_timeout(&expr, start, end, step, timeout)).await?;
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
@@ -152,17 +174,28 @@ fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
             Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
                 crate::promql::selector_matchers(&vs).map_err(|e| ApiError::param("match[]", e))
             }
-            Ok(_) => Err(ApiError::param("match[]", format!("{m:?} is not a series selector"))),
+            Ok(_) => Err(ApiError::param(
+                "match[]",
+                format!("{m:?} is not a series selector"),
+            )),
             Err(e) => Err(ApiError::param("match[]", e)),
         })
         .collect()
 }
 
 fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
-    Ok((time_param(p, "start", i64::MIN)?, time_param(p, "end", i64::MAX)?))
+    Ok((
+        time_param(p, "start", i64::MIN)?,
+        time_param(p, "end", i64::MAX)?,
+    ))
 }
 
-async fn series(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+async fn series(
+    State(s): AppState,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
     let sets = selectors(&p)?;
     if sets.is_empty() {
@@ -190,7 +223,12 @@ async fn series(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, b
     })))
 }
 
-async fn labels(State(s): AppState, headers: HeaderMap, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
+async fn labels(
+    State(s): AppState,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
     let sets = selectors(&p)?;
     let (start, end) = range_params(&p)?;
@@ -254,12 +292,19 @@ async fn metadata(State(s): AppState, RawQuery(q): RawQuery) -> Result<Response,
     let all = s.ingester.metadata();
     Ok(ok(json::success(|j| {
         j.raw("{");
-        let entries = all.iter().filter(|(name, _)| metric.is_empty() || *name == metric).take(limit);
+        let entries = all
+            .iter()
+            .filter(|(name, _)| metric.is_empty() || *name == metric)
+            .take(limit);
         for (i, (name, m)) in entries.enumerate() {
             if i > 0 {
                 j.raw(",");
             }
-            j.string(name).raw(r#":[{"type":"#).string(&m.kind).raw(r#","help":"#).string(&m.help);
+            j.string(name)
+                .raw(r#":[{"type":"#)
+                .string(&m.kind)
+                .raw(r#","help":"#)
+                .string(&m.help);
             j.raw(r#","unit":"#).string(&m.unit).raw("}]");
         }
         j.raw("}");
@@ -287,15 +332,30 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
     let req = match remote_write::decode(&body) {
         Ok(r) => r,
         Err(e) => {
-            s.ingester.stats.remote_write_rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.ingester
+                .stats
+                .remote_write_rejected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
     let ingester = s.ingester.clone();
     let summary = match tokio::task::spawn_blocking(move || ingester.remote_write(req)).await {
         Ok(Ok(summary)) => summary,
-        Ok(Err(e)) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("cannot write the WAL: {e}\n")).into_response(),
-        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, format!("ingest task failed: {e}\n")).into_response(),
+        Ok(Err(e)) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot write the WAL: {e}\n"),
+            )
+                .into_response();
+        }
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("ingest task failed: {e}\n"),
+            )
+                .into_response();
+        }
     };
     let o = summary.outcome;
     if summary.rejected_series == 0 && o.rejected() == 0 {

@@ -154,7 +154,13 @@ mod tests {
     #[test]
     fn floats_and_special_values_round_trip() {
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        round_trip(&[(1, 0.5), (2, -0.0), (5, stale), (9, f64::INFINITY), (10, 3.25)]);
+        round_trip(&[
+            (1, 0.5),
+            (2, -0.0),
+            (5, stale),
+            (9, f64::INFINITY),
+            (10, 3.25),
+        ]);
         round_trip(&[(1, 1.0), (2, -0.0)]);
         round_trip(&[(1, 1e300)]);
         round_trip(&[(-5, 9.007199254740993e15), (0, 1.0)]);

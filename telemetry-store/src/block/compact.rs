@@ -87,7 +87,13 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
 
 /// Indexes of blocks to delete: past the age limit, then oldest first
 /// until the total (plus `other_bytes`, the WAL) fits the size limit.
-pub(crate) fn expired(metas: &[&Meta], now_ms: i64, max_age_ms: i64, max_bytes: u64, other_bytes: u64) -> Vec<usize> {
+pub(crate) fn expired(
+    metas: &[&Meta],
+    now_ms: i64,
+    max_age_ms: i64,
+    max_bytes: u64,
+    other_bytes: u64,
+) -> Vec<usize> {
     let mut out: Vec<usize> = metas
         .iter()
         .enumerate()

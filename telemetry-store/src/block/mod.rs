@@ -17,9 +17,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt8Type, UInt32Type, UInt64Type};
-use arrow_array::RecordBatch;
 use arrow_ipc::reader::FileReader;
 use conduit_api::Labels;
 
@@ -73,12 +73,18 @@ impl Block {
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
         if meta.version != schema::VERSION {
-            return Err(corrupt(format!("unsupported block version {}", meta.version)));
+            return Err(corrupt(format!(
+                "unsupported block version {}",
+                meta.version
+            )));
         }
         let mut series = Vec::with_capacity(meta.series as usize);
         let mut floats = Index::default();
         let mut histograms = Index::default();
-        let index = FileReader::try_new(BufReader::new(File::open(dir.join(schema::INDEX_FILE))?), None)?;
+        let index = FileReader::try_new(
+            BufReader::new(File::open(dir.join(schema::INDEX_FILE))?),
+            None,
+        )?;
         for batch in index {
             let batch = batch?;
             let labels = batch.column(0).as_binary::<i32>();
@@ -86,8 +92,13 @@ impl Block {
             let first = batch.column(2).as_primitive::<UInt64Type>();
             let rows = batch.column(3).as_primitive::<UInt32Type>();
             for i in 0..batch.num_rows() {
-                let labels = decode_labels(labels.value(i)).ok_or_else(|| corrupt("bad label set".into()))?;
-                let kind = if kinds.value(i) == 1 { Kind::Histogram } else { Kind::Float };
+                let labels = decode_labels(labels.value(i))
+                    .ok_or_else(|| corrupt("bad label set".into()))?;
+                let kind = if kinds.value(i) == 1 {
+                    Kind::Histogram
+                } else {
+                    Kind::Float
+                };
                 let id = series.len() as u64;
                 match kind {
                     Kind::Float => floats.add(id, &labels),
@@ -132,22 +143,41 @@ impl Block {
             .collect()
     }
 
-    pub(crate) fn label_names(&self, matchers: &[Matcher], out: &mut std::collections::BTreeSet<String>) {
+    pub(crate) fn label_names(
+        &self,
+        matchers: &[Matcher],
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
         self.floats.label_names(matchers, out);
     }
 
-    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], out: &mut std::collections::BTreeSet<String>) {
+    pub(crate) fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
         self.floats.label_values(name, matchers, out);
     }
 
     /// Float samples in `[mint, maxt]` of the matching series.
-    pub(crate) fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Result<Vec<(&Labels, Vec<Sample>)>, BlockError> {
+    pub(crate) fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(&Labels, Vec<Sample>)>, BlockError> {
         let ids = self.floats.select(matchers);
         let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let s = &self.series[id as usize];
-            let samples = rows.samples(s.first_row..s.first_row + s.rows as u64, mint, maxt, &self.dir)?;
+            let samples = rows.samples(
+                s.first_row..s.first_row + s.rows as u64,
+                mint,
+                maxt,
+                &self.dir,
+            )?;
             if !samples.is_empty() {
                 out.push((&s.labels, samples));
             }
@@ -156,7 +186,12 @@ impl Block {
     }
 
     /// Histogram windows ending in `(after, until]` of the matching series.
-    pub(crate) fn select_windows(&self, matchers: &[Matcher], after: i64, until: i64) -> Result<Vec<(&Labels, Vec<Window>)>, BlockError> {
+    pub(crate) fn select_windows(
+        &self,
+        matchers: &[Matcher],
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<(&Labels, Vec<Window>)>, BlockError> {
         let ids = self.histograms.select(matchers);
         let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(ids.len());
@@ -205,33 +240,45 @@ impl Block {
 impl Rows {
     fn open(path: &Path) -> Result<Self, BlockError> {
         let reader = FileReader::try_new(BufReader::new(File::open(path)?), None)?;
-        Ok(Self { reader, cached: None })
+        Ok(Self {
+            reader,
+            cached: None,
+        })
     }
 
     fn batch(&mut self, i: usize) -> Result<&RecordBatch, BlockError> {
         if self.cached.as_ref().is_none_or(|(c, _)| *c != i) {
             self.reader.set_index(i)?;
-            let batch = self
-                .reader
-                .next()
-                .transpose()?
-                .ok_or_else(|| arrow_schema::ArrowError::IpcError(format!("missing batch {i}")))?;
+            let batch =
+                self.reader.next().transpose()?.ok_or_else(|| {
+                    arrow_schema::ArrowError::IpcError(format!("missing batch {i}"))
+                })?;
             self.cached = Some((i, batch));
         }
         Ok(&self.cached.as_ref().expect("cached above").1)
     }
 
     /// Calls `f(batch, row)` for each global row in `range`.
-    fn for_rows(&mut self, range: Range<u64>, mut f: impl FnMut(&RecordBatch, usize) -> Result<bool, BlockError>) -> Result<(), BlockError> {
+    fn for_rows(
+        &mut self,
+        range: Range<u64>,
+        mut f: impl FnMut(&RecordBatch, usize) -> Result<bool, BlockError>,
+    ) -> Result<(), BlockError> {
         for row in range {
             let b = (row / schema::BATCH_ROWS as u64) as usize;
             if b >= self.reader.num_batches() {
-                return Err(arrow_schema::ArrowError::IpcError(format!("row {row} beyond the file")).into());
+                return Err(arrow_schema::ArrowError::IpcError(format!(
+                    "row {row} beyond the file"
+                ))
+                .into());
             }
             let i = (row % schema::BATCH_ROWS as u64) as usize;
             let batch = self.batch(b)?;
             if i >= batch.num_rows() {
-                return Err(arrow_schema::ArrowError::IpcError(format!("row {row} beyond its batch")).into());
+                return Err(arrow_schema::ArrowError::IpcError(format!(
+                    "row {row} beyond its batch"
+                ))
+                .into());
             }
             if !f(batch, i)? {
                 return Ok(());
@@ -240,7 +287,13 @@ impl Rows {
         Ok(())
     }
 
-    fn samples(&mut self, range: Range<u64>, mint: i64, maxt: i64, dir: &Path) -> Result<Vec<Sample>, BlockError> {
+    fn samples(
+        &mut self,
+        range: Range<u64>,
+        mint: i64,
+        maxt: i64,
+        dir: &Path,
+    ) -> Result<Vec<Sample>, BlockError> {
         let mut out = Vec::new();
         self.for_rows(range, |batch, i| {
             let min_t = batch.column(1).as_primitive::<Int64Type>().value(i);
@@ -261,7 +314,12 @@ impl Rows {
         Ok(out)
     }
 
-    fn windows(&mut self, range: Range<u64>, after: i64, until: i64) -> Result<Vec<Window>, BlockError> {
+    fn windows(
+        &mut self,
+        range: Range<u64>,
+        after: i64,
+        until: i64,
+    ) -> Result<Vec<Window>, BlockError> {
         let mut out = Vec::new();
         self.for_rows(range, |batch, i| {
             let end_ms = batch.column(2).as_primitive::<Int64Type>().value(i);
@@ -277,7 +335,12 @@ impl Rows {
                 count: batch.column(3).as_primitive::<UInt64Type>().value(i),
                 sum: batch.column(4).as_primitive::<Float64Type>().value(i),
                 scale: batch.column(5).as_primitive::<Float64Type>().value(i),
-                buckets: batch.column(6).as_binary::<i32>().value(i).to_vec().into_boxed_slice(),
+                buckets: batch
+                    .column(6)
+                    .as_binary::<i32>()
+                    .value(i)
+                    .to_vec()
+                    .into_boxed_slice(),
             });
             Ok(true)
         })?;
@@ -308,7 +371,11 @@ pub(crate) fn open_all(dir: &Path) -> Result<Vec<Block>, BlockError> {
     let mut blocks = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         if name.ends_with(".tmp") || name.ends_with(".deleted") {
             tracing::info!(path = %path.display(), "removing an unfinished block");
             fs::remove_dir_all(&path)?;
@@ -350,7 +417,9 @@ mod tests {
         }
         all.sort();
         for (i, labels) in all.iter().enumerate() {
-            let samples: Vec<Sample> = (0..500).map(|t| (t * 1000, (t * i as i64) as f64)).collect();
+            let samples: Vec<Sample> = (0..500)
+                .map(|t| (t * 1000, (t * i as i64) as f64))
+                .collect();
             w.add(labels, Kind::Float, &samples, &[]).unwrap();
         }
         let (path, meta) = w.finish().unwrap();
@@ -359,11 +428,16 @@ mod tests {
         assert!(meta.bytes < 300_000, "{} bytes", meta.bytes);
 
         let block = Block::open(&path).unwrap();
-        let got = block.select(&[Matcher::equal("deployment", "d0007")], 10_000, 12_000).unwrap();
+        let got = block
+            .select(&[Matcher::equal("deployment", "d0007")], 10_000, 12_000)
+            .unwrap();
         assert_eq!(got.len(), 12);
         for (labels, samples) in got {
             assert_eq!(labels.get("deployment"), Some("d0007"));
-            assert_eq!(samples.iter().map(|s| s.0).collect::<Vec<_>>(), vec![10_000, 11_000, 12_000]);
+            assert_eq!(
+                samples.iter().map(|s| s.0).collect::<Vec<_>>(),
+                vec![10_000, 11_000, 12_000]
+            );
         }
         let blocks = open_all(dir.path()).unwrap();
         assert_eq!(blocks.len(), 1);

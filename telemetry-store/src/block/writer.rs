@@ -5,7 +5,9 @@ use std::fs::{self, File};
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use arrow_array::builder::{BinaryBuilder, Float64Builder, Int64Builder, UInt8Builder, UInt32Builder, UInt64Builder};
+use arrow_array::builder::{
+    BinaryBuilder, Float64Builder, Int64Builder, UInt8Builder, UInt32Builder, UInt64Builder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::writer::FileWriter;
 use conduit_api::Labels;
@@ -77,10 +79,11 @@ impl BlockWriter {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        let open = |file: &str, schema: &arrow_schema::Schema| -> Result<FileWriter<BufWriter<File>>> {
-            let f = BufWriter::new(File::create(tmp.join(file))?);
-            Ok(FileWriter::try_new(f, schema)?)
-        };
+        let open =
+            |file: &str, schema: &arrow_schema::Schema| -> Result<FileWriter<BufWriter<File>>> {
+                let f = BufWriter::new(File::create(tmp.join(file))?);
+                Ok(FileWriter::try_new(f, schema)?)
+            };
         Ok(Self {
             chunks: open(schema::CHUNKS_FILE, &schema::chunks())?,
             windows: open(schema::WINDOWS_FILE, &schema::windows())?,
@@ -106,7 +109,13 @@ impl BlockWriter {
     }
 
     /// Adds the next series; calls must come in label order.
-    pub(crate) fn add(&mut self, labels: &Labels, kind: Kind, samples: &[Sample], windows: &[Window]) -> Result<()> {
+    pub(crate) fn add(
+        &mut self,
+        labels: &Labels,
+        kind: Kind,
+        samples: &[Sample],
+        windows: &[Window],
+    ) -> Result<()> {
         if samples.is_empty() && windows.is_empty() {
             return Ok(());
         }
@@ -199,7 +208,8 @@ impl BlockWriter {
             std::sync::Arc::new(r.values.finish()),
         ];
         r.len = 0;
-        self.chunks.write(&RecordBatch::try_new(schema::chunks(), columns)?)?;
+        self.chunks
+            .write(&RecordBatch::try_new(schema::chunks(), columns)?)?;
         Ok(())
     }
 
@@ -218,7 +228,8 @@ impl BlockWriter {
             std::sync::Arc::new(r.buckets.finish()),
         ];
         r.len = 0;
-        self.windows.write(&RecordBatch::try_new(schema::windows(), columns)?)?;
+        self.windows
+            .write(&RecordBatch::try_new(schema::windows(), columns)?)?;
         Ok(())
     }
 
@@ -234,7 +245,8 @@ impl BlockWriter {
             std::sync::Arc::new(r.rows.finish()),
         ];
         r.len = 0;
-        self.index.write(&RecordBatch::try_new(schema::index(), columns)?)?;
+        self.index
+            .write(&RecordBatch::try_new(schema::index(), columns)?)?;
         Ok(())
     }
 
@@ -250,7 +262,11 @@ impl BlockWriter {
             w.get_mut().get_ref().sync_all()?;
         }
         let mut bytes = 0;
-        for file in [schema::CHUNKS_FILE, schema::WINDOWS_FILE, schema::INDEX_FILE] {
+        for file in [
+            schema::CHUNKS_FILE,
+            schema::WINDOWS_FILE,
+            schema::INDEX_FILE,
+        ] {
             bytes += fs::metadata(self.tmp.join(file))?.len();
         }
         self.meta.bytes = bytes;

@@ -107,7 +107,14 @@ mod tests {
     #[test]
     fn round_trips_mixed_widths() {
         let mut w = BitWriter::default();
-        let items: &[(u64, u8)] = &[(1, 1), (0b101, 3), (u64::MAX, 64), (0, 7), (12345, 17), (1, 1)];
+        let items: &[(u64, u8)] = &[
+            (1, 1),
+            (0b101, 3),
+            (u64::MAX, 64),
+            (0, 7),
+            (12345, 17),
+            (1, 1),
+        ];
         for &(v, n) in items {
             w.write_bits(v, n);
         }

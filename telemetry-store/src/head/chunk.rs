@@ -87,7 +87,8 @@ impl OpenChunk {
 
 impl Chunk {
     pub(crate) fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        decode(&self.bytes, self.count, mint, maxt, out).expect("a frozen chunk is always complete");
+        decode(&self.bytes, self.count, mint, maxt, out)
+            .expect("a frozen chunk is always complete");
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -96,7 +97,13 @@ impl Chunk {
 }
 
 /// Appends the samples with `mint <= t <= maxt` to `out`.
-fn decode(bytes: &[u8], count: u16, mint: i64, maxt: i64, out: &mut Vec<Sample>) -> Result<(), Truncated> {
+fn decode(
+    bytes: &[u8],
+    count: u16,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), Truncated> {
     let mut r = BitReader::new(bytes);
     let mut t = r.read_bits(64)? as i64;
     let v = f64::from_bits(r.read_bits(64)?);

@@ -120,8 +120,22 @@ mod tests {
     #[test]
     fn dod_buckets_round_trip_at_their_edges() {
         let values = [
-            0, 1, -1, 8192, -8191, 8193, -8192, 65536, -65535, 524288, -524287, 1 << 31,
-            -(1 << 31) + 1, 1 << 40, i64::MIN, i64::MAX,
+            0,
+            1,
+            -1,
+            8192,
+            -8191,
+            8193,
+            -8192,
+            65536,
+            -65535,
+            524288,
+            -524287,
+            1 << 31,
+            -(1 << 31) + 1,
+            1 << 40,
+            i64::MIN,
+            i64::MAX,
         ];
         let mut w = BitWriter::default();
         for &v in &values {

@@ -29,10 +29,11 @@ use crate::series::{Index, Matcher, SeriesRef};
 const STRIPES: usize = 64;
 
 type Stripe = RwLock<HashMap<u64, Vec<Arc<MemSeries>>>>;
+type RefStripe = RwLock<HashMap<SeriesRef, Arc<MemSeries>>>;
 
 pub(crate) struct Head {
     by_hash: Box<[Stripe]>,
-    by_ref: Box<[RwLock<HashMap<SeriesRef, Arc<MemSeries>>>]>,
+    by_ref: Box<[RefStripe]>,
     floats: RwLock<Index>,
     histograms: RwLock<Index>,
     next_ref: AtomicU64,
@@ -67,7 +68,12 @@ pub(crate) fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, 
 }
 
 pub(crate) fn hash_labels(labels: &Labels, kind: Kind) -> u64 {
-    hash_pairs(labels.iter().map(|l| (l.name.as_bytes(), l.value.as_bytes())), kind)
+    hash_pairs(
+        labels
+            .iter()
+            .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
+        kind,
+    )
 }
 
 impl Head {
@@ -103,7 +109,12 @@ impl Head {
     }
 
     /// Finds a series by hash and an equality test on its labels.
-    pub(crate) fn find(&self, hash: u64, kind: Kind, eq: impl Fn(&Labels) -> bool) -> Option<Arc<MemSeries>> {
+    pub(crate) fn find(
+        &self,
+        hash: u64,
+        kind: Kind,
+        eq: impl Fn(&Labels) -> bool,
+    ) -> Option<Arc<MemSeries>> {
         let stripe = read(&self.by_hash[hash as usize % STRIPES]);
         stripe
             .get(&hash)?
@@ -113,7 +124,11 @@ impl Head {
     }
 
     /// Finds or creates the series; creation is refused past the limit.
-    pub(crate) fn get_or_create(&self, labels: Labels, kind: Kind) -> Result<Arc<MemSeries>, SeriesLimit> {
+    pub(crate) fn get_or_create(
+        &self,
+        labels: Labels,
+        kind: Kind,
+    ) -> Result<Arc<MemSeries>, SeriesLimit> {
         let hash = hash_labels(&labels, kind);
         if let Some(s) = self.find(hash, kind, |l| *l == labels) {
             return Ok(s);
@@ -161,7 +176,10 @@ impl Head {
     }
 
     fn register(&self, series: Arc<MemSeries>) {
-        self.index(series.kind).write().unwrap_or_else(|e| e.into_inner()).add(series.r, &series.labels);
+        self.index(series.kind)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(series.r, &series.labels);
         write(&self.by_ref[series.r as usize % STRIPES]).insert(series.r, series);
         self.len.fetch_add(1, Ordering::Relaxed);
     }
@@ -176,7 +194,10 @@ impl Head {
             }
         }
         drop(stripe);
-        if write(&self.by_ref[series.r as usize % STRIPES]).remove(&series.r).is_some() {
+        if write(&self.by_ref[series.r as usize % STRIPES])
+            .remove(&series.r)
+            .is_some()
+        {
             self.index(series.kind)
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
@@ -198,7 +219,11 @@ impl Head {
 
     /// Series matching every matcher, sorted by ref.
     pub(crate) fn select(&self, kind: Kind, matchers: &[Matcher]) -> Vec<Arc<MemSeries>> {
-        let refs = self.index(kind).read().unwrap_or_else(|e| e.into_inner()).select(matchers);
+        let refs = self
+            .index(kind)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .select(matchers);
         refs.into_iter().filter_map(|r| self.get(r)).collect()
     }
 

@@ -116,7 +116,11 @@ impl SeriesData {
     pub(crate) fn min_t(&self) -> Option<i64> {
         let chunks = self.chunks.first().map(|c| c.min_t);
         let windows = self.windows.first().map(|w| w.end_ms);
-        chunks.or(self.open.as_ref().map(|o| o.min_t())).into_iter().chain(windows).min()
+        chunks
+            .or(self.open.as_ref().map(|o| o.min_t()))
+            .into_iter()
+            .chain(windows)
+            .min()
     }
 
     pub(crate) fn check_window(&self, w: &Window) -> Result<(), Reject> {
@@ -134,7 +138,9 @@ impl SeriesData {
     /// Windows whose end lies in `(after, until]`.
     pub(crate) fn windows(&self, after: i64, until: i64) -> impl Iterator<Item = &Window> {
         let from = self.windows.partition_point(|w| w.end_ms <= after);
-        self.windows[from..].iter().take_while(move |w| w.end_ms <= until)
+        self.windows[from..]
+            .iter()
+            .take_while(move |w| w.end_ms <= until)
     }
 
     /// Drops data before `t` (now in a block). Returns whether anything is

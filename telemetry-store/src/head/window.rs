@@ -25,7 +25,13 @@ pub(crate) struct Window {
 pub(crate) struct CorruptWindow;
 
 impl Window {
-    pub(crate) fn from_histogram(start_ms: i64, end_ms: i64, h: &Histogram<u64>, sum: f64, scale: f64) -> Self {
+    pub(crate) fn from_histogram(
+        start_ms: i64,
+        end_ms: i64,
+        h: &Histogram<u64>,
+        sum: f64,
+        scale: f64,
+    ) -> Self {
         let mut buckets = Vec::new();
         let mut prev = 0u64;
         for it in h.iter_recorded() {
@@ -50,7 +56,9 @@ impl Window {
         let mut buf: &[u8] = &self.buckets;
         let mut value = 0u64;
         while !buf.is_empty() {
-            value = value.checked_add(get_uvarint(&mut buf)?).ok_or(CorruptWindow)?;
+            value = value
+                .checked_add(get_uvarint(&mut buf)?)
+                .ok_or(CorruptWindow)?;
             let count = get_uvarint(&mut buf)?;
             out.push((value, count));
         }
@@ -74,7 +82,13 @@ impl Window {
         let first = windows.first().ok_or(CorruptWindow)?;
         let last = windows.last().ok_or(CorruptWindow)?;
         let sum = windows.iter().map(|w| w.sum).sum();
-        Ok(Self::from_histogram(first.start_ms, last.end_ms, &h, sum, first.scale))
+        Ok(Self::from_histogram(
+            first.start_ms,
+            last.end_ms,
+            &h,
+            sum,
+            first.scale,
+        ))
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
@@ -119,7 +133,13 @@ mod tests {
                 record_latency_us(&mut h, us);
                 record_latency_us(&mut all, us);
             }
-            windows.push(Window::from_histogram(w as i64 * 1000, (w as i64 + 1) * 1000, &h, 0.0, 0.001));
+            windows.push(Window::from_histogram(
+                w as i64 * 1000,
+                (w as i64 + 1) * 1000,
+                &h,
+                0.0,
+                0.001,
+            ));
         }
         let merged = Window::merge(&windows).unwrap();
         let mut h = new_latency_histogram();

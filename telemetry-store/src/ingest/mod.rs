@@ -119,13 +119,21 @@ impl Ingester {
     }
 
     pub(crate) fn metadata(&self) -> BTreeMap<String, MetricMeta> {
-        self.metadata.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stores a remote-write request: every valid series' samples; invalid
     /// or refused series are counted and the first reason reported.
-    pub(crate) fn remote_write(&self, req: remote_write::WriteRequest) -> std::io::Result<WriteSummary> {
-        self.stats.remote_write_requests.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn remote_write(
+        &self,
+        req: remote_write::WriteRequest,
+    ) -> std::io::Result<WriteSummary> {
+        self.stats
+            .remote_write_requests
+            .fetch_add(1, Ordering::Relaxed);
         let mut summary = WriteSummary::default();
         let mut batch = Batch::default();
         for ts in req.timeseries {
@@ -133,9 +141,11 @@ impl Ingester {
                 continue;
             }
             match self.series_of_raw(&ts.labels) {
-                Ok(s) => batch
-                    .floats
-                    .extend(ts.samples.iter().map(|x| (s.clone(), (x.timestamp, x.value)))),
+                Ok(s) => batch.floats.extend(
+                    ts.samples
+                        .iter()
+                        .map(|x| (s.clone(), (x.timestamp, x.value))),
+                ),
                 Err(e) => summary.reject(&e),
             }
         }
@@ -153,9 +163,13 @@ impl Ingester {
             }
         }
         summary.outcome = self.db.commit(&batch)?;
-        self.stats.invalid_series.fetch_add(summary.rejected_series, Ordering::Relaxed);
+        self.stats
+            .invalid_series
+            .fetch_add(summary.rejected_series, Ordering::Relaxed);
         if summary.rejected_series > 0 || summary.outcome.rejected() > 0 {
-            self.stats.remote_write_rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .remote_write_rejected
+                .fetch_add(1, Ordering::Relaxed);
         }
         Ok(summary)
     }
@@ -183,11 +197,13 @@ impl Ingester {
         }
         let mut owned = Vec::with_capacity(pairs.len());
         for (n, v) in &pairs {
-            let name = std::str::from_utf8(n).map_err(|_| SeriesError::LabelName(String::from_utf8_lossy(n).into()))?;
+            let name = std::str::from_utf8(n)
+                .map_err(|_| SeriesError::LabelName(String::from_utf8_lossy(n).into()))?;
             if !is_valid_name(name) {
                 return Err(SeriesError::LabelName(name.to_string()));
             }
-            let value = std::str::from_utf8(v).map_err(|_| SeriesError::LabelValue(name.to_string()))?;
+            let value =
+                std::str::from_utf8(v).map_err(|_| SeriesError::LabelValue(name.to_string()))?;
             owned.push((name, value));
         }
         let labels = Labels::try_from_pairs(owned).map_err(|e| match e {
@@ -206,19 +222,18 @@ impl Ingester {
     fn histogram(
         &self,
         labels: Labels,
-        start_ms: i64,
-        end_ms: i64,
+        window: Window,
         h: &Histogram<u64>,
-        sum: f64,
-        scale: f64,
         batch: &mut Batch,
     ) -> Result<(), SeriesError> {
+        let (scale, sum, end_ms) = (window.scale, window.sum, window.end_ms);
         if !(scale.is_finite() && scale > 0.0) {
-            return Err(SeriesError::Histogram(format!("value_scale must be positive, got {scale}")));
+            return Err(SeriesError::Histogram(format!(
+                "value_scale must be positive, got {scale}"
+            )));
         }
         let name = labels.metric_name().ok_or(SeriesError::NoName)?.to_string();
         let hist = self.db.series(labels.clone(), Kind::Histogram)?;
-        let window = Window::from_histogram(start_ms, end_ms, h, sum, scale);
         if hist.lock().check_window(&window).is_err() {
             // A repeated or late interval: the window check in the commit
             // counts it; the counters must not advance twice.
@@ -228,7 +243,9 @@ impl Ingester {
         let mut accs = self.accumulators.lock().unwrap_or_else(|e| e.into_inner());
         let acc = match accs.entry(hist.r) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(self.accumulator(&name, &labels)?),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(self.accumulator(&name, &labels)?)
+            }
         };
         let counts = bucket_counts(h, scale);
         for ((series, value), c) in acc.buckets.iter_mut().zip(counts) {
@@ -238,7 +255,9 @@ impl Ingester {
         acc.sum.1 += sum;
         acc.count.1 += h.len() as f64;
         batch.floats.push((acc.sum.0.clone(), (end_ms, acc.sum.1)));
-        batch.floats.push((acc.count.0.clone(), (end_ms, acc.count.1)));
+        batch
+            .floats
+            .push((acc.count.0.clone(), (end_ms, acc.count.1)));
         batch.windows.push((hist, window));
         Ok(())
     }
@@ -247,7 +266,9 @@ impl Ingester {
     /// values in the head (so a restart does not look like a reset).
     fn accumulator(&self, name: &str, labels: &Labels) -> Result<Accumulator, SeriesError> {
         let base = labels.without_metric_name();
-        let make = |metric: String, extra: Option<(&str, String)>| -> Result<(Arc<MemSeries>, f64), SeriesError> {
+        let make = |metric: String,
+                    extra: Option<(&str, String)>|
+         -> Result<(Arc<MemSeries>, f64), SeriesError> {
             let mut l = base.with(METRIC_NAME, &metric);
             if let Some((n, v)) = extra {
                 l.insert(n, v);
@@ -258,7 +279,10 @@ impl Ingester {
         };
         let mut buckets = Vec::with_capacity(LATENCY_BUCKETS_MS.len() + 1);
         for &le in LATENCY_BUCKETS_MS.iter().chain([f64::INFINITY].iter()) {
-            buckets.push(make(format!("{name}_bucket"), Some(("le", format_float(le))))?);
+            buckets.push(make(
+                format!("{name}_bucket"),
+                Some(("le", format_float(le))),
+            )?);
         }
         Ok(Accumulator {
             buckets,
@@ -289,13 +313,41 @@ fn known_metadata() -> [(&'static str, &'static str, &'static str); 8] {
     use conduit_api::metrics::*;
     [
         (REQUEST_TOTAL, "counter", "Total number of requests"),
-        (RESPONSE_TOTAL, "counter", "Total number of responses, by status and classification"),
-        (RESPONSE_LATENCY_MS, "histogram", "Time to response headers, in milliseconds"),
-        (TCP_OPEN_TOTAL, "counter", "Total number of opened connections"),
-        (TCP_CLOSE_TOTAL, "counter", "Total number of closed connections"),
-        (TCP_READ_BYTES_TOTAL, "counter", "Total bytes read from peers"),
-        (TCP_WRITE_BYTES_TOTAL, "counter", "Total bytes written to peers"),
-        (TCP_OPEN_CONNECTIONS, "gauge", "Number of currently open connections"),
+        (
+            RESPONSE_TOTAL,
+            "counter",
+            "Total number of responses, by status and classification",
+        ),
+        (
+            RESPONSE_LATENCY_MS,
+            "histogram",
+            "Time to response headers, in milliseconds",
+        ),
+        (
+            TCP_OPEN_TOTAL,
+            "counter",
+            "Total number of opened connections",
+        ),
+        (
+            TCP_CLOSE_TOTAL,
+            "counter",
+            "Total number of closed connections",
+        ),
+        (
+            TCP_READ_BYTES_TOTAL,
+            "counter",
+            "Total bytes read from peers",
+        ),
+        (
+            TCP_WRITE_BYTES_TOTAL,
+            "counter",
+            "Total bytes written to peers",
+        ),
+        (
+            TCP_OPEN_CONNECTIONS,
+            "gauge",
+            "Number of currently open connections",
+        ),
     ]
 }
 

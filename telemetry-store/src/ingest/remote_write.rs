@@ -128,8 +128,13 @@ mod tests {
             metadata: vec![],
         };
         assert_eq!(decode(&encode(&req)).unwrap(), req);
-        assert!(matches!(decode(b"\xff\xff\xff\xff\xff"), Err(DecodeError::Snappy(_))));
-        let not_proto = snap::raw::Encoder::new().compress_vec(b"\x0a\xff\xff\xff\x0f").unwrap();
+        assert!(matches!(
+            decode(b"\xff\xff\xff\xff\xff"),
+            Err(DecodeError::Snappy(_))
+        ));
+        let not_proto = snap::raw::Encoder::new()
+            .compress_vec(b"\x0a\xff\xff\xff\x0f")
+            .unwrap();
         assert!(matches!(decode(&not_proto), Err(DecodeError::Protobuf(_))));
     }
 }

@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Ingester, SeriesError, WriteSummary, valid_metric_name};
 use crate::db::Batch;
-use crate::head::Kind;
+use crate::head::{Kind, Window};
 use crate::series::METRIC_NAME;
 
 /// A proxy as last seen.
@@ -49,8 +49,10 @@ impl Proxies {
     /// Proxies that reported since `since_ms`, sorted.
     pub(crate) fn since(&self, since_ms: i64) -> Vec<ProxyStatus> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(&(String, String, String), &ProxyStatus)> =
-            map.iter().filter(|(_, p)| p.last_report_ms >= since_ms).collect();
+        let mut out: Vec<(&(String, String, String), &ProxyStatus)> = map
+            .iter()
+            .filter(|(_, p)| p.last_report_ms >= since_ms)
+            .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out.into_iter().map(|(_, p)| p.clone()).collect()
     }
@@ -59,43 +61,70 @@ impl Proxies {
 impl Ingester {
     /// Stores one report: counters and gauges at the report's end time,
     /// histograms as windows plus cumulative bucket series.
-    pub(crate) fn report(&self, report: Report, proxies: &Proxies) -> std::io::Result<WriteSummary> {
+    pub(crate) fn report(
+        &self,
+        report: Report,
+        proxies: &Proxies,
+    ) -> std::io::Result<WriteSummary> {
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
         let meta = report.proxy.clone().unwrap_or_default();
         proxies.seen(&meta, report.dropped_reports);
-        let t = if report.end_unix_ms > 0 { report.end_unix_ms } else { crate::time::now_ms() };
-        let start = if report.start_unix_ms > 0 { report.start_unix_ms } else { t };
+        let t = if report.end_unix_ms > 0 {
+            report.end_unix_ms
+        } else {
+            crate::time::now_ms()
+        };
+        let start = if report.start_unix_ms > 0 {
+            report.start_unix_ms
+        } else {
+            t
+        };
         let mut summary = WriteSummary::default();
         let mut batch = Batch::default();
         let float_series = report
             .counters
             .into_iter()
             .map(|c| (c.metric, c.labels, c.value))
-            .chain(report.gauges.into_iter().map(|g| (g.metric, g.labels, g.value)));
+            .chain(
+                report
+                    .gauges
+                    .into_iter()
+                    .map(|g| (g.metric, g.labels, g.value)),
+            );
         for (metric, labels, value) in float_series {
-            match series_labels(&metric, labels, &meta).and_then(|l| Ok(self.db.series(l, Kind::Float)?)) {
+            match series_labels(&metric, labels, &meta)
+                .and_then(|l| Ok(self.db.series(l, Kind::Float)?))
+            {
                 Ok(s) => batch.floats.push((s, (t, value))),
                 Err(e) => summary.reject(&e),
             }
         }
         for h in report.histograms {
             let result = series_labels(&h.metric, h.labels, &meta).and_then(|labels| {
-                let hist = conduit_api::histogram::decode(&h.hdr).map_err(|e| SeriesError::Histogram(e.to_string()))?;
-                self.histogram(labels, start, t, &hist, h.sum, h.value_scale, &mut batch)
+                let hist = conduit_api::histogram::decode(&h.hdr)
+                    .map_err(|e| SeriesError::Histogram(e.to_string()))?;
+                let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
+                self.histogram(labels, window, &hist, &mut batch)
             });
             if let Err(e) = result {
                 summary.reject(&e);
             }
         }
         summary.outcome = self.db.commit(&batch)?;
-        self.stats.report_series_rejected.fetch_add(summary.rejected_series, Ordering::Relaxed);
+        self.stats
+            .report_series_rejected
+            .fetch_add(summary.rejected_series, Ordering::Relaxed);
         Ok(summary)
     }
 }
 
 /// The series' labels: its own, plus the reporting proxy's namespace,
 /// deployment and pod where it does not set them.
-fn series_labels(metric: &str, labels: Vec<mesh::Label>, meta: &ProxyMeta) -> Result<Labels, SeriesError> {
+fn series_labels(
+    metric: &str,
+    labels: Vec<mesh::Label>,
+    meta: &ProxyMeta,
+) -> Result<Labels, SeriesError> {
     if !valid_metric_name(metric) {
         return Err(SeriesError::MetricName(metric.to_string()));
     }
@@ -108,7 +137,11 @@ fn series_labels(metric: &str, labels: Vec<mesh::Label>, meta: &ProxyMeta) -> Re
     }
     l.insert(METRIC_NAME, metric);
     let d = meta.deployment.clone().unwrap_or_default();
-    for (name, value) in [(label::NAMESPACE, d.namespace), (label::DEPLOYMENT, d.name), (label::POD, meta.pod.clone())] {
+    for (name, value) in [
+        (label::NAMESPACE, d.namespace),
+        (label::DEPLOYMENT, d.name),
+        (label::POD, meta.pod.clone()),
+    ] {
         if l.get(name).is_none() && !value.is_empty() {
             l.insert(name, value);
         }
@@ -123,7 +156,10 @@ pub(crate) struct TelemetryService {
 
 #[tonic::async_trait]
 impl Telemetry for TelemetryService {
-    async fn report(&self, request: Request<Streaming<Report>>) -> Result<Response<ReportSummary>, Status> {
+    async fn report(
+        &self,
+        request: Request<Streaming<Report>>,
+    ) -> Result<Response<ReportSummary>, Status> {
         let mut stream = request.into_inner();
         let mut out = ReportSummary::default();
         while let Some(report) = stream.message().await? {
@@ -133,7 +169,10 @@ impl Telemetry for TelemetryService {
                 .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
                 .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
             if let Some(err) = &summary.first_error {
-                tracing::debug!(rejected = summary.rejected_series, "report with rejected series: {err}");
+                tracing::debug!(
+                    rejected = summary.rejected_series,
+                    "report with rejected series: {err}"
+                );
             }
             out.accepted_reports += 1;
             out.rejected_series += summary.rejected_series;

@@ -73,7 +73,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, Q
         "bottomk" => Op::Bottomk,
         "quantile" => Op::Quantile,
         "count_values" => Op::CountValues,
-        other => return Err(QueryError::BadData(format!("aggregation {other:?} is not supported"))),
+        other => {
+            return Err(QueryError::BadData(format!(
+                "aggregation {other:?} is not supported"
+            )));
+        }
     };
     let grouping = match &a.modifier {
         None => Grouping {
@@ -95,10 +99,16 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, Q
         if op == Op::CountValues {
             value_label = match unparen(p) {
                 Expr::StringLiteral(s) => s.val.clone(),
-                other => return Err(QueryError::BadData(format!("expected a string parameter, got {other}"))),
+                other => {
+                    return Err(QueryError::BadData(format!(
+                        "expected a string parameter, got {other}"
+                    )));
+                }
             };
             if !is_valid_name(&value_label) {
-                return Err(QueryError::Execution(format!("invalid label name {value_label:?}")));
+                return Err(QueryError::Execution(format!(
+                    "invalid label name {value_label:?}"
+                )));
             }
         } else {
             params = ev.eval_scalar(p)?;
@@ -141,8 +151,13 @@ impl KeyCache {
             return k.clone();
         }
         let key = grouping.key(metric);
-        let k = self.canonical.entry(key.clone()).or_insert_with(|| Arc::new(key)).clone();
-        self.by_input.insert(Arc::as_ptr(metric) as usize, k.clone());
+        let k = self
+            .canonical
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(key))
+            .clone();
+        self.by_input
+            .insert(Arc::as_ptr(metric) as usize, k.clone());
         k
     }
 }
@@ -158,7 +173,10 @@ fn aggregate_step(
     let mut k = 0usize;
     if matches!(op, Op::Topk | Op::Bottomk) {
         if !(param.is_finite() && param > i64::MIN as f64 && param < i64::MAX as f64) {
-            return Err(QueryError::Execution(format!("Scalar value {} overflows int64", format_float(param))));
+            return Err(QueryError::Execution(format!(
+                "Scalar value {} overflows int64",
+                format_float(param)
+            )));
         }
         let kk = param as i64;
         if kk < 1 {
@@ -170,7 +188,9 @@ fn aggregate_step(
     let mut index: HashMap<usize, usize> = HashMap::new();
     for s in step {
         let key = keys.get(grouping, &s.metric);
-        let gi = *index.entry(Arc::as_ptr(&key) as usize).or_insert(usize::MAX);
+        let gi = *index
+            .entry(Arc::as_ptr(&key) as usize)
+            .or_insert(usize::MAX);
         if gi == usize::MAX {
             let mut g = Group {
                 metric: key.clone(),
@@ -249,7 +269,11 @@ fn aggregate_step(
             }
             _ => g.value,
         };
-        out.push(Sample { metric: g.metric, t, v });
+        out.push(Sample {
+            metric: g.metric,
+            t,
+            v,
+        });
     }
     Ok(out)
 }

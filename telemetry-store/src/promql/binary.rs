@@ -53,17 +53,27 @@ impl Op {
             "and" => Self::And,
             "or" => Self::Or,
             "unless" => Self::Unless,
-            other => return Err(QueryError::BadData(format!("unsupported operator {other:?}"))),
+            other => {
+                return Err(QueryError::BadData(format!(
+                    "unsupported operator {other:?}"
+                )));
+            }
         })
     }
 
     fn is_comparison(self) -> bool {
-        matches!(self, Self::Eq | Self::Ne | Self::Gt | Self::Lt | Self::Ge | Self::Le)
+        matches!(
+            self,
+            Self::Eq | Self::Ne | Self::Gt | Self::Lt | Self::Ge | Self::Le
+        )
     }
 
     /// Arithmetic drops the metric name; comparisons and `atan2` keep it.
     fn drops_name(self) -> bool {
-        matches!(self, Self::Add | Self::Sub | Self::Mul | Self::Div | Self::Pow | Self::Mod)
+        matches!(
+            self,
+            Self::Add | Self::Sub | Self::Mul | Self::Div | Self::Pow | Self::Mod
+        )
     }
 
     /// The result and whether a comparison keeps the element.
@@ -109,7 +119,9 @@ impl Matching {
 
     fn include(&self) -> &[String] {
         match &self.card {
-            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => &l.labels,
+            VectorMatchCardinality::ManyToOne(l) | VectorMatchCardinality::OneToMany(l) => {
+                &l.labels
+            }
             _ => &[],
         }
     }
@@ -121,7 +133,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, Quer
     if let Some(m) = &b.modifier
         && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
     {
-        return Err(QueryError::BadData("fill modifiers are not supported".into()));
+        return Err(QueryError::BadData(
+            "fill modifiers are not supported".into(),
+        ));
     }
     let lhs = ev.eval(&b.lhs)?;
     let rhs = ev.eval(&b.rhs)?;
@@ -131,7 +145,11 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, Quer
                 .zip(r)
                 .map(|(l, r)| {
                     let (v, keep) = op.apply(l, r);
-                    if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { v }
+                    if op.is_comparison() {
+                        if keep { 1.0 } else { 0.0 }
+                    } else {
+                        v
+                    }
                 })
                 .collect(),
         )),
@@ -146,7 +164,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, Quer
             let (card, matching) = match &b.modifier {
                 Some(m) => {
                     let card = match (&m.card, op) {
-                        (VectorMatchCardinality::OneToOne, Op::And | Op::Or | Op::Unless) => VectorMatchCardinality::ManyToMany,
+                        (VectorMatchCardinality::OneToOne, Op::And | Op::Or | Op::Unless) => {
+                            VectorMatchCardinality::ManyToMany
+                        }
                         (c, _) => c.clone(),
                     };
                     (card, m.matching.clone())
@@ -167,7 +187,13 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, Quer
     }
 }
 
-fn vector_scalar(op: Op, vec: Vec<Vec<Sample>>, scalar: &[f64], swap: bool, return_bool: bool) -> Result<Value, QueryError> {
+fn vector_scalar(
+    op: Op,
+    vec: Vec<Vec<Sample>>,
+    scalar: &[f64],
+    swap: bool,
+    return_bool: bool,
+) -> Result<Value, QueryError> {
     let mut names = NameDropper::default();
     let mut out = Vec::with_capacity(vec.len());
     for (i, step) in vec.into_iter().enumerate() {
@@ -184,8 +210,16 @@ fn vector_scalar(op: Op, vec: Vec<Vec<Sample>>, scalar: &[f64], swap: bool, retu
                 keep = true;
             }
             if keep {
-                let metric = if op.drops_name() || return_bool { names.drop(&s.metric) } else { s.metric };
-                result.push(Sample { metric, t: s.t, v: value });
+                let metric = if op.drops_name() || return_bool {
+                    names.drop(&s.metric)
+                } else {
+                    s.metric
+                };
+                result.push(Sample {
+                    metric,
+                    t: s.t,
+                    v: value,
+                });
             }
         }
         check_unique(&result)?;
@@ -209,7 +243,13 @@ impl<'m> Signatures<'m> {
     }
 }
 
-fn vector_vector(op: Op, lhs: Vec<Vec<Sample>>, rhs: Vec<Vec<Sample>>, m: &Matching, return_bool: bool) -> Result<Value, QueryError> {
+fn vector_vector(
+    op: Op,
+    lhs: Vec<Vec<Sample>>,
+    rhs: Vec<Vec<Sample>>,
+    m: &Matching,
+    return_bool: bool,
+) -> Result<Value, QueryError> {
     let mut sigs = Signatures {
         matching: m,
         cache: HashMap::new(),
@@ -234,14 +274,19 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, sigs: &mut Signatures<'_>)
                 return Vec::new();
             }
             let right: HashSet<Arc<Labels>> = rhs.iter().map(|s| sigs.of(&s.metric)).collect();
-            lhs.into_iter().filter(|s| right.contains(&sigs.of(&s.metric))).collect()
+            lhs.into_iter()
+                .filter(|s| right.contains(&sigs.of(&s.metric)))
+                .collect()
         }
         Op::Or => {
             if lhs.is_empty() || rhs.is_empty() {
                 return lhs.into_iter().chain(rhs).collect();
             }
             let left: HashSet<Arc<Labels>> = lhs.iter().map(|s| sigs.of(&s.metric)).collect();
-            let extra: Vec<Sample> = rhs.into_iter().filter(|s| !left.contains(&sigs.of(&s.metric))).collect();
+            let extra: Vec<Sample> = rhs
+                .into_iter()
+                .filter(|s| !left.contains(&sigs.of(&s.metric)))
+                .collect();
             lhs.into_iter().chain(extra).collect()
         }
         _ => {
@@ -249,7 +294,9 @@ fn set_op(op: Op, lhs: Vec<Sample>, rhs: Vec<Sample>, sigs: &mut Signatures<'_>)
                 return lhs;
             }
             let right: HashSet<Arc<Labels>> = rhs.iter().map(|s| sigs.of(&s.metric)).collect();
-            lhs.into_iter().filter(|s| !right.contains(&sigs.of(&s.metric))).collect()
+            lhs.into_iter()
+                .filter(|s| !right.contains(&sigs.of(&s.metric)))
+                .collect()
         }
     }
 }
@@ -290,7 +337,11 @@ fn match_step(
         let Some(rs) = one_by_sig.get(&sig) else {
             continue;
         };
-        let (vl, vr) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (vl, vr) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
         let (mut value, keep) = op.apply(vl, vr);
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
@@ -298,7 +349,10 @@ fn match_step(
             continue;
         }
         let mut metric = results
-            .entry((Arc::as_ptr(&ls.metric) as usize, Arc::as_ptr(&rs.metric) as usize))
+            .entry((
+                Arc::as_ptr(&ls.metric) as usize,
+                Arc::as_ptr(&rs.metric) as usize,
+            ))
             .or_insert_with(|| Arc::new(result_metric(&ls.metric, &rs.metric, op, m)))
             .clone();
         if return_bool {
@@ -317,7 +371,11 @@ fn match_step(
                 "multiple matches for labels: grouping labels must ensure unique matches".into(),
             ));
         }
-        out.push(Sample { metric, t: ls.t, v: value });
+        out.push(Sample {
+            metric,
+            t: ls.t,
+            v: value,
+        });
     }
     Ok(out)
 }
@@ -326,10 +384,18 @@ fn match_step(
 /// arithmetic, narrowed to the matching labels for one-to-one, plus the
 /// `group_x` labels taken from the "one" side.
 fn result_metric(many: &Labels, one: &Labels, op: Op, m: &Matching) -> Labels {
-    let mut out = if op.drops_name() { many.without_metric_name() } else { many.clone() };
+    let mut out = if op.drops_name() {
+        many.without_metric_name()
+    } else {
+        many.clone()
+    };
     if matches!(m.card, VectorMatchCardinality::OneToOne) {
         let names: Vec<&str> = m.labels.iter().map(String::as_str).collect();
-        out = if m.on { out.keep(&names) } else { out.without(&names) };
+        out = if m.on {
+            out.keep(&names)
+        } else {
+            out.without(&names)
+        };
     }
     for name in m.include() {
         out = out.with(name, one.get(name).unwrap_or_default());

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use conduit_api::Labels;
-use promql_parser::parser::{AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{
+    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+};
 
 use super::value::{Metric, QueryValue, Sample, Series, Value, is_stale};
 use super::{Budget, EngineOptions, QueryError, aggregate, binary, functions};
@@ -35,7 +37,14 @@ pub(crate) struct RangeInput {
 }
 
 impl<'a> Evaluator<'a> {
-    pub(crate) fn new(db: &'a Db, opts: &'a EngineOptions, budget: &'a Budget, start: i64, end: i64, step: i64) -> Self {
+    pub(crate) fn new(
+        db: &'a Db,
+        opts: &'a EngineOptions,
+        budget: &'a Budget,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Self {
         Self {
             db,
             opts,
@@ -86,11 +95,17 @@ impl<'a> Evaluator<'a> {
         let series = match value {
             Value::Scalar(v) => vec![Series {
                 metric: Arc::new(Labels::new()),
-                points: v.into_iter().enumerate().map(|(i, v)| (self.ts(i), v)).collect(),
+                points: v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (self.ts(i), v))
+                    .collect(),
             }],
             Value::Vector(steps) => self.to_series(steps),
             Value::Matrix(_) | Value::String(_) => {
-                return Err(QueryError::BadData("range queries need a scalar or instant vector".into()));
+                return Err(QueryError::BadData(
+                    "range queries need a scalar or instant vector".into(),
+                ));
             }
         };
         Ok(QueryValue::Matrix(series))
@@ -105,7 +120,10 @@ impl<'a> Evaluator<'a> {
                 by_metric.entry(s.metric).or_default().push((t, s.v));
             }
         }
-        by_metric.into_iter().map(|(metric, points)| Series { metric, points }).collect()
+        by_metric
+            .into_iter()
+            .map(|(metric, points)| Series { metric, points })
+            .collect()
     }
 
     pub(crate) fn eval(&mut self, expr: &Expr) -> Result<Value, QueryError> {
@@ -121,14 +139,18 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, false)?)),
             Expr::MatrixSelector(ms) => {
                 if self.start != self.end {
-                    return Err(QueryError::BadData("cannot do range evaluation of matrix selector".into()));
+                    return Err(QueryError::BadData(
+                        "cannot do range evaluation of matrix selector".into(),
+                    ));
                 }
                 let input = self.matrix_selector(ms)?;
                 Ok(Value::Matrix(window_series(&input, 0)))
             }
             Expr::Subquery(sq) => {
                 if self.start != self.end {
-                    return Err(QueryError::BadData("cannot do range evaluation of a subquery".into()));
+                    return Err(QueryError::BadData(
+                        "cannot do range evaluation of a subquery".into(),
+                    ));
                 }
                 let input = self.subquery(sq)?;
                 Ok(Value::Matrix(window_series(&input, 0)))
@@ -141,14 +163,18 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, QueryError> {
         match self.eval(expr)? {
             Value::Scalar(v) => Ok(v),
-            _ => Err(QueryError::BadData(format!("expected a scalar, got {expr}"))),
+            _ => Err(QueryError::BadData(format!(
+                "expected a scalar, got {expr}"
+            ))),
         }
     }
 
     pub(crate) fn eval_vector(&mut self, expr: &Expr) -> Result<Vec<Vec<Sample>>, QueryError> {
         match self.eval(expr)? {
             Value::Vector(v) => Ok(v),
-            _ => Err(QueryError::BadData(format!("expected an instant vector, got {expr}"))),
+            _ => Err(QueryError::BadData(format!(
+                "expected an instant vector, got {expr}"
+            ))),
         }
     }
 
@@ -175,11 +201,18 @@ impl<'a> Evaluator<'a> {
                 }
                 Ok(Value::Vector(out))
             }
-            _ => Err(QueryError::BadData("unary expression only allowed on expressions of type scalar or instant vector".into())),
+            _ => Err(QueryError::BadData(
+                "unary expression only allowed on expressions of type scalar or instant vector"
+                    .into(),
+            )),
         }
     }
 
-    fn at_and_offset(&self, at: &Option<AtModifier>, offset: &Option<Offset>) -> (Option<i64>, i64) {
+    fn at_and_offset(
+        &self,
+        at: &Option<AtModifier>,
+        offset: &Option<Offset>,
+    ) -> (Option<i64>, i64) {
         let at = at.as_ref().map(|a| match a {
             AtModifier::Start => self.query_start,
             AtModifier::End => self.query_end,
@@ -198,13 +231,19 @@ impl<'a> Evaluator<'a> {
 
     /// The time each step reads at: `@` pins it, `offset` shifts it.
     fn ref_times(&self, at: Option<i64>, offset: i64) -> Vec<i64> {
-        (0..self.steps()).map(|i| at.unwrap_or_else(|| self.ts(i)) - offset).collect()
+        (0..self.steps())
+            .map(|i| at.unwrap_or_else(|| self.ts(i)) - offset)
+            .collect()
     }
 
     /// Instant vector: per step, each series' latest sample within the
     /// lookback delta, unless that sample is a staleness marker. With
     /// `keep_time` a sample carries its own timestamp (for `timestamp()`).
-    pub(crate) fn vector_selector(&mut self, vs: &VectorSelector, keep_time: bool) -> Result<Vec<Vec<Sample>>, QueryError> {
+    pub(crate) fn vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        keep_time: bool,
+    ) -> Result<Vec<Vec<Sample>>, QueryError> {
         let (at, offset) = self.at_and_offset(&vs.at, &vs.offset);
         let refs = self.ref_times(at, offset);
         let lookback = self.opts.lookback_ms;
@@ -241,29 +280,43 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Reads the selector's series in `[mint, maxt]`.
-    fn select(&mut self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<crate::db::SeriesSamples>, QueryError> {
+    fn select(
+        &mut self,
+        vs: &VectorSelector,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<crate::db::SeriesSamples>, QueryError> {
         let matchers = matchers(vs)?;
         let data = self
             .db
             .select(&matchers, mint, maxt)
             .map_err(|e| QueryError::Internal(format!("reading series: {e}")))?;
-        self.budget.take(data.iter().map(|s| s.samples.len()).sum())?;
         self.budget.check_time()?;
         Ok(data)
     }
 
-    pub(crate) fn matrix_selector(&mut self, ms: &MatrixSelector) -> Result<RangeInput, QueryError> {
+    pub(crate) fn matrix_selector(
+        &mut self,
+        ms: &MatrixSelector,
+    ) -> Result<RangeInput, QueryError> {
         let (at, offset) = self.at_and_offset(&ms.vs.at, &ms.vs.offset);
         let range = ms.range.as_millis() as i64;
         let refs = self.ref_times(at, offset);
         let mint = refs.iter().min().copied().unwrap_or(0) - range;
         let maxt = refs.iter().max().copied().unwrap_or(0);
-        let series = self
-            .select(&ms.vs, mint, maxt)?
+        let data = self.select(&ms.vs, mint, maxt)?;
+        // Range vectors hold every sample of their windows in memory.
+        self.budget
+            .take(data.iter().map(|s| s.samples.len()).sum())?;
+        let series = data
             .into_iter()
             .map(|s| Series {
                 metric: Arc::new(s.labels),
-                points: s.samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+                points: s
+                    .samples
+                    .into_iter()
+                    .filter(|(_, v)| !is_stale(*v))
+                    .collect(),
             })
             .collect();
         Ok(RangeInput {
@@ -303,9 +356,17 @@ impl<'a> Evaluator<'a> {
             Value::Vector(steps) => inner.to_series(steps),
             Value::Scalar(v) => vec![Series {
                 metric: Arc::new(Labels::new()),
-                points: v.into_iter().enumerate().map(|(i, v)| (inner.ts(i), v)).collect(),
+                points: v
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| (inner.ts(i), v))
+                    .collect(),
             }],
-            _ => return Err(QueryError::BadData("subquery is only allowed on instant vectors".into())),
+            _ => {
+                return Err(QueryError::BadData(
+                    "subquery is only allowed on instant vectors".into(),
+                ));
+            }
         };
         Ok(RangeInput {
             series,
@@ -321,7 +382,9 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.range_input(&p.expr),
             Expr::MatrixSelector(ms) => self.matrix_selector(ms),
             Expr::Subquery(sq) => self.subquery(sq),
-            other => Err(QueryError::BadData(format!("expected a range vector, got {other}"))),
+            other => Err(QueryError::BadData(format!(
+                "expected a range vector, got {other}"
+            ))),
         }
     }
 }
@@ -353,9 +416,16 @@ pub(crate) fn window(points: &[(i64, f64)], mint: i64, maxt: i64) -> &[(i64, f64
 /// The selector's matchers, its metric name included.
 pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(QueryError::BadData("`or` inside label matchers is not supported".into()));
+        return Err(QueryError::BadData(
+            "`or` inside label matchers is not supported".into(),
+        ));
     }
-    let mut out: Vec<Matcher> = vs.matchers.matchers.iter().map(Matcher::from_promql).collect();
+    let mut out: Vec<Matcher> = vs
+        .matchers
+        .matchers
+        .iter()
+        .map(Matcher::from_promql)
+        .collect();
     if let Some(name) = &vs.name {
         out.push(Matcher::equal(METRIC_NAME, name));
     }
@@ -390,7 +460,9 @@ pub(crate) fn check_unique(step: &[Sample]) -> Result<(), QueryError> {
     let mut seen: HashSet<&Labels> = HashSet::with_capacity(step.len());
     for s in step {
         if !seen.insert(&s.metric) {
-            return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            return Err(QueryError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
         }
     }
     Ok(())

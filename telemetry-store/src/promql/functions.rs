@@ -9,10 +9,10 @@ use conduit_api::labels::is_valid_name;
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
+use super::QueryError;
 use super::eval::{Evaluator, NameDropper, RangeInput, check_unique, matchers, window};
 use super::quantile::{bucket_quantile, quantile};
 use super::value::{Metric, Sample, Value};
-use super::QueryError;
 use crate::series::{LabelsExt, METRIC_NAME};
 use crate::time::{civil_from_days, days_from_civil};
 
@@ -23,7 +23,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
         return range_call(ev, name, f, &args);
     }
     match name {
-        "time" => Ok(Value::Scalar((0..ev.steps()).map(|i| ev.ts(i) as f64 / 1000.0).collect())),
+        "time" => Ok(Value::Scalar(
+            (0..ev.steps()).map(|i| ev.ts(i) as f64 / 1000.0).collect(),
+        )),
         "pi" => Ok(Value::Scalar(vec![PI; ev.steps()])),
         "vector" => {
             let v = ev.eval_scalar(args[0])?;
@@ -44,7 +46,10 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
         "scalar" => {
             let steps = ev.eval_vector(args[0])?;
             Ok(Value::Scalar(
-                steps.into_iter().map(|s| if s.len() == 1 { s[0].v } else { f64::NAN }).collect(),
+                steps
+                    .into_iter()
+                    .map(|s| if s.len() == 1 { s[0].v } else { f64::NAN })
+                    .collect(),
             ))
         }
         "timestamp" => timestamp(ev, args[0]),
@@ -71,7 +76,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
         }
         "clamp" => {
             let (min, max) = (ev.eval_scalar(args[1])?, ev.eval_scalar(args[2])?);
-            map_vector(ev, args[0], |v, i| (max[i] >= min[i]).then(|| go_max(min[i], go_min(max[i], v))))
+            map_vector(ev, args[0], |v, i| {
+                (max[i] >= min[i]).then(|| go_max(min[i], go_min(max[i], v)))
+            })
         }
         "clamp_min" => {
             let min = ev.eval_scalar(args[1])?;
@@ -88,19 +95,24 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
             }
             Ok(Value::Vector(vec![Vec::new(); ev.steps()]))
         }
-        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month" | "year" => {
-            date_function(ev, name, args.first().copied())
-        }
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
+        | "month" | "year" => date_function(ev, name, args.first().copied()),
         _ => match simple_function(name) {
             Some(f) => map_vector(ev, args[0], |v, _| Some(f(v))),
-            None => Err(QueryError::BadData(format!("function {name:?} is not supported"))),
+            None => Err(QueryError::BadData(format!(
+                "function {name:?} is not supported"
+            ))),
         },
     }
 }
 
 /// Applies `f(value, step)` to every sample, dropping the metric name;
 /// `None` drops the sample.
-fn map_vector(ev: &mut Evaluator<'_>, arg: &Expr, f: impl Fn(f64, usize) -> Option<f64>) -> Result<Value, QueryError> {
+fn map_vector(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    f: impl Fn(f64, usize) -> Option<f64>,
+) -> Result<Value, QueryError> {
     let steps = ev.eval_vector(arg)?;
     let mut names = NameDropper::default();
     let mut out = Vec::with_capacity(steps.len());
@@ -205,9 +217,9 @@ fn range_function(name: &str) -> Option<RangeFn> {
         "delta" => |c| Ok(extrapolated_rate(c, false, false)),
         "irate" => |c| Ok(instant_value(c.points, true)),
         "idelta" => |c| Ok(instant_value(c.points, false)),
-        "deriv" => |c| {
-            Ok((c.points.len() >= 2).then(|| linear_regression(c.points, c.points[0].0).0))
-        },
+        "deriv" => {
+            |c| Ok((c.points.len() >= 2).then(|| linear_regression(c.points, c.points[0].0).0))
+        }
         "predict_linear" => |c| {
             Ok((c.points.len() >= 2).then(|| {
                 let (slope, intercept) = linear_regression(c.points, c.ts);
@@ -255,12 +267,17 @@ fn range_function(name: &str) -> Option<RangeFn> {
             let mut values: Vec<f64> = c.points.iter().map(|p| p.1).collect();
             Ok(Some(quantile(c.args[0], &mut values)))
         },
-        "holt_winters" => holt_winters,
+        "holt_winters" | "double_exponential_smoothing" => holt_winters,
         _ => return None,
     })
 }
 
-fn range_call(ev: &mut Evaluator<'_>, name: &str, f: RangeFn, args: &[&Expr]) -> Result<Value, QueryError> {
+fn range_call(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    f: RangeFn,
+    args: &[&Expr],
+) -> Result<Value, QueryError> {
     let matrix_arg = if name == "quantile_over_time" { 1 } else { 0 };
     let mut scalars: Vec<Vec<f64>> = Vec::new();
     for (i, a) in args.iter().enumerate() {
@@ -370,7 +387,11 @@ fn instant_value(p: &[(i64, f64)], is_rate: bool) -> Option<f64> {
         return None;
     }
     let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
-    let mut v = if is_rate && last.1 < prev.1 { last.1 } else { last.1 - prev.1 };
+    let mut v = if is_rate && last.1 < prev.1 {
+        last.1
+    } else {
+        last.1 - prev.1
+    };
     let interval = last.0 - prev.0;
     if interval == 0 {
         return None;
@@ -467,13 +488,21 @@ fn holt_winters(c: &RangeCall<'_>) -> Result<Option<f64>, QueryError> {
         )));
     }
     if tf <= 0.0 || tf >= 1.0 {
-        return Err(QueryError::Execution(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}")));
+        return Err(QueryError::Execution(format!(
+            "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+        )));
     }
     let p = c.points;
     if p.len() < 2 {
         return Ok(None);
     }
-    let trend = |i: usize, s0: f64, s1: f64, b: f64| if i == 0 { b } else { tf * (s1 - s0) + (1.0 - tf) * b };
+    let trend = |i: usize, s0: f64, s1: f64, b: f64| {
+        if i == 0 {
+            b
+        } else {
+            tf * (s1 - s0) + (1.0 - tf) * b
+        }
+    };
     let (mut s0, mut s1, mut b) = (0.0, p[0].1, p[1].1 - p[0].1);
     for (i, &(_, v)) in p.iter().enumerate().skip(1) {
         let x = sf * v;
@@ -491,7 +520,10 @@ fn absent_over_time(ev: &Evaluator<'_>, input: &RangeInput, arg: &Expr) -> Value
         .iter()
         .enumerate()
         .map(|(i, &(mint, maxt))| {
-            let present = input.series.iter().any(|s| !window(&s.points, mint, maxt).is_empty());
+            let present = input
+                .series
+                .iter()
+                .any(|s| !window(&s.points, mint, maxt).is_empty());
             if present {
                 Vec::new()
             } else {
@@ -586,13 +618,19 @@ fn timestamp(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
 fn string_arg(e: &Expr) -> Result<&str, QueryError> {
     match unparen(e) {
         Expr::StringLiteral(s) => Ok(&s.val),
-        other => Err(QueryError::BadData(format!("expected a string literal, got {other}"))),
+        other => Err(QueryError::BadData(format!(
+            "expected a string literal, got {other}"
+        ))),
     }
 }
 
 /// Applies a label rewrite to every sample, computing it once per input
 /// label set.
-fn relabel(ev: &mut Evaluator<'_>, arg: &Expr, f: impl Fn(&Labels) -> Labels) -> Result<Value, QueryError> {
+fn relabel(
+    ev: &mut Evaluator<'_>,
+    arg: &Expr,
+    f: impl Fn(&Labels) -> Labels,
+) -> Result<Value, QueryError> {
     let steps = ev.eval_vector(arg)?;
     let mut cache: std::collections::HashMap<usize, Metric> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
@@ -615,11 +653,21 @@ fn relabel(ev: &mut Evaluator<'_>, arg: &Expr, f: impl Fn(&Labels) -> Labels) ->
 }
 
 fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryError> {
-    let (dst, repl, src, re) = (string_arg(args[1])?, string_arg(args[2])?, string_arg(args[3])?, string_arg(args[4])?);
-    let regex = Regex::new(&format!("^(?:{re})$"))
-        .map_err(|_| QueryError::Execution(format!("invalid regular expression in label_replace(): {re}")))?;
+    let (dst, repl, src, re) = (
+        string_arg(args[1])?,
+        string_arg(args[2])?,
+        string_arg(args[3])?,
+        string_arg(args[4])?,
+    );
+    let regex = Regex::new(&format!("^(?:{re})$")).map_err(|_| {
+        QueryError::Execution(format!(
+            "invalid regular expression in label_replace(): {re}"
+        ))
+    })?;
     if !is_valid_name(dst) {
-        return Err(QueryError::Execution(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     let (dst, repl, src) = (dst.to_string(), repl.to_string(), src.to_string());
     relabel(ev, args[0], move |labels| {
@@ -640,15 +688,22 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryErro
     for a in &args[3..] {
         let src = string_arg(a)?;
         if !is_valid_name(src) {
-            return Err(QueryError::Execution(format!("invalid source label name in label_join(): {src}")));
+            return Err(QueryError::Execution(format!(
+                "invalid source label name in label_join(): {src}"
+            )));
         }
         srcs.push(src.to_string());
     }
     if !is_valid_name(&dst) {
-        return Err(QueryError::Execution(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(QueryError::Execution(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     relabel(ev, args[0], move |labels| {
-        let joined: Vec<&str> = srcs.iter().map(|s| labels.get(s).unwrap_or_default()).collect();
+        let joined: Vec<&str> = srcs
+            .iter()
+            .map(|s| labels.get(s).unwrap_or_default())
+            .collect();
         labels.with(&dst, &joined.join(&sep))
     })
 }
@@ -656,7 +711,8 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryErro
 fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryError> {
     let q = ev.eval_scalar(args[0])?;
     let steps = ev.eval_vector(args[1])?;
-    let mut signatures: std::collections::HashMap<usize, (Labels, Metric)> = std::collections::HashMap::new();
+    let mut signatures: std::collections::HashMap<usize, (Labels, Metric)> =
+        std::collections::HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for (i, step) in steps.into_iter().enumerate() {
         let mut groups: Vec<(Metric, Vec<(f64, f64)>)> = Vec::new();
@@ -667,7 +723,12 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, Q
             };
             let (sig, metric) = signatures
                 .entry(Arc::as_ptr(&s.metric) as usize)
-                .or_insert_with(|| (s.metric.without(&["le"]), Arc::new(s.metric.without(&["le", METRIC_NAME]))))
+                .or_insert_with(|| {
+                    (
+                        s.metric.without(&["le"]),
+                        Arc::new(s.metric.without(&["le", METRIC_NAME])),
+                    )
+                })
                 .clone();
             let g = *by_sig.entry(sig).or_insert_with(|| {
                 groups.push((metric, Vec::new()));
@@ -709,7 +770,11 @@ fn sort_by_value(v: &mut [Sample], desc: bool) {
     });
 }
 
-fn date_function(ev: &mut Evaluator<'_>, name: &str, arg: Option<&Expr>) -> Result<Value, QueryError> {
+fn date_function(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    arg: Option<&Expr>,
+) -> Result<Value, QueryError> {
     let f = |secs: i64| -> f64 {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
@@ -765,7 +830,9 @@ mod tests {
     #[test]
     fn rate_extrapolates_like_prometheus() {
         // A counter growing 1/s, sampled every 10 s, window 60 s.
-        let points: Vec<(i64, f64)> = (1..=6).map(|i| (i * 10_000 - 5_000, (i * 10) as f64)).collect();
+        let points: Vec<(i64, f64)> = (1..=6)
+            .map(|i| (i * 10_000 - 5_000, (i * 10) as f64))
+            .collect();
         let c = call(&points, 0, 60_000);
         // 50 increase over 50 s, extrapolated by 5 s at each end (both
         // under 1.1 × the 10 s spacing); zero point caps the start at 5 s.
@@ -774,8 +841,14 @@ mod tests {
         assert!((extrapolated_rate(&c, true, true).unwrap() - 1.0).abs() < 1e-12);
         // A reset adds the value before it.
         let reset = [(0, 10.0), (10_000, 20.0), (20_000, 5.0)];
-        assert_eq!(extrapolated_rate(&call(&reset, 0, 20_000), true, false), Some(15.0));
-        assert_eq!(extrapolated_rate(&call(&reset[..1], 0, 20_000), true, false), None);
+        assert_eq!(
+            extrapolated_rate(&call(&reset, 0, 20_000), true, false),
+            Some(15.0)
+        );
+        assert_eq!(
+            extrapolated_rate(&call(&reset[..1], 0, 20_000), true, false),
+            None
+        );
     }
 
     #[test]

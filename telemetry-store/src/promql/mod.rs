@@ -76,7 +76,8 @@ impl Budget {
         let total = self.samples.get().saturating_add(n);
         if total > self.max_samples {
             return Err(QueryError::Execution(
-                "query processing would load too many samples into memory in query execution".into(),
+                "query processing would load too many samples into memory in query execution"
+                    .into(),
             ));
         }
         self.samples.set(total);
@@ -85,7 +86,9 @@ impl Budget {
 
     pub(crate) fn check_time(&self) -> Result<(), QueryError> {
         if Instant::now() > self.deadline {
-            return Err(QueryError::Timeout("query timed out in expression evaluation".into()));
+            return Err(QueryError::Timeout(
+                "query timed out in expression evaluation".into(),
+            ));
         }
         Ok(())
     }
@@ -110,7 +113,12 @@ impl Engine {
         self.instant_with_timeout(query, t_ms, self.opts.timeout)
     }
 
-    pub(crate) fn instant_with_timeout(&self, query: &str, t_ms: i64, timeout: Duration) -> Result<QueryValue, QueryError> {
+    pub(crate) fn instant_with_timeout(
+        &self,
+        query: &str,
+        t_ms: i64,
+        timeout: Duration,
+    ) -> Result<QueryValue, QueryError> {
         let expr = parse(query)?;
         let budget = Budget::new(&self.opts, timeout);
         let mut ev = eval::Evaluator::new(&self.db, &self.opts, &budget, t_ms, t_ms, 1);
@@ -119,7 +127,13 @@ impl Engine {
 
     /// Evaluates `query` at every step of `[start, end]`
     /// (`/api/v1/query_range`).
-    pub(crate) fn range(&self, query: &str, start: i64, end: i64, step: i64) -> Result<QueryValue, QueryError> {
+    pub(crate) fn range(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryValue, QueryError> {
         self.range_with_timeout(query, start, end, step, self.opts.timeout)
     }
 
@@ -152,7 +166,9 @@ impl Engine {
 /// Prometheus' range-query sanity checks, with its messages.
 pub(crate) fn check_range(start: i64, end: i64, step: i64) -> Result<(), QueryError> {
     if end < start {
-        return Err(QueryError::BadData("end timestamp must not be before start time".into()));
+        return Err(QueryError::BadData(
+            "end timestamp must not be before start time".into(),
+        ));
     }
     if step <= 0 {
         return Err(QueryError::BadData(
@@ -171,6 +187,7 @@ pub(crate) fn check_range(start: i64, end: i64, step: i64) -> Result<(), QueryEr
 /// Parses with `promql-parser`, adding a position when its message has
 /// none.
 pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
+    register_functions();
     parser::parse(query).map_err(|msg| {
         let at = position(query, &msg);
         QueryError::BadData(match at {
@@ -178,6 +195,23 @@ pub(crate) fn parse(query: &str) -> Result<Expr, QueryError> {
             None => format!("parse error: {msg}"),
         })
     })
+}
+
+/// Prometheus 2.x's `holt_winters` (Prometheus 3 renamed it
+/// `double_exponential_smoothing`, which is all the parser knows).
+fn register_functions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use promql_parser::parser::function::{Function, register_extra_functions};
+        let f = Function::new(
+            "holt_winters",
+            vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+            0,
+            ValueType::Vector,
+            false,
+        );
+        register_extra_functions(vec![f]).expect("holt_winters is not a built-in of promql-parser");
+    });
 }
 
 /// The parser reports grammar errors without a position; the first
@@ -193,7 +227,9 @@ fn position(query: &str, msg: &str) -> Option<(usize, usize, String)> {
             good = i;
         }
     }
-    let offset = query[good..].find(|c: char| !c.is_whitespace()).map_or(good, |o| good + o);
+    let offset = query[good..]
+        .find(|c: char| !c.is_whitespace())
+        .map_or(good, |o| good + o);
     let line = query[..offset].matches('\n').count() + 1;
     let col = offset - query[..offset].rfind('\n').map_or(0, |n| n + 1) + 1;
     let near: String = query[offset..].chars().take(20).collect();
@@ -206,9 +242,13 @@ mod tests {
 
     #[test]
     fn parse_errors_carry_a_position() {
-        let QueryError::BadData(msg) = parse("foo bar").unwrap_err() else { panic!() };
+        let QueryError::BadData(msg) = parse("foo bar").unwrap_err() else {
+            panic!()
+        };
         assert_eq!(msg, r#"1:5: parse error: invalid promql query near "bar""#);
-        let QueryError::BadData(msg) = parse("sum(rate(x[5m])").unwrap_err() else { panic!() };
+        let QueryError::BadData(msg) = parse("sum(rate(x[5m])").unwrap_err() else {
+            panic!()
+        };
         assert!(msg.contains("unclosed left parenthesis"), "{msg}");
     }
 

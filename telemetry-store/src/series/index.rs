@@ -107,7 +107,12 @@ impl Index {
     }
 
     /// Values of label `name` among the matching series.
-    pub(crate) fn label_values(&self, name: &str, matchers: &[Matcher], out: &mut BTreeSet<String>) {
+    pub(crate) fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        out: &mut BTreeSet<String>,
+    ) {
         for (key, p) in &self.partitions {
             if !partition_may_match(key, matchers) {
                 continue;
@@ -265,9 +270,32 @@ mod tests {
 
     fn index() -> Index {
         let mut idx = Index::default();
-        idx.add(1, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "200")]));
-        idx.add(2, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "500")]));
-        idx.add(3, &labels(&[("__name__", "req"), ("namespace", "b"), ("deployment", "db")]));
+        idx.add(
+            1,
+            &labels(&[
+                ("__name__", "req"),
+                ("namespace", "a"),
+                ("deployment", "web"),
+                ("code", "200"),
+            ]),
+        );
+        idx.add(
+            2,
+            &labels(&[
+                ("__name__", "req"),
+                ("namespace", "a"),
+                ("deployment", "web"),
+                ("code", "500"),
+            ]),
+        );
+        idx.add(
+            3,
+            &labels(&[
+                ("__name__", "req"),
+                ("namespace", "b"),
+                ("deployment", "db"),
+            ]),
+        );
         idx.add(4, &labels(&[("__name__", "up")]));
         idx
     }
@@ -275,14 +303,26 @@ mod tests {
     #[test]
     fn all_four_matcher_kinds() {
         let idx = index();
-        assert_eq!(idx.select(&[Matcher::equal("__name__", "req")]), vec![1, 2, 3]);
         assert_eq!(
-            idx.select(&[Matcher::equal("__name__", "req"), Matcher::not_equal("code", "200")]),
+            idx.select(&[Matcher::equal("__name__", "req")]),
+            vec![1, 2, 3]
+        );
+        assert_eq!(
+            idx.select(&[
+                Matcher::equal("__name__", "req"),
+                Matcher::not_equal("code", "200")
+            ]),
             vec![2, 3]
         );
-        assert_eq!(idx.select(&[Matcher::regex("code", "2..|5..", false).unwrap()]), vec![1, 2]);
         assert_eq!(
-            idx.select(&[Matcher::regex("code", "5..", true).unwrap(), Matcher::equal("__name__", "req")]),
+            idx.select(&[Matcher::regex("code", "2..|5..", false).unwrap()]),
+            vec![1, 2]
+        );
+        assert_eq!(
+            idx.select(&[
+                Matcher::regex("code", "5..", true).unwrap(),
+                Matcher::equal("__name__", "req")
+            ]),
             vec![1, 3]
         );
         assert_eq!(idx.select(&[Matcher::equal("code", "")]), vec![3, 4]);
@@ -293,7 +333,15 @@ mod tests {
     #[test]
     fn removal_and_label_queries() {
         let mut idx = index();
-        idx.remove(2, &labels(&[("__name__", "req"), ("namespace", "a"), ("deployment", "web"), ("code", "500")]));
+        idx.remove(
+            2,
+            &labels(&[
+                ("__name__", "req"),
+                ("namespace", "a"),
+                ("deployment", "web"),
+                ("code", "500"),
+            ]),
+        );
         assert_eq!(idx.len, 3);
         let mut values = BTreeSet::new();
         idx.label_values("code", &[], &mut values);

@@ -34,7 +34,10 @@ impl PartitionKey {
         use conduit_api::metrics::label;
         Self {
             namespace: labels.get(label::NAMESPACE).unwrap_or_default().to_string(),
-            deployment: labels.get(label::DEPLOYMENT).unwrap_or_default().to_string(),
+            deployment: labels
+                .get(label::DEPLOYMENT)
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 }

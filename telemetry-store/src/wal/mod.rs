@@ -57,7 +57,11 @@ pub(crate) struct ReplayStats {
 
 impl Wal {
     /// Replays the log into `apply` and opens a fresh segment for writing.
-    pub(crate) fn open(dir: &Path, policy: FsyncPolicy, mut apply: impl FnMut(Record)) -> io::Result<(Self, ReplayStats)> {
+    pub(crate) fn open(
+        dir: &Path,
+        policy: FsyncPolicy,
+        mut apply: impl FnMut(Record),
+    ) -> io::Result<(Self, ReplayStats)> {
         fs::create_dir_all(dir)?;
         let mut stats = ReplayStats::default();
         let (checkpoint, segments) = list(dir)?;
@@ -93,7 +97,10 @@ impl Wal {
                     lost_bytes = lost,
                     "WAL segment ends with a torn or corrupt record (crash during a write?): truncating it and dropping what follows"
                 );
-                OpenOptions::new().write(true).open(path)?.set_len(good as u64)?;
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)?
+                    .set_len(good as u64)?;
                 stats.truncated_bytes += lost;
                 break;
             }
@@ -131,8 +138,10 @@ impl Wal {
             self.rotate()?;
         }
         self.frame.clear();
-        self.frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        self.frame
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.frame
+            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         self.frame.extend_from_slice(payload);
         self.file.write_all(&self.frame)?;
         self.written += self.frame.len() as u64;
@@ -174,18 +183,28 @@ impl Wal {
     /// are in a block now), keeping the series they defined in a
     /// checkpoint built from `series_records` (encoded series records of
     /// every live series).
-    pub(crate) fn truncate(&mut self, before: i64, series_records: &[Vec<u8>]) -> io::Result<usize> {
+    pub(crate) fn truncate(
+        &mut self,
+        before: i64,
+        series_records: &[Vec<u8>],
+    ) -> io::Result<usize> {
         self.rotate()?;
         let first_kept = self
             .segment_max_t
             .iter()
             .find(|(_, max_t)| **max_t >= before)
             .map_or(self.segment, |(n, _)| *n);
-        let dropped: Vec<u64> = self.segment_max_t.range(..first_kept).map(|(n, _)| *n).collect();
+        let dropped: Vec<u64> = self
+            .segment_max_t
+            .range(..first_kept)
+            .map(|(n, _)| *n)
+            .collect();
         if dropped.is_empty() {
             return Ok(0);
         }
-        let tmp = self.dir.join(format!("{CHECKPOINT_PREFIX}{first_kept:08}.tmp"));
+        let tmp = self
+            .dir
+            .join(format!("{CHECKPOINT_PREFIX}{first_kept:08}.tmp"));
         {
             let mut f = File::create(&tmp)?;
             for payload in series_records {
@@ -197,12 +216,18 @@ impl Wal {
             }
             f.sync_all()?;
         }
-        fs::rename(&tmp, self.dir.join(format!("{CHECKPOINT_PREFIX}{first_kept:08}")))?;
+        fs::rename(
+            &tmp,
+            self.dir.join(format!("{CHECKPOINT_PREFIX}{first_kept:08}")),
+        )?;
         sync_dir(&self.dir)?;
         let (checkpoint, _) = list(&self.dir)?;
         for entry in fs::read_dir(&self.dir)? {
             let path = entry?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             let old_checkpoint = name.starts_with(CHECKPOINT_PREFIX)
                 && checkpoint.as_ref().is_some_and(|(_, p)| *p != path)
                 && !name.ends_with(".tmp");
@@ -268,7 +293,10 @@ fn list(dir: &Path) -> io::Result<Listing> {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        if let Some(n) = name.strip_prefix(CHECKPOINT_PREFIX).and_then(|n| n.parse::<u64>().ok()) {
+        if let Some(n) = name
+            .strip_prefix(CHECKPOINT_PREFIX)
+            .and_then(|n| n.parse::<u64>().ok())
+        {
             if checkpoint.as_ref().is_none_or(|(c, _)| n > *c) {
                 checkpoint = Some((n, path));
             }
@@ -290,7 +318,10 @@ fn segment_path(dir: &Path, n: u64) -> PathBuf {
 }
 
 fn create_segment(dir: &Path, n: u64) -> io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, n))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, n))?;
     sync_dir(dir)?;
     Ok(file)
 }
@@ -330,7 +361,12 @@ mod tests {
         let seg = segment_path(dir.path(), 0);
         let len = fs::metadata(&seg).unwrap().len();
         // Half of the last frame is missing, as after a crash mid-write.
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 20).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 20)
+            .unwrap();
         let (records, stats) = replay(dir.path());
         assert_eq!(records.len(), 9);
         assert!(stats.truncated_bytes > 0);

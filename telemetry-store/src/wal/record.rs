@@ -33,7 +33,10 @@ impl Record {
     }
 }
 
-pub(crate) fn encode_series<'a>(out: &mut Vec<u8>, series: impl ExactSizeIterator<Item = (SeriesRef, Kind, &'a Labels)>) {
+pub(crate) fn encode_series<'a>(
+    out: &mut Vec<u8>,
+    series: impl ExactSizeIterator<Item = (SeriesRef, Kind, &'a Labels)>,
+) {
     out.push(SERIES);
     put_uvarint(out, series.len() as u64);
     for (r, kind, labels) in series {
@@ -62,7 +65,10 @@ pub(crate) fn encode_samples(out: &mut Vec<u8>, samples: &[(SeriesRef, i64, f64)
     }
 }
 
-pub(crate) fn encode_windows<'a>(out: &mut Vec<u8>, windows: impl ExactSizeIterator<Item = (SeriesRef, &'a Window)>) {
+pub(crate) fn encode_windows<'a>(
+    out: &mut Vec<u8>,
+    windows: impl ExactSizeIterator<Item = (SeriesRef, &'a Window)>,
+) {
     out.push(WINDOWS);
     put_uvarint(out, windows.len() as u64);
     for (r, w) in windows {
@@ -204,17 +210,29 @@ mod tests {
     fn records_round_trip() {
         let labels = Labels::try_from_pairs([("__name__", "x"), ("a", "é")]).unwrap();
         let mut buf = Vec::new();
-        encode_series(&mut buf, [(7, Kind::Float, &labels), (9, Kind::Histogram, &labels)].into_iter());
+        encode_series(
+            &mut buf,
+            [(7, Kind::Float, &labels), (9, Kind::Histogram, &labels)].into_iter(),
+        );
         assert_eq!(
             decode(&buf).unwrap(),
-            Record::Series(vec![(7, Kind::Float, labels.clone()), (9, Kind::Histogram, labels)])
+            Record::Series(vec![
+                (7, Kind::Float, labels.clone()),
+                (9, Kind::Histogram, labels)
+            ])
         );
 
         let stale = f64::from_bits(0x7ff0_0000_0000_0002);
-        let samples = vec![(7, 1_700_000_000_000, 1.5), (8, 1_699_999_999_000, stale), (7, 5, -0.0)];
+        let samples = vec![
+            (7, 1_700_000_000_000, 1.5),
+            (8, 1_699_999_999_000, stale),
+            (7, 5, -0.0),
+        ];
         let mut buf = Vec::new();
         encode_samples(&mut buf, &samples);
-        let Record::Samples(back) = decode(&buf).unwrap() else { panic!() };
+        let Record::Samples(back) = decode(&buf).unwrap() else {
+            panic!()
+        };
         assert_eq!(back.len(), 3);
         for (a, b) in back.iter().zip(&samples) {
             assert_eq!((a.0, a.1, a.2.to_bits()), (b.0, b.1, b.2.to_bits()));
@@ -235,7 +253,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for junk in [&[][..], &[1, 200, 200, 200], &[2, 1], &[9, 0], &[1, 1, 1, 0, 5, 0xff]] {
+        for junk in [
+            &[][..],
+            &[1, 200, 200, 200],
+            &[2, 1],
+            &[9, 0],
+            &[1, 1, 1, 0, 5, 0xff],
+        ] {
             assert!(decode(junk).is_err(), "{junk:?}");
         }
     }

@@ -1,0 +1,144 @@
+//! Shared by the integration tests: a store on loopback ports, HTTP
+//! helpers over hyper's client, and remote-write encoding.
+
+#![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use conduit_telemetry_store::{Config, Running, Store};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+pub struct TestStore {
+    pub running: Running,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestStore {
+    pub fn http(&self) -> SocketAddr {
+        self.running.http_addr()
+    }
+
+    pub fn grpc(&self) -> SocketAddr {
+        self.running.grpc_addr()
+    }
+}
+
+/// A store on free loopback ports in a fresh temporary directory.
+pub async fn start_store(configure: impl FnOnce(&mut Config)) -> TestStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::for_data_dir(dir.path());
+    configure(&mut config);
+    let store = Store::open(config).expect("store opens");
+    let running = store.start().await.expect("store starts");
+    TestStore { running, dir }
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub async fn get(url: &str) -> (u16, String) {
+    request(hyper::Method::GET, url, None, Bytes::new()).await
+}
+
+pub async fn post(url: &str, content_type: &str, body: impl Into<Bytes>) -> (u16, String) {
+    request(hyper::Method::POST, url, Some(content_type), body.into()).await
+}
+
+pub async fn request(
+    method: hyper::Method,
+    url: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> (u16, String) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    let req = req.body(Full::new(body)).expect("request");
+    let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
+        .await
+        .unwrap_or_else(|_| panic!("{url}: no answer in 60 s"))
+        .unwrap_or_else(|e| panic!("{url}: {e}"));
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Percent-encodes a query parameter.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A series to remote-write: its labels and samples.
+pub type WriteSeries<'a> = (Vec<(&'a str, &'a str)>, Vec<(i64, f64)>);
+
+/// A remote-write `WriteRequest`, hand-encoded in protobuf and snappy,
+/// as any Prometheus-compatible agent sends it.
+pub fn write_request(series: &[WriteSeries<'_>]) -> Vec<u8> {
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    fn field(out: &mut Vec<u8>, tag: u64, bytes: &[u8]) {
+        varint(out, tag << 3 | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+    let mut req = Vec::new();
+    for (labels, samples) in series {
+        let mut ts = Vec::new();
+        for (n, v) in labels {
+            let mut l = Vec::new();
+            field(&mut l, 1, n.as_bytes());
+            field(&mut l, 2, v.as_bytes());
+            field(&mut ts, 1, &l);
+        }
+        for (t, v) in samples {
+            let mut s = Vec::new();
+            s.push(1 << 3 | 1);
+            s.extend_from_slice(&v.to_bits().to_le_bytes());
+            varint(&mut s, 2 << 3);
+            varint(&mut s, *t as u64);
+            field(&mut ts, 2, &s);
+        }
+        field(&mut req, 1, &ts);
+    }
+    snap::raw::Encoder::new()
+        .compress_vec(&req)
+        .expect("snappy")
+}
+
+/// Parses a Prometheus API JSON body.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// Runs an instant query and returns the JSON answer.
+pub async fn query(addr: SocketAddr, q: &str, t_ms: i64) -> serde_json::Value {
+    let url = format!(
+        "http://{addr}/api/v1/query?query={}&time={}",
+        enc(q),
+        t_ms as f64 / 1000.0
+    );
+    json(&get(&url).await.1)
+}
