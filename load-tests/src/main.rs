@@ -1,4 +1,31 @@
-fn main() {
-    eprintln!("conduit-load-tests: no scenario implemented yet");
-    std::process::exit(1);
+//! `conduit-load-tests SCENARIO [ARGS...]`: runs one benchmark scenario and
+//! appends its figures to `load-tests/RESULTS.md`.
+
+use std::process::ExitCode;
+
+mod stat;
+
+const USAGE: &str = "usage: conduit-load-tests SCENARIO [ARGS...]
+
+scenarios:
+  stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("stat") => stat::run(&args[1..]),
+        Some("-h" | "--help") => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conduit-load-tests: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -22,7 +22,9 @@
 mod process;
 mod upstream;
 
-pub use process::{Process, TempDir, bin, free_addr, http_get, wait_for_http, wait_for_tcp};
+pub use process::{
+    HttpAnswer, Process, TempDir, bin, free_addr, http_get, wait_for_http, wait_for_tcp,
+};
 pub use upstream::{Upstream, UpstreamSpec, drive_load};
 
 use std::net::SocketAddr;

@@ -69,7 +69,13 @@ pub fn router(api: PublicApi) -> Router {
         .route("/edges", get(edges))
         .route("/routes", get(routes))
         .route("/check", get(check))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such API route; see api/controller/README.md") });
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such API route; see api/controller/README.md",
+            )
+        });
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
@@ -97,10 +103,14 @@ impl ApiError {
 impl From<Status> for ApiError {
     fn from(s: Status) -> Self {
         let (status, code) = match s.code() {
-            Code::InvalidArgument | Code::OutOfRange => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            Code::InvalidArgument | Code::OutOfRange => {
+                (StatusCode::BAD_REQUEST, "invalid_argument")
+            }
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
-            Code::Unavailable | Code::DeadlineExceeded => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Code::Unavailable | Code::DeadlineExceeded => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         Self::new(status, code, s.message())
@@ -145,7 +155,9 @@ impl SelectorQuery {
 }
 
 fn namespace_or_default(ns: &Option<String>) -> String {
-    ns.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| "default".into())
+    ns.clone()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into())
 }
 
 /// `namespace/name`, or `name` in `default_namespace`; `deploy/` prefixes
@@ -167,14 +179,20 @@ fn deployment_param(text: &str, default_namespace: &str) -> mesh::DeploymentRef 
     }
 }
 
-fn duration_param(what: &str, text: &Option<String>) -> Result<Option<prost_types::Duration>, ApiError> {
+fn duration_param(
+    what: &str,
+    text: &Option<String>,
+) -> Result<Option<prost_types::Duration>, ApiError> {
     let Some(text) = text else { return Ok(None) };
     let d = conduit_api::duration::parse_window(text).map_err(|e| bad(format!("{what}: {e}")))?;
     Ok(Some(crate::profile::duration(d)))
 }
 
 fn named(ns: &Option<String>, name: &Option<String>) -> Result<mesh::DeploymentRef, ApiError> {
-    let name = name.clone().filter(|n| !n.is_empty()).ok_or_else(|| bad("the `name` parameter (a Deployment) is required"))?;
+    let name = name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("the `name` parameter (a Deployment) is required"))?;
     Ok(mesh::DeploymentRef {
         namespace: namespace_or_default(ns),
         name,
@@ -182,7 +200,9 @@ fn named(ns: &Option<String>, name: &Option<String>) -> Result<mesh::DeploymentR
 }
 
 async fn version(State(api): State<PublicApi>) -> ApiResult<json::Version> {
-    let v = api.version(tonic::Request::new(pb::VersionRequest {})).await?;
+    let v = api
+        .version(tonic::Request::new(pb::VersionRequest {}))
+        .await?;
     Ok(Json(v.into_inner().into()))
 }
 
@@ -237,7 +257,12 @@ async fn stat_once(api: &PublicApi, req: pb::StatRequest) -> Result<json::Stat, 
     Ok(json::Stat {
         window: conduit_api::duration::format(window),
         time_unix_ms: now_unix_ms(),
-        rows: reply.into_inner().rows.into_iter().map(Into::into).collect(),
+        rows: reply
+            .into_inner()
+            .rows
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     })
 }
 
@@ -272,7 +297,8 @@ async fn stat_stream(
     let interval = match &q.interval {
         None => DEFAULT_INTERVAL,
         Some(text) => {
-            let d = conduit_api::duration::parse(text).map_err(|e| bad(format!("interval: {e}")))?;
+            let d =
+                conduit_api::duration::parse(text).map_err(|e| bad(format!("interval: {e}")))?;
             if !(Duration::from_millis(500)..=Duration::from_secs(60)).contains(&d) {
                 return Err(bad("interval must be between 500ms and 1m"));
             }
@@ -282,11 +308,12 @@ async fn stat_stream(
     // Fail fast on a request that can never succeed (bad names, unknown
     // Deployment); later failures (store down) become `error` events.
     let first = stat_once(&api, req.clone()).await;
-    if let Err(e) = &first {
-        if e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND {
-            return Err(first.unwrap_err());
-        }
-    }
+    let permanent =
+        |e: &ApiError| e.status == StatusCode::BAD_REQUEST || e.status == StatusCode::NOT_FOUND;
+    let first = match first {
+        Err(e) if permanent(&e) => return Err(e),
+        other => other,
+    };
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(async move {
         let mut next = Some(first);
@@ -333,7 +360,10 @@ async fn top(
     q: Result<Query<TopQuery>, QueryRejection>,
 ) -> ApiResult<json::Top> {
     let Query(q) = q?;
-    let mut updates = api.top(tonic::Request::new(q.request()?)).await?.into_inner();
+    let mut updates = api
+        .top(tonic::Request::new(q.request()?))
+        .await?
+        .into_inner();
     match updates.next().await {
         Some(Ok(u)) => Ok(Json(u.into())),
         Some(Err(s)) => Err(s.into()),
@@ -346,7 +376,10 @@ async fn top_stream(
     q: Result<Query<TopQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
-    let updates = api.top(tonic::Request::new(q.request()?)).await?.into_inner();
+    let updates = api
+        .top(tonic::Request::new(q.request()?))
+        .await?
+        .into_inner();
     Ok(sse(updates.map(|u| {
         Ok(match u {
             Ok(u) => json_event("top", &json::Top::from(u)),
@@ -391,7 +424,13 @@ async fn tap_stream(
     let Query(q) = q?;
     let req = pb::TapRequest {
         deployment: Some(named(&q.namespace, &q.name)?),
-        filter: Some(filter(&q.namespace, &q.to, &q.path, &q.method, &q.authority)),
+        filter: Some(filter(
+            &q.namespace,
+            &q.to,
+            &q.path,
+            &q.method,
+            &q.authority,
+        )),
         max_rps: q.max_rps.unwrap_or(0),
     };
     let events = api.tap(tonic::Request::new(req)).await?.into_inner();
@@ -443,7 +482,13 @@ async fn tap_search(
         end_unix_ms: end,
         limit: q.limit.unwrap_or(0),
         deployment,
-        filter: Some(filter(&q.namespace, &q.to, &q.path, &q.method, &q.authority)),
+        filter: Some(filter(
+            &q.namespace,
+            &q.to,
+            &q.path,
+            &q.method,
+            &q.authority,
+        )),
     };
     let reply = api.search_tap(tonic::Request::new(req)).await?.into_inner();
     Ok(Json(json::TapSearch {

@@ -224,13 +224,14 @@ fn draw_loop(
                 .block(Block::default().borders(Borders::TOP));
             f.render_widget(table, body);
         })?;
-        if event::poll(Duration::from_millis(200))? {
-            if let Event::Key(key) = event::read()? {
-                let ctrl_c =
-                    key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
-                if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
-                    return Ok(());
-                }
+        if !event::poll(Duration::from_millis(200))? {
+            continue;
+        }
+        if let Event::Key(key) = event::read()? {
+            let ctrl_c =
+                key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+            if matches!(key.code, KeyCode::Char('q') | KeyCode::Esc) || ctrl_c {
+                return Ok(());
             }
         }
     }
