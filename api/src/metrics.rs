@@ -37,6 +37,9 @@ pub const TELEMETRY_REPORTS_SENT_TOTAL: &str = "telemetry_reports_sent_total";
 pub const TELEMETRY_REPORTS_DROPPED_TOTAL: &str = "telemetry_reports_dropped_total";
 pub const TAP_EVENTS_SAMPLED_TOTAL: &str = "tap_events_sampled_total";
 pub const TAP_EVENTS_DROPPED_TOTAL: &str = "tap_events_dropped_total";
+/// Destination profiles the proxy refused as invalid (the previous one
+/// stayed in force).
+pub const DESTINATION_PROFILES_REJECTED_TOTAL: &str = "destination_profiles_rejected_total";
 
 /// Label names.
 pub mod label {

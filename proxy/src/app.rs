@@ -95,7 +95,7 @@ impl Proxy {
             tap.clone(),
             server,
             limits,
-            resolver(&config)?,
+            resolver(&config, &registry)?,
             factory,
         ));
 
@@ -174,14 +174,18 @@ impl Drop for Proxy {
 
 /// Static endpoints first (an operator's explicit word), then the
 /// destination service.
-fn resolver(config: &Config) -> anyhow::Result<Arc<dyn Resolve>> {
+fn resolver(config: &Config, registry: &Arc<Registry>) -> anyhow::Result<Arc<dyn Resolve>> {
     let mut chain: Vec<Arc<dyn Resolve>> = Vec::new();
     let statics = StaticResolver::new(&config.outbound_endpoints);
     if !statics.is_empty() {
         chain.push(Arc::new(statics));
     }
     if let Some(addr) = &config.destination_addr {
-        chain.push(Arc::new(DestinationResolver::new(addr, config)?));
+        chain.push(Arc::new(DestinationResolver::new(
+            addr,
+            config,
+            registry.clone(),
+        )?));
     }
     Ok(Arc::new(Chain(chain)))
 }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use conduit_api::proto::destination::v1::destination_client::DestinationClient;
@@ -23,23 +24,30 @@ use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, GrpcAddr};
+use crate::metrics::Registry;
 use crate::profile::Profile;
 use crate::resolve::{EndpointMeta, Resolution, Resolve, ResolveFuture, Resolved, Target, Targets};
 
 pub(crate) struct DestinationResolver {
     client: DestinationClient<Channel>,
+    registry: Arc<Registry>,
     context: Option<conduit_api::proto::mesh::v1::DeploymentRef>,
     resolve_timeout: Duration,
 }
 
 impl DestinationResolver {
-    pub(crate) fn new(addr: &GrpcAddr, config: &Config) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        addr: &GrpcAddr,
+        config: &Config,
+        registry: Arc<Registry>,
+    ) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(addr.0.clone())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .connect_lazy();
         Ok(Self {
             client: DestinationClient::new(channel),
+            registry,
             context: config.deployment_ref().map(Into::into),
             resolve_timeout: config.destination_resolve_timeout,
         })
@@ -68,6 +76,7 @@ impl Resolve for DestinationResolver {
             req,
             profile_tx,
             profiled_tx,
+            self.registry.clone(),
         ));
         let deadline = tokio::time::Instant::now() + self.resolve_timeout;
         let authority = authority.to_string();
@@ -240,6 +249,7 @@ async fn watch_profile(
     req: GetDestination,
     tx: watch::Sender<Arc<Profile>>,
     first: oneshot::Sender<()>,
+    registry: Arc<Registry>,
 ) {
     let authority = req.path.clone();
     let mut first = Some(first);
@@ -274,11 +284,14 @@ async fn watch_profile(
                             tracing::debug!(%authority, routes = p.routes.len(), "profile updated");
                             tx.send_replace(Arc::new(p));
                         }
-                        Err(e) => tracing::error!(
-                            %authority,
-                            error = %e,
-                            "rejected an invalid destination profile; the previous profile stays in force"
-                        ),
+                        Err(e) => {
+                            registry.proxy.profiles_rejected.fetch_add(1, Relaxed);
+                            tracing::error!(
+                                %authority,
+                                error = %e,
+                                "rejected an invalid destination profile; the previous profile stays in force"
+                            );
+                        }
                     }
                     if let Some(f) = first.take() {
                         let _ = f.send(());

@@ -245,6 +245,10 @@ impl Telemetry {
                 p.tap_events_sampled.load(Relaxed),
             ),
             (names::TAP_EVENTS_DROPPED_TOTAL, dropped_tap_events),
+            (
+                names::DESTINATION_PROFILES_REJECTED_TOTAL,
+                p.profiles_rejected.load(Relaxed),
+            ),
         ] {
             out.counter(name, local.clone(), value);
         }

@@ -175,6 +175,7 @@ pub(crate) struct ProxyCounters {
     pub(crate) telemetry_reports_dropped: AtomicU64,
     pub(crate) tap_events_sampled: AtomicU64,
     pub(crate) tap_events_dropped: AtomicU64,
+    pub(crate) profiles_rejected: AtomicU64,
 }
 
 type Key = Vec<(&'static str, String)>;

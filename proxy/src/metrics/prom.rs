@@ -189,6 +189,11 @@ fn proxy_family(out: &mut String, reg: &Registry) {
             "Tap events dropped by rate limits or full buffers.",
             &p.tap_events_dropped,
         ),
+        (
+            names::DESTINATION_PROFILES_REJECTED_TOTAL,
+            "Destination profiles refused as invalid; the previous profile stayed in force.",
+            &p.profiles_rejected,
+        ),
     ];
     for (name, help, value) in counters {
         header(out, name, "counter", help);

@@ -3,9 +3,13 @@
 //! own `/metrics`, tap and telemetry stream read back.
 
 mod bad_input;
+mod balance;
 mod cli;
+mod controller;
+mod discovery;
 mod grpc;
 mod http;
+mod reliability;
 mod support;
 mod tap;
 mod tcp;
