@@ -61,7 +61,7 @@ pub(crate) enum Command {
     /// Open the web dashboard
     Dashboard(DashboardArgs),
     /// Run the whole mesh with a demo application on this machine
-    Demo,
+    Demo(crate::cmd::demo::DemoArgs),
     /// Print the client's and the control plane's versions
     Version(VersionArgs),
     /// Print a shell completion script

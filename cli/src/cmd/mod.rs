@@ -5,6 +5,7 @@ use crate::args::{Cli, Command};
 mod check;
 mod completion;
 mod dashboard;
+pub(crate) mod demo;
 mod edges;
 mod inject;
 mod install;
@@ -29,13 +30,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Edges(args) => edges::run(args),
         Command::Routes(args) => routes::run(args),
         Command::Dashboard(args) => dashboard::run(args),
-        Command::Demo => not_yet("demo"),
+        Command::Demo(args) => demo::run(args),
     }
-}
-
-/// Commands that exist in the interface but not in this build say so.
-fn not_yet(command: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`conduit {command}` is not implemented in this version of conduit yet")
 }
 
 /// The single-threaded runtime the networked commands share.

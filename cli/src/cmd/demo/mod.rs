@@ -1,0 +1,261 @@
+//! `conduit demo`: the whole mesh on this machine, one command.
+//!
+//! Starts the telemetry store, the controller (static discovery, dashboard)
+//! and the emoji-vote application with a real `conduit-proxy` beside every
+//! pod, all on loopback; prints where to look; supervises everything until
+//! Ctrl-C or `--duration`, then stops every process it started.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::cmd::block_on;
+
+mod ready;
+mod supervisor;
+mod topology;
+
+use ready::Probe;
+use supervisor::{Restarted, Supervisor};
+use topology::{NAMESPACE, Settings, Topology};
+
+#[derive(Args, Debug)]
+pub(crate) struct DemoArgs {
+    /// Where the store keeps its data and every component its log
+    /// [default: $XDG_DATA_HOME/conduit/demo or ~/.local/share/conduit/demo]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Requests per second the traffic generator sends to web
+    #[arg(long, default_value_t = 50)]
+    rps: u32,
+    /// Share of voting's Vote calls that fail
+    #[arg(long, default_value_t = 0.1)]
+    failure_rate: f64,
+    /// Stop by itself after this long (e.g. 60s, 10m); runs until Ctrl-C if unset
+    #[arg(long, value_parser = conduit_api::duration::parse)]
+    duration: Option<Duration>,
+    /// Add this to every port the demo uses, to run beside something that
+    /// holds the defaults
+    #[arg(long, default_value_t = 0)]
+    port_offset: u16,
+}
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rps > 0, "--rps must be at least 1");
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.failure_rate),
+        "--failure-rate must be between 0 and 1"
+    );
+    let settings = Settings {
+        port_offset: args.port_offset,
+        rps: args.rps,
+        failure_rate: args.failure_rate,
+        data_dir: args.data_dir.map_or_else(default_data_dir, Ok)?,
+        bin_dir: bin_dir()?,
+    };
+    let topology = Topology::new(settings)?;
+    ready::ports_free(&topology.listeners())?;
+    prepare_dirs(&topology)?;
+    block_on(run_demo(topology, args.duration))
+}
+
+async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Result<()> {
+    let (mut supervisor, restarts) = Supervisor::new();
+    let started = start_all(&topology, &mut supervisor).await;
+    if let Err(e) = started {
+        supervisor.shutdown().await;
+        return Err(e.context(format!(
+            "the demo could not start; logs are in {}",
+            topology.log_dir().display()
+        )));
+    }
+    print_ready(&topology);
+    let outcome = supervise(restarts, duration).await;
+    eprintln!("\nStopping the demo...");
+    supervisor.shutdown().await;
+    eprintln!("Stopped; every demo process has exited.");
+    outcome
+}
+
+/// Starts the components in dependency order, reporting each as it comes up.
+async fn start_all(topology: &Topology, supervisor: &mut Supervisor) -> anyhow::Result<()> {
+    let c = &topology.control;
+    step(
+        "telemetry store",
+        supervisor,
+        vec![topology.store()],
+        &[(
+            Probe::Http(c.store_http, "/-/ready"),
+            "telemetry store".into(),
+        )],
+    )
+    .await?;
+    step(
+        "controller",
+        supervisor,
+        vec![topology.controller()],
+        &[
+            (Probe::Tcp(c.controller_grpc), "controller gRPC".into()),
+            (
+                Probe::Http(c.controller_http, "/healthz"),
+                "controller HTTP".into(),
+            ),
+        ],
+    )
+    .await?;
+
+    let (bots, servers): (Vec<_>, Vec<_>) = topology
+        .pods
+        .iter()
+        .partition(|p| p.deployment == "vote-bot");
+    let mut specs = Vec::new();
+    let mut probes = Vec::new();
+    for pod in &servers {
+        specs.push(topology.app(pod));
+        specs.push(topology.proxy(pod));
+        probes.push((Probe::Tcp(pod.app), pod.name.clone()));
+        probes.push((
+            Probe::Http(pod.admin, "/ready"),
+            format!("proxy of {}", pod.name),
+        ));
+    }
+    step(
+        &format!("{} application pods with their proxies", servers.len()),
+        supervisor,
+        specs,
+        &probes,
+    )
+    .await?;
+
+    let mut specs = Vec::new();
+    let mut probes = Vec::new();
+    for pod in &bots {
+        specs.push(topology.proxy(pod));
+        specs.push(topology.app(pod));
+        probes.push((
+            Probe::Http(pod.admin, "/ready"),
+            format!("proxy of {}", pod.name),
+        ));
+    }
+    step("traffic generator (vote-bot)", supervisor, specs, &probes).await
+}
+
+async fn step(
+    what: &str,
+    supervisor: &mut Supervisor,
+    specs: Vec<supervisor::Spec>,
+    probes: &[(Probe, String)],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    eprintln!("  starting {what}...");
+    for spec in specs {
+        supervisor.start(spec)?;
+    }
+    ready::wait_for(probes, READY_TIMEOUT).await?;
+    eprintln!(
+        "  ready    {what} ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_ready(topology: &Topology) {
+    let c = &topology.control;
+    let api = if topology.settings.port_offset == 0 {
+        String::new()
+    } else {
+        format!(" --api-addr {}", c.controller_grpc)
+    };
+    println!(
+        "\nConduit demo is running: namespace `{NAMESPACE}`, {} Deployments, {} pods, {} requests/s.\n",
+        topology.deployment_count(),
+        topology.pods.len(),
+        topology.settings.rps
+    );
+    println!("  Dashboard:            http://{}", c.controller_http);
+    println!(
+        "  Grafana data source:  http://{}  (type Prometheus)",
+        c.store_http
+    );
+    println!("  Logs:                 {}", topology.log_dir().display());
+    println!("\nTry:");
+    println!("  conduit stat deploy -n {NAMESPACE}{api}");
+    println!("  conduit tap deploy/web -n {NAMESPACE}{api}");
+    println!("  conduit edges deploy -n {NAMESPACE}{api}");
+    println!("\nCtrl-C stops everything.");
+}
+
+/// Reports restarts until Ctrl-C, SIGTERM or the duration ends.
+async fn supervise(
+    mut restarts: tokio::sync::mpsc::UnboundedReceiver<Restarted>,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let deadline = async {
+        match duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(r) = restarts.recv() => {
+                eprintln!("! {} exited ({}); restarting it", r.name, r.status);
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
+            _ = &mut deadline => return Ok(()),
+        }
+    }
+}
+
+fn prepare_dirs(topology: &Topology) -> anyhow::Result<()> {
+    let logs = topology.log_dir();
+    std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    let discovery = serde_saphyr::to_string(&topology.discovery())
+        .context("cannot encode the discovery file")?;
+    let path = topology.discovery_path();
+    std::fs::write(&path, discovery).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn default_data_dir() -> anyhow::Result<PathBuf> {
+    let base = match std::env::var_os("XDG_DATA_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(
+            std::env::var_os("HOME")
+                .context("neither XDG_DATA_HOME nor HOME is set; pass --data-dir")?,
+        )
+        .join(".local/share"),
+    };
+    Ok(base.join("conduit").join("demo"))
+}
+
+/// The other Conduit binaries sit next to `conduit` (cargo puts them there,
+/// and so do releases).
+fn bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the conduit binary")?;
+    let dir = exe
+        .parent()
+        .context("conduit binary has no directory")?
+        .to_path_buf();
+    for needed in [
+        "conduit-proxy",
+        "conduit-telemetry-store",
+        "conduit-controller",
+        "conduit-demo-app",
+    ] {
+        anyhow::ensure!(
+            dir.join(needed).exists(),
+            "{needed} is missing next to {}: build everything with `cargo build --bins` \
+             (or run `cargo xtask demo`)",
+            exe.display()
+        );
+    }
+    Ok(dir)
+}

@@ -1,0 +1,383 @@
+//! What the demo runs: the emoji-vote application as Deployments of
+//! namespace `demo`, every pod behind its own proxy, and where each process
+//! listens.
+//!
+//! Ports are laid out from fixed bases so a user can find them (and move
+//! all of them at once with `--port-offset`): the store and controller keep
+//! their usual ports, and pod `k` takes ten ports from
+//! `POD_PORT_BASE + 10 k`: application, proxy inbound, outbound, admin,
+//! tap, then the proxy's opaque TCP routes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use conduit_api::discovery_file::{self as file, DiscoveryFile, Protocol};
+
+use super::supervisor::Spec;
+
+pub(crate) const NAMESPACE: &str = "demo";
+/// The port every demo service answers on (in authorities).
+const SERVICE_PORT: u16 = 8080;
+const VOTE_STORE_PORT: u16 = 6379;
+const POD_PORT_BASE: u16 = 47_000;
+const PORTS_PER_POD: u16 = 10;
+
+/// A Deployment of the demo application.
+struct DeploymentSpec {
+    name: &'static str,
+    replicas: usize,
+    /// The port clients use in the authority; `None` for clients only.
+    service: Option<(u16, Protocol)>,
+}
+
+/// web and emoji (2 replicas, so balancing shows) serve HTTP/gRPC;
+/// vote-store is the opaque TCP edge; vote-bot only sends.
+const APPLICATION: &[DeploymentSpec] = &[
+    DeploymentSpec {
+        name: "web",
+        replicas: 1,
+        service: Some((SERVICE_PORT, Protocol::Http)),
+    },
+    DeploymentSpec {
+        name: "emoji",
+        replicas: 2,
+        service: Some((SERVICE_PORT, Protocol::Http)),
+    },
+    DeploymentSpec {
+        name: "voting",
+        replicas: 1,
+        service: Some((SERVICE_PORT, Protocol::Http)),
+    },
+    DeploymentSpec {
+        name: "vote-store",
+        replicas: 1,
+        service: Some((VOTE_STORE_PORT, Protocol::Opaque)),
+    },
+    DeploymentSpec {
+        name: "vote-bot",
+        replicas: 1,
+        service: None,
+    },
+];
+
+/// Knobs of the demo that reach its processes.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) port_offset: u16,
+    pub(crate) rps: u32,
+    pub(crate) failure_rate: f64,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) bin_dir: PathBuf,
+}
+
+/// Where one pod's processes listen.
+#[derive(Clone, Debug)]
+pub(crate) struct Pod {
+    pub(crate) deployment: &'static str,
+    pub(crate) name: String,
+    pub(crate) app: SocketAddr,
+    pub(crate) inbound: SocketAddr,
+    pub(crate) outbound: SocketAddr,
+    pub(crate) admin: SocketAddr,
+    pub(crate) tap: SocketAddr,
+    /// The proxy's local listener for the opaque route to vote-store.
+    pub(crate) vote_store_route: SocketAddr,
+}
+
+/// The control plane's addresses.
+#[derive(Clone, Debug)]
+pub(crate) struct ControlPlane {
+    pub(crate) store_http: SocketAddr,
+    pub(crate) store_grpc: SocketAddr,
+    pub(crate) controller_http: SocketAddr,
+    pub(crate) controller_grpc: SocketAddr,
+}
+
+pub(crate) struct Topology {
+    pub(crate) settings: Settings,
+    pub(crate) control: ControlPlane,
+    pub(crate) pods: Vec<Pod>,
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+impl Topology {
+    pub(crate) fn new(settings: Settings) -> anyhow::Result<Self> {
+        let offset = settings.port_offset;
+        let port = |base: u16| {
+            base.checked_add(offset).ok_or_else(|| {
+                anyhow::anyhow!("--port-offset {offset} moves port {base} past 65535")
+            })
+        };
+        let control = ControlPlane {
+            store_http: loopback(port(9095)?),
+            store_grpc: loopback(port(9096)?),
+            controller_http: loopback(port(50_750)?),
+            controller_grpc: loopback(port(50_751)?),
+        };
+        let mut pods = Vec::new();
+        for deployment in APPLICATION {
+            for replica in 0..deployment.replicas {
+                let k = pods.len() as u16;
+                let base = port(POD_PORT_BASE + PORTS_PER_POD * k)?;
+                pods.push(Pod {
+                    deployment: deployment.name,
+                    name: format!("{}-{replica}", deployment.name),
+                    app: loopback(base),
+                    inbound: loopback(base + 1),
+                    outbound: loopback(base + 2),
+                    admin: loopback(base + 3),
+                    tap: loopback(base + 4),
+                    vote_store_route: loopback(base + 5),
+                });
+            }
+        }
+        Ok(Self {
+            settings,
+            control,
+            pods,
+        })
+    }
+
+    pub(crate) fn deployment_count(&self) -> usize {
+        APPLICATION.len()
+    }
+
+    pub(crate) fn discovery_path(&self) -> PathBuf {
+        self.settings.data_dir.join("discovery.yaml")
+    }
+
+    pub(crate) fn log_dir(&self) -> PathBuf {
+        self.settings.data_dir.join("logs")
+    }
+
+    /// Every port the demo will listen on, with what listens there.
+    pub(crate) fn listeners(&self) -> Vec<(SocketAddr, String)> {
+        let c = &self.control;
+        let mut all = vec![
+            (
+                c.store_http,
+                "telemetry store HTTP (PromQL API)".to_string(),
+            ),
+            (c.store_grpc, "telemetry store gRPC".to_string()),
+            (c.controller_http, "controller HTTP (dashboard)".to_string()),
+            (
+                c.controller_grpc,
+                "controller gRPC (public API)".to_string(),
+            ),
+        ];
+        for pod in &self.pods {
+            if pod.deployment != "vote-bot" {
+                all.push((pod.app, format!("{} application", pod.name)));
+            }
+            all.push((pod.inbound, format!("{} proxy inbound", pod.name)));
+            all.push((pod.outbound, format!("{} proxy outbound", pod.name)));
+            all.push((pod.admin, format!("{} proxy admin", pod.name)));
+            all.push((pod.tap, format!("{} proxy tap", pod.name)));
+            if pod.deployment == "voting" {
+                all.push((
+                    pod.vote_store_route,
+                    format!("{} proxy route to vote-store", pod.name),
+                ));
+            }
+        }
+        all
+    }
+
+    /// The static discovery file the controller serves destinations from.
+    pub(crate) fn discovery(&self) -> DiscoveryFile {
+        let mut namespace = file::Namespace::default();
+        for deployment in APPLICATION {
+            let pods = self
+                .pods
+                .iter()
+                .filter(|p| p.deployment == deployment.name)
+                .map(|p| file::Pod {
+                    name: p.name.clone(),
+                    addr: p.inbound,
+                    meshed: true,
+                    tap: Some(p.tap),
+                    admin: Some(p.admin),
+                    ports: BTreeMap::new(),
+                })
+                .collect();
+            namespace.deployments.insert(
+                deployment.name.to_string(),
+                file::Deployment {
+                    service_account: deployment.name.to_string(),
+                    labels: BTreeMap::from([("app".to_string(), deployment.name.to_string())]),
+                    pods,
+                },
+            );
+            if let Some((port, protocol)) = deployment.service {
+                namespace.services.insert(
+                    deployment.name.to_string(),
+                    file::Service {
+                        deployment: deployment.name.to_string(),
+                        ports: vec![file::ServicePort {
+                            port,
+                            target: None,
+                            protocol,
+                        }],
+                    },
+                );
+            }
+        }
+        let mut discovery = DiscoveryFile::default();
+        discovery
+            .namespaces
+            .insert(NAMESPACE.to_string(), namespace);
+        discovery
+    }
+
+    fn authority(&self, deployment: &str, port: u16) -> String {
+        format!("{deployment}.{NAMESPACE}.svc.cluster.local:{port}")
+    }
+
+    fn bin(&self, name: &str) -> PathBuf {
+        self.settings.bin_dir.join(name)
+    }
+
+    fn spec(&self, name: &str, program: &str, args: Vec<String>) -> Spec {
+        Spec {
+            name: name.to_string(),
+            program: self.bin(program),
+            args,
+            env: vec![(
+                "RUST_LOG".into(),
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )],
+            log: self.log_dir().join(format!("{name}.log")),
+        }
+    }
+
+    pub(crate) fn store(&self) -> Spec {
+        let c = &self.control;
+        self.spec(
+            "telemetry-store",
+            "conduit-telemetry-store",
+            strings([
+                "--http-listen",
+                &c.store_http.to_string(),
+                "--grpc-listen",
+                &c.store_grpc.to_string(),
+                "--data-dir",
+                &path(&self.settings.data_dir.join("store")),
+            ]),
+        )
+    }
+
+    pub(crate) fn controller(&self) -> Spec {
+        let c = &self.control;
+        let args = strings([
+            "--grpc-listen",
+            &c.controller_grpc.to_string(),
+            "--http-listen",
+            &c.controller_http.to_string(),
+            "--store-addr",
+            &format!("http://{}", c.store_grpc),
+            "--discovery",
+            &format!("static:{}", path(&self.discovery_path())),
+            "--mode",
+            "local",
+        ]);
+        self.spec("controller", "conduit-controller", args)
+    }
+
+    /// The sidecar of `pod`, in explicit mode: its app talks to it by
+    /// address, peers find it through the controller's destination service.
+    pub(crate) fn proxy(&self, pod: &Pod) -> Spec {
+        let c = &self.control;
+        let mut args = strings([
+            "run",
+            "--mode",
+            "explicit",
+            "--inbound-listen",
+            &pod.inbound.to_string(),
+            "--outbound-listen",
+            &pod.outbound.to_string(),
+            "--admin-listen",
+            &pod.admin.to_string(),
+            "--tap-listen",
+            &pod.tap.to_string(),
+            "--inbound-app-addr",
+            &pod.app.to_string(),
+            "--namespace",
+            NAMESPACE,
+            "--deployment",
+            pod.deployment,
+            "--pod",
+            &pod.name,
+            "--service-account",
+            pod.deployment,
+            "--telemetry-addr",
+            &format!("http://{}", c.store_grpc),
+            "--destination-addr",
+            &format!("http://{}", c.controller_grpc),
+        ]);
+        match pod.deployment {
+            // vote-store speaks first: its inbound must not wait to detect.
+            "vote-store" => args.extend(strings(["--opaque-ports", &pod.app.port().to_string()])),
+            "voting" => args.extend(strings([
+                "--outbound-tcp-route",
+                &format!(
+                    "{}={}",
+                    pod.vote_store_route,
+                    self.authority("vote-store", VOTE_STORE_PORT)
+                ),
+            ])),
+            _ => {}
+        }
+        self.spec(&format!("proxy-{}", pod.name), "conduit-proxy", args)
+    }
+
+    /// The application process of `pod`.
+    pub(crate) fn app(&self, pod: &Pod) -> Spec {
+        let listen = pod.app.to_string();
+        let outbound = pod.outbound.to_string();
+        let args = match pod.deployment {
+            "web" => strings([
+                "web",
+                "--listen",
+                &listen,
+                "--emoji",
+                &self.authority("emoji", SERVICE_PORT),
+                "--voting",
+                &self.authority("voting", SERVICE_PORT),
+                "--outbound-proxy",
+                &outbound,
+            ]),
+            "voting" => strings([
+                "voting",
+                "--listen",
+                &listen,
+                "--vote-store",
+                &pod.vote_store_route.to_string(),
+                "--failure-rate",
+                &self.settings.failure_rate.to_string(),
+            ]),
+            "vote-bot" => strings([
+                "vote-bot",
+                "--web",
+                &self.authority("web", SERVICE_PORT),
+                "--outbound-proxy",
+                &outbound,
+                "--rps",
+                &self.settings.rps.to_string(),
+            ]),
+            role => strings([role, "--listen", &listen]),
+        };
+        self.spec(&pod.name, "conduit-demo-app", args)
+    }
+}
+
+fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}

@@ -1,0 +1,447 @@
+//! `conduit demo` end to end, as a new user meets it: one command brings up
+//! the store, the controller and the emoji-vote application behind real
+//! proxies; `stat`, `tap`, `edges`, the PromQL API and the dashboard show
+//! the traffic; a killed proxy comes back; and when the demo ends nothing
+//! of it is left running.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use conduit_api::json::{Edges, Stat};
+use conduit_testbed::{TempDir, bin};
+
+/// Demo ports with this offset sit outside Linux's ephemeral port range
+/// (32768–60999), so sockets other tests open cannot take them.
+const PORT_OFFSETS: &[u16] = &[14_000, 14_100, 14_200];
+const DURATION_S: u64 = 60;
+/// Demo Deployments that serve HTTP/gRPC and so must show requests.
+const HTTP_DEPLOYMENTS: &[&str] = &["web", "emoji", "voting"];
+const FAILURE_RATE: f64 = 0.1;
+
+struct Demo {
+    child: Child,
+    offset: u16,
+    data: TempDir,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Demo {
+    /// Starts the demo, moving to the next offset when a port is taken.
+    fn start() -> Self {
+        for &offset in PORT_OFFSETS {
+            let mut demo = Self::spawn(offset);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while Instant::now() < deadline {
+                if demo.stdout().contains("Conduit demo is running") {
+                    return demo;
+                }
+                if let Some(status) = demo.child.try_wait().unwrap() {
+                    let stderr = demo.stderr();
+                    if stderr.contains("is not available") {
+                        break;
+                    }
+                    panic!("conduit demo exited ({status}) before it was ready:\n{stderr}");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            assert!(
+                demo.child.try_wait().unwrap().is_some(),
+                "conduit demo not ready in 120 s:\n{}",
+                demo.stderr()
+            );
+        }
+        panic!("every port offset tried was taken: {PORT_OFFSETS:?}");
+    }
+
+    fn spawn(offset: u16) -> Self {
+        let data = TempDir::new("demo");
+        let mut child = Command::new(bin("conduit"))
+            .args(["demo", "--duration", &format!("{DURATION_S}s")])
+            .args(["--port-offset", &offset.to_string()])
+            .args(["--failure-rate", &FAILURE_RATE.to_string()])
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start conduit demo");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            offset,
+            data,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn port(&self, base: u16) -> u16 {
+        base + self.offset
+    }
+
+    fn api_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port(50_751))
+    }
+
+    fn store_http(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port(9095)))
+    }
+
+    /// `conduit ARGS --api-addr <the demo's>`.
+    fn conduit(&self, args: &[&str]) -> Output {
+        Command::new(bin("conduit"))
+            .args(args)
+            .args(["--api-addr", &self.api_addr()])
+            .output()
+            .expect("run conduit")
+    }
+
+    /// An instant PromQL query against the demo's store.
+    fn promql(&self, query: &str) -> serde_json::Value {
+        let path = format!("/api/v1/query?query={}", url_encode(query));
+        let (status, body) = http_get(self.store_http(), &path);
+        assert_eq!(status, 200, "{query}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        json["data"]["result"].clone()
+    }
+
+    /// Every `/proc/*/cmdline` that mentions one of the demo's ports or its
+    /// data dir: the processes the demo started.
+    fn processes(&self) -> Vec<String> {
+        let data = self.data.path().display().to_string();
+        let pod_ports = format!("127.0.0.1:{}", self.port(47_000) / 100);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            let ours = cmdline.contains(&data) || cmdline.contains(&pod_ports);
+            if ours && !cmdline.contains("demo --duration") {
+                let pid = entry.file_name().to_string_lossy().into_owned();
+                found.push(format!("{pid}: {cmdline}"));
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "--- conduit demo stdout ---\n{}\n--- stderr ---\n{}",
+                self.stdout(),
+                self.stderr()
+            );
+        }
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut sink = sink.lock().unwrap();
+            sink.push_str(&line);
+            sink.push('\n');
+        }
+    });
+    text
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().expect("status code");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+/// Bodies of `Transfer-Encoding: chunked` responses, joined.
+fn dechunk(body: &str) -> String {
+    if !body.contains("\r\n") || body.trim_start().starts_with(['{', '<']) {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Polls `check` until it returns `Ok`, or fails with its last error.
+fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if Instant::now() >= deadline => panic!("{what} not seen in {within:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+fn stat(demo: &Demo) -> Result<Stat, String> {
+    let out = demo.conduit(&["stat", "deploy", "-n", "demo", "-o", "json"]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
+}
+
+/// Golden metrics of every HTTP Deployment, the opaque TCP edge, and the
+/// injected failure share of voting.
+fn check_stat(demo: &Demo) -> Result<Stat, String> {
+    let stat = stat(demo)?;
+    for name in ["web", "emoji", "voting", "vote-store", "vote-bot"] {
+        if !stat.rows.iter().any(|r| r.name == name) {
+            return Err(format!("{name} missing from stat: {stat:?}"));
+        }
+    }
+    for name in HTTP_DEPLOYMENTS {
+        let row = stat.rows.iter().find(|r| r.name == *name).unwrap();
+        let metrics = row.metrics.as_ref().ok_or(format!("{name}: no metrics"))?;
+        if metrics.rps <= 0.0 {
+            return Err(format!("{name}: rps {}", metrics.rps));
+        }
+        if row.meshed_pods != row.total_pods || row.total_pods == 0 {
+            return Err(format!(
+                "{name}: meshed {}/{}",
+                row.meshed_pods, row.total_pods
+            ));
+        }
+    }
+    let voting = stat.rows.iter().find(|r| r.name == "voting").unwrap();
+    let v = voting.metrics.as_ref().unwrap();
+    if v.total() < 500 {
+        return Err(format!("voting has only {} requests so far", v.total()));
+    }
+    let expected = 1.0 - FAILURE_RATE;
+    if (v.success_rate - expected).abs() > 0.03 {
+        return Err(format!(
+            "voting success rate {:.3}, expected {expected} ± 0.03 over {} requests",
+            v.success_rate,
+            v.total()
+        ));
+    }
+    let store = stat.rows.iter().find(|r| r.name == "vote-store").unwrap();
+    if store.tcp_open_connections == 0 {
+        return Err("vote-store has no open TCP connection (the opaque edge)".into());
+    }
+    Ok(stat)
+}
+
+#[test]
+fn demo_runs_the_mesh_and_cleans_up() {
+    let mut demo = Demo::start();
+    let ready_at = Instant::now();
+    let banner = demo.stdout();
+    for expected in [
+        format!("http://127.0.0.1:{}", demo.port(50_750)),
+        format!("http://127.0.0.1:{}", demo.port(9095)),
+        "conduit stat deploy -n demo".to_string(),
+        "conduit tap deploy/web -n demo".to_string(),
+        "conduit edges deploy -n demo".to_string(),
+    ] {
+        assert!(banner.contains(&expected), "{expected} missing:\n{banner}");
+    }
+
+    // Within 30 s the golden metrics show the traffic and the failure share.
+    let stat = eventually(
+        "stat of every demo Deployment",
+        Duration::from_secs(30),
+        || check_stat(&demo),
+    );
+    eprintln!("stat after {:?}: {stat:?}", ready_at.elapsed());
+
+    // The PromQL API answers Grafana's kind of query.
+    let result = demo.promql("sum(rate(request_total[30s]))by(deployment)");
+    let deployments: Vec<&str> = result
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["metric"]["deployment"].as_str())
+        .collect();
+    for name in HTTP_DEPLOYMENTS {
+        assert!(deployments.contains(name), "{name} missing: {result}");
+    }
+
+    // Live tap prints requests to web as they happen.
+    let tap = demo.conduit(&["tap", "deploy/web", "-n", "demo", "--limit", "5"]);
+    assert!(
+        tap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tap.stderr)
+    );
+    let tap = String::from_utf8_lossy(&tap.stdout);
+    assert_eq!(
+        tap.lines().filter(|l| l.starts_with("req ")).count(),
+        5,
+        "{tap}"
+    );
+    assert!(
+        tap.contains(":authority=web.demo.svc.cluster.local:8080"),
+        "{tap}"
+    );
+
+    // Edges: web talks to emoji and voting.
+    let out = demo.conduit(&["edges", "deploy", "-n", "demo", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let edges: Edges = serde_json::from_slice(&out.stdout).unwrap();
+    for dst in ["emoji", "voting"] {
+        assert!(
+            edges
+                .edges
+                .iter()
+                .any(|e| e.src.name == "web" && e.dst.name == dst),
+            "web -> {dst} missing: {edges:?}"
+        );
+    }
+
+    // The dashboard URL serves a page.
+    let (status, page) = http_get(SocketAddr::from(([127, 0, 0, 1], demo.port(50_750))), "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.to_lowercase().contains("<html"), "{page}");
+
+    kill_a_proxy_and_see_it_recover(&demo);
+
+    // At the end of --duration the demo stops everything it started.
+    let deadline = ready_at + Duration::from_secs(DURATION_S + 30);
+    let status = loop {
+        if let Some(status) = demo.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "demo did not stop after --duration"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        status.success(),
+        "demo exited with {status}:\n{}",
+        demo.stderr()
+    );
+    assert!(demo.stderr().contains("every demo process has exited"));
+    let left = demo.processes();
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
+    for base in [9095, 9096, 50_750, 50_751, 47_000, 47_001, 47_013, 47_054] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], demo.port(base)));
+        TcpListener::bind(addr).unwrap_or_else(|e| panic!("{addr} still taken: {e}"));
+    }
+}
+
+/// Kills web's proxy with SIGKILL: the demo restarts it, says so, vote-bot's
+/// proxy counts the errors it got meanwhile, and web serves traffic again.
+fn kill_a_proxy_and_see_it_recover(demo: &Demo) {
+    let victim = demo
+        .processes()
+        .into_iter()
+        .find(|p| p.contains("conduit-proxy") && p.contains("--pod web-0"))
+        .expect("web-0's proxy process");
+    let pid = victim.split(':').next().unwrap();
+    let killed = Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    assert!(killed.success());
+
+    eventually("the restart report", Duration::from_secs(10), || {
+        let stderr = demo.stderr();
+        if stderr.contains("proxy-web-0 exited") {
+            Ok(())
+        } else {
+            Err(stderr)
+        }
+    });
+    let log = demo.data.path().join("logs").join("proxy-web-0.log");
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert!(log.matches("proxy started").count() >= 2, "{log}");
+
+    eventually(
+        "errors of the outage in vote-bot's metrics",
+        Duration::from_secs(30),
+        || {
+            let result = demo.promql(
+                "sum(increase(response_total{deployment=\"vote-bot\",direction=\"outbound\",\
+             classification=\"failure\",status_code!=\"500\"}[1m]))",
+            );
+            let value = result[0]["value"][1]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0);
+            if value > 0.0 {
+                Ok(())
+            } else {
+                Err(result.to_string())
+            }
+        },
+    );
+    eventually("web serving again", Duration::from_secs(30), || {
+        let result =
+            demo.promql("sum(rate(request_total{deployment=\"web\",direction=\"inbound\"}[5s]))");
+        let value = result[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if value > 0.0 {
+            Ok(())
+        } else {
+            Err(result.to_string())
+        }
+    });
+}
