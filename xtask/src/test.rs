@@ -14,9 +14,16 @@ use crate::install;
 use crate::process::{Result, cargo, exec, probe, step};
 
 /// Real programs the tests run against instead of mocks: Prometheus for
-/// PromQL comparison, iptables and iproute2 for transparent mode in a
-/// network namespace.
-const TEST_PACKAGES: &[&str] = &["prometheus", "iptables", "iproute2"];
+/// PromQL comparison; iptables, iproute2 and setpriv (util-linux) for
+/// transparent mode in a network namespace; openssl to verify the
+/// certificates `conduit install` generates.
+const TEST_PACKAGES: &[&str] = &[
+    "prometheus",
+    "iptables",
+    "iproute2",
+    "util-linux",
+    "openssl",
+];
 
 /// Python tools the tests run, pinned, installed into `target/venv`.
 const TEST_PYTHON: &[&str] = &["kubernetes-validate==1.37.0"];
