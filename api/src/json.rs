@@ -84,6 +84,32 @@ pub struct Stat {
     pub rows: Vec<StatRow>,
 }
 
+/// `GET /api/v1/stat/history`: golden metrics of Deployments at evenly
+/// spaced moments, each over the trailing `window` (for charts and
+/// sparklines).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatHistory {
+    pub window: String,
+    pub step: String,
+    pub series: Vec<StatSeries>,
+}
+
+/// One Deployment's points, oldest first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatSeries {
+    pub namespace: String,
+    pub name: String,
+    pub points: Vec<StatPoint>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatPoint {
+    /// The end of the window this point covers.
+    pub time_unix_ms: i64,
+    /// `null` when the window saw no request.
+    pub metrics: Option<Golden>,
+}
+
 /// One path of `conduit top`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopRow {
@@ -302,9 +328,7 @@ mod from_proto {
     pub fn socket_addr(a: &mesh::TcpAddress) -> String {
         let ip = match a.ip.len() {
             4 => <[u8; 4]>::try_from(a.ip.as_slice()).map(IpAddr::from).ok(),
-            16 => <[u8; 16]>::try_from(a.ip.as_slice())
-                .map(IpAddr::from)
-                .ok(),
+            16 => <[u8; 16]>::try_from(a.ip.as_slice()).map(IpAddr::from).ok(),
             _ => None,
         };
         match ip {
@@ -318,10 +342,7 @@ mod from_proto {
         fn from(p: tap::Peer) -> Self {
             Self {
                 address: p.address.as_ref().map(socket_addr).unwrap_or_default(),
-                deployment: p
-                    .deployment
-                    .filter(|d| !d.name.is_empty())
-                    .map(Into::into),
+                deployment: p.deployment.filter(|d| !d.name.is_empty()).map(Into::into),
                 identity: p.identity,
             }
         }
@@ -437,7 +458,10 @@ mod tests {
         });
         assert!((g.success_rate - 0.9).abs() < 1e-9);
         assert_eq!(g.total(), 10);
-        assert_eq!(Golden::from(public::GoldenMetrics::default()).success_rate, 0.0);
+        assert_eq!(
+            Golden::from(public::GoldenMetrics::default()).success_rate,
+            0.0
+        );
     }
 
     #[test]
@@ -449,7 +473,16 @@ mod tests {
         assert_eq!(socket_addr(&v4), "127.0.0.1:80");
         let mut v6 = vec![0; 16];
         v6[15] = 1;
-        assert_eq!(socket_addr(&mesh::TcpAddress { ip: v6, port: 8 }), "[::1]:8");
-        assert_eq!(socket_addr(&mesh::TcpAddress { ip: vec![1], port: 8 }), "");
+        assert_eq!(
+            socket_addr(&mesh::TcpAddress { ip: v6, port: 8 }),
+            "[::1]:8"
+        );
+        assert_eq!(
+            socket_addr(&mesh::TcpAddress {
+                ip: vec![1],
+                port: 8
+            }),
+            ""
+        );
     }
 }

@@ -223,6 +223,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
 
     // Live views need live traffic: tap and top run while load flows.
     let api = mesh.controller.grpc;
+    let load_started = Instant::now();
     let load = std::thread::spawn(move || {
         let voting = std::thread::spawn(move || {
             drive_load(
@@ -266,7 +267,6 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
         api,
         &["top", "deploy/voting", "-n", "demo", "--once", "-o", "json"],
     );
-    let live = stat(&mesh, "5s");
 
     let events: Vec<TapEvent> = BufReader::new(tap.stdout.take().unwrap())
         .lines()
@@ -301,7 +301,12 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
         "two votes per list: {vote} vs {list}"
     );
 
-    // RPS over a 5 s window while 60 rps flow to voting and 30 to emoji.
+    // RPS over the last 10 s of the 12 s of load (the newest second may not
+    // be reported yet: 10 % low at worst).
+    std::thread::sleep(
+        (load_started + Duration::from_secs(11)).saturating_duration_since(Instant::now()),
+    );
+    let live = stat(&mesh, "10s");
     let voting_live = row(&live, "voting")
         .metrics
         .clone()
@@ -371,6 +376,40 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     assert!(
         e.latency_ms_p50 >= EMOJI_DELAY_MS && e.latency_ms_p50 < VOTING_DELAY_MS,
         "{e:?}"
+    );
+
+    // The dashboard's history: points every 5 s over the last minute.
+    let (status, _, body) = conduit_testbed::http_get(
+        mesh.controller.http,
+        "/api/v1/stat/history?namespace=demo&range=1m&step=5s&window=10s",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let history: conduit_api::json::StatHistory = serde_json::from_str(&body).unwrap();
+    let voting_points = &history
+        .series
+        .iter()
+        .find(|s| s.name == "voting")
+        .expect("voting series")
+        .points;
+    assert_eq!(voting_points.len(), 12);
+    assert!(
+        voting_points
+            .windows(2)
+            .all(|w| w[1].time_unix_ms - w[0].time_unix_ms == 5000)
+    );
+    assert!(
+        voting_points[0].metrics.is_none(),
+        "no traffic a minute ago: {voting_points:#?}"
+    );
+    let peak = voting_points
+        .iter()
+        .filter_map(|p| p.metrics.as_ref())
+        .map(|m| m.rps)
+        .fold(0.0, f64::max);
+    assert!(
+        within(peak, 60.0, 0.25),
+        "the 60 rps of the load show in the history: {voting_points:#?}"
     );
 
     // --to: the outbound traffic of web to voting.

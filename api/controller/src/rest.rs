@@ -14,6 +14,7 @@
 //! | `/api/v1/deployments` | `namespace`, `all_namespaces`, `name` | `DeploymentList` |
 //! | `/api/v1/stat` | selector, `from`, `to`, `window` | `Stat` |
 //! | `/api/v1/stat/stream` | as `stat`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
+//! | `/api/v1/stat/history` | selector, `range` (15m), `step` (15s), `window` (1m) | `StatHistory` |
 //! | `/api/v1/top` | `namespace`, `name`, `window` (default 10s), `limit` | `Top` after one tick |
 //! | `/api/v1/top/stream` | as `top` | SSE: `top` events (`Top`), one a second |
 //! | `/api/v1/tap/stream` | `namespace`, `name`, `to`, `path`, `method`, `authority`, `max_rps` | SSE: `tap` events (`TapEvent`) |
@@ -62,6 +63,7 @@ pub fn router(api: PublicApi) -> Router {
         .route("/deployments", get(deployments))
         .route("/stat", get(stat))
         .route("/stat/stream", get(stat_stream))
+        .route("/stat/history", get(stat_history))
         .route("/top", get(top))
         .route("/top/stream", get(top_stream))
         .route("/tap/stream", get(tap_stream))
@@ -334,6 +336,61 @@ async fn stat_stream(
         }
     });
     Ok(sse(ReceiverStream::new(rx)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    all_namespaces: bool,
+    name: Option<String>,
+    window: Option<String>,
+    range: Option<String>,
+    step: Option<String>,
+}
+
+async fn stat_history(
+    State(api): State<PublicApi>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<json::StatHistory> {
+    let Query(q) = q?;
+    let parse = |what: &str, text: &Option<String>, default: &str| {
+        conduit_api::duration::parse(text.as_deref().unwrap_or(default))
+            .map_err(|e| bad(format!("{what}: {e}")))
+    };
+    let (range, step) = (
+        parse("range", &q.range, "15m")?,
+        parse("step", &q.step, "15s")?,
+    );
+    let sel = SelectorQuery {
+        namespace: q.namespace.clone(),
+        all_namespaces: q.all_namespaces,
+        name: q.name.clone(),
+    };
+    let window = duration_param("window", &q.window)?;
+    let window_text = q.window.clone().unwrap_or_else(|| "1m".into());
+    let history = api
+        .stat_history(Some(sel.selector()), window, range, step)
+        .await?;
+    Ok(Json(json::StatHistory {
+        window: window_text,
+        step: conduit_api::duration::format(step),
+        series: history
+            .into_iter()
+            .map(|(d, points)| json::StatSeries {
+                namespace: d.namespace,
+                name: d.name,
+                points: points
+                    .into_iter()
+                    .map(|(t, m)| json::StatPoint {
+                        time_unix_ms: t,
+                        metrics: m.map(Into::into),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }))
 }
 
 #[derive(Deserialize)]

@@ -30,9 +30,15 @@ fn start(dir: &TempDir, extra: &[&str]) -> (Controller, String) {
 
 fn get_json(c: &Controller, path: &str) -> (u16, Value) {
     let (status, headers, body) = http_get(c.http, path).unwrap();
-    let ct = headers.iter().find(|(n, _)| n == "content-type").map(|(_, v)| v.as_str());
+    let ct = headers
+        .iter()
+        .find(|(n, _)| n == "content-type")
+        .map(|(_, v)| v.as_str());
     assert_eq!(ct, Some("application/json"), "{path}: {body}");
-    (status, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")))
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}")),
+    )
 }
 
 #[test]
@@ -50,7 +56,10 @@ fn json_routes_answer_and_fail_cleanly_without_a_store() {
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["code"], "unavailable");
     let error = v["error"].as_str().unwrap();
-    assert!(error.contains(&store) && error.contains("conduit-telemetry-store"), "{error}");
+    assert!(
+        error.contains(&store) && error.contains("conduit-telemetry-store"),
+        "{error}"
+    );
 
     for bad in [
         "/api/v1/stat?window=0s",
@@ -61,6 +70,9 @@ fn json_routes_answer_and_fail_cleanly_without_a_store() {
         "/api/v1/tap/stream?namespace=demo&name=web&path=nope",
         "/api/v1/tap/stream?namespace=demo&name=web&method=get",
         "/api/v1/tap/search?since=1m&start_ms=5",
+        "/api/v1/stat/history?step=500ms",
+        "/api/v1/stat/history?range=1h&step=1s",
+        "/api/v1/stat/history?range=never",
     ] {
         let (status, v) = get_json(&c, bad);
         assert_eq!(status, 400, "{bad}: {v}");
@@ -74,7 +86,13 @@ fn json_routes_answer_and_fail_cleanly_without_a_store() {
 
     let (status, v) = get_json(&c, "/api/v1/tap/stream?namespace=demo&name=web");
     assert_eq!(status, 503, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("cannot reach the tap server"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the tap server"),
+        "{v}"
+    );
 
     let (status, v) = get_json(&c, "/api/v1/no-such-thing");
     assert_eq!(status, 404);
@@ -116,7 +134,10 @@ fn stat_stream_reports_store_errors_as_events() {
         }
     }
     assert!(saw_type, "an SSE response");
-    assert_eq!(errors, 2, "the stream keeps reporting while the store is down");
+    assert_eq!(
+        errors, 2,
+        "the stream keeps reporting while the store is down"
+    );
 }
 
 fn write(dir: &Path, name: &str, content: &str) {
@@ -139,13 +160,24 @@ fn dashboard_bundle_is_served_with_content_types_and_deep_links() {
     let (c, _) = start(&dir, &["--ui-dir", &ui_dir]);
     for (path, content_type, body) in [
         ("/", "text/html; charset=utf-8", "conduit app"),
-        ("/deployments/demo/web", "text/html; charset=utf-8", "conduit app"),
+        (
+            "/deployments/demo/web",
+            "text/html; charset=utf-8",
+            "conduit app",
+        ),
         ("/app-1234.wasm", "application/wasm", "\0asm"),
-        ("/app-1234.js", "text/javascript; charset=utf-8", "export {}"),
+        (
+            "/app-1234.js",
+            "text/javascript; charset=utf-8",
+            "export {}",
+        ),
     ] {
         let (status, headers, got) = http_get(c.http, path).unwrap();
         assert_eq!(status, 200, "{path}");
-        assert!(headers.contains(&("content-type".into(), content_type.into())), "{path}: {headers:?}");
+        assert!(
+            headers.contains(&("content-type".into(), content_type.into())),
+            "{path}: {headers:?}"
+        );
         assert!(got.contains(body), "{path}: {got}");
     }
     assert_eq!(http_get(c.http, "/missing.js").unwrap().0, 404);

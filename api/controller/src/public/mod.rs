@@ -28,6 +28,8 @@ mod stat;
 pub mod tap_fanin;
 mod top;
 
+pub use stat::History;
+
 pub type ServerStream<T> = std::pin::Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 /// The default window of stat, routes and top.
@@ -214,7 +216,10 @@ impl Api for PublicApi {
         self.list(req.into_inner()).await.map(Response::new)
     }
 
-    async fn stat(&self, req: Request<pb::StatRequest>) -> Result<Response<pb::StatResponse>, Status> {
+    async fn stat(
+        &self,
+        req: Request<pb::StatRequest>,
+    ) -> Result<Response<pb::StatResponse>, Status> {
         self.stat_rows(req.into_inner()).await.map(Response::new)
     }
 
@@ -274,11 +279,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(all.namespace, None);
-        assert!(Scope::from_selector(Some(pb::Selector {
-            name: "Bad_Name".into(),
-            ..Default::default()
-        }))
-        .is_err());
+        assert!(
+            Scope::from_selector(Some(pb::Selector {
+                name: "Bad_Name".into(),
+                ..Default::default()
+            }))
+            .is_err()
+        );
     }
 
     #[test]

@@ -160,7 +160,89 @@ pub(super) fn stat_query(
     (req, key)
 }
 
+/// Points of a history: one `Golden` per step, a few at a time.
+const HISTORY_MAX_POINTS: u64 = 360;
+const HISTORY_CONCURRENCY: usize = 8;
+
+/// Golden metrics per Deployment over time.
+pub type History = BTreeMap<DeploymentRef, Vec<(i64, Option<pb::GoldenMetrics>)>>;
+
 impl PublicApi {
+    /// Golden metrics of the selected Deployments at each `step` of the
+    /// last `range`, each over the trailing `window`, from the store's
+    /// `Golden` at those end times. For the dashboard's charts; the gRPC
+    /// API has no counterpart.
+    pub async fn stat_history(
+        &self,
+        selector: Option<pb::Selector>,
+        window: Option<prost_types::Duration>,
+        range: Duration,
+        step: Duration,
+    ) -> Result<History, Status> {
+        use futures_util::StreamExt;
+        let scope = Scope::from_selector(selector)?;
+        let window = super::window(window, super::DEFAULT_WINDOW)?;
+        let (step_ms, range_ms) = (step.as_millis() as u64, range.as_millis() as u64);
+        if step_ms < 1000 || range_ms < step_ms || range_ms / step_ms > HISTORY_MAX_POINTS {
+            return Err(Status::invalid_argument(format!(
+                "step must be at least 1s and range at most {HISTORY_MAX_POINTS} steps"
+            )));
+        }
+        let points = range_ms / step_ms;
+        // Align to the step so successive requests share their points.
+        let now = now_unix_ms();
+        let last = now - now % step_ms as i64;
+        let ends: Vec<i64> = (0..points)
+            .rev()
+            .map(|i| last - (i * step_ms) as i64)
+            .collect();
+        let queries: Vec<_> = ends
+            .iter()
+            .map(|&end| {
+                let (mut q, key) = stat_query(&scope, None, None, window);
+                q.end_unix_ms = end;
+                let store = self.store().clone();
+                async move { store.golden(q).await.map(|rows| (end, key, rows)) }
+            })
+            .collect();
+        let answers: Vec<_> = futures_util::stream::iter(queries)
+            .buffered(HISTORY_CONCURRENCY)
+            .collect()
+            .await;
+        let snap = self.snapshot();
+        let mut history: History = snap
+            .deployments
+            .keys()
+            .filter(|d| scope.contains(d))
+            .map(|d| (d.clone(), Vec::new()))
+            .collect();
+        for answer in answers {
+            let (end, key, rows) = answer?;
+            let mut at: BTreeMap<DeploymentRef, pb::GoldenMetrics> = rows
+                .iter()
+                .map(|r| {
+                    let d =
+                        DeploymentRef::new(label_of(&r.group, key[0]), label_of(&r.group, key[1]));
+                    (d, golden(r))
+                })
+                .filter(|(d, m)| !d.name.is_empty() && m.success_count + m.failure_count > 0)
+                .collect();
+            for d in at.keys() {
+                history.entry(d.clone()).or_default();
+            }
+            for (d, points) in history.iter_mut() {
+                points.push((end, at.remove(d)));
+            }
+        }
+        // Deployments first seen late get no points for the times before.
+        for points in history.values_mut() {
+            let missing = ends.len().saturating_sub(points.len());
+            let fill = ends[..missing].iter().map(|&t| (t, None));
+            *points = fill.chain(points.drain(..)).collect();
+        }
+        Ok(history)
+    }
+
     pub(super) async fn stat_rows(&self, req: pb::StatRequest) -> Result<pb::StatResponse, Status> {
         let scope = Scope::from_selector(req.selector)?;
         let from = optional_deployment("from", req.from)?;
@@ -170,9 +252,8 @@ impl PublicApi {
         let (rows, status) = tokio::try_join!(self.store().golden(query), self.store().status())?;
         let snap = self.snapshot();
         let pods = PodCounts::from_status(&status);
-        let known = |d: &DeploymentRef| {
-            snap.deployments.contains_key(d) || pods.reporting.contains_key(d)
-        };
+        let known =
+            |d: &DeploymentRef| snap.deployments.contains_key(d) || pods.reporting.contains_key(d);
         for d in from.iter().chain(to.iter()) {
             if !known(d) {
                 return Err(not_found(d));
