@@ -75,6 +75,48 @@ pub(crate) async fn get<T: DeserializeOwned>(url: &str) -> Result<T, FetchError>
     Err(FetchError::Api { status, error })
 }
 
+/// Why the event stream at `url` does not open: the controller's error
+/// answer (an unknown Deployment, a bad filter), or `None` when it opens
+/// now. The request is aborted as soon as a success status arrives, so
+/// the check does not become a second stream.
+pub(crate) async fn stream_error(url: &str) -> Option<FetchError> {
+    let window = web_sys::window()?;
+    let abort = web_sys::AbortController::new().ok()?;
+    let init = web_sys::RequestInit::new();
+    init.set_signal(Some(&abort.signal()));
+    let response = match JsFuture::from(window.fetch_with_str_and_init(url, &init)).await {
+        Ok(r) => r.dyn_into::<web_sys::Response>().ok()?,
+        Err(e) => {
+            let why = describe(e);
+            connection::report_unreachable(&why);
+            return Some(FetchError::Unreachable(why));
+        }
+    };
+    connection::report_reachable();
+    if response.ok() {
+        abort.abort();
+        return None;
+    }
+    let status = response.status();
+    let text = JsFuture::from(response.text().ok()?).await.ok()?;
+    let body = text.as_string().unwrap_or_default();
+    Some(FetchError::Api {
+        status,
+        error: api_error(status, &body),
+    })
+}
+
+/// The controller's error body, or one made from whatever came instead.
+fn api_error(status: u16, body: &str) -> ApiError {
+    serde_json::from_str::<ApiError>(body).unwrap_or_else(|_| ApiError {
+        error: format!(
+            "HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ),
+        code: "internal".into(),
+    })
+}
+
 /// The status and body of `GET url`; `Err` when no answer came.
 async fn fetch_text(url: &str) -> Result<(u16, String), String> {
     let window = web_sys::window().ok_or("no window")?;

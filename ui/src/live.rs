@@ -151,20 +151,31 @@ fn open<T: DeserializeOwned + 'static>(
             return;
         }
         state.try_set(StreamState::Retrying);
-        connection::suspect();
-        if source_for_errors.ready_state() == EventSource::CLOSED {
-            let n = {
-                let mut f = failures.borrow_mut();
-                *f += 1;
-                *f
-            };
-            set_timeout(
-                move || {
-                    retry.try_update(|r| *r += 1);
-                },
-                backoff(n),
-            );
+        if source_for_errors.ready_state() != EventSource::CLOSED {
+            // The browser reconnects by itself; find out whether the
+            // controller is gone meanwhile.
+            connection::suspect();
+            return;
         }
+        // The browser gave up: the controller refused the stream or is
+        // gone. Say why, then try again later.
+        let n = {
+            let mut f = failures.borrow_mut();
+            *f += 1;
+            *f
+        };
+        let url = source_for_errors.url();
+        leptos::task::spawn_local(async move {
+            if let Some(e) = crate::api::stream_error(&url).await {
+                state.try_set(StreamState::Failing(e.to_string()));
+            }
+        });
+        set_timeout(
+            move || {
+                retry.try_update(|r| *r += 1);
+            },
+            backoff(n),
+        );
     });
 
     for (name, listener) in [("open", &opened), (event, &data), ("error", &errored)] {

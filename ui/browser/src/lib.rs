@@ -9,8 +9,10 @@
 //! hyper-util's plain HTTP/1.1 client, since chromedriver is on loopback.
 //!
 //! Screenshots go to `target/ui-screenshots/`, kept after every run.
+//! [`mesh`] starts what the browser looks at.
 
 mod http;
+pub mod mesh;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,12 +1,9 @@
 //! The dashboard in a real browser: headless Chromium (Debian `chromium`
 //! and `chromium-driver`) opens the bundle `cargo xtask ui` built, served
 //! by the real controller, which reads the real telemetry store fed by
-//! real proxies carrying known traffic:
-//!
-//! ```text
-//! load ──> web-0 proxy (outbound) ──┬─> voting-0 proxy ──> upstream: 20 ms, every 10th request 500
-//!                                   └─> emoji-0 proxy  ──> upstream: 2 ms, never fails
-//! ```
+//! real proxies carrying known traffic: the mesh of
+//! [`conduit_ui_browser::mesh`] (web calls voting, which fails every 10th
+//! request, and emoji, which never fails).
 //!
 //! One test walks through the dashboard as a person would, because the
 //! mesh takes seconds to start: the overview lists the Deployments with
@@ -20,193 +17,16 @@
 //! `target/ui-screenshots/`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use conduit_api::json::Stat;
-use conduit_testbed::{
-    Controller, Process, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
-    http_get, wait_for_http,
-};
+use conduit_ui_browser::mesh::{self, Mesh, VOTING_PATHS};
 use conduit_ui_browser::thirtyfour::prelude::*;
 use conduit_ui_browser::{Browser, wait_for};
-
-const VOTING: &str = "voting.demo.svc.cluster.local:8080";
-const EMOJI: &str = "emoji.demo:8080";
-const VOTING_PATHS: &[&str] = &["/vote/cat", "/vote/dog", "/results"];
-const EMOJI_PATHS: &[&str] = &["/list", "/find/cat"];
-/// Requests per second sent to each Deployment.
-const VOTING_RPS: u32 = 20;
-const EMOJI_RPS: u32 = 10;
 
 /// Waiting is generous (a loaded two-core machine, debug binaries);
 /// assertions on what is shown are strict.
 const WAIT: Duration = Duration::from_secs(30);
-
-struct Mesh {
-    dir: TempDir,
-    store: Store,
-    controller: Controller,
-    web: Proxy,
-    _voting: (Proxy, Upstream),
-    _emoji: (Proxy, Upstream),
-    _web_app: Upstream,
-}
-
-impl Mesh {
-    fn discovery(&self) -> PathBuf {
-        self.dir.path().join("discovery.yaml")
-    }
-
-    fn controller_args(&self) -> Vec<String> {
-        [
-            "--grpc-listen",
-            &self.controller.grpc.to_string(),
-            "--http-listen",
-            &self.controller.http.to_string(),
-            "--store-addr",
-            &self.store.grpc_url(),
-            "--discovery",
-            &format!("static:{}", self.discovery().display()),
-            "--ui-dir",
-            &bundle().display().to_string(),
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect()
-    }
-}
-
-/// The bundle `cargo xtask ui` writes (`cargo xtask test` builds it first).
-fn bundle() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist");
-    assert!(
-        dir.join("index.html").is_file(),
-        "no dashboard bundle in {}: build it with `cargo xtask ui`",
-        dir.display()
-    );
-    dir
-}
-
-fn pod_yaml(name: &str, p: &Proxy) -> String {
-    format!(
-        "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
-        p.inbound, p.tap, p.admin
-    )
-}
-
-fn start_mesh() -> Mesh {
-    let dir = TempDir::new("ui-browser");
-    let discovery = dir.path().join("discovery.yaml");
-    std::fs::write(&discovery, "version: 1\n").unwrap();
-    let store = Store::start();
-    let ui = bundle().display().to_string();
-    let controller = Controller::start_with_args(&store.grpc_url(), &discovery, &["--ui-dir", &ui]);
-    let proxy = |deployment: &str, pod: &str, app: SocketAddr| {
-        Proxy::start(ProxySpec {
-            namespace: "demo",
-            deployment,
-            pod,
-            app,
-            telemetry: Some(store.grpc_url()),
-            destination: Some(format!("http://{}", controller.grpc)),
-            extra: ["--tap-sample-rate", "1", "--tap-sample-max-rps", "1000"]
-                .map(String::from)
-                .to_vec(),
-        })
-    };
-    let voting_app = Upstream::start(UpstreamSpec {
-        delay: Duration::from_millis(20),
-        fail_every: 10,
-    });
-    let emoji_app = Upstream::start(UpstreamSpec {
-        delay: Duration::from_millis(2),
-        fail_every: 0,
-    });
-    let web_app = Upstream::start(UpstreamSpec::default());
-    let voting = proxy("voting", "voting-0", voting_app.addr);
-    let emoji = proxy("emoji", "emoji-0", emoji_app.addr);
-    let web = proxy("web", "web-0", web_app.addr);
-    let yaml = format!(
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      web:
-        service_account: web
-        pods:
-{}      voting:
-        service_account: voting
-        pods:
-{}      emoji:
-        service_account: emoji
-        pods:
-{}    services:
-      web: {{deployment: web, ports: [{{port: 8080}}]}}
-      voting: {{deployment: voting, ports: [{{port: 8080}}]}}
-      emoji: {{deployment: emoji, ports: [{{port: 8080}}]}}
-",
-        pod_yaml("web-0", &web),
-        pod_yaml("voting-0", &voting),
-        pod_yaml("emoji-0", &emoji),
-    );
-    let tmp = discovery.with_extension("tmp");
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(tmp, &discovery).unwrap();
-    Mesh {
-        dir,
-        store,
-        controller,
-        web,
-        _voting: (voting, voting_app),
-        _emoji: (emoji, emoji_app),
-        _web_app: web_app,
-    }
-}
-
-/// Steady traffic from a thread, one bounded `drive_load` second after
-/// another, until dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(target: SocketAddr) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = [
-            (VOTING, VOTING_PATHS, VOTING_RPS),
-            (EMOJI, EMOJI_PATHS, EMOJI_RPS),
-        ]
-        .into_iter()
-        .map(|(authority, paths, rps)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    drive_load(target, authority, paths, rps, Duration::from_secs(1));
-                }
-            })
-        })
-        .collect();
-        Self { stop, threads }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-fn api_stat(controller: SocketAddr) -> Option<Stat> {
-    let (status, _, body) = http_get(controller, "/api/v1/stat?namespace=demo&window=1m").ok()?;
-    (status == 200).then(|| serde_json::from_str(&body).ok())?
-}
 
 /// `conduit stat deploy -n demo -o json`, the figures the page must match.
 fn cli_stat(grpc: SocketAddr) -> Stat {
@@ -263,39 +83,15 @@ async fn shot(b: &Browser, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
-    let mut mesh = start_mesh();
-    let _load = Load::start(mesh.web.outbound);
-    let ctrl = mesh.controller.http;
+    let bundle = mesh::bundle().unwrap_or_else(|e| panic!("{e}"));
+    let mut mesh = tokio::task::spawn_blocking(move || Mesh::start(&bundle))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}"));
     let grpc = mesh.controller.grpc;
 
-    // Wait for the store to hold traffic of both upstreams before looking.
-    let ready = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + WAIT;
-        while std::time::Instant::now() < deadline {
-            let busy = api_stat(ctrl).is_some_and(|s| {
-                ["voting", "emoji"].iter().all(|n| {
-                    s.rows.iter().any(|r| {
-                        r.name == *n && r.metrics.as_ref().is_some_and(|m| m.total() >= 20)
-                    })
-                })
-            });
-            if busy {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        false
-    })
-    .await
-    .unwrap();
-    assert!(
-        ready,
-        "no traffic reached the store; controller says {:?}",
-        api_stat(ctrl)
-    );
-
     let b = Browser::start().await.unwrap_or_else(|e| panic!("{e}"));
-    let base = format!("http://{ctrl}");
+    let base = mesh.base_url();
 
     // Overview: every Deployment, with the numbers `conduit stat` prints.
     b.driver.goto(format!("{base}/")).await.unwrap();
@@ -361,6 +157,19 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
         class[0].contains("good"),
         "100 % success is good: {class:?}"
     );
+    // The sparklines start from the controller's history (60 points over
+    // 15 minutes), not only from what arrived since the page opened.
+    wait_for(WAIT, "voting's sparkline history", || async {
+        let points = b
+            .attrs("tr[data-name=voting] svg.sparkline", "data-points")
+            .await?;
+        Ok(points
+            .first()
+            .and_then(|p| p.parse::<usize>().ok())
+            .filter(|n| *n >= 30))
+    })
+    .await
+    .unwrap();
     shot(&b, "01-overview").await;
 
     // Sorting by RPS, highest first: voting (20 rps) above emoji (10 rps).
@@ -400,7 +209,14 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     })
     .await
     .unwrap();
-    for chart in ["chart-success", "chart-rps", "chart-latency"] {
+    // Success rate and latency exist only while there is traffic; the
+    // request rate is known (zero before the load started) over the whole
+    // five minutes of history.
+    for (chart, at_least) in [
+        ("chart-success", 3),
+        ("chart-rps", 30),
+        ("chart-latency", 3),
+    ] {
         wait_for(WAIT, &format!("points in {chart}"), || async {
             let points = b
                 .attrs(&format!("svg[data-testid={chart}]"), "data-points")
@@ -408,7 +224,7 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
             Ok(points
                 .first()
                 .and_then(|p| p.parse::<usize>().ok())
-                .filter(|n| *n >= 3))
+                .filter(|n| *n >= at_least))
         })
         .await
         .unwrap();
@@ -446,6 +262,23 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     })
     .await
     .unwrap();
+
+    // A Deployment nobody knows gets a clear answer, not endless loading.
+    b.driver
+        .goto(format!("{base}/deployments/demo/no-such-thing"))
+        .await
+        .unwrap();
+    let said = wait_for(WAIT, "the unknown Deployment's message", || async {
+        let mut t = b.texts("[data-testid=empty]").await?;
+        t.extend(b.texts("[data-testid=stream-error]").await?);
+        Ok(t.into_iter().find(|t| t.contains("no-such-thing")))
+    })
+    .await
+    .unwrap();
+    assert!(
+        b.texts("[data-testid=loading]").await.unwrap().is_empty(),
+        "still loading after saying {said:?}"
+    );
 
     // Tap: live requests, filtered by path, paused and resumed.
     b.driver
@@ -525,8 +358,7 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     })
     .await
     .unwrap();
-    let args = mesh.controller_args();
-    mesh.controller.process.kill();
+    mesh.kill_controller();
     let banner = wait_for(WAIT, "the unreachable banner", || async {
         let t = b.texts("[data-testid=banner-unreachable]").await?;
         Ok(t.into_iter().next())
@@ -538,9 +370,8 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
         "{banner}"
     );
     shot(&b, "05-controller-down").await;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let restarted = Process::spawn("conduit-controller", &args);
-    wait_for_http(ctrl, "/healthz", WAIT).unwrap_or_else(|e| restarted.fail(&e));
+    mesh.restart_controller()
+        .unwrap_or_else(|e| panic!("controller did not come back: {e}"));
     wait_for(WAIT, "the banner to go", || async {
         Ok(b.texts("[data-testid=banner-unreachable]")
             .await?

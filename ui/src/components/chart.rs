@@ -17,12 +17,14 @@ use wasm_bindgen::JsCast;
 
 use crate::clock;
 
-const W: f64 = 640.0;
-const H: f64 = 220.0;
-const LEFT: f64 = 56.0;
-const RIGHT: f64 = 14.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = 26.0;
+// Sized for about the width a chart gets on screen (three in a row), so
+// that text is drawn at close to its stylesheet size.
+const W: f64 = 460.0;
+const H: f64 = 200.0;
+const LEFT: f64 = 52.0;
+const RIGHT: f64 = 12.0;
+const TOP: f64 = 10.0;
+const BOTTOM: f64 = 24.0;
 
 /// One line of a chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,7 +56,9 @@ fn geometry(lines: &[Line], span: (i64, i64), unit: Unit) -> Geometry {
     );
     let y_axis = match (unit, extent) {
         (Unit::Percent, Some((lo, _))) => {
-            let mut a = ticks::value_axis(lo.min(0.9), 1.0, 4);
+            // Room below the lowest value, so a line at 90 % is not drawn
+            // on the axis itself.
+            let mut a = ticks::value_axis(lo.min(0.9) - 0.01, 1.0, 4);
             a.ticks.retain(|t| *t >= 0.0);
             a.min = a.min.max(0.0);
             a
@@ -159,7 +163,7 @@ pub(crate) fn LineChart(
             .map(|(px, label)| {
                 view! {
                     <line class="grid" x1=*px x2=*px y1=TOP y2=H - BOTTOM></line>
-                    <text class="tick" x=*px y=H - 8.0 text-anchor="middle">{label.clone()}</text>
+                    <text class="tick" x=*px y=H - 6.0 text-anchor="middle">{label.clone()}</text>
                 }
             })
             .collect_view();

@@ -153,22 +153,26 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                 </p>
             </header>
             <StreamStatus state=state what="metrics"/>
-            <Show when=move || missing.get()>
-                <Empty>
-                    <p>{move || format!("No Deployment {}/{} is known to Conduit.", namespace.get(), name.get())}</p>
-                    <p><a href="/">"See all Deployments"</a></p>
-                </Empty>
+            <Show
+                when=move || !missing.get()
+                fallback=move || view! {
+                    <Empty>
+                        <p>{format!("No Deployment {}/{} is known to Conduit.", namespace.get(), name.get())}</p>
+                        <p><a href="/">"See all Deployments"</a></p>
+                    </Empty>
+                }
+            >
+                <Tiles row=row/>
+                <nav class="chips ranges">"Range: " {range_links}</nav>
+                <div class="charts">
+                    <LineChart title="Success rate" testid="chart-success" unit=Unit::Percent lines=success span=span/>
+                    <LineChart title="Requests per second" testid="chart-rps" unit=Unit::Rps lines=rps span=span/>
+                    <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
+                </div>
+                <EdgesView namespace=namespace name=name/>
+                <h2>"Top paths"</h2>
+                <TopTable namespace=namespace name=name limit=10/>
             </Show>
-            <Tiles row=row/>
-            <nav class="chips ranges">"Range: " {range_links}</nav>
-            <div class="charts">
-                <LineChart title="Success rate" testid="chart-success" unit=Unit::Percent lines=success span=span/>
-                <LineChart title="Requests per second" testid="chart-rps" unit=Unit::Rps lines=rps span=span/>
-                <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
-            </div>
-            <EdgesView namespace=namespace name=name/>
-            <h2>"Top paths"</h2>
-            <TopTable namespace=namespace name=name limit=10/>
         </section>
     }
 }

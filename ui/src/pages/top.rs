@@ -73,7 +73,7 @@ pub(crate) fn TopTable(namespace: Memo<String>, name: Memo<String>, limit: u32) 
                                 <td class="authority">{r.authority.clone()}</td>
                                 <td class="num count">
                                     <span class="bar" style=width></span>
-                                    {format::count(count)}
+                                    <span class="count-text">{format::count(count)}</span>
                                 </td>
                                 <GoldenCells m=Some(r.metrics.clone())/>
                             </tr>
