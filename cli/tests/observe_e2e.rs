@@ -121,6 +121,11 @@ namespaces:
       web: {{deployment: web, ports: [{{port: 8080}}]}}
       voting: {{deployment: voting, ports: [{{port: 8080}}]}}
       emoji: {{deployment: emoji, ports: [{{port: 8080}}]}}
+    profiles:
+      voting:
+        routes:
+          - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
+          - {{name: list, condition: {{path: '^/api/list$'}}}}
 ",
         pod_yaml("web-0", &web),
         pod_yaml("voting-0", &voting),
@@ -411,6 +416,36 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
         within(peak, 60.0, 0.25),
         "the 60 rps of the load show in the history: {voting_points:#?}"
     );
+
+    // Routes: counted by the client (web) per route of voting's profile.
+    let out = conduit(
+        api,
+        &[
+            "routes",
+            "deploy/voting",
+            "-n",
+            "demo",
+            "-t",
+            "5m",
+            "-o",
+            "json",
+        ],
+    );
+    let routes: conduit_api::json::Routes = serde_json::from_slice(&out.stdout).unwrap();
+    let route = |name: &str| {
+        routes
+            .rows
+            .iter()
+            .find(|r| r.route == name)
+            .unwrap_or_else(|| panic!("no route {name}: {routes:#?}"))
+    };
+    assert_eq!(route("vote").authority, "voting.demo.svc.cluster.local");
+    let vote = route("vote").metrics.clone().expect("vote traffic");
+    let list = route("list").metrics.clone().expect("list traffic");
+    // The load sent 480 votes and 240 lists (plus warm-up on no route).
+    assert!(within(vote.total() as f64, 480.0, 0.05), "{vote:?}");
+    assert!(within(list.total() as f64, 240.0, 0.05), "{list:?}");
+    assert!(vote.latency_ms_p50 >= VOTING_DELAY_MS, "{vote:?}");
 
     // --to: the outbound traffic of web to voting.
     let out = conduit(

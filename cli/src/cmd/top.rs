@@ -50,7 +50,11 @@ pub(crate) fn run(args: TopArgs) -> anyhow::Result<()> {
             "`conduit top` draws a live table on a terminal; use --once (-o json) in scripts"
         );
     }
-    live(&args, req, &format!("{}/{name}", args.namespaces.namespace))
+    live(
+        &args,
+        req,
+        &format!("deploy/{name} -n {}", args.namespaces.namespace),
+    )
 }
 
 async fn once(args: &TopArgs, req: TopRequest) -> anyhow::Result<Top> {
@@ -193,10 +197,7 @@ fn draw_loop(
         terminal.draw(|f| {
             let [head, body] =
                 Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(f.area());
-            f.render_widget(
-                Line::from(format!("conduit top deploy/{title} · {status}")),
-                head,
-            );
+            f.render_widget(Line::from(format!("conduit top {title} · {status}")), head);
             let header = Row::new([
                 "COUNT",
                 "METHOD",

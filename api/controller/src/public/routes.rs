@@ -43,6 +43,12 @@ fn authority_regex(snap: &Snapshot, d: &conduit_api::DeploymentRef) -> Option<St
     ))
 }
 
+/// The body of a double-quoted PromQL string: backslashes and quotes
+/// escaped, so a regex reaches the matcher as written.
+fn promql_string(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
 fn by_route(series: &[store::Series]) -> BTreeMap<(String, String), f64> {
     series
         .iter()
@@ -53,13 +59,19 @@ fn by_route(series: &[store::Series]) -> BTreeMap<(String, String), f64> {
                 r => r,
             };
             let class = label_of(&s.labels, label::CLASSIFICATION).to_string();
-            Some(((route.to_string(), class), if v.is_finite() { v } else { 0.0 }))
+            Some((
+                (route.to_string(), class),
+                if v.is_finite() { v } else { 0.0 },
+            ))
         })
         .collect()
 }
 
 impl PublicApi {
-    pub(super) async fn route_rows(&self, req: pb::RoutesRequest) -> Result<pb::RoutesResponse, Status> {
+    pub(super) async fn route_rows(
+        &self,
+        req: pb::RoutesRequest,
+    ) -> Result<pb::RoutesResponse, Status> {
         let d = deployment_arg("deployment", req.deployment)?;
         let window = window(req.window, super::DEFAULT_WINDOW)?;
         let snap = self.snapshot();
@@ -81,7 +93,12 @@ impl PublicApi {
             return Ok(pb::RoutesResponse { rows });
         };
         let w = format!("{}s", window.as_secs().max(1));
-        let selector = format!("{{{}=\"outbound\",{}=~\"{authority}\"}}", label::DIRECTION, label::AUTHORITY);
+        let selector = format!(
+            "{{{}=\"outbound\",{}=~\"{}\"}}",
+            label::DIRECTION,
+            label::AUTHORITY,
+            promql_string(&authority)
+        );
         let counts = format!(
             "sum by ({}, {}) (increase({}{selector}[{w}]))",
             label::ROUTE,
@@ -152,6 +169,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn regexes_survive_promql_quoting() {
+        assert_eq!(promql_string(r"a\.b"), r"a\\.b");
+        assert_eq!(promql_string("say \"hi\""), r#"say \"hi\""#);
+    }
+
+    #[test]
     fn authority_regex_matches_every_spelling_of_the_services() {
         let snap = crate::discovery::static_file::build(
             &serde_saphyr::from_str(
@@ -162,7 +185,12 @@ mod tests {
         .unwrap();
         let d = conduit_api::DeploymentRef::new("demo", "voting");
         let re = regex::Regex::new(&format!("^{}$", authority_regex(&snap, &d).unwrap())).unwrap();
-        for ok in ["voting:8080", "voting.demo:8080", "voting.demo.svc.cluster.local:8080", "voting"] {
+        for ok in [
+            "voting:8080",
+            "voting.demo:8080",
+            "voting.demo.svc.cluster.local:8080",
+            "voting",
+        ] {
             assert!(re.is_match(ok), "{ok}");
         }
         for no in ["voting.other:8080", "emoji.demo:8080", "votingx:8080"] {
