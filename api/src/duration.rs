@@ -11,7 +11,9 @@ use std::time::Duration;
 pub enum DurationError {
     #[error("empty duration: use e.g. 30s, 1m, 1h30m")]
     Empty,
-    #[error("invalid duration {0:?}: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1m, 1h30m")]
+    #[error(
+        "invalid duration {0:?}: use a number and a unit (ms, s, m, h, d), e.g. 30s, 1m, 1h30m"
+    )]
     Invalid(String),
     #[error("duration {0:?} is too large")]
     Overflow(String),
@@ -70,7 +72,12 @@ impl fmt::Display for Display {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        for (unit, size) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1000),
+        ] {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -144,7 +151,10 @@ mod tests {
     #[test]
     fn windows_are_bounded() {
         assert_eq!(parse_window("1m"), Ok(Duration::from_secs(60)));
-        assert!(matches!(parse_window("500ms"), Err(WindowError::TooShort(_))));
+        assert!(matches!(
+            parse_window("500ms"),
+            Err(WindowError::TooShort(_))
+        ));
         assert!(matches!(parse_window("2d"), Err(WindowError::TooLong(_))));
         assert!(matches!(parse_window("x"), Err(WindowError::Invalid(_))));
     }

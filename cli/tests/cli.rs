@@ -72,7 +72,10 @@ fn version_reports_the_control_plane() {
     assert_eq!(json["client"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["server"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(json["server"]["mode"], "local");
-    assert_eq!(json["server"]["dashboard_url"], format!("http://{}", controller.http));
+    assert_eq!(
+        json["server"]["dashboard_url"],
+        format!("http://{}", controller.http)
+    );
 }
 
 #[test]

@@ -51,7 +51,10 @@ fn controller_down_is_one_line_naming_where_it_looked() {
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = stderr(&out);
         assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains(&addr) && err.contains("conduit check"), "{args:?}: {err}");
+        assert!(
+            err.contains(&addr) && err.contains("conduit check"),
+            "{args:?}: {err}"
+        );
     }
 }
 
@@ -66,7 +69,12 @@ fn without_any_address_every_place_is_named() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(err.trim().lines().count(), 1, "{err}");
-    for place in ["--api-addr", "127.0.0.1:50751", "kubeconfig", "conduit check"] {
+    for place in [
+        "--api-addr",
+        "127.0.0.1:50751",
+        "kubeconfig",
+        "conduit check",
+    ] {
         assert!(err.contains(place), "{place} missing from: {err}");
     }
 }
@@ -90,7 +98,10 @@ fn store_down_is_reported_by_stat_and_check() {
     let out = conduit(&["stat", "deploy", "-n", "demo", "--api-addr", &api]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains(&format!("the telemetry store at {store} is unreachable")), "{err}");
+    assert!(
+        err.contains(&format!("the telemetry store at {store} is unreachable")),
+        "{err}"
+    );
     assert!(err.contains("conduit check"), "{err}");
 
     let out = conduit(&["check", "--api-addr", &api, "-o", "json"]);
@@ -119,38 +130,99 @@ fn unknown_deployments_and_untappable_pods_are_named() {
 
     let out = conduit(&["tap", "deploy/nope", "-n", "demo", "--api-addr", &api]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("deployment demo/nope not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deployment demo/nope not found"),
+        "{}",
+        stderr(&out)
+    );
 
-    let out = conduit(&["top", "deploy/nope", "-n", "demo", "--once", "--api-addr", &api]);
+    let out = conduit(&[
+        "top",
+        "deploy/nope",
+        "-n",
+        "demo",
+        "--once",
+        "--api-addr",
+        &api,
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("demo/nope not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("demo/nope not found"),
+        "{}",
+        stderr(&out)
+    );
 
     let out = conduit(&["tap", "deploy/web", "-n", "demo", "--api-addr", &api]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("cannot reach the tap server of any pod of demo/web"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot reach the tap server of any pod of demo/web"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn bad_windows_and_filters_are_usage_errors() {
     for (args, expected) in [
         (vec!["stat", "deploy", "-t", "0s"], "shorter than 1s"),
-        (vec!["stat", "deploy", "-t", "5 minutes"], "invalid duration"),
-        (vec!["stat", "deploy", "-t", "2d"], "longer than the maximum"),
-        (vec!["stat", "deploy", "--from", "pod/x"], "unsupported resource"),
-        (vec!["stat", "deploy", "--to", "deploy"], "names no Deployment"),
-        (vec!["tap", "deploy/web", "--path", "api"], "must start with '/'"),
-        (vec!["tap", "deploy/web", "--method", "get"], "not an HTTP method"),
+        (
+            vec!["stat", "deploy", "-t", "5 minutes"],
+            "invalid duration",
+        ),
+        (
+            vec!["stat", "deploy", "-t", "2d"],
+            "longer than the maximum",
+        ),
+        (
+            vec!["stat", "deploy", "--from", "pod/x"],
+            "unsupported resource",
+        ),
+        (
+            vec!["stat", "deploy", "--to", "deploy"],
+            "names no Deployment",
+        ),
+        (
+            vec!["tap", "deploy/web", "--path", "api"],
+            "must start with '/'",
+        ),
+        (
+            vec!["tap", "deploy/web", "--method", "get"],
+            "not an HTTP method",
+        ),
         (vec!["tap", "deploy/web", "--max-rps", "0"], "max-rps"),
         (vec!["tap", "deploy/web", "--query", "path:/x"], "--since"),
-        (vec!["tap", "deploy/web", "--since", "yesterday"], "invalid duration"),
+        (
+            vec!["tap", "deploy/web", "--since", "yesterday"],
+            "invalid duration",
+        ),
         (vec!["top", "deploy/web", "-t", "1x"], "invalid duration"),
-        (vec!["stat", "deploy", "-n", "Demo_NS", "--from-namespace", "Bad_NS", "--from", "deploy/x"], "not a valid Kubernetes name"),
+        (
+            vec![
+                "stat",
+                "deploy",
+                "-n",
+                "Demo_NS",
+                "--from-namespace",
+                "Bad_NS",
+                "--from",
+                "deploy/x",
+            ],
+            "not a valid Kubernetes name",
+        ),
     ] {
         let out = conduit(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     let out = conduit(&["top", "deploy", "--once"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("needs one Deployment"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("needs one Deployment"),
+        "{}",
+        stderr(&out)
+    );
 }

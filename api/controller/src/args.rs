@@ -16,16 +16,32 @@ use clap::Parser;
 )]
 pub struct Args {
     /// gRPC address of the public API and the destination service
-    #[arg(long, env = "CONDUIT_CONTROLLER_GRPC_LISTEN", default_value = "127.0.0.1:50751")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_GRPC_LISTEN",
+        default_value = "127.0.0.1:50751"
+    )]
     pub grpc_listen: SocketAddr,
     /// HTTP address of the dashboard and the JSON/SSE API
-    #[arg(long, env = "CONDUIT_CONTROLLER_HTTP_LISTEN", default_value = "127.0.0.1:50750")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_HTTP_LISTEN",
+        default_value = "127.0.0.1:50750"
+    )]
     pub http_listen: SocketAddr,
     /// The telemetry store's gRPC query API
-    #[arg(long, env = "CONDUIT_CONTROLLER_STORE_ADDR", default_value = "http://127.0.0.1:9096")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_STORE_ADDR",
+        default_value = "http://127.0.0.1:9096"
+    )]
     pub store_addr: String,
     /// Where endpoints come from: `static:PATH` (a YAML file, watched) or `kubernetes`
-    #[arg(long, env = "CONDUIT_CONTROLLER_DISCOVERY", default_value = "static:conduit-discovery.yaml")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_DISCOVERY",
+        default_value = "static:conduit-discovery.yaml"
+    )]
     pub discovery: DiscoverySource,
     /// Directory of the dashboard bundle [default: `dist` next to the binary, else the workspace's ui/dist]
     #[arg(long, env = "CONDUIT_CONTROLLER_UI_DIR")]
@@ -34,7 +50,11 @@ pub struct Args {
     #[arg(long, env = "CONDUIT_CONTROLLER_MODE")]
     pub mode: Option<Mode>,
     /// DNS suffix of service names
-    #[arg(long, env = "CONDUIT_CONTROLLER_CLUSTER_DOMAIN", default_value = "cluster.local")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_CLUSTER_DOMAIN",
+        default_value = "cluster.local"
+    )]
     pub cluster_domain: String,
 }
 

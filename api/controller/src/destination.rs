@@ -11,9 +11,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use conduit_api::metrics::label;
 use conduit_api::proto::destination::v1::{self as pb, destination_server};
 use conduit_api::proto::mesh::v1 as mesh;
-use conduit_api::metrics::label;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -317,7 +317,10 @@ mod tests {
             kinds(&state.apply(resolution(vec![a.clone(), b.clone()]))),
             ["add1"]
         );
-        assert_eq!(kinds(&state.apply(resolution(vec![b.clone()]))), ["remove1"]);
+        assert_eq!(
+            kinds(&state.apply(resolution(vec![b.clone()]))),
+            ["remove1"]
+        );
         assert_eq!(kinds(&state.apply(resolution(vec![]))), ["none:true"]);
         assert!(state.apply(resolution(vec![])).is_empty());
         assert_eq!(kinds(&state.apply(resolution(vec![a]))), ["add1"]);

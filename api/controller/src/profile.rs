@@ -189,19 +189,28 @@ mod tests {
         };
         let method = |m: &str| schema::RequestMatch::Method(m.into());
         assert!(build("x", &profile(vec![route(method("GET"))])).is_ok());
-        assert!(build("x", &profile(vec![route(method("G ET"))]))
+        assert!(
+            build("x", &profile(vec![route(method("G ET"))]))
+                .unwrap_err()
+                .contains("not an HTTP method")
+        );
+        assert!(
+            build(
+                "x",
+                &profile(vec![route(method("GET")), route(method("GET"))])
+            )
             .unwrap_err()
-            .contains("not an HTTP method"));
-        assert!(build("x", &profile(vec![route(method("GET")), route(method("GET"))]))
-            .unwrap_err()
-            .contains("more than once"));
+            .contains("more than once")
+        );
         let mut bad_class = route(method("GET"));
         bad_class.response_classes = vec![schema::ResponseClass {
             condition: schema::ResponseMatch::Status(schema::StatusRange { min: 599, max: 500 }),
             is_failure: true,
         }];
-        assert!(build("x", &profile(vec![bad_class]))
-            .unwrap_err()
-            .contains("min <= max"));
+        assert!(
+            build("x", &profile(vec![bad_class]))
+                .unwrap_err()
+                .contains("min <= max")
+        );
     }
 }

@@ -63,7 +63,9 @@ pub async fn run(
 
     let grpc_server = tonic::transport::Server::builder()
         .add_service(ApiServer::new(api.clone()))
-        .add_service(DestinationServer::new(Destination::new(discovery.snapshots())))
+        .add_service(DestinationServer::new(Destination::new(
+            discovery.snapshots(),
+        )))
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             stopped(stop_rx.clone()),

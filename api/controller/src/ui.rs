@@ -53,7 +53,11 @@ impl Ui {
         } else if relative.extension().is_none() {
             index
         } else {
-            return (StatusCode::NOT_FOUND, "no such file in the dashboard bundle").into_response();
+            return (
+                StatusCode::NOT_FOUND,
+                "no such file in the dashboard bundle",
+            )
+                .into_response();
         };
         match tokio::fs::read(&file).await {
             Ok(bytes) => {
@@ -90,7 +94,11 @@ impl Ui {
 /// it tries to leave it.
 fn safe_relative(path: &str) -> Option<PathBuf> {
     let trimmed = path.trim_start_matches('/');
-    let trimmed = if trimmed.is_empty() { "index.html" } else { trimmed };
+    let trimmed = if trimmed.is_empty() {
+        "index.html"
+    } else {
+        trimmed
+    };
     let relative = PathBuf::from(trimmed);
     relative
         .components()
@@ -117,7 +125,9 @@ pub fn content_type(path: &Path) -> &'static str {
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[cfg(test)]
@@ -135,7 +145,10 @@ mod tests {
     #[test]
     fn wasm_and_scripts_get_their_types() {
         assert_eq!(content_type(Path::new("x.wasm")), "application/wasm");
-        assert_eq!(content_type(Path::new("x.js")), "text/javascript; charset=utf-8");
+        assert_eq!(
+            content_type(Path::new("x.js")),
+            "text/javascript; charset=utf-8"
+        );
         assert_eq!(content_type(Path::new("x")), "application/octet-stream");
     }
 }

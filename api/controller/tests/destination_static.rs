@@ -121,12 +121,23 @@ async fn file_edits_reach_subscribers_within_a_second() {
 
     // Add an endpoint.
     let edited = Instant::now();
-    write(&path, &file(&[("voting-0", 20000), ("voting-1", 20010)], "1s"));
+    write(
+        &path,
+        &file(&[("voting-0", 20000), ("voting-1", 20010)], "1s"),
+    );
     let Update::Add(added) = next(&mut stream, PROPAGATION).await else {
         panic!("expected an add");
     };
-    assert_eq!(ports(&added.addrs), [20010], "only the new endpoint is sent");
-    assert!(edited.elapsed() < PROPAGATION, "took {:?}", edited.elapsed());
+    assert_eq!(
+        ports(&added.addrs),
+        [20010],
+        "only the new endpoint is sent"
+    );
+    assert!(
+        edited.elapsed() < PROPAGATION,
+        "took {:?}",
+        edited.elapsed()
+    );
 
     // Remove one.
     let edited = Instant::now();
@@ -136,12 +147,22 @@ async fn file_edits_reach_subscribers_within_a_second() {
     };
     assert_eq!(removed.addrs.len(), 1);
     assert_eq!(removed.addrs[0].port, 20000);
-    assert!(edited.elapsed() < PROPAGATION, "took {:?}", edited.elapsed());
+    assert!(
+        edited.elapsed() < PROPAGATION,
+        "took {:?}",
+        edited.elapsed()
+    );
 
     // A broken file is refused: nothing is sent, the state stays.
-    write(&path, "version: 1\nnamespaces: {demo: {deployments: [not, a, map]}}\n");
+    write(
+        &path,
+        "version: 1\nnamespaces: {demo: {deployments: [not, a, map]}}\n",
+    );
     let quiet = tokio::time::timeout(Duration::from_millis(800), stream.message()).await;
-    assert!(quiet.is_err(), "a broken file must not change endpoints: {quiet:?}");
+    assert!(
+        quiet.is_err(),
+        "a broken file must not change endpoints: {quiet:?}"
+    );
     let mut late = client
         .get(target("voting.demo:8080"))
         .await
@@ -159,7 +180,10 @@ async fn file_edits_reach_subscribers_within_a_second() {
     };
     assert!(none.exists);
     assert!(
-        controller.process.log().contains("is not a valid discovery file"),
+        controller
+            .process
+            .log()
+            .contains("is not a valid discovery file"),
         "the broken file was logged"
     );
 }

@@ -159,15 +159,43 @@ async fn wait_for(k8s: &Kubernetes, what: &str, ok: impl Fn(&Snapshot) -> bool) 
         }
     })
     .await;
-    found.unwrap_or_else(|_| panic!("timed out waiting for {what}; last: {:#?}", k8s.snapshots().borrow()))
+    found.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; last: {:#?}",
+            k8s.snapshots().borrow()
+        )
+    })
 }
 
 fn base_lists() -> BTreeMap<&'static str, Value> {
     BTreeMap::from([
-        ("replicasets", list("ReplicaSetList", "apps/v1", vec![replica_set()])),
-        ("pods", list("PodList", "v1", vec![pod("web-abc-1", "10.0.0.1", true), pod("web-abc-9", "10.0.0.9", false)])),
+        (
+            "replicasets",
+            list("ReplicaSetList", "apps/v1", vec![replica_set()]),
+        ),
+        (
+            "pods",
+            list(
+                "PodList",
+                "v1",
+                vec![
+                    pod("web-abc-1", "10.0.0.1", true),
+                    pod("web-abc-9", "10.0.0.9", false),
+                ],
+            ),
+        ),
         ("services", list("ServiceList", "v1", vec![service()])),
-        ("endpointslices", list("EndpointSliceList", "discovery.k8s.io/v1", vec![slice(&[("10.0.0.1", "web-abc-1", true), ("10.0.0.7", "web-abc-7", false)])])),
+        (
+            "endpointslices",
+            list(
+                "EndpointSliceList",
+                "discovery.k8s.io/v1",
+                vec![slice(&[
+                    ("10.0.0.1", "web-abc-1", true),
+                    ("10.0.0.7", "web-abc-7", false),
+                ])],
+            ),
+        ),
     ])
 }
 
@@ -177,8 +205,16 @@ async fn mock_api_server_objects_become_endpoint_sets() {
     let script = Script {
         lists: base_lists(),
         watch_events: BTreeMap::from([
-            ("pods", vec![json!({"type": "ADDED", "object": pod("web-abc-2", "10.0.0.2", true)})]),
-            ("endpointslices", vec![json!({"type": "MODIFIED", "object": slice(&[("10.0.0.1", "web-abc-1", true), ("10.0.0.2", "web-abc-2", true)])})]),
+            (
+                "pods",
+                vec![json!({"type": "ADDED", "object": pod("web-abc-2", "10.0.0.2", true)})],
+            ),
+            (
+                "endpointslices",
+                vec![
+                    json!({"type": "MODIFIED", "object": slice(&[("10.0.0.1", "web-abc-1", true), ("10.0.0.2", "web-abc-2", true)])}),
+                ],
+            ),
         ]),
         fail_first_list: vec![],
     };
@@ -186,23 +222,46 @@ async fn mock_api_server_objects_become_endpoint_sets() {
     let k8s = Kubernetes::start(kube::Client::new(service, "default"), "cluster.local");
 
     let snap = wait_for(&k8s, "two ready endpoints after the watch events", |s| {
-        s.services.values().any(|svc| svc.ports.get(&80).is_some_and(|p| p.endpoints.len() == 2))
+        s.services
+            .values()
+            .any(|svc| svc.ports.get(&80).is_some_and(|p| p.endpoints.len() == 2))
     })
     .await;
 
     let web = conduit_api::DeploymentRef::new("demo", "web");
     let deployment = &snap.deployments[&web];
     assert_eq!(deployment.service_account, "web");
-    assert_eq!(deployment.labels.get("app").map(String::as_str), Some("web"));
+    assert_eq!(
+        deployment.labels.get("app").map(String::as_str),
+        Some("web")
+    );
     assert!(!deployment.labels.contains_key("pod-template-hash"));
-    let pods: Vec<_> = deployment.pods.iter().map(|p| (p.name.as_str(), p.meshed)).collect();
-    assert_eq!(pods, [("web-abc-1", true), ("web-abc-2", true), ("web-abc-9", false)]);
-    assert_eq!(deployment.pods[0].tap, Some("10.0.0.1:4190".parse().unwrap()));
+    let pods: Vec<_> = deployment
+        .pods
+        .iter()
+        .map(|p| (p.name.as_str(), p.meshed))
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            ("web-abc-1", true),
+            ("web-abc-2", true),
+            ("web-abc-9", false)
+        ]
+    );
+    assert_eq!(
+        deployment.pods[0].tap,
+        Some("10.0.0.1:4190".parse().unwrap())
+    );
 
     let r = snap.resolve(&"web.demo.svc.cluster.local:80".parse().unwrap(), "other");
     assert!(r.exists);
     let addrs: Vec<String> = r.endpoints.iter().map(|e| e.addr.to_string()).collect();
-    assert_eq!(addrs, ["10.0.0.1:8080", "10.0.0.2:8080"], "service port 80 maps to target port 8080 by name; unready endpoints are left out");
+    assert_eq!(
+        addrs,
+        ["10.0.0.1:8080", "10.0.0.2:8080"],
+        "service port 80 maps to target port 8080 by name; unready endpoints are left out"
+    );
     let e = &r.endpoints[0];
     assert_eq!(e.pod.as_deref(), Some("web-abc-1"));
     assert_eq!(e.deployment.as_ref(), Some(&web));
@@ -216,11 +275,20 @@ async fn mock_api_server_objects_become_endpoint_sets() {
     assert!(raw.endpoints.iter().all(|e| e.hint == ProtocolHint::Opaque));
 
     let health = k8s.health();
-    let watches: Vec<_> = health.iter().filter(|h| h.description.starts_with("can watch")).collect();
+    let watches: Vec<_> = health
+        .iter()
+        .filter(|h| h.description.starts_with("can watch"))
+        .collect();
     assert_eq!(watches.len(), 4);
-    assert!(watches.iter().all(|h| h.status == HealthStatus::Ok), "{health:#?}");
     assert!(
-        health.iter().any(|h| h.status == HealthStatus::Failed && h.description.contains("control plane pods")),
+        watches.iter().all(|h| h.status == HealthStatus::Ok),
+        "{health:#?}"
+    );
+    assert!(
+        health
+            .iter()
+            .any(|h| h.status == HealthStatus::Failed
+                && h.description.contains("control plane pods")),
         "no pod runs in namespace conduit in this mock: {health:#?}"
     );
 }
@@ -240,7 +308,9 @@ async fn mock_api_server_errors_are_retried_with_backoff() {
     let snap = tokio::time::timeout(Duration::from_secs(15), async {
         loop {
             saw_error |= k8s.health().iter().any(|h| {
-                h.status == HealthStatus::Failed && h.description.contains("services") && h.hint.contains("bad day")
+                h.status == HealthStatus::Failed
+                    && h.description.contains("services")
+                    && h.hint.contains("bad day")
             });
             let snap = k8s.snapshots().borrow().clone();
             if snap.resolve(&"web.demo:80".parse().unwrap(), "demo").exists {
@@ -252,7 +322,21 @@ async fn mock_api_server_errors_are_retried_with_backoff() {
     .await
     .expect("the services watch recovers after its failed list");
     assert!(saw_error, "the failed list was reported to `conduit check`");
-    assert_eq!(lists.lock().unwrap()["services"], 2, "one failed list, one retry");
-    assert_eq!(snap.resolve(&"web.demo:80".parse().unwrap(), "demo").endpoints.len(), 1);
-    assert!(k8s.health().iter().filter(|h| h.description.starts_with("can watch")).all(|h| h.status == HealthStatus::Ok));
+    assert_eq!(
+        lists.lock().unwrap()["services"],
+        2,
+        "one failed list, one retry"
+    );
+    assert_eq!(
+        snap.resolve(&"web.demo:80".parse().unwrap(), "demo")
+            .endpoints
+            .len(),
+        1
+    );
+    assert!(
+        k8s.health()
+            .iter()
+            .filter(|h| h.description.starts_with("can watch"))
+            .all(|h| h.status == HealthStatus::Ok)
+    );
 }

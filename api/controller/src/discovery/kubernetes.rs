@@ -31,8 +31,7 @@ use tokio::sync::{Notify, watch};
 use tracing::{debug, warn};
 
 use super::{
-    Discovery, Health, HealthStatus, PodInfo, ServiceInfo, ServicePortInfo,
-    ServiceRef, Snapshot,
+    Discovery, Health, HealthStatus, PodInfo, ServiceInfo, ServicePortInfo, ServiceRef, Snapshot,
 };
 
 /// The name `conduit inject` gives the sidecar container.
@@ -92,7 +91,12 @@ impl Kubernetes {
         let stores = Stores {
             pods: reflect(Api::all(client.clone()), "pods", &watches, &changed),
             replica_sets: reflect(Api::all(client.clone()), "replicasets", &watches, &changed),
-            slices: reflect(Api::all(client.clone()), "endpointslices", &watches, &changed),
+            slices: reflect(
+                Api::all(client.clone()),
+                "endpointslices",
+                &watches,
+                &changed,
+            ),
             services: reflect(Api::all(client), "services", &watches, &changed),
         };
         let (tx, rx) = watch::channel(Arc::new(Snapshot {
@@ -295,7 +299,11 @@ fn service_info(
 ) -> ServiceInfo {
     let opaque = opaque_ports(svc);
     let mut info = ServiceInfo::default();
-    let ports = svc.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default();
+    let ports = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.ports.clone())
+        .unwrap_or_default();
     let own_slices: Vec<_> = slices
         .state()
         .into_iter()

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use conduit_api::DeploymentRef;
 use conduit_api::deployment::validate_name;
 use conduit_api::discovery_file::{self as schema, DiscoveryFile};
-use conduit_api::DeploymentRef;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -109,11 +109,7 @@ impl Discovery for StaticFile {
 }
 
 /// Polls the file's metadata and reloads it when it changed.
-async fn watch_file(
-    path: PathBuf,
-    tx: watch::Sender<Arc<Snapshot>>,
-    state: Arc<Mutex<LoadState>>,
-) {
+async fn watch_file(path: PathBuf, tx: watch::Sender<Arc<Snapshot>>, state: Arc<Mutex<LoadState>>) {
     let mut seen = fingerprint(&path);
     let mut ticker = tokio::time::interval(POLL_INTERVAL);
     loop {
@@ -204,7 +200,8 @@ pub fn build(file: &DiscoveryFile) -> Result<Snapshot, String> {
                 ));
             }
             let fqdn = format!("{name}.{ns}.svc.{}", snap.cluster_domain);
-            let built = profile::build(&fqdn, p).map_err(|e| format!("profile {ns}/{name}: {e}"))?;
+            let built =
+                profile::build(&fqdn, p).map_err(|e| format!("profile {ns}/{name}: {e}"))?;
             snap.profiles.insert(sref, built);
         }
     }
@@ -262,7 +259,10 @@ fn service_info(
     service: &schema::Service,
     namespace: &schema::Namespace,
 ) -> Result<ServiceInfo, String> {
-    let ServiceRef { namespace: ns, name } = sref;
+    let ServiceRef {
+        namespace: ns,
+        name,
+    } = sref;
     validate_name(name).map_err(|e| format!("service in {ns}: {e}"))?;
     let dref = DeploymentRef::new(ns, &service.deployment);
     let (Some(info), Some(decl)) = (
@@ -388,7 +388,10 @@ namespaces:
     fn mistakes_are_named() {
         for (text, expected) in [
             ("version: 2", "unsupported version 2"),
-            ("version: 1\nnamespaces: {demo: {deployment: {}}}", "deployment"),
+            (
+                "version: 1\nnamespaces: {demo: {deployment: {}}}",
+                "deployment",
+            ),
             (
                 "version: 1\nnamespaces: {demo: {services: {web: {deployment: web, ports: []}}}}",
                 "there is no deployment web",

@@ -16,7 +16,12 @@ const DATA_PLANE: &str = "conduit-data-plane";
 /// Pods listed by name in a hint at most.
 const NAMED_PODS: usize = 5;
 
-fn result(category: &str, description: impl Into<String>, status: pb::CheckStatus, hint: impl Into<String>) -> pb::CheckResult {
+fn result(
+    category: &str,
+    description: impl Into<String>,
+    status: pb::CheckStatus,
+    hint: impl Into<String>,
+) -> pb::CheckResult {
     pb::CheckResult {
         category: category.to_string(),
         description: description.into(),
@@ -66,7 +71,13 @@ impl PublicApi {
 fn store_checks(status: &store::StatusResponse) -> Vec<pb::CheckResult> {
     let mut out = vec![ok(STORE, "the telemetry store answers")];
     out.push(if status.version == conduit_api::VERSION {
-        ok(STORE, format!("the store's version matches the controller's ({})", status.version))
+        ok(
+            STORE,
+            format!(
+                "the store's version matches the controller's ({})",
+                status.version
+            ),
+        )
     } else {
         result(
             STORE,
@@ -119,7 +130,10 @@ fn proxies_check(snap: &Snapshot, status: &store::StatusResponse) -> pb::CheckRe
     if silent.is_empty() {
         return ok(
             DATA_PLANE,
-            format!("every meshed pod's proxy is reporting ({} pods)", meshed.len()),
+            format!(
+                "every meshed pod's proxy is reporting ({} pods)",
+                meshed.len()
+            ),
         );
     }
     let names: Vec<String> = silent
@@ -138,7 +152,11 @@ fn proxies_check(snap: &Snapshot, status: &store::StatusResponse) -> pb::CheckRe
             silent.len(),
             meshed.len(),
             names.join(", "),
-            if more > 0 { format!(" and {more} more") } else { String::new() }
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
         ),
     )
 }

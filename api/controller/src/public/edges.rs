@@ -24,7 +24,10 @@ pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edg
     let mut edges: BTreeMap<(DeploymentRef, DeploymentRef), pb::Edge> = BTreeMap::new();
     for s in series {
         let l = &s.labels;
-        let src = DeploymentRef::new(label_of(l, label::NAMESPACE), label_of(l, label::DEPLOYMENT));
+        let src = DeploymentRef::new(
+            label_of(l, label::NAMESPACE),
+            label_of(l, label::DEPLOYMENT),
+        );
         let dst = DeploymentRef::new(
             label_of(l, label::DST_NAMESPACE),
             label_of(l, label::DST_DEPLOYMENT),
@@ -69,7 +72,10 @@ pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edg
 }
 
 impl PublicApi {
-    pub(super) async fn edge_list(&self, req: pb::EdgesRequest) -> Result<pb::EdgesResponse, Status> {
+    pub(super) async fn edge_list(
+        &self,
+        req: pb::EdgesRequest,
+    ) -> Result<pb::EdgesResponse, Status> {
         let scope = Scope::from_selector(req.selector)?;
         let end = now_unix_ms();
         let names = format!("{}|{}", metrics::REQUEST_TOTAL, metrics::TCP_OPEN_TOTAL);
@@ -107,11 +113,42 @@ mod tests {
     #[test]
     fn one_edge_per_pair_and_plaintext_wins() {
         let series = [
-            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "voting"), ("tls", "true"), ("server_id", "voting.demo.serviceaccount.identity.conduit.cluster.local")]),
-            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "voting"), ("status_code", "500")]),
-            set(&[("namespace", "demo"), ("deployment", "web"), ("dst_namespace", "demo"), ("dst_deployment", "emoji"), ("tls", "true")]),
-            set(&[("namespace", "demo"), ("deployment", "web"), ("authority", "example.com")]),
-            set(&[("namespace", "other"), ("deployment", "a"), ("dst_namespace", "other"), ("dst_deployment", "b")]),
+            set(&[
+                ("namespace", "demo"),
+                ("deployment", "web"),
+                ("dst_namespace", "demo"),
+                ("dst_deployment", "voting"),
+                ("tls", "true"),
+                (
+                    "server_id",
+                    "voting.demo.serviceaccount.identity.conduit.cluster.local",
+                ),
+            ]),
+            set(&[
+                ("namespace", "demo"),
+                ("deployment", "web"),
+                ("dst_namespace", "demo"),
+                ("dst_deployment", "voting"),
+                ("status_code", "500"),
+            ]),
+            set(&[
+                ("namespace", "demo"),
+                ("deployment", "web"),
+                ("dst_namespace", "demo"),
+                ("dst_deployment", "emoji"),
+                ("tls", "true"),
+            ]),
+            set(&[
+                ("namespace", "demo"),
+                ("deployment", "web"),
+                ("authority", "example.com"),
+            ]),
+            set(&[
+                ("namespace", "other"),
+                ("deployment", "a"),
+                ("dst_namespace", "other"),
+                ("dst_deployment", "b"),
+            ]),
         ];
         let scope = Scope {
             namespace: Some("demo".into()),

@@ -103,7 +103,14 @@ async fn observe(addr: SocketAddr, req: tap::ObserveRequest) -> Result<EventStre
         .connect_timeout(DIAL_TIMEOUT)
         .connect()
         .await
-        .map_err(|e| format!("{e}: {}", std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default()))?;
+        .map_err(|e| {
+            format!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            )
+        })?;
     let reply = tokio::time::timeout(DIAL_TIMEOUT, TapClient::new(channel).observe(req))
         .await
         .map_err(|_| "no answer to Observe".to_string())?
@@ -201,7 +208,9 @@ pub fn matches(f: &tap::Filter, e: &tap::TapEvent) -> bool {
         };
         peer.as_ref()
             .and_then(|p| p.deployment.as_ref())
-            .is_some_and(|d| d.name == want.name && (want.namespace.is_empty() || d.namespace == want.namespace))
+            .is_some_and(|d| {
+                d.name == want.name && (want.namespace.is_empty() || d.namespace == want.namespace)
+            })
     };
     let authority_is = |a: &str| {
         a.is_empty()
@@ -269,13 +278,18 @@ impl PublicApi {
         let rate = max_rps(req.max_rps)?;
         let mut events = open(self.snapshots(), &deployment, filter.clone(), rate).await?;
         let mut limit = RateLimit::new(rate);
-        let stream = async_stream(move |tx: mpsc::Sender<Result<tap::TapEvent, Status>>| async move {
-            while let Some(event) = events.recv().await {
-                if matches(&filter, &event) && limit.allow() && tx.send(Ok(event)).await.is_err() {
-                    return;
+        let stream = async_stream(
+            move |tx: mpsc::Sender<Result<tap::TapEvent, Status>>| async move {
+                while let Some(event) = events.recv().await {
+                    if matches(&filter, &event)
+                        && limit.allow()
+                        && tx.send(Ok(event)).await.is_err()
+                    {
+                        return;
+                    }
                 }
-            }
-        });
+            },
+        );
         Ok(stream)
     }
 
@@ -295,8 +309,16 @@ impl PublicApi {
             }
             n => n,
         };
-        let end = if req.end_unix_ms == 0 { now_unix_ms() } else { req.end_unix_ms };
-        let start = if req.start_unix_ms == 0 { end - DEFAULT_SEARCH_SPAN_MS } else { req.start_unix_ms };
+        let end = if req.end_unix_ms == 0 {
+            now_unix_ms()
+        } else {
+            req.end_unix_ms
+        };
+        let start = if req.start_unix_ms == 0 {
+            end - DEFAULT_SEARCH_SPAN_MS
+        } else {
+            req.start_unix_ms
+        };
         if start > end {
             return Err(Status::invalid_argument("the search starts after it ends"));
         }
@@ -304,7 +326,11 @@ impl PublicApi {
         // filter are applied here, over a larger page so that they still
         // fill `limit` when they discard events.
         let narrowed = deployment.is_some() || filter != tap::Filter::default();
-        let page = if narrowed { (limit * 10).min(MAX_SEARCH_LIMIT) } else { limit };
+        let page = if narrowed {
+            (limit * 10).min(MAX_SEARCH_LIMIT)
+        } else {
+            limit
+        };
         let found = self
             .store()
             .search_tap(conduit_api::proto::store::v1::SearchTapRequest {

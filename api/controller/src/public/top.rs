@@ -75,12 +75,19 @@ impl TopWindow {
     pub(super) fn rows(&mut self, now: Instant, limit: usize) -> Vec<pb::TopRow> {
         let horizon = now.checked_sub(self.window);
         for samples in self.paths.values_mut() {
-            while samples.front().is_some_and(|s| horizon.is_some_and(|h| s.at < h)) {
+            while samples
+                .front()
+                .is_some_and(|s| horizon.is_some_and(|h| s.at < h))
+            {
                 samples.pop_front();
             }
         }
         self.paths.retain(|_, s| !s.is_empty());
-        let covered = now.duration_since(self.started).min(self.window).as_secs_f64().max(1.0);
+        let covered = now
+            .duration_since(self.started)
+            .min(self.window)
+            .as_secs_f64()
+            .max(1.0);
         let mut rows: Vec<pb::TopRow> = self
             .paths
             .iter()
@@ -91,7 +98,11 @@ impl TopWindow {
                 metrics: Some(metrics(samples, covered)),
             })
             .collect();
-        let count = |r: &pb::TopRow| r.metrics.as_ref().map_or(0, |m| m.success_count + m.failure_count);
+        let count = |r: &pb::TopRow| {
+            r.metrics
+                .as_ref()
+                .map_or(0, |m| m.success_count + m.failure_count)
+        };
         rows.sort_by(|a, b| count(b).cmp(&count(a)).then_with(|| a.path.cmp(&b.path)));
         rows.truncate(limit);
         rows
@@ -141,25 +152,27 @@ impl PublicApi {
             ..Default::default()
         };
         let mut events = open(self.snapshots(), &deployment, filter.clone(), MAX_MAX_RPS).await?;
-        Ok(async_stream(move |tx: mpsc::Sender<Result<pb::TopUpdate, Status>>| async move {
-            let mut top = TopWindow::new(window);
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
-            loop {
-                tokio::select! {
-                    event = events.recv() => match event {
-                        Some(e) if matches(&filter, &e) => top.record(&e, Instant::now()),
-                        Some(_) => {}
-                        None => return,
-                    },
-                    _ = ticker.tick() => {
-                        let rows = top.rows(Instant::now(), limit);
-                        if tx.send(Ok(pb::TopUpdate { rows })).await.is_err() {
-                            return;
+        Ok(async_stream(
+            move |tx: mpsc::Sender<Result<pb::TopUpdate, Status>>| async move {
+                let mut top = TopWindow::new(window);
+                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+                loop {
+                    tokio::select! {
+                        event = events.recv() => match event {
+                            Some(e) if matches(&filter, &e) => top.record(&e, Instant::now()),
+                            Some(_) => {}
+                            None => return,
+                        },
+                        _ = ticker.tick() => {
+                            let rows = top.rows(Instant::now(), limit);
+                            if tx.send(Ok(pb::TopUpdate { rows })).await.is_err() {
+                                return;
+                            }
                         }
                     }
                 }
-            }
-        }))
+            },
+        ))
     }
 }
 
@@ -183,7 +196,10 @@ mod tests {
         let mut top = TopWindow::new(Duration::from_secs(10));
         let t0 = Instant::now();
         for i in 0..10 {
-            top.record(&event("/a", if i < 9 { 200 } else { 500 }, (i + 1) * 1000), t0);
+            top.record(
+                &event("/a", if i < 9 { 200 } else { 500 }, (i + 1) * 1000),
+                t0,
+            );
         }
         for _ in 0..3 {
             top.record(&event("/b", 200, 1000), t0);
