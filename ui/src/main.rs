@@ -6,7 +6,7 @@
 //! - [`pages`]: overview, Deployment, tap, top.
 //! - [`components`]: charts, sparklines, metric cells, status lines.
 //! - [`api`], [`live`], [`connection`]: requests, streams, reachability.
-//! - [`trend`], [`history`]: metric time series.
+//! - [`trend`]: metric time series.
 //!
 //! Number formatting, scales and ticks live in `conduit-chart`, which is
 //! tested natively; this crate only builds for `wasm32-unknown-unknown`
@@ -22,7 +22,6 @@ mod app;
 mod clock;
 mod components;
 mod connection;
-mod history;
 mod live;
 mod pages;
 mod paths;

@@ -8,10 +8,8 @@
 //! up. A window without requests has a request rate of zero but no success
 //! rate or latency: those points are gaps, not zeros.
 
-use conduit_api::json::Golden;
+use conduit_api::json::{Golden, StatPoint};
 use conduit_chart::series::{Point, Series};
-
-use crate::history::StatPoint;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Trend {

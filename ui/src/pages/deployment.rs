@@ -22,10 +22,10 @@ use crate::api::{self, FetchError};
 use crate::components::chart::{Line, LineChart};
 use crate::components::metric::GoldenCells;
 use crate::components::status::{Empty, ErrorBox, StreamStatus};
-use crate::history::StatHistory;
 use crate::pages::top::TopTable;
 use crate::trend::Trend;
 use crate::{live, paths};
+use conduit_api::json::StatHistory;
 
 const EDGE_REFRESH: Duration = Duration::from_secs(5);
 

@@ -19,9 +19,9 @@ use leptos_router::hooks::use_query_map;
 use crate::components::metric::GoldenCells;
 use crate::components::sparkline::Sparkline;
 use crate::components::status::{Empty, StreamStatus};
-use crate::history::StatHistory;
 use crate::trend::Trend;
 use crate::{api, live, paths};
+use conduit_api::json::StatHistory;
 
 /// How far back the sparklines reach.
 const TREND_RANGE: Range = Range::FifteenMinutes;
