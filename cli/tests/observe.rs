@@ -226,3 +226,20 @@ fn bad_windows_and_filters_are_usage_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn dashboard_prints_the_controllers_url() {
+    let dir = TempDir::new("observe");
+    let (controller, _) = controller_without_store(dir.path());
+    let out = conduit(&[
+        "dashboard",
+        "--no-browser",
+        "--api-addr",
+        &controller.grpc.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Conduit dashboard: http://{}", controller.http)
+    );
+}
