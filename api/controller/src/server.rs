@@ -70,9 +70,9 @@ pub async fn run(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
             stopped(stop_rx.clone()),
         );
-    let app = crate::rest::router(api).fallback(move |uri| {
+    let app = crate::rest::router(api).fallback(move |uri, headers: axum::http::HeaderMap| {
         let ui = ui.clone();
-        async move { ui.serve(uri).await }
+        async move { ui.serve(uri, &headers).await }
     });
     let http_server = axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx));
     tokio::try_join!(
