@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use conduit_api::metrics::label;
 use conduit_api::{DeploymentRef, Direction};
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpStream;
@@ -130,32 +131,47 @@ impl Inbound {
     }
 }
 
+struct Cached {
+    raw: String,
+    label: Arc<str>,
+    stats: Arc<HttpStats>,
+}
+
 /// One accepted HTTP connection.
 struct InboundConn {
     inbound: Arc<Inbound>,
     client: SocketAddr,
     target: SocketAddr,
     upstream: Arc<EndpointClient>,
-    /// The series of the last authority seen: connections rarely change it.
-    stats: Mutex<Option<(String, Arc<HttpStats>)>>,
+    /// The last authority seen (as sent, then normalized) and its series:
+    /// connections rarely change authority, so most requests skip the
+    /// registry.
+    stats: Mutex<Option<Cached>>,
 }
 
 impl InboundConn {
-    fn stats_for(&self, authority: &str) -> Arc<HttpStats> {
+    /// The normalized authority label and series of a request's authority.
+    fn stats_for(&self, raw: Option<&Authority>) -> (Arc<str>, Arc<HttpStats>) {
+        let raw_str = raw.map_or("", |a| a.as_str());
         let mut cached = lock(&self.stats);
-        if let Some((a, s)) = &*cached
-            && a == authority
+        if let Some(c) = &*cached
+            && c.raw == raw_str
         {
-            return s.clone();
+            return (c.label.clone(), c.stats.clone());
         }
+        let label: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
         let stats = self.inbound.registry.http(&[
             (label::DIRECTION, "inbound"),
-            (label::AUTHORITY, authority),
+            (label::AUTHORITY, &label),
             (label::TLS, TLS_NO_IDENTITY),
             (label::CLIENT_ID, ""),
         ]);
-        *cached = Some((authority.to_string(), stats.clone()));
-        stats
+        *cached = Some(Cached {
+            raw: raw_str.to_string(),
+            label: label.clone(),
+            stats: stats.clone(),
+        });
+        (label, stats)
     }
 
     async fn forward(
@@ -200,10 +216,7 @@ impl Handler for InboundConn {
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Self::Body> {
         let start = Instant::now();
-        let authority_label = authority::of(&req)
-            .map(|a| authority::with_port(&a))
-            .unwrap_or_default();
-        let stats = self.stats_for(&authority_label);
+        let (authority_label, stats) = self.stats_for(authority::of(&req).as_ref());
         let inbound = &self.inbound;
         let tap = inbound.tap.capture(&RequestMeta {
             direction: Direction::Inbound,
@@ -237,11 +250,8 @@ impl Handler for InboundConn {
 /// RFC 7239: `for` names the client; an address with a port is quoted, and
 /// IPv6 is bracketed.
 fn add_forwarded<B>(req: &mut Request<B>, client: SocketAddr) {
-    let value = match client {
-        SocketAddr::V4(a) => format!("for=\"{a}\";proto=http"),
-        SocketAddr::V6(a) => format!("for=\"[{}]:{}\";proto=http", a.ip(), a.port()),
-    };
-    if let Ok(v) = HeaderValue::try_from(value) {
+    // `SocketAddr` prints IPv6 bracketed: `[::1]:80`.
+    if let Ok(v) = HeaderValue::try_from(format!("for=\"{client}\";proto=http")) {
         req.headers_mut().append(http::header::FORWARDED, v);
     }
 }

@@ -75,14 +75,26 @@ impl Telemetry {
         let mut start_ms = crate::clock::unix_ms();
         loop {
             ticker.tick().await;
+            if !push {
+                self.rollover();
+                continue;
+            }
             let end_ms = crate::clock::unix_ms();
             sequence += 1;
             let report = self.report(sequence, start_ms, end_ms);
             start_ms = end_ms;
-            if push {
-                self.enqueue(report);
-            }
+            self.enqueue(report);
         }
+    }
+
+    /// Without a store, intervals still end: histograms fold into the
+    /// Prometheus buckets and sampled tap events are let go.
+    fn rollover(&self) {
+        let reg = &self.registry;
+        for s in reg.http_series().iter().chain(&reg.route_series()) {
+            s.rollover_latency();
+        }
+        self.tap.drain_sampled();
     }
 
     fn enqueue(&self, report: Report) {

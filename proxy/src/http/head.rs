@@ -103,7 +103,11 @@ fn parse_content_length(value: &[u8]) -> Result<u64, String> {
 /// header limit.
 pub(crate) fn len_of<B>(req: &http::Request<B>) -> usize {
     const LINE_OVERHEAD: usize = " HTTP/1.1\r\n".len() + 1;
-    let line = req.method().as_str().len() + req.uri().to_string().len() + LINE_OVERHEAD;
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + "://".len())
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + LINE_OVERHEAD;
     let headers: usize = req
         .headers()
         .iter()

@@ -8,23 +8,24 @@
 //! (`route_request_total`...), so retries are visible as the difference.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use conduit_api::Direction;
 use conduit_api::metrics::label;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use tokio::time::Instant;
 
-use super::{Logical, Outbound};
+use super::{Logical, Outbound, Slot};
 use crate::balance::{Endpoint, PickError};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::observe::{self, Observation, ObservedBody};
 use crate::http::server::Handler;
 use crate::http::{authority, head, headers, orig_proto, upgrade};
-use crate::metrics::{HttpStats, TLS_NO_IDENTITY};
+use crate::metrics::{HttpStats, TLS_NO_IDENTITY, lock};
 use crate::profile::RetryPolicy;
 use crate::retry::{self, Budget, RETRY_ATTEMPT_HEADER};
 use crate::tap::{PeerMeta, RequestMeta};
@@ -35,7 +36,13 @@ pub(super) struct OutboundConn {
     outbound: Arc<Outbound>,
     client: SocketAddr,
     orig_dst: Option<SocketAddr>,
+    /// The destination of the last authority seen (as sent): most
+    /// connections talk to one, so most requests skip the shared cache.
+    last: Mutex<Option<LastUsed>>,
 }
+
+/// An authority as sent, its cache entry and its destination.
+type LastUsed = (String, Arc<Slot>, Arc<Logical>);
 
 /// What the route decided for one request.
 struct Plan<'a> {
@@ -65,7 +72,22 @@ impl OutboundConn {
             outbound,
             client,
             orig_dst,
+            last: Mutex::new(None),
         }
+    }
+
+    async fn logical(&self, authority: &Authority) -> Result<Arc<Logical>, ProxyError> {
+        if let Some((raw, slot, logical)) = &*lock(&self.last)
+            && raw == authority.as_str()
+            && !logical.is_expired()
+        {
+            self.outbound.touch(slot);
+            return Ok(logical.clone());
+        }
+        let key = authority::with_port(authority);
+        let (slot, logical) = self.outbound.logical_slot(&key, self.orig_dst).await?;
+        *lock(&self.last) = Some((authority.as_str().to_string(), slot, logical.clone()));
+        Ok(logical)
     }
 
     async fn route(&self, req: Request<Incoming>, start: Instant) -> Response<Body> {
@@ -78,10 +100,9 @@ impl OutboundConn {
         let Some(authority) = authority::of(&req) else {
             return self.unrouted("", start, ProxyError::MissingAuthority);
         };
-        let key = authority::with_port(&authority);
-        let logical = match self.outbound.logical(&key, self.orig_dst).await {
+        let logical = match self.logical(&authority).await {
             Ok(l) => l,
-            Err(e) => return self.unrouted(&key, start, e),
+            Err(e) => return self.unrouted(&authority::with_port(&authority), start, e),
         };
         let profile = logical.profile();
         let route = profile.route_for(&req);

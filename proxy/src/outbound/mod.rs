@@ -61,7 +61,7 @@ pub(crate) struct Outbound {
 
 /// A cache entry: the destination once resolved, and when it was last used.
 #[derive(Default)]
-struct Slot {
+pub(crate) struct Slot {
     logical: OnceCell<Arc<Logical>>,
     last_used_ms: AtomicU64,
 }
@@ -155,6 +155,16 @@ impl Outbound {
         key: &str,
         orig_dst: Option<SocketAddr>,
     ) -> Result<Arc<Logical>, ProxyError> {
+        self.logical_slot(key, orig_dst).await.map(|(_, l)| l)
+    }
+
+    /// Like [`Self::logical`], with the cache entry to [`Self::touch`] when
+    /// the caller keeps the destination across requests.
+    pub(crate) async fn logical_slot(
+        &self,
+        key: &str,
+        orig_dst: Option<SocketAddr>,
+    ) -> Result<(Arc<Slot>, Arc<Logical>), ProxyError> {
         let cache_key = match orig_dst {
             Some(dst) => format!("{key}|{dst}"),
             None => key.to_string(),
@@ -167,11 +177,18 @@ impl Outbound {
             }
             slot.clone()
         };
-        slot.last_used_ms.store(self.now_ms(), Relaxed);
-        slot.logical
+        self.touch(&slot);
+        let logical = slot
+            .logical
             .get_or_try_init(|| self.resolve(key, orig_dst))
-            .await
-            .cloned()
+            .await?
+            .clone();
+        Ok((slot, logical))
+    }
+
+    /// Marks a destination used, which keeps it from idle eviction.
+    pub(crate) fn touch(&self, slot: &Slot) {
+        slot.last_used_ms.store(self.now_ms(), Relaxed);
     }
 
     async fn resolve(
@@ -268,7 +285,7 @@ pub(crate) struct Logical {
 }
 
 impl Logical {
-    fn is_expired(&self) -> bool {
+    pub(crate) fn is_expired(&self) -> bool {
         self.expires.is_some_and(|e| Instant::now() >= e)
     }
 

@@ -1,0 +1,355 @@
+//! `conduit-load-tests proxy`: the cost of conduit-proxy on the request
+//! path, against a direct connection and against haproxy in the same run.
+//!
+//! HTTP/1.1 keep-alive requests for 1 KiB responses at a fixed rate
+//! (1 000 RPS by default) measure latency; each path is run in several
+//! short interleaved rounds so slow drift on a shared machine hits all of
+//! them alike. Then each proxy gets as many requests as 16 connections can
+//! send; the proxy's CPU time over that phase turns its throughput into
+//! requests per CPU-second, which is what "max RPS on one core" means even
+//! when the load generator, not the proxy, is the bottleneck. The outbound
+//! side is measured too, balancing over one endpoint and over ten
+//! (P2C/peak-EWMA). Figures go to `load-tests/RESULTS.md` and
+//! `load-tests/plots/proxy-latency.svg`.
+
+mod load;
+mod peers;
+mod plot;
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use self::load::Target;
+use self::peers::Process;
+
+/// Every response's body size.
+pub(crate) const BODY_BYTES: usize = 1024;
+
+const USAGE: &str = "usage: conduit-load-tests proxy [--rate RPS] [--seconds S] [--rounds R]";
+
+struct Options {
+    rate: u32,
+    seconds: u64,
+    rounds: usize,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut o = Options {
+        rate: 1000,
+        seconds: 5,
+        rounds: 2,
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let bad = || format!("invalid {flag} {value:?}\n{USAGE}");
+        match flag.as_str() {
+            "--rate" => {
+                o.rate = value
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..=100_000).contains(r))
+                    .ok_or_else(bad)?
+            }
+            "--seconds" => {
+                o.seconds = value
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=600).contains(s))
+                    .ok_or_else(bad)?
+            }
+            "--rounds" => {
+                o.rounds = value
+                    .parse()
+                    .ok()
+                    .filter(|r| (1..=20).contains(r))
+                    .ok_or_else(bad)?
+            }
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    Ok(o)
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    if args.first().map(String::as_str) == Some("--upstream") {
+        let n = args.get(1).and_then(|n| n.parse().ok()).ok_or(USAGE)?;
+        return peers::serve_upstream(n);
+    }
+    let opts = options(args)?;
+    // The generator runs here: pin this process to core 0, as the upstream.
+    // (Once pinned, this process sees one core; the count comes along.)
+    let cores = match std::env::var("CONDUIT_LT_CORES") {
+        Ok(n) => n.parse().unwrap_or(1),
+        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    if cores >= 2 && peers::has("taskset") && std::env::var_os("CONDUIT_LT_CORES").is_none() {
+        let me = std::env::current_exe().map_err(|e| e.to_string())?;
+        let status = std::process::Command::new("taskset")
+            .args(["-c", "0"])
+            .arg(me)
+            .arg("proxy")
+            .args(args)
+            .env("CONDUIT_LT_CORES", cores.to_string())
+            .status()
+            .map_err(|e| e.to_string())?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the pinned run failed: {status}"))
+        };
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(bench(opts, cores))
+}
+
+struct Path {
+    target: Target,
+    latency: Histogram<u64>,
+}
+
+struct Throughput {
+    name: &'static str,
+    rps: f64,
+    cpu: f64,
+}
+
+async fn bench(o: Options, cores: usize) -> Result<(), String> {
+    let (gen_core, proxy_core) = if cores >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    let (_upstream, apps) = peers::upstream(gen_core, 11)?;
+    let app = apps[0];
+    let (proxy, proxy_addrs) = peers::proxy(proxy_core, app, &apps[1..])?;
+    let dir = std::env::temp_dir().join(format!("conduit-lt-proxy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let (haproxy, haproxy_addr) = peers::haproxy(proxy_core, app, &dir)?;
+    peers::wait_listening(proxy_addrs.inbound, "conduit-proxy").await?;
+    peers::wait_listening(proxy_addrs.admin, "conduit-proxy admin").await?;
+    peers::wait_listening(haproxy_addr, "haproxy").await?;
+
+    let target = |name: &str, addr, host: &str| Target {
+        name: name.into(),
+        addr,
+        host: host.into(),
+    };
+    let mut paths: Vec<Path> = [
+        target("direct", app, "app.bench"),
+        target("conduit-proxy", proxy_addrs.inbound, "app.bench"),
+        target("haproxy", haproxy_addr, "app.bench"),
+        target(
+            "conduit-proxy outbound, 1 endpoint",
+            proxy_addrs.outbound,
+            "one.bench",
+        ),
+        target(
+            "conduit-proxy outbound, 10 endpoints",
+            proxy_addrs.outbound,
+            "ten.bench",
+        ),
+    ]
+    .into_iter()
+    .map(|target| Path {
+        target,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("bounds"),
+    })
+    .collect();
+
+    let period = Duration::from_secs(o.seconds);
+    eprintln!("warming up");
+    for p in &paths {
+        load::fixed_rate(&p.target, o.rate, Duration::from_secs(1), 4).await?;
+    }
+    for round in 1..=o.rounds {
+        for p in &mut paths {
+            eprintln!(
+                "round {round}/{}: {} at {} RPS for {period:?}",
+                o.rounds, p.target.name, o.rate
+            );
+            let h = load::fixed_rate(&p.target, o.rate, period, 4).await?;
+            p.latency.add(h).map_err(|e| format!("{e:?}"))?;
+        }
+    }
+    let rss = [
+        (proxy.name, proxy.rss_kib()?),
+        (haproxy.name, haproxy.rss_kib()?),
+    ];
+
+    let mut throughput = Vec::new();
+    for (p, process) in [
+        (&paths[1], Some(&proxy)),
+        (&paths[2], Some(&haproxy)),
+        (&paths[0], None),
+    ] {
+        eprintln!("max rate: {}", p.target.name);
+        let before = process.map(Process::cpu_seconds).transpose()?;
+        let rps = load::max_rate(&p.target, period, 16).await?;
+        let after = process.map(Process::cpu_seconds).transpose()?;
+        let cpu = before
+            .zip(after)
+            .map_or(0.0, |(b, a)| (a - b) / period.as_secs_f64());
+        throughput.push(Throughput {
+            name: match process {
+                Some(p) => p.name,
+                None => "direct",
+            },
+            rps,
+            cpu,
+        });
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    report(&o, cores, &paths, &rss, &throughput)
+}
+
+fn us(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64
+}
+
+fn report(
+    o: &Options,
+    cores: usize,
+    paths: &[Path],
+    rss: &[(&str, (u64, u64))],
+    tp: &[Throughput],
+) -> Result<(), String> {
+    let direct = &paths[0].latency;
+    let mut md = format!(
+        "## proxy: conduit-proxy vs haproxy, HTTP/1.1 keep-alive, 1 KiB responses\n\n\
+         Command: `cargo run --release -p conduit-load-tests -- proxy --rate {} --seconds {} --rounds {}` \
+         ({} cores; generator and upstream pinned to core 0, each proxy to core 1 with one worker thread; \
+         {} rounds of {} s per path at {} RPS over 4 connections, interleaved).\n\n\
+         | path | requests | p50 | p99 | p99.9 | added p50 | added p99 |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        o.rate, o.seconds, o.rounds, cores, o.rounds, o.seconds, o.rate
+    );
+    for p in paths {
+        let h = &p.latency;
+        let added = |q| us(h, q) - us(direct, q);
+        let (a50, a99) = if p.target.name == "direct" {
+            ("–".to_string(), "–".to_string())
+        } else {
+            (
+                format!("{:.0} µs", added(0.5)),
+                format!("{:.0} µs", added(0.99)),
+            )
+        };
+        md += &format!(
+            "| {} | {} | {:.0} µs | {:.0} µs | {:.0} µs | {a50} | {a99} |\n",
+            p.target.name,
+            h.len(),
+            us(h, 0.5),
+            us(h, 0.99),
+            us(h, 0.999),
+        );
+    }
+    let proxy = &paths[1].latency;
+    let added50 = us(proxy, 0.5) - us(direct, 0.5);
+    let added99 = us(proxy, 0.99) - us(direct, 0.99);
+    let one = &paths[3].latency;
+    let ten = &paths[4].latency;
+    md += &format!(
+        "\nBalancing over 10 endpoints instead of 1 changes p50 by {:+.0} µs and p99 by {:+.0} µs.\n\n",
+        us(ten, 0.5) - us(one, 0.5),
+        us(ten, 0.99) - us(one, 0.99)
+    );
+
+    md += "| max throughput (16 connections) | RPS | proxy CPU | RPS per CPU-second |\n|---|---:|---:|---:|\n";
+    for t in tp {
+        let per_cpu = if t.cpu > 0.0 {
+            format!("{:.0}", t.rps / t.cpu)
+        } else {
+            "–".into()
+        };
+        md += &format!(
+            "| {} | {:.0} | {:.0} % | {per_cpu} |\n",
+            t.name,
+            t.rps,
+            t.cpu * 100.0
+        );
+    }
+    let per_cpu = |name: &str| {
+        tp.iter()
+            .find(|t| t.name == name)
+            .map_or(0.0, |t| t.rps / t.cpu.max(1e-9))
+    };
+    let ratio = per_cpu("conduit-proxy") / per_cpu("haproxy").max(1e-9);
+    let mib = |name: &str| {
+        rss.iter()
+            .find(|(n, _)| *n == name)
+            .map_or((0.0, 0.0), |(_, (all, anon))| {
+                (*all as f64 / 1024.0, *anon as f64 / 1024.0)
+            })
+    };
+    let (proxy_rss, proxy_anon) = mib("conduit-proxy");
+    let (haproxy_rss, haproxy_anon) = mib("haproxy");
+    let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+    md += &format!(
+        "\nRSS after the fixed-rate phases: conduit-proxy {proxy_rss:.1} MiB ({proxy_anon:.1} MiB private, \
+         the rest shared pages of its binary and libc), haproxy {haproxy_rss:.1} MiB ({haproxy_anon:.1} MiB private).\n\n\
+         | goal | measured | |\n|---|---:|---|\n\
+         | added p50 ≤ 60 µs | {added50:.0} µs | {} |\n\
+         | added p99 ≤ 250 µs | {added99:.0} µs | {} |\n\
+         | max RPS on one core ≥ 1.0× haproxy | {ratio:.2}× (per CPU-second) | {} |\n\
+         | RSS at {} RPS ≤ 8 MiB | {proxy_rss:.1} MiB ({proxy_anon:.1} MiB private) | {} |\n\n\
+         ![latency percentiles](plots/proxy-latency.svg)\n\n",
+        verdict(added50 <= 60.0),
+        verdict(added99 <= 250.0),
+        verdict(ratio >= 1.0),
+        o.rate,
+        verdict(proxy_rss <= 8.0),
+    );
+    md += NOTES;
+
+    let series: Vec<(String, Vec<f64>)> = paths
+        .iter()
+        .map(|p| {
+            let v = plot::PERCENTILES
+                .iter()
+                .map(|q| us(&p.latency, q / 100.0))
+                .collect();
+            (p.target.name.clone(), v)
+        })
+        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir_all(root.join("plots")).map_err(|e| e.to_string())?;
+    let svg = plot::percentiles(
+        &format!("Latency at {} RPS, 1 KiB responses", o.rate),
+        &series,
+    );
+    std::fs::write(root.join("plots/proxy-latency.svg"), svg).map_err(|e| e.to_string())?;
+    write_section(&root.join("RESULTS.md"), &md)?;
+    print!("{md}");
+    Ok(())
+}
+
+const NOTES: &str = "How to read these figures: latency is measured by the generator from the moment each \
+request is written until its whole response is read, so \"added\" is what a proxy hop costs end to end \
+(two extra loopback hops, parsing, routing, metrics). Throughput per CPU-second divides the requests a proxy \
+served by the CPU time it used, which is the one-core capacity even when the single-core generator saturates \
+first. The machine is shared (2 cores, other builds running), so absolute figures move between runs; the \
+paths of one run are interleaved so that they are comparable with each other.\n";
+
+/// Replaces this scenario's section of RESULTS.md (between its markers),
+/// or appends it.
+fn write_section(path: &std::path::Path, body: &str) -> Result<(), String> {
+    const BEGIN: &str = "<!-- proxy:begin -->";
+    const END: &str = "<!-- proxy:end -->";
+    let current = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{BEGIN}\n{body}{END}\n");
+    let updated = match (current.find(BEGIN), current.find(END)) {
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{section}{}",
+            &current[..b],
+            current[e + END.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{}\n\n{section}", current.trim_end()),
+    };
+    std::fs::write(path, updated).map_err(|e| e.to_string())
+}

@@ -1,0 +1,300 @@
+//! The processes of the proxy benchmark: the upstream application (this
+//! binary in another mode), conduit-proxy and haproxy, each pinned to a
+//! core when `taskset` is available, and what /proc says about them.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// A child process killed when dropped.
+pub(crate) struct Process {
+    pub(crate) name: &'static str,
+    child: Child,
+}
+
+impl Process {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in KiB: all of it (`VmRSS`), and the private part
+    /// (`RssAnon`; the rest is the binary's and libraries' shared pages).
+    pub(crate) fn rss_kib(&self) -> Result<(u64, u64), String> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .ok_or_else(|| format!("{}: no {name}", self.name))
+        };
+        Ok((field("VmRSS:")?, field("RssAnon:")?))
+    }
+
+    /// CPU time (user + system) used so far, in seconds.
+    pub(crate) fn cpu_seconds(&self) -> Result<f64, String> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .map_err(|e| format!("{}: {e}", self.name))?;
+        // Fields after the command name (which may contain spaces).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+        let (user, system) = ticks(11).zip(ticks(12)).ok_or("bad /proc stat")?;
+        Ok((user + system) / 100.0)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `taskset -c CORE program` when taskset exists, else `program`.
+fn pinned(core: Option<usize>, program: &Path) -> Command {
+    match core {
+        Some(c) if has("taskset") => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c.to_string()).arg(program);
+            cmd
+        }
+        _ => Command::new(program),
+    }
+}
+
+pub(crate) fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+pub(crate) fn free_port() -> Result<SocketAddr, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())
+}
+
+/// Starts `conduit-load-tests proxy --upstream N` and reads the ports its
+/// N listeners got.
+pub(crate) fn upstream(
+    core: Option<usize>,
+    listeners: usize,
+) -> Result<(Process, Vec<SocketAddr>), String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = pinned(core, &me)
+        .args(["proxy", "--upstream", &listeners.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the upstream: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no upstream stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let addrs = line
+        .split_whitespace()
+        .map(|a| a.parse().map_err(|_| format!("upstream said {line:?}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((
+        Process {
+            name: "upstream",
+            child,
+        },
+        addrs,
+    ))
+}
+
+/// The upstream application: every listener answers every request with
+/// the same 1 KiB body, keep-alive.
+pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let mut bound = Vec::new();
+        for _ in 0..listeners {
+            bound.push(
+                TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        let addrs: Vec<String> = bound
+            .iter()
+            .map(|l| l.local_addr().map(|a| a.to_string()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
+        println!("{}", addrs.join(" "));
+        let body = Bytes::from(vec![b'x'; super::BODY_BYTES]);
+        let mut tasks = Vec::new();
+        for l in bound {
+            let body = body.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let Ok((s, _)) = l.accept().await else {
+                        continue;
+                    };
+                    let _ = s.set_nodelay(true);
+                    let body = body.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |_req| {
+                            let body = body.clone();
+                            async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(s), svc)
+                            .await;
+                    });
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        Ok(())
+    })
+}
+
+/// The proxy binary next to this one (built first), or the one named by
+/// `CONDUIT_LT_PROXY_BIN` (e.g. a build with symbols, for profiling).
+pub(crate) fn proxy_binary() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("CONDUIT_LT_PROXY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = me.parent().ok_or("no binary directory")?;
+    let bin = dir.join("conduit-proxy");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let release = dir.file_name().is_some_and(|d| d == "release");
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "conduit-proxy", "--bin", "conduit-proxy"]);
+    if release {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() || !bin.exists() {
+        return Err(format!("cannot build {}", bin.display()));
+    }
+    Ok(bin)
+}
+
+pub(crate) struct ProxyAddrs {
+    pub(crate) inbound: SocketAddr,
+    pub(crate) outbound: SocketAddr,
+    pub(crate) admin: SocketAddr,
+}
+
+/// conduit-proxy in explicit mode: inbound to `app`, outbound authorities
+/// `one.bench:80` (one endpoint) and `ten.bench:80` (all of `endpoints`).
+pub(crate) fn proxy(
+    core: Option<usize>,
+    app: SocketAddr,
+    endpoints: &[SocketAddr],
+) -> Result<(Process, ProxyAddrs), String> {
+    let bin = proxy_binary()?;
+    let addrs = ProxyAddrs {
+        inbound: free_port()?,
+        outbound: free_port()?,
+        admin: free_port()?,
+    };
+    let mut cmd = pinned(core, &bin);
+    cmd.args(["--inbound-listen", &addrs.inbound.to_string()])
+        .args(["--outbound-listen", &addrs.outbound.to_string()])
+        .args(["--admin-listen", &addrs.admin.to_string()])
+        .args(["--tap-listen", &free_port()?.to_string()])
+        .args(["--inbound-app-addr", &app.to_string()])
+        .args([
+            "--namespace",
+            "bench",
+            "--deployment",
+            "bench",
+            "--pod",
+            "bench-0",
+        ])
+        .args(["--worker-threads", "1"])
+        .args(["--outbound-endpoint", &format!("one.bench:80={app}")]);
+    for e in endpoints {
+        cmd.args(["--outbound-endpoint", &format!("ten.bench:80={e}")]);
+    }
+    let child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    Ok((
+        Process {
+            name: "conduit-proxy",
+            child,
+        },
+        addrs,
+    ))
+}
+
+/// haproxy with one thread, keep-alive on both sides.
+pub(crate) fn haproxy(
+    core: Option<usize>,
+    app: SocketAddr,
+    dir: &Path,
+) -> Result<(Process, SocketAddr), String> {
+    if !has("haproxy") {
+        return Err(
+            "haproxy not found: install the Debian package (apt-get install -y haproxy)".into(),
+        );
+    }
+    let listen = free_port()?;
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n  nbthread 1\n  maxconn 4096\n\
+             defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend fe\n  bind {listen}\n  default_backend be\n\
+             backend be\n  server app {app}\n"
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = pinned(core, Path::new("haproxy"))
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start haproxy: {e}"))?;
+    Ok((
+        Process {
+            name: "haproxy",
+            child,
+        },
+        listen,
+    ))
+}
+
+/// Waits until something accepts connections on `addr`.
+pub(crate) async fn wait_listening(addr: SocketAddr, what: &str) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Err(format!("{what} did not start listening on {addr}"))
+}

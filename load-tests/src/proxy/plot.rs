@@ -1,0 +1,77 @@
+//! The latency plot of the proxy benchmark: one line per path through the
+//! percentiles, as a standalone SVG (no plotting dependency).
+
+use std::fmt::Write;
+
+pub(crate) const PERCENTILES: [f64; 6] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
+
+const COLORS: [&str; 6] = [
+    "#555555", "#2b7bb9", "#d9822b", "#3a9d5d", "#8e44ad", "#c0392b",
+];
+
+/// `series`: (name, latency in µs at each of [`PERCENTILES`]).
+pub(crate) fn percentiles(title: &str, series: &[(String, Vec<f64>)]) -> String {
+    let (w, h, left, top, bottom, right) = (720.0, 400.0, 70.0, 40.0, 50.0, 230.0);
+    let max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let x = |i: usize| left + (w - left - right) * i as f64 / (PERCENTILES.len() - 1) as f64;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    );
+    for step in 0..=4 {
+        let v = max * f64::from(step) / 4.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#e0e0e0\"/>\
+             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{:.0} µs</text>",
+            w - right,
+            y(v),
+            y(v),
+            left - 6.0,
+            y(v) + 4.0,
+            v
+        );
+    }
+    for (i, p) in PERCENTILES.iter().enumerate() {
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.0}\" text-anchor=\"middle\">p{p}</text>",
+            x(i),
+            h - bottom + 20.0
+        );
+    }
+    for (k, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        let points: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
+             <rect x=\"{:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+             <text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+            points.join(" "),
+            w - right + 15.0,
+            top + 20.0 * k as f64,
+            w - right + 32.0,
+            top + 20.0 * k as f64 + 10.0,
+            escape(name)
+        );
+    }
+    svg + "</svg>\n"
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
