@@ -20,7 +20,7 @@ use crate::destination::DestinationResolver;
 use crate::http::server::Server;
 use crate::inbound::Inbound;
 use crate::metrics::Registry;
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, Routing};
 use crate::resolve::{Chain, Resolve, StaticResolver};
 use crate::tap::{Tap, TapService};
 use crate::telemetry::Telemetry;
@@ -95,8 +95,16 @@ impl Proxy {
             tap.clone(),
             server,
             limits,
-            resolver(&config, &registry)?,
-            factory,
+            Routing {
+                resolver: resolver(&config, &registry)?,
+                factory,
+                listeners: vec![
+                    outbound_listener.local_addr()?,
+                    inbound_listener.local_addr()?,
+                    admin_listener.local_addr()?,
+                    tap_listener.local_addr()?,
+                ],
+            },
         ));
 
         let mut proxy = Self {

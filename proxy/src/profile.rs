@@ -71,6 +71,8 @@ pub(crate) struct Profile {
     /// `None`: the proxy's default budget.
     pub(crate) budget: Option<BudgetSpec>,
     pub(crate) default_timeout: Option<Duration>,
+    /// The authority's protocol is opaque: forward bytes, never detect.
+    pub(crate) opaque: bool,
 }
 
 #[derive(Debug)]
@@ -126,6 +128,7 @@ impl Profile {
             routes,
             budget,
             default_timeout,
+            opaque: p.opaque_protocol,
         })
     }
 

@@ -57,6 +57,16 @@ pub(crate) struct Outbound {
     src_tcp: Arc<TcpStats>,
     logicals: Mutex<HashMap<String, Arc<Slot>>>,
     epoch: Instant,
+    /// The proxy's own listeners: a fallback to one of them would loop.
+    listeners: Vec<SocketAddr>,
+}
+
+/// How outbound destinations are found and reached.
+pub(crate) struct Routing {
+    pub(crate) resolver: Arc<dyn Resolve>,
+    pub(crate) factory: Arc<EndpointFactory>,
+    /// The proxy's own listeners, never a valid fallback destination.
+    pub(crate) listeners: Vec<SocketAddr>,
 }
 
 /// A cache entry: the destination once resolved, and when it was last used.
@@ -73,9 +83,13 @@ impl Outbound {
         tap: Arc<Tap>,
         server: Server,
         limits: Limits,
-        resolver: Arc<dyn Resolve>,
-        factory: Arc<EndpointFactory>,
+        routing: Routing,
     ) -> Self {
+        let Routing {
+            resolver,
+            factory,
+            listeners,
+        } = routing;
         let src_tcp = registry.tcp(&[
             (label::DIRECTION, "outbound"),
             (label::PEER, "src"),
@@ -93,6 +107,7 @@ impl Outbound {
             src_tcp,
             logicals: Mutex::default(),
             epoch: Instant::now(),
+            listeners,
         }
     }
 
@@ -109,7 +124,9 @@ impl Outbound {
             },
         };
         let io = MeteredIo::new(stream, self.src_tcp.clone());
-        if let Some(dst) = orig_dst.filter(|d| self.config.is_opaque_port(d.port())) {
+        if let Some(dst) = orig_dst
+            && self.skips_detection(dst).await
+        {
             return self
                 .forward_tcp(PrefixedIo::new(Bytes::new(), io), dst)
                 .await;
@@ -131,6 +148,17 @@ impl Outbound {
         }
     }
 
+    /// An opaque port, or a destination the control plane marked opaque
+    /// (server-speaks-first protocols would stall in detection).
+    async fn skips_detection(&self, dst: SocketAddr) -> bool {
+        if self.config.is_opaque_port(dst.port()) {
+            return true;
+        }
+        self.logical(&dst.to_string(), Some(dst))
+            .await
+            .is_ok_and(|l| l.is_opaque())
+    }
+
     /// Transparent mode's opaque TCP: to the original destination.
     async fn forward_tcp(&self, mut client: PrefixedIo<MeteredIo<TcpStream>>, dst: SocketAddr) {
         let key = dst.to_string();
@@ -142,6 +170,13 @@ impl Outbound {
             }
         };
         tcp::forward_to_logical(&mut client, &logical).await;
+    }
+
+    fn is_own(&self, addr: SocketAddr) -> bool {
+        self.listeners.iter().any(|l| {
+            *l == addr
+                || (l.ip().is_unspecified() && l.port() == addr.port() && addr.ip().is_loopback())
+        })
     }
 
     fn now_ms(&self) -> u64 {
@@ -207,6 +242,11 @@ impl Outbound {
             Some(dst) => vec![dst],
             None => dns(key).await?,
         };
+        if addrs.iter().any(|a| self.is_own(*a)) {
+            return Err(ProxyError::NoRoute(format!(
+                "{key} (this proxy's own listener: the request would loop)"
+            )));
+        }
         tracing::debug!(authority = key, ?addrs, "resolved by fallback");
         let targets = addrs
             .into_iter()
@@ -287,6 +327,15 @@ pub(crate) struct Logical {
 impl Logical {
     pub(crate) fn is_expired(&self) -> bool {
         self.expires.is_some_and(|e| Instant::now() >= e)
+    }
+
+    pub(crate) fn is_opaque(&self) -> bool {
+        self.profile.borrow().opaque
+            || self
+                .balancer
+                .endpoints()
+                .iter()
+                .any(|e| e.target.meta.opaque)
     }
 
     pub(crate) fn profile(&self) -> Arc<Profile> {

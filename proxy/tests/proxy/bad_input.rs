@@ -184,6 +184,17 @@ async fn unroutable_outbound_requests() {
         "{cause}"
     );
 
+    // The proxy's own listener as the authority would loop forever.
+    let own = proxy.outbound_addr.to_string();
+    let (status, headers, _) = get(&client, proxy.outbound_addr, &own, "/").await;
+    assert_eq!(status, 404);
+    assert!(
+        headers["conduit-proxy-error"]
+            .to_str()
+            .unwrap()
+            .contains("would loop")
+    );
+
     // HTTP/1.0 without Host: nothing to route by.
     let rsp = raw(proxy.outbound_addr, b"GET / HTTP/1.0\r\n\r\n").await;
     assert!(
