@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use conduit_api::proto::destination::v1::destination_server::{Destination, DestinationServer};
@@ -35,6 +36,8 @@ struct Known {
 #[derive(Default)]
 struct State {
     authorities: Mutex<HashMap<String, watch::Sender<Known>>>,
+    /// `Get` streams being served right now.
+    open_streams: AtomicUsize,
 }
 
 impl State {
@@ -82,6 +85,11 @@ impl Controller {
 
     pub(crate) fn set_profile(&self, authority: &str, profile: DestinationProfile) {
         self.state.update(authority, |k| k.profile = Some(profile));
+    }
+
+    /// How many `Get` streams (endpoint subscriptions) are open.
+    pub(crate) fn open_streams(&self) -> usize {
+        self.state.open_streams.load(SeqCst)
     }
 
     /// Like a crash: every connection and stream is dropped at once.
@@ -167,13 +175,16 @@ fn none(exists: bool) -> Update {
     }
 }
 
-/// Streams a watched value's changes into a gRPC response stream.
+/// Streams a watched value's changes into a gRPC response stream, counted
+/// in `open` while it runs.
 fn stream_of<T: Send + 'static>(
     mut known: watch::Receiver<Known>,
+    open: Option<Arc<State>>,
     mut next: impl FnMut(&Known) -> Vec<T> + Send + 'static,
 ) -> Stream_<T> {
     let (tx, rx) = mpsc::channel(16);
     tokio::spawn(async move {
+        let _open = open.map(OpenStream::new);
         loop {
             let snapshot = known.borrow_and_update().clone();
             for msg in next(&snapshot) {
@@ -190,6 +201,22 @@ fn stream_of<T: Send + 'static>(
     Box::pin(ReceiverStream::new(rx))
 }
 
+/// Counts a stream as open until dropped.
+struct OpenStream(Arc<State>);
+
+impl OpenStream {
+    fn new(state: Arc<State>) -> Self {
+        state.open_streams.fetch_add(1, SeqCst);
+        Self(state)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, SeqCst);
+    }
+}
+
 #[tonic::async_trait]
 impl Destination for Service {
     type GetStream = Stream_<Update>;
@@ -199,47 +226,51 @@ impl Destination for Service {
     async fn get(&self, req: Request<GetDestination>) -> Result<Response<Self::GetStream>, Status> {
         let known = self.state.watch(&req.into_inner().path);
         let mut sent: Option<BTreeMap<SocketAddr, ()>> = None;
-        Ok(Response::new(stream_of(known, move |k| {
-            let Some(eps) = &k.endpoints else {
-                let first = sent.is_none();
-                sent = Some(BTreeMap::new());
-                return if first { vec![none(false)] } else { Vec::new() };
-            };
-            let now: BTreeMap<SocketAddr, ()> = eps.iter().map(|a| (*a, ())).collect();
-            let updates = match &sent {
-                None if now.is_empty() => vec![none(true)],
-                None => vec![add(eps)],
-                Some(before) => {
-                    let added: Vec<SocketAddr> = now
-                        .keys()
-                        .filter(|a| !before.contains_key(a))
-                        .copied()
-                        .collect();
-                    let removed: Vec<TcpAddress> = before
-                        .keys()
-                        .filter(|a| !now.contains_key(a))
-                        .map(|a| tcp(*a))
-                        .collect();
-                    // Removals first: once an addition is visible, so is
-                    // every removal of the same change.
-                    let mut u = Vec::new();
-                    if !removed.is_empty() {
-                        u.push(Update {
-                            update: Some(update::Update::Remove(AddrSet { addrs: removed })),
-                        });
+        Ok(Response::new(stream_of(
+            known,
+            Some(self.state.clone()),
+            move |k| {
+                let Some(eps) = &k.endpoints else {
+                    let first = sent.is_none();
+                    sent = Some(BTreeMap::new());
+                    return if first { vec![none(false)] } else { Vec::new() };
+                };
+                let now: BTreeMap<SocketAddr, ()> = eps.iter().map(|a| (*a, ())).collect();
+                let updates = match &sent {
+                    None if now.is_empty() => vec![none(true)],
+                    None => vec![add(eps)],
+                    Some(before) => {
+                        let added: Vec<SocketAddr> = now
+                            .keys()
+                            .filter(|a| !before.contains_key(a))
+                            .copied()
+                            .collect();
+                        let removed: Vec<TcpAddress> = before
+                            .keys()
+                            .filter(|a| !now.contains_key(a))
+                            .map(|a| tcp(*a))
+                            .collect();
+                        // Removals first: once an addition is visible, so is
+                        // every removal of the same change.
+                        let mut u = Vec::new();
+                        if !removed.is_empty() {
+                            u.push(Update {
+                                update: Some(update::Update::Remove(AddrSet { addrs: removed })),
+                            });
+                        }
+                        if !added.is_empty() {
+                            u.push(add(&added));
+                        }
+                        if now.is_empty() && !before.is_empty() {
+                            u.push(none(true));
+                        }
+                        u
                     }
-                    if !added.is_empty() {
-                        u.push(add(&added));
-                    }
-                    if now.is_empty() && !before.is_empty() {
-                        u.push(none(true));
-                    }
-                    u
-                }
-            };
-            sent = Some(now);
-            updates
-        })))
+                };
+                sent = Some(now);
+                updates
+            },
+        )))
     }
 
     /// The current profile (empty when none was set), then each new one.
@@ -249,7 +280,7 @@ impl Destination for Service {
     ) -> Result<Response<Self::GetProfileStream>, Status> {
         let known = self.state.watch(&req.into_inner().path);
         let mut last: Option<DestinationProfile> = None;
-        Ok(Response::new(stream_of(known, move |k| {
+        Ok(Response::new(stream_of(known, None, move |k| {
             let p = k.profile.clone().unwrap_or_default();
             if last.as_ref() == Some(&p) {
                 return Vec::new();

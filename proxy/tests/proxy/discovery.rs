@@ -197,3 +197,43 @@ async fn invalid_profiles_are_rejected_and_the_previous_stays() {
         assert!(start.elapsed() < Duration::from_millis(600));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_destinations_are_forgotten() {
+    let app = upstream(|_| async { text(200, "ok") }).await;
+    let controller = Controller::start().await;
+    controller.set_endpoints("web.test:80", &[app.addr]);
+    let proxy = proxy(&[
+        "--destination-addr",
+        &destination(&controller),
+        "--destination-idle-timeout",
+        "1s",
+    ])
+    .await;
+    {
+        let client = http1_client();
+        assert_eq!(
+            get(&client, proxy.outbound_addr, "web.test", "/").await.0,
+            200
+        );
+        assert_eq!(
+            controller.open_streams(),
+            1,
+            "one subscription for the authority"
+        );
+    }
+    // The client and its connection are gone; after the idle timeout the
+    // proxy closes its subscription.
+    eventually("the idle subscription to close", || async {
+        (controller.open_streams() == 0).then_some(())
+    })
+    .await;
+    // Used again: subscribed again.
+    assert_eq!(
+        get(&http1_client(), proxy.outbound_addr, "web.test", "/")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(controller.open_streams(), 1);
+}
