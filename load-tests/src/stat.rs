@@ -88,6 +88,57 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let conduit_ms = time_runs(runs, || stat(false).map(drop))?;
 
+    // Where the time goes: the controller and store alone (HTTP API, no
+    // process start), and the CLI's process start alone.
+    let http_ms = time_runs(runs, || {
+        let (status, _, body) = conduit_testbed::http_get(
+            controller.http,
+            &format!("/api/v1/stat?namespace={NAMESPACE}"),
+        )
+        .map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("/api/v1/stat: {status} {body}"));
+        }
+        Ok(())
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let channel = rt
+        .block_on(
+            tonic::transport::Endpoint::from_shared(store.grpc_url())
+                .map_err(|e| e.to_string())?
+                .connect(),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut query = conduit_api::proto::store::v1::query_client::QueryClient::new(channel);
+    let golden_ms = time_runs(runs, || {
+        let req = conduit_api::proto::store::v1::GoldenRequest {
+            matchers: vec![
+                matcher(label::DIRECTION, "inbound"),
+                matcher(label::NAMESPACE, NAMESPACE),
+            ],
+            group_by: vec![label::NAMESPACE.into(), label::DEPLOYMENT.into()],
+            window: Some(prost_types::Duration {
+                seconds: 60,
+                nanos: 0,
+            }),
+            end_unix_ms: 0,
+            quantiles: vec![],
+        };
+        rt.block_on(query.golden(req))
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+    let start_ms = time_runs(runs, || {
+        Command::new(&conduit)
+            .args(["version", "--client"])
+            .output()
+            .map(drop)
+            .map_err(|e| e.to_string())
+    })?;
+
     let promql = linkerd_style_queries();
     let peer_ms = time_runs(runs, || {
         for q in &promql {
@@ -101,6 +152,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
          {}, {} build: `cargo run --release -p conduit-load-tests -- stat {deployments} {runs}`, {runs} runs each.\n\n\
          | what | p50 | p95 | max |\n|---|---|---|---|\n\
          | `conduit stat deploy -n {NAMESPACE} -o json` (process, gRPC, controller, store `Golden` + `Status`) | {} | {} | {} |\n\
+         | of which controller + store (`GET /api/v1/stat`, no process start) | {} | {} | {} |\n\
+         | of which the store's `Golden` alone (gRPC, same query) | {} | {} | {} |\n\
+         | of which the CLI's process start (`conduit version --client`) | {} | {} | {} |\n\
          | peer: Linkerd-style PromQL (rates + 3 × `histogram_quantile`) on the store's HTTP API | {} | {} | {} |\n\n\
          Target p95 ≤ {TARGET_MS} ms: {}.\n",
         today(),
@@ -112,6 +166,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         ms(pct(&conduit_ms, 0.5)),
         ms(pct(&conduit_ms, 0.95)),
         ms(pct(&conduit_ms, 1.0)),
+        ms(pct(&http_ms, 0.5)),
+        ms(pct(&http_ms, 0.95)),
+        ms(pct(&http_ms, 1.0)),
+        ms(pct(&golden_ms, 0.5)),
+        ms(pct(&golden_ms, 0.95)),
+        ms(pct(&golden_ms, 1.0)),
+        ms(pct(&start_ms, 0.5)),
+        ms(pct(&start_ms, 0.95)),
+        ms(pct(&start_ms, 1.0)),
         ms(pct(&peer_ms, 0.5)),
         ms(pct(&peer_ms, 0.95)),
         ms(pct(&peer_ms, 1.0)),
@@ -268,6 +331,14 @@ fn report(name: &str, start: i64, seq: u64) -> Report {
         tap_events: vec![],
         dropped_reports: 0,
         dropped_tap_events: 0,
+    }
+}
+
+fn matcher(name: &str, value: &str) -> conduit_api::proto::store::v1::Matcher {
+    conduit_api::proto::store::v1::Matcher {
+        name: name.into(),
+        op: 0,
+        value: value.into(),
     }
 }
 
