@@ -10,11 +10,13 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let verdict = detect::classify(data);
     if data.len() >= detect::MAX_DETECT_BYTES {
-        assert_ne!(verdict, Detection::NeedMore, "detection must decide by its byte limit");
+        assert_ne!(
+            verdict,
+            Detection::NeedMore,
+            "detection must decide by its byte limit"
+        );
     }
-    // Detection reads more only while it could still decide; whatever it
-    // decided must not change when more bytes arrive for a complete h2
-    // preface.
+    // An HTTP/2 verdict needs the whole preface.
     if verdict == Detection::Known(Protocol::H2) {
         assert!(data.starts_with(detect::H2_PREFACE));
     }

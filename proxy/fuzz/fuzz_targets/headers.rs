@@ -8,7 +8,12 @@ use conduit_proxy::http::headers;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
-const HOP: &[&str] = &["connection", "keep-alive", "proxy-connection", "transfer-encoding"];
+const HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((&flags, rest)) = data.split_first() else {
