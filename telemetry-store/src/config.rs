@@ -52,6 +52,12 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_STORE_RETENTION_SIZE", default_value = "2GiB", value_parser = parse_bytes)]
     pub retention_size: u64,
 
+    /// Keep raw samples this long; older data is kept at one-minute
+    /// resolution (rollups written as blocks are cut) up to
+    /// --retention-time. `0s` keeps raw data for the whole retention.
+    #[arg(long, env = "CONDUIT_STORE_RAW_RETENTION", default_value = "6h", value_parser = parse_duration)]
+    pub raw_retention: Duration,
+
     /// Time range of the blocks cut from the in-memory head; the head
     /// keeps up to 1.5 of it. Smaller values bound memory more tightly.
     #[arg(long, env = "CONDUIT_STORE_BLOCK_DURATION", default_value = "2h", value_parser = parse_duration)]
@@ -93,6 +99,66 @@ pub struct Config {
     /// --query.lookback-delta).
     #[arg(long, env = "CONDUIT_STORE_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
     pub lookback_delta: Duration,
+
+    /// Keep tap events (sampled requests, searchable) this long; `0s`
+    /// turns the tap history off.
+    #[arg(long, env = "CONDUIT_STORE_TAP_RETENTION_TIME", default_value = "24h", value_parser = parse_duration)]
+    pub tap_retention_time: Duration,
+
+    /// Delete the oldest tap events when their index exceeds this size.
+    #[arg(long, env = "CONDUIT_STORE_TAP_RETENTION_SIZE", default_value = "512MiB", value_parser = parse_bytes)]
+    pub tap_retention_size: u64,
+
+    /// Tap events waiting to be indexed; when full, new ones are dropped
+    /// (and counted) rather than slowing metric ingest.
+    #[arg(long, env = "CONDUIT_STORE_TAP_QUEUE", default_value_t = 65_536)]
+    pub tap_queue: usize,
+
+    /// Forward every ingested series to this Prometheus remote-write
+    /// endpoint (http://…/api/v1/write of Prometheus, Mimir, Thanos
+    /// Receive, VictoriaMetrics). The WAL is the queue: nothing is lost
+    /// while the endpoint is down, up to --remote-write-max-lag.
+    #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_URL", value_name = "URL")]
+    pub remote_write_url: Option<String>,
+
+    /// Forward only series matching one of these selectors (repeatable),
+    /// e.g. `{namespace="prod"}`.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_REMOTE_WRITE_MATCH",
+        value_name = "SELECTOR",
+        value_delimiter = ';'
+    )]
+    pub remote_write_match: Vec<String>,
+
+    /// Labels to remove from forwarded series (repeatable, or
+    /// comma-separated), e.g. `pod`.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_REMOTE_WRITE_DROP_LABEL",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub remote_write_drop_label: Vec<String>,
+
+    /// Labels to add to forwarded series that lack them (repeatable, or
+    /// comma-separated), e.g. `cluster=eu-1`.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_REMOTE_WRITE_EXTERNAL_LABEL",
+        value_name = "NAME=VALUE",
+        value_delimiter = ','
+    )]
+    pub remote_write_external_label: Vec<String>,
+
+    /// Samples per remote-write request.
+    #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_BATCH", default_value_t = 2000)]
+    pub remote_write_batch: usize,
+
+    /// WAL kept for a lagging remote-write endpoint; beyond it the oldest
+    /// unsent samples are dropped (and counted).
+    #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_MAX_LAG", default_value = "1GiB", value_parser = parse_bytes)]
+    pub remote_write_max_lag: u64,
 
     /// How often background maintenance runs (cutting blocks, compaction,
     /// retention).

@@ -18,6 +18,7 @@ use conduit_api::Labels;
 
 use crate::block::{self, Block, BlockError, compact};
 use crate::head::{Head, Kind, MemSeries, Reject, Sample, SeriesLimit, Window};
+use crate::series::hash::FastBuild;
 use crate::series::{Matcher, SeriesRef};
 use crate::wal::{FsyncPolicy, Record, Wal, record};
 
@@ -28,7 +29,15 @@ pub(crate) struct DbOptions {
     pub(crate) retention_bytes: u64,
     pub(crate) fsync: FsyncPolicy,
     pub(crate) max_series: usize,
+    /// Raw blocks older than this are deleted once their rollup exists;
+    /// 0 keeps raw data for the whole retention and writes no rollups.
+    pub(crate) raw_retention_ms: i64,
+    /// Most WAL bytes kept for a lagging remote-write forwarder.
+    pub(crate) wal_keep_max_bytes: u64,
 }
+
+/// The step of rollups (see [`crate::downsample`]).
+pub(crate) const ROLLUP_RESOLUTION_MS: i64 = 60_000;
 
 /// Counters exposed on `/metrics` and in `Status`.
 #[derive(Default)]
@@ -53,6 +62,36 @@ struct Blocks {
     head_from: i64,
 }
 
+impl Blocks {
+    /// Where raw data starts: rollups answer only for earlier times.
+    fn raw_from(&self) -> i64 {
+        self.list
+            .iter()
+            .filter(|b| b.meta.resolution_ms == 0)
+            .map(|b| b.meta.min_t)
+            .min()
+            .unwrap_or(self.head_from)
+    }
+
+    /// The blocks to read for `[mint, maxt]`, each with the part of the
+    /// range it answers: raw blocks all of theirs, rollups only before the
+    /// raw data.
+    fn covering(&self, mint: i64, maxt: i64) -> Vec<(&Arc<Block>, i64, i64)> {
+        let raw_from = self.raw_from();
+        self.list
+            .iter()
+            .filter_map(|b| {
+                let hi = if b.meta.resolution_ms == 0 {
+                    maxt
+                } else {
+                    maxt.min(raw_from.saturating_sub(1))
+                };
+                (mint <= hi && b.overlaps(mint, hi)).then_some((b, mint, hi))
+            })
+            .collect()
+    }
+}
+
 pub(crate) struct Db {
     opts: DbOptions,
     pub(crate) head: Head,
@@ -62,6 +101,8 @@ pub(crate) struct Db {
     head_min_t: AtomicI64,
     head_max_t: AtomicI64,
     maintenance: Mutex<()>,
+    /// The oldest WAL segment remote write still needs.
+    wal_keep_from: AtomicU64,
 }
 
 /// What became of a batch's samples.
@@ -146,6 +187,7 @@ impl Db {
             head_min_t: AtomicI64::new(min_t),
             head_max_t: AtomicI64::new(max_t),
             maintenance: Mutex::new(()),
+            wal_keep_from: AtomicU64::new(u64::MAX),
             opts,
         })
     }
@@ -164,7 +206,8 @@ impl Db {
         let mut outcome = Outcome::default();
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let min_valid = self.head.min_valid_t();
-        let mut last: HashMap<SeriesRef, Sample> = HashMap::new();
+        let mut last: HashMap<SeriesRef, Sample, FastBuild> =
+            HashMap::with_capacity_and_hasher(batch.floats.len(), FastBuild::default());
         let mut accepted: Vec<(SeriesRef, i64, f64)> = Vec::with_capacity(batch.floats.len());
         let mut accepted_idx: Vec<usize> = Vec::with_capacity(batch.floats.len());
         let mut new_series: Vec<&MemSeries> = Vec::new();
@@ -179,17 +222,17 @@ impl Db {
                 Err(Reject::Duplicate) => outcome.duplicates += 1,
                 Ok(false) => {}
                 Ok(true) => {
-                    last.insert(s.r, (*t, *v));
+                    let first_in_batch = last.insert(s.r, (*t, *v)).is_none();
                     accepted.push((s.r, *t, *v));
                     accepted_idx.push(i);
-                    if !s.logged.load(Ordering::Acquire) && !new_series.iter().any(|n| n.r == s.r) {
+                    if first_in_batch && !s.logged.load(Ordering::Acquire) {
                         new_series.push(s);
                     }
                 }
             }
         }
         let mut windows_ok: Vec<usize> = Vec::new();
-        let mut last_window: HashMap<SeriesRef, i64> = HashMap::new();
+        let mut last_window: HashMap<SeriesRef, i64, FastBuild> = HashMap::default();
         for (i, (s, w)) in batch.windows.iter().enumerate() {
             if w.end_ms < min_valid {
                 outcome.out_of_bounds += 1;
@@ -205,9 +248,9 @@ impl Db {
                 Err(Reject::OutOfOrder) => outcome.out_of_order += 1,
                 Err(Reject::Duplicate) => outcome.duplicates += 1,
                 Ok(()) => {
-                    last_window.insert(s.r, w.end_ms);
+                    let first_in_batch = last_window.insert(s.r, w.end_ms).is_none();
                     windows_ok.push(i);
-                    if !s.logged.load(Ordering::Acquire) && !new_series.iter().any(|n| n.r == s.r) {
+                    if first_in_batch && !s.logged.load(Ordering::Acquire) {
                         new_series.push(s);
                     }
                 }
@@ -320,8 +363,8 @@ impl Db {
     ) -> Result<Vec<SeriesSamples>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
-            for (labels, samples) in b.select(matchers, mint, maxt)? {
+        for (b, lo, hi) in blocks.covering(mint, maxt) {
+            for (labels, samples) in b.select(matchers, lo, hi)? {
                 merged.entry(labels.clone()).or_default().extend(samples);
             }
         }
@@ -358,8 +401,8 @@ impl Db {
     ) -> Result<Vec<(Labels, Vec<Window>)>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut merged: BTreeMap<Labels, Vec<Window>> = BTreeMap::new();
-        for b in blocks.list.iter().filter(|b| b.overlaps(after, until)) {
-            for (labels, windows) in b.select_windows(matchers, after, until)? {
+        for (b, lo, hi) in blocks.covering(after, until) {
+            for (labels, windows) in b.select_windows(matchers, lo, hi)? {
                 merged.entry(labels.clone()).or_default().extend(windows);
             }
         }
@@ -385,7 +428,7 @@ impl Db {
     ) -> BTreeSet<Labels> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
-        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+        for (b, _, _) in blocks.covering(mint, maxt) {
             out.extend(b.labels(Kind::Float, matchers).into_iter().cloned());
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
@@ -407,7 +450,7 @@ impl Db {
     ) -> BTreeSet<String> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
-        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+        for (b, _, _) in blocks.covering(mint, maxt) {
             b.label_names(matchers, &mut out);
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
@@ -429,7 +472,7 @@ impl Db {
     ) -> BTreeSet<String> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
-        for b in blocks.list.iter().filter(|b| b.overlaps(mint, maxt)) {
+        for (b, _, _) in blocks.covering(mint, maxt) {
             b.label_values(name, matchers, &mut out);
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
@@ -448,12 +491,13 @@ impl Db {
         min_t <= maxt && max_t >= mint
     }
 
-    /// Blocks on disk: (count, bytes).
-    pub(crate) fn block_stats(&self) -> (usize, u64) {
+    /// Blocks on disk: (count, bytes, samples).
+    pub(crate) fn block_stats(&self) -> (usize, u64, u64) {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         (
             blocks.list.len(),
             blocks.list.iter().map(|b| b.meta.bytes).sum(),
+            blocks.list.iter().map(|b| b.meta.samples).sum(),
         )
     }
 
@@ -504,7 +548,18 @@ impl Db {
         let mut series = self.head.all();
         series.sort_by(|a, b| (&a.labels, a.kind).cmp(&(&b.labels, b.kind)));
         let blocks_dir = self.opts.dir.join("blocks");
-        let mut w = block::writer::BlockWriter::create(&blocks_dir, start, end, 1)?;
+        let mut w = block::writer::BlockWriter::create(&blocks_dir, start, end, 1, 0)?;
+        let mut rollup = if self.opts.raw_retention_ms > 0 {
+            Some(block::writer::BlockWriter::create(
+                &blocks_dir,
+                start,
+                end,
+                1,
+                ROLLUP_RESOLUTION_MS,
+            )?)
+        } else {
+            None
+        };
         for s in &series {
             let (samples, windows) = {
                 let data = s.lock();
@@ -514,9 +569,21 @@ impl Db {
                 (samples, windows)
             };
             w.add(&s.labels, s.kind, &samples, &windows)?;
+            if let Some(r) = &mut rollup {
+                r.add(
+                    &s.labels,
+                    s.kind,
+                    &crate::downsample::samples(&samples, ROLLUP_RESOLUTION_MS),
+                    &crate::downsample::windows(&windows, ROLLUP_RESOLUTION_MS),
+                )?;
+            }
         }
         let (dir, meta) = w.finish()?;
-        let block = Arc::new(Block::open(&dir)?);
+        let mut block = vec![Arc::new(Block::open(&dir)?)];
+        if let Some(r) = rollup {
+            let (dir, _) = r.finish()?;
+            block.push(Arc::new(Block::open(&dir)?));
+        }
         tracing::info!(
             min_t = meta.min_t,
             max_t = meta.max_t,
@@ -527,7 +594,7 @@ impl Db {
         );
         {
             let mut blocks = self.blocks.write().unwrap_or_else(|e| e.into_inner());
-            blocks.list.push(block);
+            blocks.list.extend(block);
             blocks.list.sort_by_key(|b| b.meta.min_t);
             blocks.head_from = end;
             // Truncate under the lock so no reader sees the data twice or
@@ -568,7 +635,23 @@ impl Db {
             .fetch_add(removed, Ordering::Relaxed);
     }
 
+    /// Keeps WAL segments from `segment` on (remote write has not sent
+    /// them yet).
+    pub(crate) fn protect_wal_from(&self, segment: u64) {
+        self.wal_keep_from.store(segment, Ordering::Relaxed);
+    }
+
     fn truncate_wal(&self, before: i64) -> Result<(), DbError> {
+        let mut keep_from = self.wal_keep_from.load(Ordering::Relaxed);
+        let wal_bytes = self.wal_bytes();
+        if keep_from != u64::MAX && wal_bytes > self.opts.wal_keep_max_bytes {
+            tracing::warn!(
+                wal_bytes,
+                limit = self.opts.wal_keep_max_bytes,
+                "remote write is too far behind; truncating the WAL anyway (unsent samples are lost)"
+            );
+            keep_from = u64::MAX;
+        }
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let live = self.head.all();
         let records: Vec<Vec<u8>> = live
@@ -579,7 +662,7 @@ impl Db {
                 buf
             })
             .collect();
-        let dropped = wal.truncate(before, &records)?;
+        let dropped = wal.truncate(before, &records, keep_from)?;
         if dropped > 0 {
             tracing::debug!(segments = dropped, "truncated the WAL");
         }
@@ -601,9 +684,19 @@ impl Db {
         loop {
             let chosen: Vec<Arc<Block>> = {
                 let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-                let metas: Vec<&block::Meta> = blocks.list.iter().map(|b| &b.meta).collect();
-                match compact::plan(&metas, &ranges) {
-                    Some(idx) => idx.into_iter().map(|i| blocks.list[i].clone()).collect(),
+                // Raw blocks and rollups compact separately.
+                let planned = [0, ROLLUP_RESOLUTION_MS].into_iter().find_map(|res| {
+                    let same: Vec<&Arc<Block>> = blocks
+                        .list
+                        .iter()
+                        .filter(|b| b.meta.resolution_ms == res)
+                        .collect();
+                    let metas: Vec<&block::Meta> = same.iter().map(|b| &b.meta).collect();
+                    compact::plan(&metas, &ranges)
+                        .map(|idx| idx.into_iter().map(|i| same[i].clone()).collect())
+                });
+                match planned {
+                    Some(chosen) => chosen,
                     None => return Ok(()),
                 }
             };
@@ -639,16 +732,22 @@ impl Db {
         let doomed: Vec<Arc<Block>> = {
             let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
             let metas: Vec<&block::Meta> = blocks.list.iter().map(|b| &b.meta).collect();
-            compact::expired(
-                &metas,
-                now_ms,
-                self.opts.retention_ms,
-                self.opts.retention_bytes,
-                wal_bytes,
-            )
-            .into_iter()
-            .map(|i| blocks.list[i].clone())
-            .collect()
+            let raw_age = if self.opts.raw_retention_ms > 0 {
+                self.opts.raw_retention_ms.min(self.opts.retention_ms)
+            } else {
+                self.opts.retention_ms
+            };
+            let age = |m: &block::Meta| {
+                if m.resolution_ms == 0 {
+                    raw_age
+                } else {
+                    self.opts.retention_ms
+                }
+            };
+            compact::expired(&metas, now_ms, age, self.opts.retention_bytes, wal_bytes)
+                .into_iter()
+                .map(|i| blocks.list[i].clone())
+                .collect()
         };
         if doomed.is_empty() {
             return Ok(());

@@ -15,12 +15,15 @@ mod api;
 mod block;
 pub mod config;
 mod db;
+mod downsample;
 mod head;
 mod ingest;
 mod promql;
 mod query;
+mod remote_write;
 mod series;
 mod store;
+mod tap;
 mod time;
 mod wal;
 

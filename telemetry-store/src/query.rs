@@ -254,6 +254,23 @@ pub(crate) fn golden(
     })
 }
 
+impl QueryService {
+    fn tap(&self) -> Result<Arc<crate::tap::TapIndex>, Status> {
+        self.shared.tap.clone().ok_or_else(|| {
+            Status::unimplemented("the tap history is off (--tap-retention-time 0s); use live tap through the controller")
+        })
+    }
+}
+
+fn tap_status(e: crate::tap::TapError) -> Status {
+    match e {
+        crate::tap::TapError::BadQuery(m) => {
+            Status::invalid_argument(format!("invalid tap query: {m}"))
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
 #[tonic::async_trait]
 impl Query for QueryService {
     async fn golden(
@@ -332,11 +349,27 @@ impl Query for QueryService {
 
     async fn search_tap(
         &self,
-        _request: Request<pb::SearchTapRequest>,
+        request: Request<pb::SearchTapRequest>,
     ) -> Result<Response<pb::SearchTapResponse>, Status> {
-        Err(Status::unimplemented(
-            "tap history is not available in this version of the telemetry store; use live tap through the controller",
-        ))
+        let tap = self.tap()?;
+        let req = request.into_inner();
+        let end = if req.end_unix_ms > 0 {
+            req.end_unix_ms
+        } else {
+            i64::MAX
+        };
+        let limit = if req.limit > 0 {
+            req.limit as usize
+        } else {
+            100
+        };
+        let events = tokio::task::spawn_blocking(move || {
+            tap.search(&req.query, req.start_unix_ms, end, limit, false)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(tap_status)?;
+        Ok(Response::new(pb::SearchTapResponse { events }))
     }
 
     type FollowTapStream =
@@ -344,11 +377,24 @@ impl Query for QueryService {
 
     async fn follow_tap(
         &self,
-        _request: Request<pb::SearchTapRequest>,
+        request: Request<pb::SearchTapRequest>,
     ) -> Result<Response<Self::FollowTapStream>, Status> {
-        Err(Status::unimplemented(
-            "tap history is not available in this version of the telemetry store; use live tap through the controller",
-        ))
+        use futures_util::StreamExt;
+        let tap = self.tap()?;
+        let req = request.into_inner();
+        tap.validate(&req.query).map_err(tap_status)?;
+        let from = if req.start_unix_ms > 0 {
+            req.start_unix_ms
+        } else {
+            crate::time::now_ms()
+        };
+        let limit = if req.limit > 0 {
+            req.limit as usize
+        } else {
+            usize::MAX
+        };
+        let stream = crate::tap::follow(tap, req.query, from).take(limit).map(Ok);
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn status(

@@ -20,6 +20,7 @@ use crate::ingest::Ingester;
 use crate::ingest::telemetry::{Proxies, TelemetryService};
 use crate::promql::{Engine, EngineOptions};
 use crate::query::QueryService;
+use crate::tap::{TapIndex, TapOptions};
 
 /// What the HTTP and gRPC handlers share.
 pub(crate) struct Shared {
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub(crate) engine: Arc<Engine>,
     pub(crate) ingester: Arc<Ingester>,
     pub(crate) proxies: Arc<Proxies>,
+    pub(crate) tap: Option<Arc<TapIndex>>,
+    pub(crate) remote_write: Option<Arc<crate::remote_write::Stats>>,
 }
 
 /// An opened store, not serving yet.
@@ -69,6 +72,8 @@ impl Store {
             retention_bytes,
             fsync: config.wal_fsync,
             max_series: config.max_active_series,
+            raw_retention_ms: config.raw_retention.as_millis() as i64,
+            wal_keep_max_bytes: config.remote_write_max_lag,
         })
         .with_context(|| {
             format!(
@@ -86,13 +91,40 @@ impl Store {
                 default_subquery_step_ms: 60_000,
             },
         ));
+        let tap = if config.tap_retention_time.is_zero() {
+            None
+        } else {
+            Some(TapIndex::open(TapOptions {
+                dir: config.data_dir.join("tap"),
+                queue: config.tap_queue,
+                retention_ms: config.tap_retention_time.as_millis() as i64,
+                max_bytes: if config.tap_retention_size == 0 {
+                    u64::MAX
+                } else {
+                    config.tap_retention_size
+                },
+            })?)
+        };
+        if let Some(url) = &config.remote_write_url {
+            crate::remote_write::Filter::parse(
+                &config.remote_write_match,
+                &config.remote_write_drop_label,
+                &config.remote_write_external_label,
+            )
+            .map_err(anyhow::Error::msg)?;
+            url.parse::<http::Uri>()
+                .with_context(|| format!("--remote-write-url {url:?}"))?;
+        }
+        let remote_write = config.remote_write_url.as_ref().map(|_| Arc::default());
         Ok(Self {
             shared: Arc::new(Shared {
-                ingester: Arc::new(Ingester::new(db.clone())),
+                ingester: Arc::new(Ingester::new(db.clone(), tap.clone())),
                 proxies: Arc::default(),
                 config,
                 db,
                 engine,
+                tap,
+                remote_write,
             }),
         })
     }
@@ -157,6 +189,27 @@ impl Store {
         });
 
         tasks.spawn(maintenance(shared.clone(), stopped.clone()));
+        if let (Some(url), Some(stats)) = (&shared.config.remote_write_url, &shared.remote_write) {
+            let c = &shared.config;
+            let opts = crate::remote_write::Options {
+                url: url.clone(),
+                filter: crate::remote_write::Filter::parse(
+                    &c.remote_write_match,
+                    &c.remote_write_drop_label,
+                    &c.remote_write_external_label,
+                )
+                .map_err(anyhow::Error::msg)?,
+                batch_samples: c.remote_write_batch.max(1),
+            };
+            let (db, dir, stats) = (shared.db.clone(), c.data_dir.clone(), stats.clone());
+            tasks.spawn(crate::remote_write::run(
+                db,
+                dir,
+                opts,
+                stats,
+                stopped.clone(),
+            ));
+        }
         if shared.config.wal_fsync == crate::wal::FsyncPolicy::Interval {
             tasks.spawn(fsync_loop(shared.clone(), stopped));
         }
@@ -209,6 +262,10 @@ impl Running {
         let _ = self.stop.send(true);
         while let Some(r) = self.tasks.join_next().await {
             r.context("server task panicked")??;
+        }
+        if let Some(tap) = &self.store.shared.tap {
+            let tap = tap.clone();
+            tokio::task::spawn_blocking(move || tap.stop()).await?;
         }
         self.store
             .shared

@@ -398,8 +398,17 @@ async fn bad_grpc_queries_are_invalid_argument() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("parse error"), "{}", err.message());
-    let err = q.search_tap(SearchTapRequest::default()).await.unwrap_err();
-    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    let bad_tap = SearchTapRequest {
+        query: "status:[1 TO".into(),
+        ..Default::default()
+    };
+    let err = q.search_tap(bad_tap).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("invalid tap query"),
+        "{}",
+        err.message()
+    );
     // An empty Golden answer is not an error.
     assert!(
         q.golden(GoldenRequest::default())

@@ -12,12 +12,13 @@ use super::AppState;
 
 pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
     let db = s.db.clone();
-    let (blocks, block_bytes, wal_bytes, head_bytes) = tokio::task::spawn_blocking(move || {
-        let (n, bytes) = db.block_stats();
-        (n, bytes, db.wal_bytes(), db.head_chunk_bytes())
-    })
-    .await
-    .unwrap_or_default();
+    let (blocks, block_bytes, block_samples, wal_bytes, head_bytes) =
+        tokio::task::spawn_blocking(move || {
+            let (n, bytes, samples) = db.block_stats();
+            (n, bytes, samples, db.wal_bytes(), db.head_chunk_bytes())
+        })
+        .await
+        .unwrap_or_default();
     let d = &s.db.stats;
     let i = &s.ingester.stats;
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -137,6 +138,12 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         block_bytes,
     );
     metric(
+        "conduit_store_block_samples",
+        "gauge",
+        "Samples held by blocks on disk.",
+        block_samples,
+    );
+    metric(
         "conduit_store_wal_bytes",
         "gauge",
         "Bytes of the write-ahead log.",
@@ -166,5 +173,64 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         "Bytes of a torn WAL tail cut off at the last start.",
         load(&d.wal_truncated_bytes),
     );
+    if let Some(tap) = &s.tap {
+        let t = &tap.stats;
+        metric(
+            "conduit_store_tap_events_indexed_total",
+            "counter",
+            "Tap events indexed.",
+            load(&t.indexed),
+        );
+        metric(
+            "conduit_store_tap_events_dropped_total",
+            "counter",
+            "Tap events dropped because the indexing queue was full.",
+            load(&t.dropped),
+        );
+        metric(
+            "conduit_store_tap_events_deleted_total",
+            "counter",
+            "Tap events deleted by retention.",
+            load(&t.deleted_by_retention),
+        );
+        metric(
+            "conduit_store_tap_events",
+            "gauge",
+            "Tap events in the index.",
+            tap.num_docs(),
+        );
+    }
+    if let Some(rw) = &s.remote_write {
+        metric(
+            "conduit_store_remote_write_sent_samples_total",
+            "counter",
+            "Samples accepted by the remote-write endpoint.",
+            load(&rw.sent_samples),
+        );
+        metric(
+            "conduit_store_remote_write_failed_samples_total",
+            "counter",
+            "Samples the remote-write endpoint refused for good.",
+            load(&rw.failed_samples),
+        );
+        metric(
+            "conduit_store_remote_write_retries_total",
+            "counter",
+            "Remote-write requests retried.",
+            load(&rw.retries),
+        );
+        metric(
+            "conduit_store_remote_write_pending_bytes",
+            "gauge",
+            "WAL bytes not forwarded yet.",
+            load(&rw.pending_bytes),
+        );
+        metric(
+            "conduit_store_remote_write_skipped_segments_total",
+            "counter",
+            "WAL segments deleted before remote write sent them (lost samples).",
+            load(&rw.skipped_segments),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }

@@ -5,6 +5,7 @@
 mod json;
 mod metrics;
 mod params;
+mod tap;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route("/api/v1/write", post(write))
+        .route("/api/v1/tap/search", get(tap::search).post(tap::search))
+        .route("/api/v1/tap/follow", get(tap::follow))
         .route(
             "/-/ready",
             get(|| async { "Conduit telemetry store is Ready.\n" }),
@@ -329,7 +332,7 @@ async fn buildinfo() -> Response {
 }
 
 async fn write(State(s): AppState, body: Bytes) -> Response {
-    let req = match remote_write::decode(&body) {
+    let raw = match remote_write::decompress(&body) {
         Ok(r) => r,
         Err(e) => {
             s.ingester
@@ -340,14 +343,13 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
         }
     };
     let ingester = s.ingester.clone();
-    let summary = match tokio::task::spawn_blocking(move || ingester.remote_write(req)).await {
+    let summary = match tokio::task::spawn_blocking(move || ingester.remote_write(&raw)).await {
         Ok(Ok(summary)) => summary,
+        Ok(Err(e @ crate::ingest::WriteError::Decode(_))) => {
+            return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+        }
         Ok(Err(e)) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot write the WAL: {e}\n"),
-            )
-                .into_response();
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
         }
         Err(e) => {
             return (

@@ -60,6 +60,7 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
     let min_t = blocks.iter().map(|b| b.meta.min_t).min().unwrap_or(0);
     let max_t = blocks.iter().map(|b| b.meta.max_t).max().unwrap_or(0);
     let level = blocks.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
+    let resolution = blocks.first().map_or(0, |b| b.meta.resolution_ms);
     // Every label set and which (block, id) holds it, in label order.
     let mut all: BTreeMap<(&Labels, Kind), Vec<(usize, usize)>> = BTreeMap::new();
     for (bi, b) in blocks.iter().enumerate() {
@@ -67,7 +68,7 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
             all.entry(b.series(id)).or_default().push((bi, id));
         }
     }
-    let mut w = BlockWriter::create(parent, min_t, max_t, level)?;
+    let mut w = BlockWriter::create(parent, min_t, max_t, level, resolution)?;
     for ((labels, kind), sources) in all {
         let mut samples = Vec::new();
         let mut windows = Vec::new();
@@ -85,19 +86,20 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
     w.finish()
 }
 
-/// Indexes of blocks to delete: past the age limit, then oldest first
+/// Indexes of blocks to delete: past their age limit (`max_age_ms` of
+/// each block: raw data and rollups age differently), then oldest first
 /// until the total (plus `other_bytes`, the WAL) fits the size limit.
 pub(crate) fn expired(
     metas: &[&Meta],
     now_ms: i64,
-    max_age_ms: i64,
+    max_age_ms: impl Fn(&Meta) -> i64,
     max_bytes: u64,
     other_bytes: u64,
 ) -> Vec<usize> {
     let mut out: Vec<usize> = metas
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.max_t <= now_ms.saturating_sub(max_age_ms))
+        .filter(|(_, m)| m.max_t <= now_ms.saturating_sub(max_age_ms(m)))
         .map(|(i, _)| i)
         .collect();
     let mut total: u64 = other_bytes
@@ -141,6 +143,7 @@ mod tests {
             windows: 0,
             level: 1,
             bytes,
+            resolution_ms: 0,
         }
     }
 
@@ -167,8 +170,19 @@ mod tests {
     fn retention_by_age_then_size() {
         let metas = [meta(0, 10, 100), meta(10, 20, 100), meta(20, 30, 100)];
         let refs: Vec<&Meta> = metas.iter().collect();
-        assert_eq!(expired(&refs, 25, 10, u64::MAX, 0), vec![0]);
-        assert_eq!(expired(&refs, 25, 100, 150, 0), vec![0, 1]);
-        assert_eq!(expired(&refs, 25, 100, 250, 60), vec![0, 1]);
+        assert_eq!(expired(&refs, 25, |_| 10, u64::MAX, 0), vec![0]);
+        assert_eq!(expired(&refs, 25, |_| 100, 150, 0), vec![0, 1]);
+        assert_eq!(expired(&refs, 25, |_| 100, 250, 60), vec![0, 1]);
+        // Raw blocks can age out sooner than rollups.
+        assert_eq!(
+            expired(
+                &refs,
+                25,
+                |m| if m.min_t == 10 { 5 } else { 100 },
+                u64::MAX,
+                0
+            ),
+            vec![1]
+        );
     }
 }

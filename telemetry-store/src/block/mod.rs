@@ -38,8 +38,12 @@ pub(crate) enum BlockError {
     Corrupt(PathBuf, String),
 }
 
-pub(crate) fn dir_name(min_t: i64, max_t: i64) -> String {
-    format!("block-{min_t}-{max_t}")
+pub(crate) fn dir_name(min_t: i64, max_t: i64, resolution_ms: i64) -> String {
+    if resolution_ms == 0 {
+        format!("block-{min_t}-{max_t}")
+    } else {
+        format!("rollup{resolution_ms}-{min_t}-{max_t}")
+    }
 }
 
 struct BlockSeries {
@@ -381,7 +385,7 @@ pub(crate) fn open_all(dir: &Path) -> Result<Vec<Block>, BlockError> {
             fs::remove_dir_all(&path)?;
             continue;
         }
-        if !name.starts_with("block-") {
+        if !name.starts_with("block-") && !name.starts_with("rollup") {
             continue;
         }
         match Block::open(&path) {
@@ -403,7 +407,7 @@ mod tests {
     #[test]
     fn written_blocks_read_back_by_matchers_and_time() {
         let dir = tempfile::tempdir().unwrap();
-        let mut w = BlockWriter::create(dir.path(), 0, 100_000, 1).unwrap();
+        let mut w = BlockWriter::create(dir.path(), 0, 100_000, 1, 0).unwrap();
         let mut all = Vec::new();
         for i in 0..600 {
             let labels = Labels::try_from_pairs([

@@ -67,6 +67,9 @@ pub(crate) struct Meta {
     pub(crate) level: u32,
     /// Total size of the block's files.
     pub(crate) bytes: u64,
+    /// 0 for raw data; the step of a rollup (see `downsample`).
+    #[serde(default)]
+    pub(crate) resolution_ms: i64,
 }
 
 pub(crate) const VERSION: u32 = 1;

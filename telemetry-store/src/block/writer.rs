@@ -71,8 +71,14 @@ type Result<T> = std::result::Result<T, super::BlockError>;
 
 impl BlockWriter {
     /// Starts `parent/<name>.tmp`; [`Self::finish`] renames it into place.
-    pub(crate) fn create(parent: &Path, min_t: i64, max_t: i64, level: u32) -> Result<Self> {
-        let name = super::dir_name(min_t, max_t);
+    pub(crate) fn create(
+        parent: &Path,
+        min_t: i64,
+        max_t: i64,
+        level: u32,
+        resolution_ms: i64,
+    ) -> Result<Self> {
+        let name = super::dir_name(min_t, max_t, resolution_ms);
         let dir = parent.join(&name);
         let tmp = parent.join(format!("{name}.tmp"));
         if tmp.exists() {
@@ -104,6 +110,7 @@ impl BlockWriter {
                 windows: 0,
                 level,
                 bytes: 0,
+                resolution_ms,
             },
         })
     }

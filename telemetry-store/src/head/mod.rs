@@ -13,7 +13,7 @@ pub(crate) mod series;
 pub(crate) mod window;
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -24,12 +24,13 @@ pub(crate) use chunk::Sample;
 pub(crate) use series::{Kind, MemSeries, Reject};
 pub(crate) use window::Window;
 
+use crate::series::hash::{FastBuild, FastHasher};
 use crate::series::{Index, Matcher, SeriesRef};
 
 const STRIPES: usize = 64;
 
-type Stripe = RwLock<HashMap<u64, Vec<Arc<MemSeries>>>>;
-type RefStripe = RwLock<HashMap<SeriesRef, Arc<MemSeries>>>;
+type Stripe = RwLock<HashMap<u64, Vec<Arc<MemSeries>>, FastBuild>>;
+type RefStripe = RwLock<HashMap<SeriesRef, Arc<MemSeries>, FastBuild>>;
 
 pub(crate) struct Head {
     by_hash: Box<[Stripe]>,
@@ -56,8 +57,8 @@ pub(crate) struct SeriesLimit {
 /// Hashes a label set from its name/value pairs, so raw pairs (remote
 /// write) and [`Labels`] hash alike.
 pub(crate) fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, kind: Kind) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (kind == Kind::Histogram).hash(&mut h);
+    let mut h = FastHasher::default();
+    h.write_u8(kind as u8);
     for (n, v) in pairs {
         h.write(n);
         h.write_u8(0xff);

@@ -164,10 +164,12 @@ impl SeriesData {
         let (old, _) = self.windows.split_at(split);
         let mut merged = Vec::new();
         let mut i = 0;
+        // Windows ending in (k × step, (k + 1) × step] merge, as rollups do.
+        let bucket_of = |w: &Window| (w.end_ms - 1).div_euclid(step);
         while i < old.len() {
-            let bucket = old[i].end_ms.div_euclid(step);
+            let bucket = bucket_of(&old[i]);
             let mut j = i;
-            while j < old.len() && old[j].end_ms.div_euclid(step) == bucket {
+            while j < old.len() && bucket_of(&old[j]) == bucket {
                 j += 1;
             }
             if j - i == 1 {

@@ -46,6 +46,8 @@ pub(crate) struct Ingester {
     accumulators: Mutex<HashMap<u64, Accumulator>>,
     metadata: Mutex<BTreeMap<String, MetricMeta>>,
     pub(crate) stats: IngestStats,
+    /// Where the reports' tap events go, when the tap history is on.
+    pub(crate) tap: Option<Arc<crate::tap::TapIndex>>,
 }
 
 /// The cumulative series a histogram series feeds.
@@ -74,6 +76,15 @@ pub(crate) enum SeriesError {
     Histogram(String),
 }
 
+/// Why a whole remote-write request was refused.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    #[error(transparent)]
+    Decode(#[from] remote_write::DecodeError),
+    #[error("cannot write the WAL: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// What became of a write or a report.
 #[derive(Debug, Default)]
 pub(crate) struct WriteSummary {
@@ -98,7 +109,7 @@ pub(crate) fn valid_metric_name(name: &str) -> bool {
 }
 
 impl Ingester {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
+    pub(crate) fn new(db: Arc<Db>, tap: Option<Arc<crate::tap::TapIndex>>) -> Self {
         let mut metadata = BTreeMap::new();
         for (name, kind, help) in known_metadata() {
             metadata.insert(
@@ -115,6 +126,7 @@ impl Ingester {
             accumulators: Mutex::default(),
             metadata: Mutex::new(metadata),
             stats: IngestStats::default(),
+            tap,
         }
     }
 
@@ -125,33 +137,38 @@ impl Ingester {
             .clone()
     }
 
-    /// Stores a remote-write request: every valid series' samples; invalid
-    /// or refused series are counted and the first reason reported.
-    pub(crate) fn remote_write(
-        &self,
-        req: remote_write::WriteRequest,
-    ) -> std::io::Result<WriteSummary> {
+    /// Stores a remote-write request (decompressed protobuf): every valid
+    /// series' samples; invalid or refused series are counted and the
+    /// first reason reported. A malformed body stores nothing.
+    pub(crate) fn remote_write(&self, raw: &[u8]) -> Result<WriteSummary, WriteError> {
         self.stats
             .remote_write_requests
             .fetch_add(1, Ordering::Relaxed);
         let mut summary = WriteSummary::default();
         let mut batch = Batch::default();
-        for ts in req.timeseries {
-            if ts.samples.is_empty() {
-                continue;
-            }
-            match self.series_of_raw(&ts.labels) {
-                Ok(s) => batch.floats.extend(
-                    ts.samples
-                        .iter()
-                        .map(|x| (s.clone(), (x.timestamp, x.value))),
-                ),
-                Err(e) => summary.reject(&e),
-            }
-        }
-        if !req.metadata.is_empty() {
+        let mut metadata = Vec::new();
+        let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        remote_write::walk(
+            raw,
+            |labels, samples| {
+                if samples.is_empty() {
+                    return;
+                }
+                match self.series_of_raw(labels, &mut sorted) {
+                    Ok(s) => batch.floats.extend(samples.iter().map(|&x| (s.clone(), x))),
+                    Err(e) => summary.reject(&e),
+                }
+            },
+            &mut metadata,
+        )
+        .inspect_err(|_| {
+            self.stats
+                .remote_write_rejected
+                .fetch_add(1, Ordering::Relaxed);
+        })?;
+        if !metadata.is_empty() {
             let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
-            for m in req.metadata {
+            for m in metadata {
                 meta.insert(
                     m.metric_family_name.clone(),
                     MetricMeta {
@@ -175,13 +192,14 @@ impl Ingester {
     }
 
     /// Finds the series of raw remote-write labels without allocating;
-    /// validates and creates it on first sight.
-    fn series_of_raw(&self, labels: &[remote_write::Label]) -> Result<Arc<MemSeries>, SeriesError> {
-        let mut pairs: Vec<(&[u8], &[u8])> = labels
-            .iter()
-            .filter(|l| !l.value.is_empty())
-            .map(|l| (&l.name[..], &l.value[..]))
-            .collect();
+    /// validates and creates it on first sight. `pairs` is scratch space.
+    fn series_of_raw<'a>(
+        &self,
+        labels: &[(&'a [u8], &'a [u8])],
+        pairs: &mut Vec<(&'a [u8], &'a [u8])>,
+    ) -> Result<Arc<MemSeries>, SeriesError> {
+        pairs.clear();
+        pairs.extend(labels.iter().filter(|l| !l.1.is_empty()));
         if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
             pairs.sort_by(|a, b| a.0.cmp(b.0));
         }
@@ -189,14 +207,14 @@ impl Ingester {
         let eq = |l: &Labels| {
             l.len() == pairs.len()
                 && l.iter()
-                    .zip(&pairs)
+                    .zip(pairs.iter())
                     .all(|(a, b)| a.name.as_bytes() == b.0 && a.value.as_bytes() == b.1)
         };
         if let Some(s) = self.db.head.find(hash, Kind::Float, eq) {
             return Ok(s);
         }
         let mut owned = Vec::with_capacity(pairs.len());
-        for (n, v) in &pairs {
+        for (n, v) in pairs.iter() {
             let name = std::str::from_utf8(n)
                 .map_err(|_| SeriesError::LabelName(String::from_utf8_lossy(n).into()))?;
             if !is_valid_name(name) {

@@ -2,9 +2,9 @@
 //! block-compressed protobuf `WriteRequest`.
 //!
 //! The messages are declared here with prost derives (wire-compatible with
-//! Prometheus' `remote.proto`); label names and values decode as
-//! zero-copy slices of the request, so a known series is found without
-//! allocating its labels.
+//! Prometheus' `remote.proto`), used to send; receiving walks the wire
+//! format directly, so a known series is found and its samples taken
+//! without a single allocation.
 
 use bytes::Bytes;
 use prost::Message;
@@ -84,10 +84,17 @@ pub(crate) enum DecodeError {
     #[error("decompressed body would be {0} bytes, more than the {MAX_DECODED_BYTES} accepted")]
     TooLargeDecoded(usize),
     #[error("protobuf: {0} (the body must be a prometheus.WriteRequest)")]
-    Protobuf(#[from] prost::DecodeError),
+    Protobuf(String),
 }
 
-pub(crate) fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
+impl From<prost::DecodeError> for DecodeError {
+    fn from(e: prost::DecodeError) -> Self {
+        Self::Protobuf(e.to_string())
+    }
+}
+
+/// The protobuf bytes of a snappy-compressed body.
+pub(crate) fn decompress(body: &[u8]) -> Result<Vec<u8>, DecodeError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(DecodeError::TooLarge(body.len()));
     }
@@ -95,10 +102,143 @@ pub(crate) fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
     if len > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLargeDecoded(len));
     }
-    let raw = snap::raw::Decoder::new()
+    snap::raw::Decoder::new()
         .decompress_vec(body)
-        .map_err(|e| DecodeError::Snappy(e.to_string()))?;
-    Ok(WriteRequest::decode(Bytes::from(raw))?)
+        .map_err(|e| DecodeError::Snappy(e.to_string()))
+}
+
+#[cfg(test)]
+pub(crate) fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
+    Ok(WriteRequest::decode(Bytes::from(decompress(body)?))?)
+}
+
+/// Walks a `WriteRequest` without allocating per series: `on_series`
+/// gets each series' label pairs and samples as slices of the buffer;
+/// metadata entries (rare) are decoded with prost.
+pub(crate) fn walk<'a>(
+    buf: &'a [u8],
+    mut on_series: impl FnMut(&[(&'a [u8], &'a [u8])], &[(i64, f64)]),
+    metadata: &mut Vec<MetricMetadata>,
+) -> Result<(), DecodeError> {
+    let mut labels: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(16);
+    let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut r = Reader { buf, pos: 0 };
+    while !r.done() {
+        let (field, wire) = r.key()?;
+        match (field, wire) {
+            (1, 2) => {
+                labels.clear();
+                samples.clear();
+                let mut ts = Reader {
+                    buf: r.bytes()?,
+                    pos: 0,
+                };
+                while !ts.done() {
+                    match ts.key()? {
+                        (1, 2) => labels.push(label(ts.bytes()?)?),
+                        (2, 2) => samples.push(sample(ts.bytes()?)?),
+                        (_, w) => ts.skip(w)?,
+                    }
+                }
+                on_series(&labels, &samples);
+            }
+            (3, 2) => metadata.push(MetricMetadata::decode(r.bytes()?)?),
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok(())
+}
+
+fn label(buf: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
+    let mut r = Reader { buf, pos: 0 };
+    while !r.done() {
+        match r.key()? {
+            (1, 2) => name = r.bytes()?,
+            (2, 2) => value = r.bytes()?,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok((name, value))
+}
+
+fn sample(buf: &[u8]) -> Result<(i64, f64), DecodeError> {
+    let (mut t, mut v) = (0i64, 0f64);
+    let mut r = Reader { buf, pos: 0 };
+    while !r.done() {
+        match r.key()? {
+            (1, 1) => v = f64::from_bits(r.fixed64()?),
+            (2, 0) => t = r.varint()? as i64,
+            (_, w) => r.skip(w)?,
+        }
+    }
+    Ok((t, v))
+}
+
+/// Protobuf wire-format reading over a borrowed buffer.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn truncated() -> DecodeError {
+    DecodeError::Protobuf("message ends in the middle of a field".into())
+}
+
+impl<'a> Reader<'a> {
+    fn done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut out = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
+            self.pos += 1;
+            out |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(out);
+            }
+        }
+        Err(DecodeError::Protobuf("varint longer than 10 bytes".into()))
+    }
+
+    fn key(&mut self) -> Result<(u64, u8), DecodeError> {
+        let k = self.varint()?;
+        Ok((k >> 3, (k & 7) as u8))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|e| *e <= self.buf.len())
+            .ok_or_else(truncated)?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.varint()?;
+        self.take(usize::try_from(n).map_err(|_| truncated())?)
+    }
+
+    fn fixed64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn skip(&mut self, wire: u8) -> Result<(), DecodeError> {
+        match wire {
+            0 => self.varint().map(drop),
+            1 => self.take(8).map(drop),
+            2 => self.bytes().map(drop),
+            5 => self.take(4).map(drop),
+            w => Err(DecodeError::Protobuf(format!("unsupported wire type {w}"))),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +268,19 @@ mod tests {
             metadata: vec![],
         };
         assert_eq!(decode(&encode(&req)).unwrap(), req);
+        // The allocation-free walker sees the same series.
+        let raw = decompress(&encode(&req)).unwrap();
+        let mut seen = Vec::new();
+        walk(
+            &raw,
+            |l, s| seen.push((l.to_vec(), s.to_vec())),
+            &mut Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![(vec![(&b"__name__"[..], &b"up"[..])], vec![(5, 1.0)])]
+        );
         assert!(matches!(
             decode(b"\xff\xff\xff\xff\xff"),
             Err(DecodeError::Snappy(_))

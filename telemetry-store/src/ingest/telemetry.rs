@@ -63,10 +63,15 @@ impl Ingester {
     /// histograms as windows plus cumulative bucket series.
     pub(crate) fn report(
         &self,
-        report: Report,
+        mut report: Report,
         proxies: &Proxies,
     ) -> std::io::Result<WriteSummary> {
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
+        if let Some(tap) = &self.tap
+            && !report.tap_events.is_empty()
+        {
+            tap.offer(std::mem::take(&mut report.tap_events));
+        }
         let meta = report.proxy.clone().unwrap_or_default();
         proxies.seen(&meta, report.dropped_reports);
         let t = if report.end_unix_ms > 0 {

@@ -15,6 +15,10 @@ use super::{Budget, EngineOptions, QueryError, aggregate, binary, functions};
 use crate::db::Db;
 use crate::series::{LabelsExt, METRIC_NAME, Matcher};
 
+/// Steps one subquery may evaluate: each step costs memory even when
+/// empty, and a year at one second would be 31 million of them.
+const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
+
 pub(crate) struct Evaluator<'a> {
     pub(crate) db: &'a Db,
     pub(crate) opts: &'a EngineOptions,
@@ -350,6 +354,12 @@ impl<'a> Evaluator<'a> {
                 windows,
                 range_ms: range,
             });
+        }
+        let inner_steps = (span_end - inner_start) / step + 1;
+        if inner_steps > MAX_SUBQUERY_STEPS {
+            return Err(QueryError::Execution(format!(
+                "subquery would evaluate {inner_steps} steps (at most {MAX_SUBQUERY_STEPS}); use a larger subquery step or a shorter range"
+            )));
         }
         let mut inner = self.sub(inner_start, span_end, step);
         let series = match inner.eval(&sq.expr)? {

@@ -6,6 +6,7 @@
 //! Queries about one Deployment therefore only walk that Deployment's
 //! postings, however many other Deployments the store holds.
 
+pub(crate) mod hash;
 pub(crate) mod index;
 pub(crate) mod labelset;
 pub(crate) mod matcher;

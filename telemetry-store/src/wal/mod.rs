@@ -9,6 +9,7 @@
 //! data are deleted and a checkpoint keeps the series records they held.
 
 pub(crate) mod record;
+pub(crate) mod tail;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -187,13 +188,15 @@ impl Wal {
         &mut self,
         before: i64,
         series_records: &[Vec<u8>],
+        keep_from: u64,
     ) -> io::Result<usize> {
         self.rotate()?;
         let first_kept = self
             .segment_max_t
             .iter()
             .find(|(_, max_t)| **max_t >= before)
-            .map_or(self.segment, |(n, _)| *n);
+            .map_or(self.segment, |(n, _)| *n)
+            .min(keep_from);
         let dropped: Vec<u64> = self
             .segment_max_t
             .range(..first_kept)
@@ -256,7 +259,7 @@ impl Wal {
 
 /// Reads frames until the first bad one; returns the length of the good
 /// prefix and whether it covered the whole buffer.
-fn read_frames(data: &[u8], mut apply: impl FnMut(Record)) -> (usize, bool) {
+pub(crate) fn read_frames(data: &[u8], mut apply: impl FnMut(Record)) -> (usize, bool) {
     let mut pos = 0;
     while pos < data.len() {
         let Some(header) = data.get(pos..pos + FRAME_HEADER) else {
@@ -285,7 +288,7 @@ fn read_frames(data: &[u8], mut apply: impl FnMut(Record)) -> (usize, bool) {
 type Listing = (Option<(u64, PathBuf)>, Vec<(u64, PathBuf)>);
 
 /// The newest checkpoint and the segments not older than it, in order.
-fn list(dir: &Path) -> io::Result<Listing> {
+pub(crate) fn list(dir: &Path) -> io::Result<Listing> {
     let mut checkpoint: Option<(u64, PathBuf)> = None;
     let mut segments = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -313,7 +316,7 @@ fn list(dir: &Path) -> io::Result<Listing> {
     Ok((checkpoint, segments))
 }
 
-fn segment_path(dir: &Path, n: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("{n:08}"))
 }
 
@@ -409,7 +412,7 @@ mod tests {
             wal.log(&samples(3, 0), Some(2)).unwrap();
             wal.rotate().unwrap();
             wal.log(&samples(3, 1000), Some(1002)).unwrap();
-            assert_eq!(wal.truncate(500, &[series.clone()]).unwrap(), 1);
+            assert_eq!(wal.truncate(500, &[series.clone()], u64::MAX).unwrap(), 1);
         }
         let (records, _) = replay(dir.path());
         assert_eq!(records[0], Record::Series(vec![(1, Kind::Float, labels)]));

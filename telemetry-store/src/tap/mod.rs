@@ -1,0 +1,350 @@
+//! Tap history: every tap event the proxies sample into their reports is
+//! indexed with tantivy, so past requests can be searched by who, what,
+//! status and latency (`dst_deployment:voting AND status:[500 TO 599]`,
+//! `latency_ms:>250`), newest first, or followed live.
+//!
+//! Indexing never slows metric ingest: reports hand their events to a
+//! bounded queue without waiting (events that do not fit are dropped and
+//! counted), and one background thread indexes, commits every half second
+//! and applies retention by age and by size.
+
+pub(crate) mod query;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use conduit_api::proto::tap::v1::TapEvent;
+use tantivy::collector::{Count, TopDocs};
+use tantivy::directory::MmapDirectory;
+use tantivy::query::RangeQuery;
+use tantivy::{Index, IndexReader, IndexWriter, Order, TantivyDocument, Term};
+
+pub(crate) use schema::json;
+use schema::{Fields, TIME};
+
+/// Most events one search returns.
+pub(crate) const MAX_LIMIT: usize = 10_000;
+const COMMIT_EVERY: Duration = Duration::from_millis(500);
+const WRITER_MEMORY: usize = 32 << 20;
+
+#[derive(Default)]
+pub(crate) struct TapStats {
+    pub(crate) indexed: AtomicU64,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) deleted_by_retention: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TapError {
+    #[error("invalid tap query: {0}")]
+    BadQuery(String),
+    #[error("tap index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("cannot open the tap index at {0}: {1} (delete the directory to start a fresh index)")]
+    Open(PathBuf, String),
+}
+
+pub(crate) struct TapOptions {
+    pub(crate) dir: PathBuf,
+    pub(crate) queue: usize,
+    pub(crate) retention_ms: i64,
+    pub(crate) max_bytes: u64,
+}
+
+pub(crate) struct TapIndex {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    queue: Mutex<Option<SyncSender<TapEvent>>>,
+    indexer: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) stats: Arc<TapStats>,
+}
+
+struct Indexer {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    stats: Arc<TapStats>,
+    opts: TapOptions,
+}
+
+impl TapIndex {
+    /// Opens (or creates) the index and starts its indexing thread.
+    pub(crate) fn open(opts: TapOptions) -> Result<Arc<Self>, TapError> {
+        let open_err = |e: &dyn std::fmt::Display| TapError::Open(opts.dir.clone(), e.to_string());
+        std::fs::create_dir_all(&opts.dir).map_err(|e| open_err(&e))?;
+        let (schema, fields) = Fields::schema();
+        let dir = MmapDirectory::open(&opts.dir).map_err(|e| open_err(&e))?;
+        let index = Index::open_or_create(dir, schema).map_err(|e| open_err(&e))?;
+        let reader = index.reader()?;
+        let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
+        let stats = Arc::new(TapStats::default());
+        let (tx, rx) = sync_channel(opts.queue.max(1));
+        let indexer = Indexer {
+            writer,
+            reader: reader.clone(),
+            fields,
+            stats: stats.clone(),
+            opts,
+        };
+        let handle = std::thread::Builder::new()
+            .name("tap-indexer".into())
+            .spawn(move || indexer.run(rx))
+            .map_err(|e| TapError::Open(PathBuf::new(), e.to_string()))?;
+        Ok(Arc::new(Self {
+            index,
+            fields,
+            reader,
+            queue: Mutex::new(Some(tx)),
+            indexer: Mutex::new(Some(handle)),
+            stats,
+        }))
+    }
+
+    /// Queues events for indexing without ever waiting.
+    pub(crate) fn offer(&self, events: Vec<TapEvent>) {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = queue.as_ref() else { return };
+        for e in events {
+            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(e) {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Events matching `q` in `[start, end]`, newest first (or oldest
+    /// first with `ascending`), at most `limit`.
+    pub(crate) fn search(
+        &self,
+        q: &str,
+        start: i64,
+        end: i64,
+        limit: usize,
+        ascending: bool,
+    ) -> Result<Vec<TapEvent>, TapError> {
+        let query =
+            query::build(&self.index, &self.fields, q, start, end).map_err(TapError::BadQuery)?;
+        let searcher = self.reader.searcher();
+        let order = if ascending { Order::Asc } else { Order::Desc };
+        let top =
+            TopDocs::with_limit(limit.clamp(1, MAX_LIMIT)).order_by_fast_field::<i64>(TIME, order);
+        let hits = searcher.search(&query, &top)?;
+        let mut out = Vec::with_capacity(hits.len());
+        for (_, addr) in hits {
+            let doc: TantivyDocument = searcher.doc(addr)?;
+            if let Some(e) = self.fields.event(&doc) {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a query without running it.
+    pub(crate) fn validate(&self, q: &str) -> Result<(), TapError> {
+        query::build(&self.index, &self.fields, q, 0, 0)
+            .map(drop)
+            .map_err(TapError::BadQuery)
+    }
+
+    pub(crate) fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Stops the indexing thread after it indexed and committed what is
+    /// queued.
+    pub(crate) fn stop(&self) {
+        drop(self.queue.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(h) = self
+            .indexer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for TapIndex {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl Indexer {
+    fn run(mut self, rx: Receiver<TapEvent>) {
+        let mut pending = 0u64;
+        let mut last_commit = Instant::now();
+        let mut last_retention = Instant::now();
+        loop {
+            let closed = match rx.recv_timeout(COMMIT_EVERY) {
+                Ok(e) => {
+                    self.add(&e);
+                    pending += 1;
+                    while let Ok(e) = rx.try_recv() {
+                        self.add(&e);
+                        pending += 1;
+                    }
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            if pending > 0 && (closed || last_commit.elapsed() >= COMMIT_EVERY) {
+                self.commit(&mut pending);
+                last_commit = Instant::now();
+            }
+            let retention_every =
+                Duration::from_millis((self.opts.retention_ms / 4).clamp(1000, 30_000) as u64);
+            if last_retention.elapsed() >= retention_every {
+                self.retention();
+                last_retention = Instant::now();
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+
+    fn add(&mut self, e: &TapEvent) {
+        if let Err(err) = self.writer.add_document(self.fields.document(e)) {
+            tracing::warn!(error = %err, "cannot index a tap event");
+        }
+    }
+
+    fn commit(&mut self, pending: &mut u64) {
+        match self.writer.commit() {
+            Ok(_) => {
+                self.stats.indexed.fetch_add(*pending, Ordering::Relaxed);
+                *pending = 0;
+                if let Err(e) = self.reader.reload() {
+                    tracing::warn!(error = %e, "cannot reload the tap index");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot commit the tap index"),
+        }
+    }
+
+    /// Deletes events older than the retention age, then the oldest ones
+    /// while the index is larger than its size budget.
+    fn retention(&mut self) {
+        let now = crate::time::now_ms();
+        let mut cutoff = now.saturating_sub(self.opts.retention_ms);
+        let size = dir_bytes(&self.opts.dir);
+        if size > self.opts.max_bytes {
+            let excess = 1.0 - (self.opts.max_bytes as f64 * 0.9) / size as f64;
+            cutoff = cutoff.max(self.time_at_fraction(excess));
+        }
+        let older = RangeQuery::new(
+            std::ops::Bound::Unbounded,
+            std::ops::Bound::Excluded(Term::from_field_i64(self.fields.time, cutoff)),
+        );
+        let doomed = self.reader.searcher().search(&older, &Count).unwrap_or(0);
+        if doomed == 0 {
+            return;
+        }
+        if let Err(e) = self.writer.delete_query(Box::new(older)) {
+            tracing::warn!(error = %e, "cannot apply tap retention");
+            return;
+        }
+        let mut none = 0;
+        self.commit(&mut none);
+        self.stats
+            .deleted_by_retention
+            .fetch_add(doomed as u64, Ordering::Relaxed);
+    }
+
+    /// The time before which `fraction` of the events lie (binary search
+    /// on counts of a fast-field range).
+    fn time_at_fraction(&self, fraction: f64) -> i64 {
+        let searcher = self.reader.searcher();
+        let total = searcher.num_docs() as f64;
+        let count_before = |t: i64| {
+            let q = RangeQuery::new(
+                std::ops::Bound::Unbounded,
+                std::ops::Bound::Excluded(Term::from_field_i64(self.fields.time, t)),
+            );
+            searcher.search(&q, &Count).unwrap_or(0) as f64
+        };
+        let (mut lo, mut hi) = (0i64, crate::time::now_ms());
+        while hi - lo > 1000 {
+            let mid = lo + (hi - lo) / 2;
+            if count_before(mid) < fraction * total {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        hi
+    }
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Events matching `q` as they are indexed, from `from` (Unix ms) on,
+/// oldest first. Polls the index every half second (its commit cadence).
+pub(crate) fn follow(
+    tap: Arc<TapIndex>,
+    q: String,
+    from: i64,
+) -> impl futures_util::Stream<Item = TapEvent> + Send {
+    use futures_util::StreamExt;
+    struct State {
+        tap: Arc<TapIndex>,
+        q: String,
+        from: i64,
+        /// Events already sent at time `from` (ties at the boundary).
+        sent_at_from: std::collections::HashSet<Vec<u8>>,
+    }
+    let state = State {
+        tap,
+        q,
+        from,
+        sent_at_from: Default::default(),
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        loop {
+            tokio::time::sleep(COMMIT_EVERY).await;
+            let (tap, q, from) = (st.tap.clone(), st.q.clone(), st.from);
+            let found = tokio::task::spawn_blocking(move || {
+                tap.search(&q, from, i64::MAX, MAX_LIMIT, true)
+            })
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+            let mut fresh = Vec::new();
+            for e in found {
+                let t = schema::time_ms(&e);
+                let key = prost::Message::encode_to_vec(&e);
+                if t == st.from && st.sent_at_from.contains(&key) {
+                    continue;
+                }
+                if t > st.from {
+                    st.from = t;
+                    st.sent_at_from.clear();
+                }
+                st.sent_at_from.insert(key);
+                fresh.push(e);
+            }
+            if !fresh.is_empty() {
+                return Some((futures_util::stream::iter(fresh), st));
+            }
+        }
+    })
+    .flatten()
+}
