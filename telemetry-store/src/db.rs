@@ -279,7 +279,7 @@ impl Db {
             if !new_series.is_empty() {
                 record::encode_series(
                     &mut buf,
-                    new_series.iter().map(|s| (s.r, s.kind, &s.labels)),
+                    new_series.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
                 );
                 wal.log(&buf, None)?;
             }
@@ -374,7 +374,7 @@ impl Db {
                 let mut samples = Vec::new();
                 s.lock().samples(head_mint, maxt, &mut samples);
                 if !samples.is_empty() {
-                    merged.entry(s.labels.clone()).or_default().extend(samples);
+                    merged.entry(s.labels.labels()).or_default().extend(samples);
                 }
             }
         }
@@ -412,7 +412,7 @@ impl Db {
                 let data = s.lock();
                 let windows: Vec<Window> = data.windows(head_after, until).cloned().collect();
                 if !windows.is_empty() {
-                    merged.entry(s.labels.clone()).or_default().extend(windows);
+                    merged.entry(s.labels.labels()).or_default().extend(windows);
                 }
             }
         }
@@ -436,7 +436,7 @@ impl Db {
                 self.head
                     .select(Kind::Float, matchers)
                     .into_iter()
-                    .map(|s| s.labels.clone()),
+                    .map(|s| s.labels.labels()),
             );
         }
         out
@@ -545,8 +545,13 @@ impl Db {
         // Appends in flight finish before we read.
         drop(self.wal.lock().unwrap_or_else(|e| e.into_inner()));
 
-        let mut series = self.head.all();
-        series.sort_by(|a, b| (&a.labels, a.kind).cmp(&(&b.labels, b.kind)));
+        let mut sorted: Vec<(Labels, Arc<MemSeries>)> = self
+            .head
+            .all()
+            .into_iter()
+            .map(|s| (s.labels.labels(), s))
+            .collect();
+        sorted.sort_by(|a, b| (&a.0, a.1.kind).cmp(&(&b.0, b.1.kind)));
         let blocks_dir = self.opts.dir.join("blocks");
         let mut w = block::writer::BlockWriter::create(&blocks_dir, start, end, 1, 0)?;
         let mut rollup = if self.opts.raw_retention_ms > 0 {
@@ -560,7 +565,7 @@ impl Db {
         } else {
             None
         };
-        for s in &series {
+        for (labels, s) in &sorted {
             let (samples, windows) = {
                 let data = s.lock();
                 let mut samples = Vec::new();
@@ -568,10 +573,10 @@ impl Db {
                 let windows: Vec<Window> = data.windows(start - 1, end - 1).cloned().collect();
                 (samples, windows)
             };
-            w.add(&s.labels, s.kind, &samples, &windows)?;
+            w.add(labels, s.kind, &samples, &windows)?;
             if let Some(r) = &mut rollup {
                 r.add(
-                    &s.labels,
+                    labels,
                     s.kind,
                     &crate::downsample::samples(&samples, ROLLUP_RESOLUTION_MS),
                     &crate::downsample::windows(&windows, ROLLUP_RESOLUTION_MS),
@@ -600,7 +605,7 @@ impl Db {
             // Truncate under the lock so no reader sees the data twice or
             // not at all.
             let mut new_min = i64::MAX;
-            for s in &series {
+            for (_, s) in &sorted {
                 let mut data = s.lock();
                 if data.truncate_before(end) {
                     new_min = new_min.min(data.min_t().unwrap_or(i64::MAX));
@@ -609,6 +614,7 @@ impl Db {
             self.head_min_t.store(new_min, Ordering::Relaxed);
         }
         self.stats.blocks_cut.fetch_add(1, Ordering::Relaxed);
+        let series: Vec<Arc<MemSeries>> = sorted.into_iter().map(|(_, s)| s).collect();
         self.gc_series(&series, end);
         self.truncate_wal(end)?;
         Ok(true)
@@ -658,7 +664,10 @@ impl Db {
             .chunks(10_000)
             .map(|chunk| {
                 let mut buf = Vec::new();
-                record::encode_series(&mut buf, chunk.iter().map(|s| (s.r, s.kind, &s.labels)));
+                record::encode_series(
+                    &mut buf,
+                    chunk.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
+                );
                 buf
             })
             .collect();

@@ -9,6 +9,7 @@
 mod bits;
 pub(crate) mod chunk;
 pub(crate) mod gorilla;
+pub(crate) mod labels;
 pub(crate) mod series;
 pub(crate) mod window;
 
@@ -21,6 +22,7 @@ use conduit_api::Labels;
 
 pub(crate) use self::bits::{BitReader, BitWriter};
 pub(crate) use chunk::Sample;
+pub(crate) use labels::CompactLabels;
 pub(crate) use series::{Kind, MemSeries, Reject};
 pub(crate) use window::Window;
 
@@ -114,7 +116,7 @@ impl Head {
         &self,
         hash: u64,
         kind: Kind,
-        eq: impl Fn(&Labels) -> bool,
+        eq: impl Fn(&CompactLabels) -> bool,
     ) -> Option<Arc<MemSeries>> {
         let stripe = read(&self.by_hash[hash as usize % STRIPES]);
         stripe
@@ -131,12 +133,15 @@ impl Head {
         kind: Kind,
     ) -> Result<Arc<MemSeries>, SeriesLimit> {
         let hash = hash_labels(&labels, kind);
-        if let Some(s) = self.find(hash, kind, |l| *l == labels) {
+        if let Some(s) = self.find(hash, kind, |l| l.eq_labels(&labels)) {
             return Ok(s);
         }
         let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
         let entry = stripe.entry(hash).or_default();
-        if let Some(s) = entry.iter().find(|s| s.kind == kind && s.labels == labels) {
+        if let Some(s) = entry
+            .iter()
+            .find(|s| s.kind == kind && s.labels.eq_labels(&labels))
+        {
             return Ok(s.clone());
         }
         if self.len() >= self.max_series {
@@ -145,11 +150,11 @@ impl Head {
             });
         }
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        let series = Arc::new(MemSeries::new(r, labels, kind));
+        let series = Arc::new(MemSeries::new(r, &labels, kind));
         entry.push(series.clone());
         self.created.fetch_add(1, Ordering::Relaxed);
         drop(stripe);
-        self.register(series.clone());
+        self.register(series.clone(), &labels);
         Ok(series)
     }
 
@@ -158,7 +163,7 @@ impl Head {
     /// the series already restored.
     pub(crate) fn restore(&self, r: SeriesRef, labels: Labels, kind: Kind) -> Arc<MemSeries> {
         let hash = hash_labels(&labels, kind);
-        if let Some(s) = self.find(hash, kind, |l| *l == labels) {
+        if let Some(s) = self.find(hash, kind, |l| l.eq_labels(&labels)) {
             self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
             return s;
         }
@@ -166,27 +171,27 @@ impl Head {
             return s;
         }
         self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
-        let series = Arc::new(MemSeries::new(r, labels, kind));
+        let series = Arc::new(MemSeries::new(r, &labels, kind));
         series.mark_logged();
         write(&self.by_hash[hash as usize % STRIPES])
             .entry(hash)
             .or_default()
             .push(series.clone());
-        self.register(series.clone());
+        self.register(series.clone(), &labels);
         series
     }
 
-    fn register(&self, series: Arc<MemSeries>) {
+    fn register(&self, series: Arc<MemSeries>, labels: &Labels) {
         self.index(series.kind)
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .add(series.r, &series.labels);
+            .add(series.r, labels);
         write(&self.by_ref[series.r as usize % STRIPES]).insert(series.r, series);
         self.len.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn remove(&self, series: &MemSeries) {
-        let hash = hash_labels(&series.labels, series.kind);
+        let hash = hash_pairs(series.labels.pairs(), series.kind);
         let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
         if let Some(list) = stripe.get_mut(&hash) {
             list.retain(|s| s.r != series.r);
@@ -202,7 +207,7 @@ impl Head {
             self.index(series.kind)
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(series.r, &series.labels);
+                .remove(series.r, &series.labels.labels());
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
     }

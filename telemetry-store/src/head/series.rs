@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use conduit_api::Labels;
 
 use super::chunk::{Chunk, OpenChunk, Sample};
+use super::labels::CompactLabels;
 use super::window::Window;
 use crate::series::SeriesRef;
 
@@ -18,7 +19,7 @@ pub(crate) enum Kind {
 
 pub(crate) struct MemSeries {
     pub(crate) r: SeriesRef,
-    pub(crate) labels: Labels,
+    pub(crate) labels: CompactLabels,
     pub(crate) kind: Kind,
     pub(crate) data: Mutex<SeriesData>,
     /// Whether its series record is in the WAL; written once, before the
@@ -44,10 +45,10 @@ pub(crate) enum Reject {
 }
 
 impl MemSeries {
-    pub(crate) fn new(r: SeriesRef, labels: Labels, kind: Kind) -> Self {
+    pub(crate) fn new(r: SeriesRef, labels: &Labels, kind: Kind) -> Self {
         Self {
             r,
-            labels,
+            labels: CompactLabels::new(labels),
             kind,
             data: Mutex::new(SeriesData::default()),
             logged: AtomicBool::new(false),

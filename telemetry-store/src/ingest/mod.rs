@@ -204,13 +204,11 @@ impl Ingester {
             pairs.sort_by(|a, b| a.0.cmp(b.0));
         }
         let hash = hash_pairs(pairs.iter().copied(), Kind::Float);
-        let eq = |l: &Labels| {
-            l.len() == pairs.len()
-                && l.iter()
-                    .zip(pairs.iter())
-                    .all(|(a, b)| a.name.as_bytes() == b.0 && a.value.as_bytes() == b.1)
-        };
-        if let Some(s) = self.db.head.find(hash, Kind::Float, eq) {
+        if let Some(s) = self
+            .db
+            .head
+            .find(hash, Kind::Float, |l| l.eq_pairs(pairs.iter().copied()))
+        {
             return Ok(s);
         }
         let mut owned = Vec::with_capacity(pairs.len());

@@ -405,7 +405,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let labels = Labels::try_from_pairs([("__name__", "x")]).unwrap();
         let mut series = Vec::new();
-        record::encode_series(&mut series, [(1, Kind::Float, &labels)].into_iter());
+        record::encode_series(
+            &mut series,
+            [(1, Kind::Float, record::pairs(&labels))].into_iter(),
+        );
         {
             let (mut wal, _) = Wal::open(dir.path(), FsyncPolicy::Never, |_| {}).unwrap();
             wal.log(&series, None).unwrap();

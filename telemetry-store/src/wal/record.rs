@@ -33,24 +33,36 @@ impl Record {
     }
 }
 
-pub(crate) fn encode_series<'a>(
+/// Series records from each series' (name, value) pairs.
+pub(crate) fn encode_series<'a, P>(
     out: &mut Vec<u8>,
-    series: impl ExactSizeIterator<Item = (SeriesRef, Kind, &'a Labels)>,
-) {
+    series: impl ExactSizeIterator<Item = (SeriesRef, Kind, P)>,
+) where
+    P: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
     out.push(SERIES);
     put_uvarint(out, series.len() as u64);
-    for (r, kind, labels) in series {
+    for (r, kind, pairs) in series {
         put_uvarint(out, r);
         out.push(match kind {
             Kind::Float => 0,
             Kind::Histogram => 1,
         });
-        put_uvarint(out, labels.len() as u64);
-        for l in labels.iter() {
-            put_bytes(out, l.name.as_bytes());
-            put_bytes(out, l.value.as_bytes());
+        put_uvarint(out, pairs.clone().count() as u64);
+        for (n, v) in pairs {
+            put_bytes(out, n);
+            put_bytes(out, v);
         }
     }
+}
+
+/// A label set's pairs, as [`encode_series`] takes them.
+#[cfg(test)]
+pub(crate) fn pairs(l: &Labels) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    l.iter()
+        .map(|l| (l.name.as_bytes(), l.value.as_bytes()))
+        .collect::<Vec<_>>()
+        .into_iter()
 }
 
 pub(crate) fn encode_samples(out: &mut Vec<u8>, samples: &[(SeriesRef, i64, f64)]) {
@@ -212,7 +224,11 @@ mod tests {
         let mut buf = Vec::new();
         encode_series(
             &mut buf,
-            [(7, Kind::Float, &labels), (9, Kind::Histogram, &labels)].into_iter(),
+            [
+                (7, Kind::Float, pairs(&labels)),
+                (9, Kind::Histogram, pairs(&labels)),
+            ]
+            .into_iter(),
         );
         assert_eq!(
             decode(&buf).unwrap(),
