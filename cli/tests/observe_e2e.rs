@@ -165,12 +165,12 @@ fn row<'a>(stat: &'a Stat, name: &str) -> &'a conduit_api::json::StatRow {
 }
 
 /// Waits until the store has every report of the traffic sent so far.
-fn settle(mesh: &Mesh, voting_sent: u64) -> Stat {
+fn settle(mesh: &Mesh, sent: &[(&str, u64)]) -> Stat {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let s = stat(mesh, "5m");
-        let seen = row(&s, "voting").metrics.as_ref().map_or(0, |m| m.total());
-        if seen >= voting_sent || Instant::now() > deadline {
+        let seen = |name| row(&s, name).metrics.as_ref().map_or(0, |m| m.total());
+        if sent.iter().all(|(name, n)| seen(name) >= *n) || Instant::now() > deadline {
             return s;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -189,7 +189,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     // Warm up until the discovery file has reached the web proxy (until
     // then it answers 404: no route to the authority).
     let deadline = Instant::now() + Duration::from_secs(15);
-    let mut warm_voting = 0;
+    let (mut warm_voting, mut warm_emoji) = (0, 0);
     loop {
         let (v, _) = drive_load(
             outbound,
@@ -206,6 +206,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
             Duration::from_millis(500),
         );
         warm_voting += v.get(&200).unwrap_or(&0) + v.get(&500).unwrap_or(&0);
+        warm_emoji += e.get(&200).unwrap_or(&0);
         let routed =
             |m: &std::collections::BTreeMap<u16, u64>| m.keys().all(|s| *s == 200 || *s == 500);
         if routed(&v) && routed(&e) {
@@ -216,7 +217,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
             "the mesh never routed: {v:?} {e:?}"
         );
     }
-    let before = settle(&mesh, warm_voting);
+    let before = settle(&mesh, &[("voting", warm_voting), ("emoji", warm_emoji)]);
     let base = |name: &str| {
         row(&before, name)
             .metrics
@@ -339,7 +340,13 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     );
     assert_eq!(emoji_ok, 360, "{emoji_sent:?}");
 
-    let after = settle(&mesh, voting_ok0 + voting_fail0 + 720);
+    let after = settle(
+        &mesh,
+        &[
+            ("voting", voting_ok0 + voting_fail0 + 720),
+            ("emoji", emoji_ok0 + emoji_ok),
+        ],
+    );
     let voting = row(&after, "voting");
     assert_eq!(voting.meshed_pods, 1);
     assert_eq!(voting.total_pods, 1);
@@ -372,11 +379,11 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
         "voting quantiles: {m:?}"
     );
     let e = row(&after, "emoji").metrics.clone().unwrap();
-    assert!(within(
-        (e.success_count - emoji_ok0) as f64,
-        emoji_ok as f64,
-        0.02
-    ));
+    let ok = (e.success_count - emoji_ok0) as f64;
+    assert!(
+        within(ok, emoji_ok as f64, 0.02),
+        "emoji successes {ok} vs {emoji_ok} sent"
+    );
     assert_eq!(e.failure_count, 0);
     assert!(
         e.latency_ms_p50 >= EMOJI_DELAY_MS && e.latency_ms_p50 < VOTING_DELAY_MS,

@@ -3,8 +3,12 @@
 
 use std::process::ExitCode;
 
+mod plot;
 mod proxy;
+mod report;
 mod stat;
+mod store;
+mod ui;
 
 const USAGE: &str = "usage: conduit-load-tests SCENARIO [ARGS...]
 
@@ -12,6 +16,9 @@ scenarios:
   proxy [--rate RPS] [--seconds S] [--rounds R]
                               conduit-proxy vs a direct connection and haproxy (latency, max RPS, RSS)
   stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
+  store [--series N] [--hours H] [--deployments D] [--runs R]
+                              the telemetry store vs Prometheus and VictoriaMetrics
+  ui [RUNS]                   the dashboard: bundle size, first data row in headless Chromium
 ";
 
 fn main() -> ExitCode {
@@ -19,6 +26,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("proxy") => proxy::run(&args[1..]),
         Some("stat") => stat::run(&args[1..]),
+        Some("store") => store::run(&args[1..]),
+        Some("ui") => ui::run(&args[1..]),
         Some("-h" | "--help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -11,13 +11,12 @@
 //! p50/p95/p99 by deployment, against the store's PromQL HTTP API.
 //!
 //! Run with `cargo xtask bench stat` (or `cargo run --release -p
-//! conduit-load-tests -- stat [DEPLOYMENTS] [RUNS]`); figures are appended to
+//! conduit-load-tests -- stat [DEPLOYMENTS] [RUNS]`); figures go to
 //! `load-tests/RESULTS.md`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::process::Command;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use conduit_api::histogram;
 use conduit_api::metrics::{self, label};
@@ -26,6 +25,8 @@ use conduit_api::proto::telemetry::v1::{
     CounterSeries, HistogramSeries, ProxyMeta, Report, telemetry_client::TelemetryClient,
 };
 use conduit_testbed::{Controller, Store, TempDir, bin};
+
+use crate::report::{self, ms, now_ms, pct, today};
 
 const NAMESPACE: &str = "bench";
 const REPORTS_PER_PROXY: u64 = 10;
@@ -148,7 +149,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     })?;
 
     let report = format!(
-        "\n## stat — `conduit stat deploy` with {deployments} Deployments\n\n\
+        "## stat — `conduit stat deploy` with {deployments} Deployments\n\n\
          {}, {} build: `cargo run --release -p conduit-load-tests -- stat {deployments} {runs}`, {runs} runs each.\n\n\
          | what | p50 | p95 | max |\n|---|---|---|---|\n\
          | `conduit stat deploy -n {NAMESPACE} -o json` (process, gRPC, controller, store `Golden` + `Status`) | {} | {} | {} |\n\
@@ -185,13 +186,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         },
     );
     print!("{report}");
-    let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("RESULTS.md");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&results)
-        .and_then(|mut f| f.write_all(report.as_bytes()))
-        .map_err(|e| format!("{}: {e}", results.display()))?;
-    Ok(())
+    report::write_section("stat", &report)
 }
 
 fn discovery_file(n: usize) -> String {
@@ -215,12 +210,6 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
             value: v.to_string(),
         })
         .collect()
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// One simulated proxy per Deployment: 10 requests/s, one in 20 failing,
@@ -388,19 +377,4 @@ fn time_runs(runs: usize, mut f: impl FnMut() -> Result<(), String>) -> Result<V
     }
     out.sort_by(f64::total_cmp);
     Ok(out)
-}
-
-fn pct(sorted: &[f64], q: f64) -> f64 {
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i]
-}
-
-fn ms(v: f64) -> String {
-    format!("{v:.1} ms")
-}
-
-fn today() -> String {
-    let out = Command::new("date").arg("-u").arg("+%Y-%m-%d").output();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
 }

@@ -16,13 +16,16 @@ use crate::process::{Result, cargo, exec, probe, step};
 /// Real programs the tests run against instead of mocks: Prometheus for
 /// PromQL comparison; iptables, iproute2 and setpriv (util-linux) for
 /// transparent mode in a network namespace; openssl to verify the
-/// certificates `conduit install` generates.
+/// certificates `conduit install` generates; Chromium and chromedriver for
+/// the dashboard's browser test.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "iptables",
     "iproute2",
     "util-linux",
     "openssl",
+    "chromium",
+    "chromium-driver",
 ];
 
 /// Python tools the tests run, pinned, installed into `target/venv`.
@@ -55,6 +58,16 @@ pub(crate) fn run(args: &[String]) -> Result {
     step("doc tests (nextest does not run them)");
     let mut cmd = cargo();
     cmd.args(["test", "--doc"]);
+    lint(&mut cmd);
+    exec(&mut cmd)?;
+
+    // End-to-end tests start the binaries of other packages (the demo app,
+    // the store, the proxies), which a test build alone does not link.
+    // `--all-targets` keeps the feature set of the test build, so nextest
+    // below reuses every artifact instead of compiling dependencies again.
+    step("build every target with clippy -D warnings");
+    let mut cmd = cargo();
+    cmd.args(["build", "--all-targets"]);
     lint(&mut cmd);
     exec(&mut cmd)?;
 

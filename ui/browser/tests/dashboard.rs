@@ -76,13 +76,51 @@ async fn overview_figures(b: &Browser, name: &str) -> Result<Option<(f64, f64)>,
     )
 }
 
+/// How the page's wasm arrived (Resource Timing, bytes).
+#[derive(Debug)]
+struct Transfer {
+    /// On the wire: 0 when it came from the cache.
+    transfer: u64,
+    /// The body as sent (compressed).
+    encoded: u64,
+    /// The body after decoding.
+    decoded: u64,
+}
+
+async fn wasm_timing(b: &Browser) -> Transfer {
+    let v = b
+        .eval(
+            "const r = performance.getEntriesByType('resource').find(e => e.name.endsWith('.wasm'));
+             return r ? [r.transferSize, r.encodedBodySize, r.decodedBodySize] : null;",
+        )
+        .await
+        .unwrap();
+    let n = |i: usize| {
+        v[i].as_u64()
+            .unwrap_or_else(|| panic!("no wasm resource timing: {v}"))
+    };
+    Transfer {
+        transfer: n(0),
+        encoded: n(1),
+        decoded: n(2),
+    }
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Saves a screenshot; the log line says when, to see where time goes.
 async fn shot(b: &Browser, name: &str) {
     let path = b.screenshot(name).await.expect("screenshot");
-    eprintln!("screenshot: {}", path.display());
+    eprintln!("{} screenshot: {}", unix_ms(), path.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
+    eprintln!("{} starting the mesh", unix_ms());
     let bundle = mesh::bundle().unwrap_or_else(|e| panic!("{e}"));
     let mut mesh = tokio::task::spawn_blocking(move || Mesh::start(&bundle))
         .await
@@ -90,6 +128,7 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
         .unwrap_or_else(|e| panic!("{e}"));
     let grpc = mesh.controller.grpc;
 
+    eprintln!("{} mesh ready", unix_ms());
     let b = Browser::start().await.unwrap_or_else(|e| panic!("{e}"));
     let base = mesh.base_url();
 
@@ -106,6 +145,9 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(sorted, ["emoji", "voting", "web"], "rows: {names:?}");
+    // The page updates every second while traffic ramps up, so its
+    // figures are read from an update computed before the command ran and
+    // from one computed after it; the command's must lie between them.
     for name in ["voting", "emoji"] {
         let before = wait_for(WAIT, &format!("{name}'s figures"), || {
             overview_figures(&b, name)
@@ -113,6 +155,17 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
         .await
         .unwrap();
         let cli = cli_stat(grpc);
+        let ran = unix_ms();
+        wait_for(WAIT, "an update computed after `conduit stat`", || async {
+            let t = b
+                .attrs("[data-testid=overview-table]", "data-updated")
+                .await?;
+            Ok(t.first()
+                .and_then(|t| t.parse::<i64>().ok())
+                .filter(|t| *t > ran))
+        })
+        .await
+        .unwrap();
         let after = overview_figures(&b, name)
             .await
             .unwrap()
@@ -170,6 +223,12 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     })
     .await
     .unwrap();
+    // The wasm came compressed (the controller's precompressed variant).
+    let wasm = wasm_timing(&b).await;
+    assert!(
+        wasm.encoded > 0 && wasm.encoded * 2 < wasm.decoded,
+        "the wasm was not served compressed: {wasm:?}"
+    );
     shot(&b, "01-overview").await;
 
     // Sorting by RPS, highest first: voting (20 rps) above emoji (10 rps).
@@ -262,6 +321,9 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     })
     .await
     .unwrap();
+    // A fresh page load takes the content-hashed wasm from the cache.
+    let wasm = wasm_timing(&b).await;
+    assert_eq!(wasm.transfer, 0, "the wasm was fetched again: {wasm:?}");
 
     // A Deployment nobody knows gets a clear answer, not endless loading.
     b.driver

@@ -321,7 +321,11 @@ pub(crate) fn Overview() -> impl IntoView {
             </header>
             <nav class="chips">{filter}</nav>
             <StreamStatus state=state what="Deployments"/>
-            <table class="metrics" data-testid="overview-table">
+            <table
+                class="metrics"
+                data-testid="overview-table"
+                data-updated=move || stat.with(|s| s.as_ref().map(|s| s.time_unix_ms))
+            >
                 <thead>
                     <tr>{header}<th>"Trend (" {TREND_RANGE.as_str()} ")"</th><th></th></tr>
                 </thead>

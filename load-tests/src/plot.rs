@@ -1,5 +1,5 @@
-//! The latency plot of the proxy benchmark: one line per path through the
-//! percentiles, as a standalone SVG (no plotting dependency).
+//! Plots for RESULTS.md as standalone SVG files, so the figures can be
+//! seen on any Markdown viewer without a plotting dependency.
 
 use std::fmt::Write;
 
@@ -68,6 +68,53 @@ pub(crate) fn percentiles(title: &str, series: &[(String, Vec<f64>)]) -> String 
         );
     }
     svg + "</svg>\n"
+}
+
+pub(crate) struct Bar {
+    pub(crate) label: String,
+    pub(crate) value: f64,
+}
+
+/// An SVG bar chart; `unit` follows each value.
+pub(crate) fn bars(title: &str, unit: &str, bars: &[Bar]) -> String {
+    let max = bars
+        .iter()
+        .map(|b| b.value)
+        .fold(0.0f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let (w, row, left) = (640.0, 34.0, 200.0);
+    let h = 50.0 + row * bars.len() as f64;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    );
+    for (i, b) in bars.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        let len = (w - left - 120.0) * b.value / max;
+        svg += &format!(
+            "<text x=\"10\" y=\"{:.0}\">{}</text>\n<rect x=\"{left}\" y=\"{y:.0}\" width=\"{len:.1}\" height=\"22\" fill=\"{}\"/>\n<text x=\"{:.1}\" y=\"{:.0}\">{} {}</text>\n",
+            y + 16.0,
+            escape(&b.label),
+            if i == 0 { "#2b7bb9" } else { "#9aa5b1" },
+            left + len + 6.0,
+            y + 16.0,
+            pretty(b.value),
+            escape(unit)
+        );
+    }
+    svg + "</svg>\n"
+}
+
+pub(crate) fn pretty(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{:.0}", v)
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
 }
 
 fn escape(s: &str) -> String {

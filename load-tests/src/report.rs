@@ -1,0 +1,90 @@
+//! What every scenario shares when it writes its figures: its own section
+//! of `load-tests/RESULTS.md` (rewritten in place on every run, so the file
+//! always holds the latest run of each scenario), percentiles and the
+//! date of the run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `load-tests/`, where RESULTS.md and plots/ live.
+pub(crate) fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+}
+
+/// Replaces the section of `scenario` in RESULTS.md (between its
+/// `<!-- scenario:begin -->` and `<!-- scenario:end -->` markers), or
+/// appends it when the scenario has not written one yet.
+pub(crate) fn write_section(scenario: &str, body: &str) -> Result<(), String> {
+    let path = root().join("RESULTS.md");
+    let begin = format!("<!-- {scenario}:begin -->");
+    let end = format!("<!-- {scenario}:end -->");
+    let current = std::fs::read_to_string(&path).unwrap_or_default();
+    let section = format!("{begin}\n{}\n{end}\n", body.trim_end());
+    let updated = match (current.find(&begin), current.find(&end)) {
+        (Some(b), Some(e)) if e > b => format!(
+            "{}{section}{}",
+            &current[..b],
+            current[e + end.len()..].trim_start_matches('\n')
+        ),
+        _ => format!("{}\n\n{section}", current.trim_end()),
+    };
+    std::fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Writes `plots/NAME` (an SVG) beside RESULTS.md.
+pub(crate) fn write_plot(name: &str, svg: &str) -> Result<(), String> {
+    let dir = root().join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(name);
+    std::fs::write(&path, svg).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The `q` quantile (0..=1) of ascending `sorted` (nearest rank); NaN
+/// when there is nothing to rank.
+pub(crate) fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+pub(crate) fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+pub(crate) fn ms(v: f64) -> String {
+    format!("{v:.1} ms")
+}
+
+/// The run's date, UTC, for the section headings.
+pub(crate) fn today() -> String {
+    Command::new("date")
+        .args(["-u", "+%Y-%m-%d"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pct;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(pct(&v, 0.5), 50.0);
+        assert_eq!(pct(&v, 0.95), 95.0);
+        assert_eq!(pct(&v, 1.0), 100.0);
+        assert_eq!(pct(&v, 0.0), 1.0);
+        assert!(pct(&[], 0.5).is_nan());
+    }
+}
