@@ -5,6 +5,7 @@
 //! - `test`  everything CI checks: format, lints, the whole test suite
 //! - `demo`  build everything and run `conduit demo`
 //! - `ui`    build the dashboard bundle
+//! - `fuzz`  a short run of the proxy's fuzz targets
 //! - `bench` run the benchmarks of `load-tests/`
 //!
 //! std only: xtask is compiled before anything else runs, so it stays cheap.
@@ -13,6 +14,7 @@ use std::process::ExitCode;
 
 mod bench;
 mod demo;
+mod fuzz;
 mod install;
 mod process;
 mod test;
@@ -27,6 +29,7 @@ Tasks:
   demo [ARGS...]  build everything and run `conduit demo ARGS...`
   ui              build the dashboard bundle (WASM) where the controller serves it
   bench [NAME]    run load-tests benchmarks and update load-tests/RESULTS.md
+  fuzz [SECONDS]  fuzz each proxy parser for SECONDS (20) from its seeds (nightly)
 ";
 
 fn main() -> ExitCode {
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Some("demo") => demo::run(&rest),
         Some("ui") => ui::run(&rest),
         Some("bench") => bench::run(&rest),
+        Some("fuzz") => fuzz::run(&rest),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

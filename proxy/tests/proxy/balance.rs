@@ -62,7 +62,14 @@ async fn a_slow_endpoint_gets_little_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_endpoint_is_ejected_then_probed_back() {
-    let healthy = upstream(|_| async { text(200, "ok") }).await;
+    // The healthy endpoint is the slower one, so the balancer's latency
+    // estimate prefers the dead endpoint's fast 500s: only the breaker
+    // keeps requests away from it.
+    let healthy = upstream(|_| async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        text(200, "ok")
+    })
+    .await;
     let dead = Arc::new(AtomicBool::new(true));
     let d = dead.clone();
     let flaky = upstream(move |_| {
