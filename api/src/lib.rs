@@ -30,6 +30,7 @@ pub mod labels;
 pub mod metrics;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod rate_limit;
 pub mod sidecar;
 
 pub use classify::Classification;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use conduit_api::DeploymentRef;
+use conduit_api::sidecar::PortRange;
 
 /// How connections reach the proxy.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -310,41 +311,6 @@ impl FromStr for EndpointSpec {
     }
 }
 
-/// A port or an inclusive range of ports.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl PortRange {
-    pub fn contains(self, port: u16) -> bool {
-        (self.first..=self.last).contains(&port)
-    }
-}
-
-impl FromStr for PortRange {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let port = |p: &str| {
-            p.trim()
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
-        };
-        let (first, last) = match s.split_once('-') {
-            Some((a, b)) => (port(a)?, port(b)?),
-            None => (port(s)?, port(s)?),
-        };
-        if first > last {
-            return Err(format!("port range {s:?} is backwards"));
-        }
-        Ok(Self { first, last })
-    }
-}
-
 /// An `http://host:port` gRPC address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcAddr(pub String);
@@ -448,10 +414,6 @@ mod tests {
         let r: TcpRoute = "127.0.0.1:3306=db.demo:3306".parse().unwrap();
         assert_eq!(r.authority, "db.demo:3306");
         assert!("3306=db:3306".parse::<TcpRoute>().is_err());
-        let p: PortRange = "5000-5010".parse().unwrap();
-        assert!(p.contains(5005) && !p.contains(5011));
-        assert!("10-5".parse::<PortRange>().is_err());
-        assert!("0".parse::<PortRange>().is_err());
     }
 
     #[test]

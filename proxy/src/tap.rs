@@ -16,47 +16,16 @@ use std::time::Duration;
 
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::tap::v1::{self as pb, Filter, ObserveRequest, TapEvent};
+use conduit_api::rate_limit::RateLimit;
 use conduit_api::{DeploymentRef, Direction};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::metrics::{Registry, lock};
 
 /// Events buffered per live subscriber before new ones are dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
-
-/// A token bucket: `rps` per second, bursts up to one second's worth.
-struct RateLimit {
-    rps: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rps: u32) -> Self {
-        let rps = f64::from(rps.max(1));
-        Self {
-            rps,
-            tokens: rps,
-            last: Instant::now(),
-        }
-    }
-
-    fn try_take(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rps;
-        self.tokens = (self.tokens + refill).min(self.rps);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
 
 pub(crate) struct Subscriber {
     filter: Filter,
@@ -141,7 +110,7 @@ impl Tap {
         let active = self.active.load(Relaxed) > 0;
         let sampled = self.sample_rate > 0.0
             && fastrand::f64() < self.sample_rate
-            && lock(&self.sample_limit).try_take();
+            && lock(&self.sample_limit).allow();
         if !active && !sampled {
             return None;
         }
@@ -171,7 +140,7 @@ impl Tap {
                 if s.tx.is_closed() {
                     closed = true;
                 } else if matches(&s.filter, req) {
-                    if lock(&s.limit).try_take() {
+                    if lock(&s.limit).allow() {
                         out.push(s.clone());
                     } else {
                         self.dropped(1);
@@ -369,13 +338,6 @@ fn validate(f: &Filter) -> Result<(), tonic::Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rate_limit_allows_a_burst_then_the_rate() {
-        let mut r = RateLimit::new(5);
-        let allowed = (0..20).filter(|_| r.try_take()).count();
-        assert_eq!(allowed, 5);
-    }
 
     #[test]
     fn filters() {

@@ -26,6 +26,11 @@ pub(crate) fn run(args: &[String]) -> Result {
             .parse()
             .map_err(|_| format!("`{s}` is not a number of seconds per target"))?,
     };
+    fuzz_for(seconds)
+}
+
+/// Fuzzes every target for `seconds`.
+pub(crate) fn fuzz_for(seconds: u32) -> Result {
     let nightly = probe(Command::new("rustup").args(["run", "nightly", "rustc", "--version"]))
         .ok_or(
             "cargo fuzz needs a nightly toolchain: `rustup toolchain install nightly --profile minimal`",

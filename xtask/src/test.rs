@@ -6,6 +6,8 @@
 //! `-D warnings`, so every workspace target is linted exactly as
 //! `cargo clippy --all-targets -- -D warnings` would, while dependencies are
 //! compiled once instead of once for checking and once for testing.
+//! The dashboard crate (wasm32, its own toolchain) is linted apart, and
+//! the proxy's fuzz targets run briefly at the end.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -28,6 +30,10 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium-driver",
 ];
 
+/// Seconds of fuzzing per target: enough to replay the corpus and mutate
+/// it some ten thousand times; `cargo xtask fuzz` runs longer.
+const FUZZ_SECONDS: u32 = 10;
+
 /// Python tools the tests run, pinned, installed into `target/venv`.
 const TEST_PYTHON: &[&str] = &["kubernetes-validate==1.37.0"];
 
@@ -41,6 +47,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     let venv = install::python_venv(TEST_PYTHON)?;
     // The dashboard's browser tests open the bundle the controller serves.
     crate::ui::ensure_built()?;
+    crate::ui::lint()?;
 
     let clippy = clippy_driver()?;
     let lint = |cmd: &mut Command| {
@@ -81,7 +88,11 @@ pub(crate) fn run(args: &[String]) -> Result {
     }
     cmd.args(args);
     lint(&mut cmd);
-    exec(&mut cmd)
+    exec(&mut cmd)?;
+
+    // Last, as it builds the proxy once more (nightly, sanitizers).
+    step("fuzz the proxy's parsers briefly");
+    crate::fuzz::fuzz_for(FUZZ_SECONDS)
 }
 
 fn has_nextest() -> bool {

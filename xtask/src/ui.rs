@@ -254,7 +254,7 @@ fn wasm_target_dir() -> PathBuf {
 }
 
 /// `cargo xtask ui --clippy`: the dashboard crate linted as it is built.
-fn lint() -> Result {
+pub(crate) fn lint() -> Result {
     install::apt(PACKAGES)?;
     check_compiler()?;
     step("clippy -D warnings on conduit-ui (wasm32)");

@@ -11,12 +11,13 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use conduit_api::DeploymentRef;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::tap::v1::{self as tap, tap_client::TapClient};
+use conduit_api::rate_limit::RateLimit;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -227,36 +228,6 @@ pub fn matches(f: &tap::Filter, e: &tap::TapEvent) -> bool {
         && (f.direction == 0 || f.direction == e.direction)
 }
 
-/// A token bucket: at most `rate` events per second, bursts of one second.
-pub struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub fn new(rate: u32) -> Self {
-        Self {
-            rate: f64::from(rate),
-            tokens: f64::from(rate),
-            last: Instant::now(),
-        }
-    }
-
-    pub fn allow(&mut self) -> bool {
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
-        self.tokens = (self.tokens + refill).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 pub fn max_rps(requested: u32) -> Result<u32, Status> {
     match requested {
         0 => Ok(DEFAULT_MAX_RPS),
@@ -409,13 +380,6 @@ mod tests {
         assert!(!matches(&f("", "GET", "", ""), &e));
         assert!(!matches(&f("", "", "", "emoji"), &e));
         assert!(!matches(&f("", "", "web.demo:8080", ""), &e));
-    }
-
-    #[test]
-    fn rate_limit_allows_one_second_of_burst() {
-        let mut limit = RateLimit::new(10);
-        let allowed = (0..100).filter(|_| limit.allow()).count();
-        assert!((10..=11).contains(&allowed), "{allowed}");
     }
 
     #[test]
