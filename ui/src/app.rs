@@ -18,6 +18,7 @@ use crate::{api, clock, paths};
 #[component]
 pub(crate) fn App() -> impl IntoView {
     let conn = connection::provide();
+    crate::live::close_on_pagehide();
     let version = RwSignal::new(None::<Version>);
     leptos::task::spawn_local(async move {
         if let Ok(v) = api::get::<Version>("/api/v1/version").await {

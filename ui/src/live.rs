@@ -51,6 +51,47 @@ struct Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.source.close();
+        OPEN.with(|open| open.borrow_mut().retain(|s| *s != self.source));
+    }
+}
+
+thread_local! {
+    /// Every stream the page holds open, for [`close_on_pagehide`].
+    static OPEN: RefCell<Vec<EventSource>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A page the browser keeps in its back/forward cache keeps its streams,
+/// and over HTTP/1.1 a browser opens only six connections per origin: a
+/// few cached dashboard pages starve the next page of connections until
+/// they are evicted. So streams close when the page is hidden, and reopen
+/// (a new connection generation) when a cached page is shown again.
+pub(crate) fn close_on_pagehide() {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let hidden = Closure::<dyn FnMut(Event)>::new(|_: Event| {
+        let open = OPEN.with(|open| open.borrow().clone());
+        for source in open {
+            source.close();
+        }
+    });
+    let shown = Closure::<dyn FnMut(Event)>::new(|e: Event| {
+        let restored = js_sys::Reflect::get(&e, &"persisted".into())
+            .ok()
+            .and_then(|p| p.as_bool())
+            .unwrap_or(false);
+        if restored {
+            connection::current().generation.update(|g| *g += 1);
+        }
+    });
+    for (name, listener) in [("pagehide", hidden), ("pageshow", shown)] {
+        if window
+            .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            // Listeners of the page itself: they live as long as it does.
+            listener.forget();
+        }
     }
 }
 
@@ -183,6 +224,7 @@ fn open<T: DeserializeOwned + 'static>(
             .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
             .map_err(crate::api::describe)?;
     }
+    OPEN.with(|open| open.borrow_mut().push(source.clone()));
     Ok(Subscription {
         source,
         _listeners: vec![opened, data, errored],
