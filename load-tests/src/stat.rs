@@ -195,7 +195,7 @@ Where the time goes: the store's `Golden` over 1 000 Deployments (2 000 counter 
 histogram series with ten one-second windows each) was 529 ms at p50 while it merged each \
 Deployment's windows into a dense HdrHistogram (~190 KB each, so 190 MB allocated, zeroed and \
 scanned per query); merging the sparse (value, count) pairs of the windows instead gives the same \
-quantiles (a unit test compares them) in 44 ms. The controller roughly doubles that (the JSON path \
+quantiles (a unit test compares them) in the time the table shows. The controller roughly doubles that (the JSON path \
 waits on `Golden` and `Status` and builds a row for every Deployment of discovery), and the CLI's \
 gRPC path adds some 35 ms more. What is left in `Golden` is mostly allocation: each matching series' \
 label set is decoded and ordered in a map before it is grouped. Release build without LTO \
