@@ -68,6 +68,17 @@ pub(crate) fn today() -> String {
         .unwrap_or_default()
 }
 
+/// Proto labels of a report, in the order given (as a proxy sends them).
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> Vec<conduit_api::proto::mesh::v1::Label> {
+    pairs
+        .iter()
+        .map(|(n, v)| conduit_api::proto::mesh::v1::Label {
+            name: n.to_string(),
+            value: v.to_string(),
+        })
+        .collect()
+}
+
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

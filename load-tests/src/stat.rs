@@ -20,13 +20,13 @@ use std::time::Instant;
 
 use conduit_api::histogram;
 use conduit_api::metrics::{self, label};
-use conduit_api::proto::mesh::v1::{DeploymentRef, Label};
+use conduit_api::proto::mesh::v1::DeploymentRef;
 use conduit_api::proto::telemetry::v1::{
     CounterSeries, HistogramSeries, ProxyMeta, Report, telemetry_client::TelemetryClient,
 };
 use conduit_testbed::{Controller, Store, TempDir, bin};
 
-use crate::report::{self, ms, now_ms, pct, today};
+use crate::report::{self, labels, ms, now_ms, pct, today};
 
 const NAMESPACE: &str = "bench";
 const REPORTS_PER_PROXY: u64 = 10;
@@ -214,16 +214,6 @@ fn discovery_file(n: usize) -> String {
         ));
     }
     s
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
 }
 
 /// One simulated proxy per Deployment: 10 requests/s, one in 20 failing,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use conduit_api::histogram;
 use conduit_api::metrics::{self, LATENCY_BUCKETS_MS};
-use conduit_api::proto::mesh::v1::{DeploymentRef, Label};
+use conduit_api::proto::mesh::v1::DeploymentRef;
 use conduit_api::proto::store::v1::query_client::QueryClient;
 use conduit_api::proto::store::v1::{GoldenRequest, Matcher, matcher};
 use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
@@ -21,6 +21,7 @@ use conduit_api::proto::telemetry::v1::{CounterSeries, HistogramSeries, ProxyMet
 
 use super::http::{self, HttpClient};
 use super::stream::{Rng, encode_series};
+use crate::report::labels;
 
 const NAMESPACE: &str = "stat";
 const INTERVALS: i64 = 70;
@@ -47,16 +48,6 @@ fn queries() -> [String; 4] {
         q(0.95),
         q(0.99),
     ]
-}
-
-fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
-    pairs
-        .iter()
-        .map(|(n, v)| Label {
-            name: n.to_string(),
-            value: v.to_string(),
-        })
-        .collect()
 }
 
 /// Feeds both stores the same minute of traffic of `deployments`
