@@ -111,7 +111,10 @@ impl Demo {
 
     /// An instant PromQL query against the demo's store.
     fn promql(&self, query: &str) -> serde_json::Value {
-        let path = format!("/api/v1/query?query={}", url_encode(query));
+        let path = format!(
+            "/api/v1/query?query={}",
+            conduit_testbed::query_escape(query)
+        );
         let (status, body) = http_get(self.store_http(), &path);
         assert_eq!(status, 200, "{query}: {body}");
         let json: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -209,17 +212,6 @@ fn dechunk(body: &str) -> String {
         rest = after[n..].trim_start_matches("\r\n");
     }
     out
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Polls `check` until it returns `Ok`, or fails with its last error.
@@ -408,9 +400,21 @@ fn kill_a_proxy_and_see_it_recover(demo: &Demo) {
             Err(stderr)
         }
     });
+    // The supervisor reports the exit before the replacement has started
+    // (it backs off first); the log shows both starts once it has.
     let log = demo.data.path().join("logs").join("proxy-web-0.log");
-    let log = std::fs::read_to_string(&log).unwrap();
-    assert!(log.matches("proxy started").count() >= 2, "{log}");
+    eventually(
+        "the restarted proxy's start in its log",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.matches("proxy started").count() >= 2 {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        },
+    );
 
     eventually(
         "errors of the outage in vote-bot's metrics",

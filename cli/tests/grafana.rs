@@ -21,23 +21,15 @@ const API: &str = "api.shop.svc.cluster.local:8080";
 
 /// `GET /api/v1/<endpoint>?<param>=<value>` on the store, as JSON.
 fn store_api(store: SocketAddr, endpoint: &str, param: &str, value: &str) -> Value {
-    let path = format!("/api/v1/{endpoint}?{param}={}", percent_encode(value));
+    let path = format!(
+        "/api/v1/{endpoint}?{param}={}",
+        conduit_testbed::query_escape(value)
+    );
     let (status, _, body) = http_get(store, &path).expect("query the store");
     let json: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
     assert_eq!(status, 200, "{value}: {body}");
     assert_eq!(json["status"], "success", "{value}: {body}");
     json
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The query Grafana sends for one choice of the dashboard's variables.

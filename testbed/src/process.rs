@@ -193,6 +193,19 @@ fn http_status(addr: SocketAddr, path: &str) -> std::io::Result<u16> {
 /// An HTTP status, headers (lower-cased names) and body.
 pub type HttpAnswer = (u16, Vec<(String, String)>, String);
 
+/// `s` escaped for a URL query (RFC 3986 unreserved characters kept), so
+/// PromQL and tap queries can go into [`http_get`] paths.
+pub fn query_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// `GET path` over HTTP/1.1 (no keep-alive): the status, the headers
 /// (lower-cased names) and the body. For assertions on small answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<HttpAnswer> {

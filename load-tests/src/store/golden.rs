@@ -258,7 +258,7 @@ async fn promql(client: &HttpClient, addr: SocketAddr, end: i64) -> Result<f64, 
     for q in queries() {
         let url = format!(
             "http://{addr}/api/v1/query?query={}&time={}",
-            http::enc(&q),
+            conduit_testbed::query_escape(&q),
             end as f64 / 1000.0
         );
         let (status, body) = http::get(client, &url).await?;

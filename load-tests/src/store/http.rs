@@ -52,15 +52,3 @@ pub(crate) fn get_blocking(url: &str) -> Result<(u16, String), String> {
         .map_err(|e| e.to_string())?;
     rt.block_on(async { get(&client(), url).await })
 }
-
-pub(crate) fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}

@@ -238,7 +238,7 @@ async fn search_latencies(
                 client,
                 &format!(
                     "http://{addr}/api/v1/tap/search?q={}&limit=100",
-                    http::enc(q)
+                    conduit_testbed::query_escape(q)
                 ),
             )
             .await?;
