@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use conduit_api::proto::tap::v1::tap_server::TapServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::accept::Limits;
 use crate::balance::EndpointFactory;
@@ -201,7 +201,7 @@ fn resolver(config: &Config, registry: &Arc<Registry>) -> anyhow::Result<Arc<dyn
 async fn serve_tap(listener: TcpListener, tap: Arc<Tap>) {
     let res = tonic::transport::Server::builder()
         .add_service(TapServer::new(TapService { tap }))
-        .serve_with_incoming(TcpListenerStream::new(listener))
+        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
         .await;
     if let Err(e) = res {
         tracing::error!(error = %e, "tap server failed");

@@ -19,6 +19,7 @@ use conduit_api::Labels;
 use crate::block::{self, Block, BlockError, compact};
 use crate::head::{Head, Kind, MemSeries, Reject, Sample, SeriesLimit, Window};
 use crate::series::hash::FastBuild;
+use crate::series::labelset::LabelLookup;
 use crate::series::{Matcher, SeriesRef};
 use crate::wal::{FsyncPolicy, Record, Wal, record};
 
@@ -353,6 +354,66 @@ impl Db {
         }
     }
 
+    /// Hands each matching float series' labels and samples in
+    /// `[mint, maxt]` to `f`, in no particular order. When the head alone
+    /// holds the range (what `stat` and `top` ask for), no label set is
+    /// built or ordered: for thousands of series that was a third of
+    /// `Golden`'s time.
+    pub(crate) fn for_each_float(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(&dyn LabelLookup, &[Sample]),
+    ) -> Result<(), DbError> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        if !blocks.covering(mint, maxt).is_empty() {
+            drop(blocks);
+            for s in self.select(matchers, mint, maxt)? {
+                f(&s.labels, &s.samples);
+            }
+            return Ok(());
+        }
+        let mut samples = Vec::new();
+        for s in self.head.select(Kind::Float, matchers) {
+            samples.clear();
+            s.lock()
+                .samples(mint.max(blocks.head_from), maxt, &mut samples);
+            if !samples.is_empty() {
+                f(&s.labels, &samples);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Self::for_each_float`] for histogram windows ending in
+    /// `(after, until]`.
+    pub(crate) fn for_each_windows(
+        &self,
+        matchers: &[Matcher],
+        after: i64,
+        until: i64,
+        mut f: impl FnMut(&dyn LabelLookup, &mut dyn Iterator<Item = &Window>),
+    ) -> Result<(), DbError> {
+        let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
+        if !blocks.covering(after, until).is_empty() {
+            drop(blocks);
+            for (labels, windows) in self.select_windows(matchers, after, until)? {
+                f(&labels, &mut windows.iter());
+            }
+            return Ok(());
+        }
+        let after = after.max(blocks.head_from.saturating_sub(1));
+        if after >= until {
+            return Ok(());
+        }
+        for s in self.head.select(Kind::Histogram, matchers) {
+            let data = s.lock();
+            f(&s.labels, &mut data.windows(after, until));
+        }
+        Ok(())
+    }
+
     /// Float samples in `[mint, maxt]` of every matching series, merged
     /// across blocks and the head, sorted by labels.
     pub(crate) fn select(
@@ -365,7 +426,7 @@ impl Db {
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
         for (b, lo, hi) in blocks.covering(mint, maxt) {
             for (labels, samples) in b.select(matchers, lo, hi)? {
-                merged.entry(labels.clone()).or_default().extend(samples);
+                merged.entry(labels).or_default().extend(samples);
             }
         }
         let head_mint = mint.max(blocks.head_from);
@@ -403,7 +464,7 @@ impl Db {
         let mut merged: BTreeMap<Labels, Vec<Window>> = BTreeMap::new();
         for (b, lo, hi) in blocks.covering(after, until) {
             for (labels, windows) in b.select_windows(matchers, lo, hi)? {
-                merged.entry(labels.clone()).or_default().extend(windows);
+                merged.entry(labels).or_default().extend(windows);
             }
         }
         let head_after = after.max(blocks.head_from.saturating_sub(1));
@@ -429,7 +490,7 @@ impl Db {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for (b, _, _) in blocks.covering(mint, maxt) {
-            out.extend(b.labels(Kind::Float, matchers).into_iter().cloned());
+            out.extend(b.labels(Kind::Float, matchers));
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
             out.extend(

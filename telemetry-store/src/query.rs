@@ -21,7 +21,8 @@ use tonic::{Request, Response, Status};
 use crate::head::window::{CorruptWindow, Window};
 use crate::promql::value::is_stale;
 use crate::promql::{QueryError, QueryValue};
-use crate::series::{LabelsExt, METRIC_NAME, Matcher};
+use crate::series::labelset::LabelLookup;
+use crate::series::{METRIC_NAME, Matcher};
 use crate::store::Shared;
 
 pub(crate) struct QueryService {
@@ -198,6 +199,21 @@ fn increase(samples: &[(i64, f64)], start: i64) -> f64 {
     total
 }
 
+/// The row of the group `l` belongs to.
+fn row_of<'a>(
+    rows: &'a mut BTreeMap<Labels, Row>,
+    group_names: &[&str],
+    l: &dyn LabelLookup,
+) -> &'a mut Row {
+    let mut group = Labels::new();
+    for &name in group_names {
+        if let Some(value) = l.label(name) {
+            group.insert(name, value);
+        }
+    }
+    rows.entry(group).or_default()
+}
+
 pub(crate) fn golden(
     shared: &Shared,
     req: pb::GoldenRequest,
@@ -244,42 +260,51 @@ pub(crate) fn golden(
     let internal = |e: crate::db::DbError| Status::internal(format!("reading series: {e}"));
     let mut rows: BTreeMap<Labels, Row> = BTreeMap::new();
 
-    for s in db
-        .select(&with_name(metrics::RESPONSE_TOTAL), start - lookback, end)
-        .map_err(internal)?
-    {
-        let n = increase(&s.samples, start);
-        let row = rows.entry(s.labels.keep(&group_names)).or_default();
-        match s.labels.get(label::CLASSIFICATION) {
-            Some("failure") => row.failure += n,
-            _ => row.success += n,
-        }
+    db.for_each_float(
+        &with_name(metrics::RESPONSE_TOTAL),
+        start - lookback,
+        end,
+        |l, samples| {
+            let n = increase(samples, start);
+            let failure = l.label(label::CLASSIFICATION) == Some("failure");
+            let row = row_of(&mut rows, &group_names, l);
+            if failure {
+                row.failure += n;
+            } else {
+                row.success += n;
+            }
+        },
+    )
+    .map_err(internal)?;
+    let mut corrupt = None;
+    db.for_each_windows(
+        &with_name(metrics::RESPONSE_LATENCY_MS),
+        start,
+        end,
+        |l, windows| {
+            let row = row_of(&mut rows, &group_names, l);
+            for w in windows {
+                if let Err(e) = row.latency.add(w) {
+                    corrupt = Some(e);
+                }
+            }
+        },
+    )
+    .map_err(internal)?;
+    if let Some(e) = corrupt {
+        return Err(Status::internal(e.to_string()));
     }
-    for (labels, windows) in db
-        .select_windows(&with_name(metrics::RESPONSE_LATENCY_MS), start, end)
-        .map_err(internal)?
-    {
-        let row = rows.entry(labels.keep(&group_names)).or_default();
-        for w in &windows {
-            row.latency
-                .add(w)
-                .map_err(|e| Status::internal(e.to_string()))?;
-        }
-    }
-    for s in db
-        .select(
-            &with_name(metrics::TCP_OPEN_CONNECTIONS),
-            end - lookback,
-            end,
-        )
-        .map_err(internal)?
-    {
-        if let Some(&(_, v)) = s.samples.last().filter(|(_, v)| !is_stale(*v)) {
-            rows.entry(s.labels.keep(&group_names))
-                .or_default()
-                .tcp_open += v;
-        }
-    }
+    db.for_each_float(
+        &with_name(metrics::TCP_OPEN_CONNECTIONS),
+        end - lookback,
+        end,
+        |l, samples| {
+            if let Some(&(_, v)) = samples.last().filter(|(_, v)| !is_stale(*v)) {
+                row_of(&mut rows, &group_names, l).tcp_open += v;
+            }
+        },
+    )
+    .map_err(internal)?;
     let secs = window as f64 / 1000.0;
     Ok(pb::GoldenResponse {
         rows: rows

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use conduit_api::proto::store::v1::query_server::QueryServer;
 use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
@@ -157,6 +158,9 @@ impl Store {
         let router = crate::api::router(shared.clone());
         let mut rx = stopped.clone();
         tasks.spawn(async move {
+            let http = http.tap_io(|s| {
+                let _ = s.set_nodelay(true);
+            });
             axum::serve(http, router)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|s| *s).await;
@@ -179,7 +183,8 @@ impl Store {
                 .add_service(telemetry)
                 .add_service(query)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(grpc),
+                    // Multi-segment replies must not wait out delayed ACKs.
+                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                     async move {
                         let _ = rx.wait_for(|s| *s).await;
                     },

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use conduit_api::proto::destination::v1::destination_server::DestinationServer;
 use conduit_api::proto::public::v1::api_server::ApiServer;
 use tokio::net::TcpListener;
@@ -67,12 +68,17 @@ pub async fn run(
             discovery.snapshots(),
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc),
+            // Without it a reply of more than one segment waits out the
+            // peer's delayed ACK (40 ms) behind Nagle's algorithm.
+            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
     let app = crate::rest::router(api).fallback(move |uri, headers: axum::http::HeaderMap| {
         let ui = ui.clone();
         async move { ui.serve(uri, &headers).await }
+    });
+    let http = http.tap_io(|s| {
+        let _ = s.set_nodelay(true);
     });
     let http_server = axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx));
     tokio::try_join!(

@@ -62,7 +62,7 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
     let level = blocks.iter().map(|b| b.meta.level).max().unwrap_or(0) + 1;
     let resolution = blocks.first().map_or(0, |b| b.meta.resolution_ms);
     // Every label set and which (block, id) holds it, in label order.
-    let mut all: BTreeMap<(&Labels, Kind), Vec<(usize, usize)>> = BTreeMap::new();
+    let mut all: BTreeMap<(Labels, Kind), Vec<(usize, usize)>> = BTreeMap::new();
     for (bi, b) in blocks.iter().enumerate() {
         for id in 0..b.len() {
             all.entry(b.series(id)).or_default().push((bi, id));
@@ -81,7 +81,7 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
         samples.dedup_by_key(|s| s.0);
         windows.sort_by_key(|w| w.end_ms);
         windows.dedup_by_key(|w| w.end_ms);
-        w.add(labels, kind, &samples, &windows)?;
+        w.add(&labels, kind, &samples, &windows)?;
     }
     w.finish()
 }

@@ -17,14 +17,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt8Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use conduit_api::Labels;
 
 use crate::head::window::get_uvarint;
-use crate::head::{Kind, Sample, Window};
+use crate::head::{CompactLabels, Kind, Sample, Window};
 use crate::series::{Index, Matcher};
 pub(crate) use schema::Meta;
 
@@ -47,7 +47,10 @@ pub(crate) fn dir_name(min_t: i64, max_t: i64, resolution_ms: i64) -> String {
 }
 
 struct BlockSeries {
-    labels: Labels,
+    /// One allocation per series instead of two per label: a store keeps
+    /// every block's label sets in memory, and most series are in all of
+    /// them.
+    labels: CompactLabels,
     kind: Kind,
     first_row: u64,
     rows: u32,
@@ -68,6 +71,8 @@ pub(crate) struct Block {
     floats: Index,
     histograms: Index,
     chunks: Mutex<Rows>,
+    /// `timestamps.arrow`; version 1 blocks have none.
+    timestamps: Option<Mutex<Rows>>,
     windows: Mutex<Rows>,
 }
 
@@ -76,7 +81,7 @@ impl Block {
         let corrupt = |msg: String| BlockError::Corrupt(dir.to_path_buf(), msg);
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
-        if meta.version != schema::VERSION {
+        if !schema::READABLE.contains(&meta.version) {
             return Err(corrupt(format!(
                 "unsupported block version {}",
                 meta.version
@@ -109,7 +114,7 @@ impl Block {
                     Kind::Histogram => histograms.add(id, &labels),
                 }
                 series.push(BlockSeries {
-                    labels,
+                    labels: CompactLabels::new(&labels),
                     kind,
                     first_row: first.value(i),
                     rows: rows.value(i),
@@ -117,8 +122,26 @@ impl Block {
             }
         }
         Ok(Self {
-            chunks: Mutex::new(Rows::open(&dir.join(schema::CHUNKS_FILE))?),
-            windows: Mutex::new(Rows::open(&dir.join(schema::WINDOWS_FILE))?),
+            chunks: Mutex::new(Rows::open(
+                &dir.join(schema::CHUNKS_FILE),
+                &(if meta.version == 1 {
+                    schema::chunks_v1()
+                } else {
+                    schema::chunks()
+                }),
+            )?),
+            timestamps: if meta.version == 1 {
+                None
+            } else {
+                Some(Mutex::new(Rows::open(
+                    &dir.join(schema::TIMESTAMPS_FILE),
+                    &schema::timestamps(),
+                )?))
+            },
+            windows: Mutex::new(Rows::open(
+                &dir.join(schema::WINDOWS_FILE),
+                &schema::windows(),
+            )?),
             dir: dir.to_path_buf(),
             meta,
             series,
@@ -139,11 +162,11 @@ impl Block {
     }
 
     /// Label sets of the series of `kind` that match.
-    pub(crate) fn labels(&self, kind: Kind, matchers: &[Matcher]) -> Vec<&Labels> {
+    pub(crate) fn labels(&self, kind: Kind, matchers: &[Matcher]) -> Vec<Labels> {
         self.index(kind)
             .select(matchers)
             .into_iter()
-            .map(|id| &self.series[id as usize].labels)
+            .map(|id| self.series[id as usize].labels.labels())
             .collect()
     }
 
@@ -170,20 +193,21 @@ impl Block {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> Result<Vec<(&Labels, Vec<Sample>)>, BlockError> {
+    ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
         let ids = self.floats.select(matchers);
         let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timestamps = self.lock_timestamps();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let s = &self.series[id as usize];
             let samples = rows.samples(
                 s.first_row..s.first_row + s.rows as u64,
-                mint,
-                maxt,
-                &self.dir,
+                (mint, maxt),
+                timestamps.as_deref_mut(),
+                self,
             )?;
             if !samples.is_empty() {
-                out.push((&s.labels, samples));
+                out.push((s.labels.labels(), samples));
             }
         }
         Ok(out)
@@ -195,7 +219,7 @@ impl Block {
         matchers: &[Matcher],
         after: i64,
         until: i64,
-    ) -> Result<Vec<(&Labels, Vec<Window>)>, BlockError> {
+    ) -> Result<Vec<(Labels, Vec<Window>)>, BlockError> {
         let ids = self.histograms.select(matchers);
         let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(ids.len());
@@ -203,15 +227,15 @@ impl Block {
             let s = &self.series[id as usize];
             let windows = rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?;
             if !windows.is_empty() {
-                out.push((&s.labels, windows));
+                out.push((s.labels.labels(), windows));
             }
         }
         Ok(out)
     }
 
-    pub(crate) fn series(&self, id: usize) -> (&Labels, Kind) {
+    pub(crate) fn series(&self, id: usize) -> (Labels, Kind) {
         let s = &self.series[id];
-        (&s.labels, s.kind)
+        (s.labels.labels(), s.kind)
     }
 
     /// All samples or windows of one series.
@@ -223,7 +247,12 @@ impl Block {
                 self.chunks
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .samples(range, i64::MIN, i64::MAX, &self.dir)?,
+                    .samples(
+                        range,
+                        (i64::MIN, i64::MAX),
+                        self.lock_timestamps().as_deref_mut(),
+                        self,
+                    )?,
                 Vec::new(),
             ),
             Kind::Histogram => (
@@ -239,11 +268,29 @@ impl Block {
     pub(crate) fn len(&self) -> usize {
         self.series.len()
     }
+
+    /// Taken after `chunks`, never before.
+    fn lock_timestamps(&self) -> Option<std::sync::MutexGuard<'_, Rows>> {
+        self.timestamps
+            .as_ref()
+            .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 impl Rows {
-    fn open(path: &Path) -> Result<Self, BlockError> {
+    /// Opens `path`, refusing a file whose column types are not
+    /// `expected` (reading one would fail deep inside a query).
+    fn open(path: &Path, expected: &arrow_schema::SchemaRef) -> Result<Self, BlockError> {
         let reader = FileReader::try_new(BufReader::new(File::open(path)?), None)?;
+        let types = |s: &arrow_schema::Schema| -> Vec<arrow_schema::DataType> {
+            s.fields().iter().map(|f| f.data_type().clone()).collect()
+        };
+        if types(&reader.schema()) != types(expected) {
+            return Err(BlockError::Corrupt(
+                path.to_path_buf(),
+                "unexpected column types".into(),
+            ));
+        }
         Ok(Self {
             reader,
             cached: None,
@@ -291,12 +338,31 @@ impl Rows {
         Ok(())
     }
 
+    /// The `BINARY` value at global `row` of column `col`.
+    fn binary(&mut self, row: u64, col: usize) -> Result<&[u8], BlockError> {
+        let beyond = |what: &str| -> BlockError {
+            arrow_schema::ArrowError::IpcError(format!("row {row} beyond {what}")).into()
+        };
+        let b = (row / schema::BATCH_ROWS as u64) as usize;
+        if b >= self.reader.num_batches() {
+            return Err(beyond("the file"));
+        }
+        let i = (row % schema::BATCH_ROWS as u64) as usize;
+        let values = self.batch(b)?.column(col).as_binary::<i32>();
+        if i >= values.len() {
+            return Err(beyond("its batch"));
+        }
+        Ok(values.value(i))
+    }
+
+    /// Samples in `mint..=maxt` of the chunk rows in `range`; their
+    /// timestamps are in `timestamps` (version 2) or inline (version 1).
     fn samples(
         &mut self,
         range: Range<u64>,
-        mint: i64,
-        maxt: i64,
-        dir: &Path,
+        (mint, maxt): (i64, i64),
+        mut timestamps: Option<&mut Rows>,
+        block: &Block,
     ) -> Result<Vec<Sample>, BlockError> {
         let mut out = Vec::new();
         self.for_rows(range, |batch, i| {
@@ -309,10 +375,16 @@ impl Rows {
                 return Ok(true);
             }
             let count = batch.column(3).as_primitive::<UInt32Type>().value(i) as usize;
-            let ts = batch.column(4).as_binary::<i32>().value(i);
+            let ts = match timestamps.as_deref_mut() {
+                None => batch.column(4).as_binary::<i32>().value(i),
+                Some(t) => {
+                    let row = batch.column(4).as_primitive::<UInt32Type>().value(i);
+                    t.binary(row.into(), 0)?
+                }
+            };
             let vs = batch.column(5).as_binary::<i32>().value(i);
-            codec::decode(ts, vs, count, mint, maxt, &mut out)
-                .map_err(|e| BlockError::Corrupt(dir.to_path_buf(), e.to_string()))?;
+            codec::decode(block.meta.version, ts, vs, count, mint, maxt, &mut out)
+                .map_err(|e| BlockError::Corrupt(block.dir.clone(), e.to_string()))?;
             Ok(true)
         })?;
         Ok(out)
@@ -420,9 +492,13 @@ mod tests {
             all.push(labels);
         }
         all.sort();
+        // Pods p00000..p00299 are scraped on the second, the others a
+        // millisecond later: two distinct timestamp columns.
         for (i, labels) in all.iter().enumerate() {
+            let pod: i64 = labels.get("pod").unwrap()[1..].parse().unwrap();
+            let offset = i64::from(pod >= 300);
             let samples: Vec<Sample> = (0..500)
-                .map(|t| (t * 1000, (t * i as i64) as f64))
+                .map(|t| (t * 1000 + offset, (t * i as i64) as f64))
                 .collect();
             w.add(labels, Kind::Float, &samples, &[]).unwrap();
         }
@@ -430,6 +506,14 @@ mod tests {
         assert_eq!(meta.series, 600);
         assert_eq!(meta.samples, 300_000);
         assert!(meta.bytes < 300_000, "{} bytes", meta.bytes);
+        let timestamp_rows: usize = FileReader::try_new(
+            File::open(path.join(schema::TIMESTAMPS_FILE)).unwrap(),
+            None,
+        )
+        .unwrap()
+        .map(|b| b.unwrap().num_rows())
+        .sum();
+        assert_eq!(timestamp_rows, 2, "each distinct timestamp column once");
 
         let block = Block::open(&path).unwrap();
         let got = block
@@ -438,9 +522,16 @@ mod tests {
         assert_eq!(got.len(), 12);
         for (labels, samples) in got {
             assert_eq!(labels.get("deployment"), Some("d0007"));
+            let pod: i64 = labels.get("pod").unwrap()[1..].parse().unwrap();
+            let offset = i64::from(pod >= 300);
             assert_eq!(
                 samples.iter().map(|s| s.0).collect::<Vec<_>>(),
-                vec![10_000, 11_000, 12_000]
+                [10_000, 11_000, 12_000]
+                    .map(|t| t + offset)
+                    .into_iter()
+                    .filter(|&t| t <= 12_000)
+                    .collect::<Vec<_>>(),
+                "{labels}"
             );
         }
         let blocks = open_all(dir.path()).unwrap();

@@ -1,8 +1,14 @@
 //! The Arrow schemas of a block's files and the block's `meta.json`.
 //!
 //! - `chunks.arrow`: one row per (series, time slice): `series`, `min_t`,
-//!   `max_t`, `samples`, and the compressed `timestamps` and `values`
-//!   columns (see [`super::codec`]), sorted by series then time.
+//!   `max_t`, `samples`, the row of `timestamps.arrow` holding its
+//!   timestamps, and its compressed `values` (see [`super::codec`]),
+//!   sorted by series then time.
+//! - `timestamps.arrow`: compressed timestamp columns, each stored once
+//!   however many series share it: every series of a scrape target (or
+//!   of a proxy's report) has the same timestamps, so this costs about as
+//!   much as one series per target. Version 1 blocks kept the timestamps
+//!   in `chunks.arrow` instead.
 //! - `windows.arrow`: histogram windows, one row each, sorted by series
 //!   then time.
 //! - `index.arrow`: one row per series: its label set, kind, and where its
@@ -14,6 +20,7 @@ use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 pub(crate) const CHUNKS_FILE: &str = "chunks.arrow";
+pub(crate) const TIMESTAMPS_FILE: &str = "timestamps.arrow";
 pub(crate) const WINDOWS_FILE: &str = "windows.arrow";
 pub(crate) const INDEX_FILE: &str = "index.arrow";
 pub(crate) const META_FILE: &str = "meta.json";
@@ -26,9 +33,24 @@ pub(crate) fn chunks() -> SchemaRef {
         Field::new("min_t", DataType::Int64, false),
         Field::new("max_t", DataType::Int64, false),
         Field::new("samples", DataType::UInt32, false),
-        Field::new("timestamps", DataType::Binary, false),
+        Field::new("timestamps_row", DataType::UInt32, false),
         Field::new("values", DataType::Binary, false),
     ]))
+}
+
+/// `chunks.arrow` of version 1 blocks: timestamps inline.
+pub(crate) fn chunks_v1() -> SchemaRef {
+    let mut fields: Vec<Field> = chunks().fields().iter().map(|f| (**f).clone()).collect();
+    fields[4] = Field::new("timestamps", DataType::Binary, false);
+    Arc::new(Schema::new(fields))
+}
+
+pub(crate) fn timestamps() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "timestamps",
+        DataType::Binary,
+        false,
+    )]))
 }
 
 pub(crate) fn windows() -> SchemaRef {
@@ -72,4 +94,8 @@ pub(crate) struct Meta {
     pub(crate) resolution_ms: i64,
 }
 
-pub(crate) const VERSION: u32 = 1;
+/// 2: grid timestamps, shared between series, and bit-packed integers
+/// (see [`super::codec`]).
+pub(crate) const VERSION: u32 = 2;
+/// Blocks of these versions are read.
+pub(crate) const READABLE: std::ops::RangeInclusive<u32> = 1..=VERSION;

@@ -1,7 +1,10 @@
 //! Writes a block from series given in label order, streaming: only one
-//! batch of rows is in memory at a time.
+//! batch of rows is in memory at a time (plus the distinct timestamp
+//! columns seen so far, up to a bound).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
+use std::hash::BuildHasher;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
@@ -9,13 +12,14 @@ use arrow_array::builder::{
     BinaryBuilder, Float64Builder, Int64Builder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
-use arrow_ipc::writer::FileWriter;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 use conduit_api::Labels;
 
 use super::codec;
 use super::schema::{self, BATCH_ROWS, Meta};
 use crate::head::window::put_uvarint;
 use crate::head::{Kind, Sample, Window};
+use crate::series::hash::FastBuild;
 use crate::wal::sync_dir;
 
 /// Samples per row: a row is the unit a query decodes.
@@ -25,9 +29,11 @@ pub(crate) struct BlockWriter {
     tmp: PathBuf,
     dir: PathBuf,
     chunks: FileWriter<BufWriter<File>>,
+    timestamps: FileWriter<BufWriter<File>>,
     windows: FileWriter<BufWriter<File>>,
     index: FileWriter<BufWriter<File>>,
     chunk_rows: ChunkRows,
+    timestamp_rows: TimestampRows,
     window_rows: WindowRows,
     index_rows: IndexRows,
     next_chunk_row: u64,
@@ -41,10 +47,28 @@ struct ChunkRows {
     min_t: Int64Builder,
     max_t: Int64Builder,
     samples: UInt32Builder,
-    timestamps: BinaryBuilder,
+    timestamps_row: UInt32Builder,
     values: BinaryBuilder,
     len: usize,
 }
+
+/// Distinct timestamp columns: written once each, then referred to by row.
+#[derive(Default)]
+struct TimestampRows {
+    column: BinaryBuilder,
+    len: usize,
+    next_row: u32,
+    /// Columns written so far by hash, while they fit [`SEEN_BYTES`]; past
+    /// that, new columns are written without being looked up again.
+    seen: HashMap<u64, SameHash, FastBuild>,
+    seen_bytes: usize,
+}
+
+/// (row, encoded column) of the written columns with one hash.
+type SameHash = Vec<(u32, Box<[u8]>)>;
+
+/// Memory for looking up repeated timestamp columns while writing a block.
+const SEEN_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
 struct WindowRows {
@@ -88,10 +112,17 @@ impl BlockWriter {
         let open =
             |file: &str, schema: &arrow_schema::Schema| -> Result<FileWriter<BufWriter<File>>> {
                 let f = BufWriter::new(File::create(tmp.join(file))?);
-                Ok(FileWriter::try_new(f, schema)?)
+                // LZ4 frames: label sets and row bounds shrink several
+                // times, and a batch decompresses in well under a
+                // millisecond.
+                let options = IpcWriteOptions::default()
+                    .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))?;
+                Ok(FileWriter::try_new_with_options(f, schema, options)?)
             };
         Ok(Self {
             chunks: open(schema::CHUNKS_FILE, &schema::chunks())?,
+            timestamps: open(schema::TIMESTAMPS_FILE, &schema::timestamps())?,
+            timestamp_rows: TimestampRows::default(),
             windows: open(schema::WINDOWS_FILE, &schema::windows())?,
             index: open(schema::INDEX_FILE, &schema::index())?,
             tmp,
@@ -169,12 +200,13 @@ impl BlockWriter {
     }
 
     fn push_chunk(&mut self, series: u32, samples: &[Sample]) -> Result<()> {
+        let timestamps_row = self.timestamps_row(codec::encode_timestamps(samples))?;
         let r = &mut self.chunk_rows;
         r.series.append_value(series);
         r.min_t.append_value(samples[0].0);
         r.max_t.append_value(samples[samples.len() - 1].0);
         r.samples.append_value(samples.len() as u32);
-        r.timestamps.append_value(codec::encode_timestamps(samples));
+        r.timestamps_row.append_value(timestamps_row);
         r.values.append_value(codec::encode_values(samples));
         r.len += 1;
         self.next_chunk_row += 1;
@@ -201,6 +233,47 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// The row of `timestamps.arrow` holding `encoded`, written now unless
+    /// an earlier series had the same timestamps.
+    fn timestamps_row(&mut self, encoded: Vec<u8>) -> Result<u32> {
+        let t = &mut self.timestamp_rows;
+        let hash = FastBuild::default().hash_one(&encoded);
+        let earlier = t
+            .seen
+            .get(&hash)
+            .and_then(|same_hash| same_hash.iter().find(|(_, e)| **e == *encoded));
+        if let Some(&(row, _)) = earlier {
+            return Ok(row);
+        }
+        let row = t.next_row;
+        t.next_row += 1;
+        t.column.append_value(&encoded);
+        t.len += 1;
+        if t.seen_bytes < SEEN_BYTES {
+            t.seen_bytes += encoded.len();
+            t.seen
+                .entry(hash)
+                .or_default()
+                .push((row, encoded.into_boxed_slice()));
+        }
+        if t.len >= BATCH_ROWS {
+            self.flush_timestamps()?;
+        }
+        Ok(row)
+    }
+
+    fn flush_timestamps(&mut self) -> Result<()> {
+        let t = &mut self.timestamp_rows;
+        if t.len == 0 {
+            return Ok(());
+        }
+        let columns: Vec<ArrayRef> = vec![std::sync::Arc::new(t.column.finish())];
+        t.len = 0;
+        self.timestamps
+            .write(&RecordBatch::try_new(schema::timestamps(), columns)?)?;
+        Ok(())
+    }
+
     fn flush_chunks(&mut self) -> Result<()> {
         let r = &mut self.chunk_rows;
         if r.len == 0 {
@@ -211,7 +284,7 @@ impl BlockWriter {
             std::sync::Arc::new(r.min_t.finish()),
             std::sync::Arc::new(r.max_t.finish()),
             std::sync::Arc::new(r.samples.finish()),
-            std::sync::Arc::new(r.timestamps.finish()),
+            std::sync::Arc::new(r.timestamps_row.finish()),
             std::sync::Arc::new(r.values.finish()),
         ];
         r.len = 0;
@@ -261,9 +334,15 @@ impl BlockWriter {
     /// Returns its directory and meta.
     pub(crate) fn finish(mut self) -> Result<(PathBuf, Meta)> {
         self.flush_chunks()?;
+        self.flush_timestamps()?;
         self.flush_windows()?;
         self.flush_index()?;
-        for w in [&mut self.chunks, &mut self.windows, &mut self.index] {
+        for w in [
+            &mut self.chunks,
+            &mut self.timestamps,
+            &mut self.windows,
+            &mut self.index,
+        ] {
             w.finish()?;
             w.flush()?;
             w.get_mut().get_ref().sync_all()?;
@@ -271,6 +350,7 @@ impl BlockWriter {
         let mut bytes = 0;
         for file in [
             schema::CHUNKS_FILE,
+            schema::TIMESTAMPS_FILE,
             schema::WINDOWS_FILE,
             schema::INDEX_FILE,
         ] {

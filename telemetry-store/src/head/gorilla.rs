@@ -3,9 +3,8 @@
 //! interval costs one bit per sample), floats as the XOR with the previous
 //! value, storing only the meaningful bits.
 //!
-//! [`write_dod`]/[`read_dod`] are also used for integer-valued series in
-//! blocks, where a counter growing at a steady rate costs a bit or two
-//! per sample instead of XOR's dozen.
+//! Version 1 blocks also used delta-of-delta for integer-valued series,
+//! so [`read_dod`] still decodes them.
 
 use super::bits::{BitReader, BitWriter, Truncated};
 

@@ -52,6 +52,12 @@ impl CompactLabels {
         .expect("built from a valid label set")
     }
 
+    /// The value of label `name`, without decoding the others.
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        let (_, value) = self.pairs().find(|(n, _)| *n == name.as_bytes())?;
+        std::str::from_utf8(value).ok()
+    }
+
     pub(crate) fn eq_labels(&self, other: &Labels) -> bool {
         self.eq_pairs(
             other
@@ -81,6 +87,12 @@ impl std::fmt::Debug for CompactLabels {
     }
 }
 
+impl crate::series::labelset::LabelLookup for CompactLabels {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +107,9 @@ mod tests {
         let other = Labels::try_from_pairs([("__name__", "x"), ("a", "e")]).unwrap();
         assert!(!c.eq_labels(&other));
         assert!(!CompactLabels::new(&other).eq_labels(&l));
+        assert_eq!(c.get("a"), Some("é"));
+        assert_eq!(c.get("empty_name_next"), Some("v"));
+        assert_eq!(c.get("__name__"), Some("x"));
+        assert_eq!(c.get("b"), None);
     }
 }

@@ -6,11 +6,13 @@
 //! partition keys, so a Deployment's query never reads another
 //! Deployment's postings.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use conduit_api::Labels;
 use conduit_api::metrics::label;
 
+use super::hash::FastBuild;
 use super::matcher::Matcher;
 use super::{PartitionKey, SeriesRef};
 
@@ -23,7 +25,9 @@ pub(crate) struct Index {
 #[derive(Default)]
 struct Postings {
     all: Vec<SeriesRef>,
-    by_label: HashMap<String, BTreeMap<String, Vec<SeriesRef>>>,
+    /// Fast-hashed: a selection across every Deployment looks a name and
+    /// a value up in each partition.
+    by_label: HashMap<String, HashMap<String, Vec<SeriesRef>, FastBuild>, FastBuild>,
 }
 
 impl Index {
@@ -77,7 +81,7 @@ impl Index {
             if !partition_may_match(key, matchers) {
                 continue;
             }
-            out.extend(postings.select(matchers));
+            out.extend(postings.select(key, matchers));
         }
         out.sort_unstable();
         out
@@ -94,7 +98,7 @@ impl Index {
                 out.extend(p.by_label.keys().cloned());
                 continue;
             }
-            let selected = p.select(matchers);
+            let selected = p.select(key, matchers);
             for (name, values) in &p.by_label {
                 if out.contains(name) {
                     continue;
@@ -124,7 +128,7 @@ impl Index {
                 out.extend(values.keys().cloned());
                 continue;
             }
-            let selected = p.select(matchers);
+            let selected = p.select(key, matchers);
             for (value, refs) in values {
                 if intersects(refs, &selected) {
                     out.insert(value.clone());
@@ -135,23 +139,30 @@ impl Index {
 }
 
 impl Postings {
-    fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
-        // Matchers that reject the empty value narrow the set by union of
-        // their matching values; start from the most selective one.
-        let mut result: Option<Vec<SeriesRef>> = None;
+    fn select(&self, key: &PartitionKey, matchers: &[Matcher]) -> Vec<SeriesRef> {
+        // Matchers on the partition's own labels were decided by
+        // `partition_may_match`: every series here passes them.
+        let matchers = matchers.iter().filter(|m| !decided_by_partition(key, m));
+        // Matchers that reject the empty value narrow the set to the
+        // union of their matching values; intersect from the shortest.
         let (narrowing, widening): (Vec<&Matcher>, Vec<&Matcher>) =
-            matchers.iter().partition(|m| !m.matches(""));
-        for m in narrowing {
-            let refs = self.union_matching(m, true);
-            result = Some(match result {
-                None => refs,
-                Some(prev) => intersect(&prev, &refs),
-            });
-            if result.as_ref().is_some_and(Vec::is_empty) {
-                return Vec::new();
+            matchers.partition(|m| !m.matches(""));
+        let mut lists: Vec<Cow<'_, [SeriesRef]>> = narrowing
+            .iter()
+            .map(|m| self.union_matching(m, true))
+            .collect();
+        lists.sort_by_key(|l| l.len());
+        let mut lists = lists.into_iter();
+        let mut result = match lists.next() {
+            Some(first) => first.into_owned(),
+            None => self.all.clone(),
+        };
+        for list in lists {
+            if result.is_empty() {
+                return result;
             }
+            result = intersect(&result, &list);
         }
-        let mut result = result.unwrap_or_else(|| self.all.clone());
         // Matchers that accept the empty value (also missing labels) remove
         // the series whose value they reject.
         for m in widening {
@@ -162,13 +173,13 @@ impl Postings {
     }
 
     /// Union of the postings of the values of `m.name` for which
-    /// `m.matches(value) == want`.
-    fn union_matching(&self, m: &Matcher, want: bool) -> Vec<SeriesRef> {
+    /// `m.matches(value) == want`; borrowed when it is one list.
+    fn union_matching(&self, m: &Matcher, want: bool) -> Cow<'_, [SeriesRef]> {
         let Some(values) = self.by_label.get(&m.name) else {
-            return Vec::new();
+            return Cow::Borrowed(&[]);
         };
         if let (super::matcher::MatchKind::Equal, true) = (&m.kind, want) {
-            return values.get(&m.value).cloned().unwrap_or_default();
+            return Cow::Borrowed(values.get(&m.value).map_or(&[], Vec::as_slice));
         }
         let lists: Vec<&Vec<SeriesRef>> = values
             .iter()
@@ -176,15 +187,25 @@ impl Postings {
             .map(|(_, refs)| refs)
             .collect();
         match lists.len() {
-            0 => Vec::new(),
-            1 => lists[0].clone(),
+            0 => Cow::Borrowed(&[]),
+            1 => Cow::Borrowed(lists[0]),
             _ => {
                 let mut all: Vec<SeriesRef> = lists.into_iter().flatten().copied().collect();
                 all.sort_unstable();
                 all.dedup();
-                all
+                Cow::Owned(all)
             }
         }
+    }
+}
+
+/// True for a matcher on `namespace` or `deployment`, which every series
+/// of a partition that `partition_may_match` let through passes.
+fn decided_by_partition(key: &PartitionKey, m: &Matcher) -> bool {
+    match m.name.as_str() {
+        label::NAMESPACE => m.matches(&key.namespace),
+        label::DEPLOYMENT => m.matches(&key.deployment),
+        _ => false,
     }
 }
 

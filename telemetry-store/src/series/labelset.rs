@@ -6,6 +6,17 @@ use conduit_api::Labels;
 
 use super::METRIC_NAME;
 
+/// One label's value, from whichever form a label set is kept in.
+pub(crate) trait LabelLookup {
+    fn label(&self, name: &str) -> Option<&str>;
+}
+
+impl LabelLookup for Labels {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.get(name)
+    }
+}
+
 pub(crate) trait LabelsExt {
     /// The set without the named labels.
     fn without(&self, names: &[&str]) -> Labels;

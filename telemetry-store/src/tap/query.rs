@@ -93,38 +93,33 @@ fn lift_negations(q: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(out))
 }
 
-/// The query for `q` between `start` and `end` (Unix ms, inclusive).
-pub(crate) fn build(
-    index: &Index,
-    fields: &Fields,
-    q: &str,
-    start: i64,
-    end: i64,
-) -> Result<Box<dyn Query>, String> {
-    let user: Box<dyn Query> = if q.trim().is_empty() {
-        Box::new(AllQuery)
-    } else {
-        let mut parser = QueryParser::for_index(index, fields.defaults());
-        parser.set_conjunction_by_default();
-        parser.allow_regexes();
-        let q = rewrite_prefixes(q);
-        let parsed = match parser.parse_query(&q) {
-            // Only exclusions (`NOT status:200`): exclude from everything.
-            Err(QueryParserError::AllButQueryForbidden) => {
-                parser.parse_query(&format!("* AND ({q})"))
-            }
-            other => other,
-        };
-        lift_negations(parsed.map_err(|e| e.to_string())?)
+/// The user's query `q` (everything when empty).
+pub(crate) fn parse(index: &Index, fields: &Fields, q: &str) -> Result<Box<dyn Query>, String> {
+    if q.trim().is_empty() {
+        return Ok(Box::new(AllQuery));
+    }
+    let mut parser = QueryParser::for_index(index, fields.defaults());
+    parser.set_conjunction_by_default();
+    parser.allow_regexes();
+    let q = rewrite_prefixes(q);
+    let parsed = match parser.parse_query(&q) {
+        // Only exclusions (`NOT status:200`): exclude from everything.
+        Err(QueryParserError::AllButQueryForbidden) => parser.parse_query(&format!("* AND ({q})")),
+        other => other,
     };
+    Ok(lift_negations(parsed.map_err(|e| e.to_string())?))
+}
+
+/// `user` restricted to `start..=end` (Unix ms).
+pub(crate) fn between(user: &dyn Query, fields: &Fields, start: i64, end: i64) -> Box<dyn Query> {
     let range = RangeQuery::new(
         Bound::Included(Term::from_field_i64(fields.time, start)),
         Bound::Included(Term::from_field_i64(fields.time, end)),
     );
-    Ok(Box::new(BooleanQuery::new(vec![
-        (Occur::Must, user),
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, user.box_clone()),
         (Occur::Must, Box::new(range)),
-    ])))
+    ]))
 }
 
 #[cfg(test)]
