@@ -27,6 +27,9 @@ const INT_DOD: u8 = 1;
 const INT_FOR: u8 = 2;
 /// Samples per bit-packing group.
 const GROUP: usize = 64;
+/// Most samples a decoder reserves room for up front: a corrupt sample
+/// count must end in a "truncated" error, not in a huge allocation.
+const PREALLOCATE: usize = 8192;
 /// Integers beyond this lose precision as f64; they stay XOR-encoded.
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
@@ -192,7 +195,7 @@ pub(crate) fn encode_values(samples: &[Sample]) -> Vec<u8> {
 fn decode_timestamps(version: u32, bytes: &[u8], count: usize) -> Result<Vec<i64>> {
     let mut r = BitReader::new(bytes);
     let t0 = r.read_bits(64).map_err(truncated)? as i64;
-    let mut out = Vec::with_capacity(count);
+    let mut out = Vec::with_capacity(count.min(PREALLOCATE));
     out.push(t0);
     if count == 1 {
         return Ok(out);
@@ -218,10 +221,10 @@ fn decode_values(bytes: &[u8], count: usize) -> Result<Vec<f64>> {
     let mut r = BitReader::new(bytes);
     let mode = r.read_bits(8).map_err(truncated)? as u8;
     let first = r.read_bits(64).map_err(truncated)?;
-    let mut out = Vec::with_capacity(count);
+    let mut out = Vec::with_capacity(count.min(PREALLOCATE));
     match mode {
         INT_FOR => {
-            let mut deltas = Vec::with_capacity(count - 1);
+            let mut deltas = Vec::with_capacity(count.min(PREALLOCATE));
             read_packed(&mut r, count - 1, &mut deltas)?;
             let mut v = first as i64;
             out.push(v as f64);
@@ -416,5 +419,21 @@ mod tests {
         assert_eq!(out, samples[20..=30]);
         assert!(decode(VERSION, &ts[..3], &vs, 100, 0, 1000, &mut Vec::new()).is_err());
         assert!(decode(VERSION, &ts, &[9, 0, 0], 100, 0, 1000, &mut Vec::new()).is_err());
+        // A corrupt count (a regular series makes width-0 groups, 7 bits
+        // per 64 samples) ends in an error, not in a 32 GB allocation.
+        let regular: Vec<Sample> = (0..100).map(|i| (i * 10, 1.0)).collect();
+        let (ts, vs) = (encode_timestamps(&regular), encode_values(&regular));
+        assert!(
+            decode(
+                VERSION,
+                &ts,
+                &vs,
+                u32::MAX as usize,
+                0,
+                1000,
+                &mut Vec::new()
+            )
+            .is_err()
+        );
     }
 }
