@@ -19,6 +19,7 @@
 //! Version 1 blocks (delta-of-delta timestamps and integers) still decode.
 
 use crate::head::gorilla::{XorState, read_dod};
+use crate::head::window::{unzigzag, zigzag};
 use crate::head::{BitReader, BitWriter, Sample};
 
 const XOR: u8 = 0;
@@ -41,14 +42,6 @@ type Result<T> = std::result::Result<T, CorruptChunk>;
 
 fn truncated<E>(_: E) -> CorruptChunk {
     CorruptChunk("truncated")
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 fn bit_len(u: u64) -> u8 {
@@ -192,6 +185,18 @@ pub(crate) fn encode_values(samples: &[Sample]) -> Vec<u8> {
     w.into_bytes()
 }
 
+/// `n` integers after `first`, each written as its delta-of-delta
+/// (version 1 timestamps and integer values).
+fn read_dod_run(r: &mut BitReader<'_>, first: i64, n: usize, out: &mut Vec<i64>) -> Result<()> {
+    let (mut v, mut delta) = (first, 0i64);
+    for _ in 0..n {
+        delta = delta.wrapping_add(read_dod(r).map_err(truncated)?);
+        v = v.wrapping_add(delta);
+        out.push(v);
+    }
+    Ok(())
+}
+
 fn decode_timestamps(version: u32, bytes: &[u8], count: usize) -> Result<Vec<i64>> {
     let mut r = BitReader::new(bytes);
     let t0 = r.read_bits(64).map_err(truncated)? as i64;
@@ -201,12 +206,7 @@ fn decode_timestamps(version: u32, bytes: &[u8], count: usize) -> Result<Vec<i64
         return Ok(out);
     }
     if version == 1 {
-        let (mut t, mut delta) = (t0, 0i64);
-        for _ in 1..count {
-            delta = delta.wrapping_add(read_dod(&mut r).map_err(truncated)?);
-            t = t.wrapping_add(delta);
-            out.push(t);
-        }
+        read_dod_run(&mut r, t0, count - 1, &mut out)?;
         return Ok(out);
     }
     let step = read_int(&mut r)?;
@@ -234,13 +234,9 @@ fn decode_values(bytes: &[u8], count: usize) -> Result<Vec<f64>> {
             }
         }
         INT_DOD => {
-            let (mut v, mut delta) = (first as i64, 0i64);
-            out.push(v as f64);
-            for _ in 1..count {
-                delta = delta.wrapping_add(read_dod(&mut r).map_err(truncated)?);
-                v = v.wrapping_add(delta);
-                out.push(v as f64);
-            }
+            let mut ints = vec![first as i64];
+            read_dod_run(&mut r, first as i64, count - 1, &mut ints)?;
+            out.extend(ints.into_iter().map(|v| v as f64));
         }
         XOR => {
             let v0 = f64::from_bits(first);

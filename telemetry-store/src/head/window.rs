@@ -96,6 +96,16 @@ impl Window {
     }
 }
 
+/// A signed integer as an unsigned one with small magnitudes small
+/// (0, -1, 1, -2 → 0, 1, 2, 3), for varints and bit packing.
+pub(crate) fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub(crate) fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
 pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8) | 0x80);

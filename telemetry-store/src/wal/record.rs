@@ -3,7 +3,7 @@
 
 use conduit_api::Labels;
 
-use crate::head::window::{get_uvarint, put_uvarint};
+use crate::head::window::{get_uvarint, put_uvarint, unzigzag, zigzag};
 use crate::head::{Kind, Window};
 use crate::series::SeriesRef;
 
@@ -168,7 +168,7 @@ pub(crate) fn decode(mut buf: &[u8]) -> Result<Record, BadRecord> {
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {
-    put_uvarint(out, ((v << 1) ^ (v >> 63)) as u64);
+    put_uvarint(out, zigzag(v));
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -181,8 +181,7 @@ fn uvarint(buf: &mut &[u8]) -> Result<u64, BadRecord> {
 }
 
 fn varint(buf: &mut &[u8]) -> Result<i64, BadRecord> {
-    let u = uvarint(buf)?;
-    Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+    Ok(unzigzag(uvarint(buf)?))
 }
 
 fn byte(buf: &mut &[u8]) -> Result<u8, BadRecord> {
