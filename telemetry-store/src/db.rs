@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use conduit_api::Labels;
 
 use crate::block::{self, Block, BlockError, compact};
-use crate::head::{Head, Kind, MemSeries, Reject, Sample, SeriesLimit, Window};
+use crate::head::{Head, Kind, LabelInterner, MemSeries, Reject, Sample, SeriesLimit, Window};
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelLookup;
 use crate::series::{Matcher, SeriesRef};
@@ -104,6 +104,8 @@ pub(crate) struct Db {
     maintenance: Mutex<()>,
     /// The oldest WAL segment remote write still needs.
     wal_keep_from: AtomicU64,
+    /// One label set copy per series for the head and all blocks.
+    labels: Arc<LabelInterner>,
 }
 
 /// What became of a batch's samples.
@@ -146,7 +148,8 @@ impl Db {
     /// Opens the data directory: blocks, then WAL replay into the head.
     pub(crate) fn open(opts: DbOptions) -> Result<Self, DbError> {
         std::fs::create_dir_all(&opts.dir)?;
-        let blocks: Vec<Arc<Block>> = block::open_all(&opts.dir.join("blocks"))?
+        let labels = Arc::new(LabelInterner::default());
+        let blocks: Vec<Arc<Block>> = block::open_all(&opts.dir.join("blocks"), &labels)?
             .into_iter()
             .map(Arc::new)
             .collect();
@@ -155,7 +158,7 @@ impl Db {
             .map(|b| b.meta.max_t)
             .max()
             .unwrap_or(i64::MIN);
-        let head = Head::new(opts.max_series);
+        let head = Head::new(opts.max_series, labels.clone());
         head.set_min_valid_t(head_from);
         let stats = Stats::default();
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
@@ -189,6 +192,7 @@ impl Db {
             head_max_t: AtomicI64::new(max_t),
             maintenance: Mutex::new(()),
             wal_keep_from: AtomicU64::new(u64::MAX),
+            labels,
             opts,
         })
     }
@@ -578,11 +582,29 @@ impl Db {
     /// Runs on a blocking thread; one at a time.
     pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), DbError> {
         let _one = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
+        let changes = self.block_changes();
         while self.cut_block()? {}
         self.coarsen_windows(now_ms);
         self.compact()?;
         self.apply_retention(now_ms)?;
+        if self.block_changes() != changes {
+            self.labels.purge();
+            crate::memory::release_free();
+        }
         Ok(())
+    }
+
+    /// Blocks cut, compacted or deleted so far: each frees head chunks or
+    /// a block's in-memory index.
+    fn block_changes(&self) -> u64 {
+        [
+            &self.stats.blocks_cut,
+            &self.stats.compactions,
+            &self.stats.blocks_deleted,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .sum()
     }
 
     /// Moves the oldest block range out of the head once the head spans
@@ -606,13 +628,10 @@ impl Db {
         // Appends in flight finish before we read.
         drop(self.wal.lock().unwrap_or_else(|e| e.into_inner()));
 
-        let mut sorted: Vec<(Labels, Arc<MemSeries>)> = self
-            .head
-            .all()
-            .into_iter()
-            .map(|s| (s.labels.labels(), s))
-            .collect();
-        sorted.sort_by(|a, b| (&a.0, a.1.kind).cmp(&(&b.0, b.1.kind)));
+        // Compared pair by pair, compact label sets sort as `Labels` do,
+        // without decoding every series' set at once.
+        let mut sorted = self.head.all();
+        sorted.sort_by(|a, b| (a.labels.pairs().cmp(b.labels.pairs())).then(a.kind.cmp(&b.kind)));
         let blocks_dir = self.opts.dir.join("blocks");
         let mut w = block::writer::BlockWriter::create(&blocks_dir, start, end, 1, 0)?;
         let mut rollup = if self.opts.raw_retention_ms > 0 {
@@ -626,7 +645,7 @@ impl Db {
         } else {
             None
         };
-        for (labels, s) in &sorted {
+        for s in &sorted {
             let (samples, windows) = {
                 let data = s.lock();
                 let mut samples = Vec::new();
@@ -634,10 +653,10 @@ impl Db {
                 let windows: Vec<Window> = data.windows(start - 1, end - 1).cloned().collect();
                 (samples, windows)
             };
-            w.add(labels, s.kind, &samples, &windows)?;
+            w.add(&s.labels, s.kind, &samples, &windows)?;
             if let Some(r) = &mut rollup {
                 r.add(
-                    labels,
+                    &s.labels,
                     s.kind,
                     &crate::downsample::samples(&samples, ROLLUP_RESOLUTION_MS),
                     &crate::downsample::windows(&windows, ROLLUP_RESOLUTION_MS),
@@ -645,10 +664,10 @@ impl Db {
             }
         }
         let (dir, meta) = w.finish()?;
-        let mut block = vec![Arc::new(Block::open(&dir)?)];
+        let mut block = vec![Arc::new(Block::open(&dir, &self.labels)?)];
         if let Some(r) = rollup {
             let (dir, _) = r.finish()?;
-            block.push(Arc::new(Block::open(&dir)?));
+            block.push(Arc::new(Block::open(&dir, &self.labels)?));
         }
         tracing::info!(
             min_t = meta.min_t,
@@ -666,7 +685,7 @@ impl Db {
             // Truncate under the lock so no reader sees the data twice or
             // not at all.
             let mut new_min = i64::MAX;
-            for (_, s) in &sorted {
+            for s in &sorted {
                 let mut data = s.lock();
                 if data.truncate_before(end) {
                     new_min = new_min.min(data.min_t().unwrap_or(i64::MAX));
@@ -675,8 +694,7 @@ impl Db {
             self.head_min_t.store(new_min, Ordering::Relaxed);
         }
         self.stats.blocks_cut.fetch_add(1, Ordering::Relaxed);
-        let series: Vec<Arc<MemSeries>> = sorted.into_iter().map(|(_, s)| s).collect();
-        self.gc_series(&series, end);
+        self.gc_series(&sorted, end);
         self.truncate_wal(end)?;
         Ok(true)
     }
@@ -772,7 +790,7 @@ impl Db {
             };
             let refs: Vec<&Block> = chosen.iter().map(|b| b.as_ref()).collect();
             let (dir, meta) = compact::merge(&self.opts.dir.join("blocks"), &refs)?;
-            let merged = Arc::new(Block::open(&dir)?);
+            let merged = Arc::new(Block::open(&dir, &self.labels)?);
             tracing::info!(
                 min_t = meta.min_t,
                 max_t = meta.max_t,

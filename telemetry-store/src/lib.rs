@@ -18,6 +18,7 @@ mod db;
 mod downsample;
 mod head;
 mod ingest;
+pub mod memory;
 mod promql;
 mod query;
 mod remote_write;

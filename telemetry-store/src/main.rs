@@ -15,6 +15,7 @@ async fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    conduit_telemetry_store::memory::tune_allocator();
     let config = Config::parse();
     if let Err(e) = run(config).await {
         eprintln!("conduit-telemetry-store: {e:#}");

@@ -19,6 +19,7 @@
 //! Version 1 blocks (delta-of-delta timestamps and integers) still decode.
 
 use crate::head::gorilla::{XorState, read_dod};
+use crate::head::varbit::exact_int;
 use crate::head::window::{unzigzag, zigzag};
 use crate::head::{BitReader, BitWriter, Sample};
 
@@ -31,8 +32,6 @@ const GROUP: usize = 64;
 /// Most samples a decoder reserves room for up front: a corrupt sample
 /// count must end in a "truncated" error, not in a huge allocation.
 const PREALLOCATE: usize = 8192;
-/// Integers beyond this lose precision as f64; they stay XOR-encoded.
-const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt block chunk: {0}")]
@@ -162,9 +161,7 @@ pub(crate) fn encode_values(samples: &[Sample]) -> Vec<u8> {
     let Some(&(_, v0)) = samples.first() else {
         return Vec::new();
     };
-    let exact_ints = samples.iter().all(|&(_, v)| {
-        v.fract() == 0.0 && v.abs() < MAX_EXACT_INT && !(v == 0.0 && v.is_sign_negative())
-    });
+    let exact_ints = samples.iter().all(|&(_, v)| exact_int(v).is_some());
     let mut w = BitWriter::with_capacity(samples.len() / 2 + 16);
     if exact_ints {
         w.write_bits(INT_FOR.into(), 8);

@@ -24,7 +24,7 @@ use arrow_ipc::reader::FileReader;
 use conduit_api::Labels;
 
 use crate::head::window::get_uvarint;
-use crate::head::{CompactLabels, Kind, Sample, Window};
+use crate::head::{CompactLabels, Kind, LabelInterner, Sample, Window};
 use crate::series::{Index, Matcher};
 pub(crate) use schema::Meta;
 
@@ -47,9 +47,8 @@ pub(crate) fn dir_name(min_t: i64, max_t: i64, resolution_ms: i64) -> String {
 }
 
 struct BlockSeries {
-    /// One allocation per series instead of two per label: a store keeps
-    /// every block's label sets in memory, and most series are in all of
-    /// them.
+    /// Shared with the head and the other blocks (most series are in all
+    /// of them): a store keeps every block's label sets in memory.
     labels: CompactLabels,
     kind: Kind,
     first_row: u64,
@@ -77,7 +76,7 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn open(dir: &Path) -> Result<Self, BlockError> {
+    pub(crate) fn open(dir: &Path, interner: &LabelInterner) -> Result<Self, BlockError> {
         let corrupt = |msg: String| BlockError::Corrupt(dir.to_path_buf(), msg);
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
@@ -100,9 +99,13 @@ impl Block {
             let kinds = batch.column(1).as_primitive::<UInt8Type>();
             let first = batch.column(2).as_primitive::<UInt64Type>();
             let rows = batch.column(3).as_primitive::<UInt32Type>();
+            let mut pairs = Vec::new();
             for i in 0..batch.num_rows() {
-                let labels = decode_labels(labels.value(i))
+                // Borrowed from the batch: opening a block allocates no
+                // `String`s per series.
+                decode_labels(labels.value(i), &mut pairs)
                     .ok_or_else(|| corrupt("bad label set".into()))?;
+                let labels = interner.intern(pairs.as_slice());
                 let kind = if kinds.value(i) == 1 {
                     Kind::Histogram
                 } else {
@@ -114,13 +117,15 @@ impl Block {
                     Kind::Histogram => histograms.add(id, &labels),
                 }
                 series.push(BlockSeries {
-                    labels: CompactLabels::new(&labels),
+                    labels,
                     kind,
                     first_row: first.value(i),
                     rows: rows.value(i),
                 });
             }
         }
+        floats.shrink_to_fit();
+        histograms.shrink_to_fit();
         Ok(Self {
             chunks: Mutex::new(Rows::open(
                 &dir.join(schema::CHUNKS_FILE),
@@ -424,25 +429,32 @@ impl Rows {
     }
 }
 
-fn decode_labels(mut buf: &[u8]) -> Option<Labels> {
-    let mut pairs = Vec::new();
+/// Decodes an index entry's label set into `pairs`, checking that it is
+/// a valid one (UTF-8, valid names in strictly increasing order): a
+/// corrupt block must not become a label set that later fails to parse.
+fn decode_labels<'a>(mut buf: &'a [u8], pairs: &mut Vec<(&'a str, &'a str)>) -> Option<()> {
+    pairs.clear();
     while !buf.is_empty() {
-        let mut take = || -> Option<String> {
+        let mut take = || -> Option<&'a str> {
             let n = get_uvarint(&mut buf).ok()? as usize;
             let (head, rest) = (buf.get(..n)?, buf.get(n..)?);
             buf = rest;
-            String::from_utf8(head.to_vec()).ok()
+            std::str::from_utf8(head).ok()
         };
         let name = take()?;
         let value = take()?;
+        let ordered = pairs.last().is_none_or(|&(last, _)| last < name);
+        if !ordered || !conduit_api::labels::is_valid_name(name) {
+            return None;
+        }
         pairs.push((name, value));
     }
-    Labels::try_from_pairs(pairs).ok()
+    Some(())
 }
 
 /// Opens every complete block under `dir`, oldest first; leftovers of an
 /// interrupted write (`*.tmp`) are removed.
-pub(crate) fn open_all(dir: &Path) -> Result<Vec<Block>, BlockError> {
+pub(crate) fn open_all(dir: &Path, interner: &LabelInterner) -> Result<Vec<Block>, BlockError> {
     fs::create_dir_all(dir)?;
     let mut blocks = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -460,7 +472,7 @@ pub(crate) fn open_all(dir: &Path) -> Result<Vec<Block>, BlockError> {
         if !name.starts_with("block-") && !name.starts_with("rollup") {
             continue;
         }
-        match Block::open(&path) {
+        match Block::open(&path, interner) {
             Ok(b) => blocks.push(b),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable block");
@@ -515,7 +527,7 @@ mod tests {
         .sum();
         assert_eq!(timestamp_rows, 2, "each distinct timestamp column once");
 
-        let block = Block::open(&path).unwrap();
+        let block = Block::open(&path, &LabelInterner::default()).unwrap();
         let got = block
             .select(&[Matcher::equal("deployment", "d0007")], 10_000, 12_000)
             .unwrap();
@@ -534,7 +546,7 @@ mod tests {
                 "{labels}"
             );
         }
-        let blocks = open_all(dir.path()).unwrap();
+        let blocks = open_all(dir.path(), &LabelInterner::default()).unwrap();
         assert_eq!(blocks.len(), 1);
     }
 }

@@ -13,13 +13,13 @@ use arrow_array::builder::{
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
-use conduit_api::Labels;
 
 use super::codec;
 use super::schema::{self, BATCH_ROWS, Meta};
 use crate::head::window::put_uvarint;
 use crate::head::{Kind, Sample, Window};
 use crate::series::hash::FastBuild;
+use crate::series::labelset::LabelPairs;
 use crate::wal::sync_dir;
 
 /// Samples per row: a row is the unit a query decodes.
@@ -149,7 +149,7 @@ impl BlockWriter {
     /// Adds the next series; calls must come in label order.
     pub(crate) fn add(
         &mut self,
-        labels: &Labels,
+        labels: &(impl LabelPairs + ?Sized),
         kind: Kind,
         samples: &[Sample],
         windows: &[Window],
@@ -175,11 +175,11 @@ impl BlockWriter {
             }
         };
         let mut encoded = Vec::new();
-        for l in labels.iter() {
-            put_uvarint(&mut encoded, l.name.len() as u64);
-            encoded.extend_from_slice(l.name.as_bytes());
-            put_uvarint(&mut encoded, l.value.len() as u64);
-            encoded.extend_from_slice(l.value.as_bytes());
+        for (name, value) in labels.label_pairs() {
+            put_uvarint(&mut encoded, name.len() as u64);
+            encoded.extend_from_slice(name.as_bytes());
+            put_uvarint(&mut encoded, value.len() as u64);
+            encoded.extend_from_slice(value.as_bytes());
         }
         let ix = &mut self.index_rows;
         ix.labels.append_value(&encoded);

@@ -18,8 +18,7 @@ impl BitWriter {
 
     pub(crate) fn write_bit(&mut self, bit: bool) {
         if self.free == 0 {
-            self.bytes.push(0);
-            self.free = 8;
+            self.push_byte();
         }
         self.free -= 1;
         if bit {
@@ -31,8 +30,7 @@ impl BitWriter {
     pub(crate) fn write_bits(&mut self, value: u64, mut n: u8) {
         while n > 0 {
             if self.free == 0 {
-                self.bytes.push(0);
-                self.free = 8;
+                self.push_byte();
             }
             let take = n.min(self.free);
             let shift = n - take;
@@ -43,16 +41,23 @@ impl BitWriter {
         }
     }
 
+    /// Grows by a quarter, at least 64 bytes, instead of doubling: an open
+    /// head chunk ends at a few hundred bytes, and doubling would leave
+    /// up to half of every series' open chunk unused.
+    fn push_byte(&mut self) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact((self.bytes.len() / 4).max(64));
+        }
+        self.bytes.push(0);
+        self.free = 8;
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.bytes
-    }
-
-    pub(crate) fn shrink(&mut self) {
-        self.bytes.shrink_to_fit();
     }
 
     pub(crate) fn capacity(&self) -> usize {

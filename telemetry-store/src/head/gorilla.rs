@@ -12,6 +12,7 @@ use super::bits::{BitReader, BitWriter, Truncated};
 /// `1110`, `11110`); `11111` is followed by the full 64 bits.
 const DOD_WIDTHS: [u8; 4] = [14, 17, 20, 32];
 
+#[cfg(test)]
 pub(crate) fn write_dod(w: &mut BitWriter, dod: i64) {
     if dod == 0 {
         w.write_bit(false);

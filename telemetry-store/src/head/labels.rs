@@ -1,32 +1,32 @@
-//! A head series' label set in one allocation: `name 0xff value 0xfe`
+//! A series' label set in one shared allocation: `name 0xff value 0xfe`
 //! repeated, sorted by name. A `Labels` costs a `String` pair per label
 //! (two allocations and 48 bytes of headers each); for millions of series
 //! that is most of the head's memory. 0xfe and 0xff never occur in UTF-8,
 //! so they cannot collide with label bytes.
+//!
+//! The head and every block that hold a series share one copy of its
+//! label set through the [`LabelInterner`]: most series are in all of
+//! them, and a copy each made blocks cost as much memory as the head.
+
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use conduit_api::Labels;
 
+use crate::series::hash::FastBuild;
+use crate::series::labelset::{LabelLookup, LabelPairs};
+
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct CompactLabels(Box<[u8]>);
+pub(crate) struct CompactLabels(Arc<[u8]>);
 
 const NAME_END: u8 = 0xff;
 const VALUE_END: u8 = 0xfe;
 
 impl CompactLabels {
-    pub(crate) fn new(labels: &Labels) -> Self {
-        let mut buf = Vec::with_capacity(
-            labels
-                .iter()
-                .map(|l| l.name.len() + l.value.len() + 2)
-                .sum(),
-        );
-        for l in labels.iter() {
-            buf.extend_from_slice(l.name.as_bytes());
-            buf.push(NAME_END);
-            buf.extend_from_slice(l.value.as_bytes());
-            buf.push(VALUE_END);
-        }
-        Self(buf.into_boxed_slice())
+    /// The compact form itself.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.0
     }
 
     /// The (name, value) pairs, in name order.
@@ -57,27 +57,86 @@ impl CompactLabels {
         let (_, value) = self.pairs().find(|(n, _)| *n == name.as_bytes())?;
         std::str::from_utf8(value).ok()
     }
+}
 
-    pub(crate) fn eq_labels(&self, other: &Labels) -> bool {
-        self.eq_pairs(
-            other
-                .iter()
-                .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-        )
+/// The compact form of a valid label set.
+pub(crate) fn encode(labels: &(impl LabelPairs + ?Sized)) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_raw_into(
+        labels
+            .label_pairs()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+        &mut buf,
+    );
+    buf
+}
+
+/// Writes the compact form of name-sorted raw pairs into `buf` (cleared
+/// first), so a lookup compares one byte string. Returns false, leaving
+/// `buf` unusable, when a name or value holds a 0xfe/0xff byte: such bytes
+/// are not UTF-8, and in the compact form they could pass for separators
+/// of a different, valid label set.
+pub(crate) fn encode_raw_into<'a>(
+    pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    buf: &mut Vec<u8>,
+) -> bool {
+    buf.clear();
+    let mut separators = 0;
+    for (name, value) in pairs {
+        buf.extend_from_slice(name);
+        buf.push(NAME_END);
+        buf.extend_from_slice(value);
+        buf.push(VALUE_END);
+        separators += 2;
+    }
+    // One counting pass over the whole buffer vectorizes; a test per
+    // name and value did not.
+    buf.iter().filter(|&&b| b >= VALUE_END).count() == separators
+}
+
+/// Hashes and compares as its bytes, so the interner finds a label set
+/// from an encoded buffer without allocating a `CompactLabels`.
+impl Borrow<[u8]> for CompactLabels {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One [`CompactLabels`] per distinct label set among the head and the
+/// open blocks.
+#[derive(Default)]
+pub(crate) struct LabelInterner {
+    sets: Mutex<HashSet<CompactLabels, FastBuild>>,
+}
+
+impl LabelInterner {
+    /// The shared copy of `labels`, made on first use.
+    pub(crate) fn intern(&self, labels: &(impl LabelPairs + ?Sized)) -> CompactLabels {
+        self.intern_encoded(encode(labels))
     }
 
-    pub(crate) fn eq_pairs<'a>(
-        &self,
-        mut other: impl Iterator<Item = (&'a [u8], &'a [u8])>,
-    ) -> bool {
-        let mut mine = self.pairs();
-        loop {
-            match (mine.next(), other.next()) {
-                (None, None) => return true,
-                (Some(a), Some(b)) if a == b => {}
-                _ => return false,
-            }
+    /// The shared copy of a label set already in compact form.
+    pub(crate) fn intern_encoded(&self, buf: Vec<u8>) -> CompactLabels {
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(found) = sets.get(buf.as_slice()) {
+            return found.clone();
         }
+        let new = CompactLabels(buf.into());
+        sets.insert(new.clone());
+        new
+    }
+
+    /// Forgets the label sets that only the interner still holds: their
+    /// series left the head and every block.
+    pub(crate) fn purge(&self) {
+        let mut sets = self.sets.lock().unwrap_or_else(|e| e.into_inner());
+        sets.retain(|l| Arc::strong_count(&l.0) > 1);
+        sets.shrink_to_fit();
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.sets.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -87,9 +146,17 @@ impl std::fmt::Debug for CompactLabels {
     }
 }
 
-impl crate::series::labelset::LabelLookup for CompactLabels {
+impl LabelLookup for CompactLabels {
     fn label(&self, name: &str) -> Option<&str> {
         self.get(name)
+    }
+}
+
+impl LabelPairs for CompactLabels {
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        // Built only from `str`s, so always UTF-8.
+        let text = |b| std::str::from_utf8(b).unwrap_or_default();
+        self.pairs().map(move |(n, v)| (text(n), text(v)))
     }
 }
 
@@ -98,18 +165,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips_and_compares_without_allocating_labels() {
+    fn round_trips_and_compares_as_bytes() {
         let l = Labels::try_from_pairs([("__name__", "x"), ("a", "é"), ("empty_name_next", "v")])
             .unwrap();
-        let c = CompactLabels::new(&l);
+        let interner = LabelInterner::default();
+        let c = interner.intern(&l);
         assert_eq!(c.labels(), l);
-        assert!(c.eq_labels(&l));
+        assert_eq!(c.bytes(), encode(&l));
         let other = Labels::try_from_pairs([("__name__", "x"), ("a", "e")]).unwrap();
-        assert!(!c.eq_labels(&other));
-        assert!(!CompactLabels::new(&other).eq_labels(&l));
+        assert_ne!(c.bytes(), encode(&other));
+        let raw = [
+            ("__name__".as_bytes(), "x".as_bytes()),
+            (b"a", "é".as_bytes()),
+            (b"empty_name_next", b"v"),
+        ];
+        let mut buf = Vec::new();
+        assert!(encode_raw_into(raw.iter().copied(), &mut buf));
+        assert_eq!(buf, c.bytes(), "raw pairs encode as the label set does");
         assert_eq!(c.get("a"), Some("é"));
         assert_eq!(c.get("empty_name_next"), Some("v"));
         assert_eq!(c.get("__name__"), Some("x"));
         assert_eq!(c.get("b"), None);
+    }
+
+    /// 0xfe/0xff in raw input could spell another set's separators:
+    /// {a="b\xfec\xffd"} must not pass for {a="b", c="d"}.
+    #[test]
+    fn raw_pairs_with_separator_bytes_are_not_encoded() {
+        let valid = Labels::try_from_pairs([("a", "b"), ("c", "d")]).unwrap();
+        let forged: [(&[u8], &[u8]); 1] = [(b"a", b"b\xfec\xffd")];
+        let mut buf = Vec::new();
+        encode_raw_into(
+            valid
+                .label_pairs()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes())),
+            &mut buf,
+        );
+        let valid_form = buf.clone();
+        assert!(!encode_raw_into(forged.iter().copied(), &mut buf));
+        assert_eq!(
+            buf, valid_form,
+            "the forged set spells the valid one: only the refusal keeps them apart"
+        );
+    }
+
+    #[test]
+    fn interned_label_sets_are_shared_until_unused() {
+        let interner = LabelInterner::default();
+        let l = Labels::try_from_pairs([("__name__", "x"), ("pod", "p1")]).unwrap();
+        let head = interner.intern(&l);
+        let block = interner.intern(&l);
+        assert!(Arc::ptr_eq(&head.0, &block.0), "one copy for both");
+        assert_eq!(block.labels(), l);
+        let other = interner.intern(&Labels::try_from_pairs([("__name__", "y")]).unwrap());
+        assert_eq!(interner.len(), 2);
+        drop(other);
+        interner.purge();
+        assert_eq!(interner.len(), 1, "an unused set is forgotten");
+        drop((head, block));
+        interner.purge();
+        assert_eq!(interner.len(), 0);
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod chunk;
 pub(crate) mod gorilla;
 pub(crate) mod labels;
 pub(crate) mod series;
+pub(crate) mod varbit;
 pub(crate) mod window;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use conduit_api::Labels;
 
 pub(crate) use self::bits::{BitReader, BitWriter};
 pub(crate) use chunk::Sample;
-pub(crate) use labels::CompactLabels;
+pub(crate) use labels::{CompactLabels, LabelInterner};
 pub(crate) use series::{Kind, MemSeries, Reject};
 pub(crate) use window::Window;
 
@@ -31,7 +32,7 @@ use crate::series::{Index, Matcher, SeriesRef};
 
 const STRIPES: usize = 64;
 
-type Stripe = RwLock<HashMap<u64, Vec<Arc<MemSeries>>, FastBuild>>;
+type Stripe = RwLock<HashMap<u64, Bucket, FastBuild>>;
 type RefStripe = RwLock<HashMap<SeriesRef, Arc<MemSeries>, FastBuild>>;
 
 pub(crate) struct Head {
@@ -45,6 +46,7 @@ pub(crate) struct Head {
     /// Samples before this time are in blocks; the head refuses them.
     min_valid_t: AtomicI64,
     max_series: usize,
+    interner: Arc<LabelInterner>,
 }
 
 /// The head is full: the active-series limit refuses new series.
@@ -56,31 +58,18 @@ pub(crate) struct SeriesLimit {
     pub(crate) limit: usize,
 }
 
-/// Hashes a label set from its name/value pairs, so raw pairs (remote
-/// write) and [`Labels`] hash alike.
-pub(crate) fn hash_pairs<'a>(pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>, kind: Kind) -> u64 {
+/// Hashes a label set in its compact form (see [`labels`]), so raw
+/// remote-write pairs, [`Labels`] and head series hash alike, a word at a
+/// time.
+pub(crate) fn hash_encoded(encoded: &[u8], kind: Kind) -> u64 {
     let mut h = FastHasher::default();
     h.write_u8(kind as u8);
-    for (n, v) in pairs {
-        h.write(n);
-        h.write_u8(0xff);
-        h.write(v);
-        h.write_u8(0xfe);
-    }
+    h.write(encoded);
     h.finish()
 }
 
-pub(crate) fn hash_labels(labels: &Labels, kind: Kind) -> u64 {
-    hash_pairs(
-        labels
-            .iter()
-            .map(|l| (l.name.as_bytes(), l.value.as_bytes())),
-        kind,
-    )
-}
-
 impl Head {
-    pub(crate) fn new(max_series: usize) -> Self {
+    pub(crate) fn new(max_series: usize, interner: Arc<LabelInterner>) -> Self {
         Self {
             by_hash: (0..STRIPES).map(|_| RwLock::default()).collect(),
             by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
@@ -91,6 +80,7 @@ impl Head {
             created: AtomicU64::new(0),
             min_valid_t: AtomicI64::new(i64::MIN),
             max_series,
+            interner,
         }
     }
 
@@ -111,19 +101,11 @@ impl Head {
         self.min_valid_t.fetch_max(t, Ordering::AcqRel);
     }
 
-    /// Finds a series by hash and an equality test on its labels.
-    pub(crate) fn find(
-        &self,
-        hash: u64,
-        kind: Kind,
-        eq: impl Fn(&CompactLabels) -> bool,
-    ) -> Option<Arc<MemSeries>> {
+    /// Finds a series by its label set in compact form and that form's
+    /// [`hash_encoded`].
+    pub(crate) fn find(&self, hash: u64, kind: Kind, encoded: &[u8]) -> Option<Arc<MemSeries>> {
         let stripe = read(&self.by_hash[hash as usize % STRIPES]);
-        stripe
-            .get(&hash)?
-            .iter()
-            .find(|s| s.kind == kind && eq(&s.labels))
-            .cloned()
+        stripe.get(&hash)?.find(kind, encoded).cloned()
     }
 
     /// Finds or creates the series; creation is refused past the limit.
@@ -132,16 +114,13 @@ impl Head {
         labels: Labels,
         kind: Kind,
     ) -> Result<Arc<MemSeries>, SeriesLimit> {
-        let hash = hash_labels(&labels, kind);
-        if let Some(s) = self.find(hash, kind, |l| l.eq_labels(&labels)) {
+        let encoded = labels::encode(&labels);
+        let hash = hash_encoded(&encoded, kind);
+        if let Some(s) = self.find(hash, kind, &encoded) {
             return Ok(s);
         }
         let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
-        let entry = stripe.entry(hash).or_default();
-        if let Some(s) = entry
-            .iter()
-            .find(|s| s.kind == kind && s.labels.eq_labels(&labels))
-        {
+        if let Some(s) = stripe.get(&hash).and_then(|b| b.find(kind, &encoded)) {
             return Ok(s.clone());
         }
         if self.len() >= self.max_series {
@@ -150,8 +129,12 @@ impl Head {
             });
         }
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
-        let series = Arc::new(MemSeries::new(r, &labels, kind));
-        entry.push(series.clone());
+        let series = Arc::new(MemSeries::new(
+            r,
+            self.interner.intern_encoded(encoded),
+            kind,
+        ));
+        Bucket::add(&mut stripe, hash, series.clone());
         self.created.fetch_add(1, Ordering::Relaxed);
         drop(stripe);
         self.register(series.clone(), &labels);
@@ -162,8 +145,9 @@ impl Head {
     /// logged again under a newer ref (after it was dropped as idle) maps to
     /// the series already restored.
     pub(crate) fn restore(&self, r: SeriesRef, labels: Labels, kind: Kind) -> Arc<MemSeries> {
-        let hash = hash_labels(&labels, kind);
-        if let Some(s) = self.find(hash, kind, |l| l.eq_labels(&labels)) {
+        let encoded = labels::encode(&labels);
+        let hash = hash_encoded(&encoded, kind);
+        if let Some(s) = self.find(hash, kind, &encoded) {
             self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
             return s;
         }
@@ -171,12 +155,17 @@ impl Head {
             return s;
         }
         self.next_ref.fetch_max(r + 1, Ordering::Relaxed);
-        let series = Arc::new(MemSeries::new(r, &labels, kind));
+        let series = Arc::new(MemSeries::new(
+            r,
+            self.interner.intern_encoded(encoded),
+            kind,
+        ));
         series.mark_logged();
-        write(&self.by_hash[hash as usize % STRIPES])
-            .entry(hash)
-            .or_default()
-            .push(series.clone());
+        Bucket::add(
+            &mut write(&self.by_hash[hash as usize % STRIPES]),
+            hash,
+            series.clone(),
+        );
         self.register(series.clone(), &labels);
         series
     }
@@ -191,14 +180,9 @@ impl Head {
     }
 
     pub(crate) fn remove(&self, series: &MemSeries) {
-        let hash = hash_pairs(series.labels.pairs(), series.kind);
+        let hash = hash_encoded(series.labels.bytes(), series.kind);
         let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
-        if let Some(list) = stripe.get_mut(&hash) {
-            list.retain(|s| s.r != series.r);
-            if list.is_empty() {
-                stripe.remove(&hash);
-            }
-        }
+        Bucket::remove(&mut stripe, hash, series.r);
         drop(stripe);
         if write(&self.by_ref[series.r as usize % STRIPES])
             .remove(&series.r)
@@ -207,7 +191,7 @@ impl Head {
             self.index(series.kind)
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .remove(series.r, &series.labels.labels());
+                .remove(series.r, &series.labels);
             self.len.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -239,6 +223,53 @@ impl Head {
             .iter()
             .flat_map(|stripe| read(stripe).values().cloned().collect::<Vec<_>>())
             .collect()
+    }
+}
+
+/// The series whose label sets share a hash: almost always one, kept
+/// inline so a lookup follows one pointer less (remote write looks up
+/// every series of every request).
+enum Bucket {
+    One(Arc<MemSeries>),
+    Many(Vec<Arc<MemSeries>>),
+}
+
+impl Bucket {
+    fn find(&self, kind: Kind, encoded: &[u8]) -> Option<&Arc<MemSeries>> {
+        let is = |s: &&Arc<MemSeries>| s.kind == kind && s.labels.bytes() == encoded;
+        match self {
+            Bucket::One(s) => Some(s).filter(is),
+            Bucket::Many(list) => list.iter().find(is),
+        }
+    }
+
+    fn add(map: &mut HashMap<u64, Bucket, FastBuild>, hash: u64, series: Arc<MemSeries>) {
+        match map.remove(&hash) {
+            None => map.insert(hash, Bucket::One(series)),
+            Some(Bucket::One(first)) => map.insert(hash, Bucket::Many(vec![first, series])),
+            Some(Bucket::Many(mut list)) => {
+                list.push(series);
+                map.insert(hash, Bucket::Many(list))
+            }
+        };
+    }
+
+    fn remove(map: &mut HashMap<u64, Bucket, FastBuild>, hash: u64, r: SeriesRef) {
+        let left = match map.remove(&hash) {
+            Some(Bucket::One(s)) if s.r != r => Some(Bucket::One(s)),
+            Some(Bucket::Many(mut list)) => {
+                list.retain(|s| s.r != r);
+                match list.len() {
+                    0 => None,
+                    1 => list.pop().map(Bucket::One),
+                    _ => Some(Bucket::Many(list)),
+                }
+            }
+            _ => None,
+        };
+        if let Some(b) = left {
+            map.insert(hash, b);
+        }
     }
 }
 

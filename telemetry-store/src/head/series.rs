@@ -4,9 +4,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use conduit_api::Labels;
-
-use super::chunk::{Chunk, OpenChunk, Sample};
+use super::chunk::{Frozen, OpenChunk, Sample};
 use super::labels::CompactLabels;
 use super::window::Window;
 use crate::series::SeriesRef;
@@ -31,7 +29,7 @@ pub(crate) struct MemSeries {
 
 #[derive(Default)]
 pub(crate) struct SeriesData {
-    chunks: Vec<Chunk>,
+    frozen: Frozen,
     open: Option<OpenChunk>,
     last: Option<Sample>,
     windows: Vec<Window>,
@@ -45,10 +43,10 @@ pub(crate) enum Reject {
 }
 
 impl MemSeries {
-    pub(crate) fn new(r: SeriesRef, labels: &Labels, kind: Kind) -> Self {
+    pub(crate) fn new(r: SeriesRef, labels: CompactLabels, kind: Kind) -> Self {
         Self {
             r,
-            labels: CompactLabels::new(labels),
+            labels,
             kind,
             data: Mutex::new(SeriesData::default()),
             logged: AtomicBool::new(false),
@@ -84,16 +82,17 @@ impl SeriesData {
 
     /// Appends a sample that [`Self::check`] accepted as new.
     pub(crate) fn append(&mut self, t: i64, v: f64) {
-        match &mut self.open {
-            Some(open) if !open.is_full() => open.append(t, v),
-            slot => {
-                if let Some(full) = slot.take() {
-                    self.chunks.push(full.freeze());
-                }
-                *slot = Some(OpenChunk::new(t, v));
-            }
-        }
         self.last = Some((t, v));
+        if let Some(open) = &mut self.open
+            && !open.is_full()
+            && open.append(t, v)
+        {
+            return;
+        }
+        if let Some(full) = self.open.take() {
+            self.frozen.push(full);
+        }
+        self.open = Some(OpenChunk::new(t, v));
     }
 
     pub(crate) fn last(&self) -> Option<Sample> {
@@ -101,11 +100,7 @@ impl SeriesData {
     }
 
     pub(crate) fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        for c in &self.chunks {
-            if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_into(mint, maxt, out);
-            }
-        }
+        self.frozen.decode_into(mint, maxt, out);
         if let Some(open) = &self.open
             && open.max_t() >= mint
             && open.min_t() <= maxt
@@ -115,7 +110,7 @@ impl SeriesData {
     }
 
     pub(crate) fn min_t(&self) -> Option<i64> {
-        let chunks = self.chunks.first().map(|c| c.min_t);
+        let chunks = self.frozen.min_t();
         let windows = self.windows.first().map(|w| w.end_ms);
         chunks
             .or(self.open.as_ref().map(|o| o.min_t()))
@@ -147,15 +142,15 @@ impl SeriesData {
     /// Drops data before `t` (now in a block). Returns whether anything is
     /// left.
     pub(crate) fn truncate_before(&mut self, t: i64) -> bool {
-        self.chunks.retain(|c| c.max_t >= t);
-        if self.chunks.is_empty()
+        self.frozen.truncate_before(t);
+        if self.frozen.is_empty()
             && let Some(open) = &self.open
             && open.max_t() < t
         {
             self.open = None;
         }
         self.windows.retain(|w| w.end_ms >= t);
-        !self.chunks.is_empty() || self.open.is_some() || !self.windows.is_empty()
+        !self.frozen.is_empty() || self.open.is_some() || !self.windows.is_empty()
     }
 
     /// Replaces per-interval windows ending before `before` with one merged
@@ -186,8 +181,7 @@ impl SeriesData {
     }
 
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.chunks.iter().map(Chunk::heap_bytes).sum::<usize>()
-            + self.chunks.capacity() * std::mem::size_of::<Chunk>()
+        self.frozen.heap_bytes()
             + self.open.as_ref().map_or(0, OpenChunk::heap_bytes)
             + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
     }

@@ -19,7 +19,8 @@ use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use hdrhistogram::Histogram;
 
 use crate::db::{Batch, Db, Outcome};
-use crate::head::{Kind, MemSeries, Window, hash_pairs};
+use crate::head::labels::encode_raw_into;
+use crate::head::{Kind, MemSeries, Window, hash_encoded};
 use crate::promql::format_float;
 use crate::series::{LabelsExt, METRIC_NAME};
 
@@ -148,13 +149,14 @@ impl Ingester {
         let mut batch = Batch::default();
         let mut metadata = Vec::new();
         let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        let mut encoded = Vec::with_capacity(512);
         remote_write::walk(
             raw,
             |labels, samples| {
                 if samples.is_empty() {
                     return;
                 }
-                match self.series_of_raw(labels, &mut sorted) {
+                match self.series_of_raw(labels, &mut sorted, &mut encoded) {
                     Ok(s) => batch.floats.extend(samples.iter().map(|&x| (s.clone(), x))),
                     Err(e) => summary.reject(&e),
                 }
@@ -191,25 +193,26 @@ impl Ingester {
         Ok(summary)
     }
 
-    /// Finds the series of raw remote-write labels without allocating;
-    /// validates and creates it on first sight. `pairs` is scratch space.
+    /// Finds the series of raw remote-write labels without allocating: one
+    /// hash and one comparison of their compact form. Validates and
+    /// creates the series on first sight. `pairs` and `encoded` are
+    /// scratch space.
     fn series_of_raw<'a>(
         &self,
         labels: &[(&'a [u8], &'a [u8])],
         pairs: &mut Vec<(&'a [u8], &'a [u8])>,
+        encoded: &mut Vec<u8>,
     ) -> Result<Arc<MemSeries>, SeriesError> {
         pairs.clear();
         pairs.extend(labels.iter().filter(|l| !l.1.is_empty()));
         if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
             pairs.sort_by(|a, b| a.0.cmp(b.0));
         }
-        let hash = hash_pairs(pairs.iter().copied(), Kind::Float);
-        if let Some(s) = self
-            .db
-            .head
-            .find(hash, Kind::Float, |l| l.eq_pairs(pairs.iter().copied()))
-        {
-            return Ok(s);
+        if encode_raw_into(pairs.iter().copied(), encoded) {
+            let hash = hash_encoded(encoded, Kind::Float);
+            if let Some(s) = self.db.head.find(hash, Kind::Float, encoded) {
+                return Ok(s);
+            }
         }
         let mut owned = Vec::with_capacity(pairs.len());
         for (n, v) in pairs.iter() {

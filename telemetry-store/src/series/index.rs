@@ -9,10 +9,10 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use conduit_api::Labels;
 use conduit_api::metrics::label;
 
 use super::hash::FastBuild;
+use super::labelset::LabelPairs;
 use super::matcher::Matcher;
 use super::{PartitionKey, SeriesRef};
 
@@ -31,22 +31,39 @@ struct Postings {
 }
 
 impl Index {
-    pub(crate) fn add(&mut self, r: SeriesRef, labels: &Labels) {
+    pub(crate) fn add(&mut self, r: SeriesRef, labels: &(impl LabelPairs + ?Sized)) {
         let p = self.partitions.entry(PartitionKey::of(labels)).or_default();
         insert_sorted(&mut p.all, r);
-        for l in labels.iter() {
-            let refs = p
-                .by_label
-                .entry(l.name.clone())
-                .or_default()
-                .entry(l.value.clone())
-                .or_default();
+        for (name, value) in labels.label_pairs() {
+            // Names and values repeat across series: copy one only the
+            // first time it is seen.
+            let values = match p.by_label.get_mut(name) {
+                Some(values) => values,
+                None => p.by_label.entry(name.to_owned()).or_default(),
+            };
+            let refs = match values.get_mut(value) {
+                Some(refs) => refs,
+                None => values.entry(value.to_owned()).or_default(),
+            };
             insert_sorted(refs, r);
         }
         self.len += 1;
     }
 
-    pub(crate) fn remove(&mut self, r: SeriesRef, labels: &Labels) {
+    /// Drops the spare capacity that growing by appends left: a block's
+    /// index never changes once built and stays in memory while it lives.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        for p in self.partitions.values_mut() {
+            p.all.shrink_to_fit();
+            for values in p.by_label.values_mut() {
+                values.values_mut().for_each(Vec::shrink_to_fit);
+                values.shrink_to_fit();
+            }
+            p.by_label.shrink_to_fit();
+        }
+    }
+
+    pub(crate) fn remove(&mut self, r: SeriesRef, labels: &(impl LabelPairs + ?Sized)) {
         let key = PartitionKey::of(labels);
         let Some(p) = self.partitions.get_mut(&key) else {
             return;
@@ -55,18 +72,18 @@ impl Index {
             return;
         }
         self.len -= 1;
-        for l in labels.iter() {
-            let Some(values) = p.by_label.get_mut(&l.name) else {
+        for (name, value) in labels.label_pairs() {
+            let Some(values) = p.by_label.get_mut(name) else {
                 continue;
             };
-            if let Some(refs) = values.get_mut(&l.value) {
+            if let Some(refs) = values.get_mut(value) {
                 remove_sorted(refs, r);
                 if refs.is_empty() {
-                    values.remove(&l.value);
+                    values.remove(value);
                 }
             }
             if values.is_empty() {
-                p.by_label.remove(&l.name);
+                p.by_label.remove(name);
             }
         }
         if p.all.is_empty() {
@@ -284,6 +301,7 @@ fn intersects(a: &[SeriesRef], b: &[SeriesRef]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use conduit_api::Labels;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
         Labels::try_from_pairs(pairs.iter().copied()).unwrap()

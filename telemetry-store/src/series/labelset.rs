@@ -17,6 +17,32 @@ impl LabelLookup for Labels {
     }
 }
 
+/// A label set's (name, value) pairs in name order, from whichever form
+/// it is kept in: what indexing and interning read.
+pub(crate) trait LabelPairs: LabelLookup {
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)>;
+}
+
+impl LabelPairs for Labels {
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().map(|l| (l.name.as_str(), l.value.as_str()))
+    }
+}
+
+/// Pairs already checked to be a valid label set (sorted, unique, valid
+/// names), borrowed from a buffer being decoded.
+impl LabelLookup for [(&str, &str)] {
+    fn label(&self, name: &str) -> Option<&str> {
+        self.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+    }
+}
+
+impl LabelPairs for [(&str, &str)] {
+    fn label_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.iter().copied()
+    }
+}
+
 pub(crate) trait LabelsExt {
     /// The set without the named labels.
     fn without(&self, names: &[&str]) -> Labels;

@@ -31,12 +31,15 @@ pub(crate) struct PartitionKey {
 }
 
 impl PartitionKey {
-    pub(crate) fn of(labels: &conduit_api::Labels) -> Self {
+    pub(crate) fn of(labels: &(impl labelset::LabelLookup + ?Sized)) -> Self {
         use conduit_api::metrics::label;
         Self {
-            namespace: labels.get(label::NAMESPACE).unwrap_or_default().to_string(),
+            namespace: labels
+                .label(label::NAMESPACE)
+                .unwrap_or_default()
+                .to_string(),
             deployment: labels
-                .get(label::DEPLOYMENT)
+                .label(label::DEPLOYMENT)
                 .unwrap_or_default()
                 .to_string(),
         }
