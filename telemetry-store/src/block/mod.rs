@@ -67,8 +67,8 @@ pub(crate) struct Block {
     pub(crate) dir: PathBuf,
     pub(crate) meta: Meta,
     series: Vec<BlockSeries>,
-    floats: Index,
-    histograms: Index,
+    floats: Index<u32>,
+    histograms: Index<u32>,
     chunks: Mutex<Rows>,
     /// `timestamps.arrow`; version 1 blocks have none.
     timestamps: Option<Mutex<Rows>>,
@@ -111,7 +111,8 @@ impl Block {
                 } else {
                     Kind::Float
                 };
-                let id = series.len() as u64;
+                let id = u32::try_from(series.len())
+                    .map_err(|_| corrupt("more than 2^32 series".into()))?;
                 match kind {
                     Kind::Float => floats.add(id, &labels),
                     Kind::Histogram => histograms.add(id, &labels),
@@ -155,7 +156,7 @@ impl Block {
         })
     }
 
-    fn index(&self, kind: Kind) -> &Index {
+    fn index(&self, kind: Kind) -> &Index<u32> {
         match kind {
             Kind::Float => &self.floats,
             Kind::Histogram => &self.histograms,

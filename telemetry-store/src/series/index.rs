@@ -16,22 +16,27 @@ use super::labelset::LabelPairs;
 use super::matcher::Matcher;
 use super::{PartitionKey, SeriesRef};
 
+/// A series id in postings: the head's [`SeriesRef`]s, or a block's
+/// `u32` row numbers (half the memory for every block a store keeps).
+pub(crate) trait PostingId: Copy + Ord {}
+
+impl<T: Copy + Ord> PostingId for T {}
+
 #[derive(Default)]
-pub(crate) struct Index {
-    partitions: BTreeMap<PartitionKey, Postings>,
+pub(crate) struct Index<R = SeriesRef> {
+    partitions: BTreeMap<PartitionKey, Postings<R>>,
     len: usize,
 }
 
-#[derive(Default)]
-struct Postings {
-    all: Vec<SeriesRef>,
+struct Postings<R> {
+    all: Vec<R>,
     /// Fast-hashed: a selection across every Deployment looks a name and
     /// a value up in each partition.
-    by_label: HashMap<String, HashMap<String, Vec<SeriesRef>, FastBuild>, FastBuild>,
+    by_label: HashMap<String, HashMap<String, Vec<R>, FastBuild>, FastBuild>,
 }
 
-impl Index {
-    pub(crate) fn add(&mut self, r: SeriesRef, labels: &(impl LabelPairs + ?Sized)) {
+impl<R: PostingId> Index<R> {
+    pub(crate) fn add(&mut self, r: R, labels: &(impl LabelPairs + ?Sized)) {
         let p = self.partitions.entry(PartitionKey::of(labels)).or_default();
         insert_sorted(&mut p.all, r);
         for (name, value) in labels.label_pairs() {
@@ -63,7 +68,7 @@ impl Index {
         }
     }
 
-    pub(crate) fn remove(&mut self, r: SeriesRef, labels: &(impl LabelPairs + ?Sized)) {
+    pub(crate) fn remove(&mut self, r: R, labels: &(impl LabelPairs + ?Sized)) {
         let key = PartitionKey::of(labels);
         let Some(p) = self.partitions.get_mut(&key) else {
             return;
@@ -92,7 +97,7 @@ impl Index {
     }
 
     /// Refs of the series every matcher accepts, sorted.
-    pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<SeriesRef> {
+    pub(crate) fn select(&self, matchers: &[Matcher]) -> Vec<R> {
         let mut out = Vec::new();
         for (key, postings) in &self.partitions {
             if !partition_may_match(key, matchers) {
@@ -155,8 +160,18 @@ impl Index {
     }
 }
 
-impl Postings {
-    fn select(&self, key: &PartitionKey, matchers: &[Matcher]) -> Vec<SeriesRef> {
+// By hand: deriving would ask for `R: Default`.
+impl<R> Default for Postings<R> {
+    fn default() -> Self {
+        Self {
+            all: Vec::new(),
+            by_label: HashMap::default(),
+        }
+    }
+}
+
+impl<R: PostingId> Postings<R> {
+    fn select(&self, key: &PartitionKey, matchers: &[Matcher]) -> Vec<R> {
         // Matchers on the partition's own labels were decided by
         // `partition_may_match`: every series here passes them.
         let matchers = matchers.iter().filter(|m| !decided_by_partition(key, m));
@@ -164,7 +179,7 @@ impl Postings {
         // union of their matching values; intersect from the shortest.
         let (narrowing, widening): (Vec<&Matcher>, Vec<&Matcher>) =
             matchers.partition(|m| !m.matches(""));
-        let mut lists: Vec<Cow<'_, [SeriesRef]>> = narrowing
+        let mut lists: Vec<Cow<'_, [R]>> = narrowing
             .iter()
             .map(|m| self.union_matching(m, true))
             .collect();
@@ -191,14 +206,14 @@ impl Postings {
 
     /// Union of the postings of the values of `m.name` for which
     /// `m.matches(value) == want`; borrowed when it is one list.
-    fn union_matching(&self, m: &Matcher, want: bool) -> Cow<'_, [SeriesRef]> {
+    fn union_matching(&self, m: &Matcher, want: bool) -> Cow<'_, [R]> {
         let Some(values) = self.by_label.get(&m.name) else {
             return Cow::Borrowed(&[]);
         };
         if let (super::matcher::MatchKind::Equal, true) = (&m.kind, want) {
             return Cow::Borrowed(values.get(&m.value).map_or(&[], Vec::as_slice));
         }
-        let lists: Vec<&Vec<SeriesRef>> = values
+        let lists: Vec<&Vec<R>> = values
             .iter()
             .filter(|(v, _)| m.matches(v) == want)
             .map(|(_, refs)| refs)
@@ -207,7 +222,7 @@ impl Postings {
             0 => Cow::Borrowed(&[]),
             1 => Cow::Borrowed(lists[0]),
             _ => {
-                let mut all: Vec<SeriesRef> = lists.into_iter().flatten().copied().collect();
+                let mut all: Vec<R> = lists.into_iter().flatten().copied().collect();
                 all.sort_unstable();
                 all.dedup();
                 Cow::Owned(all)
@@ -236,7 +251,7 @@ fn partition_may_match(key: &PartitionKey, matchers: &[Matcher]) -> bool {
     })
 }
 
-fn insert_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
+fn insert_sorted<R: PostingId>(v: &mut Vec<R>, r: R) {
     match v.last() {
         Some(&last) if last >= r => {
             if let Err(i) = v.binary_search(&r) {
@@ -247,7 +262,7 @@ fn insert_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) {
     }
 }
 
-fn remove_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) -> bool {
+fn remove_sorted<R: PostingId>(v: &mut Vec<R>, r: R) -> bool {
     match v.binary_search(&r) {
         Ok(i) => {
             v.remove(i);
@@ -257,7 +272,7 @@ fn remove_sorted(v: &mut Vec<SeriesRef>, r: SeriesRef) -> bool {
     }
 }
 
-pub(crate) fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+pub(crate) fn intersect<R: PostingId>(a: &[R], b: &[R]) -> Vec<R> {
     let (mut i, mut j, mut out) = (0, 0, Vec::new());
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
@@ -273,7 +288,7 @@ pub(crate) fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
     out
 }
 
-fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
+fn difference<R: PostingId>(a: &[R], b: &[R]) -> Vec<R> {
     let mut j = 0;
     a.iter()
         .copied()
@@ -286,7 +301,7 @@ fn difference(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
         .collect()
 }
 
-fn intersects(a: &[SeriesRef], b: &[SeriesRef]) -> bool {
+fn intersects<R: PostingId>(a: &[R], b: &[R]) -> bool {
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         match a[i].cmp(&b[j]) {
