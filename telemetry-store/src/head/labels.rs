@@ -188,6 +188,32 @@ mod tests {
         assert_eq!(c.get("b"), None);
     }
 
+    /// Blocks are written, and compacted by merging, in `Labels` order;
+    /// the head sorts its compact sets pair by pair instead.
+    #[test]
+    fn compact_sets_sort_as_labels_do() {
+        let sets = [
+            vec![("a", "x")],
+            vec![("ab", "x")],
+            vec![("a", "x"), ("b", "")],
+            vec![("a", "x"), ("b", "y")],
+            vec![("a", "xy")],
+            vec![("a", ""), ("c", "z")],
+            vec![("__name__", "up"), ("job", "a")],
+            vec![("__name__", "up_total")],
+        ];
+        let interner = LabelInterner::default();
+        let mut labels: Vec<Labels> = sets
+            .iter()
+            .map(|s| Labels::try_from_pairs(s.iter().copied()).unwrap())
+            .collect();
+        let mut compact: Vec<CompactLabels> = labels.iter().map(|l| interner.intern(l)).collect();
+        labels.sort();
+        compact.sort_by(|a, b| a.pairs().cmp(b.pairs()));
+        let back: Vec<Labels> = compact.iter().map(CompactLabels::labels).collect();
+        assert_eq!(back, labels);
+    }
+
     /// 0xfe/0xff in raw input could spell another set's separators:
     /// {a="b\xfec\xffd"} must not pass for {a="b", c="d"}.
     #[test]
