@@ -3,8 +3,10 @@
 //! interval costs one bit per sample), floats as the XOR with the previous
 //! value, storing only the meaningful bits.
 //!
-//! Version 1 blocks also used delta-of-delta for integer-valued series,
-//! so [`read_dod`] still decodes them.
+//! Open head chunks write XOR floats; their timestamps moved to the
+//! [`varbit`](super::varbit) code. Version 1 blocks used Gorilla's
+//! delta-of-delta for timestamps and integer-valued series, so
+//! [`read_dod`] still decodes them.
 
 use super::bits::{BitReader, BitWriter, Truncated};
 
@@ -14,39 +16,11 @@ const DOD_WIDTHS: [u8; 4] = [14, 17, 20, 32];
 
 #[cfg(test)]
 pub(crate) fn write_dod(w: &mut BitWriter, dod: i64) {
-    if dod == 0 {
-        w.write_bit(false);
-        return;
-    }
-    for (i, &width) in DOD_WIDTHS.iter().enumerate() {
-        let half = 1i64 << (width - 1);
-        if (-half..half).contains(&dod) {
-            // Prefix: i+1 ones then a zero.
-            w.write_bits((1u64 << (i + 2)) - 2, i as u8 + 2);
-            w.write_bits(dod as u64, width);
-            return;
-        }
-    }
-    w.write_bits(0b11111, 5);
-    w.write_bits(dod as u64, 64);
+    super::varbit::write_classes(w, dod, &DOD_WIDTHS);
 }
 
 pub(crate) fn read_dod(r: &mut BitReader<'_>) -> Result<i64, Truncated> {
-    let mut ones = 0;
-    while ones < 5 && r.read_bit()? {
-        ones += 1;
-    }
-    if ones == 0 {
-        return Ok(0);
-    }
-    if ones == 5 {
-        return Ok(r.read_bits(64)? as i64);
-    }
-    let width = DOD_WIDTHS[ones - 1];
-    let raw = r.read_bits(width)?;
-    // Sign-extend from `width` bits.
-    let shift = 64 - width as u32;
-    Ok(((raw << shift) as i64) >> shift)
+    super::varbit::read_classes(r, &DOD_WIDTHS)
 }
 
 /// The XOR encoder's memory: the previous value and the window of its

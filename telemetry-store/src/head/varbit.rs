@@ -14,34 +14,45 @@ use super::bits::{BitReader, BitWriter, Truncated};
 const WIDTHS: [u8; 5] = [4, 8, 14, 20, 32];
 
 pub(crate) fn write(w: &mut BitWriter, x: i64) {
+    write_classes(w, x, &WIDTHS);
+}
+
+pub(crate) fn read(r: &mut BitReader<'_>) -> Result<i64, Truncated> {
+    read_classes(r, &WIDTHS)
+}
+
+/// Writes `x` in the first class of `widths` that holds it: the class's
+/// index + 1 ones and a zero, then `x` in that width; past the last
+/// class, `widths.len() + 1` ones and all 64 bits. Gorilla's timestamp
+/// code is this with its own widths.
+pub(crate) fn write_classes(w: &mut BitWriter, x: i64, widths: &[u8]) {
     if x == 0 {
         w.write_bit(false);
         return;
     }
-    for (i, &width) in WIDTHS.iter().enumerate() {
+    for (i, &width) in widths.iter().enumerate() {
         let half = 1i64 << (width - 1);
         if (-half..half).contains(&x) {
-            // i + 1 ones, then a zero.
             w.write_bits((1u64 << (i + 2)) - 2, i as u8 + 2);
             w.write_bits(x as u64, width);
             return;
         }
     }
-    let ones = WIDTHS.len() as u8 + 1;
+    let ones = widths.len() as u8 + 1;
     w.write_bits((1u64 << ones) - 1, ones);
     w.write_bits(x as u64, 64);
 }
 
-pub(crate) fn read(r: &mut BitReader<'_>) -> Result<i64, Truncated> {
+pub(crate) fn read_classes(r: &mut BitReader<'_>, widths: &[u8]) -> Result<i64, Truncated> {
     let mut ones = 0;
-    while ones <= WIDTHS.len() && r.read_bit()? {
+    while ones <= widths.len() && r.read_bit()? {
         ones += 1;
     }
     match ones {
         0 => Ok(0),
-        n if n > WIDTHS.len() => Ok(r.read_bits(64)? as i64),
+        n if n > widths.len() => Ok(r.read_bits(64)? as i64),
         n => {
-            let width = WIDTHS[n - 1];
+            let width = widths[n - 1];
             let raw = r.read_bits(width)?;
             // Sign-extend from `width` bits.
             let shift = 64 - u32::from(width);
