@@ -111,15 +111,7 @@ mod tests {
             i64::MIN,
             i64::MAX,
         ];
-        let mut w = BitWriter::default();
-        for &v in &values {
-            write_dod(&mut w, v);
-        }
-        let bytes = w.into_bytes();
-        let mut r = BitReader::new(&bytes);
-        for &v in &values {
-            assert_eq!(read_dod(&mut r).unwrap(), v);
-        }
+        crate::head::varbit::assert_round_trips(&DOD_WIDTHS, &values);
     }
 
     #[test]

@@ -61,6 +61,20 @@ pub(crate) fn read_classes(r: &mut BitReader<'_>, widths: &[u8]) -> Result<i64, 
     }
 }
 
+/// Writes `xs` in the classes of `widths` and checks they read back.
+#[cfg(test)]
+pub(crate) fn assert_round_trips(widths: &[u8], xs: &[i64]) {
+    let mut w = BitWriter::default();
+    for &x in xs {
+        write_classes(&mut w, x, widths);
+    }
+    let bytes = w.into_bytes();
+    let mut r = BitReader::new(&bytes);
+    for &x in xs {
+        assert_eq!(read_classes(&mut r, widths).unwrap(), x);
+    }
+}
+
 /// Integers beyond this lose precision as f64.
 const MAX_EXACT_INT: f64 = 9_007_199_254_740_992.0;
 
@@ -95,15 +109,7 @@ mod tests {
             i64::MAX,
             i64::MIN,
         ];
-        let mut w = BitWriter::default();
-        for &x in &xs {
-            write(&mut w, x);
-        }
-        let bytes = w.into_bytes();
-        let mut r = BitReader::new(&bytes);
-        for &x in &xs {
-            assert_eq!(read(&mut r).unwrap(), x);
-        }
+        assert_round_trips(&WIDTHS, &xs);
         let mut jitter = BitWriter::default();
         write(&mut jitter, -3);
         assert_eq!(
