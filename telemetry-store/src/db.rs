@@ -158,7 +158,12 @@ impl Db {
             .map(|b| b.meta.max_t)
             .max()
             .unwrap_or(i64::MIN);
-        let head = Head::new(opts.max_series, labels.clone());
+        let head = Head::new(
+            opts.max_series,
+            opts.block_range_ms,
+            opts.dir.clone(),
+            labels.clone(),
+        );
         head.set_min_valid_t(head_from);
         let stats = Stats::default();
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
@@ -319,7 +324,7 @@ impl Db {
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         for &i in floats {
             let (s, (t, v)) = &batch.floats[i];
-            s.lock().append(*t, *v);
+            s.lock().append(*t, *v, &self.head.chunk_files);
             s.touch(now);
             min_t = min_t.min(*t);
             max_t = max_t.max(*t);
@@ -382,7 +387,7 @@ impl Db {
         for s in self.head.select(Kind::Float, matchers) {
             samples.clear();
             s.lock()
-                .samples(mint.max(blocks.head_from), maxt, &mut samples);
+                .samples(mint.max(blocks.head_from), maxt, &mut samples)?;
             if !samples.is_empty() {
                 f(&s.labels, &samples);
             }
@@ -437,7 +442,7 @@ impl Db {
         if head_mint <= maxt {
             for s in self.head.select(Kind::Float, matchers) {
                 let mut samples = Vec::new();
-                s.lock().samples(head_mint, maxt, &mut samples);
+                s.lock().samples(head_mint, maxt, &mut samples)?;
                 if !samples.is_empty() {
                     merged.entry(s.labels.labels()).or_default().extend(samples);
                 }
@@ -490,11 +495,11 @@ impl Db {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> BTreeSet<Labels> {
+    ) -> Result<BTreeSet<Labels>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for (b, _, _) in blocks.covering(mint, maxt) {
-            out.extend(b.labels(Kind::Float, matchers));
+            out.extend(b.labels(Kind::Float, matchers)?);
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
             out.extend(
@@ -504,7 +509,7 @@ impl Db {
                     .map(|s| s.labels.labels()),
             );
         }
-        out
+        Ok(out)
     }
 
     pub(crate) fn label_names(
@@ -512,11 +517,11 @@ impl Db {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> BTreeSet<String> {
+    ) -> Result<BTreeSet<String>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for (b, _, _) in blocks.covering(mint, maxt) {
-            b.label_names(matchers, &mut out);
+            b.label_names(matchers, &mut out)?;
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
             self.head
@@ -525,7 +530,7 @@ impl Db {
                 .unwrap_or_else(|e| e.into_inner())
                 .label_names(matchers, &mut out);
         }
-        out
+        Ok(out)
     }
 
     pub(crate) fn label_values(
@@ -534,11 +539,11 @@ impl Db {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
-    ) -> BTreeSet<String> {
+    ) -> Result<BTreeSet<String>, DbError> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
         let mut out = BTreeSet::new();
         for (b, _, _) in blocks.covering(mint, maxt) {
-            b.label_values(name, matchers, &mut out);
+            b.label_values(name, matchers, &mut out)?;
         }
         if self.head_overlaps(blocks.head_from, mint, maxt) {
             self.head
@@ -547,7 +552,7 @@ impl Db {
                 .unwrap_or_else(|e| e.into_inner())
                 .label_values(name, matchers, &mut out);
         }
-        out
+        Ok(out)
     }
 
     fn head_overlaps(&self, head_from: i64, mint: i64, maxt: i64) -> bool {
@@ -575,11 +580,12 @@ impl Db {
 
     /// Bytes of chunk and window data held by the head.
     pub(crate) fn head_chunk_bytes(&self) -> usize {
-        self.head.all().iter().map(|s| s.lock().heap_bytes()).sum()
+        self.head.all().iter().map(|s| s.lock().bytes()).sum()
     }
 
-    /// Cuts blocks, truncates the WAL, compacts and applies retention.
-    /// Runs on a blocking thread; one at a time.
+    /// Cuts blocks, truncates the WAL, compacts and applies retention, then
+    /// gives free heap pages back to the OS. Runs on a blocking thread; one
+    /// at a time.
     pub(crate) fn maintain(&self, now_ms: i64) -> Result<(), DbError> {
         let _one = self.maintenance.lock().unwrap_or_else(|e| e.into_inner());
         let changes = self.block_changes();
@@ -589,13 +595,13 @@ impl Db {
         self.apply_retention(now_ms)?;
         if self.block_changes() != changes {
             self.labels.purge();
-            crate::memory::release_free();
         }
+        crate::memory::release_free();
         Ok(())
     }
 
-    /// Blocks cut, compacted or deleted so far: each frees head chunks or
-    /// a block's in-memory index.
+    /// Blocks cut, compacted or deleted so far: each can leave label sets
+    /// that only the interner still holds.
     fn block_changes(&self) -> u64 {
         [
             &self.stats.blocks_cut,
@@ -649,7 +655,7 @@ impl Db {
             let (samples, windows) = {
                 let data = s.lock();
                 let mut samples = Vec::new();
-                data.samples(start, end - 1, &mut samples);
+                data.samples(start, end - 1, &mut samples)?;
                 let windows: Vec<Window> = data.windows(start - 1, end - 1).cloned().collect();
                 (samples, windows)
             };
@@ -692,6 +698,7 @@ impl Db {
                 }
             }
             self.head_min_t.store(new_min, Ordering::Relaxed);
+            self.head.chunk_files.release_before(end);
         }
         self.stats.blocks_cut.fetch_add(1, Ordering::Relaxed);
         self.gc_series(&sorted, end);
@@ -893,7 +900,7 @@ fn apply_replayed(
                 }
                 let mut data = s.lock();
                 if let Ok(true) = data.check(t, v) {
-                    data.append(t, v);
+                    data.append(t, v, &head.chunk_files);
                     *min_t = (*min_t).min(t);
                     *max_t = (*max_t).max(t);
                 }

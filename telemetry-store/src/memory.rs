@@ -3,13 +3,13 @@
 //! glibc's malloc keeps freed memory for reuse, which costs the store
 //! twice over:
 //!
-//! - Cutting a block frees hours of head chunks at once: tens of thousands
-//!   of small allocations spread over every allocator arena, next to
-//!   chunks that are still live. malloc only returns the top of a heap by
-//!   itself, so the process would stay at its peak size; `malloc_trim`
+//! - Ingest and block cuts free many small allocations (open chunks as
+//!   they freeze, a cut's temporary buffers, postings as they grow) next
+//!   to ones that stay live. malloc only returns the top of a heap by
+//!   itself, so the process would stay near its peak size; `malloc_trim`
 //!   also releases the whole free pages inside the heaps. It walks every
-//!   arena, so it runs after maintenance that changed blocks, not on
-//!   every free.
+//!   arena, so it runs once per maintenance pass (as Go's scavenger runs
+//!   in the background), not on every free.
 //! - Large short-lived buffers (a remote-write body, a block's column
 //!   builders, LZ4 frames) would land in the heaps between long-lived
 //!   chunks once malloc's adaptive mmap threshold has risen past them;

@@ -410,7 +410,8 @@ impl Query for QueryService {
         let start = req.start_unix_ms;
         let all = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(format!("reading series: {e}")))?;
         Ok(Response::new(pb::SeriesResponse {
             series: all
                 .iter()

@@ -38,8 +38,14 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
     metric(
         "conduit_store_head_chunk_bytes",
         "gauge",
-        "Bytes of compressed samples and histogram windows in the head.",
+        "Bytes of compressed samples and histogram windows in the head (frozen chunks are in files in the data directory).",
         head_bytes as u64,
+    );
+    metric(
+        "conduit_store_head_chunks_in_memory_total",
+        "counter",
+        "Frozen head chunks kept in memory because their chunk file could not be written.",
+        s.db.head.chunk_files.in_memory(),
     );
     metric(
         "conduit_store_max_active_series",

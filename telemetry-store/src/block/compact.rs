@@ -64,8 +64,8 @@ pub(crate) fn merge(parent: &Path, blocks: &[&Block]) -> Result<(PathBuf, Meta),
     // Every label set and which (block, id) holds it, in label order.
     let mut all: BTreeMap<(Labels, Kind), Vec<(usize, usize)>> = BTreeMap::new();
     for (bi, b) in blocks.iter().enumerate() {
-        for id in 0..b.len() {
-            all.entry(b.series(id)).or_default().push((bi, id));
+        for (id, series) in b.series()?.into_iter().enumerate() {
+            all.entry(series).or_default().push((bi, id));
         }
     }
     let mut w = BlockWriter::create(parent, min_t, max_t, level, resolution)?;

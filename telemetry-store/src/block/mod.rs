@@ -4,7 +4,9 @@
 //!
 //! A block's index is loaded into memory as postings (the same structure
 //! as the head's) so selection never scans; chunk data is read on demand,
-//! one record batch at a time.
+//! one record batch at a time. A rollup's index is loaded only when first
+//! needed: rollups answer only for times before the raw blocks, so most of
+//! them are never read before compaction or retention replaces them.
 
 pub(crate) mod codec;
 pub(crate) mod compact;
@@ -15,7 +17,7 @@ use std::fs::{self, File};
 use std::io::BufReader;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, UInt8Type, UInt32Type, UInt64Type};
@@ -55,6 +57,13 @@ struct BlockSeries {
     rows: u32,
 }
 
+/// What a block holds in memory: its series and their postings.
+struct BlockIndex {
+    series: Vec<BlockSeries>,
+    floats: Index<u32>,
+    histograms: Index<u32>,
+}
+
 /// A random-access reader over one Arrow file with a one-batch cache.
 /// Every batch but the last holds exactly [`schema::BATCH_ROWS`] rows, so
 /// a row's batch is a division away.
@@ -66,9 +75,9 @@ struct Rows {
 pub(crate) struct Block {
     pub(crate) dir: PathBuf,
     pub(crate) meta: Meta,
-    series: Vec<BlockSeries>,
-    floats: Index<u32>,
-    histograms: Index<u32>,
+    index: OnceLock<BlockIndex>,
+    /// Where a lazily loaded index interns its label sets.
+    interner: Arc<LabelInterner>,
     chunks: Mutex<Rows>,
     /// `timestamps.arrow`; version 1 blocks have none.
     timestamps: Option<Mutex<Rows>>,
@@ -76,7 +85,9 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn open(dir: &Path, interner: &LabelInterner) -> Result<Self, BlockError> {
+    /// Opens the block in `dir`; a raw block's index is read now, a
+    /// rollup's on first use.
+    pub(crate) fn open(dir: &Path, interner: &Arc<LabelInterner>) -> Result<Self, BlockError> {
         let corrupt = |msg: String| BlockError::Corrupt(dir.to_path_buf(), msg);
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
@@ -86,48 +97,7 @@ impl Block {
                 meta.version
             )));
         }
-        let mut series = Vec::with_capacity(meta.series as usize);
-        let mut floats = Index::default();
-        let mut histograms = Index::default();
-        let index = FileReader::try_new(
-            BufReader::new(File::open(dir.join(schema::INDEX_FILE))?),
-            None,
-        )?;
-        for batch in index {
-            let batch = batch?;
-            let labels = batch.column(0).as_binary::<i32>();
-            let kinds = batch.column(1).as_primitive::<UInt8Type>();
-            let first = batch.column(2).as_primitive::<UInt64Type>();
-            let rows = batch.column(3).as_primitive::<UInt32Type>();
-            let mut pairs = Vec::new();
-            for i in 0..batch.num_rows() {
-                // Borrowed from the batch: opening a block allocates no
-                // `String`s per series.
-                decode_labels(labels.value(i), &mut pairs)
-                    .ok_or_else(|| corrupt("bad label set".into()))?;
-                let labels = interner.intern(pairs.as_slice());
-                let kind = if kinds.value(i) == 1 {
-                    Kind::Histogram
-                } else {
-                    Kind::Float
-                };
-                let id = u32::try_from(series.len())
-                    .map_err(|_| corrupt("more than 2^32 series".into()))?;
-                match kind {
-                    Kind::Float => floats.add(id, &labels),
-                    Kind::Histogram => histograms.add(id, &labels),
-                }
-                series.push(BlockSeries {
-                    labels,
-                    kind,
-                    first_row: first.value(i),
-                    rows: rows.value(i),
-                });
-            }
-        }
-        floats.shrink_to_fit();
-        histograms.shrink_to_fit();
-        Ok(Self {
+        let block = Self {
             chunks: Mutex::new(Rows::open(
                 &dir.join(schema::CHUNKS_FILE),
                 &(if meta.version == 1 {
@@ -150,17 +120,79 @@ impl Block {
             )?),
             dir: dir.to_path_buf(),
             meta,
+            index: OnceLock::new(),
+            interner: interner.clone(),
+        };
+        if block.meta.resolution_ms == 0 {
+            block.index()?;
+        }
+        Ok(block)
+    }
+
+    /// The block's index, read from its index file the first time.
+    fn index(&self) -> Result<&BlockIndex, BlockError> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        // Two first readers may both read it; one copy is kept.
+        let _ = self.index.set(self.read_index()?);
+        Ok(self.index.get().expect("set above"))
+    }
+
+    fn read_index(&self) -> Result<BlockIndex, BlockError> {
+        let corrupt = |msg: String| BlockError::Corrupt(self.dir.clone(), msg);
+        let mut series = Vec::with_capacity(self.meta.series as usize);
+        let mut floats = Index::default();
+        let mut histograms = Index::default();
+        let index = FileReader::try_new(
+            BufReader::new(File::open(self.dir.join(schema::INDEX_FILE))?),
+            None,
+        )?;
+        for batch in index {
+            let batch = batch?;
+            let labels = batch.column(0).as_binary::<i32>();
+            let kinds = batch.column(1).as_primitive::<UInt8Type>();
+            let first = batch.column(2).as_primitive::<UInt64Type>();
+            let rows = batch.column(3).as_primitive::<UInt32Type>();
+            let mut pairs = Vec::new();
+            for i in 0..batch.num_rows() {
+                // Borrowed from the batch: opening a block allocates no
+                // `String`s per series.
+                decode_labels(labels.value(i), &mut pairs)
+                    .ok_or_else(|| corrupt("bad label set".into()))?;
+                let labels = self.interner.intern(pairs.as_slice());
+                let kind = if kinds.value(i) == 1 {
+                    Kind::Histogram
+                } else {
+                    Kind::Float
+                };
+                let id = u32::try_from(series.len())
+                    .map_err(|_| corrupt("more than 2^32 series".into()))?;
+                match kind {
+                    Kind::Float => floats.add(id, &labels),
+                    Kind::Histogram => histograms.add(id, &labels),
+                }
+                series.push(BlockSeries {
+                    labels,
+                    kind,
+                    first_row: first.value(i),
+                    rows: rows.value(i),
+                });
+            }
+        }
+        floats.shrink_to_fit();
+        histograms.shrink_to_fit();
+        Ok(BlockIndex {
             series,
             floats,
             histograms,
         })
     }
 
-    fn index(&self, kind: Kind) -> &Index<u32> {
-        match kind {
-            Kind::Float => &self.floats,
-            Kind::Histogram => &self.histograms,
-        }
+    /// Reads the index without keeping it: checks a block whose index is
+    /// loaded lazily.
+    fn check_index(&self) -> Result<(), BlockError> {
+        self.read_index().map(drop)
     }
 
     pub(crate) fn overlaps(&self, mint: i64, maxt: i64) -> bool {
@@ -168,20 +200,30 @@ impl Block {
     }
 
     /// Label sets of the series of `kind` that match.
-    pub(crate) fn labels(&self, kind: Kind, matchers: &[Matcher]) -> Vec<Labels> {
-        self.index(kind)
+    pub(crate) fn labels(
+        &self,
+        kind: Kind,
+        matchers: &[Matcher],
+    ) -> Result<Vec<Labels>, BlockError> {
+        let index = self.index()?;
+        let postings = match kind {
+            Kind::Float => &index.floats,
+            Kind::Histogram => &index.histograms,
+        };
+        Ok(postings
             .select(matchers)
             .into_iter()
-            .map(|id| self.series[id as usize].labels.labels())
-            .collect()
+            .map(|id| index.series[id as usize].labels.labels())
+            .collect())
     }
 
     pub(crate) fn label_names(
         &self,
         matchers: &[Matcher],
         out: &mut std::collections::BTreeSet<String>,
-    ) {
-        self.floats.label_names(matchers, out);
+    ) -> Result<(), BlockError> {
+        self.index()?.floats.label_names(matchers, out);
+        Ok(())
     }
 
     pub(crate) fn label_values(
@@ -189,8 +231,9 @@ impl Block {
         name: &str,
         matchers: &[Matcher],
         out: &mut std::collections::BTreeSet<String>,
-    ) {
-        self.floats.label_values(name, matchers, out);
+    ) -> Result<(), BlockError> {
+        self.index()?.floats.label_values(name, matchers, out);
+        Ok(())
     }
 
     /// Float samples in `[mint, maxt]` of the matching series.
@@ -200,12 +243,13 @@ impl Block {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
-        let ids = self.floats.select(matchers);
+        let index = self.index()?;
+        let ids = index.floats.select(matchers);
         let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
         let mut timestamps = self.lock_timestamps();
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let s = &self.series[id as usize];
+            let s = &index.series[id as usize];
             let samples = rows.samples(
                 s.first_row..s.first_row + s.rows as u64,
                 (mint, maxt),
@@ -226,11 +270,12 @@ impl Block {
         after: i64,
         until: i64,
     ) -> Result<Vec<(Labels, Vec<Window>)>, BlockError> {
-        let ids = self.histograms.select(matchers);
+        let index = self.index()?;
+        let ids = index.histograms.select(matchers);
         let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let s = &self.series[id as usize];
+            let s = &index.series[id as usize];
             let windows = rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?;
             if !windows.is_empty() {
                 out.push((s.labels.labels(), windows));
@@ -239,14 +284,19 @@ impl Block {
         Ok(out)
     }
 
-    pub(crate) fn series(&self, id: usize) -> (Labels, Kind) {
-        let s = &self.series[id];
-        (s.labels.labels(), s.kind)
+    /// Every series' label set and kind, in id order.
+    pub(crate) fn series(&self) -> Result<Vec<(Labels, Kind)>, BlockError> {
+        Ok(self
+            .index()?
+            .series
+            .iter()
+            .map(|s| (s.labels.labels(), s.kind))
+            .collect())
     }
 
     /// All samples or windows of one series.
     pub(crate) fn data(&self, id: usize) -> Result<(Vec<Sample>, Vec<Window>), BlockError> {
-        let s = &self.series[id];
+        let s = &self.index()?.series[id];
         let range = s.first_row..s.first_row + s.rows as u64;
         Ok(match s.kind {
             Kind::Float => (
@@ -269,10 +319,6 @@ impl Block {
                     .windows(range, i64::MIN, i64::MAX)?,
             ),
         })
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.series.len()
     }
 
     /// Taken after `chunks`, never before.
@@ -455,7 +501,10 @@ fn decode_labels<'a>(mut buf: &'a [u8], pairs: &mut Vec<(&'a str, &'a str)>) -> 
 
 /// Opens every complete block under `dir`, oldest first; leftovers of an
 /// interrupted write (`*.tmp`) are removed.
-pub(crate) fn open_all(dir: &Path, interner: &LabelInterner) -> Result<Vec<Block>, BlockError> {
+pub(crate) fn open_all(
+    dir: &Path,
+    interner: &Arc<LabelInterner>,
+) -> Result<Vec<Block>, BlockError> {
     fs::create_dir_all(dir)?;
     let mut blocks = Vec::new();
     for entry in fs::read_dir(dir)? {
@@ -473,7 +522,7 @@ pub(crate) fn open_all(dir: &Path, interner: &LabelInterner) -> Result<Vec<Block
         if !name.starts_with("block-") && !name.starts_with("rollup") {
             continue;
         }
-        match Block::open(&path, interner) {
+        match Block::open(&path, interner).and_then(|b| b.check_index().map(|()| b)) {
             Ok(b) => blocks.push(b),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "skipping an unreadable block");
@@ -528,7 +577,7 @@ mod tests {
         .sum();
         assert_eq!(timestamp_rows, 2, "each distinct timestamp column once");
 
-        let block = Block::open(&path, &LabelInterner::default()).unwrap();
+        let block = Block::open(&path, &Arc::default()).unwrap();
         let got = block
             .select(&[Matcher::equal("deployment", "d0007")], 10_000, 12_000)
             .unwrap();
@@ -547,7 +596,39 @@ mod tests {
                 "{labels}"
             );
         }
-        let blocks = open_all(dir.path(), &LabelInterner::default()).unwrap();
+        let blocks = open_all(dir.path(), &Arc::default()).unwrap();
         assert_eq!(blocks.len(), 1);
+    }
+
+    #[test]
+    fn a_rollup_reads_its_index_on_first_use_and_a_bad_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = BlockWriter::create(dir.path(), 0, 600_000, 1, 60_000).unwrap();
+        for pod in ["a", "b"] {
+            let labels = Labels::try_from_pairs([
+                ("__name__", "request_total".to_string()),
+                ("pod", pod.to_string()),
+            ])
+            .unwrap();
+            let samples: Vec<Sample> = (0..10).map(|m| (m * 60_000, m as f64)).collect();
+            w.add(&labels, Kind::Float, &samples, &[]).unwrap();
+        }
+        let (path, _) = w.finish().unwrap();
+
+        let block = Block::open(&path, &Arc::default()).unwrap();
+        assert!(block.index.get().is_none(), "a rollup's index waits");
+        let got = block
+            .select(&[Matcher::equal("pod", "b")], 0, 600_000)
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.len(), 10);
+        assert!(block.index.get().is_some(), "and is kept once read");
+
+        std::fs::write(path.join(schema::INDEX_FILE), b"not arrow").unwrap();
+        let lazy = Block::open(&path, &Arc::default()).unwrap();
+        let err = lazy.select(&[], 0, 600_000).map(|_| ()).unwrap_err();
+        assert!(matches!(err, BlockError::Arrow(_)), "{err}");
+        let blocks = open_all(dir.path(), &Arc::default()).unwrap();
+        assert!(blocks.is_empty(), "start-up skips a block it cannot index");
     }
 }

@@ -10,13 +10,12 @@
 //! A full chunk is frozen into the smaller of its own stream and the
 //! block codec's encoding of it (which looks at the whole row: grid
 //! timestamps, bit-packed integer deltas). The codec wins on jittered
-//! scrapes of a fixed schedule, the stream on timestamps that drift. A full chunk is frozen: re-encoded with the block codec, which
-//! looks at the whole row (grid timestamps, bit-packed integer deltas) and
-//! takes about a third of Gorilla's bytes for scraped counters. Frozen
-//! chunks are most of the head, and the head is most of the store's
-//! memory.
+//! scrapes of a fixed schedule, the stream on timestamps that drift.
+//! Frozen chunks are most of the head, and the head is most of the
+//! store's memory; their bytes live in [`chunk_files`](super::chunk_files).
 
 use super::bits::{BitReader, BitWriter, Truncated};
+use super::chunk_files::{ChunkFiles, Stored};
 use super::gorilla::XorState;
 use super::varbit::{self, exact_int};
 use crate::block::{codec, schema};
@@ -53,26 +52,22 @@ impl Values {
     }
 }
 
-/// A series' frozen chunks, oldest first, in one exactly sized buffer:
-/// a separate allocation per chunk cost more in allocator overhead and
-/// list slots than the ~100 bytes the codec makes of 120 samples.
+/// A series' frozen chunks, oldest first.
 #[derive(Default)]
 pub(crate) struct Frozen {
-    /// Each chunk's bytes: codec timestamps then values, or the open
-    /// chunk's stream as it was.
-    bytes: Vec<u8>,
     chunks: Vec<FrozenChunk>,
 }
 
 struct FrozenChunk {
-    /// Where the chunk ends in `bytes`; it starts where the previous ends.
-    end: u32,
+    /// Codec timestamps then values, or the open chunk's stream as it was.
+    bytes: Stored,
     /// Length of the codec's timestamps; 0 for a chunk kept as its open
     /// stream (codec timestamps take at least 8 bytes).
     timestamps_len: u16,
     count: u16,
     min_t: i64,
-    max_t: i64,
+    /// `max_t - min_t`: an open chunk ends before its span outgrows this.
+    span: u32,
 }
 
 impl OpenChunk {
@@ -94,9 +89,16 @@ impl OpenChunk {
         self.count >= SAMPLES_PER_CHUNK
     }
 
-    /// Appends a sample, or returns false when this chunk cannot hold the
-    /// value (a non-integer in an integer chunk): start a new chunk.
+    /// Appends a sample, or returns false when this chunk cannot hold it
+    /// (a non-integer in an integer chunk, or 49 days after its first
+    /// sample): start a new chunk.
     pub(crate) fn append(&mut self, t: i64, v: f64) -> bool {
+        // Its frozen form keeps the span in 32 bits (49 days of ms).
+        if t.checked_sub(self.min_t)
+            .is_none_or(|span| span > i64::from(u32::MAX))
+        {
+            return false;
+        }
         let int = match self.values {
             Values::Int { .. } => match exact_int(v) {
                 Some(i) => Some(i),
@@ -129,6 +131,18 @@ impl OpenChunk {
         self.last_t
     }
 
+    pub(crate) fn last(&self) -> Sample {
+        let v = match self.values {
+            Values::Int { last, .. } => last as f64,
+            Values::Float(xor) => xor.last(),
+        };
+        (self.last_t, v)
+    }
+
+    fn span(&self) -> u32 {
+        u32::try_from(self.last_t - self.min_t).expect("append keeps the span in range")
+    }
+
     pub(crate) fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         decode(self.w.bytes(), self.count, mint, maxt, out)
             .expect("an open chunk is always complete");
@@ -141,7 +155,7 @@ impl OpenChunk {
 
 impl Frozen {
     /// Freezes a full (or ended) open chunk into the smaller encoding.
-    pub(crate) fn push(&mut self, open: OpenChunk) {
+    pub(crate) fn push(&mut self, open: OpenChunk, files: &ChunkFiles) {
         let mut samples = Vec::with_capacity(open.count.into());
         open.decode_into(i64::MIN, i64::MAX, &mut samples);
         let timestamps = codec::encode_timestamps(&samples);
@@ -153,12 +167,9 @@ impl Frozen {
         } else {
             [stream, &[]]
         };
-        self.bytes.reserve_exact(parts[0].len() + parts[1].len());
-        parts.iter().for_each(|p| self.bytes.extend_from_slice(p));
         self.chunks.reserve_exact(1);
         self.chunks.push(FrozenChunk {
-            end: u32::try_from(self.bytes.len())
-                .expect("a series' head chunks stay far below 4 GiB"),
+            bytes: files.store(open.last_t, &parts),
             timestamps_len: if codec_wins {
                 u16::try_from(timestamps.len())
                     .expect("at most 8 + 16 bytes per sample of a 120-sample chunk")
@@ -167,7 +178,7 @@ impl Frozen {
             },
             count: open.count,
             min_t: open.min_t,
-            max_t: open.last_t,
+            span: open.span(),
         });
     }
 
@@ -180,39 +191,46 @@ impl Frozen {
     }
 
     /// Appends the samples with `mint <= t <= maxt` to `out`.
-    pub(crate) fn decode_into(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let mut start = 0;
+    pub(crate) fn decode_into(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> std::io::Result<()> {
+        let mut bytes = Vec::new();
         for c in &self.chunks {
-            let end = c.end as usize;
-            if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_into(&self.bytes[start..end], mint, maxt, out);
+            if c.max_t() >= mint && c.min_t <= maxt {
+                c.bytes.read_into(&mut bytes)?;
+                c.decode_into(&bytes, mint, maxt, out);
             }
-            start = end;
         }
+        Ok(())
     }
 
     /// Drops the chunks that end before `t`.
     pub(crate) fn truncate_before(&mut self, t: i64) {
-        let gone = self.chunks.partition_point(|c| c.max_t < t);
+        let gone = self.chunks.partition_point(|c| c.max_t() < t);
         if gone == 0 {
             return;
         }
-        let cut = self.chunks[gone - 1].end;
-        self.bytes.drain(..cut as usize);
-        self.bytes.shrink_to_fit();
         self.chunks.drain(..gone);
         self.chunks.shrink_to_fit();
-        for c in &mut self.chunks {
-            c.end -= cut;
-        }
     }
 
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.bytes.capacity() + self.chunks.capacity() * std::mem::size_of::<FrozenChunk>()
+    /// Bytes of chunk data and bookkeeping, in files and in memory.
+    pub(crate) fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.bytes.len() + std::mem::size_of::<FrozenChunk>())
+            .sum()
     }
 }
 
 impl FrozenChunk {
+    fn max_t(&self) -> i64 {
+        self.min_t + i64::from(self.span)
+    }
+
     fn decode_into(&self, bytes: &[u8], mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let complete = if self.timestamps_len == 0 {
             decode(bytes, self.count, mint, maxt, out).is_ok()
@@ -277,8 +295,13 @@ mod tests {
 
     fn freeze(c: OpenChunk) -> Frozen {
         let mut frozen = Frozen::default();
-        frozen.push(c);
+        frozen.push(c, &files());
         frozen
+    }
+
+    /// Chunk files are unlinked: the temporary directory stays clean.
+    fn files() -> ChunkFiles {
+        ChunkFiles::new(7_200_000, std::env::temp_dir())
     }
 
     #[test]
@@ -300,11 +323,14 @@ mod tests {
         let frozen = freeze(c);
         // Timestamps that drift from any grid by 3 ms every 10 samples.
         // The open stream wins here: 120 samples in some 60 bytes.
-        let bytes = frozen.heap_bytes();
-        assert!(bytes <= open + 24, "{bytes} bytes, open {open}");
+        let bytes = frozen.bytes();
+        let bookkeeping = std::mem::size_of::<FrozenChunk>();
+        assert!(bytes <= open + bookkeeping, "{bytes} bytes, open {open}");
         assert!(bytes < 100, "{bytes} bytes");
         let mut window = Vec::new();
-        frozen.decode_into(expected[10].0, expected[20].0, &mut window);
+        frozen
+            .decode_into(expected[10].0, expected[20].0, &mut window)
+            .unwrap();
         assert_eq!(window, expected[10..=20]);
     }
 
@@ -330,12 +356,12 @@ mod tests {
         assert!(open < 3 * n, "open {open} bytes for {n} samples");
         let frozen = freeze(c);
         // The codec wins on a jittered schedule: under 1.6 bytes a sample
-        // with the chunk's 24 bytes of bookkeeping.
-        let bytes = frozen.heap_bytes();
+        // with the chunk's bookkeeping.
+        let bytes = frozen.bytes();
         assert!(bytes < open, "frozen {bytes} bytes, open {open}");
         assert!(bytes * 5 < 8 * n, "frozen {bytes} bytes for {n} samples");
         let mut all = Vec::new();
-        frozen.decode_into(i64::MIN, i64::MAX, &mut all);
+        frozen.decode_into(i64::MIN, i64::MAX, &mut all).unwrap();
         assert_eq!(all, expected);
     }
 
@@ -362,22 +388,23 @@ mod tests {
     #[test]
     fn truncation_drops_whole_chunks_and_keeps_the_rest_readable() {
         let mut frozen = Frozen::default();
+        let files = files();
         let mut all = Vec::new();
         for k in 0..3 {
             let (c, expected) = counter(1_700_000_000_000 + k * 1_800_000, (k as f64) * 1e6);
-            frozen.push(c);
+            frozen.push(c, &files);
             all.push(expected);
         }
-        let before = frozen.heap_bytes();
+        let before = frozen.bytes();
         // Inside the second chunk: only the first is wholly before it.
         frozen.truncate_before(all[1][5].0);
         assert_eq!(frozen.min_t(), Some(all[1][0].0));
-        assert!(frozen.heap_bytes() < before);
+        assert!(frozen.bytes() < before);
         let mut left = Vec::new();
-        frozen.decode_into(i64::MIN, i64::MAX, &mut left);
+        frozen.decode_into(i64::MIN, i64::MAX, &mut left).unwrap();
         assert_eq!(left, [all[1].clone(), all[2].clone()].concat());
         frozen.truncate_before(i64::MAX);
         assert!(frozen.is_empty());
-        assert_eq!(frozen.heap_bytes(), 0);
+        assert_eq!(frozen.bytes(), 0);
     }
 }

@@ -33,6 +33,11 @@ pub(crate) struct XorState {
 }
 
 impl XorState {
+    /// The last value written or read.
+    pub(crate) fn last(&self) -> f64 {
+        f64::from_bits(self.prev)
+    }
+
     pub(crate) fn first(v: f64) -> Self {
         Self {
             prev: v.to_bits(),

@@ -8,6 +8,7 @@
 
 mod bits;
 pub(crate) mod chunk;
+pub(crate) mod chunk_files;
 pub(crate) mod gorilla;
 pub(crate) mod labels;
 pub(crate) mod series;
@@ -47,6 +48,8 @@ pub(crate) struct Head {
     min_valid_t: AtomicI64,
     max_series: usize,
     interner: Arc<LabelInterner>,
+    /// Where frozen chunks' bytes are, by block range.
+    pub(crate) chunk_files: chunk_files::ChunkFiles,
 }
 
 /// The head is full: the active-series limit refuses new series.
@@ -69,7 +72,14 @@ pub(crate) fn hash_encoded(encoded: &[u8], kind: Kind) -> u64 {
 }
 
 impl Head {
-    pub(crate) fn new(max_series: usize, interner: Arc<LabelInterner>) -> Self {
+    /// A head cut into blocks of `block_range_ms`, keeping its frozen
+    /// chunks in files in `dir`.
+    pub(crate) fn new(
+        max_series: usize,
+        block_range_ms: i64,
+        dir: std::path::PathBuf,
+        interner: Arc<LabelInterner>,
+    ) -> Self {
         Self {
             by_hash: (0..STRIPES).map(|_| RwLock::default()).collect(),
             by_ref: (0..STRIPES).map(|_| RwLock::default()).collect(),
@@ -81,6 +91,7 @@ impl Head {
             min_valid_t: AtomicI64::new(i64::MIN),
             max_series,
             interner,
+            chunk_files: chunk_files::ChunkFiles::new(block_range_ms, dir),
         }
     }
 

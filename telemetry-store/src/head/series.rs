@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use super::chunk::{Frozen, OpenChunk, Sample};
+use super::chunk_files::ChunkFiles;
 use super::labels::CompactLabels;
 use super::window::Window;
 use crate::series::SeriesRef;
@@ -30,8 +31,9 @@ pub(crate) struct MemSeries {
 #[derive(Default)]
 pub(crate) struct SeriesData {
     frozen: Frozen,
+    /// Also where the last sample is: a series without an open chunk has
+    /// nothing newer than the head's start.
     open: Option<OpenChunk>,
-    last: Option<Sample>,
     windows: Vec<Window>,
 }
 
@@ -72,7 +74,7 @@ impl SeriesData {
     /// bit-identical value) is accepted and then ignored, as Prometheus
     /// does with re-sent remote-write batches.
     pub(crate) fn check(&self, t: i64, v: f64) -> Result<bool, Reject> {
-        match self.last {
+        match self.last() {
             Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
             Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
             Some((lt, _)) if t == lt => Ok(false),
@@ -80,9 +82,9 @@ impl SeriesData {
         }
     }
 
-    /// Appends a sample that [`Self::check`] accepted as new.
-    pub(crate) fn append(&mut self, t: i64, v: f64) {
-        self.last = Some((t, v));
+    /// Appends a sample that [`Self::check`] accepted as new; a full chunk
+    /// is frozen into `files`.
+    pub(crate) fn append(&mut self, t: i64, v: f64, files: &ChunkFiles) {
         if let Some(open) = &mut self.open
             && !open.is_full()
             && open.append(t, v)
@@ -90,23 +92,31 @@ impl SeriesData {
             return;
         }
         if let Some(full) = self.open.take() {
-            self.frozen.push(full);
+            self.frozen.push(full, files);
         }
         self.open = Some(OpenChunk::new(t, v));
     }
 
     pub(crate) fn last(&self) -> Option<Sample> {
-        self.last
+        self.open.as_ref().map(OpenChunk::last)
     }
 
-    pub(crate) fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        self.frozen.decode_into(mint, maxt, out);
+    /// Appends the samples in `[mint, maxt]` to `out`; frozen chunks are
+    /// read back from their file.
+    pub(crate) fn samples(
+        &self,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> std::io::Result<()> {
+        self.frozen.decode_into(mint, maxt, out)?;
         if let Some(open) = &self.open
             && open.max_t() >= mint
             && open.min_t() <= maxt
         {
             open.decode_into(mint, maxt, out);
         }
+        Ok(())
     }
 
     pub(crate) fn min_t(&self) -> Option<i64> {
@@ -180,9 +190,47 @@ impl SeriesData {
         }
     }
 
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.frozen.heap_bytes()
+    /// Bytes of chunk and window data, in chunk files and in memory.
+    pub(crate) fn bytes(&self) -> usize {
+        self.frozen.bytes()
             + self.open.as_ref().map_or(0, OpenChunk::heap_bytes)
             + self.windows.iter().map(Window::heap_bytes).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_open_chunk_remembers_the_last_sample_exactly() {
+        let files = ChunkFiles::new(7_200_000, std::env::temp_dir());
+        let mut data = SeriesData::default();
+        assert_eq!(
+            data.check(5, 1.0),
+            Ok(true),
+            "an empty series takes anything"
+        );
+        // Integers, then a fraction (a new float chunk), then -0.0.
+        for (t, v) in [(1000, 3.0), (2000, 4.0), (3000, 4.5), (4000, -0.0)] {
+            assert_eq!(data.check(t, v), Ok(true));
+            data.append(t, v, &files);
+            assert_eq!(
+                data.last().map(|(t, v)| (t, v.to_bits())),
+                Some((t, v.to_bits()))
+            );
+        }
+        assert_eq!(
+            data.check(4000, -0.0),
+            Ok(false),
+            "a re-sent sample is ignored"
+        );
+        assert_eq!(data.check(4000, 0.0), Err(Reject::Duplicate));
+        assert_eq!(data.check(3999, 1.0), Err(Reject::OutOfOrder));
+        // Past a full chunk the last sample is still the open chunk's.
+        for i in 0..200 {
+            data.append(5000 + i * 1000, i as f64, &files);
+        }
+        assert_eq!(data.last(), Some((5000 + 199 * 1000, 199.0)));
     }
 }
