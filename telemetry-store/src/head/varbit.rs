@@ -33,8 +33,10 @@ pub(crate) fn write_classes(w: &mut BitWriter, x: i64, widths: &[u8]) {
     for (i, &width) in widths.iter().enumerate() {
         let half = 1i64 << (width - 1);
         if (-half..half).contains(&x) {
-            w.write_bits((1u64 << (i + 2)) - 2, i as u8 + 2);
-            w.write_bits(x as u64, width);
+            // Prefix and number in one write: at most 6 + 32 bits.
+            let prefix = (1u64 << (i + 2)) - 2;
+            let number = x as u64 & ((1u64 << width) - 1);
+            w.write_bits(prefix << width | number, i as u8 + 2 + width);
             return;
         }
     }
