@@ -342,21 +342,26 @@ async fn buildinfo() -> Response {
 /// blocking pool cost a tenth of ingest throughput in thread hand-offs.
 /// With `--wal-fsync always` each commit waits for the disk, so it goes to
 /// the blocking pool.
+type Ingested =
+    Result<Result<crate::ingest::WriteSummary, crate::ingest::WriteError>, tokio::task::JoinError>;
+
+/// Decompresses and commits a body: on this worker, in its reused buffer,
+/// unless every commit waits for the disk (then on the blocking pool).
 async fn ingest_remote_write(
     s: &Shared,
-    raw: Vec<u8>,
-) -> Result<Result<crate::ingest::WriteSummary, crate::ingest::WriteError>, tokio::task::JoinError>
-{
+    body: &[u8],
+) -> Result<Ingested, remote_write::DecodeError> {
     if s.config.wal_fsync != crate::FsyncPolicy::Always {
-        return Ok(s.ingester.remote_write(&raw));
+        return remote_write::with_decompressed(body, |raw| Ok(s.ingester.remote_write(raw)));
     }
+    let raw = remote_write::decompress(body)?;
     let ingester = s.ingester.clone();
-    tokio::task::spawn_blocking(move || ingester.remote_write(&raw)).await
+    Ok(tokio::task::spawn_blocking(move || ingester.remote_write(&raw)).await)
 }
 
 async fn write(State(s): AppState, body: Bytes) -> Response {
-    let raw = match remote_write::decompress(&body) {
-        Ok(r) => r,
+    let ingested = match ingest_remote_write(&s, &body).await {
+        Ok(i) => i,
         Err(e) => {
             s.ingester
                 .stats
@@ -365,7 +370,7 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
     };
-    let summary = match ingest_remote_write(&s, raw).await {
+    let summary = match ingested {
         Ok(Ok(summary)) => summary,
         Ok(Err(e @ crate::ingest::WriteError::Decode(_))) => {
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
