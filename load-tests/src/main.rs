@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod plot;
 mod proxy;
 mod report;
+mod scratch;
 mod stat;
 mod store;
 mod ui;

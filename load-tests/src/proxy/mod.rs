@@ -21,6 +21,7 @@ use hdrhistogram::Histogram;
 
 use self::load::Target;
 use self::peers::Process;
+use crate::scratch::ScratchDir;
 use crate::{plot, report};
 
 /// Every response's body size.
@@ -129,9 +130,8 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
     let (_upstream, apps) = peers::upstream(gen_core, 11)?;
     let app = apps[0];
     let (proxy, proxy_addrs) = peers::proxy(proxy_core, app, &apps[1..])?;
-    let dir = std::env::temp_dir().join(format!("conduit-lt-proxy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let (haproxy, haproxy_addr) = peers::haproxy(proxy_core, app, &dir)?;
+    let scratch = ScratchDir::new("conduit-lt-proxy")?;
+    let (haproxy, haproxy_addr) = peers::haproxy(proxy_core, app, scratch.path())?;
     peers::wait_listening(proxy_addrs.inbound, "conduit-proxy").await?;
     peers::wait_listening(proxy_addrs.admin, "conduit-proxy admin").await?;
     peers::wait_listening(haproxy_addr, "haproxy").await?;
@@ -205,7 +205,6 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
             cpu,
         });
     }
-    let _ = std::fs::remove_dir_all(&dir);
     report(&o, cores, &paths, &rss, &throughput)
 }
 

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use peer::{Kind, Peer};
 
 use crate::report::now_ms;
+use crate::scratch::ScratchDir;
 use crate::{plot, report};
 
 const SHARDS: usize = 4;
@@ -99,8 +100,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let root = std::env::temp_dir().join(format!("conduit-bench-store-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
+    // Declared before the peers: they stop before it is removed.
+    let scratch = ScratchDir::new("conduit-bench-store")?;
+    let root = scratch.path();
     let points = (o.hours * 3_600_000.0 / INTERVAL_MS as f64) as usize;
     eprintln!("store: generating {} series × {points} samples", o.series);
     let stream = stream::generate(o.series, points, INTERVAL_MS, now_ms() - 60_000, SHARDS);
@@ -116,7 +118,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         if o.only.is_some_and(|only| only != kind) {
             continue;
         }
-        let peer = Peer::start(kind, &root)?;
+        let peer = Peer::start(kind, root)?;
         let idle = peer.rss_bytes();
         let elapsed = rt.block_on(ingest(&peer, &stream))?;
         let samples_per_sec = stream.samples as f64 / elapsed.as_secs_f64();
@@ -192,7 +194,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let peer = Peer::start_named(Kind::Conduit, &root, "conduit-tap", &extra)?;
+        let peer = Peer::start_named(Kind::Conduit, root, "conduit-tap", &extra)?;
         eprintln!(
             "store: indexing {} tap events while ingesting {} metric samples",
             o.tap_events, small.samples
@@ -214,16 +216,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         None
     };
     eprintln!("store: forwarding with remote write to VictoriaMetrics");
-    let vm = Peer::start_named(Kind::Victoria, &root, "victoria-forward", &[])?;
+    let vm = Peer::start_named(Kind::Victoria, root, "victoria-forward", &[])?;
     let conduit = Peer::start_named(
         Kind::Conduit,
-        &root,
+        root,
         "conduit-forward",
         &["--remote-write-url".into(), vm.write_url()],
     )?;
     let forward = rt.block_on(forward::run(&conduit, &small))?;
     drop((conduit, vm));
-    let _ = std::fs::remove_dir_all(&root);
     report(&o, &stream, &figures, &stat, tap.as_ref(), &forward)
 }
 
@@ -461,10 +462,13 @@ fn report(
         stat.conduit_promql_ms, p.block_samples, c.block_samples
     );
     md += "Where Conduit's memory goes: the head's open chunks take about 2 bytes a sample (integer delta-of-deltas in a \
-           varbit code), full ones are frozen into the smaller of that stream and the block codec (about 1 byte a sample, \
-           one buffer per series); the head and every block share one copy of each label set; block postings hold 32-bit \
-           row numbers. Freed memory goes back to the OS after each block cut (`malloc_trim`), and large short-lived \
-           buffers are mapped on their own (a pinned mmap threshold) instead of landing between long-lived chunks.\n\n";
+           varbit code). Full ones are frozen into the smaller of that stream and the block codec (about 1 byte a sample) \
+           and appended to one unlinked file per block range in the data directory, so they sit in the page cache, not in \
+           the process, as Prometheus's memory-mapped full head chunks do; neither figure counts page cache. The head and \
+           every block share one copy of each label set; block postings hold 32-bit row numbers, and a rollup block's \
+           index is read only when a query first needs it. Free heap pages go back to the OS after each maintenance pass \
+           (`malloc_trim`), and large short-lived buffers are mapped on their own (a pinned mmap threshold) instead of \
+           landing between long-lived allocations.\n\n";
     for (name, _) in &charts {
         md += &format!("![{name}](plots/{name})\n");
     }
