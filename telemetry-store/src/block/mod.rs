@@ -189,9 +189,12 @@ impl Block {
         })
     }
 
-    /// Reads the index without keeping it: checks a block whose index is
-    /// loaded lazily.
+    /// Checks that the index reads; a lazily loaded one is read and
+    /// dropped again, one already loaded is not read twice.
     fn check_index(&self) -> Result<(), BlockError> {
+        if self.index.get().is_some() {
+            return Ok(());
+        }
         self.read_index().map(drop)
     }
 
