@@ -122,11 +122,6 @@ fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
 }
 
 /// Runs CPU-bound query work off the async threads.
-/// A storage failure while listing series or labels: HTTP 500 `internal`.
-fn storage(e: crate::db::DbError) -> QueryError {
-    QueryError::Internal(format!("reading series: {e}"))
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, ApiError> {
@@ -214,7 +209,7 @@ async fn series(
     let all = blocking(move || {
         let mut all = std::collections::BTreeSet::new();
         for m in &sets {
-            all.extend(db.series_labels(m, start, end).map_err(storage)?);
+            all.extend(db.series_labels(m, start, end)?);
         }
         Ok(all)
     })
@@ -244,10 +239,10 @@ async fn labels(
     let names = blocking(move || {
         let mut names = std::collections::BTreeSet::new();
         if sets.is_empty() {
-            names = db.label_names(&[], start, end).map_err(storage)?;
+            names = db.label_names(&[], start, end)?;
         }
         for m in &sets {
-            names.extend(db.label_names(m, start, end).map_err(storage)?);
+            names.extend(db.label_names(m, start, end)?);
         }
         Ok(names)
     })
@@ -273,10 +268,10 @@ async fn label_values(
     let values = blocking(move || {
         let mut values = std::collections::BTreeSet::new();
         if sets.is_empty() {
-            values = db.label_values(&name, &[], start, end).map_err(storage)?;
+            values = db.label_values(&name, &[], start, end)?;
         }
         for m in &sets {
-            values.extend(db.label_values(&name, m, start, end).map_err(storage)?);
+            values.extend(db.label_values(&name, m, start, end)?);
         }
         Ok(values)
     })

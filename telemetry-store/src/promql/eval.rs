@@ -291,10 +291,7 @@ impl<'a> Evaluator<'a> {
         maxt: i64,
     ) -> Result<Vec<crate::db::SeriesSamples>, QueryError> {
         let matchers = matchers(vs)?;
-        let data = self
-            .db
-            .select(&matchers, mint, maxt)
-            .map_err(|e| QueryError::Internal(format!("reading series: {e}")))?;
+        let data = self.db.select(&matchers, mint, maxt)?;
         self.budget.check_time()?;
         Ok(data)
     }

@@ -52,6 +52,13 @@ pub(crate) enum QueryError {
     Internal(String),
 }
 
+/// Storage failed under a query: HTTP 500 `internal`.
+impl From<crate::db::DbError> for QueryError {
+    fn from(e: crate::db::DbError) -> Self {
+        QueryError::Internal(format!("reading series: {e}"))
+    }
+}
+
 /// Longest a query's points may be: Prometheus' `11,000 points` rule.
 pub(crate) const MAX_POINTS_PER_SERIES: i64 = 11_000;
 
