@@ -331,17 +331,16 @@ async fn buildinfo() -> Response {
     }))
 }
 
-/// Decodes and commits a remote-write body on the worker that received
-/// it: a 2 000-sample request is a few ms of CPU and, with the WAL synced
-/// on an interval, no wait for the disk, and handing every request to the
-/// blocking pool cost a tenth of ingest throughput in thread hand-offs.
-/// With `--wal-fsync always` each commit waits for the disk, so it goes to
-/// the blocking pool.
+/// A committed body's summary, or why the commit failed or its task died.
 type Ingested =
     Result<Result<crate::ingest::WriteSummary, crate::ingest::WriteError>, tokio::task::JoinError>;
 
-/// Decompresses and commits a body: on this worker, in its reused buffer,
-/// unless every commit waits for the disk (then on the blocking pool).
+/// Decompresses and commits a remote-write body on the worker that
+/// received it, in that thread's reused buffer: a 2 000-sample request is
+/// a few ms of CPU and, with the WAL synced on an interval, no wait for
+/// the disk, and handing every request to the blocking pool cost a tenth
+/// of ingest throughput in thread hand-offs. With `--wal-fsync always`
+/// each commit waits for the disk, so it goes to the blocking pool.
 async fn ingest_remote_write(
     s: &Shared,
     body: &[u8],
