@@ -227,7 +227,7 @@ impl Db {
                 continue;
             }
             let prev = last.get(&s.r).copied().or_else(|| s.lock().last());
-            match check(prev, *t, *v) {
+            match crate::head::series::check(prev, *t, *v) {
                 Err(Reject::OutOfOrder) => outcome.out_of_order += 1,
                 Err(Reject::Duplicate) => outcome.duplicates += 1,
                 Ok(false) => {}
@@ -865,15 +865,6 @@ impl Db {
             .blocks_deleted
             .fetch_add(doomed.len() as u64, Ordering::Relaxed);
         Ok(())
-    }
-}
-
-fn check(prev: Option<Sample>, t: i64, v: f64) -> Result<bool, Reject> {
-    match prev {
-        Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
-        Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
-        Some((lt, _)) if t == lt => Ok(false),
-        _ => Ok(true),
     }
 }
 

@@ -69,17 +69,23 @@ impl MemSeries {
     }
 }
 
+/// Checks a sample against the one before it: `Ok(true)` when it is new.
+/// A repeated sample (same time, bit-identical value) is `Ok(false)`,
+/// accepted and then ignored, as Prometheus does with re-sent
+/// remote-write batches.
+pub(crate) fn check(prev: Option<Sample>, t: i64, v: f64) -> Result<bool, Reject> {
+    match prev {
+        Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
+        Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
+        Some((lt, _)) if t == lt => Ok(false),
+        _ => Ok(true),
+    }
+}
+
 impl SeriesData {
-    /// Checks a sample without appending it. A repeated sample (same time,
-    /// bit-identical value) is accepted and then ignored, as Prometheus
-    /// does with re-sent remote-write batches.
+    /// Checks a sample against the series' last one without appending it.
     pub(crate) fn check(&self, t: i64, v: f64) -> Result<bool, Reject> {
-        match self.last() {
-            Some((lt, _)) if t < lt => Err(Reject::OutOfOrder),
-            Some((lt, lv)) if t == lt && lv.to_bits() != v.to_bits() => Err(Reject::Duplicate),
-            Some((lt, _)) if t == lt => Ok(false),
-            _ => Ok(true),
-        }
+        check(self.last(), t, v)
     }
 
     /// Appends a sample that [`Self::check`] accepted as new; a full chunk
