@@ -18,6 +18,7 @@ use conduit_api::Labels;
 
 use crate::block::{self, Block, BlockError, compact};
 use crate::head::{Head, Kind, LabelInterner, MemSeries, Reject, Sample, SeriesLimit, Window};
+use crate::prefetch;
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelLookup;
 use crate::series::{Matcher, SeriesRef};
@@ -222,11 +223,15 @@ impl Db {
         let mut accepted_idx: Vec<usize> = Vec::with_capacity(batch.floats.len());
         let mut new_series: Vec<&MemSeries> = Vec::new();
         for (i, (s, (t, v))) in batch.floats.iter().enumerate() {
+            prefetch_series(&batch.floats, i + PREFETCH_AHEAD);
             if *t < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
             }
-            let prev = last.get(&s.r).copied().or_else(|| s.lock().last());
+            let prev = match last.get(&s.r) {
+                Some(prev) => Some(*prev),
+                None => s.lock().last_for_append(),
+            };
             match crate::head::series::check(prev, *t, *v) {
                 Err(Reject::OutOfOrder) => outcome.out_of_order += 1,
                 Err(Reject::Duplicate) => outcome.duplicates += 1,
@@ -322,7 +327,10 @@ impl Db {
     fn apply(&self, batch: &Batch, floats: &[usize], windows: &[usize]) {
         let now = crate::time::now_ms();
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
-        for &i in floats {
+        for (k, &i) in floats.iter().enumerate() {
+            if let Some(&ahead) = floats.get(k + PREFETCH_AHEAD) {
+                prefetch_series(&batch.floats, ahead);
+            }
             let (s, (t, v)) = &batch.floats[i];
             s.lock().append(*t, *v, &self.head.chunk_files);
             s.touch(now);
@@ -865,6 +873,20 @@ impl Db {
             .blocks_deleted
             .fetch_add(doomed.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// How many samples ahead a commit prefetches the series it is about to
+/// lock: far enough for a miss to complete, near enough to stay cached.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Starts loading the lines of `floats[i]`'s series that a commit reads
+/// and locks. The lock atomics serialize loads, so without this the
+/// commit waits for each series' miss in turn.
+fn prefetch_series(floats: &[(Arc<MemSeries>, Sample)], i: usize) {
+    if let Some((s, _)) = floats.get(i) {
+        prefetch::line(&s.r);
+        prefetch::line(&s.data);
     }
 }
 

@@ -19,6 +19,7 @@ mod downsample;
 mod head;
 mod ingest;
 pub mod memory;
+mod prefetch;
 mod promql;
 mod query;
 mod remote_write;

@@ -77,6 +77,13 @@ impl BitWriter {
         self.free = 8;
     }
 
+    /// Starts loading the last byte, which the next write finishes.
+    pub(crate) fn prefetch_tail(&self) {
+        if let Some(last) = self.bytes.last() {
+            crate::prefetch::line(last);
+        }
+    }
+
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes
     }

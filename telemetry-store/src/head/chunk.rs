@@ -85,6 +85,11 @@ impl OpenChunk {
         }
     }
 
+    /// Starts loading the bytes the next append writes into.
+    pub(crate) fn prefetch_tail(&self) {
+        self.w.prefetch_tail();
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.count >= SAMPLES_PER_CHUNK
     }

@@ -31,14 +31,7 @@ impl CompactLabels {
 
     /// The (name, value) pairs, in name order.
     pub(crate) fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
-        let mut rest: &[u8] = &self.0;
-        std::iter::from_fn(move || {
-            let n = rest.iter().position(|&b| b == NAME_END)?;
-            let (name, tail) = (&rest[..n], &rest[n + 1..]);
-            let v = tail.iter().position(|&b| b == VALUE_END)?;
-            rest = &tail[v + 1..];
-            Some((name, &tail[..v]))
-        })
+        pairs(&self.0)
     }
 
     /// The shared label type, allocated on demand (queries, blocks).
@@ -59,6 +52,18 @@ impl CompactLabels {
     }
 }
 
+/// The (name, value) pairs of a compact form, in its order.
+pub(crate) fn pairs(encoded: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> + Clone {
+    let mut rest = encoded;
+    std::iter::from_fn(move || {
+        let n = rest.iter().position(|&b| b == NAME_END)?;
+        let (name, tail) = (&rest[..n], &rest[n + 1..]);
+        let v = tail.iter().position(|&b| b == VALUE_END)?;
+        rest = &tail[v + 1..];
+        Some((name, &tail[..v]))
+    })
+}
+
 /// The compact form of a valid label set.
 pub(crate) fn encode(labels: &(impl LabelPairs + ?Sized)) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -71,16 +76,16 @@ pub(crate) fn encode(labels: &(impl LabelPairs + ?Sized)) -> Vec<u8> {
     buf
 }
 
-/// Writes the compact form of name-sorted raw pairs into `buf` (cleared
-/// first), so a lookup compares one byte string. Returns false, leaving
-/// `buf` unusable, when a name or value holds a 0xfe/0xff byte: such bytes
+/// Appends the compact form of name-sorted raw pairs to `buf`, so a
+/// lookup compares one byte string. Returns false, leaving the appended
+/// bytes unusable, when a name or value holds a 0xfe/0xff byte: such bytes
 /// are not UTF-8, and in the compact form they could pass for separators
 /// of a different, valid label set.
 pub(crate) fn encode_raw_into<'a>(
     pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>,
     buf: &mut Vec<u8>,
 ) -> bool {
-    buf.clear();
+    let start = buf.len();
     let mut separators = 0;
     for (name, value) in pairs {
         buf.extend_from_slice(name);
@@ -89,9 +94,17 @@ pub(crate) fn encode_raw_into<'a>(
         buf.push(VALUE_END);
         separators += 2;
     }
-    // One counting pass over the whole buffer vectorizes; a test per
-    // name and value did not.
-    buf.iter().filter(|&&b| b >= VALUE_END).count() == separators
+    separator_bytes(&buf[start..]) == separators
+}
+
+/// How many bytes are 0xfe or 0xff. Counted in byte-wide lanes, 255 bytes
+/// at most at a time, so the count vectorizes at full width: a count in
+/// `usize` lanes took a tenth of ingest CPU.
+fn separator_bytes(bytes: &[u8]) -> usize {
+    bytes
+        .chunks(255)
+        .map(|c| usize::from(c.iter().fold(0u8, |n, &b| n + u8::from(b >= VALUE_END))))
+        .sum()
 }
 
 /// Hashes and compares as its bytes, so the interner finds a label set
@@ -227,6 +240,32 @@ mod tests {
             buf, valid_form,
             "the forged set spells the valid one: only the refusal keeps them apart"
         );
+    }
+
+    /// The count runs in byte lanes, 255 bytes at a time: over longer
+    /// label sets it must neither wrap nor miss a chunk's tail.
+    #[test]
+    fn separator_bytes_are_counted_across_chunks() {
+        let mixed: Vec<u8> = (0..2000u32)
+            .map(|i| match i % 5 {
+                0 => 0xfe,
+                1 => 0xff,
+                _ => b'a',
+            })
+            .collect();
+        for len in [0, 1, 254, 255, 256, 511, 2000] {
+            let bytes = &mixed[..len];
+            let naive = bytes.iter().filter(|&&b| b >= VALUE_END).count();
+            assert_eq!(separator_bytes(bytes), naive, "{len} bytes");
+        }
+        assert_eq!(separator_bytes(&[0xff; 1000]), 1000);
+        let mut buf = b"kept".to_vec();
+        let long = "v".repeat(700);
+        let pairs = [(&b"a"[..], long.as_bytes()), (b"b", b"x")];
+        assert!(encode_raw_into(pairs.iter().copied(), &mut buf));
+        assert!(buf.starts_with(b"kept"), "appends to what is there");
+        let forged = [(&b"a"[..], &b"\xfe"[..])];
+        assert!(!encode_raw_into(forged.iter().copied(), &mut buf));
     }
 
     #[test]

@@ -28,10 +28,16 @@ pub(crate) use labels::{CompactLabels, LabelInterner};
 pub(crate) use series::{Kind, MemSeries, Reject};
 pub(crate) use window::Window;
 
+use crate::prefetch;
 use crate::series::hash::{FastBuild, FastHasher};
 use crate::series::{Index, Matcher, SeriesRef};
 
 const STRIPES: usize = 64;
+
+/// How many lookups of one stripe go through each pass of
+/// [`Head::find_many`] together: about as many cache misses as a core
+/// keeps in flight.
+const LOOKUP_GROUP: usize = 16;
 
 type Stripe = RwLock<HashMap<u64, Bucket, FastBuild>>;
 type RefStripe = RwLock<HashMap<SeriesRef, Arc<MemSeries>, FastBuild>>;
@@ -59,6 +65,18 @@ pub(crate) struct Head {
 )]
 pub(crate) struct SeriesLimit {
     pub(crate) limit: usize,
+}
+
+/// A series to find: its label set in compact form and that form's
+/// [`hash_encoded`].
+#[derive(Clone, Copy)]
+pub(crate) struct SeriesKey<'a> {
+    pub(crate) hash: u64,
+    pub(crate) encoded: &'a [u8],
+}
+
+fn stripe_of(hash: u64) -> usize {
+    hash as usize % STRIPES
 }
 
 /// Hashes a label set in its compact form (see [`labels`]), so raw
@@ -115,8 +133,50 @@ impl Head {
     /// Finds a series by its label set in compact form and that form's
     /// [`hash_encoded`].
     pub(crate) fn find(&self, hash: u64, kind: Kind, encoded: &[u8]) -> Option<Arc<MemSeries>> {
-        let stripe = read(&self.by_hash[hash as usize % STRIPES]);
+        let stripe = read(&self.by_hash[stripe_of(hash)]);
         stripe.get(&hash)?.find(kind, encoded).cloned()
+    }
+
+    /// Finds many series at once, for one remote-write request: `out[i]`
+    /// is the series of `keys[i]`, `None` when the head has none.
+    ///
+    /// Looked up one at a time, each series costs three cache misses in a
+    /// row (table slot, series, label bytes), with lock atomics between
+    /// two lookups that keep the CPU from overlapping them: a fifth of
+    /// ingest CPU. Here each stripe is locked once for all its keys, and
+    /// a group of keys goes through the levels together, prefetching the
+    /// next level for the whole group before any of it is compared.
+    pub(crate) fn find_many(
+        &self,
+        kind: Kind,
+        keys: &[SeriesKey<'_>],
+        out: &mut Vec<Option<Arc<MemSeries>>>,
+    ) {
+        out.clear();
+        out.resize(keys.len(), None);
+        let (order, starts) = order_by_stripe(keys);
+        for (stripe, bounds) in starts.windows(2).enumerate() {
+            if bounds[0] == bounds[1] {
+                continue;
+            }
+            let map = read(&self.by_hash[stripe]);
+            for group in order[bounds[0]..bounds[1]].chunks(LOOKUP_GROUP) {
+                let mut buckets = [None; LOOKUP_GROUP];
+                for (bucket, &i) in buckets.iter_mut().zip(group) {
+                    *bucket = map.get(&keys[i].hash);
+                    if let Some(s) = bucket.map(Bucket::first) {
+                        prefetch::line(&s.kind);
+                        prefetch::line(&s.labels);
+                    }
+                }
+                for s in buckets.iter().flatten().map(|b| b.first()) {
+                    prefetch::bytes(s.labels.bytes(), 4);
+                }
+                for (bucket, &i) in buckets.iter().zip(group) {
+                    out[i] = bucket.and_then(|b| b.find(kind, keys[i].encoded).cloned());
+                }
+            }
+        }
     }
 
     /// Finds or creates the series; creation is refused past the limit.
@@ -130,7 +190,7 @@ impl Head {
         if let Some(s) = self.find(hash, kind, &encoded) {
             return Ok(s);
         }
-        let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
+        let mut stripe = write(&self.by_hash[stripe_of(hash)]);
         if let Some(s) = stripe.get(&hash).and_then(|b| b.find(kind, &encoded)) {
             return Ok(s.clone());
         }
@@ -173,7 +233,7 @@ impl Head {
         ));
         series.mark_logged();
         Bucket::add(
-            &mut write(&self.by_hash[hash as usize % STRIPES]),
+            &mut write(&self.by_hash[stripe_of(hash)]),
             hash,
             series.clone(),
         );
@@ -192,7 +252,7 @@ impl Head {
 
     pub(crate) fn remove(&self, series: &MemSeries) {
         let hash = hash_encoded(series.labels.bytes(), series.kind);
-        let mut stripe = write(&self.by_hash[hash as usize % STRIPES]);
+        let mut stripe = write(&self.by_hash[stripe_of(hash)]);
         Bucket::remove(&mut stripe, hash, series.r);
         drop(stripe);
         if write(&self.by_ref[series.r as usize % STRIPES])
@@ -246,6 +306,13 @@ enum Bucket {
 }
 
 impl Bucket {
+    fn first(&self) -> &Arc<MemSeries> {
+        match self {
+            Bucket::One(s) => s,
+            Bucket::Many(list) => &list[0],
+        }
+    }
+
     fn find(&self, kind: Kind, encoded: &[u8]) -> Option<&Arc<MemSeries>> {
         let is = |s: &&Arc<MemSeries>| s.kind == kind && s.labels.bytes() == encoded;
         match self {
@@ -284,10 +351,106 @@ impl Bucket {
     }
 }
 
+/// Indices of `keys` grouped by stripe: stripe `s` has
+/// `order[starts[s]..starts[s + 1]]`.
+fn order_by_stripe(keys: &[SeriesKey<'_>]) -> (Vec<usize>, [usize; STRIPES + 1]) {
+    let mut starts = [0usize; STRIPES + 1];
+    for k in keys {
+        starts[stripe_of(k.hash) + 1] += 1;
+    }
+    for s in 0..STRIPES {
+        starts[s + 1] += starts[s];
+    }
+    let mut next = starts;
+    let mut order = vec![0; keys.len()];
+    for (i, k) in keys.iter().enumerate() {
+        let slot = &mut next[stripe_of(k.hash)];
+        order[*slot] = i;
+        *slot += 1;
+    }
+    (order, starts)
+}
+
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(dir: &tempfile::TempDir) -> Head {
+        Head::new(10_000, 7_200_000, dir.path().into(), Arc::default())
+    }
+
+    fn key(encoded: &[u8]) -> SeriesKey<'_> {
+        SeriesKey {
+            hash: hash_encoded(encoded, Kind::Float),
+            encoded,
+        }
+    }
+
+    #[test]
+    fn find_many_finds_what_find_finds_in_key_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = head(&dir);
+        let sets: Vec<Labels> = (0..500)
+            .map(|i| Labels::try_from_pairs([("__name__", "m"), ("i", &i.to_string())]).unwrap())
+            .collect();
+        for l in &sets[..400] {
+            head.get_or_create(l.clone(), Kind::Float).unwrap();
+        }
+        // Same labels, other kind: not a float series.
+        head.get_or_create(sets[450].clone(), Kind::Histogram)
+            .unwrap();
+        // Every stripe, in an order unlike the stripes', some keys twice.
+        let encoded: Vec<Vec<u8>> = sets
+            .iter()
+            .rev()
+            .chain(&sets[..3])
+            .map(labels::encode)
+            .collect();
+        let keys: Vec<SeriesKey<'_>> = encoded.iter().map(|e| key(e)).collect();
+        let mut out = vec![None; 3];
+        head.find_many(Kind::Float, &keys, &mut out);
+        assert_eq!(out.len(), keys.len());
+        for (k, found) in keys.iter().zip(&out) {
+            let one = head.find(k.hash, Kind::Float, k.encoded);
+            assert_eq!(found.as_ref().map(|s| s.r), one.as_ref().map(|s| s.r));
+            if let Some(s) = found {
+                assert_eq!(s.labels.bytes(), k.encoded);
+            }
+        }
+        assert_eq!(out.iter().flatten().count(), 403);
+    }
+
+    /// Two label sets under one hash (the real hash makes this rare, so
+    /// it is forced here): each key finds its own series, not the first.
+    #[test]
+    fn find_many_tells_label_sets_with_one_hash_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = head(&dir);
+        let labels = |v: &str| Labels::try_from_pairs([("__name__", v)]).unwrap();
+        let (a, b, missing) = (labels("a"), labels("b"), labels("c"));
+        for (r, l) in [(1, &a), (2, &b)] {
+            let series = Arc::new(MemSeries::new(r, head.interner.intern(l), Kind::Float));
+            Bucket::add(&mut write(&head.by_hash[stripe_of(7)]), 7, series);
+        }
+        let encoded = [&b, &a, &missing].map(labels::encode);
+        let keys: Vec<SeriesKey<'_>> = encoded
+            .iter()
+            .map(|e| SeriesKey {
+                hash: 7,
+                encoded: e,
+            })
+            .collect();
+        let mut out = Vec::new();
+        head.find_many(Kind::Float, &keys, &mut out);
+        let refs: Vec<Option<SeriesRef>> = out.iter().map(|s| s.as_ref().map(|s| s.r)).collect();
+        assert_eq!(refs, [Some(2), Some(1), None]);
+    }
 }

@@ -103,6 +103,14 @@ impl SeriesData {
         self.open = Some(OpenChunk::new(t, v));
     }
 
+    /// The last sample, and a prefetch of the open chunk's end for the
+    /// append that usually follows.
+    pub(crate) fn last_for_append(&self) -> Option<Sample> {
+        let open = self.open.as_ref()?;
+        open.prefetch_tail();
+        Some(open.last())
+    }
+
     pub(crate) fn last(&self) -> Option<Sample> {
         self.open.as_ref().map(OpenChunk::last)
     }

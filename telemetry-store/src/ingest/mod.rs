@@ -6,6 +6,7 @@
 //! cumulative `<metric>_bucket{le=…}`, `_sum` and `_count` counters, so
 //! `histogram_quantile()` and Linkerd's dashboards work unchanged.
 
+mod gather;
 pub(crate) mod remote_write;
 pub(crate) mod telemetry;
 
@@ -19,10 +20,10 @@ use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use hdrhistogram::Histogram;
 
 use crate::db::{Batch, Db, Outcome};
-use crate::head::labels::encode_raw_into;
-use crate::head::{Kind, MemSeries, Window, hash_encoded};
+use crate::head::{Kind, MemSeries, Window, labels};
 use crate::promql::format_float;
 use crate::series::{LabelsExt, METRIC_NAME};
+use gather::Gathered;
 
 /// Counters of what arrived, for `/metrics` and `Status`.
 #[derive(Default)]
@@ -65,6 +66,8 @@ pub(crate) enum SeriesError {
     LabelName(String),
     #[error("label {0:?} has a value that is not valid UTF-8")]
     LabelValue(String),
+    #[error("a label name or value holds byte 0xfe or 0xff, which is not valid UTF-8")]
+    NotUtf8,
     #[error("label {0:?} appears more than once")]
     Duplicate(String),
     #[error("series without a metric name (__name__)")]
@@ -146,41 +149,17 @@ impl Ingester {
             .remote_write_requests
             .fetch_add(1, Ordering::Relaxed);
         let mut summary = WriteSummary::default();
-        let mut batch = Batch::default();
         let mut metadata = Vec::new();
-        let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-        let mut encoded = Vec::with_capacity(512);
-        remote_write::walk(
-            raw,
-            |labels, samples| {
-                if samples.is_empty() {
-                    return;
-                }
-                match self.series_of_raw(labels, &mut sorted, &mut encoded) {
-                    Ok(s) => batch.floats.extend(samples.iter().map(|&x| (s.clone(), x))),
-                    Err(e) => summary.reject(&e),
-                }
-            },
-            &mut metadata,
-        )
+        let batch = gather::with_gathered(|gathered| {
+            self.gather(raw, gathered, &mut metadata, &mut summary)?;
+            Ok::<_, WriteError>(self.resolve(gathered, &mut summary))
+        })
         .inspect_err(|_| {
             self.stats
                 .remote_write_rejected
                 .fetch_add(1, Ordering::Relaxed);
         })?;
-        if !metadata.is_empty() {
-            let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
-            for m in metadata {
-                meta.insert(
-                    m.metric_family_name.clone(),
-                    MetricMeta {
-                        kind: m.type_name().to_string(),
-                        help: m.help,
-                        unit: m.unit,
-                    },
-                );
-            }
-        }
+        self.record_metadata(metadata);
         summary.outcome = self.db.commit(&batch)?;
         self.stats
             .invalid_series
@@ -193,29 +172,62 @@ impl Ingester {
         Ok(summary)
     }
 
-    /// Finds the series of raw remote-write labels without allocating: one
-    /// hash and one comparison of their compact form. Validates and
-    /// creates the series on first sight. `pairs` and `encoded` are
-    /// scratch space.
-    fn series_of_raw<'a>(
+    /// Collects the request's series with samples, labels sorted by name
+    /// and without empty values (as Prometheus drops them).
+    fn gather(
         &self,
-        labels: &[(&'a [u8], &'a [u8])],
-        pairs: &mut Vec<(&'a [u8], &'a [u8])>,
-        encoded: &mut Vec<u8>,
-    ) -> Result<Arc<MemSeries>, SeriesError> {
-        pairs.clear();
-        pairs.extend(labels.iter().filter(|l| !l.1.is_empty()));
-        if !pairs.is_sorted_by(|a, b| a.0 < b.0) {
-            pairs.sort_by(|a, b| a.0.cmp(b.0));
+        raw: &[u8],
+        gathered: &mut Gathered,
+        metadata: &mut Vec<remote_write::MetricMetadata>,
+        summary: &mut WriteSummary,
+    ) -> Result<(), remote_write::DecodeError> {
+        let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        remote_write::walk(
+            raw,
+            |labels, samples| {
+                if samples.is_empty() {
+                    return;
+                }
+                sorted.clear();
+                sorted.extend(labels.iter().filter(|l| !l.1.is_empty()));
+                if !sorted.is_sorted_by(|a, b| a.0 < b.0) {
+                    sorted.sort_by(|a, b| a.0.cmp(b.0));
+                }
+                if !gathered.push(sorted.iter().copied(), samples) {
+                    summary.reject(&SeriesError::NotUtf8);
+                }
+            },
+            metadata,
+        )
+    }
+
+    /// The batch of gathered series: known ones found all at once, new
+    /// ones validated and created.
+    fn resolve(&self, gathered: &Gathered, summary: &mut WriteSummary) -> Batch {
+        let keys = gathered.keys();
+        let mut found = Vec::new();
+        self.db.head.find_many(Kind::Float, &keys, &mut found);
+        let mut batch = Batch::default();
+        batch.floats.reserve(gathered.sample_count());
+        for ((key, series), samples) in keys.iter().zip(found).zip(gathered.samples()) {
+            let series = match series.ok_or(()).or_else(|()| self.create(key.encoded)) {
+                Ok(s) => s,
+                Err(e) => {
+                    summary.reject(&e);
+                    continue;
+                }
+            };
+            batch
+                .floats
+                .extend(samples.iter().map(|&x| (series.clone(), x)));
         }
-        if encode_raw_into(pairs.iter().copied(), encoded) {
-            let hash = hash_encoded(encoded, Kind::Float);
-            if let Some(s) = self.db.head.find(hash, Kind::Float, encoded) {
-                return Ok(s);
-            }
-        }
-        let mut owned = Vec::with_capacity(pairs.len());
-        for (n, v) in pairs.iter() {
+        batch
+    }
+
+    /// Validates a new series' labels (in compact form) and creates it.
+    fn create(&self, encoded: &[u8]) -> Result<Arc<MemSeries>, SeriesError> {
+        let mut owned = Vec::new();
+        for (n, v) in labels::pairs(encoded) {
             let name = std::str::from_utf8(n)
                 .map_err(|_| SeriesError::LabelName(String::from_utf8_lossy(n).into()))?;
             if !is_valid_name(name) {
@@ -234,6 +246,23 @@ impl Ingester {
             return Err(SeriesError::MetricName(name.to_string()));
         }
         Ok(self.db.series(labels, Kind::Float)?)
+    }
+
+    fn record_metadata(&self, metadata: Vec<remote_write::MetricMetadata>) {
+        if metadata.is_empty() {
+            return;
+        }
+        let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        for m in metadata {
+            meta.insert(
+                m.metric_family_name.clone(),
+                MetricMeta {
+                    kind: m.type_name().to_string(),
+                    help: m.help,
+                    unit: m.unit,
+                },
+            );
+        }
     }
 
     /// Adds one histogram report to `batch`: the window, and the next
@@ -389,6 +418,93 @@ mod tests {
         assert_eq!(c[9], 5, "le=50");
         assert_eq!(c[LATENCY_BUCKETS_MS.len() - 1], 5, "le=50000");
         assert_eq!(c[LATENCY_BUCKETS_MS.len()], 6, "+Inf");
+    }
+
+    /// One request with a known series (labels out of order, samples in
+    /// two entries), a new series sent twice, an empty label and a value
+    /// that is not UTF-8: each valid series gets all its samples, in order,
+    /// and only the invalid one is refused.
+    #[test]
+    fn a_request_stores_every_valid_series() {
+        use crate::db::DbOptions;
+        use prost::Message;
+        use remote_write::{Label, Sample, TimeSeries, WriteRequest};
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(DbOptions {
+            dir: dir.path().into(),
+            block_range_ms: 7_200_000,
+            retention_ms: 86_400_000,
+            retention_bytes: u64::MAX,
+            fsync: crate::FsyncPolicy::Never,
+            max_series: 100,
+            raw_retention_ms: 0,
+            wal_keep_max_bytes: 0,
+        })
+        .unwrap();
+        let ingester = Ingester::new(Arc::new(db), None);
+        let series = |labels: &[(&str, &[u8])], samples: &[(i64, f64)]| TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.as_bytes().to_vec().into(),
+                    value: v.to_vec().into(),
+                })
+                .collect(),
+            samples: samples
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp })
+                .collect(),
+        };
+        let write = |timeseries| {
+            let body = WriteRequest {
+                timeseries,
+                metadata: vec![],
+            };
+            ingester.remote_write(&body.encode_to_vec()).unwrap()
+        };
+        write(vec![series(
+            &[("__name__", b"up"), ("job", b"a")],
+            &[(500, 0.0)],
+        )]);
+        let summary = write(vec![
+            series(&[("job", b"a"), ("__name__", b"up")], &[(1000, 1.0)]),
+            series(&[("__name__", b"new"), ("empty", b"")], &[(1000, 2.0)]),
+            series(&[("__name__", b"bad"), ("v", b"\xff")], &[(1000, 3.0)]),
+            series(&[("__name__", b"new")], &[(2000, 4.0)]),
+            series(
+                &[("__name__", b"up"), ("job", b"a")],
+                &[(2000, 5.0), (3000, 6.0)],
+            ),
+        ]);
+        assert_eq!(summary.rejected_series, 1);
+        assert!(summary.first_error.unwrap().contains("UTF-8"));
+        assert_eq!(summary.outcome.accepted, 5);
+        let mut stored: Vec<(String, Vec<(i64, f64)>)> = ingester
+            .db
+            .head
+            .all()
+            .iter()
+            .map(|s| {
+                let mut samples = Vec::new();
+                s.lock().samples(i64::MIN, i64::MAX, &mut samples).unwrap();
+                (s.labels.labels().to_string(), samples)
+            })
+            .collect();
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            stored,
+            [
+                (
+                    r#"{__name__="new"}"#.to_string(),
+                    vec![(1000, 2.0), (2000, 4.0)]
+                ),
+                (
+                    r#"{__name__="up", job="a"}"#.to_string(),
+                    vec![(500, 0.0), (1000, 1.0), (2000, 5.0), (3000, 6.0)]
+                ),
+            ]
+        );
     }
 
     #[test]

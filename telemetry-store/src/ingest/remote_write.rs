@@ -185,6 +185,7 @@ pub(crate) fn walk<'a>(
     Ok(())
 }
 
+#[inline]
 fn label(buf: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
     let mut r = Reader { buf, pos: 0 };
@@ -222,18 +223,26 @@ fn truncated() -> DecodeError {
 }
 
 impl<'a> Reader<'a> {
+    #[inline]
     fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
+    /// Inlined for its one-byte case: field keys and label lengths,
+    /// nearly every varint of a request, read tens of times per series.
+    #[inline]
     fn varint(&mut self) -> Result<u64, DecodeError> {
-        // Field keys and label lengths: nearly every varint is one byte.
         if let Some(&b) = self.buf.get(self.pos)
             && b < 0x80
         {
             self.pos += 1;
             return Ok(b.into());
         }
+        self.long_varint()
+    }
+
+    #[inline(never)]
+    fn long_varint(&mut self) -> Result<u64, DecodeError> {
         let mut out = 0u64;
         for shift in (0..64).step_by(7) {
             let b = *self.buf.get(self.pos).ok_or_else(truncated)?;
@@ -246,11 +255,13 @@ impl<'a> Reader<'a> {
         Err(DecodeError::Protobuf("varint longer than 10 bytes".into()))
     }
 
+    #[inline]
     fn key(&mut self) -> Result<(u64, u8), DecodeError> {
         let k = self.varint()?;
         Ok((k >> 3, (k & 7) as u8))
     }
 
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -262,6 +273,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.varint()?;
         self.take(usize::try_from(n).map_err(|_| truncated())?)
