@@ -187,6 +187,24 @@ impl Peer {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// CPU time the process has used, all threads, in seconds.
+    pub(crate) fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the parenthesized command name: utime and stime are the
+        // 12th and 13th fields, in USER_HZ (100 per second on Linux).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (ticks(11) + ticks(12)) as f64 / 100.0
+    }
+
     pub(crate) fn data_bytes(&self) -> u64 {
         dir_bytes(&self.dir.join("data"))
     }

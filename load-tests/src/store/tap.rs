@@ -25,6 +25,26 @@ pub(crate) struct TapFigures {
     pub(crate) dropped: u64,
     /// (query, p50 ms, p99 ms, hits)
     pub(crate) searches: Vec<(String, f64, f64, usize)>,
+    /// Seconds from the last event indexed until the store was idle.
+    pub(crate) settle_secs: f64,
+}
+
+/// Waits (at most a minute) until the store uses under 5% of a core:
+/// after a burst of events the index merges its segments in the
+/// background, and searches timed during that measure the merge's
+/// competition for the 2 cores, not the search.
+async fn settle(cpu_seconds: &impl Fn() -> f64) -> Duration {
+    let began = Instant::now();
+    let mut before = cpu_seconds();
+    while began.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_seconds();
+        if now - before < 0.05 {
+            break;
+        }
+        before = now;
+    }
+    began.elapsed()
 }
 
 fn event(rng: &mut Rng, t_us: i64) -> TapEvent {
@@ -102,12 +122,13 @@ fn metric(text: &str, name: &str) -> u64 {
 }
 
 /// Indexes `total` events (while `metric_load` runs, if given), then
-/// times searches.
+/// times searches once the store (its process's `cpu_seconds`) is idle.
 pub(crate) async fn run(
     http_addr: SocketAddr,
     grpc_addr: SocketAddr,
     total: u64,
     metric_load: impl std::future::Future<Output = Result<(u64, Duration), String>>,
+    cpu_seconds: impl Fn() -> f64,
 ) -> Result<TapFigures, String> {
     let client = http::client();
     let metrics = || async {
@@ -206,8 +227,10 @@ pub(crate) async fn run(
     let m = metrics().await?;
     let indexed = metric(&m, "conduit_store_tap_events_indexed_total");
     let dropped = metric(&m, "conduit_store_tap_events_dropped_total");
+    let settle_secs = settle(&cpu_seconds).await.as_secs_f64();
     let searches = search_latencies(&client, http_addr).await?;
     Ok(TapFigures {
+        settle_secs,
         events: indexed,
         events_per_sec: indexed as f64 / elapsed.as_secs_f64(),
         metric_samples_per_sec: metrics_run.0 as f64 / metrics_run.1.as_secs_f64(),

@@ -4,7 +4,7 @@
 //! The messages are declared here with prost derives (wire-compatible with
 //! Prometheus' `remote.proto`), used to send; receiving walks the wire
 //! format directly, so a known series is found and its samples taken
-//! without a single allocation.
+//! without an allocation per series.
 
 use bytes::Bytes;
 use prost::Message;
