@@ -210,7 +210,7 @@ impl Ingester {
         let mut batch = Batch::default();
         batch.floats.reserve(gathered.sample_count());
         for ((key, series), samples) in keys.iter().zip(found).zip(gathered.samples()) {
-            let series = match series.ok_or(()).or_else(|()| self.create(key.encoded)) {
+            let series = match series.map_or_else(|| self.create(key.encoded), Ok) {
                 Ok(s) => s,
                 Err(e) => {
                     summary.reject(&e);
