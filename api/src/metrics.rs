@@ -41,6 +41,22 @@ pub const TAP_EVENTS_DROPPED_TOTAL: &str = "tap_events_dropped_total";
 /// stayed in force).
 pub const DESTINATION_PROFILES_REJECTED_TOTAL: &str = "destination_profiles_rejected_total";
 
+/// When the proxy's current certificate expires (Unix seconds); absent
+/// while the proxy has none.
+pub const IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS: &str =
+    "identity_cert_expiration_timestamp_seconds";
+/// Certificates the proxy obtained from the identity service, and attempts
+/// that failed (it keeps its current certificate and retries).
+pub const IDENTITY_CERT_REFRESH_TOTAL: &str = "identity_cert_refresh_total";
+pub const IDENTITY_CERT_REFRESH_FAILURES_TOTAL: &str = "identity_cert_refresh_failures_total";
+/// mTLS handshakes between proxies that failed, by `direction` and
+/// `reason` (an expired or foreign certificate, the wrong identity...).
+pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "tls_handshake_failures_total";
+/// The identity service's certificates issued, and requests refused by
+/// `reason`.
+pub const IDENTITY_CERTS_ISSUED_TOTAL: &str = "identity_certs_issued_total";
+pub const IDENTITY_CERTIFY_REFUSED_TOTAL: &str = "identity_certify_refused_total";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";
@@ -51,6 +67,9 @@ pub mod label {
     pub const DST_DEPLOYMENT: &str = "dst_deployment";
     pub const AUTHORITY: &str = "authority";
     pub const TLS: &str = "tls";
+    /// Why a connection is not secured (with `tls="no_identity"`).
+    pub const NO_TLS_REASON: &str = "no_tls_reason";
+    pub const REASON: &str = "reason";
     pub const CLIENT_ID: &str = "client_id";
     pub const SERVER_ID: &str = "server_id";
     pub const STATUS_CODE: &str = "status_code";
@@ -69,3 +88,84 @@ pub const LATENCY_BUCKETS_MS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
     1_000.0, 2_000.0, 3_000.0, 4_000.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0,
 ];
+
+/// The `tls` label of a connection, and the `no_tls_reason` that says why
+/// one is plaintext. Linkerd's values, so its dashboards read them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tls {
+    /// mTLS between meshed proxies, both identities verified.
+    Secured,
+    NoIdentity(NoTlsReason),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NoTlsReason {
+    /// Between the application and its own proxy, over loopback.
+    Loopback,
+    /// This proxy runs without an identity (no identity service given).
+    Disabled,
+    /// Outbound: discovery named no identity for the endpoint (unmeshed).
+    NotProvidedByServiceDiscovery,
+    /// Inbound: the client sent plaintext (an unmeshed client).
+    NoTlsFromRemote,
+    /// Inbound: TLS for someone else (the application's own TLS, another
+    /// SNI), forwarded untouched.
+    Passthrough,
+}
+
+impl Tls {
+    /// The `tls` label's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Secured => "true",
+            Self::NoIdentity(_) => "no_identity",
+        }
+    }
+
+    /// The `no_tls_reason` label's value; empty when secured.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Secured => "",
+            Self::NoIdentity(r) => r.as_str(),
+        }
+    }
+
+    pub fn is_secured(self) -> bool {
+        self == Self::Secured
+    }
+}
+
+impl NoTlsReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Loopback => "loopback",
+            Self::Disabled => "disabled",
+            Self::NotProvidedByServiceDiscovery => "not_provided_by_service_discovery",
+            Self::NoTlsFromRemote => "no_tls_from_remote",
+            Self::Passthrough => "passthrough",
+        }
+    }
+
+    /// What `conduit edges` says about an edge plaintext for this reason.
+    pub fn explain(self) -> &'static str {
+        match self {
+            Self::Loopback => "between an application and its own proxy",
+            Self::Disabled => "the client's proxy runs without an identity",
+            Self::NotProvidedByServiceDiscovery => "the destination is not meshed",
+            Self::NoTlsFromRemote => "the client is not meshed",
+            Self::Passthrough => "the application's own TLS, passed through",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Loopback,
+            Self::Disabled,
+            Self::NotProvidedByServiceDiscovery,
+            Self::NoTlsFromRemote,
+            Self::Passthrough,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}

@@ -1,5 +1,6 @@
 //! The admin server: `/metrics` for Prometheus, `/ready` and `/live` for
-//! the kubelet (or `conduit demo`, which waits on `/ready`).
+//! the kubelet (or `conduit demo`, which waits on `/ready`). With identity
+//! on, the proxy is ready only while it holds a valid certificate.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -46,7 +47,13 @@ fn respond(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>
             );
             rsp
         }
-        "/ready" => text(StatusCode::OK, "ready\n".into()),
+        "/ready" => match registry.credentials() {
+            Some(c) if !c.is_ready() => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no valid certificate from the identity service yet\n".into(),
+            ),
+            _ => text(StatusCode::OK, "ready\n".into()),
+        },
         "/live" => text(StatusCode::OK, "live\n".into()),
         other => text(
             StatusCode::NOT_FOUND,

@@ -18,6 +18,9 @@ use crate::breaker::BreakerConfig;
 use crate::config::Config;
 use crate::destination::DestinationResolver;
 use crate::http::server::Server;
+use crate::identity::Identity;
+use conduit_identity::grpc::Allow;
+use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 use crate::inbound::Inbound;
 use crate::metrics::Registry;
 use crate::outbound::{Outbound, Routing};
@@ -62,6 +65,7 @@ impl Proxy {
             &config.deployment,
             &config.pod,
         ));
+        let identity = Identity::start(&config, &registry)?;
         let tap = Arc::new(Tap::new(
             config.tap_max_rps,
             config.tap_sample_rate,
@@ -80,8 +84,10 @@ impl Proxy {
             tap.clone(),
             server.clone(),
             limits,
+            identity.clone(),
         ));
         let factory = Arc::new(EndpointFactory {
+            identity: identity.clone(),
             registry: registry.clone(),
             connect_timeout: config.connect_timeout,
             breaker: BreakerConfig {
@@ -96,7 +102,7 @@ impl Proxy {
             server,
             limits,
             Routing {
-                resolver: resolver(&config, &registry)?,
+                resolver: resolver(&config, &registry, identity.as_deref())?,
                 factory,
                 listeners: vec![
                     outbound_listener.local_addr()?,
@@ -142,9 +148,11 @@ impl Proxy {
             admin_listener,
             registry.clone(),
         )));
-        proxy
-            .tasks
-            .push(tokio::spawn(serve_tap(tap_listener, tap.clone())));
+        proxy.tasks.push(tokio::spawn(serve_tap(
+            tap_listener,
+            tap.clone(),
+            identity.clone(),
+        )?));
 
         let telemetry = Arc::new(Telemetry::new(
             registry,
@@ -153,6 +161,7 @@ impl Proxy {
             config.telemetry_buffer as usize,
             config.deployment_ref(),
             config.pod.clone(),
+            identity.clone(),
         ));
         proxy.tasks.push(tokio::spawn(
             telemetry.clone().collect(config.telemetry_addr.is_some()),
@@ -166,6 +175,7 @@ impl Proxy {
             outbound = %proxy.outbound_addr,
             admin = %proxy.admin_addr,
             tap = %proxy.tap_addr,
+            identity = identity.as_ref().map(|i| i.name()),
             "proxy started"
         );
         Ok(proxy)
@@ -182,7 +192,11 @@ impl Drop for Proxy {
 
 /// Static endpoints first (an operator's explicit word), then the
 /// destination service.
-fn resolver(config: &Config, registry: &Arc<Registry>) -> anyhow::Result<Arc<dyn Resolve>> {
+fn resolver(
+    config: &Config,
+    registry: &Arc<Registry>,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Arc<dyn Resolve>> {
     let mut chain: Vec<Arc<dyn Resolve>> = Vec::new();
     let statics = StaticResolver::new(&config.outbound_endpoints);
     if !statics.is_empty() {
@@ -193,17 +207,47 @@ fn resolver(config: &Config, registry: &Arc<Registry>) -> anyhow::Result<Arc<dyn
             addr,
             config,
             registry.clone(),
+            identity,
         )?));
     }
     Ok(Arc::new(Chain(chain)))
 }
 
-async fn serve_tap(listener: TcpListener, tap: Arc<Tap>) {
-    let res = tonic::transport::Server::builder()
-        .add_service(TapServer::new(TapService { tap }))
-        .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
-        .await;
-    if let Err(e) = res {
-        tracing::error!(error = %e, "tap server failed");
-    }
+/// Tap reveals request data: with identity on, it is served over mTLS to
+/// the controller's identity only.
+fn serve_tap(
+    listener: TcpListener,
+    tap: Arc<Tap>,
+    identity: Option<Arc<Identity>>,
+) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    let server = tonic::transport::Server::builder().add_service(TapServer::new(TapService { tap }));
+    let tls = match &identity {
+        Some(id) => Some((
+            server_config(
+                &id.tls.anchors,
+                id.creds().clone(),
+                ClientAuth::Required,
+                &[Alpn::H2],
+            )?,
+            id.controller.clone(),
+        )),
+        None => None,
+    };
+    Ok(async move {
+        let res = match tls {
+            Some((config, controller)) => {
+                let incoming =
+                    conduit_identity::grpc::incoming(listener, config, Allow::Only(vec![controller]), "tap");
+                server.serve_with_incoming(incoming).await
+            }
+            None => {
+                server
+                    .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                    .await
+            }
+        };
+        if let Err(e) = res {
+            tracing::error!(error = %e, "tap server failed");
+        }
+    })
 }

@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use conduit_api::Direction;
 use conduit_api::metrics::label;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::http::client::EndpointClient;
-use crate::metrics::{HttpStats, Registry, TLS_NO_IDENTITY, TcpStats, lock};
+use crate::identity::{Identity, outbound_tls};
+use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::resolve::{Target, Targets};
 
 /// How fast the estimate forgets a slow response.
@@ -83,6 +85,9 @@ pub(crate) struct Endpoint {
     pub(crate) breaker: Breaker,
     load: PeakEwma,
     connect_timeout: Duration,
+    /// The proxy's identity and the one the endpoint must prove, when the
+    /// connection is mTLS.
+    pub(crate) mtls: Option<(Arc<Identity>, String)>,
 }
 
 impl Endpoint {
@@ -139,6 +144,8 @@ impl Drop for InFlight {
 
 /// Builds endpoints with the proxy's settings.
 pub(crate) struct EndpointFactory {
+    /// The proxy's identity; endpoints with an identity get mTLS.
+    pub(crate) identity: Option<Arc<Identity>>,
     pub(crate) registry: Arc<Registry>,
     pub(crate) connect_timeout: Duration,
     pub(crate) breaker: BreakerConfig,
@@ -151,27 +158,43 @@ impl EndpointFactory {
             .deployment
             .as_ref()
             .map_or(("", ""), |d| (d.namespace.as_str(), d.name.as_str()));
-        let server_id = meta.identity.as_deref().unwrap_or("");
+        let tls = outbound_tls(self.identity.as_deref(), meta.identity.as_deref());
+        // Identities only where mTLS proves them.
+        let (server_id, client_id) = match (tls.is_secured(), &self.identity) {
+            (true, Some(own)) => (meta.identity.as_deref().unwrap_or(""), own.name()),
+            _ => ("", ""),
+        };
+        let [tls_label, reason] = tls_labels(tls);
         let stats = self.registry.http(&[
-            (label::DIRECTION, "outbound"),
+            (label::DIRECTION, Direction::Outbound.as_str()),
             (label::AUTHORITY, authority),
             (label::DST_NAMESPACE, ns),
             (label::DST_DEPLOYMENT, name),
-            (label::TLS, TLS_NO_IDENTITY),
+            tls_label,
+            reason,
             (label::SERVER_ID, server_id),
+            (label::CLIENT_ID, client_id),
         ]);
         let tcp = self.registry.tcp(&[
-            (label::DIRECTION, "outbound"),
+            (label::DIRECTION, Direction::Outbound.as_str()),
             (label::PEER, "dst"),
             (label::AUTHORITY, authority),
             (label::DST_NAMESPACE, ns),
             (label::DST_DEPLOYMENT, name),
-            (label::TLS, TLS_NO_IDENTITY),
+            tls_label,
+            reason,
             (label::SERVER_ID, server_id),
+            (label::CLIENT_ID, client_id),
         ]);
+        let mtls = self
+            .identity
+            .clone()
+            .filter(|_| tls.is_secured())
+            .zip(meta.identity.clone());
         Arc::new(Endpoint {
             target: target.clone(),
-            client: EndpointClient::new(target.addr, self.connect_timeout, tcp.clone()),
+            client: EndpointClient::new(target.addr, self.connect_timeout, tcp.clone(), mtls.clone()),
+            mtls,
             stats,
             tcp,
             breaker: Breaker::new(self.breaker),
@@ -321,6 +344,7 @@ mod tests {
 
     fn factory() -> Arc<EndpointFactory> {
         Arc::new(EndpointFactory {
+            identity: None,
             registry: Arc::new(Registry::new("ns", "d", "p")),
             connect_timeout: Duration::from_secs(1),
             breaker: BreakerConfig {

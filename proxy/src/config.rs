@@ -121,7 +121,34 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_SERVICE_ACCOUNT", default_value = "")]
     pub service_account: String,
 
-    /// The telemetry store's gRPC address, e.g. `http://127.0.0.1:9096`.
+    /// The controller's identity service, `https://HOST:PORT`. Set: the
+    /// proxy gets a certificate for its ServiceAccount's identity and
+    /// speaks mTLS to meshed peers. Unset: identity is off (plaintext).
+    #[arg(long, env = "CONDUIT_PROXY_IDENTITY_ADDR", value_name = "URL")]
+    pub identity_addr: Option<GrpcAddr>,
+
+    /// PEM trust anchors: every peer's and the control plane's certificate
+    /// must chain to one of them.
+    #[arg(long, env = "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", value_name = "PATH")]
+    pub identity_trust_anchors: Option<std::path::PathBuf>,
+
+    /// The token that proves the ServiceAccount to the identity service (a
+    /// projected ServiceAccount token; in local mode the demo's token
+    /// file). Read afresh at every renewal.
+    #[arg(long, env = "CONDUIT_PROXY_IDENTITY_TOKEN_FILE", value_name = "PATH")]
+    pub identity_token_file: Option<std::path::PathBuf>,
+
+    /// The mesh's trust domain.
+    #[arg(long, env = "CONDUIT_PROXY_TRUST_DOMAIN", default_value = conduit_api::identity::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// The control plane's namespace: the controller and the store must
+    /// prove their ServiceAccounts' identities there.
+    #[arg(long, env = "CONDUIT_PROXY_CONTROL_PLANE_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
+    pub control_plane_namespace: String,
+
+    /// The telemetry store's gRPC address, e.g. `http://127.0.0.1:9096`
+    /// (`https://` for mTLS).
     /// Unset: nothing is pushed (metrics stay on /metrics).
     #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_ADDR", value_name = "URL")]
     pub telemetry_addr: Option<GrpcAddr>,
@@ -150,7 +177,8 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_RPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub tap_max_rps: u32,
 
-    /// The controller's destination service, e.g. `http://127.0.0.1:50751`.
+    /// The controller's destination service, e.g. `http://127.0.0.1:8086`
+    /// (`https://` for mTLS).
     /// Unset: outbound authorities resolve through --outbound-endpoint, DNS
     /// or the original destination only.
     #[arg(long, env = "CONDUIT_PROXY_DESTINATION_ADDR", value_name = "URL")]
@@ -311,9 +339,24 @@ impl FromStr for EndpointSpec {
     }
 }
 
-/// An `http://host:port` gRPC address.
+/// A gRPC address: `http://host:port` (plaintext) or `https://host:port`
+/// (mTLS with the proxy's identity).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrpcAddr(pub String);
+
+impl GrpcAddr {
+    pub fn is_tls(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+
+    /// `host:port`.
+    pub fn authority(&self) -> Result<String, String> {
+        let uri: http::Uri = self.0.parse().map_err(|e| format!("{self}: {e}"))?;
+        uri.authority()
+            .map(|a| a.to_string())
+            .ok_or_else(|| format!("{self} has no HOST:PORT"))
+    }
+}
 
 impl FromStr for GrpcAddr {
     type Err = String;
@@ -321,10 +364,11 @@ impl FromStr for GrpcAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let uri: http::Uri = s
             .parse()
-            .map_err(|e| format!("{s:?} is not a URL ({e}); use e.g. http://127.0.0.1:9096"))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            .map_err(|e| format!("{s:?} is not a URL ({e}); use e.g. https://127.0.0.1:8086"))?;
+        let scheme_ok = matches!(uri.scheme_str(), Some("http" | "https"));
+        if !scheme_ok || uri.authority().is_none() || uri.port_u16().is_none() {
             return Err(format!(
-                "{s:?}: expected http://HOST:PORT (the mesh's control traffic is plaintext until mTLS)"
+                "{s:?}: expected https://HOST:PORT (mTLS) or http://HOST:PORT (plaintext)"
             ));
         }
         Ok(Self(s.trim_end_matches('/').to_string()))
@@ -428,6 +472,9 @@ mod tests {
     fn grpc_addrs() {
         assert!("http://127.0.0.1:9096".parse::<GrpcAddr>().is_ok());
         assert!("127.0.0.1:9096".parse::<GrpcAddr>().is_err());
-        assert!("https://store:9096".parse::<GrpcAddr>().is_err());
+        assert!("ftp://store:9096".parse::<GrpcAddr>().is_err());
+        let tls: GrpcAddr = "https://store:9096".parse().unwrap();
+        assert!(tls.is_tls());
+        assert_eq!(tls.authority().unwrap(), "store:9096");
     }
 }

@@ -24,6 +24,7 @@ use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
 use crate::config::{Config, GrpcAddr};
+use crate::identity::Identity;
 use crate::metrics::Registry;
 use crate::profile::Profile;
 use crate::resolve::{EndpointMeta, Resolution, Resolve, ResolveFuture, Resolved, Target, Targets};
@@ -36,15 +37,15 @@ pub(crate) struct DestinationResolver {
 }
 
 impl DestinationResolver {
+    /// The destination service must prove the controller's identity when
+    /// `addr` is mTLS.
     pub(crate) fn new(
         addr: &GrpcAddr,
         config: &Config,
         registry: Arc<Registry>,
+        identity: Option<&Identity>,
     ) -> anyhow::Result<Self> {
-        let channel = tonic::transport::Endpoint::from_shared(addr.0.clone())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .connect_lazy();
+        let channel = crate::identity::channel(addr, |i| &i.controller, identity)?;
         Ok(Self {
             client: DestinationClient::new(channel),
             registry,

@@ -200,6 +200,125 @@ pub fn unfinished(buf: &[u8]) -> Protocol {
     }
 }
 
+/// The largest TLS record a ClientHello may arrive in (RFC 8446 §5.1),
+/// with its header.
+pub const MAX_CLIENT_HELLO_RECORD: usize = 5 + 16_384;
+
+/// What the first TLS record of a connection asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientHello<'a> {
+    /// More bytes are needed to see the whole record.
+    NeedMore,
+    /// A ClientHello, with the server name it asks for (if any).
+    Hello { server_name: Option<&'a str> },
+    /// Not a ClientHello this proxy can read (another protocol, a
+    /// malformed or fragmented hello): forwarded untouched.
+    Other,
+}
+
+/// Reads the SNI of a ClientHello from a connection's first bytes. Never
+/// panics and never reads past what `buf` holds, whatever it claims.
+pub fn client_hello(buf: &[u8]) -> ClientHello<'_> {
+    if buf.is_empty() {
+        return ClientHello::NeedMore;
+    }
+    match classify_tls(buf) {
+        Some(Detection::NeedMore) => return ClientHello::NeedMore,
+        Some(Detection::Known(Protocol::Tls)) => {}
+        _ => return ClientHello::Other,
+    }
+    let Some(len) = buf.get(3..5).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+        return ClientHello::NeedMore;
+    };
+    if 5 + len > MAX_CLIENT_HELLO_RECORD {
+        return ClientHello::Other;
+    }
+    let Some(record) = buf.get(5..5 + len) else {
+        return ClientHello::NeedMore;
+    };
+    match server_name(record) {
+        Some(server_name) => ClientHello::Hello { server_name },
+        None => ClientHello::Other,
+    }
+}
+
+/// The host name of the server_name extension (RFC 6066 §3) of the
+/// ClientHello in `record`; `Some(None)` when it has none; `None` when the
+/// hello does not parse (or is split over several records).
+fn server_name(record: &[u8]) -> Option<Option<&str>> {
+    let mut r = Reader(record);
+    if r.u8()? != 1 {
+        return None;
+    }
+    let body = r.vec24()?;
+    let mut r = Reader(body);
+    r.take(2 + 32)?; // legacy version, random
+    let session = usize::from(r.u8()?);
+    r.take(session)?;
+    let suites = r.u16()?;
+    r.take(suites)?;
+    let compression = usize::from(r.u8()?);
+    r.take(compression)?;
+    if r.0.is_empty() {
+        return Some(None);
+    }
+    let extensions = r.u16()?;
+    let mut exts = Reader(r.take(extensions)?);
+    while !exts.0.is_empty() {
+        let kind = exts.u16()?;
+        let data = exts.vec16()?;
+        if kind != 0 {
+            continue;
+        }
+        let mut list = Reader(data);
+        let mut names = Reader(list.vec16()?);
+        while !names.0.is_empty() {
+            let name_type = names.u8()?;
+            let name = names.vec16()?;
+            if name_type == 0 {
+                return std::str::from_utf8(name).ok().map(Some);
+            }
+        }
+        return Some(None);
+    }
+    Some(None)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+
+    fn u16(&mut self) -> Option<usize> {
+        self.take(2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+    }
+
+    /// A vector with a 16-bit length.
+    fn vec16(&mut self) -> Option<&'a [u8]> {
+        let n = self.u16()?;
+        self.take(n)
+    }
+
+    /// A vector with a 24-bit length.
+    fn vec24(&mut self) -> Option<&'a [u8]> {
+        let n = self
+            .take(3)
+            .map(|b| (usize::from(b[0]) << 16) | (usize::from(b[1]) << 8) | usize::from(b[2]))?;
+        self.take(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Detection::*;
@@ -250,6 +369,56 @@ mod tests {
         assert_eq!(unfinished(b"PRI * HTTP/2"), Http1);
         assert_eq!(unfinished(&[0x16, 0x03]), Tls);
         assert_eq!(unfinished(b"\x00\x01"), Opaque);
+    }
+
+    /// A ClientHello record with the given SNI (and one other extension
+    /// before it, as real clients send).
+    fn hello(sni: Option<&str>) -> Vec<u8> {
+        let mut exts = vec![0x00, 0x0b, 0x00, 0x02, 0x01, 0x00];
+        if let Some(name) = sni {
+            let n = name.len() as u16;
+            exts.extend_from_slice(&[0x00, 0x00]);
+            exts.extend_from_slice(&(n + 5).to_be_bytes());
+            exts.extend_from_slice(&(n + 3).to_be_bytes());
+            exts.push(0);
+            exts.extend_from_slice(&n.to_be_bytes());
+            exts.extend_from_slice(name.as_bytes());
+        }
+        let mut body = vec![0x03, 0x03];
+        body.extend_from_slice(&[7; 32]);
+        body.extend_from_slice(&[0, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00]);
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        let mut hs = vec![0x01, 0, (body.len() >> 8) as u8, body.len() as u8];
+        hs.extend_from_slice(&body);
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        record.extend_from_slice(&hs);
+        record
+    }
+
+    #[test]
+    fn client_hello_server_names() {
+        let name = "web.demo.serviceaccount.identity.conduit.cluster.local";
+        let h = hello(Some(name));
+        assert_eq!(
+            client_hello(&h),
+            ClientHello::Hello {
+                server_name: Some(name)
+            }
+        );
+        assert_eq!(
+            client_hello(&hello(None)),
+            ClientHello::Hello { server_name: None }
+        );
+        for cut in [0, 1, 5, 20, h.len() - 1] {
+            assert_eq!(client_hello(&h[..cut]), ClientHello::NeedMore, "{cut}");
+        }
+        assert_eq!(client_hello(b"GET / HTTP/1.1\r\n"), ClientHello::Other);
+        // A length that claims more than the hello holds.
+        let mut lying = h.clone();
+        lying[43] = 0xff;
+        assert_eq!(client_hello(&lying), ClientHello::Other);
     }
 
     #[test]

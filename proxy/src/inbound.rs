@@ -4,14 +4,25 @@
 //! `127.0.0.1:<original port>` in transparent mode. HTTP is served and
 //! measured per request (HTTP/1 requests a peer proxy upgraded to HTTP/2
 //! are restored to HTTP/1 here); everything else is forwarded as bytes.
+//!
+//! First, a connection's opening bytes are checked for a TLS ClientHello:
+//! one that names this proxy's identity is mTLS from a meshed peer, which
+//! is terminated here (its ALPN says whether it carries HTTP/2, HTTP/1 or
+//! opaque bytes); any other TLS is the application's own and passes
+//! through untouched; plaintext is an unmeshed client. Even opaque ports
+//! are checked, since a meshed client always speaks first.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use conduit_api::metrics::label;
+use std::sync::atomic::Ordering::Relaxed;
+
+use bytes::{Bytes, BytesMut};
+use conduit_api::metrics::{NoTlsReason, Tls, label};
 use conduit_api::{DeploymentRef, Direction};
+use conduit_identity::tls::Alpn;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
@@ -19,6 +30,8 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::accept::{self, Limits, Sniffed};
+use crate::detect::{self, ClientHello};
+use crate::http::server::Version;
 use crate::config::{Config, Mode};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
@@ -27,7 +40,8 @@ use crate::http::observe::{Observation, ObservedBody};
 use crate::http::server::{Handler, Server};
 use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::io::{MeteredIo, PrefixedIo};
-use crate::metrics::{HttpStats, Registry, TLS_NO_IDENTITY, TcpStats, lock};
+use crate::identity::Identity;
+use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::tap::{PeerMeta, RequestMeta, Tap};
 
 pub(crate) struct Inbound {
@@ -37,10 +51,17 @@ pub(crate) struct Inbound {
     server: Server,
     limits: Limits,
     own: Option<DeploymentRef>,
-    src_tcp: Arc<TcpStats>,
+    identity: Option<Arc<Identity>>,
     dst_tcp: Arc<TcpStats>,
     /// One client per application port, shared by all connections.
     clients: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
+}
+
+/// How an accepted connection is secured, once its first bytes are seen.
+struct Peer {
+    tls: Tls,
+    /// The client's identity, from the certificate it proved.
+    client_id: Option<Arc<str>>,
 }
 
 impl Inbound {
@@ -50,13 +71,12 @@ impl Inbound {
         tap: Arc<Tap>,
         server: Server,
         limits: Limits,
+        identity: Option<Arc<Identity>>,
     ) -> Self {
-        let src_tcp = registry.tcp(&[
-            (label::DIRECTION, "inbound"),
-            (label::PEER, "src"),
-            (label::TLS, TLS_NO_IDENTITY),
+        let dst_tcp = registry.tcp(&[
+            (label::DIRECTION, Direction::Inbound.as_str()),
+            (label::PEER, "dst"),
         ]);
-        let dst_tcp = registry.tcp(&[(label::DIRECTION, "inbound"), (label::PEER, "dst")]);
         Self {
             own: config.deployment_ref(),
             config,
@@ -64,13 +84,13 @@ impl Inbound {
             tap,
             server,
             limits,
-            src_tcp,
+            identity,
             dst_tcp,
             clients: Mutex::default(),
         }
     }
 
-    pub(crate) async fn handle(self: Arc<Self>, stream: TcpStream, client: SocketAddr) {
+    pub(crate) async fn handle(self: Arc<Self>, mut stream: TcpStream, client: SocketAddr) {
         let target = match self.config.mode {
             Mode::Explicit => self.config.inbound_app_addr,
             Mode::Transparent => match accept::original_dst(&stream) {
@@ -81,26 +101,158 @@ impl Inbound {
                 }
             },
         };
-        let io = MeteredIo::new(stream, self.src_tcp.clone());
-        if self.config.is_opaque_port(target.port()) {
-            return self
-                .forward_tcp(PrefixedIo::new(Bytes::new(), io), target)
-                .await;
+        let mut first = BytesMut::with_capacity(1024);
+        let hello = match self.read_hello(&mut stream, &mut first).await {
+            Some(h) => h,
+            None => return,
+        };
+        match hello {
+            Hello::ForMe => self.terminate(PrefixedIo::new(first.freeze(), stream), client, target).await,
+            Hello::Passthrough => {
+                let io = self.metered(stream, first, Tls::NoIdentity(NoTlsReason::Passthrough));
+                self.forward_tcp(io, target).await
+            }
+            Hello::Plaintext { silent } => {
+                let io = self.metered(stream, first, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote));
+                let peer = Peer {
+                    tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
+                    client_id: None,
+                };
+                // A silent client speaks when spoken to: nothing to detect.
+                if silent || self.config.is_opaque_port(target.port()) {
+                    return self.forward_tcp(io, target).await;
+                }
+                self.serve_detected(io, client, target, peer).await
+            }
         }
+    }
+
+    /// Reads until the first bytes show whether the client starts a TLS
+    /// handshake for this proxy's identity; `None` when it left.
+    async fn read_hello(&self, stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Hello> {
+        let read = async {
+            loop {
+                match detect::client_hello(buf) {
+                    ClientHello::NeedMore if buf.len() < detect::MAX_CLIENT_HELLO_RECORD => {}
+                    ClientHello::Hello { server_name } => {
+                        let mine = self
+                            .identity
+                            .as_ref()
+                            .is_some_and(|i| server_name == Some(i.name()));
+                        return Some(if mine { Hello::ForMe } else { Hello::Passthrough });
+                    }
+                    ClientHello::NeedMore | ClientHello::Other => {
+                        return Some(Hello::Plaintext { silent: false });
+                    }
+                }
+                buf.reserve(1024);
+                match stream.read_buf(buf).await {
+                    Ok(0) if buf.is_empty() => return None,
+                    Ok(0) => return Some(Hello::Plaintext { silent: false }),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(error = %e, "connection failed before its first bytes");
+                        return None;
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(self.limits.detect_timeout, read).await {
+            Ok(hello) => hello,
+            Err(_) => Some(Hello::Plaintext {
+                silent: buf.is_empty(),
+            }),
+        }
+    }
+
+    /// The client's transport series, counting what was read to detect it.
+    fn metered(
+        &self,
+        stream: TcpStream,
+        first: BytesMut,
+        tls: Tls,
+    ) -> PrefixedIo<MeteredIo<TcpStream>> {
+        let [tls, reason] = tls_labels(tls);
+        let stats = self.registry.tcp(&[
+            (label::DIRECTION, Direction::Inbound.as_str()),
+            (label::PEER, "src"),
+            tls,
+            reason,
+        ]);
+        stats.read_bytes.fetch_add(first.len() as u64, Relaxed);
+        PrefixedIo::new(first.freeze(), MeteredIo::new(stream, stats))
+    }
+
+    /// mTLS from a meshed client: the handshake, then what its ALPN says
+    /// the connection carries.
+    async fn terminate(
+        self: Arc<Self>,
+        io: PrefixedIo<TcpStream>,
+        client: SocketAddr,
+        target: SocketAddr,
+    ) {
+        let Some(identity) = self.identity.clone() else {
+            return;
+        };
+        let Ok(tls) = identity.accept(io).await else {
+            return;
+        };
+        let client_id = conduit_identity::grpc::client_identity(&tls).map(|i| i.to_string());
+        let alpn = Alpn::of(tls.get_ref().1.alpn_protocol());
+        let [tls_label, reason] = tls_labels(Tls::Secured);
+        let stats = self.registry.tcp(&[
+            (label::DIRECTION, Direction::Inbound.as_str()),
+            (label::PEER, "src"),
+            tls_label,
+            reason,
+            (label::CLIENT_ID, client_id.as_deref().unwrap_or("")),
+        ]);
+        let io = MeteredIo::new(tls, stats);
+        let peer = Peer {
+            tls: Tls::Secured,
+            client_id: client_id.map(Into::into),
+        };
+        match alpn {
+            Some(Alpn::Opaque) => self.forward_tcp(io, target).await,
+            Some(Alpn::H2) => {
+                let conn = self.conn(client, target, peer);
+                self.server.serve(io, Version::H2, conn).await;
+            }
+            Some(Alpn::Http1) | None => {
+                let io = PrefixedIo::new(Bytes::new(), io);
+                self.serve_detected(io, client, target, peer).await
+            }
+        }
+    }
+
+    async fn serve_detected<I>(
+        self: Arc<Self>,
+        io: I,
+        client: SocketAddr,
+        target: SocketAddr,
+        peer: Peer,
+    ) where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         match accept::sniff(io, self.limits).await {
             Sniffed::Http(version, io) => {
-                let conn = Arc::new(InboundConn {
-                    client,
-                    target,
-                    upstream: self.client_for(target),
-                    stats: Mutex::new(None),
-                    inbound: self.clone(),
-                });
+                let conn = self.conn(client, target, peer);
                 self.server.serve(io, version, conn).await;
             }
             Sniffed::Opaque(io) => self.forward_tcp(io, target).await,
             Sniffed::Done => {}
         }
+    }
+
+    fn conn(self: &Arc<Self>, client: SocketAddr, target: SocketAddr, peer: Peer) -> Arc<InboundConn> {
+        Arc::new(InboundConn {
+            client,
+            target,
+            upstream: self.client_for(target),
+            stats: Mutex::new(None),
+            inbound: self.clone(),
+            peer,
+        })
     }
 
     fn client_for(&self, target: SocketAddr) -> Arc<EndpointClient> {
@@ -111,12 +263,16 @@ impl Inbound {
                     target,
                     self.config.connect_timeout,
                     self.dst_tcp.clone(),
+                    None,
                 ))
             })
             .clone()
     }
 
-    async fn forward_tcp(&self, mut client: PrefixedIo<MeteredIo<TcpStream>>, target: SocketAddr) {
+    async fn forward_tcp<C>(&self, mut client: C, target: SocketAddr)
+    where
+        C: AsyncRead + AsyncWrite + Unpin,
+    {
         let server = match crate::tcp::connect(target, self.config.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
@@ -131,6 +287,16 @@ impl Inbound {
     }
 }
 
+/// What a connection's first bytes say about its security.
+enum Hello {
+    /// A ClientHello for this proxy's identity: mTLS from a meshed peer.
+    ForMe,
+    /// TLS for someone else (the application's own): forwarded untouched.
+    Passthrough,
+    /// Plaintext; `silent` if the client sent nothing yet.
+    Plaintext { silent: bool },
+}
+
 struct Cached {
     raw: String,
     label: Arc<str>,
@@ -143,6 +309,7 @@ struct InboundConn {
     client: SocketAddr,
     target: SocketAddr,
     upstream: Arc<EndpointClient>,
+    peer: Peer,
     /// The last authority seen (as sent, then normalized) and its series:
     /// connections rarely change authority, so most requests skip the
     /// registry.
@@ -160,11 +327,13 @@ impl InboundConn {
             return (c.label.clone(), c.stats.clone());
         }
         let label: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
+        let [tls, reason] = tls_labels(self.peer.tls);
         let stats = self.inbound.registry.http(&[
-            (label::DIRECTION, "inbound"),
+            (label::DIRECTION, Direction::Inbound.as_str()),
             (label::AUTHORITY, &label),
-            (label::TLS, TLS_NO_IDENTITY),
-            (label::CLIENT_ID, ""),
+            tls,
+            reason,
+            (label::CLIENT_ID, self.peer.client_id.as_deref().unwrap_or("")),
         ]);
         *cached = Some(Cached {
             raw: raw_str.to_string(),
@@ -227,12 +396,15 @@ impl Handler for InboundConn {
             source: PeerMeta {
                 addr: self.client,
                 deployment: None,
-                identity: "",
+                identity: self.peer.client_id.as_deref().unwrap_or(""),
             },
             destination: PeerMeta {
                 addr: self.target,
                 deployment: inbound.own.as_ref(),
-                identity: "",
+                identity: match (&inbound.identity, self.peer.tls) {
+                    (Some(own), Tls::Secured) => own.name(),
+                    _ => "",
+                },
             },
         });
         let obs = Observation::begin(stats, start, tap);

@@ -8,7 +8,9 @@
 //! ([`detect`]); HTTP/1, HTTP/2 and gRPC are proxied per request, with
 //! Linkerd-compatible metrics, tap events, and on the outbound side
 //! control-plane-driven routing: load balancing, circuit breaking, retries
-//! and timeouts. Anything else is forwarded as opaque TCP.
+//! and timeouts. Anything else is forwarded as opaque TCP. Between meshed
+//! proxies every connection is mTLS with verified workload identities
+//! (`identity`).
 //!
 //! The binary (`conduit-proxy`) is configured only by flags and environment
 //! ([`config::Config`]); [`Proxy::start`] runs one inside any Tokio runtime,
@@ -26,6 +28,7 @@ mod destination;
 pub mod detect;
 mod errors;
 pub mod http;
+mod identity;
 mod inbound;
 mod io;
 mod metrics;

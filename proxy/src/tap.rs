@@ -168,7 +168,8 @@ impl Tap {
             direction: mesh::Direction::from(req.direction).into(),
             source: Some(peer(req.source)),
             destination: Some(peer(req.destination)),
-            tls: false,
+            // Callers name the server's identity only when mTLS proved it.
+            tls: !req.destination.identity.is_empty(),
             method: req.method.as_str().to_string(),
             scheme: req.uri.scheme_str().unwrap_or("http").to_string(),
             authority: req.authority.to_string(),

@@ -19,6 +19,9 @@ use crate::errors::ProxyError;
 pub(crate) enum ConnectError {
     Timeout,
     Io(io::Error),
+    /// The mTLS handshake failed: the peer is not who discovery said, or
+    /// either side's certificate is not valid.
+    Tls(io::Error),
 }
 
 impl ConnectError {
@@ -26,6 +29,7 @@ impl ConnectError {
         match self {
             Self::Timeout => ProxyError::ConnectTimeout,
             Self::Io(e) => ProxyError::Unreachable(e.to_string()),
+            Self::Tls(e) => ProxyError::Unreachable(format!("mTLS handshake failed: {e}")),
         }
     }
 }
@@ -35,6 +39,7 @@ impl fmt::Display for ConnectError {
         match self {
             Self::Timeout => f.write_str("connect timeout"),
             Self::Io(e) => e.fmt(f),
+            Self::Tls(e) => write!(f, "mTLS handshake failed: {e}"),
         }
     }
 }

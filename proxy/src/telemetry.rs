@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::backoff::Backoff;
 use crate::config::GrpcAddr;
+use crate::identity::Identity;
 use crate::metrics::{HttpStats, Registry, lock};
 use crate::tap::Tap;
 
@@ -37,6 +38,7 @@ pub(crate) struct Telemetry {
     meta: ProxyMeta,
     buffer: Mutex<VecDeque<Report>>,
     ready: Notify,
+    identity: Option<Arc<Identity>>,
 }
 
 impl Telemetry {
@@ -47,11 +49,15 @@ impl Telemetry {
         capacity: usize,
         deployment: Option<DeploymentRef>,
         pod: String,
+        identity: Option<Arc<Identity>>,
     ) -> Self {
         let meta = ProxyMeta {
             deployment: deployment.map(Into::into),
             pod,
-            identity: String::new(),
+            identity: identity
+                .as_ref()
+                .map(|i| i.name().to_string())
+                .unwrap_or_default(),
             version: conduit_api::VERSION.to_string(),
             process_start_unix_ms: registry.process_start_unix_ms(),
         };
@@ -63,6 +69,7 @@ impl Telemetry {
             meta,
             buffer: Mutex::default(),
             ready: Notify::new(),
+            identity,
         }
     }
 
@@ -126,9 +133,11 @@ impl Telemetry {
     }
 
     /// Streams reports to the store for as long as the proxy runs.
+    /// The store must prove the store's identity when `addr` is mTLS.
     pub(crate) async fn send(self: Arc<Self>, addr: GrpcAddr) {
-        let endpoint = match tonic::transport::Endpoint::from_shared(addr.0.clone()) {
-            Ok(e) => e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true),
+        let channel = match crate::identity::channel(&addr, |i| &i.store, self.identity.as_deref())
+        {
+            Ok(c) => c,
             Err(e) => {
                 tracing::error!(%addr, error = %e, "invalid telemetry address; reports will not be sent");
                 return;
@@ -137,19 +146,11 @@ impl Telemetry {
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failures = 0u32;
         loop {
-            match endpoint.connect().await {
-                Ok(channel) => {
-                    let reason = self
-                        .stream(TelemetryClient::new(channel), &mut backoff)
-                        .await;
-                    failures += 1;
-                    log_failure(&addr, failures, &reason);
-                }
-                Err(e) => {
-                    failures += 1;
-                    log_failure(&addr, failures, &format!("cannot connect: {e}"));
-                }
-            }
+            let reason = self
+                .stream(TelemetryClient::new(channel.clone()), &mut backoff)
+                .await;
+            failures += 1;
+            log_failure(&addr, failures, &reason);
             tokio::time::sleep(backoff.next_delay()).await;
         }
     }
@@ -246,6 +247,31 @@ impl Telemetry {
         let p = &reg.proxy;
         let dropped_reports = p.telemetry_reports_dropped.load(Relaxed);
         let dropped_tap_events = p.tap_events_dropped.load(Relaxed);
+        if let Some(creds) = reg.credentials() {
+            if let Some(expiry) = creds.expiry_unix() {
+                out.gauges.push(GaugeSeries {
+                    metric: names::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS.into(),
+                    labels: local.to_proto(),
+                    value: expiry as f64,
+                });
+            }
+            out.counter(
+                names::IDENTITY_CERT_REFRESH_TOTAL,
+                local.clone(),
+                creds.refreshes.load(Relaxed),
+            );
+            out.counter(
+                names::IDENTITY_CERT_REFRESH_FAILURES_TOTAL,
+                local.clone(),
+                creds.refresh_failures.load(Relaxed),
+            );
+        }
+        for ((direction, reason), n) in reg.handshake_failures() {
+            let mut l = local.clone();
+            l.insert(label::DIRECTION, direction.as_str());
+            l.insert(label::REASON, reason);
+            out.counter(names::TLS_HANDSHAKE_FAILURES_TOTAL, l, n);
+        }
         for (name, value) in [
             (
                 names::TELEMETRY_REPORTS_SENT_TOTAL,

@@ -17,6 +17,30 @@ pub use crate::wal::FsyncPolicy;
              the controller's gRPC queries."
 )]
 pub struct Config {
+    /// The controller's identity service, `https://HOST:PORT`. Set: the
+    /// gRPC server is mTLS, proxies and the controller must prove mesh
+    /// identities, and the store proves its own. Unset: plaintext.
+    #[arg(long, env = "CONDUIT_STORE_IDENTITY_ADDR", value_name = "URL")]
+    pub identity_addr: Option<String>,
+
+    /// PEM trust anchors of the mesh.
+    #[arg(long, env = "CONDUIT_STORE_IDENTITY_TRUST_ANCHORS", value_name = "PATH", requires = "identity_addr")]
+    pub identity_trust_anchors: Option<PathBuf>,
+
+    /// The token proving the store's ServiceAccount (in local mode, the
+    /// demo's token file).
+    #[arg(long, env = "CONDUIT_STORE_IDENTITY_TOKEN_FILE", value_name = "PATH", requires = "identity_addr")]
+    pub identity_token_file: Option<PathBuf>,
+
+    /// The mesh's trust domain.
+    #[arg(long, env = "CONDUIT_STORE_TRUST_DOMAIN", default_value = conduit_api::identity::DEFAULT_TRUST_DOMAIN)]
+    pub trust_domain: String,
+
+    /// The control plane's namespace, where the store's and the
+    /// controller's ServiceAccounts are.
+    #[arg(long, env = "CONDUIT_STORE_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
+    pub namespace: String,
+
     /// Address of the HTTP server: PromQL API (/api/v1/*), remote-write
     /// receiver (/api/v1/write), /metrics, /-/ready, /-/healthy.
     #[arg(

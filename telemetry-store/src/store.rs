@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use conduit_api::IdentityName;
 use conduit_api::proto::store::v1::query_server::QueryServer;
+use conduit_identity::grpc::{Allow, PeerInfo};
+use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -178,20 +181,51 @@ impl Store {
             shared: shared.clone(),
         });
         let mut rx = stopped.clone();
-        tasks.spawn(async move {
-            tonic::transport::Server::builder()
-                .add_service(telemetry)
-                .add_service(query)
-                .serve_with_incoming_shutdown(
-                    // Multi-segment replies must not wait out delayed ACKs.
-                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    async move {
-                        let _ = rx.wait_for(|s| *s).await;
+        let stopping = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        match self.grpc_tls()? {
+            Some((config, controller)) => {
+                // Reports from any mesh identity; queries from the
+                // controller only.
+                let query = tonic::service::interceptor::InterceptedService::new(
+                    query,
+                    move |req: tonic::Request<()>| {
+                        let caller = PeerInfo::of(&req).and_then(|p| p.identity.as_ref());
+                        if caller != Some(&controller) {
+                            return Err(tonic::Status::permission_denied(
+                                "the query API answers the controller's identity only",
+                            ));
+                        }
+                        Ok(req)
                     },
-                )
-                .await
-                .context("gRPC server failed")
-        });
+                );
+                let incoming = conduit_identity::grpc::incoming(grpc, config, Allow::AnyIdentity, "store-grpc");
+                tasks.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .add_service(telemetry)
+                        .add_service(query)
+                        .serve_with_incoming_shutdown(incoming, stopping)
+                        .await
+                        .context("gRPC server failed")
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    tonic::transport::Server::builder()
+                        .add_service(telemetry)
+                        .add_service(query)
+                        .serve_with_incoming_shutdown(
+                            // Multi-segment replies must not wait out delayed ACKs.
+                            tonic::transport::server::TcpIncoming::from(grpc)
+                                .with_nodelay(Some(true)),
+                            stopping,
+                        )
+                        .await
+                        .context("gRPC server failed")
+                });
+            }
+        }
 
         tasks.spawn(maintenance(shared.clone(), stopped.clone()));
         if let (Some(url), Some(stats)) = (&shared.config.remote_write_url, &shared.remote_write) {
@@ -226,6 +260,35 @@ impl Store {
             tasks,
             store: self.clone(),
         })
+    }
+
+    /// With `--identity-addr`: starts certifying the store and returns the
+    /// gRPC server's mTLS settings and the controller's identity.
+    fn grpc_tls(&self) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, IdentityName)>> {
+        let c = &self.shared.config;
+        let Some(url) = &c.identity_addr else {
+            tracing::warn!("no --identity-addr: the gRPC API is plaintext and answers anyone");
+            return Ok(None);
+        };
+        let anchors = c
+            .identity_trust_anchors
+            .as_ref()
+            .context("--identity-addr needs --identity-trust-anchors")?;
+        let token = c
+            .identity_token_file
+            .clone()
+            .context("--identity-addr needs --identity-token-file")?;
+        let controller = IdentityName::controller(&c.namespace, &c.trust_domain);
+        let (creds, anchors) = conduit_identity::certify::start(
+            IdentityName::store(&c.namespace, &c.trust_domain),
+            url,
+            anchors,
+            token,
+            controller.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let config = server_config(&anchors, creds, ClientAuth::Required, &[Alpn::H2])?;
+        Ok(Some((config, controller)))
     }
 
     /// Serves until `shutdown` resolves, then stops cleanly.

@@ -56,6 +56,48 @@ pub struct Args {
         default_value = "cluster.local"
     )]
     pub cluster_domain: String,
+    /// gRPC address proxies use: the destination and identity services
+    /// (mTLS once the identity flags are given)
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_MESH_LISTEN",
+        default_value = "127.0.0.1:8086"
+    )]
+    pub mesh_listen: SocketAddr,
+    /// The control plane's namespace (the controller's identity is its
+    /// ServiceAccount there)
+    #[arg(long, env = "CONDUIT_CONTROLLER_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
+    pub namespace: String,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// The identity service: without these flags the mesh runs in plaintext.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdentityArgs {
+    /// PEM trust anchors every proxy trusts (one or more certificates)
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_TRUST_ANCHORS", value_name = "PATH")]
+    pub identity_trust_anchors: Option<PathBuf>,
+    /// PEM certificate of the issuer, signed by a trust anchor
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_CERTIFICATE", value_name = "PATH", requires = "identity_trust_anchors")]
+    pub identity_issuer_certificate: Option<PathBuf>,
+    /// PKCS#8 PEM key of the issuer
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_KEY", value_name = "PATH", requires = "identity_issuer_certificate")]
+    pub identity_issuer_key: Option<PathBuf>,
+    /// Local mode: the key (hex) the workloads' tokens are signed with; on
+    /// Kubernetes tokens are checked with a TokenReview instead
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_TOKEN_KEY", value_name = "PATH")]
+    pub identity_token_key: Option<PathBuf>,
+    /// Lifetime of the certificates the identity service issues
+    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_CERT_LIFETIME", default_value = "24h", value_parser = conduit_api::duration::parse)]
+    pub identity_cert_lifetime: std::time::Duration,
+    /// The mesh's trust domain: identities end in `.serviceaccount.identity.conduit.<TRUST_DOMAIN>`
+    #[arg(long, env = "CONDUIT_CONTROLLER_TRUST_DOMAIN", default_value = conduit_api::identity::DEFAULT_TRUST_DOMAIN, value_parser = trust_domain)]
+    pub trust_domain: String,
+}
+
+fn trust_domain(s: &str) -> Result<String, String> {
+    conduit_api::identity::validate_trust_domain(s).map(|()| s.to_string())
 }
 
 impl Args {

@@ -4,6 +4,7 @@
 //!
 //! - [`discovery`]: one trait, two backends (static file, Kubernetes).
 //! - [`destination`]: `Destination.Get`/`GetProfile` streams.
+//! - [`identity`]: the certificate authority behind `Identity.Certify`.
 //! - [`public`]: `public.v1.Api`, reading the store and discovery.
 //! - [`rest`]: the same as JSON and Server-Sent Events.
 //! - [`ui`]: the dashboard bundle.
@@ -12,6 +13,8 @@
 pub mod args;
 pub mod destination;
 pub mod discovery;
+pub mod identity;
+pub mod links;
 pub mod profile;
 pub mod public;
 pub mod rest;

@@ -1,20 +1,149 @@
 //! Wires discovery, the store client and the APIs to their listeners.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
+use conduit_api::IdentityName;
 use conduit_api::proto::destination::v1::destination_server::DestinationServer;
+use conduit_api::proto::identity::v1::identity_server::IdentityServer;
 use conduit_api::proto::public::v1::api_server::ApiServer;
+use conduit_identity::grpc::{Allow, PeerInfo};
+use conduit_identity::tls::{Alpn, ClientAuth, server_config};
+use conduit_identity::token::{TokenKey, unhex};
+use conduit_identity::{Credentials, TrustAnchors};
 use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::args::{Args, DiscoverySource};
 use crate::destination::Destination;
 use crate::discovery::{Discovery, kubernetes::Kubernetes, static_file::StaticFile};
+use crate::identity::issuer::Issuer;
+use crate::identity::tokens::Tokens;
+use crate::identity::{IdentityService, IdentityStats, certify_self, keep_certified};
+use crate::links::Links;
 use crate::public::PublicApi;
 use crate::store::Store;
 use crate::ui::Ui;
+
+/// The mesh's certificate authority and the controller's own identity.
+pub struct MeshIdentity {
+    pub issuer: Arc<Issuer>,
+    pub creds: Arc<Credentials>,
+    pub stats: Arc<IdentityStats>,
+    tokens: Option<Tokens>,
+}
+
+/// Loads the identity roots given on the command line and certifies the
+/// controller; `None` when identity is off (no trust anchors given).
+pub async fn identity(args: &Args) -> anyhow::Result<Option<MeshIdentity>> {
+    let ia = &args.identity;
+    let Some(anchors) = &ia.identity_trust_anchors else {
+        tracing::warn!(
+            "no --identity-trust-anchors: identity is off and the mesh runs in plaintext"
+        );
+        return Ok(None);
+    };
+    let (Some(certificate), Some(key)) = (&ia.identity_issuer_certificate, &ia.identity_issuer_key)
+    else {
+        anyhow::bail!(
+            "--identity-trust-anchors needs --identity-issuer-certificate and --identity-issuer-key"
+        );
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let anchors = TrustAnchors::read(anchors)?;
+    let issuer = Issuer::from_pem(
+        &read(certificate)?,
+        &read(key)?,
+        anchors,
+        ia.identity_cert_lifetime,
+    )
+    .context("the identity issuer")?;
+    let tokens = match (&ia.identity_token_key, &args.discovery) {
+        (Some(path), _) => {
+            let key = unhex(&read(path)?).with_context(|| {
+                format!("{} does not hold a hex token key", path.display())
+            })?;
+            Tokens::Local(TokenKey::from_bytes(&key))
+        }
+        (None, DiscoverySource::Kubernetes) => Tokens::Kubernetes(
+            kube::Client::try_default()
+                .await
+                .context("cannot reach the Kubernetes API to review tokens")?,
+        ),
+        (None, DiscoverySource::Static(_)) => anyhow::bail!(
+            "local mode checks workload tokens with --identity-token-key; give the key file"
+        ),
+    };
+    let creds = Credentials::new(IdentityName::controller(&args.namespace, &ia.trust_domain));
+    let issuer = Arc::new(issuer);
+    certify_self(&issuer, &creds).context("cannot certify the controller itself")?;
+    tokio::spawn(keep_certified(issuer.clone(), creds.clone()));
+    Ok(Some(MeshIdentity {
+        issuer,
+        creds,
+        stats: Arc::default(),
+        tokens: Some(tokens),
+    }))
+}
+
+type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// The proxies' listener: Identity and Destination, over TLS when identity
+/// is on. Destination answers only callers that proved a mesh identity;
+/// Identity answers anyone (that is how proxies get one).
+fn mesh_server(
+    listener: TcpListener,
+    discovery: &Arc<dyn Discovery>,
+    identity: Option<&mut MeshIdentity>,
+    trust_domain: &str,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<ServeFuture> {
+    let tls = identity.is_some();
+    let destination = DestinationServer::with_interceptor(
+        Destination::new(discovery.snapshots()),
+        move |req: tonic::Request<()>| {
+            let proven = PeerInfo::of(&req).is_some_and(|p| p.identity.is_some());
+            if tls && !proven {
+                return Err(tonic::Status::permission_denied(
+                    "the destination service answers meshed proxies only (mTLS with a mesh identity)",
+                ));
+            }
+            Ok(req)
+        },
+    );
+    let Some(id) = identity else {
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        return Ok(Box::pin(
+            tonic::transport::Server::builder()
+                .add_service(destination)
+                .serve_with_incoming_shutdown(incoming, stopped),
+        ));
+    };
+    let config = server_config(
+        id.issuer.anchors(),
+        id.creds.clone(),
+        ClientAuth::Optional,
+        &[Alpn::H2],
+    )?;
+    let service = IdentityService::new(
+        id.issuer.clone(),
+        id.tokens.take().context("the identity service is already serving")?,
+        trust_domain.to_string(),
+        id.stats.clone(),
+    );
+    let incoming = conduit_identity::grpc::incoming(listener, config, Allow::AnyClient, "mesh");
+    Ok(Box::pin(
+        tonic::transport::Server::builder()
+            .add_service(IdentityServer::new(service))
+            .add_service(destination)
+            .serve_with_incoming_shutdown(incoming, stopped),
+    ))
+}
 
 pub async fn discovery(args: &Args) -> anyhow::Result<Arc<dyn Discovery>> {
     Ok(match &args.discovery {
@@ -29,7 +158,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let discovery = discovery(&args).await?;
-    let store = Store::connect_lazy(&args.store_addr)?;
+    let mut identity = identity(&args).await?;
+    let links = Links::new(identity.as_ref(), &args.identity.trust_domain)?;
+    let store = Store::connect_lazy(
+        &args.store_addr,
+        &links,
+        &IdentityName::store(&args.namespace, &args.identity.trust_domain),
+    )?;
+    let mesh = TcpListener::bind(args.mesh_listen)
+        .await
+        .with_context(|| format!("cannot listen on --mesh-listen {}", args.mesh_listen))?;
     let grpc = TcpListener::bind(args.grpc_listen)
         .await
         .with_context(|| format!("cannot listen on --grpc-listen {}", args.grpc_listen))?;
@@ -39,6 +177,7 @@ pub async fn run(
     let http_addr = http.local_addr()?;
     let api = PublicApi::new(
         store,
+        links,
         discovery.clone(),
         args.mode().as_str(),
         format!("http://{http_addr}"),
@@ -48,6 +187,8 @@ pub async fn run(
         grpc = %grpc.local_addr()?,
         http = %http_addr,
         store = %args.store_addr,
+        mesh = %mesh.local_addr()?,
+        identity = identity.as_ref().map(|i| i.creds.dns_name().to_string()),
         ui = %ui.dir().display(),
         mode = args.mode().as_str(),
         "controller listening"
@@ -62,18 +203,37 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
+    let mesh_server = mesh_server(
+        mesh,
+        &discovery,
+        identity.as_mut(),
+        &args.identity.trust_domain,
+        stopped(stop_rx.clone()),
+    )?;
     let grpc_server = tonic::transport::Server::builder()
         .add_service(ApiServer::new(api.clone()))
-        .add_service(DestinationServer::new(Destination::new(
-            discovery.snapshots(),
-        )))
         .serve_with_incoming_shutdown(
             // Without it a reply of more than one segment waits out the
             // peer's delayed ACK (40 ms) behind Nagle's algorithm.
             tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
-    let app = crate::rest::router(api).fallback(move |uri, headers: axum::http::HeaderMap| {
+    let stats = identity.as_ref().map(|i| i.stats.clone());
+    let app = crate::rest::router(api)
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let stats = stats.clone();
+                async move {
+                    let mut out = String::new();
+                    if let Some(s) = stats {
+                        s.render(&mut out);
+                    }
+                    out
+                }
+            }),
+        )
+        .fallback(move |uri, headers: axum::http::HeaderMap| {
         let ui = ui.clone();
         async move { ui.serve(uri, &headers).await }
     });
@@ -84,6 +244,7 @@ pub async fn run(
     tokio::try_join!(
         async { grpc_server.await.context("gRPC server failed") },
         async { http_server.await.context("HTTP server failed") },
+        async { mesh_server.await.context("mesh gRPC server failed") },
     )?;
     Ok(())
 }

@@ -9,26 +9,52 @@
 use std::time::Duration;
 
 use conduit_api::proto::store::v1::{self as pb, query_client::QueryClient};
+use conduit_api::IdentityName;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::links::Links;
 use tonic::{Code, Status};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Every call has a deadline, whatever the transport.
+type Deadline = fn(tonic::Request<()>) -> Result<tonic::Request<()>, Status>;
+
+fn deadline(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+    req.set_timeout(CALL_TIMEOUT);
+    Ok(req)
+}
+
 #[derive(Clone)]
 pub struct Store {
-    client: QueryClient<Channel>,
+    client: QueryClient<InterceptedService<Channel, Deadline>>,
     addr: String,
 }
 
 impl Store {
-    pub fn connect_lazy(addr: &str) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(addr.to_string())
-            .map_err(|e| anyhow::anyhow!("invalid --store-addr {addr:?}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
+    /// `addr` is `https://host:port` (mTLS: the store must prove `store`,
+    /// with identity on) or `http://host:port` (plaintext).
+    pub fn connect_lazy(addr: &str, links: &Links, store: &IdentityName) -> anyhow::Result<Self> {
+        let channel = match addr.strip_prefix("https://") {
+            Some(authority) => {
+                anyhow::ensure!(
+                    links.is_tls(),
+                    "--store-addr {addr} is mTLS: the controller needs its identity (--identity-trust-anchors)"
+                );
+                links
+                    .channel(authority.trim_end_matches('/'), store, CONNECT_TIMEOUT)
+                    .map_err(|e| anyhow::anyhow!("invalid --store-addr {addr:?}: {e}"))?
+            }
+            None => Endpoint::from_shared(addr.to_string())
+                .map_err(|e| anyhow::anyhow!("invalid --store-addr {addr:?}: {e}"))?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .connect_lazy(),
+        };
+        let client = QueryClient::new(InterceptedService::new(channel, deadline as Deadline));
         Ok(Self {
-            client: QueryClient::new(endpoint.connect_lazy()),
+            client,
             addr: addr.to_string(),
         })
     }

@@ -6,8 +6,8 @@ use crate::value::{Value, map, seq};
 
 use super::{labels, metadata};
 
-pub(super) const CONTROLLER_ACCOUNT: &str = "conduit-controller";
-pub(super) const STORE_ACCOUNT: &str = "conduit-telemetry-store";
+pub(super) use conduit_api::identity::CONTROLLER_SERVICE_ACCOUNT as CONTROLLER_ACCOUNT;
+pub(super) use conduit_api::identity::STORE_SERVICE_ACCOUNT as STORE_ACCOUNT;
 
 pub(super) fn objects(namespace: &str) -> Vec<Value> {
     vec![

@@ -18,9 +18,10 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use conduit_identity::tls::Alpn;
 
 use crate::errors::ProxyError;
+use crate::identity::{Identity, Transport};
 use crate::http::body::RequestBody;
 use crate::io::MeteredIo;
 use crate::metrics::TcpStats;
@@ -34,12 +35,23 @@ pub(crate) struct EndpointClient {
     h2: Client<Connector, RequestBody>,
 }
 
+/// mTLS settings of an endpoint: the proxy's identity, and the identity
+/// the endpoint must prove.
+pub(crate) type Mtls = Option<(Arc<Identity>, String)>;
+
 impl EndpointClient {
-    pub(crate) fn new(addr: SocketAddr, connect_timeout: Duration, stats: Arc<TcpStats>) -> Self {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        stats: Arc<TcpStats>,
+        mtls: Mtls,
+    ) -> Self {
         let connector = Connector {
             addr,
             timeout: connect_timeout,
             stats,
+            mtls,
+            alpn: Alpn::Http1,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder
@@ -47,7 +59,10 @@ impl EndpointClient {
             .timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         let http1 = builder.build(connector.clone());
-        let h2 = builder.http2_only(true).build(connector);
+        let h2 = builder.http2_only(true).build(Connector {
+            alpn: Alpn::H2,
+            ..connector
+        });
         Self { http1, h2 }
     }
 
@@ -91,13 +106,15 @@ struct Connector {
     addr: SocketAddr,
     timeout: Duration,
     stats: Arc<TcpStats>,
+    mtls: Mtls,
+    alpn: Alpn,
 }
 
 type ConnectFuture =
-    Pin<Box<dyn Future<Output = Result<TokioIo<MeteredIo<TcpStream>>, ConnectError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<TokioIo<MeteredIo<Transport>>, ConnectError>> + Send>>;
 
 impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<MeteredIo<TcpStream>>;
+    type Response = TokioIo<MeteredIo<Transport>>;
     type Error = ConnectError;
     type Future = ConnectFuture;
 
@@ -110,10 +127,32 @@ impl tower::Service<Uri> for Connector {
             addr,
             timeout,
             stats,
+            mtls,
+            alpn,
         } = self.clone();
         Box::pin(async move {
-            let stream = connect(addr, timeout).await?;
+            let stream = connect_secured(addr, timeout, mtls.as_ref(), alpn).await?;
             Ok(TokioIo::new(MeteredIo::new(stream, stats)))
         })
+    }
+}
+
+/// A connection to an endpoint: TCP, then mTLS when the endpoint is a
+/// meshed proxy. The handshake counts against the connect timeout.
+pub(crate) async fn connect_secured(
+    addr: SocketAddr,
+    timeout: Duration,
+    mtls: Option<&(Arc<Identity>, String)>,
+    alpn: Alpn,
+) -> Result<Transport, ConnectError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let stream = connect(addr, timeout).await?;
+    let Some((identity, server)) = mtls else {
+        return Ok(Transport::Plain(stream));
+    };
+    match tokio::time::timeout_at(deadline, identity.connect(stream, server, alpn)).await {
+        Err(_) => Err(ConnectError::Timeout),
+        Ok(Err(e)) => Err(ConnectError::Tls(e)),
+        Ok(Ok(tls)) => Ok(Transport::Tls(Box::new(tls))),
     }
 }

@@ -9,19 +9,23 @@
 mod latency;
 mod prom;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use conduit_api::metrics::label;
-use conduit_api::{Classification, Labels};
+use conduit_api::metrics::{Tls, label};
+use conduit_api::{Classification, Direction, Labels};
+use conduit_identity::Credentials;
 
 pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
 
-/// The `tls` label until mTLS exists: the connection carried no identity.
-pub(crate) const TLS_NO_IDENTITY: &str = "no_identity";
+/// The `tls` and `no_tls_reason` labels of a connection's series (the
+/// reason is empty, and so left out, when it is secured).
+pub(crate) fn tls_labels(tls: Tls) -> [(&'static str, &'static str); 2] {
+    [(label::TLS, tls.as_str()), (label::NO_TLS_REASON, tls.reason())]
+}
 
 /// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)
 /// followed by the series' pairs. Empty values are left out, as Prometheus
@@ -189,6 +193,9 @@ pub(crate) struct Registry {
     tcp: Mutex<HashMap<Key, Arc<TcpStats>>>,
     pub(crate) proxy: ProxyCounters,
     process_start_unix_ms: i64,
+    /// The proxy's certificate, once identity is on.
+    credentials: OnceLock<Arc<Credentials>>,
+    handshake_failures: Mutex<BTreeMap<(Direction, &'static str), u64>>,
 }
 
 impl Registry {
@@ -209,7 +216,31 @@ impl Registry {
             tcp: Mutex::default(),
             proxy: ProxyCounters::default(),
             process_start_unix_ms: crate::clock::unix_ms(),
+            credentials: OnceLock::new(),
+            handshake_failures: Mutex::default(),
         }
+    }
+
+    pub(crate) fn set_credentials(&self, creds: Arc<Credentials>) {
+        let _ = self.credentials.set(creds);
+    }
+
+    pub(crate) fn credentials(&self) -> Option<&Arc<Credentials>> {
+        self.credentials.get()
+    }
+
+    pub(crate) fn handshake_failed(&self, direction: Direction, reason: &'static str) {
+        *lock(&self.handshake_failures)
+            .entry((direction, reason))
+            .or_default() += 1;
+    }
+
+    /// mTLS handshakes that failed, by direction and reason.
+    pub(crate) fn handshake_failures(&self) -> Vec<((Direction, &'static str), u64)> {
+        lock(&self.handshake_failures)
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
     }
 
     /// The `request_total`/`response_total`/`response_latency_ms` series of

@@ -16,7 +16,59 @@ pub(super) fn render(reg: &Registry) -> String {
     http_family(&mut out, &routes, Family::Route);
     tcp_family(&mut out, reg);
     proxy_family(&mut out, reg);
+    identity_family(&mut out, reg);
     out
+}
+
+/// The certificate's expiry, its renewals, and failed mTLS handshakes;
+/// nothing while identity is off.
+fn identity_family(out: &mut String, reg: &Registry) {
+    let Some(creds) = reg.credentials() else {
+        return;
+    };
+    let local = reg.local_labels();
+    if let Some(expiry) = creds.expiry_unix() {
+        header(
+            out,
+            names::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS,
+            "gauge",
+            "When the proxy's current certificate expires, in seconds since the Unix epoch.",
+        );
+        sample_f64(
+            out,
+            names::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS,
+            local,
+            expiry as f64,
+        );
+    }
+    for (name, help, value) in [
+        (
+            names::IDENTITY_CERT_REFRESH_TOTAL,
+            "Certificates obtained from the identity service.",
+            &creds.refreshes,
+        ),
+        (
+            names::IDENTITY_CERT_REFRESH_FAILURES_TOTAL,
+            "Failed attempts to obtain a certificate (the current one stays in use).",
+            &creds.refresh_failures,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        sample(out, name, local, &[], value.load(Relaxed));
+    }
+    header(
+        out,
+        names::TLS_HANDSHAKE_FAILURES_TOTAL,
+        "counter",
+        "mTLS handshakes with peer proxies that failed, by direction and reason.",
+    );
+    for ((direction, reason), n) in reg.handshake_failures() {
+        let extra = [
+            (label::DIRECTION, direction.as_str()),
+            (label::REASON, reason),
+        ];
+        sample(out, names::TLS_HANDSHAKE_FAILURES_TOTAL, local, &extra, n);
+    }
 }
 
 #[derive(Copy, Clone, PartialEq)]

@@ -25,7 +25,7 @@ use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::observe::{self, Observation, ObservedBody};
 use crate::http::server::Handler;
 use crate::http::{authority, head, headers, orig_proto, upgrade};
-use crate::metrics::{HttpStats, TLS_NO_IDENTITY, lock};
+use crate::metrics::{HttpStats, lock};
 use crate::profile::RetryPolicy;
 use crate::retry::{self, Budget, RETRY_ATTEMPT_HEADER};
 use crate::tap::{PeerMeta, RequestMeta};
@@ -136,7 +136,6 @@ impl OutboundConn {
         let stats = self.outbound.registry.http(&[
             (label::DIRECTION, "outbound"),
             (label::AUTHORITY, key),
-            (label::TLS, TLS_NO_IDENTITY),
         ]);
         Observation::begin(stats, start, None)
             .respond(e.response(), Some(e.to_string()))
@@ -321,15 +320,16 @@ impl OutboundConn {
             uri: req.uri(),
             authority: &logical.authority,
             headers: req.headers(),
+            // Identities as the mTLS connection proves them.
             source: PeerMeta {
                 addr: self.client,
                 deployment: outbound.own.as_ref(),
-                identity: "",
+                identity: ep.mtls.as_ref().map_or("", |(own, _)| own.name()),
             },
             destination: PeerMeta {
                 addr: ep.addr(),
                 deployment: ep.target.meta.deployment.as_ref(),
-                identity: ep.target.meta.identity.as_deref().unwrap_or(""),
+                identity: ep.mtls.as_ref().map_or("", |(_, server)| server.as_str()),
             },
         })
     }

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use conduit_api::DeploymentRef;
-use conduit_api::metrics::label;
+use conduit_api::metrics::{NoTlsReason, Tls, label};
+use conduit_api::{DeploymentRef, Direction};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
 use tokio::time::Instant;
@@ -32,7 +32,7 @@ use crate::config::{Config, Mode};
 use crate::errors::ProxyError;
 use crate::http::server::Server;
 use crate::io::{MeteredIo, PrefixedIo};
-use crate::metrics::{HttpStats, Registry, TLS_NO_IDENTITY, TcpStats, lock};
+use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::profile::{self, Profile, Route};
 use crate::resolve::{Resolution, Resolve, Resolved, Target};
 use crate::retry::Budget;
@@ -90,10 +90,12 @@ impl Outbound {
             factory,
             listeners,
         } = routing;
+        let [tls, reason] = tls_labels(Tls::NoIdentity(NoTlsReason::Loopback));
         let src_tcp = registry.tcp(&[
-            (label::DIRECTION, "outbound"),
+            (label::DIRECTION, Direction::Outbound.as_str()),
             (label::PEER, "src"),
-            (label::TLS, TLS_NO_IDENTITY),
+            tls,
+            reason,
         ]);
         Self {
             own: config.deployment_ref(),
@@ -260,10 +262,10 @@ impl Outbound {
     }
 
     fn new_logical(&self, key: &str, res: Resolution, expires: Option<Instant>) -> Arc<Logical> {
+        // No connection, so no `tls` label: these requests reached no one.
         let unbalanced = self.registry.http(&[
-            (label::DIRECTION, "outbound"),
+            (label::DIRECTION, Direction::Outbound.as_str()),
             (label::AUTHORITY, key),
-            (label::TLS, TLS_NO_IDENTITY),
         ]);
         Arc::new(Logical {
             authority: key.to_string(),

@@ -1,7 +1,7 @@
 //! Outbound opaque TCP: explicit routes (`--outbound-tcp-route`) and
 //! transparent mode's non-HTTP connections, balanced over the
 //! destination's endpoints like HTTP (P2C, breakers), one endpoint per
-//! connection.
+//! connection, mTLS to meshed endpoints like HTTP.
 
 use std::sync::Arc;
 
@@ -9,7 +9,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
+use conduit_identity::tls::Alpn;
+
 use super::{Logical, Outbound};
+use crate::http::client::connect_secured;
 use crate::io::{MeteredIo, PrefixedIo};
 
 /// Serves one explicit TCP route: every connection goes to `authority`.
@@ -44,7 +47,9 @@ where
     };
     let in_flight = ep.start();
     let connect_timeout = ep.client_connect_timeout();
-    let server = match crate::tcp::connect(ep.addr(), connect_timeout).await {
+    let server = match connect_secured(ep.addr(), connect_timeout, ep.mtls.as_ref(), Alpn::Opaque)
+        .await
+    {
         Ok(s) => {
             in_flight.complete(false);
             s

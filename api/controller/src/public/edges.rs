@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use conduit_api::DeploymentRef;
-use conduit_api::metrics::{self, label};
+use conduit_api::metrics::{self, NoTlsReason, Tls, label};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 use tonic::Status;
@@ -16,8 +16,8 @@ use crate::store::{eq, label as label_of, now_unix_ms, regex};
 /// How far back a series counts as a live edge.
 const EDGE_WINDOW_MS: i64 = 5 * 60_000;
 
-/// Why an edge is plaintext when the proxies gave no reason.
-pub(super) const NO_MTLS_YET: &str = "not secured: the mesh does not issue mTLS identities yet";
+/// Why an edge is plaintext when its series carry no reason.
+pub(super) const NO_REASON: &str = "not secured: the client's proxy gave no reason";
 
 /// Folds label sets of outbound series into one edge per (src, dst).
 pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edge> {
@@ -38,11 +38,11 @@ pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edg
         if !(scope.contains(&src) || scope.contains(&dst)) {
             continue;
         }
-        let secured = label_of(l, label::TLS) == "true";
-        let reason = match label_of(l, "no_tls_reason") {
-            "" if secured => String::new(),
-            "" => NO_MTLS_YET.to_string(),
-            r => r.to_string(),
+        let secured = label_of(l, label::TLS) == Tls::Secured.as_str();
+        let reason = match NoTlsReason::parse(label_of(l, label::NO_TLS_REASON)) {
+            _ if secured => String::new(),
+            Some(r) => format!("{}: {}", r.as_str(), r.explain()),
+            None => NO_REASON.to_string(),
         };
         let edge = edges
             .entry((src.clone(), dst.clone()))
@@ -129,7 +129,8 @@ mod tests {
                 ("deployment", "web"),
                 ("dst_namespace", "demo"),
                 ("dst_deployment", "voting"),
-                ("status_code", "500"),
+                ("tls", "no_identity"),
+                ("no_tls_reason", "not_provided_by_service_discovery"),
             ]),
             set(&[
                 ("namespace", "demo"),
@@ -161,7 +162,10 @@ mod tests {
         assert!(emoji.secured && emoji.no_tls_reason.is_empty());
         let voting = &edges[1];
         assert!(!voting.secured);
-        assert_eq!(voting.no_tls_reason, NO_MTLS_YET);
+        assert_eq!(
+            voting.no_tls_reason,
+            "not_provided_by_service_discovery: the destination is not meshed"
+        );
         assert!(voting.server_id.starts_with("voting.demo."));
     }
 }

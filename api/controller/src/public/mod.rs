@@ -19,6 +19,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::discovery::{Discovery, Snapshot};
+use crate::links::Links;
 use crate::store::Store;
 
 mod check;
@@ -42,6 +43,7 @@ pub struct PublicApi {
 
 struct Inner {
     store: Store,
+    links: Links,
     discovery: Arc<dyn Discovery>,
     mode: String,
     dashboard_url: String,
@@ -50,6 +52,7 @@ struct Inner {
 impl PublicApi {
     pub fn new(
         store: Store,
+        links: Links,
         discovery: Arc<dyn Discovery>,
         mode: impl Into<String>,
         dashboard_url: impl Into<String>,
@@ -57,6 +60,7 @@ impl PublicApi {
         Self {
             inner: Arc::new(Inner {
                 store,
+                links,
                 discovery,
                 mode: mode.into(),
                 dashboard_url: dashboard_url.into(),

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_api::DeploymentRef;
+use conduit_api::{DeploymentRef, IdentityName};
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::tap::v1::{self as tap, tap_client::TapClient};
@@ -22,11 +22,11 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tonic::Status;
-use tonic::transport::Endpoint;
 use tracing::debug;
 
 use super::{PublicApi, ServerStream, deployment_arg, not_found, validate_filter};
 use crate::discovery::Snapshot;
+use crate::links::Links;
 use crate::store::now_unix_ms;
 
 pub const DEFAULT_MAX_RPS: u32 = 100;
@@ -42,29 +42,32 @@ const DEFAULT_SEARCH_SPAN_MS: i64 = 3_600_000;
 /// those the proxies sent for `filter`; callers re-check them.
 pub async fn open(
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    links: &Links,
     deployment: &DeploymentRef,
     filter: tap::Filter,
     proxy_max_rps: u32,
 ) -> Result<mpsc::Receiver<tap::TapEvent>, Status> {
-    let taps = tap_addrs(&snapshots.borrow(), deployment)?;
+    let taps = tap_addrs(&snapshots.borrow(), links, deployment)?;
     let request = tap::ObserveRequest {
         filter: Some(filter),
         max_rps: proxy_max_rps,
         limit: 0,
     };
-    let dials = futures_util::future::join_all(taps.iter().map(|a| observe(*a, request.clone())));
+    let dials =
+        futures_util::future::join_all(taps.iter().map(|t| observe(links, t, request.clone())));
     let (tx, rx) = mpsc::channel(1024);
     let mut tasks = BTreeMap::new();
     let mut errors = Vec::new();
-    for (addr, dialed) in taps.iter().zip(dials.await) {
+    for (target, dialed) in taps.iter().zip(dials.await) {
         let first = match dialed {
             Ok(stream) => Some(stream),
             Err(e) => {
-                errors.push(format!("{addr}: {e}"));
+                errors.push(format!("{}: {e}", target.addr));
                 None
             }
         };
-        tasks.insert(*addr, spawn_pod(*addr, request.clone(), first, tx.clone()));
+        let task = spawn_pod(links.clone(), target.clone(), request.clone(), first, tx.clone());
+        tasks.insert(target.addr, task);
     }
     if errors.len() == taps.len() {
         for t in tasks.values() {
@@ -77,6 +80,7 @@ pub async fn open(
     }
     tokio::spawn(follow_pods(
         snapshots,
+        links.clone(),
         deployment.clone(),
         request,
         tasks,
@@ -85,9 +89,25 @@ pub async fn open(
     Ok(rx)
 }
 
-fn tap_addrs(snap: &Snapshot, d: &DeploymentRef) -> Result<Vec<SocketAddr>, Status> {
+/// A pod's tap server and the identity its proxy proves.
+#[derive(Clone, Debug, PartialEq)]
+struct TapTarget {
+    addr: SocketAddr,
+    identity: IdentityName,
+}
+
+fn tap_addrs(snap: &Snapshot, links: &Links, d: &DeploymentRef) -> Result<Vec<TapTarget>, Status> {
     let info = snap.deployments.get(d).ok_or_else(|| not_found(d))?;
-    let taps: Vec<_> = info.pods.iter().filter_map(|p| p.tap).collect();
+    let identity = links.pod_identity(&info.service_account, &d.namespace);
+    let taps: Vec<_> = info
+        .pods
+        .iter()
+        .filter_map(|p| p.tap)
+        .map(|addr| TapTarget {
+            addr,
+            identity: identity.clone(),
+        })
+        .collect();
     if taps.is_empty() {
         return Err(Status::failed_precondition(format!(
             "deployment {d} has no meshed pod with a tap server to tap"
@@ -98,41 +118,40 @@ fn tap_addrs(snap: &Snapshot, d: &DeploymentRef) -> Result<Vec<SocketAddr>, Stat
 
 type EventStream = tonic::Streaming<tap::TapEvent>;
 
-async fn observe(addr: SocketAddr, req: tap::ObserveRequest) -> Result<EventStream, String> {
-    let channel = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(DIAL_TIMEOUT)
-        .connect()
-        .await
-        .map_err(|e| {
-            format!(
-                "{e}: {}",
-                std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            )
-        })?;
+async fn observe(
+    links: &Links,
+    target: &TapTarget,
+    req: tap::ObserveRequest,
+) -> Result<EventStream, String> {
+    let channel = links.channel(&target.addr.to_string(), &target.identity, DIAL_TIMEOUT)?;
     let reply = tokio::time::timeout(DIAL_TIMEOUT, TapClient::new(channel).observe(req))
         .await
         .map_err(|_| "no answer to Observe".to_string())?
-        .map_err(|s| s.message().to_string())?;
+        .map_err(|s| {
+            let source = std::error::Error::source(&s)
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            format!("{}{source}", s.message())
+        })?;
     Ok(reply.into_inner())
 }
 
 /// Forwards one pod's events, re-dialling when its stream ends.
 fn spawn_pod(
-    addr: SocketAddr,
+    links: Links,
+    target: TapTarget,
     req: tap::ObserveRequest,
     mut first: Option<EventStream>,
     tx: mpsc::Sender<tap::TapEvent>,
 ) -> JoinHandle<()> {
+    let addr = target.addr;
     tokio::spawn(async move {
         let mut backoff = RETRY_MIN;
         loop {
             let stream = match first.take() {
                 Some(s) => Ok(s),
                 None => tokio::select! {
-                    s = observe(addr, req.clone()) => s,
+                    s = observe(&links, &target, req.clone()) => s,
                     () = tx.closed() => return,
                 },
             };
@@ -172,6 +191,7 @@ fn spawn_pod(
 /// Starts and stops pod subscriptions as discovery changes.
 async fn follow_pods(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    links: Links,
     deployment: DeploymentRef,
     req: tap::ObserveRequest,
     mut tasks: BTreeMap<SocketAddr, JoinHandle<()>>,
@@ -182,18 +202,19 @@ async fn follow_pods(
             changed = snapshots.changed() => if changed.is_err() { break },
             () = tx.closed() => break,
         }
-        let taps = tap_addrs(&snapshots.borrow_and_update(), &deployment).unwrap_or_default();
+        let taps =
+            tap_addrs(&snapshots.borrow_and_update(), &links, &deployment).unwrap_or_default();
         tasks.retain(|addr, task| {
-            let keep = taps.contains(addr);
+            let keep = taps.iter().any(|t| t.addr == *addr);
             if !keep {
                 task.abort();
             }
             keep
         });
-        for addr in taps {
-            tasks
-                .entry(addr)
-                .or_insert_with(|| spawn_pod(addr, req.clone(), None, tx.clone()));
+        for target in taps {
+            tasks.entry(target.addr).or_insert_with(|| {
+                spawn_pod(links.clone(), target, req.clone(), None, tx.clone())
+            });
         }
     }
     for t in tasks.values() {
@@ -247,7 +268,14 @@ impl PublicApi {
         let filter = req.filter.unwrap_or_default();
         validate_filter(&filter)?;
         let rate = max_rps(req.max_rps)?;
-        let mut events = open(self.snapshots(), &deployment, filter.clone(), rate).await?;
+        let mut events = open(
+            self.snapshots(),
+            &self.inner.links,
+            &deployment,
+            filter.clone(),
+            rate,
+        )
+        .await?;
         let mut limit = RateLimit::new(rate);
         let stream = async_stream(
             move |tx: mpsc::Sender<Result<tap::TapEvent, Status>>| async move {

@@ -151,7 +151,14 @@ impl PublicApi {
             direction: mesh::Direction::Inbound.into(),
             ..Default::default()
         };
-        let mut events = open(self.snapshots(), &deployment, filter.clone(), MAX_MAX_RPS).await?;
+        let mut events = open(
+            self.snapshots(),
+            &self.inner.links,
+            &deployment,
+            filter.clone(),
+            MAX_MAX_RPS,
+        )
+        .await?;
         Ok(async_stream(
             move |tx: mpsc::Sender<Result<pb::TopUpdate, Status>>| async move {
                 let mut top = TopWindow::new(window);

@@ -1,8 +1,9 @@
 //! `conduit demo`: the whole mesh on this machine, one command.
 //!
-//! Starts the telemetry store, the controller (static discovery, dashboard)
-//! and the emoji-vote application with a real `conduit-proxy` beside every
-//! pod, all on loopback; prints where to look; supervises everything until
+//! Starts the controller (static discovery, identity, dashboard), the
+//! telemetry store and the emoji-vote application with a real
+//! `conduit-proxy` beside every pod, all on loopback and all mTLS with
+//! identities the controller issues; prints where to look; supervises everything until
 //! Ctrl-C or `--duration`, then stops every process it started.
 
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use clap::Args;
 
 use crate::cmd::block_on;
 
+mod identity;
 mod ready;
 mod supervisor;
 mod topology;
@@ -85,16 +87,6 @@ async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Res
 async fn start_all(topology: &Topology, supervisor: &mut Supervisor) -> anyhow::Result<()> {
     let c = &topology.control;
     step(
-        "telemetry store",
-        supervisor,
-        vec![topology.store()],
-        &[(
-            Probe::Http(c.store_http, "/-/ready"),
-            "telemetry store".into(),
-        )],
-    )
-    .await?;
-    step(
         "controller",
         supervisor,
         vec![topology.controller()],
@@ -105,6 +97,17 @@ async fn start_all(topology: &Topology, supervisor: &mut Supervisor) -> anyhow::
                 "controller HTTP".into(),
             ),
         ],
+    )
+    .await?;
+    // The store certifies itself with the controller's identity service.
+    step(
+        "telemetry store",
+        supervisor,
+        vec![topology.store()],
+        &[(
+            Probe::Http(c.store_http, "/-/ready"),
+            "telemetry store".into(),
+        )],
     )
     .await?;
 
@@ -218,6 +221,9 @@ async fn supervise(
 fn prepare_dirs(topology: &Topology) -> anyhow::Result<()> {
     let logs = topology.log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
+    topology
+        .identity_files()
+        .generate(&topology.identities())?;
     let discovery = serde_saphyr::to_string(&topology.discovery())
         .context("cannot encode the discovery file")?;
     let path = topology.discovery_path();

@@ -12,8 +12,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use conduit_api::IdentityName;
 use conduit_api::discovery_file::{self as file, DiscoveryFile, Protocol};
+use conduit_api::identity::CONTROL_PLANE_NAMESPACE;
 
+use super::identity::IdentityFiles;
 use super::supervisor::Spec;
 
 pub(crate) const NAMESPACE: &str = "demo";
@@ -92,6 +95,8 @@ pub(crate) struct ControlPlane {
     pub(crate) store_grpc: SocketAddr,
     pub(crate) controller_http: SocketAddr,
     pub(crate) controller_grpc: SocketAddr,
+    /// Destination and identity, for the proxies (mTLS).
+    pub(crate) controller_mesh: SocketAddr,
 }
 
 pub(crate) struct Topology {
@@ -117,6 +122,7 @@ impl Topology {
             store_grpc: loopback(port(9096)?),
             controller_http: loopback(port(50_750)?),
             controller_grpc: loopback(port(50_751)?),
+            controller_mesh: loopback(port(50_752)?),
         };
         let mut pods = Vec::new();
         for deployment in APPLICATION {
@@ -154,6 +160,37 @@ impl Topology {
         self.settings.data_dir.join("logs")
     }
 
+    pub(crate) fn identity_files(&self) -> IdentityFiles {
+        IdentityFiles::new(&self.settings.data_dir)
+    }
+
+    /// Every identity the demo's workloads prove: each Deployment's
+    /// ServiceAccount, and the store's.
+    pub(crate) fn identities(&self) -> Vec<IdentityName> {
+        APPLICATION
+            .iter()
+            .map(|d| IdentityName::new(d.name, NAMESPACE))
+            .chain([self.store_identity()])
+            .collect()
+    }
+
+    fn store_identity(&self) -> IdentityName {
+        IdentityName::store(CONTROL_PLANE_NAMESPACE, conduit_api::identity::DEFAULT_TRUST_DOMAIN)
+    }
+
+    /// Flags that make a workload certify itself with the controller.
+    fn identity_args(&self, flag_prefix: &str, identity: &IdentityName) -> Vec<String> {
+        let files = self.identity_files();
+        vec![
+            format!("--{flag_prefix}identity-addr"),
+            format!("https://{}", self.control.controller_mesh),
+            format!("--{flag_prefix}identity-trust-anchors"),
+            path(&files.trust_anchors()),
+            format!("--{flag_prefix}identity-token-file"),
+            path(&files.token(identity)),
+        ]
+    }
+
     /// Every port the demo will listen on, with what listens there.
     pub(crate) fn listeners(&self) -> Vec<(SocketAddr, String)> {
         let c = &self.control;
@@ -167,6 +204,10 @@ impl Topology {
             (
                 c.controller_grpc,
                 "controller gRPC (public API)".to_string(),
+            ),
+            (
+                c.controller_mesh,
+                "controller gRPC for proxies (destination, identity)".to_string(),
             ),
         ];
         for pod in &self.pods {
@@ -266,7 +307,10 @@ impl Topology {
                 &c.store_grpc.to_string(),
                 "--data-dir",
                 &path(&self.settings.data_dir.join("store")),
-            ]),
+            ])
+            .into_iter()
+            .chain(self.identity_args("", &self.store_identity()))
+            .collect(),
         )
     }
 
@@ -277,12 +321,22 @@ impl Topology {
             &c.controller_grpc.to_string(),
             "--http-listen",
             &c.controller_http.to_string(),
+            "--mesh-listen",
+            &c.controller_mesh.to_string(),
             "--store-addr",
-            &format!("http://{}", c.store_grpc),
+            &format!("https://{}", c.store_grpc),
             "--discovery",
             &format!("static:{}", path(&self.discovery_path())),
             "--mode",
             "local",
+            "--identity-trust-anchors",
+            &path(&self.identity_files().trust_anchors()),
+            "--identity-issuer-certificate",
+            &path(&self.identity_files().issuer_certificate()),
+            "--identity-issuer-key",
+            &path(&self.identity_files().issuer_key()),
+            "--identity-token-key",
+            &path(&self.identity_files().token_key()),
         ]);
         self.spec("controller", "conduit-controller", args)
     }
@@ -314,10 +368,11 @@ impl Topology {
             "--service-account",
             pod.deployment,
             "--telemetry-addr",
-            &format!("http://{}", c.store_grpc),
+            &format!("https://{}", c.store_grpc),
             "--destination-addr",
-            &format!("http://{}", c.controller_grpc),
+            &format!("https://{}", c.controller_mesh),
         ]);
+        args.extend(self.identity_args("", &IdentityName::new(pod.deployment, NAMESPACE)));
         match pod.deployment {
             // vote-store speaks first: its inbound must not wait to detect.
             "vote-store" => args.extend(strings(["--opaque-ports", &pod.app.port().to_string()])),

@@ -1,0 +1,248 @@
+//! The proxy's identity: its certificate, how it proves it to peers, and
+//! how it checks theirs.
+//!
+//! With `--identity-addr` the proxy generates its key in memory, gets a
+//! certificate from the controller's identity service and keeps it fresh
+//! ([`conduit_identity::certify`]); `/ready` is false until it has one.
+//! Outbound connections to endpoints that discovery marks with an identity
+//! are TLS with that identity as SNI and verified; inbound connections
+//! whose ClientHello names this proxy's identity are terminated here and
+//! the client's identity read from its certificate. Without
+//! `--identity-addr` identity is off and every connection is plaintext,
+//! labelled `no_tls_reason="disabled"`.
+
+use std::io;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use conduit_api::metrics::{NoTlsReason, Tls};
+use conduit_api::{Direction, IdentityName};
+use conduit_identity::certify;
+use conduit_identity::tls::{Alpn, MeshTls, failure_reason, server_name};
+use conduit_identity::Credentials;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tonic::transport::Channel;
+
+use crate::config::{Config, GrpcAddr};
+use crate::metrics::Registry;
+
+pub(crate) struct Identity {
+    pub(crate) tls: MeshTls,
+    /// The controller's identity: the only client the tap server serves,
+    /// and the server the destination client expects.
+    pub(crate) controller: IdentityName,
+    /// The telemetry store's identity, which the telemetry push expects.
+    pub(crate) store: IdentityName,
+    registry: Arc<Registry>,
+}
+
+impl Identity {
+    /// Starts certifying, when the proxy was given an identity service.
+    pub(crate) fn start(
+        config: &Config,
+        registry: &Arc<Registry>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        let Some(addr) = &config.identity_addr else {
+            tracing::warn!("no --identity-addr: identity is off and this proxy's traffic is plaintext");
+            return Ok(None);
+        };
+        let anchors_path = config
+            .identity_trust_anchors
+            .as_ref()
+            .context("--identity-addr needs --identity-trust-anchors")?;
+        let token_file = config
+            .identity_token_file
+            .clone()
+            .context("--identity-addr needs --identity-token-file")?;
+        anyhow::ensure!(
+            !config.service_account.is_empty(),
+            "--identity-addr needs --service-account (the identity is the ServiceAccount's)"
+        );
+        let name = IdentityName::in_domain(
+            &config.service_account,
+            &config.namespace,
+            &config.trust_domain,
+        );
+        let control = &config.control_plane_namespace;
+        let controller = IdentityName::controller(control, &config.trust_domain);
+        let (creds, anchors) = certify::start(
+            name,
+            &addr.0,
+            anchors_path,
+            token_file,
+            controller.clone(),
+        )
+        .map_err(anyhow::Error::msg)?;
+        let tls = MeshTls::new(creds.clone(), anchors)?;
+        registry.set_credentials(creds);
+        Ok(Some(Arc::new(Self {
+            tls,
+            controller,
+            store: IdentityName::store(control, &config.trust_domain),
+            registry: registry.clone(),
+        })))
+    }
+
+    pub(crate) fn creds(&self) -> &Arc<Credentials> {
+        &self.tls.creds
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.tls.creds.dns_name()
+    }
+
+    /// Originates mTLS to a peer proxy that must prove `server`.
+    pub(crate) async fn connect<IO>(
+        &self,
+        io: IO,
+        server: &str,
+        alpn: Alpn,
+    ) -> io::Result<tokio_rustls::client::TlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.creds().is_ready() {
+            self.failed(Direction::Outbound, "no_certificate");
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "this proxy has no valid certificate (the identity service has not issued one, or it expired): meshed traffic fails closed",
+            ));
+        }
+        let connector = tokio_rustls::TlsConnector::from(self.tls.client(alpn));
+        let res = connector.connect(server_name(server)?, io).await;
+        if let Err(e) = &res {
+            let reason = failure_reason(e);
+            self.failed(Direction::Outbound, reason);
+            tracing::info!(server, reason, error = %e, "mTLS handshake with a peer proxy failed");
+        }
+        res
+    }
+
+    /// Terminates mTLS from a peer that named this proxy's identity.
+    pub(crate) async fn accept<IO>(
+        &self,
+        io: IO,
+    ) -> io::Result<tokio_rustls::server::TlsStream<IO>>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.server.clone());
+        let res = acceptor.accept(io).await;
+        if let Err(e) = &res {
+            let reason = failure_reason(e);
+            self.failed(Direction::Inbound, reason);
+            tracing::info!(reason, error = %e, "mTLS handshake with a client failed");
+        }
+        res
+    }
+
+    fn failed(&self, direction: Direction, reason: &'static str) {
+        self.registry.handshake_failed(direction, reason);
+    }
+}
+
+/// How a connection to an endpoint that discovery described is secured.
+pub(crate) fn outbound_tls(identity: Option<&Identity>, server_id: Option<&str>) -> Tls {
+    match (identity, server_id) {
+        (_, None) => Tls::NoIdentity(NoTlsReason::NotProvidedByServiceDiscovery),
+        (None, Some(_)) => Tls::NoIdentity(NoTlsReason::Disabled),
+        (Some(_), Some(_)) => Tls::Secured,
+    }
+}
+
+/// A control-plane channel: `http://` is plaintext, `https://` is mTLS and
+/// verifies that the server is `server`.
+pub(crate) fn channel(
+    addr: &GrpcAddr,
+    server: impl FnOnce(&Identity) -> &IdentityName,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Channel> {
+    if !addr.is_tls() {
+        let endpoint = tonic::transport::Endpoint::from_shared(addr.0.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .tcp_nodelay(true);
+        return Ok(endpoint.connect_lazy());
+    }
+    let identity = identity.with_context(|| {
+        format!("{addr} is mTLS (https): the proxy needs an identity (--identity-addr)")
+    })?;
+    let authority = addr.authority().map_err(anyhow::Error::msg)?;
+    conduit_identity::grpc::channel(
+        &authority,
+        server(identity),
+        identity.tls.client(Alpn::H2),
+        Some(identity.creds().clone()),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+/// Plain or TLS: what a proxy's outbound connection to an endpoint is.
+pub(crate) enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> std::task::Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
