@@ -82,7 +82,7 @@ fn mesh() -> Mesh {
             pod,
             app,
             telemetry: Some(store.grpc_url()),
-            destination: Some(format!("http://{}", controller.grpc)),
+            destination: Some(controller.destination_url()),
             extra: vec![
                 "--tap-sample-rate".into(),
                 "1".into(),
@@ -509,7 +509,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
         edges
             .edges
             .iter()
-            .all(|e| !e.secured && !e.no_tls_reason.is_empty())
+            .all(|e| !e.secured && e.no_tls_reason.starts_with("disabled"))
     );
 
     let table = conduit(api, &["stat", "deploy", "-n", "demo"]);

@@ -1,6 +1,7 @@
 //! What Conduit deploys on Kubernetes, as data: `conduit install`'s control
 //! plane ([`install`]), `conduit inject`/`uninject` ([`inject`],
-//! [`uninject`]), the identity roots install packages ([`identity`]) and the
+//! [`uninject`]), the identity roots install packages ([`identity`]), their
+//! local-mode files ([`local_identity`]) and the
 //! Grafana dashboards ([`grafana`]).
 //!
 //! Manifests are built as [`value::Value`] trees in Rust, not text
@@ -19,6 +20,7 @@
 mod emit;
 pub mod grafana;
 pub mod identity;
+pub mod local_identity;
 pub mod images;
 pub mod inject;
 pub mod install;

@@ -106,7 +106,7 @@ impl Identity {
             self.failed(Direction::Outbound, "no_certificate");
             return Err(io::Error::new(
                 io::ErrorKind::PermissionDenied,
-                "this proxy has no valid certificate (the identity service has not issued one, or it expired): meshed traffic fails closed",
+                crate::http::client::NO_CERTIFICATE,
             ));
         }
         let connector = tokio_rustls::TlsConnector::from(self.tls.client(alpn));

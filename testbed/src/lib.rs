@@ -30,6 +30,9 @@ pub use upstream::{Upstream, UpstreamSpec, drive_load};
 
 use std::net::SocketAddr;
 use std::path::Path;
+
+use conduit_api::IdentityName;
+use conduit_deploy::local_identity::IdentityFiles;
 use std::time::Duration;
 
 /// How long a process may take to start answering on a loaded machine.
@@ -75,8 +78,11 @@ impl Store {
 
 /// A running `conduit-controller` with the static discovery backend.
 pub struct Controller {
+    /// The public API (the CLI's and the dashboard's).
     pub grpc: SocketAddr,
     pub http: SocketAddr,
+    /// Destination and identity, for proxies.
+    pub mesh: SocketAddr,
     pub process: Process,
 }
 
@@ -96,14 +102,16 @@ impl Controller {
     /// Like [`Controller::start_with_store_url`] with more flags, e.g.
     /// `["--ui-dir", path]`.
     pub fn start_with_args(store_url: &str, discovery: &Path, extra: &[&str]) -> Self {
-        let (grpc, http) = (free_addr(), free_addr());
-        let (grpc_s, http_s) = (grpc.to_string(), http.to_string());
+        let (grpc, http, mesh) = (free_addr(), free_addr(), free_addr());
+        let (grpc_s, http_s, mesh_s) = (grpc.to_string(), http.to_string(), mesh.to_string());
         let discovery = format!("static:{}", discovery.display());
         let mut args = vec![
             "--grpc-listen",
             &grpc_s,
             "--http-listen",
             &http_s,
+            "--mesh-listen",
+            &mesh_s,
             "--store-addr",
             store_url,
             "--discovery",
@@ -118,8 +126,65 @@ impl Controller {
         Self {
             grpc,
             http,
+            mesh,
             process,
         }
+    }
+
+    /// `http://ip:port` of the destination service, as plaintext proxies
+    /// take it.
+    pub fn destination_url(&self) -> String {
+        format!("http://{}", self.mesh)
+    }
+}
+
+/// Identity roots and workload tokens of a test mesh, in a temp dir (see
+/// `conduit_deploy::local_identity`).
+pub struct MeshIdentity {
+    pub files: IdentityFiles,
+    pub dir: TempDir,
+}
+
+impl MeshIdentity {
+    /// Roots, and a token for each of `identities`.
+    pub fn new(identities: &[IdentityName]) -> Self {
+        let dir = TempDir::new("identity");
+        let files = IdentityFiles::new(dir.path());
+        files
+            .generate(identities)
+            .expect("generating the identity files");
+        Self { files, dir }
+    }
+
+    /// The controller's flags: the identity service with these roots,
+    /// issuing certificates valid `lifetime` (e.g. `24h`, `10s`).
+    pub fn controller_args(&self, lifetime: &str) -> Vec<String> {
+        let f = &self.files;
+        let path = |p: std::path::PathBuf| p.display().to_string();
+        vec![
+            "--identity-trust-anchors".into(),
+            path(f.trust_anchors()),
+            "--identity-issuer-certificate".into(),
+            path(f.issuer_certificate()),
+            "--identity-issuer-key".into(),
+            path(f.issuer_key()),
+            "--identity-token-key".into(),
+            path(f.token_key()),
+            "--identity-cert-lifetime".into(),
+            lifetime.into(),
+        ]
+    }
+
+    /// A workload's flags: certify as `identity` with `controller`.
+    pub fn workload_args(&self, controller: &Controller, identity: &IdentityName) -> Vec<String> {
+        vec![
+            "--identity-addr".into(),
+            format!("https://{}", controller.mesh),
+            "--identity-trust-anchors".into(),
+            self.files.trust_anchors().display().to_string(),
+            "--identity-token-file".into(),
+            self.files.token(identity).display().to_string(),
+        ]
     }
 }
 

@@ -54,7 +54,7 @@ fn write(path: &Path, text: &str) {
 }
 
 async fn client(controller: &Controller) -> DestinationClient<Channel> {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", controller.grpc))
+    let channel = tonic::transport::Endpoint::from_shared(controller.destination_url())
         .unwrap()
         .connect()
         .await

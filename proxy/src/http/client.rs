@@ -27,12 +27,16 @@ use crate::io::MeteredIo;
 use crate::metrics::TcpStats;
 use crate::tcp::{ConnectError, connect};
 
+/// Why a meshed request fails when this proxy cannot prove its identity.
+pub(crate) const NO_CERTIFICATE: &str = "this proxy has no valid certificate (the identity service has not issued one, or it expired): meshed traffic fails closed";
+
 /// Idle pooled connections are closed after this.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct EndpointClient {
     http1: Client<Connector, RequestBody>,
     h2: Client<Connector, RequestBody>,
+    mtls: Mtls,
 }
 
 /// mTLS settings of an endpoint: the proxy's identity, and the identity
@@ -58,12 +62,13 @@ impl EndpointClient {
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT);
+        let mtls = connector.mtls.clone();
         let http1 = builder.build(connector.clone());
         let h2 = builder.http2_only(true).build(Connector {
             alpn: Alpn::H2,
             ..connector
         });
-        Self { http1, h2 }
+        Self { http1, h2, mtls }
     }
 
     /// Sends over HTTP/2 when the request is HTTP/2 (as the client spoke it,
@@ -72,6 +77,14 @@ impl EndpointClient {
         &self,
         req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, ProxyError> {
+        // Fail closed: a pooled connection outlives the certificate it was
+        // opened with, but no request goes to a meshed peer once this
+        // proxy's own certificate has expired.
+        if let Some((identity, _)) = &self.mtls
+            && !identity.creds().is_ready()
+        {
+            return Err(ProxyError::Unreachable(NO_CERTIFICATE.into()));
+        }
         let client = if req.version() == Version::HTTP_2 {
             &self.h2
         } else {

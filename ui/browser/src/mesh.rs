@@ -60,7 +60,7 @@ impl Mesh {
                 pod,
                 app,
                 telemetry: Some(store.grpc_url()),
-                destination: Some(format!("http://{}", controller.grpc)),
+                destination: Some(controller.destination_url()),
                 extra: ["--tap-sample-rate", "1", "--tap-sample-max-rps", "1000"]
                     .map(String::from)
                     .to_vec(),

@@ -14,7 +14,6 @@ use clap::Args;
 
 use crate::cmd::block_on;
 
-mod identity;
 mod ready;
 mod supervisor;
 mod topology;

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use conduit_api::IdentityName;
 use conduit_api::discovery_file::{self as file, DiscoveryFile, Protocol};
 use conduit_api::identity::CONTROL_PLANE_NAMESPACE;
+use conduit_deploy::local_identity::IdentityFiles;
 
-use super::identity::IdentityFiles;
 use super::supervisor::Spec;
 
 pub(crate) const NAMESPACE: &str = "demo";

@@ -1,11 +1,10 @@
-//! The demo's identity roots and workload tokens, made fresh at every start
-//! in `<data-dir>/identity`.
+//! Identity without Kubernetes: the roots and workload tokens of a mesh on
+//! one machine (`conduit demo`, tests), as files in `<dir>/identity`.
 //!
 //! A trust anchor and an issuer (as `conduit install` generates them), the
-//! key the controller checks tokens with, and one token per ServiceAccount
-//! (each Deployment's, and the store's): the local stand-ins for the
-//! Secrets and projected tokens of a cluster. Keys and tokens are written
-//! readable by their owner only.
+//! key the controller checks tokens with, and one token per ServiceAccount:
+//! the local stand-ins for the Secrets and projected tokens of a cluster.
+//! Keys and tokens are written readable by their owner only.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -14,44 +13,45 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use conduit_api::IdentityName;
 use conduit_api::identity::TOKEN_AUDIENCE;
-use conduit_deploy::IdentityRoots;
 use conduit_identity::credentials::unix_now;
 use conduit_identity::token::{TokenKey, hex};
 
-/// How long the demo's tokens are valid: longer than any demo runs.
+use crate::IdentityRoots;
+
+/// How long local tokens are valid: longer than any demo runs.
 const TOKEN_VALIDITY_S: i64 = 30 * 24 * 3600;
 
-/// Where the demo's identity files are.
+/// Where a local mesh's identity files are.
 #[derive(Clone, Debug)]
-pub(crate) struct IdentityFiles {
+pub struct IdentityFiles {
     dir: PathBuf,
 }
 
 impl IdentityFiles {
-    pub(crate) fn new(data_dir: &Path) -> Self {
+    pub fn new(data_dir: &Path) -> Self {
         Self {
             dir: data_dir.join("identity"),
         }
     }
 
-    pub(crate) fn trust_anchors(&self) -> PathBuf {
+    pub fn trust_anchors(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
 
-    pub(crate) fn issuer_certificate(&self) -> PathBuf {
+    pub fn issuer_certificate(&self) -> PathBuf {
         self.dir.join("issuer.crt")
     }
 
-    pub(crate) fn issuer_key(&self) -> PathBuf {
+    pub fn issuer_key(&self) -> PathBuf {
         self.dir.join("issuer.key")
     }
 
-    pub(crate) fn token_key(&self) -> PathBuf {
+    pub fn token_key(&self) -> PathBuf {
         self.dir.join("token.key")
     }
 
     /// The token file of `identity`'s ServiceAccount.
-    pub(crate) fn token(&self, identity: &IdentityName) -> PathBuf {
+    pub fn token(&self, identity: &IdentityName) -> PathBuf {
         self.dir.join("tokens").join(format!(
             "{}.{}.token",
             identity.namespace, identity.service_account
@@ -60,17 +60,28 @@ impl IdentityFiles {
 
     /// Generates new roots, a token key, and a token for each of
     /// `identities`.
-    pub(crate) fn generate(&self, identities: &[IdentityName]) -> anyhow::Result<()> {
-        std::fs::create_dir_all(self.dir.join("tokens"))
-            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+    pub fn generate(&self, identities: &[IdentityName]) -> anyhow::Result<()> {
         let roots = IdentityRoots::generate(time::OffsetDateTime::now_utc())?;
+        self.write_roots(&roots)?;
+        self.write_tokens(identities)
+    }
+
+    /// Writes `roots` (replacing any there).
+    pub fn write_roots(&self, roots: &IdentityRoots) -> anyhow::Result<()> {
+        self.create_dirs()?;
         write(&self.trust_anchors(), roots.trust_anchors_pem.as_bytes(), 0o644)?;
         write(
             &self.issuer_certificate(),
             roots.issuer_certificate_pem.as_bytes(),
             0o644,
         )?;
-        write(&self.issuer_key(), roots.issuer_key_pem.as_bytes(), 0o600)?;
+        write(&self.issuer_key(), roots.issuer_key_pem.as_bytes(), 0o600)
+    }
+
+    /// A new token key, and a token signed with it for each of
+    /// `identities`.
+    pub fn write_tokens(&self, identities: &[IdentityName]) -> anyhow::Result<()> {
+        self.create_dirs()?;
         let (key, bytes) = TokenKey::generate();
         write(&self.token_key(), hex(&bytes).as_bytes(), 0o600)?;
         let expires = unix_now() + TOKEN_VALIDITY_S;
@@ -79,6 +90,13 @@ impl IdentityFiles {
             write(&self.token(id), token.as_bytes(), 0o600)?;
         }
         Ok(())
+    }
+}
+
+impl IdentityFiles {
+    fn create_dirs(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(self.dir.join("tokens"))
+            .with_context(|| format!("cannot create {}", self.dir.display()))
     }
 }
 
