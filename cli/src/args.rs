@@ -166,6 +166,11 @@ pub(crate) struct InjectArgs {
     /// The proxy's log filter (`RUST_LOG` syntax), e.g. `info,conduit_proxy=debug`
     #[arg(long, value_name = "FILTER")]
     pub(crate) proxy_log_level: Option<String>,
+    /// The mesh's trust anchors (the `ca.crt` of the
+    /// conduit-identity-trust-anchors Secret): proxies then certify
+    /// themselves and speak mTLS; without it they run in plaintext
+    #[arg(long, value_name = "PATH")]
+    pub(crate) identity_trust_anchors_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]

@@ -15,7 +15,46 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use crate::value::{Map, Value, map, seq};
 use crate::x509;
+
+/// Where a workload's projected ServiceAccount token is mounted.
+pub const TOKEN_DIR: &str = "/var/run/conduit/identity/token";
+pub const TOKEN_FILE: &str = "/var/run/conduit/identity/token/token";
+/// The volume holding it, in every pod that certifies itself.
+pub const TOKEN_VOLUME: &str = "conduit-identity-token";
+/// Projected tokens live a day; the kubelet refreshes them well before.
+const TOKEN_EXPIRATION_S: u32 = 86_400;
+
+/// A projected ServiceAccount token for the identity service's audience:
+/// what a proxy (or the store) shows `Certify`.
+pub fn token_volume() -> Value {
+    map([
+        ("name", TOKEN_VOLUME.into()),
+        (
+            "projected",
+            map([(
+                "sources",
+                seq([map([(
+                    "serviceAccountToken",
+                    map([
+                        ("audience", conduit_api::identity::TOKEN_AUDIENCE.into()),
+                        ("expirationSeconds", TOKEN_EXPIRATION_S.into()),
+                        ("path", "token".into()),
+                    ]),
+                )])]),
+            )]),
+        ),
+    ])
+}
+
+pub fn token_mount() -> Value {
+    let mut m = Map::new();
+    m.insert("name", TOKEN_VOLUME);
+    m.insert("mountPath", TOKEN_DIR);
+    m.insert("readOnly", true);
+    Value::Map(m)
+}
 
 /// The trust anchor's common name when install generates it.
 pub const TRUST_ANCHOR_NAME: &str = "root.identity.conduit.cluster.local";
@@ -67,6 +106,17 @@ impl IdentityRoots {
             issuer_certificate_pem: issuer_certificate.pem(),
             issuer_key_pem: issuer_key.serialize_pem(),
         })
+    }
+
+    /// Trust anchors alone (what `conduit inject` hands proxies): PEM
+    /// certificates, valid now.
+    pub fn check_anchors(pem_text: &str) -> Result<(), IdentityError> {
+        let now = OffsetDateTime::now_utc();
+        for der in certificates(pem_text, "trust anchors")? {
+            let anchor = x509::parse(&der).map_err(|e| invalid(format!("trust anchors: {e}")))?;
+            check_validity("trust anchor", &anchor, now)?;
+        }
+        Ok(())
     }
 
     /// Roots the user brings, checked: PEM that parses, an issuer key that

@@ -48,6 +48,10 @@ pub struct InjectOptions {
     pub opaque_ports: Vec<PortRange>,
     /// `RUST_LOG` for the proxy; its default when absent.
     pub proxy_log_level: Option<String>,
+    /// The mesh's trust anchors (PEM). Given: proxies certify themselves
+    /// with a projected ServiceAccount token and speak mTLS. Absent:
+    /// plaintext.
+    pub trust_anchors_pem: Option<String>,
 }
 
 impl InjectOptions {
@@ -63,6 +67,7 @@ impl InjectOptions {
             skip_outbound_ports: Vec::new(),
             opaque_ports: Vec::new(),
             proxy_log_level: None,
+            trust_anchors_pem: None,
         }
     }
 }
@@ -192,9 +197,13 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
         }
         None => spec.insert_before("containers", "initContainers", Value::Seq(init)),
     }
+    let mut volumes = vec![xtables_volume()];
+    if options.trust_anchors_pem.is_some() {
+        volumes.push(crate::identity::token_volume());
+    }
     match spec.get_mut("volumes").and_then(Value::as_seq_mut) {
-        Some(volumes) => volumes.push(xtables_volume()),
-        None => spec.insert("volumes", Value::Seq(vec![xtables_volume()])),
+        Some(existing) => existing.extend(volumes),
+        None => spec.insert("volumes", Value::Seq(volumes)),
     }
     Ok(Outcome::Injected)
 }

@@ -20,11 +20,11 @@
 mod emit;
 pub mod grafana;
 pub mod identity;
-pub mod local_identity;
 pub mod images;
 pub mod inject;
 pub mod install;
 mod kinds;
+pub mod local_identity;
 pub mod sidecar;
 pub mod stream;
 mod template;

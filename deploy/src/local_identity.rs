@@ -69,7 +69,11 @@ impl IdentityFiles {
     /// Writes `roots` (replacing any there).
     pub fn write_roots(&self, roots: &IdentityRoots) -> anyhow::Result<()> {
         self.create_dirs()?;
-        write(&self.trust_anchors(), roots.trust_anchors_pem.as_bytes(), 0o644)?;
+        write(
+            &self.trust_anchors(),
+            roots.trust_anchors_pem.as_bytes(),
+            0o644,
+        )?;
         write(
             &self.issuer_certificate(),
             roots.issuer_certificate_pem.as_bytes(),

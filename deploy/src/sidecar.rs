@@ -12,6 +12,7 @@ use conduit_api::sidecar::{
     ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, PROXY_UID, PortRange, TAP_PORT, format_port_list,
 };
 
+use crate::identity::{TOKEN_FILE, token_mount};
 use crate::inject::InjectOptions;
 use crate::value::{Map, Value, map, seq};
 
@@ -62,13 +63,29 @@ pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>)
     if let Some(deployment) = deployment {
         env.push(env_value("CONDUIT_PROXY_DEPLOYMENT", deployment));
     }
+    // With trust anchors, every control-plane link is mTLS.
+    let scheme = match &options.trust_anchors_pem {
+        Some(anchors) => {
+            env.extend([
+                env_value(
+                    "CONDUIT_PROXY_IDENTITY_ADDR",
+                    &format!("https://conduit-controller.{ns}.svc.{domain}:{MESH_PORT}"),
+                ),
+                env_value("CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS_PEM", anchors),
+                env_value("CONDUIT_PROXY_IDENTITY_TOKEN_FILE", TOKEN_FILE),
+                env_value("CONDUIT_PROXY_CONTROL_PLANE_NAMESPACE", ns),
+            ]);
+            "https"
+        }
+        None => "http",
+    };
     env.push(env_value(
         "CONDUIT_PROXY_DESTINATION_ADDR",
-        &format!("http://conduit-controller.{ns}.svc.{domain}:50751"),
+        &format!("{scheme}://conduit-controller.{ns}.svc.{domain}:{MESH_PORT}"),
     ));
     env.push(env_value(
         "CONDUIT_PROXY_TELEMETRY_ADDR",
-        &format!("http://conduit-telemetry-store.{ns}.svc.{domain}:9096"),
+        &format!("{scheme}://conduit-telemetry-store.{ns}.svc.{domain}:9096"),
     ));
     if !options.opaque_ports.is_empty() {
         env.push(env_value(
@@ -80,7 +97,7 @@ pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>)
         env.push(env_value("RUST_LOG", level));
     }
 
-    map([
+    let mut container = map([
         ("name", PROXY_CONTAINER.into()),
         ("image", options.proxy_image.as_str().into()),
         ("imagePullPolicy", "IfNotPresent".into()),
@@ -129,7 +146,13 @@ pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>)
         ),
         ("restartPolicy", "Always".into()),
         ("terminationMessagePolicy", "FallbackToLogsOnError".into()),
-    ])
+    ]);
+    if options.trust_anchors_pem.is_some()
+        && let Value::Map(fields) = &mut container
+    {
+        fields.insert("volumeMounts", seq([token_mount()]));
+    }
+    container
 }
 
 /// `conduit-proxy init`: programs the pod's iptables and exits. It needs
@@ -198,6 +221,9 @@ pub(crate) fn init_container(options: &InjectOptions) -> Value {
         ),
     ])
 }
+
+/// The controller's port for proxies: destination and identity.
+pub const MESH_PORT: u16 = 8086;
 
 pub(crate) fn xtables_volume() -> Value {
     map([

@@ -48,14 +48,18 @@ fn strip(template: &mut Map) -> bool {
     true
 }
 
-/// Removes the containers and volume inject adds, leaving annotations:
+/// Removes the containers and volumes inject adds, leaving annotations:
 /// re-injecting rewrites those in place.
 pub(crate) fn remove_proxy(template: &mut Map) {
     let spec = spec_of(template);
     for key in ["initContainers", "containers"] {
         remove_named(spec, key, &[INIT_CONTAINER, PROXY_CONTAINER]);
     }
-    remove_named(spec, "volumes", &[XTABLES_VOLUME]);
+    remove_named(
+        spec,
+        "volumes",
+        &[XTABLES_VOLUME, crate::identity::TOKEN_VOLUME],
+    );
 }
 
 pub(crate) fn is_injected(template: &Map) -> bool {

@@ -45,12 +45,10 @@ impl TrustAnchors {
         }
         let mut roots = RootCertStore::empty();
         for (index, c) in certificates.iter().enumerate() {
-            roots
-                .add(c.clone())
-                .map_err(|e| AnchorsError::Invalid {
-                    index,
-                    error: e.to_string(),
-                })?;
+            roots.add(c.clone()).map_err(|e| AnchorsError::Invalid {
+                index,
+                error: e.to_string(),
+            })?;
         }
         Ok(Self {
             roots: Arc::new(roots),

@@ -30,8 +30,8 @@ impl CertInfo {
 }
 
 pub fn info(der: &[u8]) -> Result<CertInfo, String> {
-    let (_, cert) = X509Certificate::from_der(der)
-        .map_err(|e| format!("not a DER X.509 certificate: {e}"))?;
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| format!("not a DER X.509 certificate: {e}"))?;
     let mut dns_names = Vec::new();
     let mut uris = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {

@@ -46,17 +46,16 @@ pub struct CertifyOptions {
     pub anchors: TrustAnchors,
 }
 
-/// Starts certifying the workload `name` (its trust anchors from
-/// `anchors`, its token from `token_file`) with the identity service at
-/// `url` (`https://host:port`), which must prove `controller`.
+/// Starts certifying the workload `name` (its token from `token_file`)
+/// with the identity service at `url` (`https://host:port`), which must
+/// prove `controller` under `anchors`.
 pub fn start(
     name: IdentityName,
     url: &str,
-    anchors: &std::path::Path,
+    anchors: &TrustAnchors,
     token_file: PathBuf,
     controller: IdentityName,
-) -> Result<(Arc<Credentials>, TrustAnchors), String> {
-    let anchors = TrustAnchors::read(anchors).map_err(|e| e.to_string())?;
+) -> Result<Arc<Credentials>, String> {
     let options = CertifyOptions {
         addr: crate::grpc::authority(url)?,
         controller,
@@ -65,7 +64,7 @@ pub fn start(
     };
     let creds = Credentials::new(name);
     tokio::spawn(run(creds.clone(), options));
-    Ok((creds, anchors))
+    Ok(creds)
 }
 
 /// Keeps `creds` certified for as long as the workload runs.

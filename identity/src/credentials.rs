@@ -35,7 +35,10 @@ pub enum InstallError {
     #[error("the leaf certificate is unreadable: {0}")]
     Unreadable(String),
     #[error("the leaf certificate names {found:?}, not this workload's identity {expected}")]
-    WrongName { expected: String, found: Vec<String> },
+    WrongName {
+        expected: String,
+        found: Vec<String>,
+    },
     #[error("the leaf certificate is not for this workload's key")]
     WrongKey,
     #[error("the leaf certificate has already expired")]

@@ -153,8 +153,7 @@ pub fn incoming(
             let (acceptor, allow, tx) = (acceptor.clone(), allow.clone(), tx.clone());
             tokio::spawn(async move {
                 let _permit = permit;
-                let io = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-                {
+                let io = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                     Ok(Ok(io)) => io,
                     Ok(Err(e)) => {
                         tracing::info!(listener = name, %remote, reason = failure_reason(&e), error = %e, "TLS handshake failed");
@@ -190,8 +189,11 @@ pub struct TlsConnector {
     client: Option<Arc<crate::Credentials>>,
 }
 
-type ConnectFuture =
-    Pin<Box<dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send>>;
+type ConnectFuture = Pin<
+    Box<
+        dyn Future<Output = io::Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>>> + Send,
+    >,
+>;
 
 impl tower::Service<http::Uri> for TlsConnector {
     type Response = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
@@ -208,7 +210,10 @@ impl tower::Service<http::Uri> for TlsConnector {
             if let Some(creds) = &this.client {
                 let mut certs = creds.watch();
                 let certified = certs.wait_for(|c| c.is_some());
-                if tokio::time::timeout(HANDSHAKE_TIMEOUT, certified).await.is_err() {
+                if tokio::time::timeout(HANDSHAKE_TIMEOUT, certified)
+                    .await
+                    .is_err()
+                {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no certificate to present yet (the identity service has not issued one)",

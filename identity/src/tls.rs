@@ -119,7 +119,11 @@ impl MeshTls {
     pub fn new(creds: Arc<Credentials>, anchors: TrustAnchors) -> Result<Self, rustls::Error> {
         let server = server_config(&anchors, creds.clone(), ClientAuth::Optional, &Alpn::ALL)?;
         let client = |a| client_config(&anchors, Some(creds.clone()), a);
-        let clients = [client(Alpn::H2)?, client(Alpn::Http1)?, client(Alpn::Opaque)?];
+        let clients = [
+            client(Alpn::H2)?,
+            client(Alpn::Http1)?,
+            client(Alpn::Opaque)?,
+        ];
         Ok(Self {
             creds,
             anchors,
@@ -150,21 +154,21 @@ pub fn failure_reason(e: &io::Error) -> &'static str {
         return "io";
     };
     match tls {
-        rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not_yet_valid"
+        rustls::Error::InvalidCertificate(c) => {
+            match c {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    "not_yet_valid"
+                }
+                CertificateError::UnknownIssuer => "unknown_issuer",
+                CertificateError::BadSignature => "bad_signature",
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => "wrong_identity",
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => "wrong_purpose",
+                _ => "invalid_certificate",
             }
-            CertificateError::UnknownIssuer => "unknown_issuer",
-            CertificateError::BadSignature => "bad_signature",
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                "wrong_identity"
-            }
-            CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
-                "wrong_purpose"
-            }
-            _ => "invalid_certificate",
-        },
+        }
         rustls::Error::NoCertificatesPresented => "no_certificate",
         rustls::Error::AlertReceived(_) => "refused_by_peer",
         rustls::Error::NoApplicationProtocol => "no_alpn",

@@ -19,14 +19,14 @@ use crate::config::Config;
 use crate::destination::DestinationResolver;
 use crate::http::server::Server;
 use crate::identity::Identity;
-use conduit_identity::grpc::Allow;
-use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 use crate::inbound::Inbound;
 use crate::metrics::Registry;
 use crate::outbound::{Outbound, Routing};
 use crate::resolve::{Chain, Resolve, StaticResolver};
 use crate::tap::{Tap, TapService};
 use crate::telemetry::Telemetry;
+use conduit_identity::grpc::Allow;
+use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 
 /// A running proxy. Dropping it stops its listeners and background tasks.
 pub struct Proxy {
@@ -220,7 +220,8 @@ fn serve_tap(
     tap: Arc<Tap>,
     identity: Option<Arc<Identity>>,
 ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let server = tonic::transport::Server::builder().add_service(TapServer::new(TapService { tap }));
+    let server =
+        tonic::transport::Server::builder().add_service(TapServer::new(TapService { tap }));
     let tls = match &identity {
         Some(id) => Some((
             server_config(
@@ -236,8 +237,12 @@ fn serve_tap(
     Ok(async move {
         let res = match tls {
             Some((config, controller)) => {
-                let incoming =
-                    conduit_identity::grpc::incoming(listener, config, Allow::Only(vec![controller]), "tap");
+                let incoming = conduit_identity::grpc::incoming(
+                    listener,
+                    config,
+                    Allow::Only(vec![controller]),
+                    "tap",
+                );
                 server.serve_with_incoming(incoming).await
             }
             None => {

@@ -193,7 +193,12 @@ impl EndpointFactory {
             .zip(meta.identity.clone());
         Arc::new(Endpoint {
             target: target.clone(),
-            client: EndpointClient::new(target.addr, self.connect_timeout, tcp.clone(), mtls.clone()),
+            client: EndpointClient::new(
+                target.addr,
+                self.connect_timeout,
+                tcp.clone(),
+                mtls.clone(),
+            ),
             mtls,
             stats,
             tcp,

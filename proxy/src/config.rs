@@ -129,8 +129,22 @@ pub struct Config {
 
     /// PEM trust anchors: every peer's and the control plane's certificate
     /// must chain to one of them.
-    #[arg(long, env = "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS",
+        value_name = "PATH",
+        conflicts_with = "identity_trust_anchors_pem"
+    )]
     pub identity_trust_anchors: Option<std::path::PathBuf>,
+
+    /// The trust anchors as PEM text (how `conduit inject` passes them: a
+    /// pod cannot mount the control plane's Secret from another namespace).
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS_PEM",
+        value_name = "PEM"
+    )]
+    pub identity_trust_anchors_pem: Option<String>,
 
     /// The token that proves the ServiceAccount to the identity service (a
     /// projected ServiceAccount token; in local mode the demo's token

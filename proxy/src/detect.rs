@@ -227,7 +227,10 @@ pub fn client_hello(buf: &[u8]) -> ClientHello<'_> {
         Some(Detection::Known(Protocol::Tls)) => {}
         _ => return ClientHello::Other,
     }
-    let Some(len) = buf.get(3..5).map(|l| usize::from(u16::from_be_bytes([l[0], l[1]]))) else {
+    let Some(len) = buf
+        .get(3..5)
+        .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+    else {
         return ClientHello::NeedMore;
     };
     if 5 + len > MAX_CLIENT_HELLO_RECORD {
@@ -301,7 +304,8 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self) -> Option<usize> {
-        self.take(2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        self.take(2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
     }
 
     /// A vector with a 16-bit length.

@@ -19,7 +19,7 @@ use conduit_api::metrics::{NoTlsReason, Tls};
 use conduit_api::{Direction, IdentityName};
 use conduit_identity::certify;
 use conduit_identity::tls::{Alpn, MeshTls, failure_reason, server_name};
-use conduit_identity::Credentials;
+use conduit_identity::{Credentials, TrustAnchors};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tonic::transport::Channel;
@@ -44,13 +44,21 @@ impl Identity {
         registry: &Arc<Registry>,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(addr) = &config.identity_addr else {
-            tracing::warn!("no --identity-addr: identity is off and this proxy's traffic is plaintext");
+            tracing::warn!(
+                "no --identity-addr: identity is off and this proxy's traffic is plaintext"
+            );
             return Ok(None);
         };
-        let anchors_path = config
-            .identity_trust_anchors
-            .as_ref()
-            .context("--identity-addr needs --identity-trust-anchors")?;
+        let anchors = match (
+            &config.identity_trust_anchors,
+            &config.identity_trust_anchors_pem,
+        ) {
+            (Some(path), _) => TrustAnchors::read(path)?,
+            (None, Some(pem)) => TrustAnchors::from_pem(pem)?,
+            (None, None) => anyhow::bail!(
+                "--identity-addr needs --identity-trust-anchors (or --identity-trust-anchors-pem)"
+            ),
+        };
         let token_file = config
             .identity_token_file
             .clone()
@@ -66,14 +74,8 @@ impl Identity {
         );
         let control = &config.control_plane_namespace;
         let controller = IdentityName::controller(control, &config.trust_domain);
-        let (creds, anchors) = certify::start(
-            name,
-            &addr.0,
-            anchors_path,
-            token_file,
-            controller.clone(),
-        )
-        .map_err(anyhow::Error::msg)?;
+        let creds = certify::start(name, &addr.0, &anchors, token_file, controller.clone())
+            .map_err(anyhow::Error::msg)?;
         let tls = MeshTls::new(creds.clone(), anchors)?;
         registry.set_credentials(creds);
         Ok(Some(Arc::new(Self {
@@ -120,10 +122,7 @@ impl Identity {
     }
 
     /// Terminates mTLS from a peer that named this proxy's identity.
-    pub(crate) async fn accept<IO>(
-        &self,
-        io: IO,
-    ) -> io::Result<tokio_rustls::server::TlsStream<IO>>
+    pub(crate) async fn accept<IO>(&self, io: IO) -> io::Result<tokio_rustls::server::TlsStream<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {

@@ -22,25 +22,25 @@ use bytes::{Bytes, BytesMut};
 use conduit_api::metrics::{NoTlsReason, Tls, label};
 use conduit_api::{DeploymentRef, Direction};
 use conduit_identity::tls::Alpn;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
 use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::accept::{self, Limits, Sniffed};
-use crate::detect::{self, ClientHello};
-use crate::http::server::Version;
 use crate::config::{Config, Mode};
+use crate::detect::{self, ClientHello};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::client::EndpointClient;
 use crate::http::observe::{Observation, ObservedBody};
+use crate::http::server::Version;
 use crate::http::server::{Handler, Server};
 use crate::http::{authority, head, headers, orig_proto, upgrade};
-use crate::io::{MeteredIo, PrefixedIo};
 use crate::identity::Identity;
+use crate::io::{MeteredIo, PrefixedIo};
 use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::tap::{PeerMeta, RequestMeta, Tap};
 
@@ -107,7 +107,10 @@ impl Inbound {
             None => return,
         };
         match hello {
-            Hello::ForMe => self.terminate(PrefixedIo::new(first.freeze(), stream), client, target).await,
+            Hello::ForMe => {
+                self.terminate(PrefixedIo::new(first.freeze(), stream), client, target)
+                    .await
+            }
             Hello::Passthrough => {
                 let io = self.metered(stream, first, Tls::NoIdentity(NoTlsReason::Passthrough));
                 self.forward_tcp(io, target).await
@@ -139,7 +142,11 @@ impl Inbound {
                             .identity
                             .as_ref()
                             .is_some_and(|i| server_name == Some(i.name()));
-                        return Some(if mine { Hello::ForMe } else { Hello::Passthrough });
+                        return Some(if mine {
+                            Hello::ForMe
+                        } else {
+                            Hello::Passthrough
+                        });
                     }
                     ClientHello::NeedMore | ClientHello::Other => {
                         return Some(Hello::Plaintext { silent: false });
@@ -244,7 +251,12 @@ impl Inbound {
         }
     }
 
-    fn conn(self: &Arc<Self>, client: SocketAddr, target: SocketAddr, peer: Peer) -> Arc<InboundConn> {
+    fn conn(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        target: SocketAddr,
+        peer: Peer,
+    ) -> Arc<InboundConn> {
         Arc::new(InboundConn {
             client,
             target,
@@ -333,7 +345,10 @@ impl InboundConn {
             (label::AUTHORITY, &label),
             tls,
             reason,
-            (label::CLIENT_ID, self.peer.client_id.as_deref().unwrap_or("")),
+            (
+                label::CLIENT_ID,
+                self.peer.client_id.as_deref().unwrap_or(""),
+            ),
         ]);
         *cached = Some(Cached {
             raw: raw_str.to_string(),

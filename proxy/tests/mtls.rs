@@ -190,7 +190,9 @@ impl Capture {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("tcpdump (Debian package tcpdump) must be installed: cargo xtask test installs it");
+            .expect(
+                "tcpdump (Debian package tcpdump) must be installed: cargo xtask test installs it",
+            );
         // tcpdump says when it listens.
         let mut err = child.stderr.take().unwrap();
         let mut seen = Vec::new();
@@ -331,7 +333,14 @@ fn http_h2_and_tcp_cross_between_proxies_encrypted_with_both_identities() {
         ("client_id", client_id.as_str()),
     ];
     assert_eq!(sum(&m, "request_total", &inbound), 6.0, "{m}");
-    assert!(sum(&m, "tcp_open_total", &[("peer", "src"), ("tls", "true"), ("client_id", &client_id)]) >= 2.0, "{m}");
+    assert!(
+        sum(
+            &m,
+            "tcp_open_total",
+            &[("peer", "src"), ("tls", "true"), ("client_id", &client_id)]
+        ) >= 2.0,
+        "{m}"
+    );
     let m = metrics(mesh.client.admin);
     let outbound = [
         ("direction", "outbound"),
@@ -354,17 +363,16 @@ fn impostor(identity: &MeshIdentity) -> SocketAddr {
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let (issuer, issuer_der) = mesh_issuer(identity);
     let cert = params.signed_by(&key, &issuer).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        conduit_identity::tls::provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(
-        vec![cert.der().clone(), issuer_der],
-        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(conduit_identity::tls::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone(), issuer_der],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -393,8 +401,8 @@ fn mesh_issuer(
 ) {
     let files = &identity.files;
     let issuer_pem = std::fs::read_to_string(files.issuer_certificate()).unwrap();
-    let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.issuer_key()).unwrap())
-        .unwrap();
+    let key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(files.issuer_key()).unwrap()).unwrap();
     let der = rustls_pki_types::CertificateDer::from(pem_der(&issuer_pem));
     (rcgen::Issuer::from_ca_cert_der(&der, key).unwrap(), der)
 }
@@ -420,7 +428,10 @@ fn a_peer_that_proves_another_identity_is_refused() {
     assert_eq!(status, 502, "{text}");
     let m = metrics(client.admin);
     let refused = [("direction", "outbound"), ("reason", "wrong_identity")];
-    assert!(sum(&m, "tls_handshake_failures_total", &refused) >= 1.0, "{m}");
+    assert!(
+        sum(&m, "tls_handshake_failures_total", &refused) >= 1.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -436,7 +447,11 @@ fn a_proxy_of_another_trust_anchor_is_refused() {
         mesh.server.inbound,
         vec![
             "--outbound-endpoint".into(),
-            format!("web.test:8080={};h2;identity={}", mesh.server.inbound, id("web")),
+            format!(
+                "web.test:8080={};h2;identity={}",
+                mesh.server.inbound,
+                id("web")
+            ),
         ],
     );
     let (status, text) = request(stranger.outbound, "web.test:8080", "/");
@@ -446,28 +461,42 @@ fn a_proxy_of_another_trust_anchor_is_refused() {
     // signature fails; anchors of other names are an unknown issuer.
     let refused: f64 = ["unknown_issuer", "bad_signature"]
         .iter()
-        .map(|r| sum(&m, "tls_handshake_failures_total", &[("direction", "outbound"), ("reason", r)]))
+        .map(|r| {
+            sum(
+                &m,
+                "tls_handshake_failures_total",
+                &[("direction", "outbound"), ("reason", r)],
+            )
+        })
         .sum();
     assert!(refused >= 1.0, "{m}");
-    assert!(stranger.process.log().contains("mTLS handshake with a peer proxy failed"));
+    assert!(
+        stranger
+            .process
+            .log()
+            .contains("mTLS handshake with a peer proxy failed")
+    );
 }
 
 /// A rustls client presenting `chain`/`key` to the server proxy, naming its
 /// identity; returns once the server has answered (or refused).
-fn present(mesh: &Mesh, chain: Vec<rustls_pki_types::CertificateDer<'static>>, key: rcgen::KeyPair) {
+fn present(
+    mesh: &Mesh,
+    chain: Vec<rustls_pki_types::CertificateDer<'static>>,
+    key: rcgen::KeyPair,
+) {
     let anchors =
         conduit_identity::TrustAnchors::read(&mesh.identity.files.trust_anchors()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        conduit_identity::tls::provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .unwrap()
-    .with_root_certificates(anchors.roots())
-    .with_client_auth_cert(
-        chain,
-        rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
-    )
-    .unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(conduit_identity::tls::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(anchors.roots())
+            .with_client_auth_cert(
+                chain,
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
     let addr = mesh.server.inbound;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -529,7 +558,12 @@ fn self_signed_and_expired_client_certificates_are_refused() {
         );
     }
     assert_eq!(sum(&m, "request_total", &[("tls", "true")]), 0.0, "{m}");
-    assert!(mesh.server.process.log().contains("mTLS handshake with a client failed"));
+    assert!(
+        mesh.server
+            .process
+            .log()
+            .contains("mTLS handshake with a client failed")
+    );
 }
 
 fn pem_der(pem: &str) -> Vec<u8> {
@@ -551,7 +585,10 @@ fn an_unmeshed_client_still_reaches_a_meshed_server_and_is_labelled_plaintext() 
         ("no_tls_reason", "no_tls_from_remote"),
     ];
     assert_eq!(sum(&m, "request_total", &plaintext), 1.0, "{m}");
-    assert!(!m.contains("client_id=\""), "no client identity without mTLS: {m}");
+    assert!(
+        !m.contains("client_id=\""),
+        "no client identity without mTLS: {m}"
+    );
 }
 
 /// Requests through the client proxy for `duration`, one every 50 ms;
@@ -575,7 +612,12 @@ fn ten_second_certificates_renew_under_load_without_a_failed_request() {
     let mesh = Mesh::start("10s");
     let (sent, failed) = steady_load(&mesh, Duration::from_secs(60));
     assert!(sent > 300, "{sent}");
-    assert!(failed.is_empty(), "{} of {sent} failed: {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
     for proxy in [&mesh.client, &mesh.server] {
         let m = metrics(proxy.admin);
         // Renewal at 70 % of 10 s: about every 7 s.
@@ -589,7 +631,12 @@ fn with_the_identity_service_down_proxies_serve_until_expiry_then_fail_closed() 
     mesh.controller.process.kill();
     // Still within the certificates' lifetime: traffic goes on.
     let (sent, failed) = steady_load(&mesh, Duration::from_secs(2));
-    assert!(failed.is_empty(), "{} of {sent} failed: {:?}", failed.len(), failed.first());
+    assert!(
+        failed.is_empty(),
+        "{} of {sent} failed: {:?}",
+        failed.len(),
+        failed.first()
+    );
 
     // Past expiry (10 s certificates): meshed traffic fails closed, and
     // the proxies are no longer ready.
@@ -600,6 +647,14 @@ fn with_the_identity_service_down_proxies_serve_until_expiry_then_fail_closed() 
     let ready = http_get(mesh.client.admin, "/ready").unwrap();
     assert_eq!(ready.0, 503, "{ready:?}");
     let m = metrics(mesh.client.admin);
-    assert!(sum(&m, "identity_cert_refresh_failures_total", &[]) >= 1.0, "{m}");
-    assert!(mesh.client.process.log().contains("keeping the current one and retrying"));
+    assert!(
+        sum(&m, "identity_cert_refresh_failures_total", &[]) >= 1.0,
+        "{m}"
+    );
+    assert!(
+        mesh.client
+            .process
+            .log()
+            .contains("keeping the current one and retrying")
+    );
 }

@@ -24,12 +24,22 @@ pub struct Config {
     pub identity_addr: Option<String>,
 
     /// PEM trust anchors of the mesh.
-    #[arg(long, env = "CONDUIT_STORE_IDENTITY_TRUST_ANCHORS", value_name = "PATH", requires = "identity_addr")]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_IDENTITY_TRUST_ANCHORS",
+        value_name = "PATH",
+        requires = "identity_addr"
+    )]
     pub identity_trust_anchors: Option<PathBuf>,
 
     /// The token proving the store's ServiceAccount (in local mode, the
     /// demo's token file).
-    #[arg(long, env = "CONDUIT_STORE_IDENTITY_TOKEN_FILE", value_name = "PATH", requires = "identity_addr")]
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_IDENTITY_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "identity_addr"
+    )]
     pub identity_token_file: Option<PathBuf>,
 
     /// The mesh's trust domain.

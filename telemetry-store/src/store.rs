@@ -11,9 +11,9 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::store::v1::query_server::QueryServer;
+use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
 use conduit_identity::grpc::{Allow, PeerInfo};
 use conduit_identity::tls::{Alpn, ClientAuth, server_config};
-use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -200,7 +200,12 @@ impl Store {
                         Ok(req)
                     },
                 );
-                let incoming = conduit_identity::grpc::incoming(grpc, config, Allow::AnyIdentity, "store-grpc");
+                let incoming = conduit_identity::grpc::incoming(
+                    grpc,
+                    config,
+                    Allow::AnyIdentity,
+                    "store-grpc",
+                );
                 tasks.spawn(async move {
                     tonic::transport::Server::builder()
                         .add_service(telemetry)
@@ -279,10 +284,11 @@ impl Store {
             .clone()
             .context("--identity-addr needs --identity-token-file")?;
         let controller = IdentityName::controller(&c.namespace, &c.trust_domain);
-        let (creds, anchors) = conduit_identity::certify::start(
+        let anchors = conduit_identity::TrustAnchors::read(anchors)?;
+        let creds = conduit_identity::certify::start(
             IdentityName::store(&c.namespace, &c.trust_domain),
             url,
-            anchors,
+            &anchors,
             token,
             controller.clone(),
         )

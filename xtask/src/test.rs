@@ -18,10 +18,12 @@ use crate::process::{Result, cargo, exec, probe, step};
 /// Real programs the tests run against instead of mocks: Prometheus for
 /// PromQL comparison; iptables, iproute2 and setpriv (util-linux) for
 /// transparent mode in a network namespace; openssl to verify the
-/// certificates `conduit install` generates; Chromium and chromedriver for
+/// certificates `conduit install` generates; tcpdump to prove what crosses
+/// loopback between proxies is encrypted; Chromium and chromedriver for
 /// the dashboard's browser test.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
+    "tcpdump",
     "iptables",
     "iproute2",
     "util-linux",

@@ -76,17 +76,35 @@ pub struct Args {
 #[derive(clap::Args, Debug, Clone)]
 pub struct IdentityArgs {
     /// PEM trust anchors every proxy trusts (one or more certificates)
-    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_TRUST_ANCHORS", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_IDENTITY_TRUST_ANCHORS",
+        value_name = "PATH"
+    )]
     pub identity_trust_anchors: Option<PathBuf>,
     /// PEM certificate of the issuer, signed by a trust anchor
-    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_CERTIFICATE", value_name = "PATH", requires = "identity_trust_anchors")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_CERTIFICATE",
+        value_name = "PATH",
+        requires = "identity_trust_anchors"
+    )]
     pub identity_issuer_certificate: Option<PathBuf>,
     /// PKCS#8 PEM key of the issuer
-    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_KEY", value_name = "PATH", requires = "identity_issuer_certificate")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_IDENTITY_ISSUER_KEY",
+        value_name = "PATH",
+        requires = "identity_issuer_certificate"
+    )]
     pub identity_issuer_key: Option<PathBuf>,
     /// Local mode: the key (hex) the workloads' tokens are signed with; on
     /// Kubernetes tokens are checked with a TokenReview instead
-    #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_TOKEN_KEY", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_IDENTITY_TOKEN_KEY",
+        value_name = "PATH"
+    )]
     pub identity_token_key: Option<PathBuf>,
     /// Lifetime of the certificates the identity service issues
     #[arg(long, env = "CONDUIT_CONTROLLER_IDENTITY_CERT_LIFETIME", default_value = "24h", value_parser = conduit_api::duration::parse)]

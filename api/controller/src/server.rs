@@ -65,9 +65,8 @@ pub async fn identity(args: &Args) -> anyhow::Result<Option<MeshIdentity>> {
     .context("the identity issuer")?;
     let tokens = match (&ia.identity_token_key, &args.discovery) {
         (Some(path), _) => {
-            let key = unhex(&read(path)?).with_context(|| {
-                format!("{} does not hold a hex token key", path.display())
-            })?;
+            let key = unhex(&read(path)?)
+                .with_context(|| format!("{} does not hold a hex token key", path.display()))?;
             Tokens::Local(TokenKey::from_bytes(&key))
         }
         (None, DiscoverySource::Kubernetes) => Tokens::Kubernetes(
@@ -117,7 +116,8 @@ fn mesh_server(
         },
     );
     let Some(id) = identity else {
-        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         return Ok(Box::pin(
             tonic::transport::Server::builder()
                 .add_service(destination)
@@ -132,7 +132,9 @@ fn mesh_server(
     )?;
     let service = IdentityService::new(
         id.issuer.clone(),
-        id.tokens.take().context("the identity service is already serving")?,
+        id.tokens
+            .take()
+            .context("the identity service is already serving")?,
         trust_domain.to_string(),
         id.stats.clone(),
     );
@@ -234,9 +236,9 @@ pub async fn run(
             }),
         )
         .fallback(move |uri, headers: axum::http::HeaderMap| {
-        let ui = ui.clone();
-        async move { ui.serve(uri, &headers).await }
-    });
+            let ui = ui.clone();
+            async move { ui.serve(uri, &headers).await }
+        });
     let http = http.tap_io(|s| {
         let _ = s.set_nodelay(true);
     });

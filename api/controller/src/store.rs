@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use conduit_api::proto::store::v1::{self as pb, query_client::QueryClient};
 use conduit_api::IdentityName;
+use conduit_api::proto::store::v1::{self as pb, query_client::QueryClient};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 

@@ -104,7 +104,11 @@ async fn a_valid_request_gets_a_short_lived_leaf_for_exactly_its_identity() {
     assert_eq!(rsp.valid_until.unwrap().seconds, leaf.not_after_unix);
     let issuer = cert::info(&rsp.intermediate_certificates[0]).unwrap();
     assert_eq!(leaf.issuer, issuer.subject);
-    assert!(s.metrics().contains("identity_certs_issued_total 1"), "{}", s.metrics());
+    assert!(
+        s.metrics().contains("identity_certs_issued_total 1"),
+        "{}",
+        s.metrics()
+    );
 }
 
 #[tokio::test]
@@ -112,8 +116,12 @@ async fn bad_requests_get_clear_errors_and_no_certificate() {
     let s = Service::start();
     let voting = IdentityName::new("voting", "demo");
     let key = s.token_key();
-    let expired = key.sign(&web(), TOKEN_AUDIENCE, unix_now() - 10).into_bytes();
-    let elsewhere = key.sign(&web(), "api.example.org", unix_now() + 600).into_bytes();
+    let expired = key
+        .sign(&web(), TOKEN_AUDIENCE, unix_now() - 10)
+        .into_bytes();
+    let elsewhere = key
+        .sign(&web(), "api.example.org", unix_now() + 600)
+        .into_bytes();
     let forged = TokenKey::generate()
         .0
         .sign(&web(), TOKEN_AUDIENCE, unix_now() + 600)
@@ -123,14 +131,70 @@ async fn bad_requests_get_clear_errors_and_no_certificate() {
         conduit_identity::certify::csr(&web(), &k).unwrap()
     };
     let cases: Vec<(&str, IdentityName, Vec<u8>, Vec<u8>, Code, &str)> = vec![
-        ("malformed CSR", web(), s.token(&web()), b"not a CSR".to_vec(), Code::InvalidArgument, "CSR is malformed"),
-        ("garbage token", web(), b"hello".to_vec(), csr(&web()).0, Code::Unauthenticated, "malformed"),
-        ("expired token", web(), expired, csr(&web()).0, Code::Unauthenticated, "expired"),
-        ("token for another audience", web(), elsewhere, csr(&web()).0, Code::Unauthenticated, "audience"),
-        ("token of another key", web(), forged, csr(&web()).0, Code::Unauthenticated, "signature"),
-        ("token for another ServiceAccount", web(), s.token(&voting), csr(&web()).0, Code::PermissionDenied, "demo/voting"),
-        ("CSR naming another identity", web(), s.token(&web()), csr(&voting).0, Code::InvalidArgument, "does not prove"),
-        ("CSR with a non-P-256 key", web(), s.token(&web()), ed25519, Code::InvalidArgument, "P-256"),
+        (
+            "malformed CSR",
+            web(),
+            s.token(&web()),
+            b"not a CSR".to_vec(),
+            Code::InvalidArgument,
+            "CSR is malformed",
+        ),
+        (
+            "garbage token",
+            web(),
+            b"hello".to_vec(),
+            csr(&web()).0,
+            Code::Unauthenticated,
+            "malformed",
+        ),
+        (
+            "expired token",
+            web(),
+            expired,
+            csr(&web()).0,
+            Code::Unauthenticated,
+            "expired",
+        ),
+        (
+            "token for another audience",
+            web(),
+            elsewhere,
+            csr(&web()).0,
+            Code::Unauthenticated,
+            "audience",
+        ),
+        (
+            "token of another key",
+            web(),
+            forged,
+            csr(&web()).0,
+            Code::Unauthenticated,
+            "signature",
+        ),
+        (
+            "token for another ServiceAccount",
+            web(),
+            s.token(&voting),
+            csr(&web()).0,
+            Code::PermissionDenied,
+            "demo/voting",
+        ),
+        (
+            "CSR naming another identity",
+            web(),
+            s.token(&web()),
+            csr(&voting).0,
+            Code::InvalidArgument,
+            "does not prove",
+        ),
+        (
+            "CSR with a non-P-256 key",
+            web(),
+            s.token(&web()),
+            ed25519,
+            Code::InvalidArgument,
+            "P-256",
+        ),
     ];
     for (what, who, token, csr, code, message) in cases {
         let got = s.certify(&who, token, csr).await;
@@ -144,9 +208,15 @@ async fn bad_requests_get_clear_errors_and_no_certificate() {
     }
     let m = s.metrics();
     assert!(m.contains("identity_certs_issued_total 0"), "{m}");
-    for (reason, n) in [("bad_csr", 3), ("bad_token", 4), ("token_for_another_identity", 1)] {
+    for (reason, n) in [
+        ("bad_csr", 3),
+        ("bad_token", 4),
+        ("token_for_another_identity", 1),
+    ] {
         assert!(
-            m.contains(&format!("identity_certify_refused_total{{reason=\"{reason}\"}} {n}")),
+            m.contains(&format!(
+                "identity_certify_refused_total{{reason=\"{reason}\"}} {n}"
+            )),
             "{reason}: {m}"
         );
     }
@@ -156,7 +226,9 @@ async fn bad_requests_get_clear_errors_and_no_certificate() {
 async fn a_replayed_request_is_refused() {
     let s = Service::start();
     let (csr, _) = csr(&web());
-    s.certify(&web(), s.token(&web()), csr.clone()).await.unwrap();
+    s.certify(&web(), s.token(&web()), csr.clone())
+        .await
+        .unwrap();
     let replay = s.certify(&web(), s.token(&web()), csr).await.unwrap_err();
     assert_eq!(replay.code(), Code::PermissionDenied);
     assert!(replay.message().contains("replayed"), "{replay:?}");

@@ -17,7 +17,23 @@ use crate::args::{InjectArgs, ManifestFormat, UninjectArgs};
 use crate::cmd::install::print;
 
 pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    let trust_anchors_pem = match &args.identity_trust_anchors_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            check_anchors(&pem)
+                .with_context(|| format!("{} holds no usable trust anchor", path.display()))?;
+            Some(pem)
+        }
+        None => {
+            eprintln!(
+                "warning: no --identity-trust-anchors-file: the injected proxies run without identity, in plaintext"
+            );
+            None
+        }
+    };
     let options = InjectOptions {
+        trust_anchors_pem,
         proxy_image: args.proxy_image,
         init_image: args.init_image,
         skip_inbound_ports: args.skip_inbound_ports,
@@ -30,6 +46,12 @@ pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
     transform(&args.input, args.output, |docs| {
         inject_documents(docs, &options)
     })
+}
+
+/// The anchors must parse as certificates: a wrong file is an error here,
+/// not proxies that never become ready.
+fn check_anchors(pem: &str) -> anyhow::Result<()> {
+    conduit_deploy::IdentityRoots::check_anchors(pem).map_err(anyhow::Error::msg)
 }
 
 pub(crate) fn uninject(args: UninjectArgs) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
-//! The controller: public API and destination service over gRPC, the
-//! dashboard and JSON/SSE API over HTTP. One Deployment serves both; the
+//! The controller: public API over gRPC, destination and identity for the
+//! proxies (mTLS, port `mesh`), the dashboard and JSON/SSE API over HTTP. One Deployment serves both; the
 //! `conduit-web` Service names the dashboard part for port-forwards and
 //! Ingresses.
 
@@ -17,6 +17,7 @@ const COMPONENT: &str = "controller";
 pub(super) const SERVICE: &str = "conduit-controller";
 pub(super) const GRPC_PORT: u16 = 50751;
 pub(super) const HTTP_PORT: u16 = 50750;
+use crate::sidecar::MESH_PORT;
 const HA_REPLICAS: u32 = 3;
 /// Where the identity roots are mounted, for the identity service.
 const IDENTITY_DIR: &str = "/var/run/conduit/identity";
@@ -31,6 +32,7 @@ pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
             seq([
                 service_port("grpc", GRPC_PORT, Some("grpc")),
                 service_port("http", HTTP_PORT, Some("http")),
+                service_port("mesh", MESH_PORT, None),
             ]),
         ),
         service(
@@ -48,7 +50,7 @@ pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
 fn deployment(options: &InstallOptions) -> Value {
     let ns = &options.namespace;
     let store = format!(
-        "http://{}:{}",
+        "https://{}:{}",
         service_host(super::store::SERVICE, options),
         super::store::GRPC_PORT
     );
@@ -61,15 +63,24 @@ fn deployment(options: &InstallOptions) -> Value {
             seq([
                 format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
                 format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+                format!("--mesh-listen=0.0.0.0:{MESH_PORT}"),
                 format!("--store-addr={store}"),
                 "--discovery=kubernetes".to_string(),
                 "--mode=kubernetes".to_string(),
                 format!("--cluster-domain={}", options.cluster_domain),
+                format!("--namespace={ns}"),
+                format!("--identity-trust-anchors={IDENTITY_DIR}/trust-anchors/ca.crt"),
+                format!("--identity-issuer-certificate={IDENTITY_DIR}/issuer/tls.crt"),
+                format!("--identity-issuer-key={IDENTITY_DIR}/issuer/tls.key"),
             ]),
         ),
         (
             "ports",
-            seq([port("grpc", GRPC_PORT), port("http", HTTP_PORT)]),
+            seq([
+                port("grpc", GRPC_PORT),
+                port("http", HTTP_PORT),
+                port("mesh", MESH_PORT),
+            ]),
         ),
         ("readinessProbe", http_probe("/healthz", "http", 10)),
         ("livenessProbe", http_probe("/healthz", "http", 10)),
@@ -140,7 +151,7 @@ fn deployment(options: &InstallOptions) -> Value {
     ])
 }
 
-fn secret_mount(volume: &str, dir: &str) -> Value {
+pub(super) fn secret_mount(volume: &str, dir: &str) -> Value {
     map([
         ("name", volume.into()),
         ("mountPath", format!("{IDENTITY_DIR}/{dir}").into()),
@@ -148,7 +159,7 @@ fn secret_mount(volume: &str, dir: &str) -> Value {
     ])
 }
 
-fn secret_volume(volume: &str, secret: &str) -> Value {
+pub(super) fn secret_volume(volume: &str, secret: &str) -> Value {
     map([
         ("name", volume.into()),
         ("secret", map([("secretName", secret.into())])),

@@ -64,6 +64,12 @@ fn cluster_role(namespace: &str) -> Value {
                     ("resources", seq(["endpointslices"])),
                     ("verbs", read()),
                 ]),
+                // The identity service checks each proxy's token.
+                map([
+                    ("apiGroups", seq(["authentication.k8s.io"])),
+                    ("resources", seq(["tokenreviews"])),
+                    ("verbs", seq(["create"])),
+                ]),
             ]),
         ),
     ])

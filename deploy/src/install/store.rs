@@ -5,10 +5,16 @@
 
 use crate::value::{Map, Value, map, seq};
 
+use super::config::TRUST_ANCHORS_SECRET;
 use super::controller::service_port;
+use super::controller::{secret_mount, secret_volume};
 use super::pod::{container_security_context, http_probe, pod_security_context, port, resources};
 use super::rbac::STORE_ACCOUNT;
-use super::{InstallOptions, labels, metadata, selector};
+use crate::identity;
+
+/// Where the trust anchors Secret is mounted (see the controller's).
+const ANCHORS_DIR: &str = "/var/run/conduit/identity/trust-anchors";
+use super::{InstallOptions, labels, metadata, selector, service_host};
 
 const COMPONENT: &str = "telemetry-store";
 pub(super) const SERVICE: &str = "conduit-telemetry-store";
@@ -44,6 +50,15 @@ fn stateful_set(options: &InstallOptions) -> Value {
                 format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
                 format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
                 format!("--data-dir={DATA_DIR}"),
+                // The gRPC API is mTLS with the store's own identity.
+                format!(
+                    "--identity-addr=https://{}:{}",
+                    service_host(super::controller::SERVICE, options),
+                    crate::sidecar::MESH_PORT
+                ),
+                format!("--identity-trust-anchors={ANCHORS_DIR}/ca.crt"),
+                format!("--identity-token-file={}", identity::TOKEN_FILE),
+                format!("--namespace={ns}"),
             ]),
         ),
         (
@@ -69,17 +84,26 @@ fn stateful_set(options: &InstallOptions) -> Value {
         ("securityContext", container_security_context()),
         (
             "volumeMounts",
-            seq([map([
-                ("name", "data".into()),
-                ("mountPath", DATA_DIR.into()),
-            ])]),
+            seq([
+                map([("name", "data".into()), ("mountPath", DATA_DIR.into())]),
+                identity::token_mount(),
+                secret_mount("identity-trust-anchors", "trust-anchors"),
+            ]),
         ),
     ]);
+    // No API token: only the projected one for the identity service.
     let pod_spec = Map::from_iter([
         ("serviceAccountName", Value::from(STORE_ACCOUNT)),
         ("automountServiceAccountToken", false.into()),
         ("securityContext", pod_security_context()),
         ("containers", seq([container])),
+        (
+            "volumes",
+            seq([
+                identity::token_volume(),
+                secret_volume("identity-trust-anchors", TRUST_ANCHORS_SECRET),
+            ]),
+        ),
     ]);
     map([
         ("apiVersion", "apps/v1".into()),

@@ -14,15 +14,15 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use conduit_identity::tls::Alpn;
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use conduit_identity::tls::Alpn;
 
 use crate::errors::ProxyError;
-use crate::identity::{Identity, Transport};
 use crate::http::body::RequestBody;
+use crate::identity::{Identity, Transport};
 use crate::io::MeteredIo;
 use crate::metrics::TcpStats;
 use crate::tcp::{ConnectError, connect};

@@ -24,7 +24,10 @@ pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
 /// The `tls` and `no_tls_reason` labels of a connection's series (the
 /// reason is empty, and so left out, when it is secured).
 pub(crate) fn tls_labels(tls: Tls) -> [(&'static str, &'static str); 2] {
-    [(label::TLS, tls.as_str()), (label::NO_TLS_REASON, tls.reason())]
+    [
+        (label::TLS, tls.as_str()),
+        (label::NO_TLS_REASON, tls.reason()),
+    ]
 }
 
 /// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)

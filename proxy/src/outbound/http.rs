@@ -133,10 +133,10 @@ impl OutboundConn {
     /// A request that could not be tied to a destination at all.
     fn unrouted(&self, key: &str, start: Instant, e: ProxyError) -> Response<Body> {
         tracing::debug!(authority = key, client = %self.client, error = %e, "outbound request not routed");
-        let stats = self.outbound.registry.http(&[
-            (label::DIRECTION, "outbound"),
-            (label::AUTHORITY, key),
-        ]);
+        let stats = self
+            .outbound
+            .registry
+            .http(&[(label::DIRECTION, "outbound"), (label::AUTHORITY, key)]);
         Observation::begin(stats, start, None)
             .respond(e.response(), Some(e.to_string()))
             .map(ObservedBody::unobserved)

@@ -118,7 +118,11 @@ impl Issuer {
     }
 
     /// A leaf for a key the controller holds itself (its own certificate).
-    pub fn issue_for_key(&self, key: &KeyPair, identity: &IdentityName) -> Result<Leaf, IssueError> {
+    pub fn issue_for_key(
+        &self,
+        key: &KeyPair,
+        identity: &IdentityName,
+    ) -> Result<Leaf, IssueError> {
         self.sign(key, identity)
     }
 

@@ -66,22 +66,26 @@ async fn review_with_api_server(client: &kube::Client, token: &str) -> Result<Pr
         .iter()
         .any(|a| a == TOKEN_AUDIENCE)
     {
-        return Err(format!("the token is not for the audience {TOKEN_AUDIENCE}"));
+        return Err(format!(
+            "the token is not for the audience {TOKEN_AUDIENCE}"
+        ));
     }
     let username = status.user.and_then(|u| u.username).unwrap_or_default();
-    service_account_of(&username)
-        .ok_or_else(|| format!("{username:?} is not a ServiceAccount (system:serviceaccount:NS:NAME)"))
+    service_account_of(&username).ok_or_else(|| {
+        format!("{username:?} is not a ServiceAccount (system:serviceaccount:NS:NAME)")
+    })
 }
 
 /// `system:serviceaccount:<namespace>:<name>`.
 fn service_account_of(username: &str) -> Option<Proven> {
     let rest = username.strip_prefix("system:serviceaccount:")?;
     let (namespace, service_account) = rest.split_once(':')?;
-    (!namespace.is_empty() && !service_account.is_empty() && !service_account.contains(':'))
-        .then(|| Proven {
+    (!namespace.is_empty() && !service_account.is_empty() && !service_account.contains(':')).then(
+        || Proven {
             namespace: namespace.to_string(),
             service_account: service_account.to_string(),
-        })
+        },
+    )
 }
 
 #[cfg(test)]
@@ -97,7 +101,12 @@ mod tests {
                 service_account: "web".into()
             })
         );
-        for bad in ["alice", "system:serviceaccount:demo", "system:serviceaccount::web", "system:serviceaccount:a:b:c"] {
+        for bad in [
+            "alice",
+            "system:serviceaccount:demo",
+            "system:serviceaccount::web",
+            "system:serviceaccount:a:b:c",
+        ] {
             assert_eq!(service_account_of(bad), None, "{bad}");
         }
     }

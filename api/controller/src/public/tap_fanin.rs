@@ -13,11 +13,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use conduit_api::{DeploymentRef, IdentityName};
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::tap::v1::{self as tap, tap_client::TapClient};
 use conduit_api::rate_limit::RateLimit;
+use conduit_api::{DeploymentRef, IdentityName};
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -66,7 +66,13 @@ pub async fn open(
                 None
             }
         };
-        let task = spawn_pod(links.clone(), target.clone(), request.clone(), first, tx.clone());
+        let task = spawn_pod(
+            links.clone(),
+            target.clone(),
+            request.clone(),
+            first,
+            tx.clone(),
+        );
         tasks.insert(target.addr, task);
     }
     if errors.len() == taps.len() {
@@ -212,9 +218,9 @@ async fn follow_pods(
             keep
         });
         for target in taps {
-            tasks.entry(target.addr).or_insert_with(|| {
-                spawn_pod(links.clone(), target, req.clone(), None, tx.clone())
-            });
+            tasks
+                .entry(target.addr)
+                .or_insert_with(|| spawn_pod(links.clone(), target, req.clone(), None, tx.clone()));
         }
     }
     for t in tasks.values() {

@@ -220,9 +220,7 @@ async fn supervise(
 fn prepare_dirs(topology: &Topology) -> anyhow::Result<()> {
     let logs = topology.log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
-    topology
-        .identity_files()
-        .generate(&topology.identities())?;
+    topology.identity_files().generate(&topology.identities())?;
     let discovery = serde_saphyr::to_string(&topology.discovery())
         .context("cannot encode the discovery file")?;
     let path = topology.discovery_path();

@@ -175,7 +175,10 @@ impl Topology {
     }
 
     fn store_identity(&self) -> IdentityName {
-        IdentityName::store(CONTROL_PLANE_NAMESPACE, conduit_api::identity::DEFAULT_TRUST_DOMAIN)
+        IdentityName::store(
+            CONTROL_PLANE_NAMESPACE,
+            conduit_api::identity::DEFAULT_TRUST_DOMAIN,
+        )
     }
 
     /// Flags that make a workload certify itself with the controller.
