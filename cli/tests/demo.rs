@@ -329,7 +329,8 @@ fn demo_runs_the_mesh_and_cleans_up() {
         "{tap}"
     );
 
-    // Edges: web talks to emoji and voting.
+    // Edges: web talks to emoji (gRPC) and voting, voting to vote-store
+    // (opaque TCP), all of it mTLS with both identities.
     let out = demo.conduit(&["edges", "deploy", "-n", "demo", "-o", "json"]);
     assert!(
         out.status.success(),
@@ -346,6 +347,19 @@ fn demo_runs_the_mesh_and_cleans_up() {
             "web -> {dst} missing: {edges:?}"
         );
     }
+    for e in &edges.edges {
+        let identity = |d: &str| format!("{d}.demo.serviceaccount.identity.conduit.cluster.local");
+        assert!(e.secured, "not secured: {e:?}");
+        assert_eq!(e.client_id, identity(&e.src.name), "{e:?}");
+        assert_eq!(e.server_id, identity(&e.dst.name), "{e:?}");
+    }
+    assert!(
+        edges
+            .edges
+            .iter()
+            .any(|e| e.src.name == "voting" && e.dst.name == "vote-store"),
+        "voting -> vote-store (TCP) missing: {edges:?}"
+    );
 
     // The dashboard URL serves a page.
     let (status, page) = http_get(SocketAddr::from(([127, 0, 0, 1], demo.port(50_750))), "/");

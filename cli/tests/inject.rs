@@ -382,3 +382,98 @@ fn bad_port_flags_are_usage_errors() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: demo}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      serviceAccountName: web
+      containers: [{name: web, image: web:1}]
+";
+
+#[test]
+fn with_trust_anchors_proxies_certify_themselves_and_speak_mtls() {
+    let dir = conduit_testbed::TempDir::new("anchors");
+    let anchors = dir.path().join("ca.crt");
+    let roots = conduit_deploy::IdentityRoots::generate(time::OffsetDateTime::now_utc()).unwrap();
+    std::fs::write(&anchors, &roots.trust_anchors_pem).unwrap();
+    let (out, _) = conduit_ok(
+        &[
+            "inject",
+            "--identity-trust-anchors-file",
+            anchors.to_str().unwrap(),
+            "-",
+        ],
+        DEPLOYMENT,
+    );
+    let deployment = &objects(&out)[0];
+    let spec = &deployment["spec"]["template"]["spec"];
+    let proxy = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "conduit-proxy")
+        .unwrap();
+    let env = |name: &str| {
+        proxy["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("{name} missing: {proxy}"))
+            .to_string()
+    };
+    assert_eq!(
+        env("CONDUIT_PROXY_IDENTITY_ADDR"),
+        "https://conduit-controller.conduit.svc.cluster.local:8086"
+    );
+    assert_eq!(
+        env("CONDUIT_PROXY_IDENTITY_TRUST_ANCHORS_PEM"),
+        roots.trust_anchors_pem
+    );
+    assert!(env("CONDUIT_PROXY_DESTINATION_ADDR").starts_with("https://"));
+    assert!(env("CONDUIT_PROXY_TELEMETRY_ADDR").starts_with("https://"));
+    let token = &spec["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "conduit-identity-token")
+        .unwrap()["projected"]["sources"][0]["serviceAccountToken"];
+    assert_eq!(token["audience"], "identity.conduit.io");
+    assert_eq!(proxy["volumeMounts"][0]["name"], "conduit-identity-token");
+    assert_eq!(
+        env("CONDUIT_PROXY_IDENTITY_TOKEN_FILE"),
+        format!(
+            "{}/{}",
+            proxy["volumeMounts"][0]["mountPath"].as_str().unwrap(),
+            "token"
+        )
+    );
+    if let Err(e) = kubernetes_validate("inject-identity", &[("web.yaml", &out)]) {
+        panic!("{e}");
+    }
+    let (back, _) = conduit_ok(&["uninject", "-"], &out);
+    assert_eq!(
+        objects(&back),
+        objects(&conduit_ok(&["uninject", "-"], DEPLOYMENT).0)
+    );
+
+    let bad = dir.path().join("bad.crt");
+    std::fs::write(&bad, "not a certificate").unwrap();
+    let failed = conduit(
+        &[
+            "inject",
+            "--identity-trust-anchors-file",
+            bad.to_str().unwrap(),
+            "-",
+        ],
+        DEPLOYMENT,
+    );
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("no usable trust anchor"));
+}

@@ -163,7 +163,7 @@ fn install_has_the_whole_control_plane() {
     let args = &controller["spec"]["template"]["spec"]["containers"][0]["args"];
     assert!(
         args.as_array().unwrap().contains(&Value::from(
-            "--store-addr=http://conduit-telemetry-store.conduit.svc.cluster.local:9096"
+            "--store-addr=https://conduit-telemetry-store.conduit.svc.cluster.local:9096"
         )),
         "{args}"
     );

@@ -264,6 +264,35 @@ pub fn channel(
     config: Arc<ClientConfig>,
     client: Option<Arc<crate::Credentials>>,
 ) -> Result<tonic::transport::Channel, String> {
+    let (endpoint, connector) = endpoint(addr, server, config, client)?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// Like [`channel`], connected before it returns.
+pub async fn connect(
+    addr: &str,
+    server: &IdentityName,
+    config: Arc<ClientConfig>,
+    client: Option<Arc<crate::Credentials>>,
+) -> Result<tonic::transport::Channel, String> {
+    let (endpoint, connector) = endpoint(addr, server, config, client)?;
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| {
+            let source = std::error::Error::source(&e)
+                .map(|s| format!(": {s}"))
+                .unwrap_or_default();
+            format!("cannot connect to {addr}: {e}{source}")
+        })
+}
+
+fn endpoint(
+    addr: &str,
+    server: &IdentityName,
+    config: Arc<ClientConfig>,
+    client: Option<Arc<crate::Credentials>>,
+) -> Result<(tonic::transport::Endpoint, TlsConnector), String> {
     let connector = TlsConnector {
         config,
         server: server_name(&server.to_string()).map_err(|e| e.to_string())?,
@@ -272,5 +301,5 @@ pub fn channel(
     };
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| format!("{addr:?}: {e}"))?;
-    Ok(endpoint.connect_with_connector_lazy(connector))
+    Ok((endpoint, connector))
 }

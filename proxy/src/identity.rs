@@ -150,8 +150,42 @@ pub(crate) fn outbound_tls(identity: Option<&Identity>, server_id: Option<&str>)
     }
 }
 
-/// A control-plane channel: `http://` is plaintext, `https://` is mTLS and
-/// verifies that the server is `server`.
+/// A connection to the control plane, made now: `http://` is plaintext,
+/// `https://` is mTLS and verifies that the server is `server`.
+pub(crate) async fn connect(
+    addr: &GrpcAddr,
+    server: impl FnOnce(&Identity) -> &IdentityName,
+    identity: Option<&Identity>,
+) -> anyhow::Result<Channel> {
+    if !addr.is_tls() {
+        let endpoint = tonic::transport::Endpoint::from_shared(addr.0.clone())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .tcp_nodelay(true);
+        return Ok(endpoint.connect().await?);
+    }
+    let identity = tls_identity(addr, identity)?;
+    let authority = addr.authority().map_err(anyhow::Error::msg)?;
+    conduit_identity::grpc::connect(
+        &authority,
+        server(identity),
+        identity.tls.client(Alpn::H2),
+        Some(identity.creds().clone()),
+    )
+    .await
+    .map_err(anyhow::Error::msg)
+}
+
+fn tls_identity<'a>(
+    addr: &GrpcAddr,
+    identity: Option<&'a Identity>,
+) -> anyhow::Result<&'a Identity> {
+    identity.with_context(|| {
+        format!("{addr} is mTLS (https): the proxy needs an identity (--identity-addr)")
+    })
+}
+
+/// A lazy control-plane channel: `http://` is plaintext, `https://` is
+/// mTLS and verifies that the server is `server`.
 pub(crate) fn channel(
     addr: &GrpcAddr,
     server: impl FnOnce(&Identity) -> &IdentityName,
@@ -163,9 +197,7 @@ pub(crate) fn channel(
             .tcp_nodelay(true);
         return Ok(endpoint.connect_lazy());
     }
-    let identity = identity.with_context(|| {
-        format!("{addr} is mTLS (https): the proxy needs an identity (--identity-addr)")
-    })?;
+    let identity = tls_identity(addr, identity)?;
     let authority = addr.authority().map_err(anyhow::Error::msg)?;
     conduit_identity::grpc::channel(
         &authority,

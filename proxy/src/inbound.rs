@@ -102,9 +102,13 @@ impl Inbound {
             },
         };
         let mut first = BytesMut::with_capacity(1024);
-        let hello = match self.read_hello(&mut stream, &mut first).await {
-            Some(h) => h,
-            None => return,
+        // Without an identity there is no TLS of ours to look for.
+        let hello = match &self.identity {
+            None => Hello::Plaintext { silent: false },
+            Some(_) => match self.read_hello(&mut stream, &mut first).await {
+                Some(h) => h,
+                None => return,
+            },
         };
         match hello {
             Hello::ForMe => {
@@ -122,6 +126,9 @@ impl Inbound {
                     client_id: None,
                 };
                 // A silent client speaks when spoken to: nothing to detect.
+                // (With identity on, an unmeshed client of a
+                // server-speaks-first port waits out the detection timeout
+                // first, as every meshed client speaks first.)
                 if silent || self.config.is_opaque_port(target.port()) {
                     return self.forward_tcp(io, target).await;
                 }

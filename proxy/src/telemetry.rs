@@ -135,20 +135,17 @@ impl Telemetry {
     /// Streams reports to the store for as long as the proxy runs.
     /// The store must prove the store's identity when `addr` is mTLS.
     pub(crate) async fn send(self: Arc<Self>, addr: GrpcAddr) {
-        let channel = match crate::identity::channel(&addr, |i| &i.store, self.identity.as_deref())
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "invalid telemetry address; reports will not be sent");
-                return;
-            }
-        };
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         let mut failures = 0u32;
         loop {
-            let reason = self
-                .stream(TelemetryClient::new(channel.clone()), &mut backoff)
-                .await;
+            let identity = self.identity.as_deref();
+            let reason = match crate::identity::connect(&addr, |i| &i.store, identity).await {
+                Ok(channel) => {
+                    self.stream(TelemetryClient::new(channel), &mut backoff)
+                        .await
+                }
+                Err(e) => format!("cannot connect: {e:#}"),
+            };
             failures += 1;
             log_failure(&addr, failures, &reason);
             tokio::time::sleep(backoff.next_delay()).await;

@@ -658,3 +658,95 @@ fn with_the_identity_service_down_proxies_serve_until_expiry_then_fail_closed() 
             .contains("keeping the current one and retrying")
     );
 }
+
+/// A CA certificate and its key, as PEM.
+struct Ca {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    pem: String,
+}
+
+fn ca(name: &str, parent: Option<&Ca>) -> Ca {
+    let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, name);
+    params.distinguished_name = dn;
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = match parent {
+        Some(p) => params
+            .signed_by(&key, &rcgen::Issuer::from_params(&p.params, &p.key))
+            .unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    Ca {
+        pem: cert.pem(),
+        params,
+        key,
+    }
+}
+
+/// Roots whose issuer is `issuer`, trusting `anchors`.
+fn roots(anchors: &[&Ca], issuer: &Ca) -> conduit_deploy::IdentityRoots {
+    conduit_deploy::IdentityRoots {
+        trust_anchors_pem: anchors.iter().map(|a| a.pem.as_str()).collect(),
+        issuer_certificate_pem: issuer.pem.clone(),
+        issuer_key_pem: issuer.key.serialize_pem(),
+    }
+}
+
+/// `client` (certified by one controller) calls `web` (certified by
+/// another) through mTLS, a hundred times.
+fn call_across(server_side: &MeshIdentity, client_side: &MeshIdentity) {
+    let (c1, _d1) = controller(server_side, "24h");
+    let (c2, _d2) = controller(client_side, "24h");
+    let app = Upstream::start(Default::default());
+    let server = proxy(server_side, &c1, "web", app.addr, vec![]);
+    let client = proxy(
+        client_side,
+        &c2,
+        "client",
+        app.addr,
+        vec![
+            "--outbound-endpoint".into(),
+            format!("web.test:8080={};h2;identity={}", server.inbound, id("web")),
+        ],
+    );
+    for _ in 0..100 {
+        let (status, text) = request(client.outbound, "web.test:8080", "/");
+        assert_eq!(status, 200, "{text}");
+    }
+    let m = metrics(server.admin);
+    let secured = [("tls", "true"), ("client_id", &id("client").to_string())];
+    assert_eq!(sum(&m, "request_total", &secured), 100.0, "{m}");
+}
+
+#[test]
+fn an_old_and_a_new_issuer_under_one_anchor_serve_each_other() {
+    let anchor = ca("root.identity.conduit.cluster.local", None);
+    let old = ca("identity.conduit.cluster.local", Some(&anchor));
+    let new = ca("identity-2.conduit.cluster.local", Some(&anchor));
+    let ids = [id("web"), id("client")];
+    call_across(
+        &MeshIdentity::with_roots(&roots(&[&anchor], &old), &ids),
+        &MeshIdentity::with_roots(&roots(&[&anchor], &new), &ids),
+    );
+}
+
+#[test]
+fn during_an_anchor_rotation_the_bundle_trusts_old_and_new() {
+    let old_anchor = ca("root.identity.conduit.cluster.local", None);
+    let new_anchor = ca("root-2.identity.conduit.cluster.local", None);
+    let old = ca("identity.conduit.cluster.local", Some(&old_anchor));
+    let new = ca("identity-2.conduit.cluster.local", Some(&new_anchor));
+    let ids = [id("web"), id("client")];
+    let bundle = [&old_anchor, &new_anchor];
+    call_across(
+        &MeshIdentity::with_roots(&roots(&bundle, &old), &ids),
+        &MeshIdentity::with_roots(&roots(&bundle, &new), &ids),
+    );
+}

@@ -156,6 +156,16 @@ impl MeshIdentity {
         Self { files, dir }
     }
 
+    /// Given roots (an issuer of a rotation, a bundle of anchors), and a
+    /// token for each of `identities`.
+    pub fn with_roots(roots: &conduit_deploy::IdentityRoots, identities: &[IdentityName]) -> Self {
+        let dir = TempDir::new("identity");
+        let files = IdentityFiles::new(dir.path());
+        files.write_roots(roots).expect("writing the roots");
+        files.write_tokens(identities).expect("writing the tokens");
+        Self { files, dir }
+    }
+
     /// The controller's flags: the identity service with these roots,
     /// issuing certificates valid `lifetime` (e.g. `24h`, `10s`).
     pub fn controller_args(&self, lifetime: &str) -> Vec<String> {

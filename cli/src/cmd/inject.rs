@@ -17,6 +17,8 @@ use crate::args::{InjectArgs, ManifestFormat, UninjectArgs};
 use crate::cmd::install::print;
 
 pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
+    // Without anchors the proxies run in plaintext, as `--help` says; the
+    // summary on stderr stays one line per object.
     let trust_anchors_pem = match &args.identity_trust_anchors_file {
         Some(path) => {
             let pem = std::fs::read_to_string(path)
@@ -25,12 +27,7 @@ pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("{} holds no usable trust anchor", path.display()))?;
             Some(pem)
         }
-        None => {
-            eprintln!(
-                "warning: no --identity-trust-anchors-file: the injected proxies run without identity, in plaintext"
-            );
-            None
-        }
+        None => None,
     };
     let options = InjectOptions {
         trust_anchors_pem,
