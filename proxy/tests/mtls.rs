@@ -750,3 +750,57 @@ fn during_an_anchor_rotation_the_bundle_trusts_old_and_new() {
         &MeshIdentity::with_roots(&roots(&bundle, &new), &ids),
     );
 }
+
+/// A TCP server that echoes what it reads, once per connection.
+fn echo_server() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut buf) {
+                    if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_applications_own_tls_passes_through_untouched() {
+    let identity = MeshIdentity::new(&[id("web")]);
+    let (controller, _d) = controller(&identity, "24h");
+    let app = echo_server();
+    let server = proxy(&identity, &controller, "web", app, vec![]);
+
+    // A real ClientHello for another name: the application's own TLS.
+    let anchors = conduit_identity::TrustAnchors::read(&identity.files.trust_anchors()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(conduit_identity::tls::provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(anchors.roots())
+            .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("app.example.org").unwrap();
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    tls.write_tls(&mut hello).unwrap();
+
+    let mut s = TcpStream::connect(server.inbound).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&hello).unwrap();
+    let mut echoed = vec![0u8; hello.len()];
+    s.read_exact(&mut echoed).unwrap();
+    assert_eq!(
+        echoed, hello,
+        "the ClientHello reached the application unchanged"
+    );
+
+    let m = metrics(server.admin);
+    let passthrough = [("peer", "src"), ("no_tls_reason", "passthrough")];
+    assert_eq!(sum(&m, "tcp_open_total", &passthrough), 1.0, "{m}");
+}

@@ -180,6 +180,7 @@ pub async fn run(
     let api = PublicApi::new(
         store,
         links,
+        identity.as_ref().map(|i| i.issuer.clone()),
         discovery.clone(),
         args.mode().as_str(),
         format!("http://{http_addr}"),

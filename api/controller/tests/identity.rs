@@ -111,6 +111,9 @@ async fn a_valid_request_gets_a_short_lived_leaf_for_exactly_its_identity() {
     );
 }
 
+/// What is wrong, who asks, token, CSR, and the code and message expected.
+type Case = (&'static str, IdentityName, Vec<u8>, Vec<u8>, Code, &'static str);
+
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_no_certificate() {
     let s = Service::start();
@@ -130,7 +133,7 @@ async fn bad_requests_get_clear_errors_and_no_certificate() {
         let k = KeyPair::generate_for(&PKCS_ED25519).unwrap();
         conduit_identity::certify::csr(&web(), &k).unwrap()
     };
-    let cases: Vec<(&str, IdentityName, Vec<u8>, Vec<u8>, Code, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "malformed CSR",
             web(),

@@ -16,7 +16,7 @@ const DATA_PLANE: &str = "conduit-data-plane";
 /// Pods listed by name in a hint at most.
 const NAMED_PODS: usize = 5;
 
-fn result(
+pub(super) fn result(
     category: &str,
     description: impl Into<String>,
     status: pb::CheckStatus,
@@ -30,7 +30,7 @@ fn result(
     }
 }
 
-fn ok(category: &str, description: impl Into<String>) -> pb::CheckResult {
+pub(super) fn ok(category: &str, description: impl Into<String>) -> pb::CheckResult {
     result(category, description, pb::CheckStatus::Ok, "")
 }
 
@@ -52,10 +52,23 @@ impl PublicApi {
             };
             results.push(result(CONTROL_PLANE, h.description, status, h.hint));
         }
+        let now = conduit_identity::credentials::unix_now();
+        results.extend(super::identity_check::roots(
+            self.inner.issuer.as_deref(),
+            now,
+        ));
         match self.store().status().await {
             Ok(status) => {
                 results.extend(store_checks(&status));
                 results.push(proxies_check(&self.snapshot(), &status));
+                if self.inner.issuer.is_some()
+                    && let Ok(series) = self
+                        .store()
+                        .instant(super::identity_check::expiry_query())
+                        .await
+                {
+                    results.push(super::identity_check::proxies(&series, now));
+                }
             }
             Err(e) => results.push(result(
                 STORE,

@@ -19,11 +19,13 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::discovery::{Discovery, Snapshot};
+use crate::identity::issuer::Issuer;
 use crate::links::Links;
 use crate::store::Store;
 
 mod check;
 mod edges;
+mod identity_check;
 mod routes;
 mod stat;
 pub mod tap_fanin;
@@ -44,6 +46,8 @@ pub struct PublicApi {
 struct Inner {
     store: Store,
     links: Links,
+    /// The identity service's issuer, for `check`; `None` with identity off.
+    issuer: Option<Arc<Issuer>>,
     discovery: Arc<dyn Discovery>,
     mode: String,
     dashboard_url: String,
@@ -53,6 +57,7 @@ impl PublicApi {
     pub fn new(
         store: Store,
         links: Links,
+        issuer: Option<Arc<Issuer>>,
         discovery: Arc<dyn Discovery>,
         mode: impl Into<String>,
         dashboard_url: impl Into<String>,
@@ -61,6 +66,7 @@ impl PublicApi {
             inner: Arc::new(Inner {
                 store,
                 links,
+                issuer,
                 discovery,
                 mode: mode.into(),
                 dashboard_url: dashboard_url.into(),
