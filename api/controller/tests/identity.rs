@@ -112,7 +112,14 @@ async fn a_valid_request_gets_a_short_lived_leaf_for_exactly_its_identity() {
 }
 
 /// What is wrong, who asks, token, CSR, and the code and message expected.
-type Case = (&'static str, IdentityName, Vec<u8>, Vec<u8>, Code, &'static str);
+type Case = (
+    &'static str,
+    IdentityName,
+    Vec<u8>,
+    Vec<u8>,
+    Code,
+    &'static str,
+);
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors_and_no_certificate() {
