@@ -1,5 +1,6 @@
-//! Protocol detection on arbitrary first bytes: never panics, and its
-//! verdicts are consistent with each other.
+//! Protocol detection (and the ClientHello's server name) on arbitrary
+//! first bytes: never panics, and its verdicts are consistent with each
+//! other.
 
 #![no_main]
 
@@ -21,6 +22,18 @@ fuzz_target!(|data: &[u8]| {
         assert!(data.starts_with(detect::H2_PREFACE));
     }
     let _ = detect::unfinished(data);
+
+    // The ClientHello reader: a server name it finds lies inside the
+    // input, and a complete record never needs more.
+    match detect::client_hello(data) {
+        detect::ClientHello::Hello { server_name: Some(name) } => {
+            assert!(name.len() < data.len());
+        }
+        detect::ClientHello::NeedMore => {
+            assert!(data.len() < detect::MAX_CLIENT_HELLO_RECORD)
+        }
+        _ => {}
+    }
 
     // The first request head check, at a small and a default limit.
     for limit in [64, 65_536] {
