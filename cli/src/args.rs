@@ -58,6 +58,9 @@ pub(crate) enum Command {
     Edges(EdgesArgs),
     /// Per-route metrics of a Deployment, from its service profiles
     Routes(RoutesArgs),
+    /// The mTLS certificate of each pod of a Deployment (subject, names,
+    /// issuer, validity), as its peers see it
+    Identity(IdentityArgs),
     /// Open the web dashboard
     Dashboard(DashboardArgs),
     /// Run the whole mesh with a demo application on this machine
@@ -289,6 +292,16 @@ pub(crate) struct TapArgs {
 #[derive(Args, Debug)]
 pub(crate) struct EdgesArgs {
     /// `deploy`, or `deploy/NAME` for the edges of one Deployment
+    pub(crate) target: ResourceTarget,
+    #[command(flatten)]
+    pub(crate) namespaces: NamespaceArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct IdentityArgs {
+    /// `deploy/NAME`
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,

@@ -362,6 +362,32 @@ fn demo_runs_the_mesh_and_cleans_up() {
         "voting -> vote-store (TCP) missing: {edges:?}"
     );
 
+    // Each pod's certificate, as the controller reads it in a handshake.
+    let out = demo.conduit(&["identity", "deploy/emoji", "-n", "demo", "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pods = pods.as_array().unwrap();
+    assert_eq!(pods.len(), 2, "{pods:?}");
+    for p in pods {
+        let c = &p["certificate"];
+        assert_eq!(
+            c["dns_names"][0], "emoji.demo.serviceaccount.identity.conduit.cluster.local",
+            "{p}"
+        );
+        assert_eq!(
+            c["uris"][0], "spiffe://cluster.local/ns/demo/sa/emoji",
+            "{p}"
+        );
+        assert!(
+            c["issuer"].as_str().unwrap().contains("identity.conduit"),
+            "{p}"
+        );
+    }
+
     // The dashboard URL serves a page.
     let (status, page) = http_get(SocketAddr::from(([127, 0, 0, 1], demo.port(50_750))), "/");
     assert_eq!(status, 200, "{page}");

@@ -6,6 +6,7 @@
 //! other side proves the identity it should, the store's or the pod's
 //! ServiceAccount's. Without identity, they are plaintext.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +17,9 @@ use rustls::ClientConfig;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::server::MeshIdentity;
+
+/// How long reading a proxy's certificate may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Default)]
 pub struct Links {
@@ -65,5 +69,36 @@ impl Links {
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// The certificate chain (DER, leaf first) a proxy at `addr` presents
+    /// when asked, by SNI, to prove `identity`.
+    pub async fn peer_certificates(
+        &self,
+        addr: SocketAddr,
+        identity: &IdentityName,
+    ) -> Result<Vec<Vec<u8>>, String> {
+        let Some((config, _)) = &self.tls else {
+            return Err("identity is off".into());
+        };
+        let name =
+            conduit_identity::tls::server_name(&identity.to_string()).map_err(|e| e.to_string())?;
+        let handshake = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await?;
+            tokio_rustls::TlsConnector::from(config.clone())
+                .connect(name, tcp)
+                .await
+        };
+        let tls = tokio::time::timeout(PROBE_TIMEOUT, handshake)
+            .await
+            .map_err(|_| format!("{addr}: no TLS handshake within {PROBE_TIMEOUT:?}"))?
+            .map_err(|e| format!("{addr}: {e}"))?;
+        let (_, conn) = tls.get_ref();
+        Ok(conn
+            .peer_certificates()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| c.to_vec())
+            .collect())
     }
 }

@@ -7,6 +7,7 @@ mod completion;
 mod dashboard;
 pub(crate) mod demo;
 mod edges;
+mod identity;
 mod inject;
 mod install;
 mod routes;
@@ -29,6 +30,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tap(args) => tap::run(args),
         Command::Edges(args) => edges::run(args),
         Command::Routes(args) => routes::run(args),
+        Command::Identity(args) => identity::run(args),
         Command::Dashboard(args) => dashboard::run(args),
         Command::Demo(args) => demo::run(args),
     }

@@ -23,6 +23,7 @@ use crate::identity::issuer::Issuer;
 use crate::links::Links;
 use crate::store::Store;
 
+mod certificates;
 mod check;
 mod edges;
 mod identity_check;
@@ -250,6 +251,15 @@ impl Api for PublicApi {
         req: Request<pb::SearchTapRequest>,
     ) -> Result<Response<pb::SearchTapResponse>, Status> {
         self.search(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn certificates(
+        &self,
+        req: Request<pb::CertificatesRequest>,
+    ) -> Result<Response<pb::CertificatesResponse>, Status> {
+        self.pod_certificates(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn edges(

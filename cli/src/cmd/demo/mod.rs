@@ -188,6 +188,7 @@ fn print_ready(topology: &Topology) {
     println!("  conduit stat deploy -n {NAMESPACE}{api}");
     println!("  conduit tap deploy/web -n {NAMESPACE}{api}");
     println!("  conduit edges deploy -n {NAMESPACE}{api}");
+    println!("  conduit identity deploy/web -n {NAMESPACE}{api}");
     println!("\nCtrl-C stops everything.");
 }
 
