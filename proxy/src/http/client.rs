@@ -22,8 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::errors::ProxyError;
 use crate::http::body::RequestBody;
-use crate::identity::{Identity, Transport};
-use crate::io::MeteredIo;
+use crate::identity::Identity;
+use crate::io::{MeteredIo, Transport};
 use crate::metrics::TcpStats;
 use crate::tcp::{ConnectError, connect};
 
