@@ -53,6 +53,11 @@ pub(crate) struct Inbound {
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
     dst_tcp: Arc<TcpStats>,
+    /// The clients' transport series of unmeshed and passed-through
+    /// connections, looked up once (per-client mTLS series are looked up
+    /// per connection: they carry the client's identity).
+    plaintext_tcp: Arc<TcpStats>,
+    passthrough_tcp: Arc<TcpStats>,
     /// One client per application port, shared by all connections.
     clients: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
 }
@@ -80,13 +85,15 @@ impl Inbound {
         Self {
             own: config.deployment_ref(),
             config,
-            registry,
             tap,
             server,
             limits,
             identity,
             dst_tcp,
+            plaintext_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote), ""),
+            passthrough_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::Passthrough), ""),
             clients: Mutex::default(),
+            registry,
         }
     }
 
@@ -116,11 +123,11 @@ impl Inbound {
                     .await
             }
             Hello::Passthrough => {
-                let io = self.metered(stream, first, Tls::NoIdentity(NoTlsReason::Passthrough));
+                let io = metered(stream, first, self.passthrough_tcp.clone());
                 self.forward_tcp(io, target).await
             }
             Hello::Plaintext { silent } => {
-                let io = self.metered(stream, first, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote));
+                let io = metered(stream, first, self.plaintext_tcp.clone());
                 let peer = Peer {
                     tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
                     client_id: None,
@@ -179,24 +186,6 @@ impl Inbound {
         }
     }
 
-    /// The client's transport series, counting what was read to detect it.
-    fn metered(
-        &self,
-        stream: TcpStream,
-        first: BytesMut,
-        tls: Tls,
-    ) -> PrefixedIo<MeteredIo<TcpStream>> {
-        let [tls, reason] = tls_labels(tls);
-        let stats = self.registry.tcp(&[
-            (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::PEER, "src"),
-            tls,
-            reason,
-        ]);
-        stats.read_bytes.fetch_add(first.len() as u64, Relaxed);
-        PrefixedIo::new(first.freeze(), MeteredIo::new(stream, stats))
-    }
-
     /// mTLS from a meshed client: the handshake, then what its ALPN says
     /// the connection carries.
     async fn terminate(
@@ -213,14 +202,11 @@ impl Inbound {
         };
         let client_id = conduit_identity::grpc::client_identity(&tls).map(|i| i.to_string());
         let alpn = Alpn::of(tls.get_ref().1.alpn_protocol());
-        let [tls_label, reason] = tls_labels(Tls::Secured);
-        let stats = self.registry.tcp(&[
-            (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::PEER, "src"),
-            tls_label,
-            reason,
-            (label::CLIENT_ID, client_id.as_deref().unwrap_or("")),
-        ]);
+        let stats = src_tcp(
+            &self.registry,
+            Tls::Secured,
+            client_id.as_deref().unwrap_or(""),
+        );
         let io = MeteredIo::new(tls, stats);
         let peer = Peer {
             tls: Tls::Secured,
@@ -304,6 +290,28 @@ impl Inbound {
             tracing::debug!(%target, error = %e, "inbound TCP connection failed");
         }
     }
+}
+
+/// The clients' transport series of a security and client identity.
+fn src_tcp(registry: &Registry, tls: Tls, client_id: &str) -> Arc<TcpStats> {
+    let [tls, reason] = tls_labels(tls);
+    registry.tcp(&[
+        (label::DIRECTION, Direction::Inbound.as_str()),
+        (label::PEER, "src"),
+        tls,
+        reason,
+        (label::CLIENT_ID, client_id),
+    ])
+}
+
+/// A client connection on its series, counting what was read to detect it.
+fn metered(
+    stream: TcpStream,
+    first: BytesMut,
+    stats: Arc<TcpStats>,
+) -> PrefixedIo<MeteredIo<TcpStream>> {
+    stats.read_bytes.fetch_add(first.len() as u64, Relaxed);
+    PrefixedIo::new(first.freeze(), MeteredIo::new(stream, stats))
 }
 
 /// What a connection's first bytes say about its security.
