@@ -149,60 +149,79 @@ pub(crate) fn outbound_tls(identity: Option<&Identity>, server_id: Option<&str>)
     }
 }
 
-/// A connection to the control plane, made now: `http://` is plaintext,
-/// `https://` is mTLS and verifies that the server is `server`.
-pub(crate) async fn connect(
+/// How a control-plane link dials: `http://` is plaintext, `https://` is
+/// mTLS with this proxy's identity, verifying that the server is `server`.
+enum Link<'a> {
+    Plain(Box<tonic::transport::Endpoint>),
+    Tls {
+        authority: String,
+        server: &'a IdentityName,
+        identity: &'a Identity,
+    },
+}
+
+fn link<'a>(
     addr: &GrpcAddr,
-    server: impl FnOnce(&Identity) -> &IdentityName,
-    identity: Option<&Identity>,
-) -> anyhow::Result<Channel> {
+    server: impl FnOnce(&'a Identity) -> &'a IdentityName,
+    identity: Option<&'a Identity>,
+) -> anyhow::Result<Link<'a>> {
     if !addr.is_tls() {
         let endpoint = tonic::transport::Endpoint::from_shared(addr.0.clone())?
             .connect_timeout(std::time::Duration::from_secs(2))
             .tcp_nodelay(true);
-        return Ok(endpoint.connect().await?);
+        return Ok(Link::Plain(Box::new(endpoint)));
     }
-    let identity = tls_identity(addr, identity)?;
-    let authority = addr.authority().map_err(anyhow::Error::msg)?;
-    conduit_identity::grpc::connect(
-        &authority,
-        server(identity),
-        identity.tls.client(Alpn::H2),
-        Some(identity.creds().clone()),
-    )
-    .await
-    .map_err(anyhow::Error::msg)
-}
-
-fn tls_identity<'a>(
-    addr: &GrpcAddr,
-    identity: Option<&'a Identity>,
-) -> anyhow::Result<&'a Identity> {
-    identity.with_context(|| {
+    let identity = identity.with_context(|| {
         format!("{addr} is mTLS (https): the proxy needs an identity (--identity-addr)")
+    })?;
+    Ok(Link::Tls {
+        authority: addr.authority().map_err(anyhow::Error::msg)?,
+        server: server(identity),
+        identity,
     })
 }
 
-/// A lazy control-plane channel: `http://` is plaintext, `https://` is
-/// mTLS and verifies that the server is `server`.
-pub(crate) fn channel(
+/// A connection to the control plane, made now.
+pub(crate) async fn connect<'a>(
     addr: &GrpcAddr,
-    server: impl FnOnce(&Identity) -> &IdentityName,
-    identity: Option<&Identity>,
+    server: impl FnOnce(&'a Identity) -> &'a IdentityName,
+    identity: Option<&'a Identity>,
 ) -> anyhow::Result<Channel> {
-    if !addr.is_tls() {
-        let endpoint = tonic::transport::Endpoint::from_shared(addr.0.clone())?
-            .connect_timeout(std::time::Duration::from_secs(2))
-            .tcp_nodelay(true);
-        return Ok(endpoint.connect_lazy());
+    match link(addr, server, identity)? {
+        Link::Plain(endpoint) => Ok(endpoint.connect().await?),
+        Link::Tls {
+            authority,
+            server,
+            identity,
+        } => conduit_identity::grpc::connect(
+            &authority,
+            server,
+            identity.tls.client(Alpn::H2),
+            Some(identity.creds().clone()),
+        )
+        .await
+        .map_err(anyhow::Error::msg),
     }
-    let identity = tls_identity(addr, identity)?;
-    let authority = addr.authority().map_err(anyhow::Error::msg)?;
-    conduit_identity::grpc::channel(
-        &authority,
-        server(identity),
-        identity.tls.client(Alpn::H2),
-        Some(identity.creds().clone()),
-    )
-    .map_err(anyhow::Error::msg)
+}
+
+/// A lazy channel to the control plane: it dials on first use.
+pub(crate) fn channel<'a>(
+    addr: &GrpcAddr,
+    server: impl FnOnce(&'a Identity) -> &'a IdentityName,
+    identity: Option<&'a Identity>,
+) -> anyhow::Result<Channel> {
+    match link(addr, server, identity)? {
+        Link::Plain(endpoint) => Ok(endpoint.connect_lazy()),
+        Link::Tls {
+            authority,
+            server,
+            identity,
+        } => conduit_identity::grpc::channel(
+            &authority,
+            server,
+            identity.tls.client(Alpn::H2),
+            Some(identity.creds().clone()),
+        )
+        .map_err(anyhow::Error::msg),
+    }
 }
