@@ -15,8 +15,9 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::value::{Map, Value, map, seq};
-use crate::x509;
+use conduit_identity::cert::{self, CertInfo};
+
+use crate::value::{Value, map, seq};
 
 /// Where a workload's projected ServiceAccount token is mounted.
 pub const TOKEN_DIR: &str = "/var/run/conduit/identity/token";
@@ -49,11 +50,11 @@ pub fn token_volume() -> Value {
 }
 
 pub fn token_mount() -> Value {
-    let mut m = Map::new();
-    m.insert("name", TOKEN_VOLUME);
-    m.insert("mountPath", TOKEN_DIR);
-    m.insert("readOnly", true);
-    Value::Map(m)
+    map([
+        ("name", TOKEN_VOLUME.into()),
+        ("mountPath", TOKEN_DIR.into()),
+        ("readOnly", true.into()),
+    ])
 }
 
 /// The trust anchor's common name when install generates it.
@@ -113,7 +114,7 @@ impl IdentityRoots {
     pub fn check_anchors(pem_text: &str) -> Result<(), IdentityError> {
         let now = OffsetDateTime::now_utc();
         for der in certificates(pem_text, "trust anchors")? {
-            let anchor = x509::parse(&der).map_err(|e| invalid(format!("trust anchors: {e}")))?;
+            let anchor = cert::info(&der).map_err(|e| invalid(format!("trust anchors: {e}")))?;
             check_validity("trust anchor", &anchor, now)?;
         }
         Ok(())
@@ -137,9 +138,9 @@ impl IdentityRoots {
 
         let anchors = anchors
             .iter()
-            .map(|der| x509::parse(der).map_err(|e| invalid(format!("trust anchors: {e}"))))
+            .map(|der| cert::info(der).map_err(|e| invalid(format!("trust anchors: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
-        let issuer = x509::parse(&issuer_chain[0])
+        let issuer = cert::info(&issuer_chain[0])
             .map_err(|e| invalid(format!("issuer certificate: {e}")))?;
 
         if key.subject_public_key_info() != issuer.public_key {
@@ -220,19 +221,26 @@ fn private_key(pem_text: &str) -> Result<KeyPair, IdentityError> {
 
 fn check_validity(
     what: &str,
-    certificate: &x509::Certificate<'_>,
+    certificate: &CertInfo,
     now: OffsetDateTime,
 ) -> Result<(), IdentityError> {
-    if now > certificate.not_after {
+    let at = |unix| {
+        OffsetDateTime::from_unix_timestamp(unix)
+            .map_err(|_| invalid(format!("the {what} has an unusable validity time")))
+    };
+    let (not_before, not_after) = (
+        at(certificate.not_before_unix)?,
+        at(certificate.not_after_unix)?,
+    );
+    if now > not_after {
         return Err(invalid(format!(
             "the {what} expired on {}",
-            certificate.not_after.date()
+            not_after.date()
         )));
     }
-    if now + CLOCK_SKEW < certificate.not_before {
+    if now + CLOCK_SKEW < not_before {
         return Err(invalid(format!(
-            "the {what} is not valid before {}",
-            certificate.not_before
+            "the {what} is not valid before {not_before}"
         )));
     }
     Ok(())
@@ -258,9 +266,9 @@ mod tests {
         .unwrap();
         assert_eq!(again, roots);
         let issuer = pem::parse(&roots.issuer_certificate_pem).unwrap();
-        let issuer = x509::parse(issuer.contents()).unwrap();
-        let lifetime = issuer.not_after - issuer.not_before;
-        assert_eq!(lifetime, ISSUER_VALIDITY + CLOCK_SKEW);
+        let issuer = cert::info(issuer.contents()).unwrap();
+        let lifetime = issuer.not_after_unix - issuer.not_before_unix;
+        assert_eq!(lifetime, (ISSUER_VALIDITY + CLOCK_SKEW).whole_seconds());
     }
 
     #[test]

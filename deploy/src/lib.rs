@@ -30,7 +30,6 @@ pub mod stream;
 mod template;
 pub mod uninject;
 pub mod value;
-mod x509;
 
 pub use identity::IdentityRoots;
 
