@@ -1,9 +1,24 @@
 //! `cargo xtask bench`: run the benchmarks of `load-tests/` with release
 //! binaries; each scenario writes its figures to `load-tests/RESULTS.md`.
 
+use crate::install;
 use crate::process::{Result, cargo, exec, step};
 
+/// The peers the scenarios measure against (haproxy for `proxy` and
+/// `mtls`, Prometheus and VictoriaMetrics for `store`), taskset to pin
+/// processes to cores, Chromium for `ui`.
+const BENCH_PACKAGES: &[&str] = &[
+    "haproxy",
+    "prometheus",
+    "victoria-metrics",
+    "util-linux",
+    "chromium",
+    "chromium-driver",
+];
+
 pub(crate) fn run(args: &[String]) -> Result {
+    step("benchmark peers");
+    install::apt(BENCH_PACKAGES)?;
     step("building release binaries");
     exec(cargo().args(["build", "--release", "--bins"]))?;
     step("running load-tests");

@@ -12,8 +12,8 @@
 //! (P2C/peak-EWMA). Figures go to `load-tests/RESULTS.md` and
 //! `load-tests/plots/proxy-latency.svg`.
 
-mod load;
-mod peers;
+pub(crate) mod load;
+pub(crate) mod peers;
 
 use std::time::Duration;
 
@@ -29,13 +29,14 @@ pub(crate) const BODY_BYTES: usize = 1024;
 
 const USAGE: &str = "usage: conduit-load-tests proxy [--rate RPS] [--seconds S] [--rounds R]";
 
-struct Options {
-    rate: u32,
-    seconds: u64,
-    rounds: usize,
+pub(crate) struct Options {
+    pub(crate) rate: u32,
+    pub(crate) seconds: u64,
+    pub(crate) rounds: usize,
 }
 
-fn options(args: &[String]) -> Result<Options, String> {
+/// `--rate`, `--seconds` and `--rounds`, shared with the mTLS scenario.
+pub(crate) fn options(args: &[String], usage: &str) -> Result<Options, String> {
     let mut o = Options {
         rate: 1000,
         seconds: 5,
@@ -45,8 +46,8 @@ fn options(args: &[String]) -> Result<Options, String> {
     while let Some(flag) = it.next() {
         let value = it
             .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = || format!("invalid {flag} {value:?}\n{USAGE}");
+            .ok_or_else(|| format!("{flag} needs a value\n{usage}"))?;
+        let bad = || format!("invalid {flag} {value:?}\n{usage}");
         match flag.as_str() {
             "--rate" => {
                 o.rate = value
@@ -69,7 +70,7 @@ fn options(args: &[String]) -> Result<Options, String> {
                     .filter(|r| (1..=20).contains(r))
                     .ok_or_else(bad)?
             }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+            _ => return Err(format!("unknown option {flag}\n{usage}")),
         }
     }
     Ok(o)
@@ -80,29 +81,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let n = args.get(1).and_then(|n| n.parse().ok()).ok_or(USAGE)?;
         return peers::serve_upstream(n);
     }
-    let opts = options(args)?;
-    // The generator runs here: pin this process to core 0, as the upstream.
-    // (Once pinned, this process sees one core; the count comes along.)
-    let cores = match std::env::var("CONDUIT_LT_CORES") {
-        Ok(n) => n.parse().unwrap_or(1),
-        Err(_) => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    let opts = options(args, USAGE)?;
+    let cores = match peers::run_pinned("proxy", args)? {
+        peers::Pinned::Here(cores) => cores,
+        peers::Pinned::Done => return Ok(()),
     };
-    if cores >= 2 && peers::has("taskset") && std::env::var_os("CONDUIT_LT_CORES").is_none() {
-        let me = std::env::current_exe().map_err(|e| e.to_string())?;
-        let status = std::process::Command::new("taskset")
-            .args(["-c", "0"])
-            .arg(me)
-            .arg("proxy")
-            .args(args)
-            .env("CONDUIT_LT_CORES", cores.to_string())
-            .status()
-            .map_err(|e| e.to_string())?;
-        return if status.success() {
-            Ok(())
-        } else {
-            Err(format!("the pinned run failed: {status}"))
-        };
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -129,7 +112,17 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
     };
     let (_upstream, apps) = peers::upstream(gen_core, 11)?;
     let app = apps[0];
-    let (proxy, proxy_addrs) = peers::proxy(proxy_core, app, &apps[1..])?;
+    let mut endpoints = vec![
+        "--outbound-endpoint".to_string(),
+        format!("one.bench:80={app}"),
+    ];
+    for e in &apps[1..] {
+        endpoints.extend([
+            "--outbound-endpoint".to_string(),
+            format!("ten.bench:80={e}"),
+        ]);
+    }
+    let (proxy, proxy_addrs) = peers::proxy(proxy_core, app, &endpoints)?;
     let scratch = ScratchDir::new("conduit-lt-proxy")?;
     let (haproxy, haproxy_addr) = peers::haproxy(proxy_core, app, scratch.path())?;
     peers::wait_listening(proxy_addrs.inbound, "conduit-proxy").await?;

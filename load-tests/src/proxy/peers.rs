@@ -62,8 +62,43 @@ impl Drop for Process {
     }
 }
 
+/// Where a scenario runs: here, on this many cores (seen before pinning),
+/// or already done by a pinned copy of this process.
+pub(crate) enum Pinned {
+    Here(usize),
+    Done,
+}
+
+/// Runs the scenario again pinned to core 0 (where the generator and the
+/// upstream belong) when there are two cores or more and `taskset`
+/// exists, so the proxies can have core 1 to themselves. Once pinned, a
+/// process sees one core, so the count comes along in the environment.
+pub(crate) fn run_pinned(scenario: &str, args: &[String]) -> Result<Pinned, String> {
+    if let Ok(n) = std::env::var("CONDUIT_LT_CORES") {
+        return Ok(Pinned::Here(n.parse().unwrap_or(1)));
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || !has("taskset") {
+        return Ok(Pinned::Here(cores));
+    }
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let status = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(me)
+        .arg(scenario)
+        .args(args)
+        .env("CONDUIT_LT_CORES", cores.to_string())
+        .status()
+        .map_err(|e| e.to_string())?;
+    if status.success() {
+        Ok(Pinned::Done)
+    } else {
+        Err(format!("the pinned run failed: {status}"))
+    }
+}
+
 /// `taskset -c CORE program` when taskset exists, else `program`.
-fn pinned(core: Option<usize>, program: &Path) -> Command {
+pub(crate) fn pinned(core: Option<usize>, program: &Path) -> Command {
     match core {
         Some(c) if has("taskset") => {
             let mut cmd = Command::new("taskset");
@@ -176,21 +211,20 @@ pub(crate) fn proxy_binary() -> Result<PathBuf, String> {
     if let Some(bin) = std::env::var_os("CONDUIT_LT_PROXY_BIN") {
         return Ok(PathBuf::from(bin));
     }
+    binary("conduit-proxy")
+}
+
+/// The workspace binary `name` next to this one. `cargo xtask bench`
+/// builds them all first; building here would resolve features for another
+/// set of packages and rebuild what was just built.
+pub(crate) fn binary(name: &str) -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let dir = me.parent().ok_or("no binary directory")?;
-    let bin = dir.join("conduit-proxy");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let release = dir.file_name().is_some_and(|d| d == "release");
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "conduit-proxy", "--bin", "conduit-proxy"]);
-    if release {
-        build.arg("--release");
-    }
-    let status = build
-        .status()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
-    if !status.success() || !bin.exists() {
-        return Err(format!("cannot build {}", bin.display()));
+    let bin = me.parent().ok_or("no binary directory")?.join(name);
+    if !bin.exists() {
+        return Err(format!(
+            "{} is missing: run `cargo xtask bench` (it builds the release binaries first)",
+            bin.display()
+        ));
     }
     Ok(bin)
 }
@@ -201,12 +235,12 @@ pub(crate) struct ProxyAddrs {
     pub(crate) admin: SocketAddr,
 }
 
-/// conduit-proxy in explicit mode: inbound to `app`, outbound authorities
-/// `one.bench:80` (one endpoint) and `ten.bench:80` (all of `endpoints`).
+/// conduit-proxy in explicit mode with one worker thread, inbound to
+/// `app`; `extra` adds flags (outbound endpoints, identity).
 pub(crate) fn proxy(
     core: Option<usize>,
     app: SocketAddr,
-    endpoints: &[SocketAddr],
+    extra: &[String],
 ) -> Result<(Process, ProxyAddrs), String> {
     let bin = proxy_binary()?;
     let addrs = ProxyAddrs {
@@ -229,10 +263,7 @@ pub(crate) fn proxy(
             "bench-0",
         ])
         .args(["--worker-threads", "1"])
-        .args(["--outbound-endpoint", &format!("one.bench:80={app}")]);
-    for e in endpoints {
-        cmd.args(["--outbound-endpoint", &format!("ten.bench:80={e}")]);
-    }
+        .args(extra);
     let child = cmd
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -253,38 +284,46 @@ pub(crate) fn haproxy(
     app: SocketAddr,
     dir: &Path,
 ) -> Result<(Process, SocketAddr), String> {
+    let listen = free_port()?;
+    let config = format!(
+        "global\n  nbthread 1\n  maxconn 4096\n\
+         defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend fe\n  bind {listen}\n  default_backend be\n\
+         backend be\n  server app {app}\n"
+    );
+    Ok((haproxy_with(core, dir, "haproxy", &config)?, listen))
+}
+
+/// haproxy running `config` (written to `dir/NAME.cfg`, its log to
+/// `dir/NAME.log`), pinned to `core`.
+pub(crate) fn haproxy_with(
+    core: Option<usize>,
+    dir: &Path,
+    name: &str,
+    config: &str,
+) -> Result<Process, String> {
     if !has("haproxy") {
         return Err(
             "haproxy not found: install the Debian package (apt-get install -y haproxy)".into(),
         );
     }
-    let listen = free_port()?;
-    let cfg = dir.join("haproxy.cfg");
-    std::fs::write(
-        &cfg,
-        format!(
-            "global\n  nbthread 1\n  maxconn 4096\n\
-             defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-             frontend fe\n  bind {listen}\n  default_backend be\n\
-             backend be\n  server app {app}\n"
-        ),
-    )
-    .map_err(|e| e.to_string())?;
+    let cfg = dir.join(format!("{name}.cfg"));
+    std::fs::write(&cfg, config).map_err(|e| e.to_string())?;
+    // Its complaints (a refused certificate, a bad directive) stay next to
+    // its configuration.
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
     let child = pinned(core, Path::new("haproxy"))
         .arg("-db")
         .arg("-f")
         .arg(&cfg)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .map_err(|e| format!("cannot start haproxy: {e}"))?;
-    Ok((
-        Process {
-            name: "haproxy",
-            child,
-        },
-        listen,
-    ))
+    Ok(Process {
+        name: "haproxy",
+        child,
+    })
 }
 
 /// Waits until something accepts connections on `addr`.
