@@ -48,6 +48,23 @@
 //!               - {condition: {grpc: [14]}, is_failure: true}
 //!             retry: {statuses: [{min: 503, max: 503}], grpc_codes: [14], max_attempts: 3}
 //!             timeout: 500ms
+//!
+//!     default_inbound_policy: all-authenticated   # optional; also per deployment, and mesh-wide at the top
+//!     policy:
+//!       servers:
+//!         voting-http: {deployment: voting, port: 8080, protocol: HTTP/2}   # port: the application's
+//!       http_routes:
+//!         voting-list:
+//!           server: voting-http
+//!           matches: [{path: {prefix: /api/list}, method: GET}]
+//!       authorization_policies:
+//!         web-lists:
+//!           target: {http_route: voting-list}          # or {server: NAME}, or {namespace: demo}
+//!           required_authentications: [{mesh_tls: web-only}, {network: local}]
+//!       mesh_tls_authentications:
+//!         web-only: {identities: ["web.demo.serviceaccount.identity.conduit.cluster.local"]}
+//!       network_authentications:
+//!         local: {networks: [{cidr: 127.0.0.0/8, except: [127.0.0.2/32]}]}
 //! ```
 //!
 //! A service answers to `name.namespace.svc.<cluster_domain>:port`,
@@ -59,6 +76,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::policy::DefaultPolicy;
 
 /// The schema version this module describes.
 pub const VERSION: u32 = 1;
@@ -75,6 +94,13 @@ pub struct DiscoveryFile {
     pub cluster_domain: String,
     #[serde(default)]
     pub namespaces: BTreeMap<String, Namespace>,
+    /// The mesh-wide default inbound policy (default: all-unauthenticated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_inbound_policy: Option<DefaultPolicy>,
+    /// What `cluster-*` policies admit (default:
+    /// [`crate::policy::DEFAULT_CLUSTER_NETWORKS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_networks: Option<Vec<String>>,
 }
 
 impl Default for DiscoveryFile {
@@ -83,6 +109,8 @@ impl Default for DiscoveryFile {
             version: VERSION,
             cluster_domain: default_cluster_domain(),
             namespaces: BTreeMap::new(),
+            default_inbound_policy: None,
+            cluster_networks: None,
         }
     }
 }
@@ -97,6 +125,13 @@ pub struct Namespace {
     /// Service profiles, by the name of the service they apply to.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profiles: BTreeMap<String, Profile>,
+    /// The namespace's default inbound policy (the annotation
+    /// `config.conduit.io/default-inbound-policy` on Kubernetes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_inbound_policy: Option<DefaultPolicy>,
+    /// The namespace's policy resources.
+    #[serde(default, skip_serializing_if = "Policy::is_empty")]
+    pub policy: Policy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -109,6 +144,9 @@ pub struct Deployment {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub pods: Vec<Pod>,
+    /// The workload's default inbound policy, over the namespace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_inbound_policy: Option<DefaultPolicy>,
 }
 
 impl Default for Deployment {
@@ -117,8 +155,167 @@ impl Default for Deployment {
             service_account: default_service_account(),
             labels: BTreeMap::new(),
             pods: Vec::new(),
+            default_inbound_policy: None,
         }
     }
+}
+
+/// A namespace's policy resources, shaped like Linkerd's
+/// (`policy.linkerd.io`) and named as on Kubernetes (`policy.conduit.io/v1`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub servers: BTreeMap<String, Server>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_routes: BTreeMap<String, HttpRoute>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorization_policies: BTreeMap<String, AuthorizationPolicy>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mesh_tls_authentications: BTreeMap<String, MeshTlsAuthentication>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub network_authentications: BTreeMap<String, NetworkAuthentication>,
+}
+
+impl Policy {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A port of a workload that policy applies to. Once a Server selects a
+/// port, only what an AuthorizationPolicy admits reaches it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// The Deployment whose pods it selects (a pod selector on Kubernetes).
+    pub deployment: String,
+    /// The application's port (what the proxy forwards to).
+    pub port: u16,
+    #[serde(default)]
+    pub protocol: ServerProtocol,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerProtocol {
+    #[default]
+    #[serde(rename = "detect")]
+    Detect,
+    #[serde(rename = "HTTP/1")]
+    Http1,
+    #[serde(rename = "HTTP/2")]
+    Http2,
+    #[serde(rename = "gRPC")]
+    Grpc,
+    #[serde(rename = "opaque")]
+    Opaque,
+}
+
+/// Requests on a Server that a policy can target on their own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    pub server: String,
+    /// Any of them; none matches every request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<HttpRouteMatch>,
+}
+
+/// All of the given parts must match.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRouteMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathMatch>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatch>,
+}
+
+/// A map with exactly one of these keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+    /// Anchored, Rust `regex` syntax.
+    Regex(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    pub value: String,
+}
+
+/// Admits the clients that satisfy all of its authentications to its
+/// target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorizationPolicy {
+    pub target: PolicyTarget,
+    /// At most one of each kind; none admits every client.
+    #[serde(default)]
+    pub required_authentications: Vec<AuthenticationRef>,
+    /// Trying the policy out: requests or connections on its target that
+    /// nothing admits are let through, logged and counted as audited.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit: bool,
+}
+
+/// A map with exactly one key: what the policy applies to.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyTarget {
+    Server(String),
+    HttpRoute(String),
+    /// Every Server of the namespace (which must be the policy's own).
+    Namespace(String),
+}
+
+/// A map with exactly one key, naming an authentication of the namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticationRef {
+    MeshTls(String),
+    Network(String),
+}
+
+/// Clients proving one of these mesh identities.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeshTlsAuthentication {
+    /// Names, `*` (any identity) or `*.SUFFIX`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_accounts: Vec<ServiceAccountRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountRef {
+    pub name: String,
+    /// Default: the authentication's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Clients from one of these networks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkAuthentication {
+    pub networks: Vec<NetworkSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub cidr: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,7 @@
 //! - [`json`]: the public API as JSON (controller HTTP API, `-o json`, dashboard).
 //! - [`discovery_file`]: the static service registry `conduit demo` writes.
 //! - [`duration`]: durations as people type them (`30s`, `1m`).
+//! - [`policy`]: default inbound policies, networks and identity patterns.
 
 pub mod classify;
 pub mod deployment;
@@ -28,6 +29,7 @@ pub mod identity;
 pub mod json;
 pub mod labels;
 pub mod metrics;
+pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;
 pub mod rate_limit;

@@ -57,6 +57,14 @@ pub const TLS_HANDSHAKE_FAILURES_TOTAL: &str = "tls_handshake_failures_total";
 pub const IDENTITY_CERTS_ISSUED_TOTAL: &str = "identity_certs_issued_total";
 pub const IDENTITY_CERTIFY_REFUSED_TOTAL: &str = "identity_certify_refused_total";
 
+/// Inbound connections (TCP) and requests (HTTP) that policy allowed and
+/// denied, by `srv_name`, `route_name` and, for allowed ones,
+/// `authz_name`; `audit="true"` marks denials let through by audit mode.
+pub const INBOUND_HTTP_AUTHZ_ALLOW_TOTAL: &str = "inbound_http_authz_allow_total";
+pub const INBOUND_HTTP_AUTHZ_DENY_TOTAL: &str = "inbound_http_authz_deny_total";
+pub const INBOUND_TCP_AUTHZ_ALLOW_TOTAL: &str = "inbound_tcp_authz_allow_total";
+pub const INBOUND_TCP_AUTHZ_DENY_TOTAL: &str = "inbound_tcp_authz_deny_total";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";
@@ -77,6 +85,10 @@ pub mod label {
     pub const CLASSIFICATION: &str = "classification";
     pub const ROUTE: &str = "route";
     pub const PEER: &str = "peer";
+    pub const SRV_NAME: &str = "srv_name";
+    pub const ROUTE_NAME: &str = "route_name";
+    pub const AUTHZ_NAME: &str = "authz_name";
+    pub const AUDIT: &str = "audit";
     /// Histogram bucket upper bound, as Prometheus names it.
     pub const LE: &str = "le";
 }

@@ -22,6 +22,7 @@ use crate::identity::Identity;
 use crate::inbound::Inbound;
 use crate::metrics::Registry;
 use crate::outbound::{Outbound, Routing};
+use crate::policy::Policies;
 use crate::resolve::{Chain, Resolve, StaticResolver};
 use crate::tap::{Tap, TapService};
 use crate::telemetry::Telemetry;
@@ -85,6 +86,7 @@ impl Proxy {
             server.clone(),
             limits,
             identity.clone(),
+            Policies::new(&config, identity.as_deref())?,
         ));
         let factory = Arc::new(EndpointFactory {
             identity: identity.clone(),

@@ -161,6 +161,22 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_CONTROL_PLANE_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
     pub control_plane_namespace: String,
 
+    /// What inbound connections and requests get before the policy
+    /// service has answered, or without one: all-unauthenticated,
+    /// all-authenticated, cluster-unauthenticated, cluster-authenticated,
+    /// deny or audit.
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_DEFAULT_INBOUND_POLICY",
+        default_value = "all-unauthenticated"
+    )]
+    pub default_inbound_policy: conduit_api::policy::DefaultPolicy,
+
+    /// The cluster's networks, comma-separated CIDRs, for the `cluster-*`
+    /// default policies.
+    #[arg(long, env = "CONDUIT_PROXY_CLUSTER_NETWORKS", value_delimiter = ',', default_values = conduit_api::policy::DEFAULT_CLUSTER_NETWORKS, value_parser = parse_network)]
+    pub cluster_networks: Vec<String>,
+
     /// The telemetry store's gRPC address, e.g. `http://127.0.0.1:9096`
     /// (`https://` for mTLS).
     /// Unset: nothing is pushed (metrics stay on /metrics).
@@ -433,6 +449,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
     }
     Ok(total)
+}
+
+fn parse_network(s: &str) -> Result<String, String> {
+    s.parse::<conduit_api::policy::Cidr>()?;
+    Ok(s.to_string())
 }
 
 fn parse_fraction(s: &str) -> Result<f64, String> {

@@ -38,6 +38,9 @@ pub(crate) enum ProxyError {
     Upstream(String),
     #[error("request timeout")]
     RequestTimeout,
+    /// Inbound policy denied the request.
+    #[error("unauthorized")]
+    Unauthorized,
 }
 
 impl ProxyError {
@@ -51,6 +54,7 @@ impl ProxyError {
             NoEndpoints(_) | Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Unreachable(_) | Upstream(_) => StatusCode::BAD_GATEWAY,
             ConnectTimeout | RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Unauthorized => StatusCode::FORBIDDEN,
         }
     }
 
@@ -92,6 +96,21 @@ impl ProxyError {
             // right (an unread body, a client beyond the limits).
             h.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
+        rsp
+    }
+
+    /// A denial as a gRPC client expects it: HTTP 200 with the status
+    /// `PERMISSION_DENIED` (7) in trailers-only form.
+    pub(crate) fn grpc_denied() -> Response<ResponseBody> {
+        let mut rsp = Response::new(ResponseBody::text(String::new()));
+        let h = rsp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        h.insert("grpc-status", HeaderValue::from_static("7"));
+        h.insert("grpc-message", HeaderValue::from_static("unauthorized"));
+        h.insert(PROXY_ERROR_HEADER, ProxyError::Unauthorized.header_value());
         rsp
     }
 

@@ -20,6 +20,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
 use conduit_api::metrics::{NoTlsReason, Tls, label};
+use conduit_api::proto::policy::v1::ProxyProtocol;
 use conduit_api::{DeploymentRef, Direction};
 use conduit_identity::tls::Alpn;
 use http::uri::Authority;
@@ -35,13 +36,14 @@ use crate::detect::{self, ClientHello};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::client::EndpointClient;
-use crate::http::observe::{Observation, ObservedBody};
+use crate::http::observe::{self, Observation, ObservedBody};
 use crate::http::server::Version;
 use crate::http::server::{Handler, Server};
 use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::identity::Identity;
 use crate::io::{MeteredIo, PrefixedIo};
 use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
+use crate::policy::{self, Policies};
 use crate::tap::{PeerMeta, RequestMeta, Tap};
 
 pub(crate) struct Inbound {
@@ -52,6 +54,7 @@ pub(crate) struct Inbound {
     limits: Limits,
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
+    policies: Policies,
     dst_tcp: Arc<TcpStats>,
     /// The clients' transport series of unmeshed and passed-through
     /// connections, looked up once (per-client mTLS series are looked up
@@ -64,9 +67,27 @@ pub(crate) struct Inbound {
 
 /// How an accepted connection is secured, once its first bytes are seen.
 struct Peer {
+    addr: SocketAddr,
     tls: Tls,
     /// The client's identity, from the certificate it proved.
     client_id: Option<Arc<str>>,
+}
+
+impl Peer {
+    fn unmeshed(addr: SocketAddr, reason: NoTlsReason) -> Self {
+        Self {
+            addr,
+            tls: Tls::NoIdentity(reason),
+            client_id: None,
+        }
+    }
+
+    fn policy_client(&self) -> policy::Client<'_> {
+        policy::Client {
+            ip: self.addr.ip(),
+            identity: self.client_id.as_deref(),
+        }
+    }
 }
 
 impl Inbound {
@@ -77,6 +98,7 @@ impl Inbound {
         server: Server,
         limits: Limits,
         identity: Option<Arc<Identity>>,
+        policies: Policies,
     ) -> Self {
         let dst_tcp = registry.tcp(&[
             (label::DIRECTION, Direction::Inbound.as_str()),
@@ -89,6 +111,7 @@ impl Inbound {
             server,
             limits,
             identity,
+            policies,
             dst_tcp,
             plaintext_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote), ""),
             passthrough_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::Passthrough), ""),
@@ -124,20 +147,18 @@ impl Inbound {
             }
             Hello::Passthrough => {
                 let io = metered(stream, first, self.passthrough_tcp.clone());
-                self.forward_tcp(io, target).await
+                let peer = Peer::unmeshed(client, NoTlsReason::Passthrough);
+                self.forward_tcp(io, target, &peer).await
             }
             Hello::Plaintext { silent } => {
                 let io = metered(stream, first, self.plaintext_tcp.clone());
-                let peer = Peer {
-                    tls: Tls::NoIdentity(NoTlsReason::NoTlsFromRemote),
-                    client_id: None,
-                };
+                let peer = Peer::unmeshed(client, NoTlsReason::NoTlsFromRemote);
                 // A silent client speaks when spoken to: nothing to detect.
                 // (With identity on, an unmeshed client of a
                 // server-speaks-first port waits out the detection timeout
                 // first, as every meshed client speaks first.)
-                if silent || self.config.is_opaque_port(target.port()) {
-                    return self.forward_tcp(io, target).await;
+                if silent || self.is_opaque(target.port()) {
+                    return self.forward_tcp(io, target, &peer).await;
                 }
                 self.serve_detected(io, client, target, peer).await
             }
@@ -209,11 +230,12 @@ impl Inbound {
         );
         let io = MeteredIo::new(tls, stats);
         let peer = Peer {
+            addr: client,
             tls: Tls::Secured,
             client_id: client_id.map(Into::into),
         };
         match alpn {
-            Some(Alpn::Opaque) => self.forward_tcp(io, target).await,
+            Some(Alpn::Opaque) => self.forward_tcp(io, target, &peer).await,
             Some(Alpn::H2) => {
                 let conn = self.conn(client, target, peer);
                 self.server.serve(io, Version::H2, conn).await;
@@ -239,7 +261,7 @@ impl Inbound {
                 let conn = self.conn(client, target, peer);
                 self.server.serve(io, version, conn).await;
             }
-            Sniffed::Opaque(io) => self.forward_tcp(io, target).await,
+            Sniffed::Opaque(io) => self.forward_tcp(io, target, &peer).await,
             Sniffed::Done => {}
         }
     }
@@ -274,10 +296,26 @@ impl Inbound {
             .clone()
     }
 
-    async fn forward_tcp<C>(&self, mut client: C, target: SocketAddr)
+    /// Opaque ports: the configured ones, and those whose policy says so.
+    fn is_opaque(&self, port: u16) -> bool {
+        self.config.is_opaque_port(port)
+            || self.policies.port(port).protocol == ProxyProtocol::Opaque
+    }
+
+    /// Forwards an opaque connection its port's policy admits; closes it
+    /// otherwise.
+    async fn forward_tcp<C>(&self, mut client: C, target: SocketAddr, peer: &Peer)
     where
         C: AsyncRead + AsyncWrite + Unpin,
     {
+        let decision = self
+            .policies
+            .port(target.port())
+            .connection(peer.policy_client());
+        self.registry.authorized(false, &decision);
+        if !allowed(&decision, peer) {
+            return;
+        }
         let server = match crate::tcp::connect(target, self.config.connect_timeout).await {
             Ok(s) => s,
             Err(e) => {
@@ -290,6 +328,22 @@ impl Inbound {
             tracing::debug!(%target, error = %e, "inbound TCP connection failed");
         }
     }
+}
+
+/// Whether to let a decision's connection or request through; denials
+/// and audited would-be denials are logged (audit is about seeing them).
+fn allowed(d: &policy::Decision, peer: &Peer) -> bool {
+    if !d.allowed || d.audited {
+        tracing::info!(
+            client = %peer.addr,
+            client_id = peer.client_id.as_deref().unwrap_or(""),
+            server = %d.server,
+            route = %d.route,
+            audit = d.audited,
+            "inbound policy denied",
+        );
+    }
+    d.allowed
 }
 
 /// The clients' transport series of a security and client identity.
@@ -438,6 +492,19 @@ impl Handler for InboundConn {
             },
         });
         let obs = Observation::begin(stats, start, tap);
+        let decision = inbound
+            .policies
+            .port(self.target.port())
+            .request(self.peer.policy_client(), &req);
+        inbound.registry.authorized(true, &decision);
+        if !allowed(&decision, &self.peer) {
+            let rsp = if observe::is_grpc(req.headers()) {
+                ProxyError::grpc_denied()
+            } else {
+                ProxyError::Unauthorized.response()
+            };
+            return obs.respond(rsp, Some(denial(&decision)));
+        }
         match self.forward(req, &obs).await {
             Ok(rsp) => obs.respond(rsp, None),
             Err(e) => {
@@ -446,6 +513,18 @@ impl Handler for InboundConn {
                 obs.respond(rsp, Some(e.to_string()))
             }
         }
+    }
+}
+
+/// Why a request was denied, for tap.
+fn denial(d: &policy::Decision) -> String {
+    if d.route.is_empty() {
+        format!("unauthorized: no route of server {} matches", d.server)
+    } else {
+        format!(
+            "unauthorized: no authorization of server {} route {} admits the client",
+            d.server, d.route
+        )
     }
 }
 

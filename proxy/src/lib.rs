@@ -33,6 +33,7 @@ mod inbound;
 mod io;
 mod metrics;
 mod outbound;
+mod policy;
 mod profile;
 mod resolve;
 mod retry;

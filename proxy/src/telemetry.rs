@@ -263,6 +263,13 @@ impl Telemetry {
                 creds.refresh_failures.load(Relaxed),
             );
         }
+        for (key, n) in reg.authz_counts() {
+            let mut l = local.clone();
+            for (name, value) in key.labels() {
+                l.insert(name, value);
+            }
+            out.counter(key.metric(), l, n);
+        }
         for ((direction, reason), n) in reg.handshake_failures() {
             let mut l = local.clone();
             l.insert(label::DIRECTION, direction.as_str());

@@ -15,6 +15,7 @@ pub mod destination;
 pub mod discovery;
 pub mod identity;
 pub mod links;
+pub mod policy;
 pub mod profile;
 pub mod public;
 pub mod rest;

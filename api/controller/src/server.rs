@@ -9,6 +9,7 @@ use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::destination::v1::destination_server::DestinationServer;
 use conduit_api::proto::identity::v1::identity_server::IdentityServer;
+use conduit_api::proto::policy::v1::inbound_server_policies_server::InboundServerPoliciesServer;
 use conduit_api::proto::public::v1::api_server::ApiServer;
 use conduit_identity::grpc::{Allow, PeerInfo};
 use conduit_identity::tls::{Alpn, ClientAuth, server_config};
@@ -24,6 +25,7 @@ use crate::identity::issuer::Issuer;
 use crate::identity::tokens::Tokens;
 use crate::identity::{IdentityService, IdentityStats, certify_self, keep_certified};
 use crate::links::Links;
+use crate::policy::InboundPolicies;
 use crate::public::PublicApi;
 use crate::store::Store;
 use crate::ui::Ui;
@@ -95,6 +97,23 @@ type ServeFuture = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Erro
 /// The proxies' listener: Identity and Destination, over TLS when identity
 /// is on. Destination answers only callers that proved a mesh identity;
 /// Identity answers anyone (that is how proxies get one).
+/// With TLS on, a service of the mesh port answers callers that proved a
+/// mesh identity only.
+fn meshed_only(
+    tls: bool,
+    service: &'static str,
+) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req| {
+        let proven = PeerInfo::of(&req).is_some_and(|p| p.identity.is_some());
+        if tls && !proven {
+            return Err(tonic::Status::permission_denied(format!(
+                "the {service} service answers meshed proxies only (mTLS with a mesh identity)"
+            )));
+        }
+        Ok(req)
+    }
+}
+
 fn mesh_server(
     listener: TcpListener,
     discovery: &Arc<dyn Discovery>,
@@ -105,15 +124,11 @@ fn mesh_server(
     let tls = identity.is_some();
     let destination = DestinationServer::with_interceptor(
         Destination::new(discovery.snapshots()),
-        move |req: tonic::Request<()>| {
-            let proven = PeerInfo::of(&req).is_some_and(|p| p.identity.is_some());
-            if tls && !proven {
-                return Err(tonic::Status::permission_denied(
-                    "the destination service answers meshed proxies only (mTLS with a mesh identity)",
-                ));
-            }
-            Ok(req)
-        },
+        meshed_only(tls, "destination"),
+    );
+    let policy = InboundServerPoliciesServer::with_interceptor(
+        InboundPolicies::new(discovery.snapshots()),
+        meshed_only(tls, "policy"),
     );
     let Some(id) = identity else {
         let incoming =
@@ -121,6 +136,7 @@ fn mesh_server(
         return Ok(Box::pin(
             tonic::transport::Server::builder()
                 .add_service(destination)
+                .add_service(policy)
                 .serve_with_incoming_shutdown(incoming, stopped),
         ));
     };
@@ -143,6 +159,7 @@ fn mesh_server(
         tonic::transport::Server::builder()
             .add_service(IdentityServer::new(service))
             .add_service(destination)
+            .add_service(policy)
             .serve_with_incoming_shutdown(incoming, stopped),
     ))
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use conduit_api::metrics::{Tls, label};
+use conduit_api::metrics::{self as names, Tls, label};
 use conduit_api::{Classification, Direction, Labels};
 use conduit_identity::Credentials;
 
@@ -199,6 +199,43 @@ pub(crate) struct Registry {
     /// The proxy's certificate, once identity is on.
     credentials: OnceLock<Arc<Credentials>>,
     handshake_failures: Mutex<BTreeMap<(Direction, &'static str), u64>>,
+    /// Bounded by the policy's names (the controller's, not the clients').
+    authz: Mutex<BTreeMap<AuthzKey, u64>>,
+}
+
+/// What an authorization counter counts.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct AuthzKey {
+    pub(crate) http: bool,
+    pub(crate) allowed: bool,
+    pub(crate) audited: bool,
+    pub(crate) server: Arc<str>,
+    pub(crate) route: Arc<str>,
+    pub(crate) authorization: Arc<str>,
+}
+
+impl AuthzKey {
+    pub(crate) fn metric(&self) -> &'static str {
+        match (self.http, self.allowed) {
+            (true, true) => names::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL,
+            (true, false) => names::INBOUND_HTTP_AUTHZ_DENY_TOTAL,
+            (false, true) => names::INBOUND_TCP_AUTHZ_ALLOW_TOTAL,
+            (false, false) => names::INBOUND_TCP_AUTHZ_DENY_TOTAL,
+        }
+    }
+
+    /// Its labels beyond the proxy's own.
+    pub(crate) fn labels(&self) -> Vec<(&'static str, &str)> {
+        let mut l = vec![
+            (label::SRV_NAME, &*self.server),
+            (label::ROUTE_NAME, &*self.route),
+        ];
+        if self.allowed {
+            l.push((label::AUTHZ_NAME, &*self.authorization));
+            l.push((label::AUDIT, if self.audited { "true" } else { "false" }));
+        }
+        l
+    }
 }
 
 impl Registry {
@@ -221,6 +258,7 @@ impl Registry {
             process_start_unix_ms: crate::clock::unix_ms(),
             credentials: OnceLock::new(),
             handshake_failures: Mutex::default(),
+            authz: Mutex::default(),
         }
     }
 
@@ -243,6 +281,26 @@ impl Registry {
         lock(&self.handshake_failures)
             .iter()
             .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
+    pub(crate) fn authorized(&self, http: bool, d: &crate::policy::Decision) {
+        let key = AuthzKey {
+            http,
+            allowed: d.allowed,
+            audited: d.audited,
+            server: d.server.clone(),
+            route: d.route.clone(),
+            authorization: d.authorization.clone(),
+        };
+        *lock(&self.authz).entry(key).or_default() += 1;
+    }
+
+    /// Policy decisions so far.
+    pub(crate) fn authz_counts(&self) -> Vec<(AuthzKey, u64)> {
+        lock(&self.authz)
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
             .collect()
     }
 

@@ -17,7 +17,23 @@ pub(super) fn render(reg: &Registry) -> String {
     tcp_family(&mut out, reg);
     proxy_family(&mut out, reg);
     identity_family(&mut out, reg);
+    authz_family(&mut out, reg);
     out
+}
+
+/// Policy decisions, one family per protocol and outcome.
+fn authz_family(out: &mut String, reg: &Registry) {
+    let counts = reg.authz_counts();
+    let local = reg.local_labels();
+    let mut last = "";
+    for (key, n) in &counts {
+        let metric = key.metric();
+        if metric != last {
+            header(out, metric, "counter", "Inbound policy decisions.");
+            last = metric;
+        }
+        sample(out, metric, local, &key.labels(), *n);
+    }
 }
 
 /// The certificate's expiry, its renewals, and failed mTLS handshakes;

@@ -88,6 +88,8 @@ pub struct Snapshot {
     pub services: BTreeMap<ServiceRef, ServiceInfo>,
     /// Routing profiles by the service they apply to.
     pub profiles: BTreeMap<ServiceRef, pb::DestinationProfile>,
+    /// Inbound policy of every workload port.
+    pub policy: crate::policy::PolicyIndex,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -22,6 +22,7 @@ use super::{
     DeploymentInfo, Discovery, Health, HealthStatus, PodInfo, ServiceInfo, ServicePortInfo,
     ServiceRef, Snapshot,
 };
+use crate::policy::PolicyIndex;
 use crate::profile;
 
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -176,6 +177,7 @@ pub fn build(file: &DiscoveryFile) -> Result<Snapshot, String> {
     }
     let mut snap = Snapshot {
         cluster_domain: file.cluster_domain.trim_matches('.').to_string(),
+        policy: PolicyIndex::from_file(file)?,
         ..Default::default()
     };
     let mut addrs = BTreeMap::new();

@@ -254,6 +254,7 @@ impl Topology {
                     service_account: deployment.name.to_string(),
                     labels: BTreeMap::from([("app".to_string(), deployment.name.to_string())]),
                     pods,
+                    default_inbound_policy: None,
                 },
             );
             if let Some((port, protocol)) = deployment.service {

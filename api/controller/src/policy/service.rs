@@ -1,0 +1,77 @@
+//! `conduit.policy.v1.InboundServerPolicies`: each proxy watches the
+//! policy of its application ports; a new discovery snapshot sends a new
+//! `Server` to the watchers whose policy it changed, and to no one else.
+
+use std::sync::Arc;
+
+use conduit_api::DeploymentRef;
+use conduit_api::proto::policy::v1::{self as pb, inbound_server_policies_server};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::discovery::Snapshot;
+
+pub struct InboundPolicies {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+}
+
+impl InboundPolicies {
+    pub fn new(snapshots: watch::Receiver<Arc<Snapshot>>) -> Self {
+        Self { snapshots }
+    }
+}
+
+fn port_of(spec: &pb::PortSpec) -> Result<(DeploymentRef, u16), Status> {
+    let w = spec
+        .workload
+        .as_ref()
+        .filter(|w| !w.namespace.is_empty() && !w.name.is_empty())
+        .ok_or_else(|| {
+            Status::invalid_argument("the workload's namespace and name are required")
+        })?;
+    let port = u16::try_from(spec.port)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| Status::invalid_argument(format!("port {} is not a TCP port", spec.port)))?;
+    Ok((DeploymentRef::new(&w.namespace, &w.name), port))
+}
+
+#[tonic::async_trait]
+impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
+    async fn get_port(&self, req: Request<pb::PortSpec>) -> Result<Response<pb::Server>, Status> {
+        let (workload, port) = port_of(req.get_ref())?;
+        Ok(Response::new(
+            self.snapshots.borrow().policy.port(&workload, port),
+        ))
+    }
+
+    type WatchPortStream = ReceiverStream<Result<pb::Server, Status>>;
+
+    async fn watch_port(
+        &self,
+        req: Request<pb::PortSpec>,
+    ) -> Result<Response<Self::WatchPortStream>, Status> {
+        let (workload, port) = port_of(req.get_ref())?;
+        tracing::debug!(%workload, port, "policy subscription");
+        let (tx, rx) = mpsc::channel(4);
+        let mut snapshots = self.snapshots.clone();
+        tokio::spawn(async move {
+            let mut sent = None;
+            loop {
+                let server = snapshots.borrow_and_update().policy.port(&workload, port);
+                if sent.as_ref() != Some(&server) {
+                    if tx.send(Ok(server.clone())).await.is_err() {
+                        return;
+                    }
+                    sent = Some(server);
+                }
+                tokio::select! {
+                    changed = snapshots.changed() => if changed.is_err() { return },
+                    () = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
