@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
 use conduit_testbed::{
-    Controller, MeshIdentity, Proxy, ProxySpec, TempDir, Upstream, free_addr, http_get,
+    Controller, MeshIdentity, Proxy, ProxySpec, TempDir, Upstream, free_addr, http_get, metric_sum,
+    raw_request,
 };
 
 fn id(sa: &str) -> IdentityName {
@@ -109,39 +110,16 @@ impl Mesh {
 
 /// One HTTP/1.1 request over a new connection; the status and whole answer.
 fn request(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-secret: very-secret-header\r\nConnection: close\r\n\r\n"
+    raw_request(
+        addr,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nx-secret: very-secret-header\r\nConnection: close\r\n\r\n"
+        ),
     )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 fn metrics(admin: SocketAddr) -> String {
     http_get(admin, "/metrics").unwrap().2
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(n, v)| l.contains(&format!("{n}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// HTTP/2 with prior knowledge through the client proxy, as a gRPC client
@@ -332,9 +310,9 @@ fn http_h2_and_tcp_cross_between_proxies_encrypted_with_both_identities() {
         ("tls", "true"),
         ("client_id", client_id.as_str()),
     ];
-    assert_eq!(sum(&m, "request_total", &inbound), 6.0, "{m}");
+    assert_eq!(metric_sum(&m, "request_total", &inbound), 6.0, "{m}");
     assert!(
-        sum(
+        metric_sum(
             &m,
             "tcp_open_total",
             &[("peer", "src"), ("tls", "true"), ("client_id", &client_id)]
@@ -348,9 +326,9 @@ fn http_h2_and_tcp_cross_between_proxies_encrypted_with_both_identities() {
         ("server_id", server_id.as_str()),
         ("client_id", client_id.as_str()),
     ];
-    assert_eq!(sum(&m, "request_total", &outbound), 6.0, "{m}");
+    assert_eq!(metric_sum(&m, "request_total", &outbound), 6.0, "{m}");
     assert!(
-        sum(&m, "identity_cert_expiration_timestamp_seconds", &[]) > 0.0,
+        metric_sum(&m, "identity_cert_expiration_timestamp_seconds", &[]) > 0.0,
         "{m}"
     );
 }
@@ -429,7 +407,7 @@ fn a_peer_that_proves_another_identity_is_refused() {
     let m = metrics(client.admin);
     let refused = [("direction", "outbound"), ("reason", "wrong_identity")];
     assert!(
-        sum(&m, "tls_handshake_failures_total", &refused) >= 1.0,
+        metric_sum(&m, "tls_handshake_failures_total", &refused) >= 1.0,
         "{m}"
     );
 }
@@ -462,7 +440,7 @@ fn a_proxy_of_another_trust_anchor_is_refused() {
     let refused: f64 = ["unknown_issuer", "bad_signature"]
         .iter()
         .map(|r| {
-            sum(
+            metric_sum(
                 &m,
                 "tls_handshake_failures_total",
                 &[("direction", "outbound"), ("reason", r)],
@@ -553,11 +531,15 @@ fn self_signed_and_expired_client_certificates_are_refused() {
     for reason in ["unknown_issuer", "expired"] {
         let refused = [("direction", "inbound"), ("reason", reason)];
         assert!(
-            sum(&m, "tls_handshake_failures_total", &refused) >= 1.0,
+            metric_sum(&m, "tls_handshake_failures_total", &refused) >= 1.0,
             "{reason}: {m}"
         );
     }
-    assert_eq!(sum(&m, "request_total", &[("tls", "true")]), 0.0, "{m}");
+    assert_eq!(
+        metric_sum(&m, "request_total", &[("tls", "true")]),
+        0.0,
+        "{m}"
+    );
     assert!(
         mesh.server
             .process
@@ -584,7 +566,7 @@ fn an_unmeshed_client_still_reaches_a_meshed_server_and_is_labelled_plaintext() 
         ("tls", "no_identity"),
         ("no_tls_reason", "no_tls_from_remote"),
     ];
-    assert_eq!(sum(&m, "request_total", &plaintext), 1.0, "{m}");
+    assert_eq!(metric_sum(&m, "request_total", &plaintext), 1.0, "{m}");
     assert!(
         !m.contains("client_id=\""),
         "no client identity without mTLS: {m}"
@@ -621,7 +603,10 @@ fn ten_second_certificates_renew_under_load_without_a_failed_request() {
     for proxy in [&mesh.client, &mesh.server] {
         let m = metrics(proxy.admin);
         // Renewal at 70 % of 10 s: about every 7 s.
-        assert!(sum(&m, "identity_cert_refresh_total", &[]) >= 6.0, "{m}");
+        assert!(
+            metric_sum(&m, "identity_cert_refresh_total", &[]) >= 6.0,
+            "{m}"
+        );
     }
 }
 
@@ -648,7 +633,7 @@ fn with_the_identity_service_down_proxies_serve_until_expiry_then_fail_closed() 
     assert_eq!(ready.0, 503, "{ready:?}");
     let m = metrics(mesh.client.admin);
     assert!(
-        sum(&m, "identity_cert_refresh_failures_total", &[]) >= 1.0,
+        metric_sum(&m, "identity_cert_refresh_failures_total", &[]) >= 1.0,
         "{m}"
     );
     assert!(
@@ -722,7 +707,7 @@ fn call_across(server_side: &MeshIdentity, client_side: &MeshIdentity) {
     }
     let m = metrics(server.admin);
     let secured = [("tls", "true"), ("client_id", &id("client").to_string())];
-    assert_eq!(sum(&m, "request_total", &secured), 100.0, "{m}");
+    assert_eq!(metric_sum(&m, "request_total", &secured), 100.0, "{m}");
 }
 
 #[test]
@@ -802,5 +787,5 @@ fn the_applications_own_tls_passes_through_untouched() {
 
     let m = metrics(server.admin);
     let passthrough = [("peer", "src"), ("no_tls_reason", "passthrough")];
-    assert_eq!(sum(&m, "tcp_open_total", &passthrough), 1.0, "{m}");
+    assert_eq!(metric_sum(&m, "tcp_open_total", &passthrough), 1.0, "{m}");
 }

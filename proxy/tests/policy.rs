@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
 use conduit_testbed::{
-    Controller, MeshIdentity, Proxy, ProxySpec, TempDir, Upstream, free_addr, http_get,
+    Controller, MeshIdentity, Proxy, ProxySpec, TempDir, Upstream, free_addr, http_get, metric_sum,
+    raw_request,
 };
 
 fn id(sa: &str) -> IdentityName {
@@ -116,14 +117,19 @@ impl Mesh {
         self.expect_on(step, "GET", "/api/list", want)
     }
 
+    /// Waits for two rounds in a row to answer `want`: one round alone can
+    /// straddle the update (its first requests under the old policy, the
+    /// last under the new), which would count as applied too early.
     fn expect_on(&self, step: &str, method: &str, path: &str, want: [u16; 3]) {
         let start = Instant::now();
+        let mut matched = false;
         loop {
             let got = self.statuses(method, path);
-            if got == want {
+            if got == want && matched {
                 eprintln!("{step}: applied after {:?}", start.elapsed());
                 return;
             }
+            matched = got == want;
             if start.elapsed() > APPLY_WITHIN {
                 panic!(
                     "{step}: {method} {path} answered {got:?} (plaintext, client, other), want {want:?} within {APPLY_WITHIN:?}\n{}",
@@ -141,35 +147,12 @@ impl Mesh {
 
 /// One HTTP/1.1 request over a new connection: the status and the answer.
 fn request(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: web.test:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    raw_request(
+        addr,
+        &format!(
+            "{method} {path} HTTP/1.1\r\nHost: web.test:8080\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
     )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
-}
-
-/// The sum of the samples of `name` whose labels include all of `labels`.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(n, v)| l.contains(&format!("{n}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 fn server_policy(port: u16, auth: &str, extra: &str) -> String {
@@ -206,7 +189,7 @@ fn policy_admits_what_it_names_and_applies_live() {
     );
     let m = mesh.metrics();
     assert!(
-        sum(
+        metric_sum(
             &m,
             "inbound_http_authz_deny_total",
             &[("srv_name", "default:deny")]
@@ -225,7 +208,7 @@ fn policy_admits_what_it_names_and_applies_live() {
     mesh.expect("identity", [403, 200, 403]);
     let m = mesh.metrics();
     assert!(
-        sum(
+        metric_sum(
             &m,
             "inbound_http_authz_allow_total",
             &[
@@ -245,7 +228,7 @@ fn policy_admits_what_it_names_and_applies_live() {
     mesh.expect_on("route vote", "POST", "/api/vote", [403, 403, 403]);
     let m = mesh.metrics();
     assert!(
-        sum(
+        metric_sum(
             &m,
             "inbound_http_authz_deny_total",
             &[("srv_name", "web-http"), ("route_name", "vote")]
@@ -259,7 +242,7 @@ fn policy_admits_what_it_names_and_applies_live() {
     mesh.expect("audit", [200, 200, 200]);
     let m = mesh.metrics();
     assert!(
-        sum(
+        metric_sum(
             &m,
             "inbound_http_authz_allow_total",
             &[("srv_name", "web-http"), ("audit", "true")]
@@ -317,7 +300,7 @@ fn without_a_controller_the_configured_default_applies_to_http_and_tcp() {
     assert_eq!(n, 0, "a denied TCP connection is closed without an answer");
     let m = http_get(proxy.admin, "/metrics").unwrap().2;
     assert!(
-        sum(
+        metric_sum(
             &m,
             "inbound_tcp_authz_deny_total",
             &[("srv_name", "default:deny")]

@@ -23,8 +23,8 @@ mod process;
 mod upstream;
 
 pub use process::{
-    HttpAnswer, Process, TempDir, bin, free_addr, http_get, query_escape, wait_for_http,
-    wait_for_tcp,
+    HttpAnswer, Process, TempDir, bin, free_addr, http_get, metric_sum, query_escape, raw_request,
+    wait_for_http, wait_for_tcp,
 };
 pub use upstream::{Upstream, UpstreamSpec, drive_load};
 

@@ -206,6 +206,40 @@ pub fn query_escape(s: &str) -> String {
         .collect()
 }
 
+/// Sends `head` (a whole HTTP/1.1 request head, ending in a blank line) on
+/// a new connection and reads until the server closes: the status (0 when
+/// the answer is not HTTP, e.g. a connection closed unanswered) and the
+/// whole answer.
+pub fn raw_request(addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    s.write_all(head.as_bytes()).expect("send the request");
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The sum of the samples of `name` in a Prometheus text exposition whose
+/// labels include all of `labels`.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(n, v)| l.contains(&format!("{n}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// `GET path` over HTTP/1.1 (no keep-alive): the status, the headers
 /// (lower-cased names) and the body. For assertions on small answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<HttpAnswer> {
