@@ -49,6 +49,24 @@ impl PeerInfo {
     }
 }
 
+/// An interceptor for a service that answers one identity only (the
+/// store's query API: the controller; the controller's workload table:
+/// the store), where the listener admits more.
+pub fn answer_only(
+    allowed: IdentityName,
+    service: &'static str,
+) -> impl Fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req| {
+        let caller = PeerInfo::of(&req).and_then(|p| p.identity.as_ref());
+        if caller != Some(&allowed) {
+            return Err(tonic::Status::permission_denied(format!(
+                "the {service} API answers {allowed} only"
+            )));
+        }
+        Ok(req)
+    }
+}
+
 /// Which clients a listener accepts once their handshake succeeded.
 #[derive(Clone, Debug)]
 pub enum Allow {

@@ -17,8 +17,11 @@
 //! - [`cert`]: reading certificates (names, validity) for checks and CLIs.
 //! - [`token`]: the tokens local mode uses in place of ServiceAccount
 //!   tokens.
+//! - [`bearer`]: the secrets that callers without a mesh certificate
+//!   present to closed endpoints.
 
 pub mod anchors;
+pub mod bearer;
 pub mod cert;
 pub mod certify;
 pub mod credentials;

@@ -51,6 +51,23 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_STORE_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
     pub namespace: String,
 
+    /// File holding the bearer token remote writers must send
+    /// (`Authorization: Bearer <token>`). Unset: every remote write is
+    /// refused with 401.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_REMOTE_WRITE_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub remote_write_token_file: Option<PathBuf>,
+
+    /// File holding the bearer token readers of the tap history must send
+    /// (`/api/v1/tap/search`, `/api/v1/tap/follow`: request paths,
+    /// authorities, client addresses). Unset: those endpoints answer 401;
+    /// the controller reads tap history over mTLS either way.
+    #[arg(long, env = "CONDUIT_STORE_TAP_TOKEN_FILE", value_name = "PATH")]
+    pub tap_token_file: Option<PathBuf>,
+
     /// Address of the HTTP server: PromQL API (/api/v1/*), remote-write
     /// receiver (/api/v1/write), /metrics, /-/ready, /-/healthy.
     #[arg(

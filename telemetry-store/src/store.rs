@@ -10,10 +10,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
+use conduit_api::proto::destination::v1::workloads_client::WorkloadsClient;
 use conduit_api::proto::store::v1::query_server::QueryServer;
 use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
-use conduit_identity::grpc::{Allow, PeerInfo};
-use conduit_identity::tls::{Alpn, ClientAuth, server_config};
+use conduit_identity::grpc::{Allow, answer_only};
+use conduit_identity::tls::{Alpn, ClientAuth, client_config, server_config};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -35,6 +36,8 @@ pub(crate) struct Shared {
     pub(crate) proxies: Arc<Proxies>,
     pub(crate) tap: Option<Arc<TapIndex>>,
     pub(crate) remote_write: Option<Arc<crate::remote_write::Stats>>,
+    /// What remote writers and tap readers must present.
+    pub(crate) tokens: crate::api::Tokens,
 }
 
 /// An opened store, not serving yet.
@@ -120,6 +123,7 @@ impl Store {
                 .with_context(|| format!("--remote-write-url {url:?}"))?;
         }
         let remote_write = config.remote_write_url.as_ref().map(|_| Arc::default());
+        let tokens = crate::api::Tokens::read(&config)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 ingester: Arc::new(Ingester::new(db.clone(), tap.clone())),
@@ -129,6 +133,7 @@ impl Store {
                 engine,
                 tap,
                 remote_write,
+                tokens,
             }),
         })
     }
@@ -190,15 +195,7 @@ impl Store {
                 // controller only.
                 let query = tonic::service::interceptor::InterceptedService::new(
                     query,
-                    move |req: tonic::Request<()>| {
-                        let caller = PeerInfo::of(&req).and_then(|p| p.identity.as_ref());
-                        if caller != Some(&controller) {
-                            return Err(tonic::Status::permission_denied(
-                                "the query API answers the controller's identity only",
-                            ));
-                        }
-                        Ok(req)
-                    },
+                    answer_only(controller, "query"),
                 );
                 let incoming = conduit_identity::grpc::incoming(
                     grpc,
@@ -267,8 +264,10 @@ impl Store {
         })
     }
 
-    /// With `--identity-addr`: starts certifying the store and returns the
-    /// gRPC server's mTLS settings and the controller's identity.
+    /// With `--identity-addr`: starts certifying the store and following
+    /// the controller's workload table (what reports are held to), and
+    /// returns the gRPC server's mTLS settings and the controller's
+    /// identity.
     fn grpc_tls(&self) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, IdentityName)>> {
         let c = &self.shared.config;
         let Some(url) = &c.identity_addr else {
@@ -293,6 +292,17 @@ impl Store {
             controller.clone(),
         )
         .map_err(anyhow::Error::msg)?;
+        let workloads = conduit_identity::grpc::channel(
+            &conduit_identity::grpc::authority(url).map_err(anyhow::Error::msg)?,
+            &controller,
+            client_config(&anchors, Some(creds.clone()), Alpn::H2)?,
+            Some(creds.clone()),
+        )
+        .map_err(anyhow::Error::msg)?;
+        tokio::spawn(crate::ingest::attribution::follow(
+            WorkloadsClient::new(workloads),
+            self.shared.ingester.attribution.clone(),
+        ));
         let config = server_config(&anchors, creds, ClientAuth::Required, &[Alpn::H2])?;
         Ok(Some((config, controller)))
     }

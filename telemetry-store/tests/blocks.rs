@@ -55,6 +55,7 @@ async fn totals(addr: std::net::SocketAddr, from: i64, to: i64) -> (f64, f64) {
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::for_data_dir(dir);
+    with_tokens(&mut c);
     c.block_duration = Duration::from_secs(60);
     c.maintenance_interval = Duration::from_secs(3600);
     // Blocks span at most a tenth of the retention: 1, 3 and 9 minutes.

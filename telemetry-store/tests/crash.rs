@@ -39,6 +39,8 @@ fn spawn(dir: &Path, fsync: &str) -> Server {
         ])
         .arg("--data-dir")
         .arg(dir)
+        .arg("--remote-write-token-file")
+        .arg(token_file())
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())

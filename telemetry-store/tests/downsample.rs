@@ -66,6 +66,7 @@ async fn value(addr: std::net::SocketAddr, q: &str, t: i64) -> f64 {
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config::for_data_dir(dir);
+    with_tokens(&mut c);
     c.block_duration = Duration::from_secs(600);
     c.raw_retention = Duration::from_secs(3600);
     c.maintenance_interval = Duration::from_secs(3600);

@@ -194,10 +194,11 @@ fn start_prometheus(
         std::path::Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} not found: the PromQL compatibility test needs Prometheus (apt-get install prometheus)"
     );
+    let token = token_file().display().to_string();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
          scrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{exporter}']\n\
-         remote_write:\n  - url: http://{store}/api/v1/write\n    queue_config:\n      batch_send_deadline: 500ms\n      min_backoff: 50ms\n      max_backoff: 1s\n"
+         remote_write:\n  - url: http://{store}/api/v1/write\n    authorization:\n      credentials_file: {token}\n    queue_config:\n      batch_send_deadline: 500ms\n      min_backoff: 50ms\n      max_backoff: 1s\n"
     );
     let config_path = dir.join("prometheus.yml");
     std::fs::write(&config_path, config).unwrap();

@@ -343,7 +343,11 @@ async fn follow_streams_new_matching_events() {
         store.http(),
         enc("dst_deployment:voting")
     );
-    let resp = client.get(url.parse().unwrap()).await.unwrap();
+    let req = hyper::Request::get(url)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Default::default())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let mut body = resp.into_body();

@@ -48,18 +48,24 @@ pub struct Store {
 
 impl Store {
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// Like [`Store::start`] with more flags, e.g. a workload's identity
+    /// flags from [`MeshIdentity::workload_args`].
+    pub fn start_with_args(extra: &[String]) -> Self {
         let (grpc, http, data) = (free_addr(), free_addr(), TempDir::new("store"));
-        let process = Process::spawn(
-            "conduit-telemetry-store",
-            &[
-                "--grpc-listen",
-                &grpc.to_string(),
-                "--http-listen",
-                &http.to_string(),
-                "--data-dir",
-                &data.path().display().to_string(),
-            ],
-        );
+        let mut args = vec![
+            "--grpc-listen".to_string(),
+            grpc.to_string(),
+            "--http-listen".to_string(),
+            http.to_string(),
+            "--data-dir".to_string(),
+            data.path().display().to_string(),
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Process::spawn("conduit-telemetry-store", &args);
         wait_for_http(http, "/-/ready", START_TIMEOUT)
             .unwrap_or_else(|e| process.fail(&format!("telemetry store never became ready: {e}")));
         Self {

@@ -22,3 +22,4 @@ pub mod rest;
 pub mod server;
 pub mod store;
 pub mod ui;
+pub mod workloads;

@@ -8,10 +8,11 @@ use anyhow::Context;
 use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::destination::v1::destination_server::DestinationServer;
+use conduit_api::proto::destination::v1::workloads_server::WorkloadsServer;
 use conduit_api::proto::identity::v1::identity_server::IdentityServer;
 use conduit_api::proto::policy::v1::inbound_server_policies_server::InboundServerPoliciesServer;
 use conduit_api::proto::public::v1::api_server::ApiServer;
-use conduit_identity::grpc::{Allow, PeerInfo};
+use conduit_identity::grpc::{Allow, PeerInfo, answer_only};
 use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 use conduit_identity::token::{TokenKey, unhex};
 use conduit_identity::{Credentials, TrustAnchors};
@@ -29,6 +30,7 @@ use crate::policy::InboundPolicies;
 use crate::public::PublicApi;
 use crate::store::Store;
 use crate::ui::Ui;
+use crate::workloads::Workloads;
 
 /// The mesh's certificate authority and the controller's own identity.
 pub struct MeshIdentity {
@@ -118,7 +120,7 @@ fn mesh_server(
     listener: TcpListener,
     discovery: &Arc<dyn Discovery>,
     identity: Option<&mut MeshIdentity>,
-    trust_domain: &str,
+    args: &Args,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<ServeFuture> {
     let tls = identity.is_some();
@@ -146,6 +148,7 @@ fn mesh_server(
         ClientAuth::Optional,
         &[Alpn::H2],
     )?;
+    let trust_domain = &args.identity.trust_domain;
     let service = IdentityService::new(
         id.issuer.clone(),
         id.tokens
@@ -154,12 +157,21 @@ fn mesh_server(
         trust_domain.to_string(),
         id.stats.clone(),
     );
+    // The table the store checks reports against; no one else needs it.
+    let workloads = WorkloadsServer::with_interceptor(
+        Workloads::new(discovery.snapshots()),
+        answer_only(
+            IdentityName::store(&args.namespace, trust_domain),
+            "workloads",
+        ),
+    );
     let incoming = conduit_identity::grpc::incoming(listener, config, Allow::AnyClient, "mesh");
     Ok(Box::pin(
         tonic::transport::Server::builder()
             .add_service(IdentityServer::new(service))
             .add_service(destination)
             .add_service(policy)
+            .add_service(workloads)
             .serve_with_incoming_shutdown(incoming, stopped),
     ))
 }
@@ -227,7 +239,7 @@ pub async fn run(
         mesh,
         &discovery,
         identity.as_mut(),
-        &args.identity.trust_domain,
+        &args,
         stopped(stop_rx.clone()),
     )?;
     let grpc_server = tonic::transport::Server::builder()

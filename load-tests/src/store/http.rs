@@ -10,6 +10,10 @@ use hyper_util::rt::TokioExecutor;
 
 pub(crate) type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
+/// The bearer token the benchmark's store is started with; every request
+/// presents it (the peers ignore it), as a real remote writer would.
+pub(crate) const TOKEN: &str = "conduit-load-test-token";
+
 pub(crate) fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
@@ -21,7 +25,10 @@ pub(crate) async fn send(
     headers: &[(&str, &str)],
     body: Bytes,
 ) -> Result<(u16, String), String> {
-    let mut req = hyper::Request::builder().method(method).uri(url);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {TOKEN}"));
     for (n, v) in headers {
         req = req.header(*n, *v);
     }

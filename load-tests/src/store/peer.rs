@@ -91,6 +91,12 @@ impl Peer {
             Kind::Conduit => {
                 let g = free_addr();
                 grpc = Some(g);
+                let token = dir.join("token");
+                std::fs::write(&token, super::http::TOKEN).map_err(|e| e.to_string())?;
+                cmd.arg("--remote-write-token-file")
+                    .arg(&token)
+                    .arg("--tap-token-file")
+                    .arg(&token);
                 cmd.args([
                     "--http-listen",
                     &http.to_string(),

@@ -238,5 +238,24 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
             load(&rw.skipped_segments),
         );
     }
+    attribution(&mut out, &s.ingester.attribution);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Reports and tap events refused for speaking for another workload.
+fn attribution(out: &mut String, a: &crate::ingest::attribution::Attribution) {
+    let name = "conduit_store_reports_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Proxy telemetry reports refused: their sender may not report for the workload they name.\n# TYPE {name} counter"
+    );
+    for (refusal, n) in a.refused() {
+        let _ = writeln!(out, "{name}{{reason=\"{}\"}} {n}", refusal.reason());
+    }
+    let name = "conduit_store_tap_events_refused_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Tap events dropped from reports for describing another workload's side of a request.\n# TYPE {name} counter\n{name} {}",
+        a.tap_events_refused.load(Ordering::Relaxed)
+    );
 }

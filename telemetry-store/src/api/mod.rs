@@ -2,6 +2,7 @@
 //! urlencoded POST, JSON and errors as Prometheus writes them), the
 //! remote-write receiver, health endpoints and the store's own metrics.
 
+mod auth;
 mod json;
 mod metrics;
 mod params;
@@ -14,6 +15,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
@@ -26,7 +28,16 @@ use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
 
 type AppState = State<Arc<Shared>>;
 
+pub(crate) use auth::Tokens;
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let write = Router::new()
+        .route("/api/v1/write", post(write))
+        .route_layer(from_fn_with_state(shared.clone(), auth::remote_write));
+    let tap = Router::new()
+        .route("/api/v1/tap/search", get(tap::search).post(tap::search))
+        .route("/api/v1/tap/follow", get(tap::follow))
+        .route_layer(from_fn_with_state(shared.clone(), auth::tap));
     Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
@@ -36,9 +47,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
-        .route("/api/v1/write", post(write))
-        .route("/api/v1/tap/search", get(tap::search).post(tap::search))
-        .route("/api/v1/tap/follow", get(tap::follow))
+        .merge(write)
+        .merge(tap)
         .route(
             "/-/ready",
             get(|| async { "Conduit telemetry store is Ready.\n" }),

@@ -6,6 +6,7 @@
 //! cumulative `<metric>_bucket{le=…}`, `_sum` and `_count` counters, so
 //! `histogram_quantile()` and Linkerd's dashboards work unchanged.
 
+pub(crate) mod attribution;
 mod gather;
 pub(crate) mod remote_write;
 pub(crate) mod telemetry;
@@ -50,6 +51,8 @@ pub(crate) struct Ingester {
     pub(crate) stats: IngestStats,
     /// Where the reports' tap events go, when the tap history is on.
     pub(crate) tap: Option<Arc<crate::tap::TapIndex>>,
+    /// Which workloads each identity may report for.
+    pub(crate) attribution: Arc<attribution::Attribution>,
 }
 
 /// The cumulative series a histogram series feeds.
@@ -78,6 +81,8 @@ pub(crate) enum SeriesError {
     Limit(#[from] crate::head::SeriesLimit),
     #[error("invalid histogram: {0}")]
     Histogram(String),
+    #[error("label {0:?} names another workload or identity than the reporting proxy's own")]
+    Foreign(String),
 }
 
 /// Why a whole remote-write request was refused.
@@ -131,6 +136,7 @@ impl Ingester {
             metadata: Mutex::new(metadata),
             stats: IngestStats::default(),
             tap,
+            attribution: Arc::default(),
         }
     }
 

@@ -8,14 +8,15 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use conduit_api::Labels;
 use conduit_api::metrics::label;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::telemetry::v1::telemetry_server::Telemetry;
 use conduit_api::proto::telemetry::v1::{ProxyMeta, Report, ReportSummary};
+use conduit_api::{IdentityName, Labels};
+use conduit_identity::grpc::PeerInfo;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{Ingester, SeriesError, WriteSummary, valid_metric_name};
+use super::{Ingester, SeriesError, WriteSummary, attribution, valid_metric_name};
 use crate::db::Batch;
 use crate::head::{Kind, Window};
 use crate::series::METRIC_NAME;
@@ -61,18 +62,25 @@ impl Proxies {
 impl Ingester {
     /// Stores one report: counters and gauges at the report's end time,
     /// histograms as windows plus cumulative bucket series.
+    /// `sender`: the identity the report's stream proved, when the store
+    /// runs with mTLS (the report is already attributed to it).
     pub(crate) fn report(
         &self,
         mut report: Report,
         proxies: &Proxies,
+        sender: Option<&IdentityName>,
     ) -> std::io::Result<WriteSummary> {
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
+        let meta = report.proxy.clone().unwrap_or_default();
         if let Some(tap) = &self.tap
             && !report.tap_events.is_empty()
         {
-            tap.offer(std::mem::take(&mut report.tap_events));
+            let mut events = std::mem::take(&mut report.tap_events);
+            if let Some(sender) = sender {
+                events = self.attribution.own_tap_events(events, &meta, sender);
+            }
+            tap.offer(events);
         }
-        let meta = report.proxy.clone().unwrap_or_default();
         proxies.seen(&meta, report.dropped_reports);
         let t = if report.end_unix_ms > 0 {
             report.end_unix_ms
@@ -97,7 +105,7 @@ impl Ingester {
                     .map(|g| (g.metric, g.labels, g.value)),
             );
         for (metric, labels, value) in float_series {
-            match series_labels(&metric, labels, &meta)
+            match series_labels(&metric, labels, &meta, sender)
                 .and_then(|l| Ok(self.db.series(l, Kind::Float)?))
             {
                 Ok(s) => batch.floats.push((s, (t, value))),
@@ -105,7 +113,7 @@ impl Ingester {
             }
         }
         for h in report.histograms {
-            let result = series_labels(&h.metric, h.labels, &meta).and_then(|labels| {
+            let result = series_labels(&h.metric, h.labels, &meta, sender).and_then(|labels| {
                 let hist = conduit_api::histogram::decode(&h.hdr)
                     .map_err(|e| SeriesError::Histogram(e.to_string()))?;
                 let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
@@ -124,11 +132,14 @@ impl Ingester {
 }
 
 /// The series' labels: its own, plus the reporting proxy's namespace,
-/// deployment and pod where it does not set them.
+/// deployment and pod where it does not set them; a series that names
+/// another workload, or another identity on the proxy's own side, is
+/// refused.
 fn series_labels(
     metric: &str,
     labels: Vec<mesh::Label>,
     meta: &ProxyMeta,
+    sender: Option<&IdentityName>,
 ) -> Result<Labels, SeriesError> {
     if !valid_metric_name(metric) {
         return Err(SeriesError::MetricName(metric.to_string()));
@@ -139,6 +150,9 @@ fn series_labels(
     })?;
     if l.get(METRIC_NAME).is_some() {
         return Err(SeriesError::LabelName(METRIC_NAME.to_string()));
+    }
+    if let Some(name) = sender.and_then(|s| attribution::foreign_label(&l, meta, s)) {
+        return Err(SeriesError::Foreign(name));
     }
     l.insert(METRIC_NAME, metric);
     let d = meta.deployment.clone().unwrap_or_default();
@@ -159,20 +173,45 @@ pub(crate) struct TelemetryService {
     pub(crate) proxies: Arc<Proxies>,
 }
 
+/// Holds a report to the identity its stream proved: refused when it
+/// names a workload the sender does not run as; its claimed identity is
+/// replaced by the proven one.
+fn attribute(
+    ingester: &Ingester,
+    report: &mut Report,
+    sender: Option<&IdentityName>,
+) -> Result<(), Status> {
+    let Some(sender) = sender else {
+        return Ok(());
+    };
+    let meta = report.proxy.get_or_insert_default();
+    if let Err(refusal) = ingester.attribution.check(sender, meta) {
+        tracing::warn!(%sender, reason = refusal.reason(), "telemetry report refused");
+        return Err(refusal.status(sender, meta));
+    }
+    meta.identity = sender.to_string();
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl Telemetry for TelemetryService {
     async fn report(
         &self,
         request: Request<Streaming<Report>>,
     ) -> Result<Response<ReportSummary>, Status> {
+        let sender = PeerInfo::of(&request).and_then(|p| p.identity.clone());
         let mut stream = request.into_inner();
         let mut out = ReportSummary::default();
-        while let Some(report) = stream.message().await? {
-            let (ingester, proxies) = (self.ingester.clone(), self.proxies.clone());
-            let summary = tokio::task::spawn_blocking(move || ingester.report(report, &proxies))
-                .await
-                .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
-                .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
+        while let Some(mut report) = stream.message().await? {
+            attribute(&self.ingester, &mut report, sender.as_ref())?;
+            let (ingester, proxies, sender) =
+                (self.ingester.clone(), self.proxies.clone(), sender.clone());
+            let summary = tokio::task::spawn_blocking(move || {
+                ingester.report(report, &proxies, sender.as_ref())
+            })
+            .await
+            .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
+            .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
             if let Some(err) = &summary.first_error {
                 tracing::debug!(
                     rejected = summary.rejected_series,

@@ -27,10 +27,32 @@ impl TestStore {
     }
 }
 
-/// A store on free loopback ports in a fresh temporary directory.
+/// The bearer token of every test store's remote write and tap history;
+/// [`request`] presents it on every call.
+pub const TOKEN: &str = "conduit-store-test-token";
+
+/// A file holding [`TOKEN`], for `--remote-write-token-file` and
+/// `--tap-token-file`.
+pub fn token_file() -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("conduit-store-test-token-{}", std::process::id()));
+    std::fs::write(&path, TOKEN).expect("write the test token");
+    path
+}
+
+/// Opens remote write and the tap history to [`TOKEN`].
+pub fn with_tokens(config: &mut Config) {
+    let path = token_file();
+    config.remote_write_token_file = Some(path.clone());
+    config.tap_token_file = Some(path);
+}
+
+/// A store on free loopback ports in a fresh temporary directory, its
+/// closed endpoints open to [`TOKEN`].
 pub async fn start_store(configure: impl FnOnce(&mut Config)) -> TestStore {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::for_data_dir(dir.path());
+    with_tokens(&mut config);
     configure(&mut config);
     let store = Store::open(config).expect("store opens");
     let running = store.start().await.expect("store starts");
@@ -58,12 +80,20 @@ pub async fn request(
     content_type: Option<&str>,
     body: Bytes,
 ) -> (u16, String) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let mut req = hyper::Request::builder().method(method).uri(url);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {TOKEN}"));
     if let Some(ct) = content_type {
         req = req.header("content-type", ct);
     }
-    let req = req.body(Full::new(body)).expect("request");
+    send(req.body(Full::new(body)).expect("request")).await
+}
+
+/// Sends a request as built, headers and all: its status and body.
+pub async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
+    let url = req.uri().to_string();
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
         .await
         .unwrap_or_else(|_| panic!("{url}: no answer in 60 s"))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use conduit_api::DeploymentRef;
 use conduit_api::proto::policy::v1::{self as pb, inbound_server_policies_server};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -54,24 +54,9 @@ impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
     ) -> Result<Response<Self::WatchPortStream>, Status> {
         let (workload, port) = port_of(req.get_ref())?;
         tracing::debug!(%workload, port, "policy subscription");
-        let (tx, rx) = mpsc::channel(4);
-        let mut snapshots = self.snapshots.clone();
-        tokio::spawn(async move {
-            let mut sent = None;
-            loop {
-                let server = snapshots.borrow_and_update().policy.port(&workload, port);
-                if sent.as_ref() != Some(&server) {
-                    if tx.send(Ok(server.clone())).await.is_err() {
-                        return;
-                    }
-                    sent = Some(server);
-                }
-                tokio::select! {
-                    changed = snapshots.changed() => if changed.is_err() { return },
-                    () = tx.closed() => return,
-                }
-            }
+        let stream = crate::discovery::follow(self.snapshots.clone(), move |s| {
+            s.policy.port(&workload, port)
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(stream))
     }
 }
