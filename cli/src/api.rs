@@ -31,6 +31,46 @@ pub(crate) struct Connection {
     pub(crate) target: String,
     /// Held so the forward lives as long as the connection.
     pub(crate) forward: Option<Forward>,
+    /// What tap and top present: `--api-token-file`, else the local demo's
+    /// token, else (through a port-forward) the kubeconfig's token.
+    credential: Option<String>,
+}
+
+impl Connection {
+    pub(crate) fn credential(&self) -> Option<&str> {
+        self.credential.as_deref()
+    }
+
+    /// A call that carries the caller's credential.
+    pub(crate) fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut req = tonic::Request::new(message);
+        if let Some(value) = self
+            .credential
+            .as_ref()
+            .and_then(|c| format!("Bearer {c}").parse().ok())
+        {
+            req.metadata_mut().insert("authorization", value);
+        }
+        req
+    }
+}
+
+/// The token of `--api-token-file`, else of the local demo when that is
+/// where the controller was found.
+fn local_credential(args: &ApiArgs, local: bool) -> anyhow::Result<Option<String>> {
+    if let Some(path) = &args.api_token_file {
+        let token = conduit_identity::bearer::BearerToken::read(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the API token {} ({e}; from --api-token-file or CONDUIT_API_TOKEN_FILE)", path.display())
+        })?;
+        return Ok(Some(token.secret().to_string()));
+    }
+    if !local {
+        return Ok(None);
+    }
+    let path = crate::cmd::demo::default_data_dir()?.join(crate::cmd::demo::API_TOKEN_FILE);
+    Ok(conduit_identity::bearer::BearerToken::read(&path)
+        .ok()
+        .map(|t| t.secret().to_string()))
 }
 
 async fn dial(addr: SocketAddr, streaming: bool) -> Result<ApiClient<Channel>, String> {
@@ -59,6 +99,8 @@ pub(crate) async fn connect_streaming(args: &ApiArgs) -> anyhow::Result<Connecti
 
 async fn connect_with(args: &ApiArgs, streaming: bool) -> anyhow::Result<Connection> {
     if let Some(addr) = args.api_addr {
+        // The demo's token goes to this machine's controllers only.
+        let credential = local_credential(args, addr.ip().is_loopback())?;
         let client = dial(addr, streaming).await.map_err(|e| {
             anyhow::anyhow!(
                 "no Conduit control plane at {addr} ({e}; from --api-addr or CONDUIT_API_ADDR); \
@@ -69,6 +111,7 @@ async fn connect_with(args: &ApiArgs, streaming: bool) -> anyhow::Result<Connect
             client,
             target: addr.to_string(),
             forward: None,
+            credential,
         });
     }
     let local: SocketAddr = LOCAL_API_ADDR.parse().expect("static address");
@@ -78,6 +121,7 @@ async fn connect_with(args: &ApiArgs, streaming: bool) -> anyhow::Result<Connect
                 client,
                 target: local.to_string(),
                 forward: None,
+                credential: local_credential(args, true)?,
             });
         }
         Err(e) => e,
@@ -85,10 +129,15 @@ async fn connect_with(args: &ApiArgs, streaming: bool) -> anyhow::Result<Connect
     let kube_error = match forward::to_controller(CONTROLLER_GRPC_PORT).await {
         Ok(fwd) => match dial(fwd.local, streaming).await {
             Ok(client) => {
+                let credential = match local_credential(args, false)? {
+                    Some(c) => Some(c),
+                    None => forward::kube_token().await,
+                };
                 return Ok(Connection {
                     client,
                     target: fwd.description.clone(),
                     forward: Some(fwd),
+                    credential,
                 });
             }
             Err(e) => format!("{}: {e}", fwd.description),

@@ -23,6 +23,15 @@ pub(crate) struct ApiArgs {
     /// Controller gRPC address [default: the local demo's 127.0.0.1:50751]
     #[arg(long, env = "CONDUIT_API_ADDR", global = true)]
     pub(crate) api_addr: Option<SocketAddr>,
+    /// File of the control plane's API token, which tap and top need
+    /// [default: the local demo's; on Kubernetes, the kubeconfig's token]
+    #[arg(
+        long,
+        env = "CONDUIT_API_TOKEN_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    pub(crate) api_token_file: Option<std::path::PathBuf>,
 }
 
 /// Which namespaces a command looks at.

@@ -28,6 +28,22 @@ impl Drop for Forward {
     }
 }
 
+/// The bearer token of the current kubeconfig context (or the in-cluster
+/// ServiceAccount), which the controller reviews before it lets the caller
+/// tap; `None` for contexts that authenticate otherwise (client
+/// certificates, exec plugins).
+pub(crate) async fn kube_token() -> Option<String> {
+    use secrecy::ExposeSecret;
+    let config = kube::Config::infer().await.ok()?;
+    let auth = config.auth_info;
+    if let Some(token) = auth.token {
+        return Some(token.expose_secret().to_string());
+    }
+    let file = auth.token_file?;
+    let token = std::fs::read_to_string(file).ok()?;
+    Some(token.trim().to_string()).filter(|t| !t.is_empty())
+}
+
 /// Forwards a local port to `port` of a running controller pod.
 pub(crate) async fn to_controller(port: u16) -> anyhow::Result<Forward> {
     let config = kube::Config::infer()

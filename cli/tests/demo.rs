@@ -100,11 +100,19 @@ impl Demo {
         SocketAddr::from(([127, 0, 0, 1], self.port(9095)))
     }
 
-    /// `conduit ARGS --api-addr <the demo's>`.
+    /// The token that opens tap, which the demo writes for its user.
+    fn api_token_file(&self) -> std::path::PathBuf {
+        self.data.path().join("api-token")
+    }
+
+    /// `conduit ARGS --api-addr <the demo's> --api-token-file <the demo's>`,
+    /// as the demo's banner says to run it.
     fn conduit(&self, args: &[&str]) -> Output {
         Command::new(bin("conduit"))
             .args(args)
             .args(["--api-addr", &self.api_addr()])
+            .arg("--api-token-file")
+            .arg(self.api_token_file())
             .output()
             .expect("run conduit")
     }
@@ -287,9 +295,23 @@ fn demo_runs_the_mesh_and_cleans_up() {
         "conduit stat deploy -n demo".to_string(),
         "conduit tap deploy/web -n demo".to_string(),
         "conduit edges deploy -n demo".to_string(),
+        format!("--api-token-file {}", demo.api_token_file().display()),
     ] {
         assert!(banner.contains(&expected), "{expected} missing:\n{banner}");
     }
+    // The dashboard URL opens a session with the token, which only the
+    // demo's user can read.
+    use std::os::unix::fs::PermissionsExt;
+    let token = std::fs::read_to_string(demo.api_token_file()).unwrap();
+    assert!(
+        banner.contains(&format!("/auth?token={}", token.trim())),
+        "{banner}"
+    );
+    let mode = std::fs::metadata(demo.api_token_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 
     // Within 30 s the golden metrics show the traffic and the failure share.
     let stat = eventually(

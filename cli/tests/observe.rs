@@ -11,6 +11,9 @@ fn conduit(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_conduit"))
         .args(args)
         .env_remove("CONDUIT_API_ADDR")
+        .env_remove("CONDUIT_API_TOKEN_FILE")
+        // No demo's token from this machine's real data directory.
+        .env("XDG_DATA_HOME", "/nonexistent/conduit-test-data")
         .env("KUBECONFIG", "/nonexistent/conduit-test-kubeconfig")
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
@@ -127,8 +130,16 @@ fn unknown_deployments_and_untappable_pods_are_named() {
     let dir = TempDir::new("observe");
     let (controller, _) = controller_without_store(dir.path());
     let api = controller.grpc.to_string();
+    let token = controller.api_token_file.display().to_string();
+    let token = ["--api-token-file", token.as_str()];
 
-    let out = conduit(&["tap", "deploy/nope", "-n", "demo", "--api-addr", &api]);
+    let out = conduit(
+        &[
+            &["tap", "deploy/nope", "-n", "demo", "--api-addr", &api][..],
+            &token,
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("deployment demo/nope not found"),
@@ -136,15 +147,21 @@ fn unknown_deployments_and_untappable_pods_are_named() {
         stderr(&out)
     );
 
-    let out = conduit(&[
-        "top",
-        "deploy/nope",
-        "-n",
-        "demo",
-        "--once",
-        "--api-addr",
-        &api,
-    ]);
+    let out = conduit(
+        &[
+            &[
+                "top",
+                "deploy/nope",
+                "-n",
+                "demo",
+                "--once",
+                "--api-addr",
+                &api,
+            ][..],
+            &token,
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("demo/nope not found"),
@@ -152,13 +169,53 @@ fn unknown_deployments_and_untappable_pods_are_named() {
         stderr(&out)
     );
 
-    let out = conduit(&["tap", "deploy/web", "-n", "demo", "--api-addr", &api]);
+    let out = conduit(
+        &[
+            &["tap", "deploy/web", "-n", "demo", "--api-addr", &api][..],
+            &token,
+        ]
+        .concat(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("cannot reach the tap server of any pod of demo/web"),
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn tap_and_top_need_the_control_planes_token() {
+    let dir = TempDir::new("observe");
+    let (controller, _) = controller_without_store(dir.path());
+    let api = controller.grpc.to_string();
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "not-the-token\n").unwrap();
+    let wrong = wrong.display().to_string();
+    for args in [
+        vec!["tap", "deploy/web", "-n", "demo"],
+        vec!["tap", "deploy/web", "-n", "demo", "--since", "1h"],
+        vec!["top", "deploy/web", "-n", "demo", "--once"],
+    ] {
+        let without = conduit(&[&args[..], &["--api-addr", &api]].concat());
+        assert_eq!(without.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&without).contains("needs the control plane's API token"),
+            "{args:?}: {}",
+            stderr(&without)
+        );
+        let with_wrong =
+            conduit(&[&args[..], &["--api-addr", &api, "--api-token-file", &wrong]].concat());
+        assert_eq!(with_wrong.status.code(), Some(1), "{args:?}");
+        assert!(
+            stderr(&with_wrong).contains("not the one of this control plane"),
+            "{args:?}: {}",
+            stderr(&with_wrong)
+        );
+    }
+    // Aggregates stay readable without it.
+    let out = conduit(&["edges", "deploy", "-n", "demo", "--api-addr", &api]);
+    assert!(!stderr(&out).contains("token"), "{}", stderr(&out));
 }
 
 #[test]

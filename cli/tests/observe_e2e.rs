@@ -35,10 +35,11 @@ const EMOJI_DELAY_MS: f64 = 2.0;
 const SLACK_MS: f64 = 20.0;
 const TAIL_LIMIT_MS: f64 = 1000.0;
 
-fn conduit(api: SocketAddr, args: &[&str]) -> Output {
+fn conduit(c: &Controller, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
         .args(args)
-        .args(["--api-addr", &api.to_string()])
+        .args(["--api-addr", &c.grpc.to_string()])
+        .env("CONDUIT_API_TOKEN_FILE", &c.api_token_file)
         .output()
         .expect("run conduit");
     assert!(
@@ -151,7 +152,7 @@ fn write_atomically(path: &Path, text: &str) {
 
 fn stat(mesh: &Mesh, window: &str) -> Stat {
     let out = conduit(
-        mesh.controller.grpc,
+        &mesh.controller,
         &["stat", "deploy", "-n", "demo", "-t", window, "-o", "json"],
     );
     serde_json::from_slice(&out.stdout).unwrap()
@@ -235,7 +236,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
     let (emoji_ok0, _) = base("emoji");
 
     // Live views need live traffic: tap and top run while load flows.
-    let api = mesh.controller.grpc;
+    let api = &mesh.controller;
     let load_started = Instant::now();
     let load = std::thread::spawn(move || {
         let voting = std::thread::spawn(move || {
@@ -271,7 +272,8 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
             "-o",
             "json",
         ])
-        .args(["--api-addr", &api.to_string()])
+        .args(["--api-addr", &api.grpc.to_string()])
+        .env("CONDUIT_API_TOKEN_FILE", &api.api_token_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -528,7 +530,7 @@ fn stat_tap_top_and_edges_report_what_was_sent() {
             "-n",
             "demo",
             "--api-addr",
-            &api.to_string(),
+            &api.grpc.to_string(),
         ])
         .output()
         .unwrap();
@@ -558,7 +560,7 @@ fn history_search_finds_a_past_request_by_path() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let out = conduit(
-            mesh.controller.grpc,
+            &mesh.controller,
             &[
                 "tap",
                 "deploy/voting",

@@ -23,8 +23,8 @@ mod process;
 mod upstream;
 
 pub use process::{
-    HttpAnswer, Process, TempDir, bin, free_addr, http_get, metric_sum, query_escape, raw_request,
-    wait_for_http, wait_for_tcp,
+    HttpAnswer, Process, TempDir, bin, free_addr, http_get, http_get_with, metric_sum,
+    query_escape, raw_request, wait_for_http, wait_for_tcp,
 };
 pub use upstream::{Upstream, UpstreamSpec, drive_load};
 
@@ -90,6 +90,10 @@ pub struct Controller {
     /// Destination and identity, for proxies.
     pub mesh: SocketAddr,
     pub process: Process,
+    /// The token that opens tap and top (`--api-token-file`), and its file.
+    pub api_token: String,
+    pub api_token_file: std::path::PathBuf,
+    _token_dir: TempDir,
 }
 
 impl Controller {
@@ -111,7 +115,14 @@ impl Controller {
         let (grpc, http, mesh) = (free_addr(), free_addr(), free_addr());
         let (grpc_s, http_s, mesh_s) = (grpc.to_string(), http.to_string(), mesh.to_string());
         let discovery = format!("static:{}", discovery.display());
+        let token_dir = TempDir::new("api-token");
+        let api_token_file = token_dir.path().join("api-token");
+        let token = conduit_identity::bearer::BearerToken::generate();
+        token.write(&api_token_file).expect("write the API token");
+        let token_path = api_token_file.display().to_string();
         let mut args = vec![
+            "--api-token-file",
+            &token_path,
             "--grpc-listen",
             &grpc_s,
             "--http-listen",
@@ -134,7 +145,15 @@ impl Controller {
             http,
             mesh,
             process,
+            api_token: token.secret().to_string(),
+            api_token_file,
+            _token_dir: token_dir,
         }
+    }
+
+    /// `Authorization` for tap and top on the controller's APIs.
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.api_token)
     }
 
     /// `http://ip:port` of the destination service, as plaintext proxies

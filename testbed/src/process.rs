@@ -246,11 +246,24 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 /// `GET path` over HTTP/1.1 (no keep-alive): the status, the headers
 /// (lower-cased names) and the body. For assertions on small answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<HttpAnswer> {
+    http_get_with(addr, path, &[])
+}
+
+/// [`http_get`] with more request headers, e.g. `("authorization", ...)`.
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpAnswer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let extra: String = headers
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;

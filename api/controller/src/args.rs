@@ -68,6 +68,12 @@ pub struct Args {
     /// ServiceAccount there)
     #[arg(long, env = "CONDUIT_CONTROLLER_NAMESPACE", default_value = conduit_api::identity::CONTROL_PLANE_NAMESPACE)]
     pub namespace: String,
+    /// File holding the token that opens live tap, tap search and top
+    /// (`Authorization: Bearer <token>`; `conduit demo` writes one). On
+    /// Kubernetes without it, callers present their own Kubernetes token,
+    /// checked with TokenReview and SubjectAccessReview (verb `tap`).
+    #[arg(long, env = "CONDUIT_CONTROLLER_API_TOKEN_FILE", value_name = "PATH")]
+    pub api_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub identity: IdentityArgs,
 }

@@ -10,6 +10,7 @@
 //! - [`ui`]: the dashboard bundle.
 //! - [`server`]: wiring them to listeners.
 
+pub mod access;
 pub mod args;
 pub mod destination;
 pub mod discovery;

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -81,7 +81,56 @@ pub fn router(api: PublicApi) -> Router {
     Router::new()
         .nest("/api/v1", v1)
         .route("/healthz", get(|| async { "ok" }))
+        .route("/auth", get(auth))
         .with_state(api)
+}
+
+/// A call of the public API carrying the HTTP caller's credential (its
+/// `authorization` header or the dashboard's cookie), for the methods
+/// that check it.
+fn with_credential<T>(headers: HeaderMap, message: T) -> tonic::Request<T> {
+    tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::from_headers(headers),
+        tonic::Extensions::default(),
+        message,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthQuery {
+    token: String,
+}
+
+/// Opens the dashboard in a browser: the URL `conduit dashboard` and
+/// `conduit demo` print carries the API token once; it becomes an
+/// HTTP-only, same-site cookie (which `EventSource` sends too), and the
+/// browser goes on to the dashboard without the token in its address bar.
+async fn auth(
+    State(api): State<PublicApi>,
+    q: Result<Query<AuthQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    if !api.accepts_session(&q.token) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "this is not the control plane's API token; open the URL `conduit dashboard` prints",
+        ));
+    }
+    let cookie = format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Strict",
+        crate::access::COOKIE,
+        q.token
+    );
+    Ok((
+        StatusCode::SEE_OTHER,
+        [
+            (axum::http::header::SET_COOKIE, cookie),
+            (axum::http::header::LOCATION, "/".to_string()),
+        ],
+    )
+        .into_response())
 }
 
 /// An error as the HTTP API reports it.
@@ -110,6 +159,8 @@ impl From<Status> for ApiError {
             }
             Code::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Code::FailedPrecondition => (StatusCode::CONFLICT, "failed_precondition"),
+            Code::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Code::PermissionDenied => (StatusCode::FORBIDDEN, "permission_denied"),
             Code::Unavailable | Code::DeadlineExceeded => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -414,11 +465,12 @@ impl TopQuery {
 
 async fn top(
     State(api): State<PublicApi>,
+    headers: HeaderMap,
     q: Result<Query<TopQuery>, QueryRejection>,
 ) -> ApiResult<json::Top> {
     let Query(q) = q?;
     let mut updates = api
-        .top(tonic::Request::new(q.request()?))
+        .top(with_credential(headers, q.request()?))
         .await?
         .into_inner();
     match updates.next().await {
@@ -430,11 +482,12 @@ async fn top(
 
 async fn top_stream(
     State(api): State<PublicApi>,
+    headers: HeaderMap,
     q: Result<Query<TopQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
     let updates = api
-        .top(tonic::Request::new(q.request()?))
+        .top(with_credential(headers, q.request()?))
         .await?
         .into_inner();
     Ok(sse(updates.map(|u| {
@@ -476,6 +529,7 @@ fn filter(
 
 async fn tap_stream(
     State(api): State<PublicApi>,
+    headers: HeaderMap,
     q: Result<Query<TapQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
@@ -490,7 +544,7 @@ async fn tap_stream(
         )),
         max_rps: q.max_rps.unwrap_or(0),
     };
-    let events = api.tap(tonic::Request::new(req)).await?.into_inner();
+    let events = api.tap(with_credential(headers, req)).await?.into_inner();
     Ok(sse(events.map(|e| {
         Ok(match e {
             Ok(e) => json_event("tap", &json::TapEvent::from(e)),
@@ -517,6 +571,7 @@ struct SearchQuery {
 
 async fn tap_search(
     State(api): State<PublicApi>,
+    headers: HeaderMap,
     q: Result<Query<SearchQuery>, QueryRejection>,
 ) -> ApiResult<json::TapSearch> {
     let Query(q) = q?;
@@ -547,7 +602,10 @@ async fn tap_search(
             &q.authority,
         )),
     };
-    let reply = api.search_tap(tonic::Request::new(req)).await?.into_inner();
+    let reply = api
+        .search_tap(with_credential(headers, req))
+        .await?
+        .into_inner();
     Ok(Json(json::TapSearch {
         events: reply.events.into_iter().map(Into::into).collect(),
     }))

@@ -12,6 +12,7 @@ use conduit_api::proto::destination::v1::workloads_server::WorkloadsServer;
 use conduit_api::proto::identity::v1::identity_server::IdentityServer;
 use conduit_api::proto::policy::v1::inbound_server_policies_server::InboundServerPoliciesServer;
 use conduit_api::proto::public::v1::api_server::ApiServer;
+use conduit_identity::bearer::BearerToken;
 use conduit_identity::grpc::{Allow, PeerInfo, answer_only};
 use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 use conduit_identity::token::{TokenKey, unhex};
@@ -19,6 +20,7 @@ use conduit_identity::{Credentials, TrustAnchors};
 use tokio::net::TcpListener;
 use tracing::info;
 
+use crate::access::Access;
 use crate::args::{Args, DiscoverySource};
 use crate::destination::Destination;
 use crate::discovery::{Discovery, kubernetes::Kubernetes, static_file::StaticFile};
@@ -176,6 +178,26 @@ fn mesh_server(
     ))
 }
 
+/// Who may see requests through the public API.
+async fn access(args: &Args) -> anyhow::Result<Access> {
+    if let Some(path) = &args.api_token_file {
+        let token = BearerToken::read(path)
+            .with_context(|| format!("cannot read --api-token-file {}", path.display()))?;
+        return Ok(Access::Local(token));
+    }
+    match args.discovery {
+        DiscoverySource::Kubernetes => Ok(Access::kubernetes(
+            kube::Client::try_default()
+                .await
+                .context("cannot reach the Kubernetes API to authorize tap")?,
+        )),
+        DiscoverySource::Static(_) => {
+            tracing::warn!("no --api-token-file: live tap, tap search and top are closed");
+            Ok(Access::Closed)
+        }
+    }
+}
+
 pub async fn discovery(args: &Args) -> anyhow::Result<Arc<dyn Discovery>> {
     Ok(match &args.discovery {
         DiscoverySource::Static(path) => Arc::new(StaticFile::start(path)?),
@@ -206,6 +228,7 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot listen on --http-listen {}", args.http_listen))?;
     let http_addr = http.local_addr()?;
+    let access = access(&args).await?;
     let api = PublicApi::new(
         store,
         links,
@@ -213,6 +236,7 @@ pub async fn run(
         discovery.clone(),
         args.mode().as_str(),
         format!("http://{http_addr}"),
+        access,
     );
     let ui = Ui::new(args.ui_dir.clone().unwrap_or_else(Ui::default_dir));
     info!(

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use conduit_testbed::{Controller, TempDir, free_addr, http_get};
+use conduit_testbed::{Controller, TempDir, free_addr, http_get, http_get_with};
 use serde_json::Value;
 
 const DISCOVERY: &str = "version: 1
@@ -28,8 +28,14 @@ fn start(dir: &TempDir, extra: &[&str]) -> (Controller, String) {
     (Controller::start_with_args(&store, &path, extra), store)
 }
 
+/// `GET path` with the controller's API token, as `conduit dashboard`'s
+/// session presents it.
 fn get_json(c: &Controller, path: &str) -> (u16, Value) {
-    let (status, headers, body) = http_get(c.http, path).unwrap();
+    get_json_as(c, path, &[("authorization", &c.bearer())])
+}
+
+fn get_json_as(c: &Controller, path: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let (status, headers, body) = http_get_with(c.http, path, headers).unwrap();
     let ct = headers
         .iter()
         .find(|(n, _)| n == "content-type")
@@ -182,4 +188,58 @@ fn dashboard_bundle_is_served_with_content_types_and_deep_links() {
     }
     assert_eq!(http_get(c.http, "/missing.js").unwrap().0, 404);
     assert_eq!(http_get(c.http, "/../etc/passwd").unwrap().0, 400);
+}
+
+#[test]
+fn tap_top_and_search_answer_the_api_token_or_its_session_cookie_only() {
+    let dir = TempDir::new("http");
+    let (c, _) = start(&dir, &[]);
+    let routes = [
+        "/api/v1/tap/stream?namespace=demo&name=web",
+        "/api/v1/tap/search?namespace=demo&name=web&since=1h",
+        "/api/v1/top?namespace=demo&name=web",
+        "/api/v1/top/stream?namespace=demo&name=web",
+    ];
+    for path in routes {
+        let (status, v) = get_json_as(&c, path, &[]);
+        assert_eq!(status, 401, "{path}: {v}");
+        assert_eq!(v["code"], "unauthenticated", "{path}");
+        let (status, _) = get_json_as(&c, path, &[("authorization", "Bearer wrong")]);
+        assert_eq!(status, 401, "{path}");
+    }
+
+    // `/auth` turns the token into an HTTP-only session cookie and goes on
+    // to the dashboard; a wrong token gets no cookie.
+    let (status, _, _) = http_get(c.http, "/auth?token=wrong").unwrap();
+    assert_eq!(status, 401);
+    let (status, headers, _) = http_get(c.http, &format!("/auth?token={}", c.api_token)).unwrap();
+    assert_eq!(status, 303);
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name}: {headers:?}"))
+    };
+    assert_eq!(header("location"), "/");
+    let cookie = header("set-cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let session = cookie.split(';').next().unwrap().to_string();
+    // Past authorization, the request goes on to find nothing to tap.
+    let (status, v) = get_json_as(&c, routes[0], &[("cookie", &session)]);
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reach the tap server"),
+        "{v}"
+    );
+
+    // Aggregates stay open.
+    let (status, _) = get_json_as(&c, "/api/v1/edges?namespace=demo", &[]);
+    assert_ne!(status, 401);
 }

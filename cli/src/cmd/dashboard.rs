@@ -19,13 +19,13 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<()> {
             .map_err(api::status_error)?
             .into_inner();
         if conn.forward.is_none() {
-            let url = version.dashboard_url;
+            let url = with_session(version.dashboard_url, conn.credential());
             println!("Conduit dashboard: {url}");
             open(&url, args.no_browser);
             return Ok(());
         }
         let http = forward::to_controller(CONTROLLER_HTTP_PORT).await?;
-        let url = format!("http://{}", http.local);
+        let url = with_session(format!("http://{}", http.local), conn.credential());
         println!(
             "Conduit dashboard: {url} (port-forward to {}; Ctrl-C to stop)",
             http.description
@@ -34,6 +34,15 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<()> {
         tokio::signal::ctrl_c().await?;
         Ok(())
     })
+}
+
+/// The URL that opens the dashboard with the caller's credential (which
+/// tap needs): `/auth` turns it into a session cookie and goes on to `/`.
+fn with_session(url: String, credential: Option<&str>) -> String {
+    match credential {
+        Some(token) => format!("{}/auth?token={token}", url.trim_end_matches('/')),
+        None => url,
+    }
 }
 
 /// Opens `url` with the desktop's opener when there is a display.

@@ -47,9 +47,10 @@ async fn live(args: &TapArgs, deployment: DeploymentRef, filter: Filter) -> anyh
         filter: Some(filter),
         max_rps: args.max_rps,
     };
+    let request = conn.request(req);
     let mut events = conn
         .client
-        .tap(req)
+        .tap(request)
         .await
         .map_err(api::status_error)?
         .into_inner();
@@ -83,9 +84,10 @@ async fn search(
         deployment: Some(deployment),
         filter: Some(filter),
     };
+    let request = conn.request(req);
     let reply = conn
         .client
-        .search_tap(req)
+        .search_tap(request)
         .await
         .map_err(api::status_error)?;
     let found = TapSearch {

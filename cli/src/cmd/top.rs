@@ -59,9 +59,10 @@ pub(crate) fn run(args: TopArgs) -> anyhow::Result<()> {
 
 async fn once(args: &TopArgs, req: TopRequest) -> anyhow::Result<Top> {
     let mut conn = api::connect_streaming(&args.common.api).await?;
+    let request = conn.request(req);
     let mut updates = conn
         .client
-        .top(req)
+        .top(request)
         .await
         .map_err(api::status_error)?
         .into_inner();
@@ -78,9 +79,10 @@ async fn once(args: &TopArgs, req: TopRequest) -> anyhow::Result<Top> {
 
 async fn json_lines(args: &TopArgs, req: TopRequest) -> anyhow::Result<()> {
     let mut conn = api::connect_streaming(&args.common.api).await?;
+    let request = conn.request(req);
     let mut updates = conn
         .client
-        .top(req)
+        .top(request)
         .await
         .map_err(api::status_error)?
         .into_inner();
@@ -140,9 +142,10 @@ fn live(args: &TopArgs, req: TopRequest, title: &str) -> anyhow::Result<()> {
         block_on(async move {
             let opened = async {
                 let mut conn = api::connect_streaming(&api_args).await?;
+                let request = conn.request(req);
                 let updates = conn
                     .client
-                    .top(req)
+                    .top(request)
                     .await
                     .map_err(api::status_error)?
                     .into_inner();

@@ -101,6 +101,16 @@ impl Mesh {
         format!("http://{}", self.controller.http)
     }
 
+    /// The URL that opens the dashboard with a session (what `conduit
+    /// dashboard` prints), which tap and top need.
+    pub fn session_url(&self) -> String {
+        format!(
+            "{}/auth?token={}",
+            self.base_url(),
+            self.controller.api_token
+        )
+    }
+
     /// `GET /api/v1/stat` of namespace `demo`, as the controller answers.
     pub fn stat(&self) -> Option<Stat> {
         let (status, _, body) = http_get(
@@ -154,6 +164,8 @@ impl Mesh {
             ),
             "--ui-dir",
             &self.bundle.display().to_string(),
+            "--api-token-file",
+            &self.controller.api_token_file.display().to_string(),
         ]
         .iter()
         .map(ToString::to_string)

@@ -133,7 +133,9 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     let base = mesh.base_url();
 
     // Overview: every Deployment, with the numbers `conduit stat` prints.
-    b.driver.goto(format!("{base}/")).await.unwrap();
+    // Opened as `conduit dashboard` opens it: through `/auth`, which sets
+    // the session tap and top need and goes on to `/`.
+    b.driver.goto(mesh.session_url()).await.unwrap();
     let names = wait_for(WAIT, "the overview's rows", || async {
         let names = b
             .attrs("tr[data-testid=deployment-row]", "data-name")

@@ -310,6 +310,36 @@ impl Snapshot {
     }
 }
 
+/// A stream of what `view` makes of each snapshot: the current view at
+/// once, then each time a new snapshot changes it (an unchanged view is
+/// not sent again). Ends when the receiver goes away.
+pub fn follow<T>(
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    view: impl Fn(&Snapshot) -> T + Send + 'static,
+) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
+where
+    T: Clone + PartialEq + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        let mut sent = None;
+        loop {
+            let current = view(&snapshots.borrow_and_update());
+            if sent.as_ref() != Some(&current) {
+                if tx.send(Ok(current.clone())).await.is_err() {
+                    return;
+                }
+                sent = Some(current);
+            }
+            tokio::select! {
+                changed = snapshots.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -404,34 +434,4 @@ mod tests {
             }
         );
     }
-}
-
-/// A stream of what `view` makes of each snapshot: the current view at
-/// once, then each time a new snapshot changes it (an unchanged view is
-/// not sent again). Ends when the receiver goes away.
-pub fn follow<T>(
-    mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    view: impl Fn(&Snapshot) -> T + Send + 'static,
-) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
-where
-    T: Clone + PartialEq + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        let mut sent = None;
-        loop {
-            let current = view(&snapshots.borrow_and_update());
-            if sent.as_ref() != Some(&current) {
-                if tx.send(Ok(current.clone())).await.is_err() {
-                    return;
-                }
-                sent = Some(current);
-            }
-            tokio::select! {
-                changed = snapshots.changed() => if changed.is_err() { return },
-                () = tx.closed() => return,
-            }
-        }
-    });
-    tokio_stream::wrappers::ReceiverStream::new(rx)
 }

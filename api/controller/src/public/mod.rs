@@ -52,6 +52,7 @@ struct Inner {
     discovery: Arc<dyn Discovery>,
     mode: String,
     dashboard_url: String,
+    access: crate::access::Access,
 }
 
 impl PublicApi {
@@ -62,6 +63,7 @@ impl PublicApi {
         discovery: Arc<dyn Discovery>,
         mode: impl Into<String>,
         dashboard_url: impl Into<String>,
+        access: crate::access::Access,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -71,6 +73,7 @@ impl PublicApi {
                 discovery,
                 mode: mode.into(),
                 dashboard_url: dashboard_url.into(),
+                access,
             }),
         }
     }
@@ -85,6 +88,21 @@ impl PublicApi {
 
     fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.inner.discovery.snapshots()
+    }
+
+    /// Whether the caller of `req` may see requests in `namespace` (`None`:
+    /// the whole mesh); see [`crate::access`].
+    async fn may_tap<T>(&self, req: &Request<T>, namespace: Option<&str>) -> Result<(), Status> {
+        let credential = crate::access::credential(&req.metadata().clone().into_headers());
+        self.inner
+            .access
+            .may_tap(credential.as_deref(), namespace.filter(|n| !n.is_empty()))
+            .await
+    }
+
+    /// Whether `token` opens this API to a browser (the dashboard's `/auth`).
+    pub fn accepts_session(&self, token: &str) -> bool {
+        self.inner.access.accepts_session(token)
     }
 }
 
@@ -237,12 +255,24 @@ impl Api for PublicApi {
     type TopStream = ServerStream<pb::TopUpdate>;
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<Self::TopStream>, Status> {
+        let namespace = req
+            .get_ref()
+            .deployment
+            .as_ref()
+            .map(|d| d.namespace.clone());
+        self.may_tap(&req, namespace.as_deref()).await?;
         self.top_stream(req.into_inner()).await.map(Response::new)
     }
 
     type TapStream = ServerStream<tap::TapEvent>;
 
     async fn tap(&self, req: Request<pb::TapRequest>) -> Result<Response<Self::TapStream>, Status> {
+        let namespace = req
+            .get_ref()
+            .deployment
+            .as_ref()
+            .map(|d| d.namespace.clone());
+        self.may_tap(&req, namespace.as_deref()).await?;
         self.tap_stream(req.into_inner()).await.map(Response::new)
     }
 
@@ -250,6 +280,12 @@ impl Api for PublicApi {
         &self,
         req: Request<pb::SearchTapRequest>,
     ) -> Result<Response<pb::SearchTapResponse>, Status> {
+        let namespace = req
+            .get_ref()
+            .deployment
+            .as_ref()
+            .map(|d| d.namespace.clone());
+        self.may_tap(&req, namespace.as_deref()).await?;
         self.search(req.into_inner()).await.map(Response::new)
     }
 

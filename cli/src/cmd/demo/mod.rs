@@ -44,6 +44,9 @@ pub(crate) struct DemoArgs {
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The token that opens tap, in the data directory (owner-only), made anew
+/// at every start; the CLI finds it there by itself.
+pub(crate) const API_TOKEN_FILE: &str = "api-token";
 
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.rps > 0, "--rps must be at least 1");
@@ -167,18 +170,27 @@ async fn step(
 
 fn print_ready(topology: &Topology) {
     let c = &topology.control;
-    let api = if topology.settings.port_offset == 0 {
+    let mut api = if topology.settings.port_offset == 0 {
         String::new()
     } else {
         format!(" --api-addr {}", c.controller_grpc)
     };
+    if default_data_dir().ok().as_ref() != Some(&topology.settings.data_dir) {
+        api += &format!(" --api-token-file {}", topology.api_token_path().display());
+    }
     println!(
         "\nConduit demo is running: namespace `{NAMESPACE}`, {} Deployments, {} pods, {} requests/s.\n",
         topology.deployment_count(),
         topology.pods.len(),
         topology.settings.rps
     );
-    println!("  Dashboard:            http://{}", c.controller_http);
+    let session = conduit_identity::bearer::BearerToken::read(&topology.api_token_path())
+        .map(|t| format!("/auth?token={}", t.secret()))
+        .unwrap_or_default();
+    println!(
+        "  Dashboard:            http://{}{session}",
+        c.controller_http
+    );
     println!(
         "  Grafana data source:  http://{}  (type Prometheus)",
         c.store_http
@@ -222,13 +234,18 @@ fn prepare_dirs(topology: &Topology) -> anyhow::Result<()> {
     let logs = topology.log_dir();
     std::fs::create_dir_all(&logs).with_context(|| format!("cannot create {}", logs.display()))?;
     topology.identity_files().generate(&topology.identities())?;
+    let token = topology.api_token_path();
+    conduit_identity::bearer::BearerToken::generate()
+        .write(&token)
+        .with_context(|| format!("cannot write {}", token.display()))?;
     let discovery = serde_saphyr::to_string(&topology.discovery())
         .context("cannot encode the discovery file")?;
     let path = topology.discovery_path();
     std::fs::write(&path, discovery).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn default_data_dir() -> anyhow::Result<PathBuf> {
+/// Where the demo keeps its state unless `--data-dir` says otherwise.
+pub(crate) fn default_data_dir() -> anyhow::Result<PathBuf> {
     let base = match std::env::var_os("XDG_DATA_HOME") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(

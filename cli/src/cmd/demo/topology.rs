@@ -160,6 +160,10 @@ impl Topology {
         self.settings.data_dir.join("logs")
     }
 
+    pub(crate) fn api_token_path(&self) -> PathBuf {
+        self.settings.data_dir.join(super::API_TOKEN_FILE)
+    }
+
     pub(crate) fn identity_files(&self) -> IdentityFiles {
         IdentityFiles::new(&self.settings.data_dir)
     }
@@ -341,6 +345,8 @@ impl Topology {
             &path(&self.identity_files().issuer_key()),
             "--identity-token-key",
             &path(&self.identity_files().token_key()),
+            "--api-token-file",
+            &path(&self.api_token_path()),
         ]);
         self.spec("controller", "conduit-controller", args)
     }
