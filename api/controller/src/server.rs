@@ -167,7 +167,9 @@ fn mesh_server(
 pub async fn discovery(args: &Args) -> anyhow::Result<Arc<dyn Discovery>> {
     Ok(match &args.discovery {
         DiscoverySource::Static(path) => Arc::new(StaticFile::start(path)?),
-        DiscoverySource::Kubernetes => Arc::new(Kubernetes::connect(&args.cluster_domain).await?),
+        DiscoverySource::Kubernetes => {
+            Arc::new(Kubernetes::connect(&args.cluster_domain, args.policy.defaults()).await?)
+        }
     })
 }
 

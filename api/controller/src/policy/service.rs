@@ -41,9 +41,13 @@ fn port_of(spec: &pb::PortSpec) -> Result<(DeploymentRef, u16), Status> {
 impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
     async fn get_port(&self, req: Request<pb::PortSpec>) -> Result<Response<pb::Server>, Status> {
         let (workload, port) = port_of(req.get_ref())?;
-        Ok(Response::new(
-            self.snapshots.borrow().policy.port(&workload, port),
-        ))
+        let snapshot = self.snapshots.borrow();
+        if snapshot.policy.is_pending() {
+            return Err(Status::unavailable(
+                "the controller has not read the policy resources yet",
+            ));
+        }
+        Ok(Response::new(snapshot.policy.port(&workload, port)))
     }
 
     type WatchPortStream = ReceiverStream<Result<pb::Server, Status>>;
@@ -59,8 +63,15 @@ impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
         tokio::spawn(async move {
             let mut sent = None;
             loop {
-                let server = snapshots.borrow_and_update().policy.port(&workload, port);
-                if sent.as_ref() != Some(&server) {
+                let server = {
+                    let snapshot = snapshots.borrow_and_update();
+                    let policy = &snapshot.policy;
+                    (!policy.is_pending()).then(|| policy.port(&workload, port))
+                };
+                // While pending, the proxy keeps what it applies already.
+                if let Some(server) = server
+                    && sent.as_ref() != Some(&server)
+                {
                     if tx.send(Ok(server.clone())).await.is_err() {
                         return;
                     }
