@@ -644,3 +644,62 @@ async fn namespace_and_workload_annotations_set_the_default_live() {
         DefaultPolicy::Audit
     );
 }
+
+/// The example of `deploy/examples/policy.yaml`, which `conduit install`'s
+/// tests check against the CustomResourceDefinitions, compiles as it says.
+#[tokio::test]
+async fn the_deploy_example_compiles() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/examples/policy.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let mut lists = BTreeMap::new();
+    for kind in conduit_api::policy::resources::KINDS {
+        let items: Vec<Value> = docs
+            .iter()
+            .filter(|d| d["kind"] == kind.kind)
+            .cloned()
+            .collect();
+        assert!(!items.is_empty(), "the example has no {}", kind.kind);
+        let list = list(&format!("{}List", kind.kind), "policy.conduit.io/v1", items);
+        lists.insert(kind.plural, list);
+    }
+    let voting = PodParts::new(json!({"app": "voting"}), &[("http", 8080)]);
+    lists.insert(
+        "replicasets",
+        list(
+            "ReplicaSetList",
+            "apps/v1",
+            vec![replica_set("demo", "voting-1", "voting", 1, &voting)],
+        ),
+    );
+    let script = Script {
+        lists,
+        ..Script::default()
+    };
+    let (k8s, _mock) = start(script, Defaults::default());
+    let workload = DeploymentRef::new("demo", "voting");
+    let snap = wait_for(&k8s, "the example compiled", |s| {
+        !s.policy.is_pending() && s.policy.port(&workload, 8080).name == "voting-http"
+    })
+    .await;
+    let server = snap.policy.port(&workload, 8080);
+    let routes: Vec<(&str, &str)> = server
+        .routes
+        .iter()
+        .map(|r| (r.name.as_str(), r.authorizations[0].name.as_str()))
+        .collect();
+    assert_eq!(
+        routes,
+        [("voting-api", "web-votes"), ("voting-rest", "meshed-rest")]
+    );
+    assert!(
+        k8s.health()
+            .iter()
+            .all(|h| h.status != HealthStatus::Failed || !h.description.contains("policy")),
+        "{:#?}",
+        k8s.health()
+    );
+}
