@@ -184,12 +184,19 @@ fn split(sources: &Sources) -> BTreeMap<&str, NamespaceSources<'_>> {
             .workloads
             .push(w);
     }
+    // In name order, so that of several broken resources the same one is
+    // reported on every compile.
     macro_rules! objects {
-        ($($field:ident),*) => {$(
-            for o in &sources.$field {
-                out.entry(o.namespace()).or_default().$field.push(o);
+        ($($field:ident),*) => {
+            $(
+                for o in &sources.$field {
+                    out.entry(o.namespace()).or_default().$field.push(o);
+                }
+            )*
+            for namespace in out.values_mut() {
+                $(namespace.$field.sort_by(|a, b| a.name().cmp(b.name()));)*
             }
-        )*};
+        };
     }
     objects!(
         servers,
