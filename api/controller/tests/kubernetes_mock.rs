@@ -102,6 +102,9 @@ struct Script {
     watch_events: BTreeMap<&'static str, Vec<Value>>,
     /// Resources whose first list fails with a 500.
     fail_first_list: Vec<&'static str>,
+    /// Resources the API server does not know (their CRD is not
+    /// installed): every list is a 404.
+    missing: Vec<&'static str>,
     /// Resources whose first list is answered only once the test says so.
     held_lists: BTreeMap<&'static str, oneshot::Receiver<()>>,
 }
@@ -200,6 +203,12 @@ fn serve(mut handle: Handle, mut script: Script) -> Mock {
                 *n += 1;
                 *n
             };
+            if script.missing.contains(&kind) {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
+                respond(send, 404, serde_json::to_vec(&status).unwrap());
+                continue;
+            }
             if n == 1 && script.fail_first_list.contains(&kind) {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                     "message": "etcd is having a bad day", "reason": "InternalError", "code": 500});

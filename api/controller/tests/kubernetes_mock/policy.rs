@@ -703,3 +703,38 @@ async fn the_deploy_example_compiles() {
         k8s.health()
     );
 }
+
+/// Without the CustomResourceDefinitions, policy stays unanswered (proxies
+/// keep what they apply) and `conduit check` says what is missing.
+#[tokio::test]
+async fn without_the_definitions_policy_stays_pending_and_check_says_why() {
+    let script = Script {
+        lists: cluster(None),
+        missing: vec!["servers"],
+        ..Script::default()
+    };
+    let (k8s, _mock) = start(script, Defaults::default());
+    wait_for_health(&k8s, "the missing definition reported", |h| {
+        h.iter().any(|h| {
+            h.status == HealthStatus::Failed
+                && h.description == "can watch servers through the Kubernetes API"
+                && h.hint
+                    .contains("CustomResourceDefinitions are not installed")
+        })
+    })
+    .await;
+    // Discovery goes on without it.
+    wait_for(&k8s, "the other watches listed", |s| {
+        s.deployments.contains_key(&web(80).0)
+    })
+    .await;
+    assert!(k8s.snapshots().borrow().policy.is_pending());
+    assert!(
+        k8s.health()
+            .iter()
+            .any(|h| h.status == HealthStatus::Warning
+                && h.description == "policy is compiled from the Kubernetes API"),
+        "{:#?}",
+        k8s.health()
+    );
+}
