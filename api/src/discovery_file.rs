@@ -63,6 +63,7 @@
 //!           required_authentications: [{mesh_tls: web-only}, {network: local}]
 //!       mesh_tls_authentications:
 //!         web-only: {identities: ["web.demo.serviceaccount.identity.conduit.cluster.local"]}
+//!         ops: {service_accounts: [{name: deployer, namespace: ci}], namespaces: [ops]}
 //!       network_authentications:
 //!         local: {networks: [{cidr: 127.0.0.0/8, except: [127.0.0.2/32]}]}
 //! ```
@@ -198,8 +199,9 @@ pub struct Server {
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ServerProtocol {
+    /// `unknown` is Linkerd's name for it, which Kubernetes Servers use.
     #[default]
-    #[serde(rename = "detect")]
+    #[serde(rename = "detect", alias = "unknown")]
     Detect,
     #[serde(rename = "HTTP/1")]
     Http1,
@@ -292,6 +294,9 @@ pub struct MeshTlsAuthentication {
     pub identities: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_accounts: Vec<ServiceAccountRef>,
+    /// Every service account of these namespaces.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

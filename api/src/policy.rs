@@ -3,6 +3,8 @@
 //! enforces them): the default policies, networks, identity patterns, and
 //! the one rule that turns a default policy into a `Server`.
 
+pub mod resources;
+
 use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;

@@ -120,6 +120,12 @@ pub(crate) struct InstallArgs {
     /// Size of the telemetry store's volume
     #[arg(long, value_name = "QUANTITY", default_value = "10Gi")]
     pub(crate) store_volume_size: String,
+    /// What ports get that no Server selects, unless their workload or
+    /// namespace is annotated `config.conduit.io/default-inbound-policy`:
+    /// all-unauthenticated, all-authenticated, cluster-unauthenticated,
+    /// cluster-authenticated, deny or audit
+    #[arg(long, value_name = "POLICY", default_value = "all-unauthenticated")]
+    pub(crate) default_inbound_policy: conduit_api::policy::DefaultPolicy,
     /// PEM trust anchor(s) of the mesh identity [default: generated]
     #[arg(long, value_name = "PEM", requires_all = ["identity_issuer_certificate_file", "identity_issuer_key_file"])]
     pub(crate) identity_trust_anchors_file: Option<std::path::PathBuf>,

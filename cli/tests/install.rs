@@ -10,7 +10,10 @@ mod manifests;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use manifests::{KUBERNETES_VERSION, conduit, conduit_ok, kubernetes_validate, objects};
+use manifests::{
+    KUBERNETES_VERSION, conduit, conduit_ok, kubernetes_validate, objects,
+    validate_custom_resources,
+};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
@@ -138,6 +141,11 @@ fn install_has_the_whole_control_plane() {
         kinds,
         [
             "Namespace/conduit",
+            "CustomResourceDefinition/servers.policy.conduit.io",
+            "CustomResourceDefinition/httproutes.policy.conduit.io",
+            "CustomResourceDefinition/authorizationpolicies.policy.conduit.io",
+            "CustomResourceDefinition/meshtlsauthentications.policy.conduit.io",
+            "CustomResourceDefinition/networkauthentications.policy.conduit.io",
             "ServiceAccount/conduit-controller",
             "ServiceAccount/conduit-telemetry-store",
             "ClusterRole/conduit-conduit-controller",
@@ -152,6 +160,8 @@ fn install_has_the_whole_control_plane() {
             "StatefulSet/conduit-telemetry-store",
             "Service/conduit-telemetry-store",
             "Service/conduit-telemetry-store-headless",
+            "NetworkPolicy/conduit-controller",
+            "NetworkPolicy/conduit-telemetry-store",
         ]
     );
     let store = find(&objects, "StatefulSet", "conduit-telemetry-store");
@@ -308,6 +318,10 @@ fn bad_flags_are_usage_errors() {
             &["install", "--cluster-domain", "Corp_Internal"][..],
             "not a DNS domain",
         ),
+        (
+            &["install", "--default-inbound-policy", "allow"][..],
+            "unknown default inbound policy \"allow\"",
+        ),
     ] {
         let out = conduit(args, "");
         assert!(!out.status.success());
@@ -338,5 +352,296 @@ fn uninstall_names_everything_install_creates() {
         removed
             .iter()
             .all(|o| o.get("spec").is_none() && o.get("stringData").is_none())
+    );
+}
+
+fn definitions(objects: &[Value]) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "CustomResourceDefinition")
+        .cloned()
+        .collect()
+}
+
+/// The policy example operators start from passes the definitions install
+/// registers (and `api/controller`'s mock API server test compiles it).
+#[test]
+fn the_policy_example_passes_the_custom_resource_definitions() {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/policy.yaml"),
+    )
+    .unwrap();
+    let crds = definitions(&objects(&install(&[])));
+    let checked = validate_custom_resources("policy-example", &crds, &example);
+    let mut kinds: Vec<&str> = checked
+        .iter()
+        .map(|(object, _)| object.split('/').next().unwrap())
+        .collect();
+    kinds.dedup();
+    let defined: Vec<&str> = crds
+        .iter()
+        .map(|c| c["spec"]["names"]["kind"].as_str().unwrap())
+        .collect();
+    for kind in &defined {
+        assert!(kinds.contains(kind), "the example has no {kind}");
+    }
+    for (object, errors) in &checked {
+        assert!(errors.is_empty(), "{object}: {errors:?}");
+    }
+}
+
+/// What no API server is here to refuse, the definitions' schemas refuse:
+/// each malformed resource below fails with the complaint given.
+#[test]
+fn the_custom_resource_definitions_refuse_malformed_resources() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "Server",
+            "{podSelector: {}}",
+            "'port' is a required property",
+        ),
+        (
+            "Server",
+            "{port: 80}",
+            "'podSelector' is a required property",
+        ),
+        (
+            "Server",
+            "{podSelector: {}, port: 80, proxyProtocol: HTTP/3}",
+            "spec/proxyProtocol: 'HTTP/3' is not one of",
+        ),
+        (
+            "Server",
+            "{podSelector: {}, port: 0}",
+            "spec/port: 0 is less than the minimum of 1",
+        ),
+        (
+            "Server",
+            "{podSelector: {}, port: 70000}",
+            "spec/port: 70000 is greater than the maximum of 65535",
+        ),
+        (
+            "Server",
+            "{podSelector: {}, port: Http_Port}",
+            "spec/port: 'Http_Port' does not match",
+        ),
+        (
+            "Server",
+            "{podSelector: {matchExpressions: [{key: app, operator: Equals}]}, port: 80}",
+            "operator: 'Equals' is not one of",
+        ),
+        (
+            "HTTPRoute",
+            "{parentRefs: [{kind: Service, name: web}]}",
+            "kind: 'Service' is not one of ['Server']",
+        ),
+        (
+            "HTTPRoute",
+            "{parentRefs: [{kind: Server, name: a}, {kind: Server, name: b}]}",
+            "spec/parentRefs: [",
+        ),
+        (
+            "HTTPRoute",
+            "{parentRefs: [{kind: Server, name: a}], rules: [{matches: [{headers: [{type: RegularExpression, name: x, value: y}]}]}]}",
+            "type: 'RegularExpression' is not one of ['Exact']",
+        ),
+        (
+            "HTTPRoute",
+            "{parentRefs: [{kind: Server, name: a}], rules: [{matches: [{method: FETCH}]}]}",
+            "method: 'FETCH' is not one of",
+        ),
+        (
+            "AuthorizationPolicy",
+            "{targetRef: {kind: Pod, name: web}, requiredAuthenticationRefs: []}",
+            "targetRef/kind: 'Pod' is not one of",
+        ),
+        (
+            "AuthorizationPolicy",
+            "{targetRef: {kind: Server, name: web}}",
+            "'requiredAuthenticationRefs' is a required property",
+        ),
+        (
+            "AuthorizationPolicy",
+            "{targetRef: {kind: Server, name: web}, requiredAuthenticationRefs: [{kind: ServiceAccount, name: web}]}",
+            "kind: 'ServiceAccount' is not one of",
+        ),
+        (
+            "MeshTLSAuthentication",
+            "{}",
+            "is not valid under any of the given schemas",
+        ),
+        (
+            "MeshTLSAuthentication",
+            "{identities: [Web.Demo]}",
+            "identities/0: 'Web.Demo' does not match",
+        ),
+        (
+            "MeshTLSAuthentication",
+            "{identities: ['*demo']}",
+            "'*demo' does not match",
+        ),
+        (
+            "NetworkAuthentication",
+            "{networks: []}",
+            "spec/networks: [] should be non-empty",
+        ),
+        (
+            "NetworkAuthentication",
+            "{networks: [{except: [10.0.0.0/8]}]}",
+            "'cidr' is a required property",
+        ),
+    ];
+    let stream: Vec<String> = cases
+        .iter()
+        .enumerate()
+        .map(|(i, (kind, spec, _))| {
+            format!(
+                "apiVersion: policy.conduit.io/v1\nkind: {kind}\nmetadata: {{name: case-{i}, namespace: demo}}\nspec: {spec}\n"
+            )
+        })
+        .collect();
+    let crds = definitions(&objects(&install(&[])));
+    let checked = validate_custom_resources("policy-malformed", &crds, &stream.join("---\n"));
+    assert_eq!(checked.len(), cases.len());
+    for ((kind, spec, expected), (_, errors)) in cases.iter().zip(&checked) {
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{kind} {spec}: expected {expected:?}, got {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_controller_may_watch_every_policy_kind_and_namespaces() {
+    let objects = objects(&install(&[]));
+    let role = find(&objects, "ClusterRole", "conduit-conduit-controller");
+    let rules = role["rules"].as_array().unwrap();
+    let may_watch = |group: &str, resource: &str| {
+        rules.iter().any(|r| {
+            let has = |key: &str, v: &str| r[key].as_array().unwrap().iter().any(|x| x == v);
+            has("apiGroups", group)
+                && has("resources", resource)
+                && ["get", "list", "watch"].iter().all(|v| has("verbs", v))
+        })
+    };
+    for crd in definitions(&objects) {
+        let group = crd["spec"]["group"].as_str().unwrap();
+        let plural = crd["spec"]["names"]["plural"].as_str().unwrap();
+        assert!(may_watch(group, plural), "{plural}.{group}");
+    }
+    assert!(may_watch("", "namespaces"));
+    assert!(!rules.iter().any(|r| {
+        r["verbs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v == "update" || v == "patch" || v == "delete")
+    }));
+}
+
+/// The NetworkPolicies fence each control plane component in, and let
+/// through exactly the pods that carry the label `conduit inject` gives
+/// meshed pods (of this control plane), and the control plane's own.
+#[test]
+fn network_policies_admit_meshed_pods_and_the_control_plane_only() {
+    let objects = objects(&install(&["-n", "mesh"]));
+    let web = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n\
+               spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    \
+               spec: {containers: [{name: web, image: web}]}\n";
+    let (injected, _) = conduit_ok(&["inject", "--control-plane-namespace", "mesh", "-"], web);
+    let (elsewhere, _) = conduit_ok(&["inject", "-"], web);
+    let labels_of = |o: &Value| o["spec"]["template"]["metadata"]["labels"].clone();
+    let meshed = labels_of(&manifests::objects(&injected)[0]);
+    let other_mesh = labels_of(&manifests::objects(&elsewhere)[0]);
+    let unmeshed = serde_json::json!({"app": "web"});
+    let selects = |selector: &Value, labels: &Value| {
+        selector["matchLabels"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| labels[k] == *v)
+    };
+    let workloads = pod_specs(&objects);
+    let policies: Vec<&Value> = objects
+        .iter()
+        .filter(|o| o["kind"] == "NetworkPolicy")
+        .collect();
+    assert_eq!(policies.len(), workloads.len(), "one per component");
+    for policy in policies {
+        let spec = &policy["spec"];
+        assert_eq!(spec["policyTypes"], serde_json::json!(["Ingress"]));
+        let fenced: Vec<&Value> = objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+            .filter(|o| selects(&spec["podSelector"], &labels_of(o)))
+            .collect();
+        assert_eq!(fenced.len(), 1, "{}", policy["metadata"]["name"]);
+        let [rule] = spec["ingress"].as_array().unwrap().as_slice() else {
+            panic!("one ingress rule: {spec}");
+        };
+        let [peer] = rule["from"].as_array().unwrap().as_slice() else {
+            panic!("one peer: {rule}");
+        };
+        assert_eq!(
+            peer["namespaceSelector"],
+            serde_json::json!({}),
+            "any namespace"
+        );
+        let from = &peer["podSelector"];
+        assert!(selects(from, &meshed), "meshed pods get through: {from}");
+        assert!(
+            !selects(from, &other_mesh),
+            "another control plane's pods do not"
+        );
+        assert!(!selects(from, &unmeshed), "unmeshed pods do not");
+        for o in objects
+            .iter()
+            .filter(|o| o["kind"] == "Deployment" || o["kind"] == "StatefulSet")
+        {
+            assert!(
+                selects(from, &labels_of(o)),
+                "the control plane gets through"
+            );
+        }
+        // Every port of the fenced pods is named in the rule.
+        let open: Vec<&Value> = rule["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["port"])
+            .collect();
+        for container in fenced[0]["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            for port in container["ports"].as_array().unwrap() {
+                assert!(
+                    open.contains(&&port["name"]),
+                    "{} not admitted",
+                    port["name"]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_default_inbound_policy_reaches_the_controller() {
+    let objects = objects(&install(&[
+        "--default-inbound-policy",
+        "cluster-authenticated",
+    ]));
+    let controller = find(&objects, "Deployment", "conduit-controller");
+    let args = &controller["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array().unwrap().contains(&Value::from(
+            "--default-inbound-policy=cluster-authenticated"
+        )),
+        "{args}"
+    );
+    let config = find(&objects, "ConfigMap", "conduit-config");
+    assert_eq!(
+        config["data"]["defaultInboundPolicy"],
+        "cluster-authenticated"
     );
 }

@@ -7,7 +7,9 @@
 //!   `conduit-init` init container (iptables) and the `conduit-proxy`
 //!   native sidecar, first among the init containers and in that order; the
 //!   `conduit-init-xtables-lock` volume; the annotations
-//!   `conduit.io/inject: enabled` and `conduit.io/proxy-version`.
+//!   `conduit.io/inject: enabled` and `conduit.io/proxy-version`; the label
+//!   `conduit.io/control-plane-ns`, which lets the pods through the control
+//!   plane's NetworkPolicies.
 //! - A workload annotated `conduit.io/inject: disabled` (on itself or its
 //!   pod template) or running on the host's network is skipped.
 //! - Every other object passes through unchanged.
@@ -20,7 +22,8 @@ use conduit_api::sidecar::PortRange;
 
 use crate::kinds::{Class, classify};
 use crate::sidecar::{
-    INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION, init_container, proxy_container, xtables_volume,
+    CONTROL_PLANE_NS_LABEL, INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION, init_container,
+    proxy_container, xtables_volume,
 };
 use crate::stream::{Document, ManifestError, Origin};
 use crate::template::pod_template;
@@ -180,6 +183,13 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
     let metadata = template
         .map_entry_before("metadata", "spec")
         .ok_or("the pod template's metadata must be a map")?;
+    metadata
+        .map_entry("labels")
+        .ok_or("the pod template's labels must be a map")?
+        .insert(
+            CONTROL_PLANE_NS_LABEL,
+            options.control_plane_namespace.as_str(),
+        );
     let annotations = metadata
         .map_entry("annotations")
         .ok_or("the pod template's annotations must be a map")?;

@@ -29,6 +29,10 @@ pub const XTABLES_VOLUME: &str = "conduit-init-xtables-lock";
 pub const PROXY_VERSION_ANNOTATION: &str = "conduit.io/proxy-version";
 /// `enabled` on injected pods; `disabled` makes inject skip a workload.
 pub const INJECT_ANNOTATION: &str = "conduit.io/inject";
+/// The label naming the control plane's namespace, on the control plane's
+/// pods and on every pod inject meshes with it: the control plane's
+/// NetworkPolicies admit the pods that carry it.
+pub const CONTROL_PLANE_NS_LABEL: &str = "conduit.io/control-plane-ns";
 
 /// Ports that reach the proxy itself from outside the pod (the kubelet's
 /// probes, Prometheus scrapes, the controller's tap) and so must never be

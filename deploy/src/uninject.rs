@@ -3,17 +3,20 @@
 //! A workload counts as injected when its pod template has the
 //! `conduit.io/proxy-version` annotation or a `conduit-proxy` container.
 //! Uninject removes the `conduit-init` and `conduit-proxy` containers, the
-//! `conduit-init-xtables-lock` volume, and the annotations
-//! `conduit.io/proxy-version` and `conduit.io/inject: enabled`; lists and
-//! maps that end up empty are removed, since inject created them. So
-//! `uninject(inject(x)) == x` for every `x`, except that an `x` which
-//! already said `conduit.io/inject: enabled` comes back without it: after
-//! uninject the workload is no longer meshed and must not claim to be.
+//! `conduit-init-xtables-lock` volume, the annotations
+//! `conduit.io/proxy-version` and `conduit.io/inject: enabled`, and the
+//! label `conduit.io/control-plane-ns`; lists and maps that end up empty
+//! are removed, since inject created them. So `uninject(inject(x)) == x`
+//! for every `x`, except that an `x` which already said
+//! `conduit.io/inject: enabled` (or carried that label) comes back without
+//! it: after uninject the workload is no longer meshed and must not claim
+//! to be.
 
 use crate::inject::{Outcome, Report, each_object, spec_of};
 use crate::kinds::{Class, classify};
 use crate::sidecar::{
-    INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER, PROXY_VERSION_ANNOTATION, XTABLES_VOLUME,
+    CONTROL_PLANE_NS_LABEL, INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER,
+    PROXY_VERSION_ANNOTATION, XTABLES_VOLUME,
 };
 use crate::stream::{Document, ManifestError};
 use crate::template::pod_template;
@@ -44,7 +47,7 @@ fn strip(template: &mut Map) -> bool {
         return false;
     }
     remove_proxy(template);
-    strip_annotations(template);
+    strip_metadata(template);
     true
 }
 
@@ -80,19 +83,24 @@ pub(crate) fn is_injected(template: &Map) -> bool {
     annotated || has_proxy
 }
 
-fn strip_annotations(template: &mut Map) {
+fn strip_metadata(template: &mut Map) {
     let Some(metadata) = template.get_mut("metadata").and_then(Value::as_map_mut) else {
         return;
     };
-    let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_map_mut) else {
-        return;
-    };
-    annotations.remove(PROXY_VERSION_ANNOTATION);
-    if annotations.get(INJECT_ANNOTATION).and_then(Value::as_str) == Some("enabled") {
-        annotations.remove(INJECT_ANNOTATION);
+    if let Some(labels) = metadata.get_mut("labels").and_then(Value::as_map_mut) {
+        labels.remove(CONTROL_PLANE_NS_LABEL);
+        if labels.is_empty() {
+            metadata.remove("labels");
+        }
     }
-    if annotations.is_empty() {
-        metadata.remove("annotations");
+    if let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_map_mut) {
+        annotations.remove(PROXY_VERSION_ANNOTATION);
+        if annotations.get(INJECT_ANNOTATION).and_then(Value::as_str) == Some("enabled") {
+            annotations.remove(INJECT_ANNOTATION);
+        }
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
     }
     if metadata.is_empty() {
         template.remove("metadata");

@@ -76,6 +76,41 @@ pub struct Args {
     pub api_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub identity: IdentityArgs,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// Inbound policy on Kubernetes; the static discovery file says its own.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PolicyArgs {
+    /// Kubernetes: what ports get that no Server selects and whose workload
+    /// and namespace have no `config.conduit.io/default-inbound-policy`
+    /// annotation: all-unauthenticated, all-authenticated,
+    /// cluster-unauthenticated, cluster-authenticated, deny or audit
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_DEFAULT_INBOUND_POLICY",
+        default_value = "all-unauthenticated"
+    )]
+    pub default_inbound_policy: conduit_api::policy::DefaultPolicy,
+    /// Kubernetes: the cluster's networks, comma-separated CIDRs, for the
+    /// `cluster-*` default policies
+    #[arg(long, env = "CONDUIT_CONTROLLER_CLUSTER_NETWORKS", value_delimiter = ',', default_values = conduit_api::policy::DEFAULT_CLUSTER_NETWORKS, value_parser = network)]
+    pub cluster_networks: Vec<String>,
+}
+
+impl PolicyArgs {
+    pub fn defaults(&self) -> crate::policy::kubernetes::Defaults {
+        crate::policy::kubernetes::Defaults {
+            mesh: self.default_inbound_policy,
+            cluster_networks: self.cluster_networks.clone(),
+        }
+    }
+}
+
+fn network(s: &str) -> Result<String, String> {
+    s.parse::<conduit_api::policy::Cidr>()?;
+    Ok(s.to_string())
 }
 
 /// The identity service: without these flags the mesh runs in plaintext.

@@ -201,7 +201,9 @@ async fn access(args: &Args) -> anyhow::Result<Access> {
 pub async fn discovery(args: &Args) -> anyhow::Result<Arc<dyn Discovery>> {
     Ok(match &args.discovery {
         DiscoverySource::Static(path) => Arc::new(StaticFile::start(path)?),
-        DiscoverySource::Kubernetes => Arc::new(Kubernetes::connect(&args.cluster_domain).await?),
+        DiscoverySource::Kubernetes => {
+            Arc::new(Kubernetes::connect(&args.cluster_domain, args.policy.defaults()).await?)
+        }
     })
 }
 

@@ -49,7 +49,7 @@ impl workloads_server::Workloads for Workloads {
     ) -> Result<Response<Self::WatchStream>, Status> {
         Ok(Response::new(crate::discovery::follow(
             self.snapshots.clone(),
-            workload_set,
+            |s| Some(workload_set(s)),
         )))
     }
 }

@@ -5,8 +5,12 @@
 //! client) in place of the HTTP connection and answer the reflectors'
 //! list and watch requests with canned JSON. What runs for real is
 //! everything on our side: kube's client, watchers, backoff and reflector
-//! stores, and our folding of Pods, ReplicaSets, EndpointSlices and
-//! Services into endpoint sets.
+//! stores, our folding of Pods, ReplicaSets, EndpointSlices and Services
+//! into endpoint sets, and (in [`policy`]) the compiling of the policy
+//! resources and the policy service proxies watch.
+
+#[path = "kubernetes_mock/policy.rs"]
+mod policy;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,8 +18,10 @@ use std::time::Duration;
 
 use conduit_controller::discovery::kubernetes::Kubernetes;
 use conduit_controller::discovery::{Discovery, HealthStatus, ProtocolHint, Snapshot};
+use conduit_controller::policy::kubernetes::Defaults;
 use kube::client::Body;
 use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
 use tower_test::mock::{self, SendResponse};
 
 type Handle = mock::Handle<http::Request<Body>, http::Response<Body>>;
@@ -87,45 +93,107 @@ fn respond(send: SendResponse<http::Response<Body>>, status: u16, body: Vec<u8>)
 }
 
 /// What the mock API server answers, by resource.
+#[derive(Default)]
 struct Script {
+    /// Resources without a list here list as empty.
     lists: BTreeMap<&'static str, Value>,
-    /// Events sent on the first watch of each resource; later watches hang.
+    /// Events sent on the first watch of each resource; later watches wait
+    /// for what the test sends with [`Mock::send`].
     watch_events: BTreeMap<&'static str, Vec<Value>>,
     /// Resources whose first list fails with a 500.
     fail_first_list: Vec<&'static str>,
+    /// Resources the API server does not know (their CRD is not
+    /// installed): every list is a 404.
+    missing: Vec<&'static str>,
+    /// Resources whose first list is answered only once the test says so.
+    held_lists: BTreeMap<&'static str, oneshot::Receiver<()>>,
 }
 
+/// The resources the backend watches, by the last segment of their path.
+const RESOURCES: [&str; 10] = [
+    "pods",
+    "replicasets",
+    "endpointslices",
+    "services",
+    "namespaces",
+    "servers",
+    "httproutes",
+    "authorizationpolicies",
+    "meshtlsauthentications",
+    "networkauthentications",
+];
+
 fn resource(path: &str) -> &'static str {
-    ["pods", "replicasets", "endpointslices", "services"]
+    let last = path.rsplit('/').next().unwrap_or_default();
+    RESOURCES
         .into_iter()
-        .find(|r| path.ends_with(r))
+        .find(|r| *r == last)
         .unwrap_or_else(|| panic!("unexpected request path {path}"))
 }
 
-/// Serves the reflectors' requests; returns how many lists each resource got.
-fn serve(mut handle: Handle, script: Script) -> Arc<Mutex<BTreeMap<&'static str, u32>>> {
+/// The running mock: how many lists each resource got, and a way to
+/// send watch events later.
+struct Mock {
+    lists: Arc<Mutex<BTreeMap<&'static str, u32>>>,
+    events: mpsc::UnboundedSender<(&'static str, Vec<Value>)>,
+}
+
+impl Mock {
+    /// Answers the resource's open watch with `events` (or its next one,
+    /// when none is open); kube's watcher then watches again from there.
+    fn send(&self, kind: &'static str, events: Vec<Value>) {
+        self.events
+            .send((kind, events))
+            .expect("mock API server alive");
+    }
+}
+
+fn watch_body(events: &[Value]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for e in events {
+        body.extend(serde_json::to_vec(e).unwrap());
+        body.push(b'\n');
+    }
+    body
+}
+
+/// Serves the reflectors' requests.
+fn serve(mut handle: Handle, mut script: Script) -> Mock {
     let lists = Arc::new(Mutex::new(BTreeMap::new()));
     let counts = lists.clone();
+    let (events, mut queued) = mpsc::unbounded_channel::<(&'static str, Vec<Value>)>();
     tokio::spawn(async move {
-        let mut parked = Vec::new();
-        let mut watched = BTreeMap::new();
-        while let Some((req, send)) = handle.next_request().await {
+        let mut parked: BTreeMap<&'static str, SendResponse<http::Response<Body>>> =
+            BTreeMap::new();
+        let mut pending: BTreeMap<&'static str, Vec<Vec<Value>>> = script
+            .watch_events
+            .iter()
+            .map(|(k, v)| (*k, vec![v.clone()]))
+            .collect();
+        loop {
+            let (req, send) = tokio::select! {
+                next = handle.next_request() => match next {
+                    Some(next) => next,
+                    None => return,
+                },
+                Some((kind, batch)) = queued.recv() => {
+                    match parked.remove(kind) {
+                        Some(send) => respond(send, 200, watch_body(&batch)),
+                        None => pending.entry(kind).or_default().push(batch),
+                    }
+                    continue;
+                }
+            };
             let kind = resource(req.uri().path());
             let query = req.uri().query().unwrap_or("");
             if query.contains("watch=true") {
-                let first = watched.insert(kind, true).is_none();
-                let events = script.watch_events.get(kind).filter(|_| first);
-                match events {
-                    Some(events) => {
-                        let mut body = Vec::new();
-                        for e in events {
-                            body.extend(serde_json::to_vec(e).unwrap());
-                            body.push(b'\n');
-                        }
-                        respond(send, 200, body);
-                    }
+                let batch = pending.get_mut(kind).filter(|p| !p.is_empty());
+                match batch {
+                    Some(batches) => respond(send, 200, watch_body(&batches.remove(0))),
                     // Hold the watch open, as an API server with nothing new would.
-                    None => parked.push(send),
+                    None => {
+                        parked.insert(kind, send);
+                    }
                 }
                 continue;
             }
@@ -135,16 +203,35 @@ fn serve(mut handle: Handle, script: Script) -> Arc<Mutex<BTreeMap<&'static str,
                 *n += 1;
                 *n
             };
+            if script.missing.contains(&kind) {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                    "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
+                respond(send, 404, serde_json::to_vec(&status).unwrap());
+                continue;
+            }
             if n == 1 && script.fail_first_list.contains(&kind) {
                 let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                                     "message": "etcd is having a bad day", "reason": "InternalError", "code": 500});
                 respond(send, 500, serde_json::to_vec(&status).unwrap());
                 continue;
             }
-            respond(send, 200, serde_json::to_vec(&script.lists[kind]).unwrap());
+            let body = script
+                .lists
+                .get(kind)
+                .cloned()
+                .unwrap_or_else(|| list("List", "v1", vec![]));
+            match script.held_lists.remove(kind) {
+                Some(release) => {
+                    tokio::spawn(async move {
+                        let _ = release.await;
+                        respond(send, 200, serde_json::to_vec(&body).unwrap());
+                    });
+                }
+                None => respond(send, 200, serde_json::to_vec(&body).unwrap()),
+            }
         }
     });
-    lists
+    Mock { lists, events }
 }
 
 async fn wait_for(k8s: &Kubernetes, what: &str, ok: impl Fn(&Snapshot) -> bool) -> Arc<Snapshot> {
@@ -216,10 +303,14 @@ async fn mock_api_server_objects_become_endpoint_sets() {
                 ],
             ),
         ]),
-        fail_first_list: vec![],
+        ..Script::default()
     };
     serve(handle, script);
-    let k8s = Kubernetes::start(kube::Client::new(service, "default"), "cluster.local");
+    let k8s = Kubernetes::start(
+        kube::Client::new(service, "default"),
+        "cluster.local",
+        Defaults::default(),
+    );
 
     let snap = wait_for(&k8s, "two ready endpoints after the watch events", |s| {
         s.services
@@ -279,7 +370,7 @@ async fn mock_api_server_objects_become_endpoint_sets() {
         .iter()
         .filter(|h| h.description.starts_with("can watch"))
         .collect();
-    assert_eq!(watches.len(), 4);
+    assert_eq!(watches.len(), RESOURCES.len());
     assert!(
         watches.iter().all(|h| h.status == HealthStatus::Ok),
         "{health:#?}"
@@ -298,11 +389,15 @@ async fn mock_api_server_errors_are_retried_with_backoff() {
     let (service, handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
     let script = Script {
         lists: base_lists(),
-        watch_events: BTreeMap::new(),
         fail_first_list: vec!["services"],
+        ..Script::default()
     };
-    let lists = serve(handle, script);
-    let k8s = Kubernetes::start(kube::Client::new(service, "default"), "cluster.local");
+    let mock = serve(handle, script);
+    let k8s = Kubernetes::start(
+        kube::Client::new(service, "default"),
+        "cluster.local",
+        Defaults::default(),
+    );
 
     let mut saw_error = false;
     let snap = tokio::time::timeout(Duration::from_secs(15), async {
@@ -323,7 +418,7 @@ async fn mock_api_server_errors_are_retried_with_backoff() {
     .expect("the services watch recovers after its failed list");
     assert!(saw_error, "the failed list was reported to `conduit check`");
     assert_eq!(
-        lists.lock().unwrap()["services"],
+        mock.lists.lock().unwrap()["services"],
         2,
         "one failed list, one retry"
     );

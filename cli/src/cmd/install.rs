@@ -38,6 +38,7 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         proxy_init_image: args.proxy_init_image,
         store_volume_size: args.store_volume_size,
         cluster_domain: args.cluster.cluster_domain,
+        default_inbound_policy: args.default_inbound_policy,
         ..InstallOptions::new(&args.namespace, identity)
     };
     print(&conduit_deploy::control_plane(&options), args.output)

@@ -102,6 +102,54 @@ pub(crate) fn kubernetes_validate(name: &str, manifests: &[(&str, &str)]) -> Res
     }
 }
 
+/// Checks custom resources against the OpenAPI schemas of their
+/// CustomResourceDefinitions, as an API server would (none runs here),
+/// with the `jsonschema` package kubernetes-validate itself runs on.
+/// Returns each document of `resources` as `Kind/name` with the schema's
+/// complaints, empty when it is valid.
+pub(crate) fn validate_custom_resources(
+    name: &str,
+    definitions: &[serde_json::Value],
+    resources: &str,
+) -> Vec<(String, Vec<String>)> {
+    const SCRIPT: &str = r#"
+import json, sys, yaml, jsonschema
+schemas = {}
+for crd in json.load(open(sys.argv[1])):
+    for v in crd["spec"]["versions"]:
+        key = (crd["spec"]["group"] + "/" + v["name"], crd["spec"]["names"]["kind"])
+        schemas[key] = v["schema"]["openAPIV3Schema"]
+out = []
+for doc in yaml.safe_load_all(open(sys.argv[2])):
+    if not doc:
+        continue
+    schema = schemas[(doc["apiVersion"], doc["kind"])]
+    errors = jsonschema.Draft4Validator(schema).iter_errors(doc)
+    messages = sorted("/".join(map(str, e.absolute_path)) + ": " + e.message for e in errors)
+    out.append([doc["kind"] + "/" + doc["metadata"]["name"], messages])
+print(json.dumps(out))
+"#;
+    let dir = scratch(name);
+    let crds = dir.join("crds.json");
+    let docs = dir.join("resources.yaml");
+    std::fs::write(&crds, serde_json::to_vec(definitions).unwrap()).unwrap();
+    std::fs::write(&docs, resources).unwrap();
+    // The validator's own interpreter, next to it in its virtualenv.
+    let python = validator().with_file_name("python3");
+    let out = Command::new(&python)
+        .args(["-c", SCRIPT])
+        .args([&crds, &docs])
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", python.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "schema check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Parses a manifest stream the way inject does, into JSON values, for
 /// comparisons that ignore formatting and key order.
 pub(crate) fn objects(yaml: &str) -> Vec<serde_json::Value> {

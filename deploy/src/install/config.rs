@@ -40,6 +40,10 @@ fn install_config(options: &InstallOptions) -> Value {
                 ("storeImage", options.store_image.as_str().into()),
                 ("proxyImage", options.proxy_image.as_str().into()),
                 ("proxyInitImage", options.proxy_init_image.as_str().into()),
+                (
+                    "defaultInboundPolicy",
+                    options.default_inbound_policy.as_str().into(),
+                ),
             ]),
         ),
     ])

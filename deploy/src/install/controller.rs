@@ -69,6 +69,10 @@ fn deployment(options: &InstallOptions) -> Value {
                 "--mode=kubernetes".to_string(),
                 format!("--cluster-domain={}", options.cluster_domain),
                 format!("--namespace={ns}"),
+                format!(
+                    "--default-inbound-policy={}",
+                    options.default_inbound_policy
+                ),
                 format!("--identity-trust-anchors={IDENTITY_DIR}/trust-anchors/ca.crt"),
                 format!("--identity-issuer-certificate={IDENTITY_DIR}/issuer/tls.crt"),
                 format!("--identity-issuer-key={IDENTITY_DIR}/issuer/tls.key"),

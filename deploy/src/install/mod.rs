@@ -5,8 +5,11 @@
 //! What it holds, in namespace `conduit` by default:
 //! - the Namespace, labelled for the `restricted` Pod Security Standard,
 //!   which every control plane pod meets;
+//! - the CustomResourceDefinitions of the policy resources
+//!   (`policy.conduit.io/v1`), cluster-wide;
 //! - ServiceAccounts, and a ClusterRole that can only read what discovery
-//!   watches (pods, services, replicasets, endpointslices);
+//!   and policy watch (pods, services, replicasets, endpointslices,
+//!   namespaces, the policy resources);
 //! - the identity trust anchor and issuer as Secrets;
 //! - the `conduit-config` ConfigMap (what was installed, for `conduit
 //!   check`) and Grafana's dashboards as a ConfigMap;
@@ -14,6 +17,8 @@
 //!   Services: `conduit-controller` (gRPC and HTTP) and `conduit-web` (the
 //!   dashboard, which the controller's HTTP server serves);
 //! - the telemetry store as a StatefulSet with a PersistentVolumeClaim;
+//! - NetworkPolicies that admit only meshed pods and the control plane to
+//!   the controller's and the store's ports;
 //! - with `--ha`: three controller replicas spread over nodes, and a
 //!   PodDisruptionBudget.
 //!
@@ -21,13 +26,17 @@
 
 mod config;
 mod controller;
+mod network_policy;
 mod pod;
+mod policy;
 mod rbac;
 mod store;
 
 use conduit_api::VERSION;
+use conduit_api::policy::DefaultPolicy;
 
 use crate::identity::IdentityRoots;
+use crate::sidecar::CONTROL_PLANE_NS_LABEL;
 use crate::value::{Map, Value, map};
 
 /// What to install.
@@ -46,6 +55,9 @@ pub struct InstallOptions {
     /// The cluster's DNS domain, in Service addresses.
     pub cluster_domain: String,
     pub identity: IdentityRoots,
+    /// What ports get that no Server selects and whose workload and
+    /// namespace name no default.
+    pub default_inbound_policy: DefaultPolicy,
 }
 
 impl InstallOptions {
@@ -61,6 +73,7 @@ impl InstallOptions {
             store_volume_size: "10Gi".to_string(),
             cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
             identity,
+            default_inbound_policy: DefaultPolicy::default(),
         }
     }
 }
@@ -68,15 +81,19 @@ impl InstallOptions {
 /// Every object of the control plane.
 pub fn control_plane(options: &InstallOptions) -> Vec<Value> {
     let mut objects = vec![namespace(&options.namespace)];
+    objects.extend(policy::objects());
     objects.extend(rbac::objects(&options.namespace));
     objects.extend(config::objects(options));
     objects.extend(controller::objects(options));
     objects.extend(store::objects(options));
+    objects.extend(network_policy::objects(&options.namespace));
     objects
 }
 
 /// The control plane's objects by kind and name only, cluster-wide ones
-/// and the Namespace last, for `kubectl delete -f -`.
+/// and the Namespace last, for `kubectl delete -f -`. That includes the
+/// policy CustomResourceDefinitions, and so every policy resource of the
+/// cluster.
 pub fn uninstall(namespace: &str) -> Vec<Value> {
     // Secrets' contents do not matter for deletion; an empty identity
     // keeps this free of key generation.
@@ -159,7 +176,7 @@ fn labels(component: &str, namespace: &str) -> Map {
         ("app.kubernetes.io/part-of", Value::from("conduit")),
         ("app.kubernetes.io/version", Value::from(VERSION)),
         ("conduit.io/control-plane-component", Value::from(component)),
-        ("conduit.io/control-plane-ns", Value::from(namespace)),
+        (CONTROL_PLANE_NS_LABEL, Value::from(namespace)),
     ])
 }
 

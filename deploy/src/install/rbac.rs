@@ -1,6 +1,8 @@
 //! ServiceAccounts and least-privilege RBAC: the controller may read what
-//! its discovery watches across the cluster and nothing else; the store
+//! its discovery and policy watch across the cluster and nothing else; the store
 //! talks to no Kubernetes API and gets no token at all.
+
+use conduit_api::policy::resources as policy_api;
 
 use crate::value::{Value, map, seq};
 
@@ -49,9 +51,10 @@ fn cluster_role(namespace: &str) -> Value {
         (
             "rules",
             seq([
+                // Namespaces for their default-policy annotation.
                 map([
                     ("apiGroups", seq([""])),
-                    ("resources", seq(["pods", "services"])),
+                    ("resources", seq(["pods", "services", "namespaces"])),
                     ("verbs", read()),
                 ]),
                 map([
@@ -62,6 +65,11 @@ fn cluster_role(namespace: &str) -> Value {
                 map([
                     ("apiGroups", seq(["discovery.k8s.io"])),
                     ("resources", seq(["endpointslices"])),
+                    ("verbs", read()),
+                ]),
+                map([
+                    ("apiGroups", seq([policy_api::GROUP])),
+                    ("resources", seq(policy_api::KINDS.map(|k| k.plural))),
                     ("verbs", read()),
                 ]),
                 // The identity service checks each proxy's token.

@@ -1,5 +1,7 @@
 //! The Kubernetes backend: kube-rs reflectors over Pods, ReplicaSets,
-//! EndpointSlices and Services, folded into a [`Snapshot`].
+//! EndpointSlices and Services, folded into a [`Snapshot`]; and over
+//! Namespaces and the `policy.conduit.io` kinds, compiled with the pods into
+//! the snapshot's policy (see [`crate::policy::kubernetes`]).
 //!
 //! A pod's Deployment is found through its owner chain (Pod → ReplicaSet →
 //! Deployment), so Deployments themselves need not be watched. A service's
@@ -11,6 +13,10 @@
 //! Each watch is retried with kube's exponential backoff (0.8 s to 30 s);
 //! the latest error of each is kept for `conduit check`, and the snapshot
 //! built from what the reflectors already hold stays in force meanwhile.
+//! Policy stays pending (policy services answer nothing, proxies keep what
+//! they apply) until every watch it is compiled from has listed once: an
+//! index built from half-read resources would open ports that a policy not
+//! yet read closes.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,9 +24,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit_api::DeploymentRef;
+use conduit_api::policy::DEFAULT_POLICY_ANNOTATION;
+use conduit_api::policy::resources as policy_api;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::runtime::reflector::{self, Store};
@@ -32,6 +40,12 @@ use tracing::{debug, warn};
 
 use super::{
     Discovery, Health, HealthStatus, PodInfo, ServiceInfo, ServicePortInfo, ServiceRef, Snapshot,
+};
+use crate::policy::PolicyIndex;
+use crate::policy::kubernetes::{Compiler, Defaults, PodShape, Sources, Workload};
+use crate::policy::resources::{
+    AuthorizationPolicySpec, HttpRouteSpec, MeshTlsAuthenticationSpec, NetworkAuthenticationSpec,
+    Object, ServerSpec,
 };
 
 /// The name `conduit inject` gives the sidecar container.
@@ -47,11 +61,40 @@ pub const CONTROL_PLANE_NAMESPACE: &str = "conduit";
 /// replica sets at once) are folded into one snapshot.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 
-const KINDS: [&str; 4] = ["pods", "replicasets", "endpointslices", "services"];
+/// A Deployment's ReplicaSets carry its revision: the highest is current.
+const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// The kinds policy is compiled from.
+const POLICY_KINDS: [&str; 8] = [
+    "pods",
+    "replicasets",
+    "namespaces",
+    policy_api::SERVER.plural,
+    policy_api::HTTP_ROUTE.plural,
+    policy_api::AUTHORIZATION_POLICY.plural,
+    policy_api::MESH_TLS_AUTHENTICATION.plural,
+    policy_api::NETWORK_AUTHENTICATION.plural,
+];
+
+const KINDS: [&str; 10] = [
+    "pods",
+    "replicasets",
+    "endpointslices",
+    "services",
+    "namespaces",
+    policy_api::SERVER.plural,
+    policy_api::HTTP_ROUTE.plural,
+    policy_api::AUTHORIZATION_POLICY.plural,
+    policy_api::MESH_TLS_AUTHENTICATION.plural,
+    policy_api::NETWORK_AUTHENTICATION.plural,
+];
+
+type Watches = Arc<Mutex<BTreeMap<&'static str, WatchState>>>;
 
 pub struct Kubernetes {
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    watches: Arc<Mutex<BTreeMap<&'static str, WatchState>>>,
+    watches: Watches,
+    policy_errors: Arc<Mutex<BTreeMap<String, String>>>,
 }
 
 #[derive(Clone, Default)]
@@ -66,63 +109,78 @@ struct Stores {
     replica_sets: Store<ReplicaSet>,
     slices: Store<EndpointSlice>,
     services: Store<Service>,
+    namespaces: Store<Namespace>,
+    servers: Store<Object<ServerSpec>>,
+    http_routes: Store<Object<HttpRouteSpec>>,
+    authorization_policies: Store<Object<AuthorizationPolicySpec>>,
+    mesh_tls_authentications: Store<Object<MeshTlsAuthenticationSpec>>,
+    network_authentications: Store<Object<NetworkAuthenticationSpec>>,
 }
 
 impl Kubernetes {
     /// Connects with the in-cluster service account or the current
     /// kubeconfig context, like kubectl.
-    pub async fn connect(cluster_domain: &str) -> anyhow::Result<Self> {
+    pub async fn connect(cluster_domain: &str, policy: Defaults) -> anyhow::Result<Self> {
         let client = Client::try_default().await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot configure a Kubernetes client ({e}); run the controller in a cluster or \
                  with a kubeconfig, or use --discovery static:PATH"
             )
         })?;
-        Ok(Self::start(client, cluster_domain))
+        Ok(Self::start(client, cluster_domain, policy))
     }
 
     /// Starts the reflectors on `client` (a real API server, or a mock in
     /// tests) and the task that builds snapshots from them.
-    pub fn start(client: Client, cluster_domain: &str) -> Self {
-        let watches = Arc::new(Mutex::new(
+    pub fn start(client: Client, cluster_domain: &str, policy: Defaults) -> Self {
+        let watches: Watches = Arc::new(Mutex::new(
             KINDS.iter().map(|k| (*k, WatchState::default())).collect(),
         ));
         let changed = Arc::new(Notify::new());
+        macro_rules! reflect_all {
+            ($kind:expr) => {
+                reflect(Api::all(client.clone()), $kind, &watches, &changed)
+            };
+        }
         let stores = Stores {
-            pods: reflect(Api::all(client.clone()), "pods", &watches, &changed),
-            replica_sets: reflect(Api::all(client.clone()), "replicasets", &watches, &changed),
-            slices: reflect(
-                Api::all(client.clone()),
-                "endpointslices",
-                &watches,
-                &changed,
-            ),
-            services: reflect(Api::all(client), "services", &watches, &changed),
+            pods: reflect_all!("pods"),
+            replica_sets: reflect_all!("replicasets"),
+            slices: reflect_all!("endpointslices"),
+            services: reflect_all!("services"),
+            namespaces: reflect_all!("namespaces"),
+            servers: reflect_all!(policy_api::SERVER.plural),
+            http_routes: reflect_all!(policy_api::HTTP_ROUTE.plural),
+            authorization_policies: reflect_all!(policy_api::AUTHORIZATION_POLICY.plural),
+            mesh_tls_authentications: reflect_all!(policy_api::MESH_TLS_AUTHENTICATION.plural),
+            network_authentications: reflect_all!(policy_api::NETWORK_AUTHENTICATION.plural),
         };
         let (tx, rx) = watch::channel(Arc::new(Snapshot {
             cluster_domain: cluster_domain.to_string(),
+            policy: PolicyIndex::pending(),
             ..Default::default()
         }));
+        let compiler = Compiler::new(policy);
+        let policy_errors = compiler.errors();
         tokio::spawn(rebuild_on_change(
-            stores,
-            cluster_domain.to_string(),
+            Builder {
+                stores,
+                cluster_domain: cluster_domain.to_string(),
+                watches: watches.clone(),
+                compiler,
+            },
             changed,
             tx,
         ));
         Self {
             snapshots: rx,
             watches,
+            policy_errors,
         }
     }
 }
 
 /// Runs a reflector for one kind; every applied change pokes `changed`.
-fn reflect<K>(
-    api: Api<K>,
-    kind: &'static str,
-    watches: &Arc<Mutex<BTreeMap<&'static str, WatchState>>>,
-    changed: &Arc<Notify>,
-) -> Store<K>
+fn reflect<K>(api: Api<K>, kind: &'static str, watches: &Watches, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
     K: 'static,
@@ -158,9 +216,17 @@ where
     reader
 }
 
-async fn rebuild_on_change(
+/// What snapshots are built from, and the policy compiler's memory of
+/// each namespace's last good policy.
+struct Builder {
     stores: Stores,
     cluster_domain: String,
+    watches: Watches,
+    compiler: Compiler,
+}
+
+async fn rebuild_on_change(
+    mut builder: Builder,
     changed: Arc<Notify>,
     tx: watch::Sender<Arc<Snapshot>>,
 ) {
@@ -170,7 +236,7 @@ async fn rebuild_on_change(
         if tx.is_closed() {
             return;
         }
-        let snapshot = build(&stores, &cluster_domain);
+        let snapshot = builder.build();
         debug!(
             deployments = snapshot.deployments.len(),
             services = snapshot.services.len(),
@@ -186,6 +252,27 @@ async fn rebuild_on_change(
     }
 }
 
+impl Builder {
+    fn build(&mut self) -> Snapshot {
+        let rs_owner = replica_set_owners(&self.stores);
+        let mut snap = build(&self.stores, &self.cluster_domain, &rs_owner);
+        snap.policy = if self.policy_synced() {
+            self.compiler
+                .compile(&policy_sources(&self.stores, &rs_owner))
+        } else {
+            PolicyIndex::pending()
+        };
+        snap
+    }
+
+    fn policy_synced(&self) -> bool {
+        let watches = self.watches.lock().expect("watch state lock");
+        POLICY_KINDS
+            .iter()
+            .all(|k| watches.get(k).is_some_and(|w| w.synced))
+    }
+}
+
 fn controller_owner(owners: Option<&Vec<OwnerReference>>, kind: &str) -> Option<String> {
     owners?
         .iter()
@@ -193,40 +280,53 @@ fn controller_owner(owners: Option<&Vec<OwnerReference>>, kind: &str) -> Option<
         .map(|o| o.name.clone())
 }
 
-/// Folds the reflectors' current contents into a snapshot.
-fn build(stores: &Stores, cluster_domain: &str) -> Snapshot {
+/// ReplicaSet (namespace, name) → the Deployment that owns it.
+fn replica_set_owners(stores: &Stores) -> BTreeMap<(String, String), DeploymentRef> {
+    stores
+        .replica_sets
+        .state()
+        .iter()
+        .filter_map(|rs| {
+            let (ns, name) = (rs.metadata.namespace.as_ref()?, rs.metadata.name.as_ref()?);
+            let deploy = controller_owner(rs.metadata.owner_references.as_ref(), "Deployment")?;
+            Some(((ns.clone(), name.clone()), DeploymentRef::new(ns, deploy)))
+        })
+        .collect()
+}
+
+/// Folds the reflectors' current contents into a snapshot, policy aside.
+fn build(
+    stores: &Stores,
+    cluster_domain: &str,
+    rs_owner: &BTreeMap<(String, String), DeploymentRef>,
+) -> Snapshot {
     let mut snap = Snapshot {
         cluster_domain: cluster_domain.to_string(),
         ..Default::default()
     };
-    // ReplicaSet → owning Deployment.
-    let mut rs_owner = BTreeMap::new();
     for rs in stores.replica_sets.state() {
         let (Some(ns), Some(name)) = (&rs.metadata.namespace, &rs.metadata.name) else {
             continue;
         };
-        if let Some(deploy) = controller_owner(rs.metadata.owner_references.as_ref(), "Deployment")
-        {
-            let dref = DeploymentRef::new(ns, deploy);
-            let labels = rs
-                .spec
-                .as_ref()
-                .and_then(|s| s.template.as_ref())
-                .and_then(|t| t.metadata.as_ref())
-                .and_then(|m| m.labels.clone())
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(k, _)| k != "pod-template-hash")
-                .collect();
-            let info = snap.deployments.entry(dref.clone()).or_default();
-            info.labels = labels;
-            rs_owner.insert((ns.clone(), name.clone()), dref);
-        }
+        let Some(dref) = rs_owner.get(&(ns.clone(), name.clone())) else {
+            continue;
+        };
+        let labels = rs
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(k, _)| k != "pod-template-hash")
+            .collect();
+        snap.deployments.entry(dref.clone()).or_default().labels = labels;
     }
     // Pods of Deployments, by (namespace, name), for the endpoints below.
     let mut pods: BTreeMap<(String, String), (DeploymentRef, PodInfo)> = BTreeMap::new();
     for pod in stores.pods.state() {
-        let Some((dref, info, service_account)) = pod_info(&pod, &rs_owner) else {
+        let Some((dref, info, service_account)) = pod_info(&pod, rs_owner) else {
             continue;
         };
         let entry = snap.deployments.entry(dref.clone()).or_default();
@@ -249,6 +349,102 @@ fn build(stores: &Stores, cluster_domain: &str) -> Snapshot {
         snap.services.insert(sref, info);
     }
     snap
+}
+
+/// The policy resources, and what policy reads of Deployments and
+/// Namespaces.
+fn policy_sources(
+    stores: &Stores,
+    rs_owner: &BTreeMap<(String, String), DeploymentRef>,
+) -> Sources {
+    let namespaces = stores
+        .namespaces
+        .state()
+        .iter()
+        .filter_map(|ns| {
+            let annotation = ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DEFAULT_POLICY_ANNOTATION))
+                .cloned();
+            Some((ns.metadata.name.clone()?, annotation))
+        })
+        .collect();
+    Sources {
+        servers: stores.servers.state(),
+        http_routes: stores.http_routes.state(),
+        authorization_policies: stores.authorization_policies.state(),
+        mesh_tls_authentications: stores.mesh_tls_authentications.state(),
+        network_authentications: stores.network_authentications.state(),
+        workloads: workloads(stores, rs_owner),
+        namespaces,
+    }
+}
+
+/// Each Deployment's current pod template (from its ReplicaSet of the
+/// highest revision) and live pods.
+fn workloads(
+    stores: &Stores,
+    rs_owner: &BTreeMap<(String, String), DeploymentRef>,
+) -> Vec<Workload> {
+    let mut current: BTreeMap<DeploymentRef, (u64, Arc<ReplicaSet>)> = BTreeMap::new();
+    for rs in stores.replica_sets.state() {
+        let (Some(ns), Some(name)) = (&rs.metadata.namespace, &rs.metadata.name) else {
+            continue;
+        };
+        let Some(dref) = rs_owner.get(&(ns.clone(), name.clone())) else {
+            continue;
+        };
+        let revision = rs
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REVISION_ANNOTATION))
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0);
+        if current.get(dref).is_none_or(|(r, _)| revision > *r) {
+            current.insert(dref.clone(), (revision, rs));
+        }
+    }
+    let mut out: BTreeMap<DeploymentRef, Workload> = current
+        .into_iter()
+        .map(|(dref, (_, rs))| {
+            let template = rs.spec.as_ref().and_then(|s| s.template.as_ref());
+            let metadata = template.and_then(|t| t.metadata.as_ref());
+            let workload = Workload {
+                deployment: dref.clone(),
+                pods: vec![PodShape::new(
+                    metadata.and_then(|m| m.labels.as_ref()),
+                    template.and_then(|t| t.spec.as_ref()),
+                )],
+                default_policy: metadata
+                    .and_then(|m| m.annotations.as_ref())
+                    .and_then(|a| a.get(DEFAULT_POLICY_ANNOTATION))
+                    .cloned(),
+            };
+            (dref, workload)
+        })
+        .collect();
+    for pod in stores.pods.state() {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let owner = controller_owner(pod.metadata.owner_references.as_ref(), "ReplicaSet");
+        let Some(dref) = owner.and_then(|rs| {
+            let ns = pod.metadata.namespace.clone()?;
+            rs_owner.get(&(ns, rs))
+        }) else {
+            continue;
+        };
+        if let Some(w) = out.get_mut(dref) {
+            w.pods.push(PodShape::new(
+                pod.metadata.labels.as_ref(),
+                pod.spec.as_ref(),
+            ));
+        }
+    }
+    out.into_values().collect()
 }
 
 fn pod_info(
@@ -376,6 +572,35 @@ fn service_info(
     info
 }
 
+impl Kubernetes {
+    fn policy_health(&self) -> Vec<Health> {
+        if self.snapshots.borrow().policy.is_pending() {
+            return vec![Health::problem(
+                HealthStatus::Warning,
+                "policy is compiled from the Kubernetes API",
+                "not every watch policy is compiled from has listed yet; proxies keep the \
+                 policy they apply",
+            )];
+        }
+        let errors = self.policy_errors.lock().expect("policy errors lock");
+        if errors.is_empty() {
+            return vec![Health::ok("policy resources compile in every namespace")];
+        }
+        errors
+            .iter()
+            .map(|(ns, e)| {
+                Health::problem(
+                    HealthStatus::Failed,
+                    format!("policy resources of namespace {ns} compile"),
+                    format!(
+                        "{e}; the namespace's previous policy stays in force until it is fixed"
+                    ),
+                )
+            })
+            .collect()
+    }
+}
+
 impl Discovery for Kubernetes {
     fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.clone()
@@ -398,11 +623,18 @@ impl Discovery for Kubernetes {
                     description,
                     format!(
                         "{e}; if this is 403 Forbidden, the controller's service account needs \
-                         get/list/watch on {kind} (a ClusterRole from `conduit install`)"
+                         get/list/watch on {kind} (a ClusterRole from `conduit install`){}",
+                        if POLICY_KINDS[3..].contains(kind) {
+                            "; if 404 Not Found, the policy CustomResourceDefinitions are not \
+                             installed (`conduit install` has them)"
+                        } else {
+                            ""
+                        }
                     ),
                 ),
             });
         }
+        out.extend(self.policy_health());
         let snap = self.snapshots.borrow();
         let control_plane: Vec<_> = snap
             .deployments_in(Some(CONTROL_PLANE_NAMESPACE))

@@ -312,10 +312,11 @@ impl Snapshot {
 
 /// A stream of what `view` makes of each snapshot: the current view at
 /// once, then each time a new snapshot changes it (an unchanged view is
-/// not sent again). Ends when the receiver goes away.
+/// not sent again; `None`, nothing to say yet, is not sent at all). Ends
+/// when the receiver goes away.
 pub fn follow<T>(
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    view: impl Fn(&Snapshot) -> T + Send + 'static,
+    view: impl Fn(&Snapshot) -> Option<T> + Send + 'static,
 ) -> tokio_stream::wrappers::ReceiverStream<Result<T, tonic::Status>>
 where
     T: Clone + PartialEq + Send + 'static,
@@ -325,7 +326,9 @@ where
         let mut sent = None;
         loop {
             let current = view(&snapshots.borrow_and_update());
-            if sent.as_ref() != Some(&current) {
+            if let Some(current) = current
+                && sent.as_ref() != Some(&current)
+            {
                 if tx.send(Ok(current.clone())).await.is_err() {
                     return;
                 }

@@ -8,7 +8,7 @@
 //! a broken resource is an error naming it at load time and the previous
 //! policy stays in force, instead of a proxy finding out per request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use conduit_api::DeploymentRef;
 use conduit_api::deployment::validate_name;
@@ -24,7 +24,48 @@ pub struct PolicyIndex {
     namespace_defaults: BTreeMap<String, DefaultPolicy>,
     mesh_default: DefaultPolicy,
     cluster_networks: Vec<String>,
+    /// Its sources are still being read: the policy of no port is known.
+    pending: bool,
 }
+
+/// What one namespace's resources and annotations compile to. The
+/// Kubernetes backend keeps each namespace's last good one, so a namespace
+/// whose resources stop compiling keeps its previous policy while the
+/// others update.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct NamespacePolicy {
+    pub(crate) servers: BTreeMap<(DeploymentRef, u16), pb::Server>,
+    pub(crate) workload_defaults: BTreeMap<DeploymentRef, DefaultPolicy>,
+    pub(crate) default: Option<DefaultPolicy>,
+}
+
+/// A Server as the compiler takes it: the workload ports it selects, which
+/// each source resolves its own way (a Deployment and port in the file, a
+/// pod selector and a port number or name on Kubernetes).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct SelectedServer {
+    pub(crate) protocol: schema::ServerProtocol,
+    /// Deployments of the namespace, with the port of each.
+    pub(crate) ports: BTreeSet<(String, u16)>,
+}
+
+/// How errors name the kinds of resources: as the keys of the discovery
+/// file, or as the Kubernetes kinds, whichever the operator wrote.
+pub(crate) struct Words {
+    pub(crate) server: &'static str,
+    pub(crate) http_route: &'static str,
+    pub(crate) authorization_policy: &'static str,
+    pub(crate) mesh_tls_authentication: &'static str,
+    pub(crate) network_authentication: &'static str,
+}
+
+pub(crate) const FILE_WORDS: Words = Words {
+    server: "server",
+    http_route: "http_route",
+    authorization_policy: "authorization_policy",
+    mesh_tls_authentication: "mesh_tls_authentication",
+    network_authentication: "network_authentication",
+};
 
 impl Default for PolicyIndex {
     fn default() -> Self {
@@ -37,6 +78,7 @@ impl Default for PolicyIndex {
                 .iter()
                 .map(|n| n.to_string())
                 .collect(),
+            pending: false,
         }
     }
 }
@@ -56,6 +98,44 @@ impl PolicyIndex {
             .or_else(|| self.namespace_defaults.get(&workload.namespace))
             .copied()
             .unwrap_or(self.mesh_default)
+    }
+
+    /// An index whose sources have not been read yet: policy services
+    /// answer nothing from it, so proxies keep what they apply already
+    /// instead of a default that the resources may be about to override.
+    pub fn pending() -> Self {
+        Self {
+            pending: true,
+            ..Self::default()
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.pending
+    }
+
+    /// The index of compiled namespaces, with the mesh-wide default and
+    /// the networks `cluster-*` defaults admit.
+    pub(crate) fn from_namespaces<'a>(
+        mesh_default: DefaultPolicy,
+        cluster_networks: Vec<String>,
+        namespaces: impl IntoIterator<Item = (&'a String, &'a NamespacePolicy)>,
+    ) -> Self {
+        let mut index = Self {
+            mesh_default,
+            cluster_networks,
+            ..Self::default()
+        };
+        for (ns, policy) in namespaces {
+            index.servers.extend(policy.servers.clone());
+            index
+                .workload_defaults
+                .extend(policy.workload_defaults.clone());
+            if let Some(d) = policy.default {
+                index.namespace_defaults.insert(ns.clone(), d);
+            }
+        }
+        index
     }
 
     /// Compiles the `policy` sections and default policies of a discovery
@@ -83,28 +163,49 @@ impl PolicyIndex {
                         .insert(DeploymentRef::new(ns, name), d);
                 }
             }
-            compile_namespace(ns, namespace, &mut index.servers)
+            let compiled = file_servers(namespace)
+                .and_then(|servers| compile_servers(ns, &servers, &namespace.policy, &FILE_WORDS))
                 .map_err(|e| format!("namespace {ns}: policy {e}"))?;
+            index.servers.extend(compiled);
         }
         Ok(index)
     }
 }
 
-fn compile_namespace(
+/// The file's Servers, each selecting one port of one of its Deployments.
+fn file_servers(namespace: &schema::Namespace) -> Result<BTreeMap<String, SelectedServer>, String> {
+    namespace
+        .policy
+        .servers
+        .iter()
+        .map(|(name, server)| {
+            if !namespace.deployments.contains_key(&server.deployment) {
+                return Err(format!(
+                    "server {name}: there is no deployment {} in the namespace",
+                    server.deployment
+                ));
+            }
+            let selected = SelectedServer {
+                protocol: server.protocol,
+                ports: BTreeSet::from([(server.deployment.clone(), server.port)]),
+            };
+            Ok((name.clone(), selected))
+        })
+        .collect()
+}
+
+/// Compiles one namespace's resources into the policy of each port its
+/// Servers select. `selected` stands for `p.servers`, resolved to ports by
+/// the caller; the other resources are read from `p`.
+pub(crate) fn compile_servers(
     ns: &str,
-    namespace: &schema::Namespace,
-    out: &mut BTreeMap<(DeploymentRef, u16), pb::Server>,
-) -> Result<(), String> {
-    let p = &namespace.policy;
+    selected: &BTreeMap<String, SelectedServer>,
+    p: &schema::Policy,
+    w: &Words,
+) -> Result<BTreeMap<(DeploymentRef, u16), pb::Server>, String> {
     let mut servers = BTreeMap::new();
-    for (name, server) in &p.servers {
-        validate_name(name).map_err(|e| format!("server {name:?}: {e}"))?;
-        if !namespace.deployments.contains_key(&server.deployment) {
-            return Err(format!(
-                "server {name}: there is no deployment {} in the namespace",
-                server.deployment
-            ));
-        }
+    for (name, server) in selected {
+        validate_name(name).map_err(|e| format!("{} {name:?}: {e}", w.server))?;
         servers.insert(
             name.as_str(),
             pb::Server {
@@ -116,11 +217,11 @@ fn compile_namespace(
     }
     let mut route_server = BTreeMap::new();
     for (name, route) in &p.http_routes {
-        validate_name(name).map_err(|e| format!("http_route {name:?}: {e}"))?;
+        validate_name(name).map_err(|e| format!("{} {name:?}: {e}", w.http_route))?;
         let server = servers.get_mut(route.server.as_str()).ok_or_else(|| {
             format!(
-                "http_route {name}: there is no server {} in the namespace",
-                route.server
+                "{} {name}: there is no {} {} in the namespace",
+                w.http_route, w.server, route.server
             )
         })?;
         let matches = route
@@ -128,7 +229,7 @@ fn compile_namespace(
             .iter()
             .map(route_match)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("http_route {name}: {e}"))?;
+            .map_err(|e| format!("{} {name}: {e}", w.http_route))?;
         server.routes.push(pb::HttpRoute {
             name: name.clone(),
             matches,
@@ -137,14 +238,16 @@ fn compile_namespace(
         route_server.insert(name.as_str(), route.server.as_str());
     }
     for (name, ap) in &p.authorization_policies {
-        validate_name(name).map_err(|e| format!("authorization_policy {name:?}: {e}"))?;
-        let authorization = authorization(name, ap, ns, p)
-            .map_err(|e| format!("authorization_policy {name}: {e}"))?;
+        let what = w.authorization_policy;
+        validate_name(name).map_err(|e| format!("{what} {name:?}: {e}"))?;
+        let authorization =
+            authorization(name, ap, ns, p, w).map_err(|e| format!("{what} {name}: {e}"))?;
         let targets: Vec<&str> = match &ap.target {
             schema::PolicyTarget::Server(s) => {
                 if !servers.contains_key(s.as_str()) {
                     return Err(format!(
-                        "authorization_policy {name}: there is no server {s} in the namespace"
+                        "{what} {name}: there is no {} {s} in the namespace",
+                        w.server
                     ));
                 }
                 vec![s]
@@ -154,13 +257,14 @@ fn compile_namespace(
             }
             schema::PolicyTarget::Namespace(target) => {
                 return Err(format!(
-                    "authorization_policy {name}: it targets namespace {target}, but a policy applies to its own namespace only"
+                    "{what} {name}: it targets namespace {target}, but a policy applies to its own namespace only"
                 ));
             }
             schema::PolicyTarget::HttpRoute(r) => {
                 let server = route_server.get(r.as_str()).ok_or_else(|| {
                     format!(
-                        "authorization_policy {name}: there is no http_route {r} in the namespace"
+                        "{what} {name}: there is no {} {r} in the namespace",
+                        w.http_route
                     )
                 })?;
                 let server = servers.get_mut(server).expect("routes name known servers");
@@ -180,17 +284,20 @@ fn compile_namespace(
             server.audit |= ap.audit;
         }
     }
-    for (name, server) in &p.servers {
-        let key = (DeploymentRef::new(ns, &server.deployment), server.port);
-        if let Some(other) = out.get(&key) {
-            return Err(format!(
-                "server {name}: deployment {} port {} is already selected by server {}",
-                server.deployment, server.port, other.name
-            ));
+    let mut out: BTreeMap<(DeploymentRef, u16), pb::Server> = BTreeMap::new();
+    for (name, server) in selected {
+        for (deployment, port) in &server.ports {
+            let key = (DeploymentRef::new(ns, deployment), *port);
+            if let Some(other) = out.get(&key) {
+                return Err(format!(
+                    "{} {name}: deployment {deployment} port {port} is already selected by {} {}",
+                    w.server, w.server, other.name
+                ));
+            }
+            out.insert(key, servers[name.as_str()].clone());
         }
-        out.insert(key, servers[name.as_str()].clone());
     }
-    Ok(())
+    Ok(out)
 }
 
 fn protocol(p: schema::ServerProtocol) -> pb::ProxyProtocol {
@@ -254,6 +361,7 @@ fn authorization(
     ap: &schema::AuthorizationPolicy,
     ns: &str,
     p: &schema::Policy,
+    w: &Words,
 ) -> Result<pb::Authorization, String> {
     let mut tls = None;
     let mut networks = None;
@@ -261,19 +369,33 @@ fn authorization(
         match r {
             schema::AuthenticationRef::MeshTls(a) => {
                 let auth = p.mesh_tls_authentications.get(a).ok_or_else(|| {
-                    format!("there is no mesh_tls_authentication {a} in the namespace")
+                    format!(
+                        "there is no {} {a} in the namespace",
+                        w.mesh_tls_authentication
+                    )
                 })?;
                 if tls
                     .replace(mesh_tls(auth, ns).map_err(|e| format!("{a}: {e}"))?)
                     .is_some()
                 {
-                    return Err("at most one mesh_tls authentication per policy".into());
+                    return Err(format!(
+                        "at most one {} per policy",
+                        w.mesh_tls_authentication
+                    ));
                 }
             }
             schema::AuthenticationRef::Network(n) => {
                 let auth = p.network_authentications.get(n).ok_or_else(|| {
-                    format!("there is no network_authentication {n} in the namespace")
+                    format!(
+                        "there is no {} {n} in the namespace",
+                        w.network_authentication
+                    )
                 })?;
+                // No networks would read as any network: refuse it
+                // rather than open the target to every address.
+                if auth.networks.is_empty() {
+                    return Err(format!("{n}: name at least one network"));
+                }
                 let nets = auth
                     .networks
                     .iter()
@@ -281,7 +403,10 @@ fn authorization(
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| format!("{n}: {e}"))?;
                 if networks.replace(nets).is_some() {
-                    return Err("at most one network authentication per policy".into());
+                    return Err(format!(
+                        "at most one {} per policy",
+                        w.network_authentication
+                    ));
                 }
             }
         }
@@ -306,8 +431,14 @@ fn mesh_tls(
     for pattern in &auth.identities {
         policy::validate_identity_pattern(pattern)?;
     }
-    if auth.identities.is_empty() && auth.service_accounts.is_empty() {
-        return Err("name identities or service_accounts (`*` for any identity)".into());
+    if auth.identities.is_empty() && auth.service_accounts.is_empty() && auth.namespaces.is_empty()
+    {
+        return Err(
+            "name identities, service_accounts or namespaces (`*` for any identity)".into(),
+        );
+    }
+    for namespace in &auth.namespaces {
+        validate_name(namespace).map_err(|e| format!("namespace: {e}"))?;
     }
     let service_accounts = auth
         .service_accounts
@@ -324,7 +455,7 @@ fn mesh_tls(
         .collect::<Result<_, String>>()?;
     Ok(pb::authentication::Tls {
         identities: auth.identities.clone(),
-        namespaces: Vec::new(),
+        namespaces: auth.namespaces.clone(),
         service_accounts,
     })
 }
@@ -425,6 +556,14 @@ mod tests {
             (
                 "mesh_tls_authentications: {m: {identities: [\"Bad Name\"]}}\n      authorization_policies: {p: {target: {namespace: demo}, required_authentications: [{mesh_tls: m}]}}",
                 "is not a mesh identity",
+            ),
+            (
+                "network_authentications: {n: {networks: []}}\n      authorization_policies: {p: {target: {namespace: demo}, required_authentications: [{network: n}]}}",
+                "n: name at least one network",
+            ),
+            (
+                "mesh_tls_authentications: {m: {namespaces: [Ops]}}\n      authorization_policies: {p: {target: {namespace: demo}, required_authentications: [{mesh_tls: m}]}}",
+                "m: namespace: ",
             ),
             (
                 "servers: {s: {deployment: web, port: 1}}\n      http_routes: {r: {server: s, matches: [{path: {regex: \"(\"}}]}}",

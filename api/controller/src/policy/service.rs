@@ -41,9 +41,13 @@ fn port_of(spec: &pb::PortSpec) -> Result<(DeploymentRef, u16), Status> {
 impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
     async fn get_port(&self, req: Request<pb::PortSpec>) -> Result<Response<pb::Server>, Status> {
         let (workload, port) = port_of(req.get_ref())?;
-        Ok(Response::new(
-            self.snapshots.borrow().policy.port(&workload, port),
-        ))
+        let snapshot = self.snapshots.borrow();
+        if snapshot.policy.is_pending() {
+            return Err(Status::unavailable(
+                "the controller has not read the policy resources yet",
+            ));
+        }
+        Ok(Response::new(snapshot.policy.port(&workload, port)))
     }
 
     type WatchPortStream = ReceiverStream<Result<pb::Server, Status>>;
@@ -54,8 +58,9 @@ impl inbound_server_policies_server::InboundServerPolicies for InboundPolicies {
     ) -> Result<Response<Self::WatchPortStream>, Status> {
         let (workload, port) = port_of(req.get_ref())?;
         tracing::debug!(%workload, port, "policy subscription");
+        // While pending, the proxy keeps what it applies already.
         let stream = crate::discovery::follow(self.snapshots.clone(), move |s| {
-            s.policy.port(&workload, port)
+            (!s.policy.is_pending()).then(|| s.policy.port(&workload, port))
         });
         Ok(Response::new(stream))
     }
