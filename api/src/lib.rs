@@ -34,6 +34,7 @@ pub mod policy;
 pub mod proto;
 pub mod rate_limit;
 pub mod sidecar;
+pub mod tap_rbac;
 
 pub use classify::Classification;
 pub use deployment::{DeploymentRef, ResourceTarget};

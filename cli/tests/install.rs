@@ -150,6 +150,7 @@ fn install_has_the_whole_control_plane() {
             "ServiceAccount/conduit-telemetry-store",
             "ClusterRole/conduit-conduit-controller",
             "ClusterRoleBinding/conduit-conduit-controller",
+            "ClusterRole/conduit-conduit-tap",
             "ConfigMap/conduit-config",
             "Secret/conduit-identity-trust-anchors",
             "Secret/conduit-identity-issuer",
@@ -537,6 +538,33 @@ fn the_controller_may_watch_every_policy_kind_and_namespaces() {
             .iter()
             .any(|v| v == "update" || v == "patch" || v == "delete")
     }));
+}
+
+/// Tap is authorized by RBAC: the controller may review a caller's token
+/// and ask whether it may tap; the right itself is a ClusterRole nobody is
+/// bound to until an operator binds it.
+#[test]
+fn tapping_is_an_rbac_verb_the_controller_checks_and_nobody_has_by_default() {
+    let objects = objects(&install(&[]));
+    let role = find(&objects, "ClusterRole", "conduit-conduit-controller");
+    let may_create = |group: &str, resource: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            let has = |key: &str, v: &str| r[key].as_array().unwrap().iter().any(|x| x == v);
+            has("apiGroups", group) && has("resources", resource) && has("verbs", "create")
+        })
+    };
+    assert!(may_create("authentication.k8s.io", "tokenreviews"));
+    assert!(may_create("authorization.k8s.io", "subjectaccessreviews"));
+    let tap = find(&objects, "ClusterRole", "conduit-conduit-tap");
+    assert_eq!(
+        tap["rules"],
+        serde_json::json!([{"apiGroups": ["tap.conduit.io"], "resources": ["deployments"], "verbs": ["tap"]}])
+    );
+    let bound = objects.iter().any(|o| {
+        o["kind"].as_str().is_some_and(|k| k.ends_with("Binding"))
+            && o["roleRef"]["name"] == "conduit-conduit-tap"
+    });
+    assert!(!bound, "nobody may tap until an operator says so");
 }
 
 /// The NetworkPolicies fence each control plane component in, and let

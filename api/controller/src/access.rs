@@ -7,7 +7,8 @@
 //!   state directory (`--api-token-file`), readable by the demo's user only.
 //! - Kubernetes: the caller presents its own Kubernetes bearer token; the
 //!   API server authenticates it (`TokenReview`) and authorizes the verb
-//!   `tap` on `deployments` in `tap.conduit.io` for the target namespace
+//!   `tap` on `deployments` in `tap.conduit.io` ([`conduit_api::tap_rbac`])
+//!   for the target namespace
 //!   (`SubjectAccessReview`), the way `linkerd viz tap` is authorized, so
 //!   RBAC says who may tap what. Allowed answers are remembered briefly,
 //!   so a live view does not cost two API calls per refresh.
@@ -20,6 +21,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use conduit_api::tap_rbac;
 use conduit_identity::bearer::{self, BearerToken};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
@@ -29,8 +31,6 @@ use tonic::Status;
 
 /// The dashboard's session cookie: the same credential, set by `/auth`.
 pub const COOKIE: &str = "conduit_api_token";
-/// The API group of the `tap` verb in Kubernetes RBAC.
-pub const TAP_GROUP: &str = "tap.conduit.io";
 /// How long an allowed (token, namespace) answer is reused.
 const REMEMBER_FOR: Duration = Duration::from_secs(10);
 /// Answers remembered at most; the oldest go first.
@@ -48,13 +48,15 @@ pub enum Access {
 
 pub struct Kubernetes {
     client: kube::Client,
+    control_plane_namespace: String,
     allowed: Mutex<HashMap<(String, String), Instant>>,
 }
 
 impl Access {
-    pub fn kubernetes(client: kube::Client) -> Self {
+    pub fn kubernetes(client: kube::Client, control_plane_namespace: &str) -> Self {
         Self::Kubernetes(Kubernetes {
             client,
+            control_plane_namespace: control_plane_namespace.to_string(),
             allowed: Mutex::default(),
         })
     }
@@ -180,9 +182,9 @@ impl Kubernetes {
                 uid: user.uid.clone(),
                 extra: user.extra.clone(),
                 resource_attributes: Some(ResourceAttributes {
-                    group: Some(TAP_GROUP.to_string()),
-                    resource: Some("deployments".to_string()),
-                    verb: Some("tap".to_string()),
+                    group: Some(tap_rbac::GROUP.to_string()),
+                    resource: Some(tap_rbac::RESOURCE.to_string()),
+                    verb: Some(tap_rbac::VERB.to_string()),
                     namespace: (!namespace.is_empty()).then(|| namespace.to_string()),
                     ..ResourceAttributes::default()
                 }),
@@ -208,8 +210,12 @@ impl Kubernetes {
             format!("in namespace {namespace}")
         };
         Err(Status::permission_denied(format!(
-            "{who} may not tap deployments {scope}: RBAC needs verb `tap` on `deployments.{TAP_GROUP}` \
-             (bind the ClusterRole conduit-tap){}",
+            "{who} may not tap deployments {scope}: RBAC needs verb `{}` on `{}.{}` (bind the \
+             ClusterRole {} that `conduit install` emits){}",
+            tap_rbac::VERB,
+            tap_rbac::RESOURCE,
+            tap_rbac::GROUP,
+            tap_rbac::cluster_role(&self.control_plane_namespace),
             status.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         )))
     }

@@ -190,6 +190,7 @@ async fn access(args: &Args) -> anyhow::Result<Access> {
             kube::Client::try_default()
                 .await
                 .context("cannot reach the Kubernetes API to authorize tap")?,
+            &args.namespace,
         )),
         DiscoverySource::Static(_) => {
             tracing::warn!("no --api-token-file: live tap, tap search and top are closed");

@@ -50,7 +50,7 @@ fn alice() -> Value {
 #[tokio::test]
 async fn rbac_decides_who_taps_which_namespace_and_allowed_answers_are_reused() {
     let (service, mut handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
-    let access = Access::kubernetes(kube::Client::new(service, "default"));
+    let access = Access::kubernetes(kube::Client::new(service, "default"), "conduit");
 
     let api = tokio::spawn(async move {
         let review = answer(&mut handle, TOKEN_REVIEWS, alice()).await;
@@ -108,7 +108,7 @@ async fn rbac_decides_who_taps_which_namespace_and_allowed_answers_are_reused() 
 #[tokio::test]
 async fn an_unauthenticated_or_missing_token_taps_nothing() {
     let (service, mut handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
-    let access = Access::kubernetes(kube::Client::new(service, "default"));
+    let access = Access::kubernetes(kube::Client::new(service, "default"), "conduit");
     let e = access.may_tap(None, Some("demo")).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
     assert!(e.message().contains("Kubernetes bearer token"), "{e:?}");
@@ -131,7 +131,7 @@ async fn an_unauthenticated_or_missing_token_taps_nothing() {
 #[tokio::test]
 async fn tapping_the_whole_mesh_asks_for_cluster_wide_rights() {
     let (service, mut handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
-    let access = Access::kubernetes(kube::Client::new(service, "default"));
+    let access = Access::kubernetes(kube::Client::new(service, "default"), "conduit");
     let api = tokio::spawn(async move {
         answer(&mut handle, TOKEN_REVIEWS, alice()).await;
         answer(&mut handle, ACCESS_REVIEWS, json!({"allowed": true})).await

@@ -3,6 +3,7 @@
 //! talks to no Kubernetes API and gets no token at all.
 
 use conduit_api::policy::resources as policy_api;
+use conduit_api::tap_rbac;
 
 use crate::value::{Value, map, seq};
 
@@ -17,7 +18,32 @@ pub(super) fn objects(namespace: &str) -> Vec<Value> {
         service_account(STORE_ACCOUNT, namespace, "telemetry-store", false),
         cluster_role(namespace),
         cluster_role_binding(namespace),
+        tap_cluster_role(namespace),
     ]
+}
+
+/// The right to tap, for operators to bind (nobody has it by default): a
+/// ClusterRoleBinding for the whole mesh, a RoleBinding per namespace.
+fn tap_cluster_role(namespace: &str) -> Value {
+    map([
+        ("apiVersion", "rbac.authorization.k8s.io/v1".into()),
+        ("kind", "ClusterRole".into()),
+        (
+            "metadata",
+            map([
+                ("name", tap_rbac::cluster_role(namespace).into()),
+                ("labels", labels("controller", namespace).into()),
+            ]),
+        ),
+        (
+            "rules",
+            seq([map([
+                ("apiGroups", seq([tap_rbac::GROUP])),
+                ("resources", seq([tap_rbac::RESOURCE])),
+                ("verbs", seq([tap_rbac::VERB])),
+            ])]),
+        ),
+    ])
 }
 
 fn service_account(name: &str, namespace: &str, component: &str, token: bool) -> Value {
@@ -72,10 +98,17 @@ fn cluster_role(namespace: &str) -> Value {
                     ("resources", seq(policy_api::KINDS.map(|k| k.plural))),
                     ("verbs", read()),
                 ]),
-                // The identity service checks each proxy's token.
+                // The identity service checks each proxy's token, and the
+                // public API each tapping user's.
                 map([
                     ("apiGroups", seq(["authentication.k8s.io"])),
                     ("resources", seq(["tokenreviews"])),
+                    ("verbs", seq(["create"])),
+                ]),
+                // Whether that user may tap the namespace it asks for.
+                map([
+                    ("apiGroups", seq(["authorization.k8s.io"])),
+                    ("resources", seq(["subjectaccessreviews"])),
                     ("verbs", seq(["create"])),
                 ]),
             ]),
