@@ -54,7 +54,13 @@ impl Store {
     /// Like [`Store::start`] with more flags, e.g. a workload's identity
     /// flags from [`MeshIdentity::workload_args`].
     pub fn start_with_args(extra: &[String]) -> Self {
-        let (grpc, http, data) = (free_addr(), free_addr(), TempDir::new("store"));
+        Self::start_on(free_addr(), extra)
+    }
+
+    /// Like [`Store::start_with_args`] with its gRPC API on `grpc`, for a
+    /// controller started first that must know where the store will be.
+    pub fn start_on(grpc: SocketAddr, extra: &[String]) -> Self {
+        let (http, data) = (free_addr(), TempDir::new("store"));
         let mut args = vec![
             "--grpc-listen".to_string(),
             grpc.to_string(),

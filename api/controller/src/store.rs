@@ -63,6 +63,15 @@ impl Store {
         &self.addr
     }
 
+    /// The store's `ip:port`, when its address names one (not a DNS name).
+    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
+        let rest = self
+            .addr
+            .split_once("://")
+            .map_or(self.addr.as_str(), |(_, r)| r);
+        rest.trim_end_matches('/').parse().ok()
+    }
+
     pub async fn golden(&self, req: pb::GoldenRequest) -> Result<Vec<pb::GoldenRow>, Status> {
         let reply = self.client.clone().golden(req).await;
         Ok(self.check(reply)?.into_inner().rows)

@@ -25,7 +25,7 @@ struct Plane {
     identity: MeshIdentity,
     controller: Controller,
     store: Store,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Plane {
@@ -42,14 +42,18 @@ impl Plane {
         .unwrap();
         let args = identity.controller_args("24h");
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        // Nothing here queries the store through the controller.
-        let controller = Controller::start_with_args("https://127.0.0.1:9", &file, &args);
-        let store = Store::start_with_args(&identity.workload_args(&controller, &store_id));
+        // The store's address is chosen before either starts: the store
+        // certifies itself with the controller, which must know where the
+        // store is.
+        let store_grpc = conduit_testbed::free_addr();
+        let controller =
+            Controller::start_with_args(&format!("https://{store_grpc}"), &file, &args);
+        let store = Store::start_on(store_grpc, &identity.workload_args(&controller, &store_id));
         Self {
             identity,
             controller,
             store,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -309,4 +313,60 @@ async fn the_telemetry_port_refuses_callers_without_a_mesh_certificate() {
         ),
         0.0
     );
+}
+
+/// `conduit check` probes every gRPC listener as an intruder would, with a
+/// plaintext HTTP/2 preface: the store and mTLS proxies refuse it; a proxy
+/// whose tap server runs without identity is named.
+#[test]
+fn check_names_a_listener_that_answers_without_authentication() {
+    let plane = Plane::start();
+    let app = conduit_testbed::Upstream::start(Default::default());
+    let plaintext = conduit_testbed::Proxy::start(conduit_testbed::ProxySpec {
+        namespace: "demo",
+        deployment: "web",
+        pod: "web-0",
+        app: app.addr,
+        telemetry: None,
+        destination: None,
+        extra: vec![],
+    });
+    std::fs::write(
+        plane.dir.path().join("discovery.yaml"),
+        format!(
+            "version: 1\nnamespaces:\n  demo:\n    deployments:\n      web:\n        service_account: web\n        \
+             pods: [{{name: web-0, addr: {}, tap: {}}}]\n",
+            plaintext.inbound, plaintext.tap
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let results = loop {
+        let (_, _, body) = http_get(plane.controller.http, "/api/v1/check").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let results = v["results"].as_array().unwrap().clone();
+        let named = results
+            .iter()
+            .any(|r| r["hint"].as_str().is_some_and(|h| h.contains("demo/web-0")));
+        if named || Instant::now() > deadline {
+            break results;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let find = |needle: &str| {
+        results
+            .iter()
+            .find(|r| r["description"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no check about {needle}: {results:#?}"))
+    };
+    let store = find("store's gRPC API refuses");
+    assert_eq!(store["status"], "ok", "{store}");
+    let taps = find("tap servers answer the controller's identity only");
+    assert_eq!(taps["status"], "failed", "{taps}");
+    assert!(
+        taps["hint"].as_str().unwrap().contains("demo/web-0"),
+        "{taps}"
+    );
+    let tap_access = find("tap, tap search and top are authorized");
+    assert_eq!(tap_access["status"], "ok");
 }

@@ -77,6 +77,7 @@ impl PublicApi {
                 e.message(),
             )),
         }
+        results.extend(self.exposure_checks().await);
         pb::CheckResponse { results }
     }
 }

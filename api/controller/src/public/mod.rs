@@ -26,6 +26,7 @@ use crate::store::Store;
 mod certificates;
 mod check;
 mod edges;
+mod exposure;
 mod identity_check;
 mod routes;
 mod stat;
