@@ -202,6 +202,32 @@ pub struct Routes {
     pub rows: Vec<RouteRow>,
 }
 
+/// One authorization of one route of one Server, or what none admitted;
+/// counts over the request's window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthzRow {
+    /// The Server, or `default:<mode>` for the ports no Server selects.
+    pub server: String,
+    /// 0 for the default policy.
+    pub port: u16,
+    /// `default` without routes; empty for requests on none.
+    pub route: String,
+    /// The authorization; empty on the row of denials.
+    pub authorization: String,
+    pub admits: String,
+    pub allowed: f64,
+    pub denied: f64,
+    /// Denials that audit mode let through.
+    pub audited: f64,
+}
+
+/// `GET /api/v1/authz`
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Authz {
+    pub default_policy: String,
+    pub rows: Vec<AuthzRow>,
+}
+
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckStatus {
@@ -411,6 +437,30 @@ mod from_proto {
     impl From<public::RoutesResponse> for Routes {
         fn from(r: public::RoutesResponse) -> Self {
             Self {
+                rows: r.rows.into_iter().map(Into::into).collect(),
+            }
+        }
+    }
+
+    impl From<public::AuthzRow> for AuthzRow {
+        fn from(r: public::AuthzRow) -> Self {
+            Self {
+                server: r.server,
+                port: u16::try_from(r.port).unwrap_or(0),
+                route: r.route,
+                authorization: r.authorization,
+                admits: r.admits,
+                allowed: r.allowed,
+                denied: r.denied,
+                audited: r.audited,
+            }
+        }
+    }
+
+    impl From<public::AuthzResponse> for Authz {
+        fn from(r: public::AuthzResponse) -> Self {
+            Self {
+                default_policy: r.default_policy,
                 rows: r.rows.into_iter().map(Into::into).collect(),
             }
         }

@@ -67,6 +67,8 @@ pub(crate) enum Command {
     Edges(EdgesArgs),
     /// Per-route metrics of a Deployment, from its service profiles
     Routes(RoutesArgs),
+    /// The inbound policy of a Deployment and what it allowed and denied
+    Authz(AuthzArgs),
     /// The mTLS certificate of each pod of a Deployment (subject, names,
     /// issuer, validity), as its peers see it
     Identity(IdentityArgs),
@@ -320,6 +322,19 @@ pub(crate) struct IdentityArgs {
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct AuthzArgs {
+    /// `deploy/NAME`
+    pub(crate) target: ResourceTarget,
+    #[command(flatten)]
+    pub(crate) namespaces: NamespaceArgs,
+    /// Window the allowed and denied counts cover
+    #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
+    pub(crate) time_window: Duration,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }

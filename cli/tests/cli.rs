@@ -33,6 +33,8 @@ fn help_lists_every_command_of_the_mesh() {
         "tap",
         "edges",
         "routes",
+        "authz",
+        "identity",
         "dashboard",
         "demo",
         "version",

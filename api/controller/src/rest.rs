@@ -21,6 +21,7 @@
 //! | `/api/v1/tap/search` | `query`, `since` or `start_ms`/`end_ms`, `limit`, `namespace`, `name`, `to`, `path`, `method`, `authority` | `TapSearch` |
 //! | `/api/v1/edges` | selector | `Edges` |
 //! | `/api/v1/routes` | `namespace`, `name`, `window` | `Routes` |
+//! | `/api/v1/authz` | `namespace`, `name`, `window` | `Authz` |
 //! | `/api/v1/check` | | `Check` |
 //! | `/healthz` | | `ok` |
 //!
@@ -70,6 +71,7 @@ pub fn router(api: PublicApi) -> Router {
         .route("/tap/search", get(tap_search))
         .route("/edges", get(edges))
         .route("/routes", get(routes))
+        .route("/authz", get(authz))
         .route("/check", get(check))
         .fallback(|| async {
             ApiError::new(
@@ -639,6 +641,21 @@ async fn routes(
     let Query(q) = q?;
     let reply = api
         .routes(tonic::Request::new(pb::RoutesRequest {
+            deployment: Some(named(&q.namespace, &q.name)?),
+            window: duration_param("window", &q.window)?,
+        }))
+        .await?;
+    Ok(Json(reply.into_inner().into()))
+}
+
+/// Same parameters as `routes`: one Deployment and a window.
+async fn authz(
+    State(api): State<PublicApi>,
+    q: Result<Query<RoutesQuery>, QueryRejection>,
+) -> ApiResult<json::Authz> {
+    let Query(q) = q?;
+    let reply = api
+        .authz(tonic::Request::new(pb::AuthzRequest {
             deployment: Some(named(&q.namespace, &q.name)?),
             window: duration_param("window", &q.window)?,
         }))

@@ -2,6 +2,7 @@
 
 use crate::args::{Cli, Command};
 
+mod authz;
 mod check;
 mod completion;
 mod dashboard;
@@ -30,6 +31,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tap(args) => tap::run(args),
         Command::Edges(args) => edges::run(args),
         Command::Routes(args) => routes::run(args),
+        Command::Authz(args) => authz::run(args),
         Command::Identity(args) => identity::run(args),
         Command::Dashboard(args) => dashboard::run(args),
         Command::Demo(args) => demo::run(args),

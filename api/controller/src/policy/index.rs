@@ -88,8 +88,23 @@ impl PolicyIndex {
     pub fn port(&self, workload: &DeploymentRef, port: u16) -> pb::Server {
         match self.servers.get(&(workload.clone(), port)) {
             Some(server) => server.clone(),
-            None => self.default_for(workload).server(&self.cluster_networks),
+            None => self.default_server(workload),
         }
+    }
+
+    /// The ports of `workload` that Servers select, with their policies.
+    pub fn servers_of<'a>(
+        &'a self,
+        workload: &'a DeploymentRef,
+    ) -> impl Iterator<Item = (u16, &'a pb::Server)> + 'a {
+        self.servers
+            .range((workload.clone(), 0)..=(workload.clone(), u16::MAX))
+            .map(|((_, port), server)| (*port, server))
+    }
+
+    /// What the ports of `workload` that no Server selects get.
+    pub fn default_server(&self, workload: &DeploymentRef) -> pb::Server {
+        self.default_for(workload).server(&self.cluster_networks)
     }
 
     pub fn default_for(&self, workload: &DeploymentRef) -> DefaultPolicy {

@@ -23,6 +23,7 @@ use crate::identity::issuer::Issuer;
 use crate::links::Links;
 use crate::store::Store;
 
+mod authz;
 mod certificates;
 mod check;
 mod edges;
@@ -311,6 +312,13 @@ impl Api for PublicApi {
         req: Request<pb::RoutesRequest>,
     ) -> Result<Response<pb::RoutesResponse>, Status> {
         self.route_rows(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn authz(
+        &self,
+        req: Request<pb::AuthzRequest>,
+    ) -> Result<Response<pb::AuthzResponse>, Status> {
+        self.authz_rows(req.into_inner()).await.map(Response::new)
     }
 
     async fn check(
