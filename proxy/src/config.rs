@@ -172,6 +172,11 @@ pub struct Config {
     )]
     pub default_inbound_policy: conduit_api::policy::DefaultPolicy,
 
+    /// How long a new inbound connection waits for the policy service's
+    /// first answer about its port before the default policy applies.
+    #[arg(long, env = "CONDUIT_PROXY_INBOUND_POLICY_TIMEOUT", default_value = "1s", value_parser = conduit_api::duration::parse)]
+    pub inbound_policy_timeout: std::time::Duration,
+
     /// The cluster's networks, comma-separated CIDRs, for the `cluster-*`
     /// default policies.
     #[arg(long, env = "CONDUIT_PROXY_CLUSTER_NETWORKS", value_delimiter = ',', default_values = conduit_api::policy::DEFAULT_CLUSTER_NETWORKS, value_parser = parse_network)]

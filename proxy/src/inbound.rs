@@ -157,7 +157,7 @@ impl Inbound {
                 // (With identity on, an unmeshed client of a
                 // server-speaks-first port waits out the detection timeout
                 // first, as every meshed client speaks first.)
-                if silent || self.is_opaque(target.port()) {
+                if silent || self.is_opaque(target.port()).await {
                     return self.forward_tcp(io, target, &peer).await;
                 }
                 self.serve_detected(io, client, target, peer).await
@@ -297,9 +297,9 @@ impl Inbound {
     }
 
     /// Opaque ports: the configured ones, and those whose policy says so.
-    fn is_opaque(&self, port: u16) -> bool {
+    async fn is_opaque(&self, port: u16) -> bool {
         self.config.is_opaque_port(port)
-            || self.policies.port(port).protocol == ProxyProtocol::Opaque
+            || self.policies.port(port).await.protocol == ProxyProtocol::Opaque
     }
 
     /// Forwards an opaque connection its port's policy admits; closes it
@@ -311,6 +311,7 @@ impl Inbound {
         let decision = self
             .policies
             .port(target.port())
+            .await
             .connection(peer.policy_client());
         self.registry.authorized(false, &decision);
         if !allowed(&decision, peer) {
@@ -495,6 +496,7 @@ impl Handler for InboundConn {
         let decision = inbound
             .policies
             .port(self.target.port())
+            .await
             .request(self.peer.policy_client(), &req);
         inbound.registry.authorized(true, &decision);
         if !allowed(&decision, &self.peer) {

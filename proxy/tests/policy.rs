@@ -308,3 +308,34 @@ fn without_a_controller_the_configured_default_applies_to_http_and_tcp() {
         "{m}"
     );
 }
+
+/// A freshly started proxy holds its first clients until the controller
+/// has said what the port admits: the permissive default must not let the
+/// first requests of a new pod past a policy that denies them.
+#[test]
+fn the_first_request_after_start_up_gets_the_controllers_policy() {
+    let identity = MeshIdentity::new(&[id("web")]);
+    let dir = TempDir::new("policy-first");
+    let file = dir.path().join("discovery.yaml");
+    write(
+        &file,
+        &discovery("        default_inbound_policy: deny\n", ""),
+    );
+    let args = identity.controller_args("24h");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let controller = Controller::start_with_args("http://127.0.0.1:9", &file, &args);
+    let app = Upstream::start(Default::default());
+    let mut extra = identity.workload_args(&controller, &id("web"));
+    extra.extend(["--service-account".into(), "web".into()]);
+    let server = Proxy::start(ProxySpec {
+        namespace: "test",
+        deployment: "web",
+        pod: "web",
+        app: app.addr,
+        telemetry: None,
+        destination: Some(format!("https://{}", controller.mesh)),
+        extra,
+    });
+    let (status, answer) = request(server.inbound, "GET", "/api/list");
+    assert_eq!(status, 403, "the very first request: {answer}");
+}

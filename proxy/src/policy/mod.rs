@@ -1,13 +1,16 @@
 //! Inbound authorization policy: what the controller's policy service says
 //! each application port admits.
 //!
-//! Each port's policy is watched on first use (`InboundServerPolicies.
-//! WatchPort`) and kept in a `watch` channel that connections read without
-//! waiting. Until the controller has answered, or when there is no
-//! controller, the default policy from the proxy's configuration applies;
-//! once it has answered, its last word stays in force while it is away or
-//! when an update cannot be compiled, so a control-plane outage neither
-//! opens nor closes a workload.
+//! Each port's policy is watched (`InboundServerPolicies.WatchPort`) from
+//! start-up for the application's port and on first use for any other,
+//! and kept in a `watch` channel. A connection waits for the controller's
+//! first answer on its port (at most `--inbound-policy-timeout`): taking
+//! the permissive default meanwhile would let the first clients of a
+//! freshly started pod past a policy that denies them. Without a
+//! controller, or past the timeout, the default policy from the proxy's
+//! configuration applies; once the controller has answered, its last word
+//! stays in force while it is away or when an update cannot be compiled,
+//! so a control-plane outage neither opens nor closes a workload.
 
 mod authorize;
 
@@ -35,7 +38,10 @@ const MAX_WATCHED_PORTS: usize = 64;
 pub(crate) struct Policies {
     default: Arc<PortPolicy>,
     watch: Option<Watch>,
-    ports: Mutex<HashMap<u16, watch::Receiver<Arc<PortPolicy>>>>,
+    /// `None` until the controller has answered for the port.
+    ports: Mutex<HashMap<u16, watch::Receiver<Option<Arc<PortPolicy>>>>>,
+    /// How long a connection waits for the controller's first answer.
+    first_answer_timeout: Duration,
 }
 
 struct Watch {
@@ -66,34 +72,54 @@ impl Policies {
             }),
             _ => None,
         };
-        Ok(Self {
+        let policies = Self {
             default,
             watch,
             ports: Mutex::default(),
-        })
+            first_answer_timeout: config.inbound_policy_timeout,
+        };
+        // The application's port gets its policy before any client comes.
+        policies.receiver(config.inbound_app_addr.port());
+        Ok(policies)
     }
 
-    /// The current policy of the application port `port`.
-    pub(crate) fn port(&self, port: u16) -> Arc<PortPolicy> {
-        let Some(w) = &self.watch else {
+    /// The policy of the application port `port`: the controller's, once
+    /// it answered (waiting for its first answer a while), else the
+    /// configured default.
+    pub(crate) async fn port(&self, port: u16) -> Arc<PortPolicy> {
+        let Some(mut rx) = self.receiver(port) else {
             return self.default.clone();
         };
+        if let Some(policy) = rx.borrow().as_ref() {
+            return policy.clone();
+        }
+        let answered = rx.wait_for(Option::is_some);
+        match tokio::time::timeout(self.first_answer_timeout, answered).await {
+            Ok(Ok(policy)) => policy.clone().unwrap_or_else(|| self.default.clone()),
+            _ => self.default.clone(),
+        }
+    }
+
+    /// The watch of `port`'s policy, started on first use; `None` without
+    /// a controller, or past the number of ports watched.
+    fn receiver(&self, port: u16) -> Option<watch::Receiver<Option<Arc<PortPolicy>>>> {
+        let w = self.watch.as_ref()?;
         let mut ports = lock(&self.ports);
         if let Some(rx) = ports.get(&port) {
-            return rx.borrow().clone();
+            return Some(rx.clone());
         }
         if ports.len() >= MAX_WATCHED_PORTS {
-            return self.default.clone();
+            return None;
         }
-        let (tx, rx) = watch::channel(self.default.clone());
+        let (tx, rx) = watch::channel(None);
         tokio::spawn(watch_port(
             w.client.clone(),
             spec(&w.workload, port),
             w.trust_domain.clone(),
             tx,
         ));
-        ports.insert(port, rx);
-        self.default.clone()
+        ports.insert(port, rx.clone());
+        Some(rx)
     }
 }
 
@@ -120,7 +146,7 @@ async fn watch_port(
     mut client: InboundServerPoliciesClient<Channel>,
     spec: PortSpec,
     trust_domain: String,
-    tx: watch::Sender<Arc<PortPolicy>>,
+    tx: watch::Sender<Option<Arc<PortPolicy>>>,
 ) {
     let port = spec.port;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
@@ -144,7 +170,7 @@ async fn watch_port(
                     match PortPolicy::compile(&server, &trust_domain) {
                         Ok(p) => {
                             tracing::info!(port, server = %server.name, "inbound policy updated");
-                            tx.send_replace(Arc::new(p));
+                            tx.send_replace(Some(Arc::new(p)));
                         }
                         Err(e) => {
                             tracing::warn!(port, server = %server.name, error = %e, "policy refused; keeping the current one")
