@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use conduit_api::json::{Edges, Stat};
+use conduit_api::json::{Authz, Edges, Stat};
 use conduit_testbed::{TempDir, bin};
 
 /// Demo ports with this offset sit outside Linux's ephemeral port range
@@ -63,6 +63,7 @@ impl Demo {
             .args(["demo", "--duration", &format!("{DURATION_S}s")])
             .args(["--port-offset", &offset.to_string()])
             .args(["--failure-rate", &FAILURE_RATE.to_string()])
+            .arg("--with-intruder")
             .arg("--data-dir")
             .arg(data.path())
             .stdout(Stdio::piped())
@@ -234,6 +235,42 @@ fn eventually<T>(what: &str, within: Duration, mut check: impl FnMut() -> Result
     }
 }
 
+/// What `conduit authz` counts on `server` of `deployment`: denials, and
+/// (when `allowed`) admissions by `admits`; each must have happened.
+fn authz_counts(
+    demo: &Demo,
+    deployment: &str,
+    server: &str,
+    admits: &str,
+    allowed: bool,
+) -> Result<(), String> {
+    let out = demo.conduit(&[
+        "authz",
+        &format!("deploy/{deployment}"),
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]);
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let authz: Authz = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+    let sum = |authorization: &str, value: fn(&conduit_api::json::AuthzRow) -> f64| {
+        authz
+            .rows
+            .iter()
+            .filter(|r| r.server == server && r.authorization == authorization)
+            .map(value)
+            .sum::<f64>()
+    };
+    let (admitted, denied) = (sum(admits, |r| r.allowed), sum("", |r| r.denied));
+    if denied > 0.0 && (admitted > 0.0 || !allowed) {
+        return Ok(());
+    }
+    Err(format!("allowed {admitted}, denied {denied}: {authz:?}"))
+}
+
 fn stat(demo: &Demo) -> Result<Stat, String> {
     let out = demo.conduit(&["stat", "deploy", "-n", "demo", "-o", "json"]);
     if !out.status.success() {
@@ -382,6 +419,43 @@ fn demo_runs_the_mesh_and_cleans_up() {
             .iter()
             .any(|e| e.src.name == "voting" && e.dst.name == "vote-store"),
         "voting -> vote-store (TCP) missing: {edges:?}"
+    );
+
+    // The demo's policy: voting answers web only and vote-store voting
+    // only; the intruder (unmeshed, calling their pods directly) is denied
+    // at both, and each side is counted where `conduit authz` shows it.
+    eventually(
+        "voting's requests allowed and denied",
+        Duration::from_secs(30),
+        || authz_counts(&demo, "voting", "voting-grpc", "web-only", true),
+    );
+    // voting keeps one connection to vote-store open, admitted before the
+    // window began: the window shows the denials, the counter the admission.
+    eventually(
+        "vote-store's connections denied",
+        Duration::from_secs(30),
+        || authz_counts(&demo, "vote-store", "vote-store-tcp", "voting-only", false),
+    );
+    let admitted = demo.promql(
+        "inbound_tcp_authz_allow_total{deployment=\"vote-store\",srv_name=\"vote-store-tcp\",authz_name=\"voting-only\"}",
+    );
+    assert_eq!(admitted.as_array().map(Vec::len), Some(1), "{admitted}");
+    // A denial shows in tap with its reason.
+    let tap = demo.conduit(&[
+        "tap",
+        "deploy/voting",
+        "-n",
+        "demo",
+        "--path",
+        "/emojivoto.v1.VotingService/VoteIntruder",
+        "--limit",
+        "1",
+    ]);
+    let tap = String::from_utf8_lossy(&tap.stdout);
+    assert!(
+        tap.contains(":status=403")
+            && tap.contains("error=\"unauthorized: no authorization of server voting-grpc"),
+        "{tap}"
     );
 
     // Each pod's certificate, as the controller reads it in a handshake.

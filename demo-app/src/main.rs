@@ -8,6 +8,9 @@
 //!                         └───gRPC──> voting ──opaque TCP──> vote-store
 //! ```
 //!
+//! `intruder` (with `conduit demo --with-intruder`) calls voting and
+//! vote-store directly without the mesh, which the demo's policy denies.
+//!
 //! `voting` fails a known share of its `Vote` calls and votes for one emoji
 //! are slow, so the mesh has a success rate and a latency spread to show.
 //! Services reach their peers through their own outbound proxy
@@ -17,6 +20,7 @@
 use clap::{Parser, Subcommand};
 
 mod emoji;
+mod intruder;
 mod peer;
 mod proto;
 mod random;
@@ -44,6 +48,8 @@ enum Role {
     VoteStore(vote_store::Args),
     /// Traffic generator: votes through web at a fixed rate
     VoteBot(vote_bot::Args),
+    /// An unmeshed client that tries what the demo's policy forbids
+    Intruder(intruder::Args),
 }
 
 #[tokio::main]
@@ -59,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Role::Voting(args) => voting::run(args).await,
         Role::VoteStore(args) => vote_store::run(args).await,
         Role::VoteBot(args) => vote_bot::run(args).await,
+        Role::Intruder(args) => intruder::run(args).await,
     }
 }

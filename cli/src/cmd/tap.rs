@@ -147,10 +147,16 @@ pub(crate) fn lines(e: &TapEvent, wide: bool) -> [String; 3] {
     );
     let rsp = if e.http_status == 0 {
         format!("rsp {peers} error={:?}", e.error)
-    } else {
+    } else if e.error.is_empty() {
         format!(
             "rsp {peers} :status={} latency={}µs",
             e.http_status, e.response_latency_us
+        )
+    } else {
+        // The proxy answered itself (a policy denial, a timeout): why.
+        format!(
+            "rsp {peers} :status={} latency={}µs error={:?}",
+            e.http_status, e.response_latency_us, e.error
         )
     };
     let grpc = e
@@ -201,6 +207,17 @@ mod tests {
         assert!(
             end.ends_with("duration=1700µs response-length=42B"),
             "{end}"
+        );
+        let denied = TapEvent {
+            http_status: 403,
+            error: "unauthorized: no authorization of server s route default admits the client"
+                .into(),
+            ..e
+        };
+        let [_, rsp, _] = lines(&denied, false);
+        assert!(
+            rsp.contains(":status=403") && rsp.contains("error=\"unauthorized: no authorization"),
+            "a denial says why: {rsp}"
         );
     }
 }

@@ -41,6 +41,10 @@ pub(crate) struct DemoArgs {
     /// holds the defaults
     #[arg(long, default_value_t = 0)]
     port_offset: u16,
+    /// Also run an unmeshed client that calls voting and vote-store
+    /// directly, which the demo's policy denies (see `conduit authz`)
+    #[arg(long)]
+    with_intruder: bool,
 }
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -60,6 +64,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         failure_rate: args.failure_rate,
         data_dir: args.data_dir.map_or_else(default_data_dir, Ok)?,
         bin_dir: bin_dir()?,
+        with_intruder: args.with_intruder,
     };
     let topology = Topology::new(settings)?;
     ready::ports_free(&topology.listeners())?;
@@ -146,7 +151,19 @@ async fn start_all(topology: &Topology, supervisor: &mut Supervisor) -> anyhow::
             format!("proxy of {}", pod.name),
         ));
     }
-    step("traffic generator (vote-bot)", supervisor, specs, &probes).await
+    step("traffic generator (vote-bot)", supervisor, specs, &probes).await?;
+    match topology.intruder() {
+        Some(intruder) if topology.settings.with_intruder => {
+            step(
+                "intruder (unmeshed, denied by policy)",
+                supervisor,
+                vec![intruder],
+                &[],
+            )
+            .await
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn step(
@@ -201,6 +218,14 @@ fn print_ready(topology: &Topology) {
     println!("  conduit tap deploy/web -n {NAMESPACE}{api}");
     println!("  conduit edges deploy -n {NAMESPACE}{api}");
     println!("  conduit identity deploy/web -n {NAMESPACE}{api}");
+    println!("  conduit authz deploy/vote-store -n {NAMESPACE}{api}");
+    if topology.settings.with_intruder {
+        println!(
+            "\nAn intruder (unmeshed) calls voting and vote-store directly every 500 ms; the policy \
+             denies it:\n  conduit authz deploy/voting -n {NAMESPACE}{api}\n  \
+             conduit tap deploy/voting -n {NAMESPACE}{api}"
+        );
+    }
     println!("\nCtrl-C stops everything.");
 }
 

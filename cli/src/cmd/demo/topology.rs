@@ -72,6 +72,8 @@ pub(crate) struct Settings {
     pub(crate) failure_rate: f64,
     pub(crate) data_dir: PathBuf,
     pub(crate) bin_dir: PathBuf,
+    /// Run an unmeshed client that the policy denies.
+    pub(crate) with_intruder: bool,
 }
 
 /// Where one pod's processes listen.
@@ -275,11 +277,69 @@ impl Topology {
                 );
             }
         }
+        namespace.policy = self.policy();
         let mut discovery = DiscoveryFile::default();
         discovery
             .namespaces
             .insert(NAMESPACE.to_string(), namespace);
         discovery
+    }
+
+    /// The demo's policy: voting answers web only, vote-store voting only
+    /// (each by its mTLS identity); everything else keeps the default,
+    /// which admits every client.
+    fn policy(&self) -> file::Policy {
+        let mut policy = file::Policy::default();
+        let guarded = [
+            (
+                "voting-grpc",
+                "voting",
+                file::ServerProtocol::Grpc,
+                "web-only",
+                "web",
+            ),
+            (
+                "vote-store-tcp",
+                "vote-store",
+                file::ServerProtocol::Opaque,
+                "voting-only",
+                "voting",
+            ),
+        ];
+        for (server, deployment, protocol, authorization, client) in guarded {
+            let Some(pod) = self.pods.iter().find(|p| p.deployment == deployment) else {
+                continue;
+            };
+            policy.servers.insert(
+                server.to_string(),
+                file::Server {
+                    deployment: deployment.to_string(),
+                    port: pod.app.port(),
+                    protocol,
+                },
+            );
+            policy.mesh_tls_authentications.insert(
+                client.to_string(),
+                file::MeshTlsAuthentication {
+                    service_accounts: vec![file::ServiceAccountRef {
+                        name: client.to_string(),
+                        namespace: None,
+                    }],
+                    ..Default::default()
+                },
+            );
+            policy.authorization_policies.insert(
+                authorization.to_string(),
+                file::AuthorizationPolicy {
+                    target: file::PolicyTarget::Server(server.to_string()),
+                    required_authentications: vec![file::AuthenticationRef::MeshTls(
+                        client.to_string(),
+                    )],
+                    audit: false,
+                },
+            );
+        }
+        policy
     }
 
     fn authority(&self, deployment: &str, port: u16) -> String {
@@ -397,6 +457,28 @@ impl Topology {
             _ => {}
         }
         self.spec(&format!("proxy-{}", pod.name), "conduit-proxy", args)
+    }
+
+    /// The unmeshed client that tries voting and vote-store directly.
+    pub(crate) fn intruder(&self) -> Option<Spec> {
+        let inbound = |d: &str| {
+            self.pods
+                .iter()
+                .find(|p| p.deployment == d)
+                .map(|p| p.inbound)
+        };
+        let (voting, vote_store) = (inbound("voting")?, inbound("vote-store")?);
+        Some(self.spec(
+            "intruder",
+            "conduit-demo-app",
+            strings([
+                "intruder",
+                "--voting",
+                &voting.to_string(),
+                "--vote-store",
+                &vote_store.to_string(),
+            ]),
+        ))
     }
 
     /// The application process of `pod`.
