@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod mtls;
 mod plot;
+mod policy;
 mod proxy;
 mod report;
 mod scratch;
@@ -17,6 +18,8 @@ const USAGE: &str = "usage: conduit-load-tests SCENARIO [ARGS...]
 scenarios:
   mtls [--rate RPS] [--seconds S] [--rounds R]
                               mTLS between two proxies vs plaintext, conduit vs haproxy (latency, RPS, handshakes)
+  policy [--rate RPS] [--seconds S] [--rounds R]
+                              the inbound policy check with 100 authorizations, and a proxy pair with and without policy
   proxy [--rate RPS] [--seconds S] [--rounds R]
                               conduit-proxy vs a direct connection and haproxy (latency, max RPS, RSS)
   stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
@@ -29,6 +32,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("mtls") => mtls::run(&args[1..]),
+        Some("policy") => policy::run(&args[1..]),
         Some("proxy") => proxy::run(&args[1..]),
         Some("stat") => stat::run(&args[1..]),
         Some("store") => store::run(&args[1..]),

@@ -33,7 +33,7 @@ mod inbound;
 mod io;
 mod metrics;
 mod outbound;
-mod policy;
+pub mod policy;
 mod profile;
 mod resolve;
 mod retry;

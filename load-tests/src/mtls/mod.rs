@@ -55,17 +55,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     rt.block_on(bench(opts, cores))
 }
 
-fn name(sa: &str) -> IdentityName {
+pub(crate) fn name(sa: &str) -> IdentityName {
     IdentityName::new(sa, "bench")
 }
 
 /// A client-side and a server-side process, measured together.
-struct Pair {
-    name: &'static str,
+pub(crate) struct Pair {
+    pub(crate) name: &'static str,
     client: Process,
     server: Process,
     /// Where requests enter the pair.
-    target: Target,
+    pub(crate) target: Target,
 }
 
 impl Pair {
@@ -89,12 +89,14 @@ struct Handshakes {
 
 /// A conduit pair: `server` in front of `app`, and a client proxy that
 /// reaches it as `web.bench:80`, meshed (HTTP/2 between the proxies) and
-/// with mTLS when `identity` is given.
-async fn conduit_pair(
+/// with mTLS when `identity` is given; `server_extra` adds flags to the
+/// server side.
+pub(crate) async fn conduit_pair(
     name: &'static str,
     core: Option<usize>,
     app: SocketAddr,
     identity: Option<(&MeshIdentity, &Controller)>,
+    server_extra: &[String],
 ) -> Result<(Pair, ProxyAddrs), String> {
     let flags = |sa: &str| match identity {
         Some((mesh, controller)) => {
@@ -104,7 +106,9 @@ async fn conduit_pair(
         }
         None => Vec::new(),
     };
-    let (server, server_addrs) = peers::proxy(core, app, &flags("web"))?;
+    let mut server_flags = flags("web");
+    server_flags.extend_from_slice(server_extra);
+    let (server, server_addrs) = peers::proxy(core, app, &server_flags)?;
     let endpoint = match identity {
         Some(_) => format!(
             "web.bench:80={};h2;identity={}",
@@ -191,9 +195,15 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
 
     let (_upstream, apps) = peers::upstream(gen_core, 1)?;
     let app = apps[0];
-    let (plain, _) = conduit_pair("conduit, plaintext", proxy_core, app, None).await?;
-    let (mtls, mtls_server) =
-        conduit_pair("conduit, mTLS", proxy_core, app, Some((&mesh, &controller))).await?;
+    let (plain, _) = conduit_pair("conduit, plaintext", proxy_core, app, None, &[]).await?;
+    let (mtls, mtls_server) = conduit_pair(
+        "conduit, mTLS",
+        proxy_core,
+        app,
+        Some((&mesh, &controller)),
+        &[],
+    )
+    .await?;
 
     let haproxy_name = name("haproxy").to_string();
     let crt = haproxy::certificate(&mesh, &haproxy_name, scratch.path())?;
@@ -282,7 +292,7 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
 
 /// Latency of `direct` and of each pair at the fixed rate, in interleaved
 /// rounds so that drift on a shared machine hits them alike.
-async fn fixed_rate_rounds(
+pub(crate) async fn fixed_rate_rounds(
     o: &Options,
     direct: &Target,
     pairs: &[Pair],

@@ -15,15 +15,15 @@ use http::Request;
 
 /// Who is asking: the address it connects from and the identity it proved.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Client<'a> {
-    pub(crate) ip: IpAddr,
-    pub(crate) identity: Option<&'a str>,
+pub struct Client<'a> {
+    pub ip: IpAddr,
+    pub identity: Option<&'a str>,
 }
 
 /// The outcome of a check, with the names its counters carry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Decision {
-    pub(crate) allowed: bool,
+pub struct Decision {
+    pub allowed: bool,
     /// A denial let through because the target is in audit mode.
     pub(crate) audited: bool,
     pub(crate) server: Arc<str>,
@@ -33,7 +33,7 @@ pub(crate) struct Decision {
 }
 
 #[derive(Debug)]
-pub(crate) struct PortPolicy {
+pub struct PortPolicy {
     name: Arc<str>,
     pub(crate) protocol: pb::ProxyProtocol,
     authorizations: Vec<Authorization>,
@@ -89,7 +89,7 @@ const DEFAULT_ROUTE: &str = "default";
 impl PortPolicy {
     /// Compiles the controller's (or the default policy's) `Server`;
     /// service accounts are named in `trust_domain`.
-    pub(crate) fn compile(server: &pb::Server, trust_domain: &str) -> Result<Self, String> {
+    pub fn compile(server: &pb::Server, trust_domain: &str) -> Result<Self, String> {
         let authorizations = |list: &[pb::Authorization]| {
             list.iter()
                 .map(|a| Authorization::compile(a, trust_domain))
@@ -122,7 +122,7 @@ impl PortPolicy {
     }
 
     /// A TCP connection: the Server's own authorizations.
-    pub(crate) fn connection(&self, client: Client<'_>) -> Decision {
+    pub fn connection(&self, client: Client<'_>) -> Decision {
         let admitted = admit(&self.authorizations, client);
         self.decide(admitted, self.audit, DEFAULT_ROUTE.into())
     }
@@ -130,7 +130,7 @@ impl PortPolicy {
     /// An HTTP request: the Server's authorizations and those of the first
     /// route it matches. With routes declared, a request on none of them is
     /// denied.
-    pub(crate) fn request<B>(&self, client: Client<'_>, req: &Request<B>) -> Decision {
+    pub fn request<B>(&self, client: Client<'_>, req: &Request<B>) -> Decision {
         if self.routes.is_empty() {
             return self.connection(client);
         }

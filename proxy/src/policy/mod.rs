@@ -25,7 +25,8 @@ use conduit_api::proto::policy::v1::inbound_server_policies_client::InboundServe
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
-pub(crate) use self::authorize::{Client, Decision, PortPolicy};
+// Public so that the load tests can time the per-request check.
+pub use self::authorize::{Client, Decision, PortPolicy};
 use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::identity::Identity;
