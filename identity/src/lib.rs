@@ -12,6 +12,7 @@
 //! - [`certify`]: the identity client: key in memory, CSR, renewal at 70 %
 //!   of the lifetime.
 //! - [`tls`]: rustls configurations, ALPN, handshakes and why they fail.
+//! - [`kx`]: the hybrid post-quantum key exchange X25519MLKEM768.
 //! - [`grpc`]: tonic servers and channels over mTLS, with the peer's
 //!   verified identity on every request.
 //! - [`cert`]: reading certificates (names, validity) for checks and CLIs.
@@ -26,6 +27,7 @@ pub mod cert;
 pub mod certify;
 pub mod credentials;
 pub mod grpc;
+pub mod kx;
 pub mod tls;
 pub mod token;
 

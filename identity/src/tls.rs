@@ -45,14 +45,20 @@ impl Alpn {
 }
 
 /// The crypto every Conduit component uses: ring.
+/// ring, preferring the hybrid post-quantum key exchange
+/// ([`crate::kx`]), then X25519 and P-256.
 pub fn provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
+    let ring = rustls::crypto::ring::default_provider();
+    let mut kx_groups = vec![crate::kx::X25519_MLKEM768];
+    kx_groups.extend(ring.kx_groups.iter().copied());
+    CryptoProvider { kx_groups, ..ring }
 }
 
+/// The mesh's provider, built once: every mesh connection uses it,
+/// whatever provider another library installed as the process default.
 fn shared_provider() -> Arc<CryptoProvider> {
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(provider()))
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(|| Arc::new(provider())).clone()
 }
 
 /// Whether a server asks its clients for a certificate.

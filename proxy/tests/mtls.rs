@@ -191,9 +191,9 @@ impl Capture {
         }
     }
 
-    /// Stops the capture; the TCP payloads sent to `port`, by connection
-    /// (client port), in order.
-    fn stop(mut self, port: u16) -> Vec<(u16, Vec<u8>)> {
+    /// Stops the capture; the TCP payloads of each connection to `port`
+    /// (by client port), sent to it and sent back, in order.
+    fn stop(mut self, port: u16) -> Vec<Connection> {
         std::thread::sleep(Duration::from_millis(300));
         let _ = Command::new("kill")
             .args(["-INT", &self.child.id().to_string()])
@@ -203,9 +203,16 @@ impl Capture {
     }
 }
 
-/// Client-to-server TCP payloads of a pcap file, per client port, with the
-/// payload bytes of each connection concatenated.
-fn payloads(pcap: &[u8], port: u16) -> Vec<(u16, Vec<u8>)> {
+/// What a captured connection carried, each direction concatenated.
+#[derive(Debug, Default)]
+struct Connection {
+    client_port: u16,
+    to_server: Vec<u8>,
+    to_client: Vec<u8>,
+}
+
+/// The TCP payloads of a pcap file's connections to `port`.
+fn payloads(pcap: &[u8], port: u16) -> Vec<Connection> {
     assert!(pcap.len() >= 24, "empty capture ({} bytes)", pcap.len());
     let le = pcap[..4] == [0xd4, 0xc3, 0xb2, 0xa1];
     let u32_at = |b: &[u8], i: usize| {
@@ -222,7 +229,7 @@ fn payloads(pcap: &[u8], port: u16) -> Vec<(u16, Vec<u8>)> {
         276 => 20,
         other => panic!("unexpected link type {other}"),
     };
-    let mut out: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut out: Vec<Connection> = Vec::new();
     let mut at = 24;
     while at + 16 <= pcap.len() {
         let len = u32_at(pcap, at + 8) as usize;
@@ -245,15 +252,55 @@ fn payloads(pcap: &[u8], port: u16) -> Vec<(u16, Vec<u8>)> {
         let src = u16::from_be_bytes([tcp[0], tcp[1]]);
         let dst = u16::from_be_bytes([tcp[2], tcp[3]]);
         let data = &tcp[usize::from(tcp[12] >> 4) * 4..];
-        if dst != port || data.is_empty() {
+        let client_port = match (src == port, dst == port) {
+            (false, true) => src,
+            (true, false) => dst,
+            _ => continue,
+        };
+        if data.is_empty() {
             continue;
         }
-        match out.iter_mut().find(|(p, _)| *p == src) {
-            Some((_, bytes)) => bytes.extend_from_slice(data),
-            None => out.push((src, data.to_vec())),
-        }
+        let i = match out.iter().position(|c| c.client_port == client_port) {
+            Some(i) => i,
+            None => {
+                out.push(Connection {
+                    client_port,
+                    ..Default::default()
+                });
+                out.len() - 1
+            }
+        };
+        let bytes = if dst == port {
+            &mut out[i].to_server
+        } else {
+            &mut out[i].to_client
+        };
+        bytes.extend_from_slice(data);
     }
     out
+}
+
+/// The key exchange group a TLS 1.3 ServerHello selected (its key_share
+/// extension), read from the first record the server sent.
+fn server_hello_group(bytes: &[u8]) -> Option<u16> {
+    let u16_at = |i: usize| Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+    // Record header (5), handshake header (4, type 2), version (2), random (32).
+    if bytes.first() != Some(&0x16) || bytes.get(5) != Some(&0x02) {
+        return None;
+    }
+    let session_id = usize::from(*bytes.get(5 + 4 + 2 + 32)?);
+    // Past the session id: cipher suite (2) and compression (1).
+    let mut at = 5 + 4 + 2 + 32 + 1 + session_id + 3;
+    let end = at + 2 + usize::from(u16_at(at)?);
+    at += 2;
+    while at + 4 <= end {
+        let (kind, len) = (u16_at(at)?, usize::from(u16_at(at + 2)?));
+        if kind == 0x0033 {
+            return u16_at(at + 4);
+        }
+        at += 4 + len;
+    }
+    None
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -280,11 +327,18 @@ fn http_h2_and_tcp_cross_between_proxies_encrypted_with_both_identities() {
     let connections = capture.stop(mesh.server.inbound.port());
     // HTTP/1 and HTTP/2 share the multiplexed connection; TCP has its own.
     assert!(connections.len() >= 2, "{connections:?}");
-    for (port, bytes) in &connections {
+    for c in &connections {
+        let (port, bytes) = (c.client_port, &c.to_server);
         assert_eq!(
             bytes.get(..2),
             Some(&[0x16, 0x03][..]),
             "connection from port {port} does not begin with a TLS handshake"
+        );
+        // The hybrid post-quantum key exchange was chosen (group 0x11EC).
+        assert_eq!(
+            server_hello_group(&c.to_client),
+            Some(0x11ec),
+            "connection from port {port}: the ServerHello's key exchange"
         );
         for plaintext in [
             &b"secret-path"[..],
