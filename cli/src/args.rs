@@ -191,6 +191,13 @@ pub(crate) struct InjectArgs {
     /// themselves and speak mTLS; without it they run in plaintext
     #[arg(long, value_name = "PATH")]
     pub(crate) identity_trust_anchors_file: Option<std::path::PathBuf>,
+    /// What the proxies admit before the policy controller first answers
+    /// them (all-unauthenticated, all-authenticated,
+    /// cluster-unauthenticated, cluster-authenticated, deny, audit): the
+    /// cluster's default from `conduit install`; a workload's
+    /// `config.conduit.io/default-inbound-policy` annotation wins
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) default_inbound_policy: Option<conduit_api::policy::DefaultPolicy>,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]

@@ -477,3 +477,67 @@ fn with_trust_anchors_proxies_certify_themselves_and_speak_mtls() {
     assert!(!failed.status.success());
     assert!(String::from_utf8_lossy(&failed.stderr).contains("no usable trust anchor"));
 }
+
+/// The proxy's environment variable `name`, if its container sets it.
+fn proxy_env(injected: &str, name: &str) -> Option<String> {
+    let deployment = &objects(injected)[0];
+    deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == "conduit-proxy")?["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)
+        .and_then(|e| e["value"].as_str())
+        .map(str::to_string)
+}
+
+/// What a proxy admits before the policy controller first answers it: the
+/// cluster's default given to inject, unless the workload's annotation
+/// says otherwise; a misspelt annotation is refused by name.
+#[test]
+fn the_default_inbound_policy_reaches_the_proxy_and_the_workload_annotation_wins() {
+    const VAR: &str = "CONDUIT_PROXY_DEFAULT_INBOUND_POLICY";
+    let (plain, _) = conduit_ok(&["inject", "-"], DEPLOYMENT);
+    assert_eq!(proxy_env(&plain, VAR), None, "the proxy's own default");
+    let (cluster, _) = conduit_ok(
+        &[
+            "inject",
+            "--default-inbound-policy",
+            "all-authenticated",
+            "-",
+        ],
+        DEPLOYMENT,
+    );
+    assert_eq!(
+        proxy_env(&cluster, VAR).as_deref(),
+        Some("all-authenticated")
+    );
+
+    let annotated = DEPLOYMENT.replace(
+        "    metadata: {labels: {app: web}}",
+        "    metadata: {labels: {app: web}, annotations: {config.conduit.io/default-inbound-policy: deny}}",
+    );
+    let (out, _) = conduit_ok(
+        &[
+            "inject",
+            "--default-inbound-policy",
+            "all-authenticated",
+            "-",
+        ],
+        &annotated,
+    );
+    assert_eq!(proxy_env(&out, VAR).as_deref(), Some("deny"));
+    if let Err(e) = kubernetes_validate("inject-default-policy", &[("web.yaml", &out)]) {
+        panic!("{e}");
+    }
+
+    let misspelt = annotated.replace(": deny}", ": deny-all}");
+    let failed = conduit(&["inject", "-"], &misspelt);
+    assert!(!failed.status.success());
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("config.conduit.io/default-inbound-policy"),
+        "{err}"
+    );
+}

@@ -55,6 +55,10 @@ pub struct InjectOptions {
     /// with a projected ServiceAccount token and speak mTLS. Absent:
     /// plaintext.
     pub trust_anchors_pem: Option<String>,
+    /// What proxies apply before the policy service first answers them
+    /// (the cluster's default); a workload's
+    /// `config.conduit.io/default-inbound-policy` annotation wins.
+    pub default_inbound_policy: Option<conduit_api::policy::DefaultPolicy>,
 }
 
 impl InjectOptions {
@@ -71,6 +75,7 @@ impl InjectOptions {
             opaque_ports: Vec::new(),
             proxy_log_level: None,
             trust_anchors_pem: None,
+            default_inbound_policy: None,
         }
     }
 }
@@ -196,10 +201,11 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
     annotations.insert(INJECT_ANNOTATION, "enabled");
     annotations.insert(PROXY_VERSION_ANNOTATION, options.proxy_version.as_str());
 
+    let default_policy = workload_default_policy(template)?.or(options.default_inbound_policy);
     let spec = spec_of(template);
     let init = vec![
         init_container(options),
-        proxy_container(options, deployment.as_deref()),
+        proxy_container(options, deployment.as_deref(), default_policy),
     ];
     match spec.get_mut("initContainers").and_then(Value::as_seq_mut) {
         Some(existing) => {
@@ -224,6 +230,24 @@ pub(crate) fn spec_of(template: &mut Map) -> &mut Map {
         .get_mut("spec")
         .and_then(Value::as_map_mut)
         .expect("pod_template checked that spec is a map")
+}
+
+/// The default policy the pod template's annotation names, refused when
+/// it names none (the controller would refuse it too).
+fn workload_default_policy(
+    template: &Map,
+) -> Result<Option<conduit_api::policy::DefaultPolicy>, String> {
+    use conduit_api::policy::DEFAULT_POLICY_ANNOTATION;
+    let Some(value) = template
+        .get("metadata")
+        .and_then(|m| m.str_at(&["annotations", DEFAULT_POLICY_ANNOTATION]))
+    else {
+        return Ok(None);
+    };
+    value
+        .parse()
+        .map(Some)
+        .map_err(|e| format!("annotation {DEFAULT_POLICY_ANNOTATION}: {e}"))
 }
 
 fn is_disabled(metadata: Option<&Value>) -> bool {

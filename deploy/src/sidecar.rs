@@ -41,8 +41,13 @@ const PROXY_OWN_INBOUND: [PortRange; 2] =
     [PortRange::single(TAP_PORT), PortRange::single(ADMIN_PORT)];
 
 /// The proxy's container. `deployment` is the pod's Deployment, when it
-/// has one.
-pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>) -> Value {
+/// has one; `default_policy`, what it applies before the policy service
+/// first answers (the proxy's own default otherwise).
+pub(crate) fn proxy_container(
+    options: &InjectOptions,
+    deployment: Option<&str>,
+    default_policy: Option<conduit_api::policy::DefaultPolicy>,
+) -> Value {
     let ns = &options.control_plane_namespace;
     let domain = &options.cluster_domain;
     let mut env = vec![
@@ -95,6 +100,12 @@ pub(crate) fn proxy_container(options: &InjectOptions, deployment: Option<&str>)
         env.push(env_value(
             "CONDUIT_PROXY_OPAQUE_PORTS",
             &format_port_list(&options.opaque_ports),
+        ));
+    }
+    if let Some(policy) = default_policy {
+        env.push(env_value(
+            "CONDUIT_PROXY_DEFAULT_INBOUND_POLICY",
+            policy.as_str(),
         ));
     }
     if let Some(level) = &options.proxy_log_level {
