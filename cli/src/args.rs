@@ -66,9 +66,9 @@ pub(crate) enum Command {
     /// Connections between Deployments and whether mTLS secures them
     Edges(EdgesArgs),
     /// Per-route metrics of a Deployment, from its service profiles
-    Routes(RoutesArgs),
+    Routes(DeploymentWindowArgs),
     /// The inbound policy of a Deployment and what it allowed and denied
-    Authz(AuthzArgs),
+    Authz(DeploymentWindowArgs),
     /// The mTLS certificate of each pod of a Deployment (subject, names,
     /// issuer, validity), as its peers see it
     Identity(IdentityArgs),
@@ -333,26 +333,14 @@ pub(crate) struct IdentityArgs {
     pub(crate) common: CommonArgs,
 }
 
+/// One Deployment's figures over a window: `routes` and `authz`.
 #[derive(Args, Debug)]
-pub(crate) struct AuthzArgs {
+pub(crate) struct DeploymentWindowArgs {
     /// `deploy/NAME`
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
-    /// Window the allowed and denied counts cover
-    #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
-    pub(crate) time_window: Duration,
-    #[command(flatten)]
-    pub(crate) common: CommonArgs,
-}
-
-#[derive(Args, Debug)]
-pub(crate) struct RoutesArgs {
-    /// `deploy/NAME`
-    pub(crate) target: ResourceTarget,
-    #[command(flatten)]
-    pub(crate) namespaces: NamespaceArgs,
-    /// Window the rates and quantiles cover
+    /// Window the figures cover
     #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
     pub(crate) time_window: Duration,
     #[command(flatten)]

@@ -7,11 +7,11 @@ use conduit_api::proto::mesh::v1::DeploymentRef;
 use conduit_api::proto::public::v1::AuthzRequest;
 
 use crate::api;
-use crate::args::AuthzArgs;
+use crate::args::DeploymentWindowArgs;
 use crate::cmd::{block_on, required_name};
 use crate::output::{Format, Table, print_json};
 
-pub(crate) fn run(args: AuthzArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
     let name = required_name(&args.target, "authz")?;
     let authz = block_on(async {
         let mut conn = api::connect(&args.common.api).await?;

@@ -5,11 +5,11 @@ use conduit_api::proto::mesh::v1::DeploymentRef;
 use conduit_api::proto::public::v1::RoutesRequest;
 
 use crate::api;
-use crate::args::RoutesArgs;
+use crate::args::DeploymentWindowArgs;
 use crate::cmd::{block_on, required_name};
 use crate::output::{Format, Table, latency, print_json, rps, success};
 
-pub(crate) fn run(args: RoutesArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
     let name = required_name(&args.target, "routes")?;
     let routes = block_on(async {
         let mut conn = api::connect(&args.common.api).await?;

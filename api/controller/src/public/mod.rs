@@ -92,13 +92,20 @@ impl PublicApi {
         self.inner.discovery.snapshots()
     }
 
-    /// Whether the caller of `req` may see requests in `namespace` (`None`:
-    /// the whole mesh); see [`crate::access`].
-    async fn may_tap<T>(&self, req: &Request<T>, namespace: Option<&str>) -> Result<(), Status> {
+    /// Whether the caller of `req` may see the requests of `deployment`'s
+    /// namespace (`None`: of the whole mesh); see [`crate::access`].
+    async fn may_tap<T>(
+        &self,
+        req: &Request<T>,
+        deployment: Option<&mesh::DeploymentRef>,
+    ) -> Result<(), Status> {
         let credential = crate::access::credential(&req.metadata().clone().into_headers());
+        let namespace = deployment
+            .map(|d| d.namespace.as_str())
+            .filter(|n| !n.is_empty());
         self.inner
             .access
-            .may_tap(credential.as_deref(), namespace.filter(|n| !n.is_empty()))
+            .may_tap(credential.as_deref(), namespace)
             .await
     }
 
@@ -257,24 +264,16 @@ impl Api for PublicApi {
     type TopStream = ServerStream<pb::TopUpdate>;
 
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<Self::TopStream>, Status> {
-        let namespace = req
-            .get_ref()
-            .deployment
-            .as_ref()
-            .map(|d| d.namespace.clone());
-        self.may_tap(&req, namespace.as_deref()).await?;
+        self.may_tap(&req, req.get_ref().deployment.as_ref())
+            .await?;
         self.top_stream(req.into_inner()).await.map(Response::new)
     }
 
     type TapStream = ServerStream<tap::TapEvent>;
 
     async fn tap(&self, req: Request<pb::TapRequest>) -> Result<Response<Self::TapStream>, Status> {
-        let namespace = req
-            .get_ref()
-            .deployment
-            .as_ref()
-            .map(|d| d.namespace.clone());
-        self.may_tap(&req, namespace.as_deref()).await?;
+        self.may_tap(&req, req.get_ref().deployment.as_ref())
+            .await?;
         self.tap_stream(req.into_inner()).await.map(Response::new)
     }
 
@@ -282,12 +281,8 @@ impl Api for PublicApi {
         &self,
         req: Request<pb::SearchTapRequest>,
     ) -> Result<Response<pb::SearchTapResponse>, Status> {
-        let namespace = req
-            .get_ref()
-            .deployment
-            .as_ref()
-            .map(|d| d.namespace.clone());
-        self.may_tap(&req, namespace.as_deref()).await?;
+        self.may_tap(&req, req.get_ref().deployment.as_ref())
+            .await?;
         self.search(req.into_inner()).await.map(Response::new)
     }
 
