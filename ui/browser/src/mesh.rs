@@ -12,7 +12,7 @@
 //! (and the store) a certificate, so meshed traffic is mTLS and the policy
 //! can name who may call: voting's application port is a Server only
 //! web's identity may reach, which makes both an allowed and a denied
-//! count to show.
+//! count for the dashboard's authorization panel.
 //!
 //! Built from `conduit-testbed`'s processes; the browser tests and the
 //! `ui` load test share it so both look at the same thing.
@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
-use conduit_api::json::Stat;
+use conduit_api::json::{Authz, Stat};
 use conduit_testbed::{
     Controller, MeshIdentity, Process, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec,
     drive_load, free_addr, http_get, wait_for_http,
@@ -164,6 +164,13 @@ impl Mesh {
     /// `GET /api/v1/stat` of namespace `demo`, as the controller answers.
     pub fn stat(&self) -> Option<Stat> {
         serde_json::from_str(&self.get("/api/v1/stat?namespace=demo&window=1m")?).ok()
+    }
+
+    /// `GET /api/v1/authz` of Deployment `demo/NAME` over the last
+    /// minute, as the controller answers.
+    pub fn authz(&self, name: &str) -> Option<Authz> {
+        let path = format!("/api/v1/authz?namespace=demo&name={name}&window=1m");
+        serde_json::from_str(&self.get(&path)?).ok()
     }
 
     /// The body of the controller's successful answer to `GET path`.
