@@ -10,7 +10,10 @@
 //! the numbers `conduit stat -o json` prints (success rate within 2
 //! points, RPS within 20 %: the page and the command read the same
 //! one-minute window a moment apart while traffic ramps up), sorting works,
-//! the Deployment page draws charts with points and lists its edges, tap
+//! the Deployment page draws charts with points, lists its edges and shows
+//! its authorization policy with the allowed and denied counts
+//! `GET /api/v1/authz` answers (voting admits web's identity only; the
+//! mesh's intruder calls voting's pod in plaintext and is denied), tap
 //! shows live requests (filtered, paused and resumed), top lists the
 //! paths, and when the controller is killed the page says so and recovers
 //! once it is back. Screenshots of every step go to
@@ -20,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use conduit_api::json::Stat;
-use conduit_ui_browser::mesh::{self, Mesh, VOTING_PATHS};
+use conduit_ui_browser::mesh::{self, Mesh, VOTING_AUTHORIZATION, VOTING_PATHS, VOTING_SERVER};
 use conduit_ui_browser::thirtyfour::prelude::*;
 use conduit_ui_browser::{Browser, wait_for};
 
@@ -74,6 +77,40 @@ async fn overview_figures(b: &Browser, name: &str) -> Result<Option<(f64, f64)>,
             _ => None,
         },
     )
+}
+
+/// The authorization panel's row of `authorization` on voting's Server
+/// (`""`: the row of denials).
+fn authz_row(authorization: &str) -> String {
+    format!(
+        "tr[data-testid=authz-row][data-server=\"{VOTING_SERVER}\"][data-authorization=\"{authorization}\"]"
+    )
+}
+
+/// Voting's counts as the panel shows them: (allowed by web's
+/// authorization, denied), once both are above zero.
+async fn authz_figures(b: &Browser) -> Result<Option<(f64, f64)>, String> {
+    let allowed = b
+        .texts(&format!("{} td.allowed", authz_row(VOTING_AUTHORIZATION)))
+        .await?;
+    let denied = b.texts(&format!("{} td.denied", authz_row(""))).await?;
+    Ok(
+        match (
+            allowed.first().and_then(|s| number(s)),
+            denied.first().and_then(|s| number(s)),
+        ) {
+            (Some(a), Some(d)) if a > 0.0 && d > 0.0 => Some((a, d)),
+            _ => None,
+        },
+    )
+}
+
+/// Whether `api`, a count the API gave between two panel readings, lies
+/// between them: counts over a window move, and `increase` extrapolates,
+/// so with 10 % and one request of slack.
+fn between(api: f64, before: f64, after: f64) -> bool {
+    let (lo, hi) = (before.min(after), before.max(after));
+    api >= lo * 0.9 - 1.0 && api <= hi * 1.1 + 1.0
 }
 
 /// How the page's wasm arrived (Resource Timing, bytes).
@@ -311,6 +348,114 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     assert!(tiles[0].ends_with('%'), "success tile: {tiles:?}");
     shot(&b, "02-deployment").await;
 
+    // Authorization: voting's Server admits web's identity only, so web's
+    // calls are allowed and the intruder's plaintext ones denied. The
+    // panel refreshes every few seconds, so its counts are read before
+    // and after the API's, as the overview's are.
+    let before = wait_for(WAIT, "voting's allowed and denied counts", || {
+        authz_figures(&b)
+    })
+    .await
+    .unwrap();
+    let api = mesh.authz("voting").expect("GET /api/v1/authz");
+    let ran = unix_ms();
+    wait_for(WAIT, "a panel refresh asked after the API", || async {
+        let t = b.attrs("[data-testid=authz-table]", "data-updated").await?;
+        Ok(t.first()
+            .and_then(|t| t.parse::<i64>().ok())
+            .filter(|t| *t > ran))
+    })
+    .await
+    .unwrap();
+    let after = authz_figures(&b).await.unwrap().expect("the counts stay");
+    let api_row = |authorization: &str| {
+        api.rows
+            .iter()
+            .find(|r| r.server == VOTING_SERVER && r.authorization == authorization)
+            .unwrap_or_else(|| panic!("no row of {authorization:?} in {api:?}"))
+    };
+    let (allowed, denied) = (api_row(VOTING_AUTHORIZATION), api_row(""));
+    assert!(
+        allowed.allowed > 0.0 && denied.denied > 0.0,
+        "the API counts nothing: {api:?}"
+    );
+    assert!(
+        between(allowed.allowed, before.0, after.0),
+        "page shows {} .. {} allowed, the API {}",
+        before.0,
+        after.0,
+        allowed.allowed
+    );
+    assert!(
+        between(denied.denied, before.1, after.1),
+        "page shows {} .. {} denied, the API {}",
+        before.1,
+        after.1,
+        denied.denied
+    );
+    // The API's rows in its order, worded as `conduit authz -o wide`:
+    // server, port, route, authorization, whom it admits; the denials
+    // marked; the default policy of the other ports.
+    let servers = b
+        .attrs("tr[data-testid=authz-row]", "data-server")
+        .await
+        .unwrap();
+    let authorizations = b
+        .attrs("tr[data-testid=authz-row]", "data-authorization")
+        .await
+        .unwrap();
+    let shown: Vec<(&str, &str)> = servers
+        .iter()
+        .map(String::as_str)
+        .zip(authorizations.iter().map(String::as_str))
+        .collect();
+    let listed: Vec<(&str, &str)> = api
+        .rows
+        .iter()
+        .map(|r| (r.server.as_str(), r.authorization.as_str()))
+        .collect();
+    assert_eq!(shown, listed);
+    let cells = b
+        .texts(&format!("{} td", authz_row(VOTING_AUTHORIZATION)))
+        .await
+        .unwrap();
+    let port = allowed.port.to_string();
+    assert_eq!(
+        cells[..5],
+        [
+            VOTING_SERVER,
+            port.as_str(),
+            allowed.route.as_str(),
+            VOTING_AUTHORIZATION,
+            allowed.admits.as_str()
+        ],
+        "{cells:?}"
+    );
+    assert!(allowed.admits.contains("demo/web"), "{allowed:?}");
+    let denials = b
+        .texts(&format!("{} td.authorization", authz_row("")))
+        .await
+        .unwrap();
+    assert_eq!(denials, ["(none: denied)"]);
+    let class = b.attrs(&authz_row(""), "class").await.unwrap();
+    assert!(
+        class[0].split(' ').any(|c| c == "denying"),
+        "denials not marked: {class:?}"
+    );
+    let default = b.texts("[data-testid=authz-default]").await.unwrap();
+    assert_eq!(
+        default,
+        [format!("Ports no Server selects: {}", api.default_policy)]
+    );
+    b.driver
+        .find(By::Css("[data-testid=authz-table]"))
+        .await
+        .unwrap()
+        .scroll_into_view()
+        .await
+        .unwrap();
+    shot(&b, "02b-authorization").await;
+
     // A deep link loads the same page directly.
     b.driver
         .goto(format!("{base}/deployments/demo/emoji?range=15m"))
@@ -399,20 +544,21 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
     .await
     .unwrap();
 
-    // Top: the paths that were sent, most requests first.
+    // Top: the paths that were sent (the intruder's too, answered by
+    // the proxy itself), most requests first.
     b.driver
         .goto(format!("{base}/top/demo/voting"))
         .await
         .unwrap();
-    let top = wait_for(WAIT, "top paths", || async {
+    wait_for(WAIT, "top paths", || async {
         let paths = b.attrs("tr[data-testid=top-row]", "data-path").await?;
-        Ok((paths.len() >= VOTING_PATHS.len()).then_some(paths))
+        Ok(VOTING_PATHS
+            .iter()
+            .all(|p| paths.iter().any(|t| t == p))
+            .then_some(()))
     })
     .await
     .unwrap();
-    for p in VOTING_PATHS {
-        assert!(top.iter().any(|t| t == p), "top lacks {p}: {top:?}");
-    }
     shot(&b, "04-top").await;
 
     // The controller goes away: a banner says so; it comes back: data flows.

@@ -1,11 +1,13 @@
 //! One Deployment: its golden metrics now, charts of success rate,
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
-//! traffic), and its top paths.
+//! traffic), its authorization policy ([`authz`]), and its top paths.
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
-//! points, one a second) and a `top` stream. Edges have no stream in the
-//! API; they are polled every few seconds.
+//! points, one a second) and a `top` stream. Edges and authorization have
+//! no stream in the API; they are polled every few seconds.
+
+mod authz;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,7 +29,10 @@ use crate::trend::Trend;
 use crate::{live, paths};
 use conduit_api::json::StatHistory;
 
-const EDGE_REFRESH: Duration = Duration::from_secs(5);
+use self::authz::AuthzPanel;
+
+/// How often the views the API has no stream for are polled.
+const REFRESH: Duration = Duration::from_secs(5);
 
 #[component]
 pub(crate) fn DeploymentPage() -> impl IntoView {
@@ -170,6 +175,7 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                     <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
                 </div>
                 <EdgesView namespace=namespace name=name/>
+                <AuthzPanel namespace=namespace name=name/>
                 <h2>"Top paths"</h2>
                 <TopTable namespace=namespace name=name limit=10/>
             </Show>
@@ -341,7 +347,7 @@ async fn fetch_edges(me: DeploymentRef) -> Result<Vec<EdgeRow>, FetchError> {
 #[component]
 fn EdgesView(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
     let result = RwSignal::new(None::<Result<Vec<EdgeRow>, FetchError>>);
-    live::poll(EDGE_REFRESH, move || {
+    live::poll(REFRESH, move || {
         let me = DeploymentRef::new(namespace.get(), name.get());
         leptos::task::spawn_local(async move {
             let r = fetch_edges(me).await;
