@@ -129,6 +129,29 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_STORE_QUERY_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub query_timeout: Duration,
 
+    /// Longest query text accepted (PromQL and tap searches), in bytes;
+    /// longer ones fail with HTTP 400 before any parsing.
+    #[arg(long, env = "CONDUIT_STORE_QUERY_MAX_LENGTH", default_value_t = 65_536)]
+    pub query_max_length: usize,
+
+    /// Deepest nesting accepted in query text: brackets inside one another
+    /// plus the operators within each. Parsing and evaluation recurse once
+    /// per level on a 2 MiB stack, so this bounds their stack (nested
+    /// calls overflow it from about 400 levels); deeper queries fail with
+    /// HTTP 400 before any parsing.
+    #[arg(long, env = "CONDUIT_STORE_QUERY_MAX_DEPTH", default_value_t = 128)]
+    pub query_max_depth: usize,
+
+    /// Queries (PromQL, series and label lookups, tap searches) evaluated
+    /// at once (Prometheus' --query.max-concurrency); more wait in line,
+    /// each for at most its timeout.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_QUERY_MAX_CONCURRENCY",
+        default_value_t = 20
+    )]
+    pub query_max_concurrency: usize,
+
     /// How far back an instant selector looks for a sample (Prometheus'
     /// --query.lookback-delta).
     #[arg(long, env = "CONDUIT_STORE_LOOKBACK_DELTA", default_value = "5m", value_parser = parse_duration)]
@@ -142,6 +165,20 @@ pub struct Config {
     /// Delete the oldest tap events when their index exceeds this size.
     #[arg(long, env = "CONDUIT_STORE_TAP_RETENTION_SIZE", default_value = "512MiB", value_parser = parse_bytes)]
     pub tap_retention_size: u64,
+
+    /// Most events one tap search returns.
+    #[arg(long, env = "CONDUIT_STORE_TAP_MAX_RESULTS", default_value_t = 10_000)]
+    pub tap_max_results: usize,
+
+    /// Clients following the tap history live at once (/api/v1/tap/follow
+    /// and the gRPC FollowTap); more are refused.
+    #[arg(long, env = "CONDUIT_STORE_TAP_MAX_FOLLOWERS", default_value_t = 32)]
+    pub tap_max_followers: usize,
+
+    /// Most events per second sent to one tap follower; a faster stream of
+    /// matches reaches it late, in order, none skipped.
+    #[arg(long, env = "CONDUIT_STORE_TAP_FOLLOW_RATE", default_value_t = 1000)]
+    pub tap_follow_rate: usize,
 
     /// Tap events waiting to be indexed; when full, new ones are dropped
     /// (and counted) rather than slowing metric ingest.
@@ -194,6 +231,12 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_MAX_LAG", default_value = "1GiB", value_parser = parse_bytes)]
     pub remote_write_max_lag: u64,
 
+    /// How far past the store's clock a sample, report or tap event may be
+    /// dated; later ones (and ones before 1970) are refused and counted. A
+    /// proxy's clock is trusted this far and no further.
+    #[arg(long, env = "CONDUIT_STORE_FUTURE_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub future_window: Duration,
+
     /// How often background maintenance runs (cutting blocks, compaction,
     /// retention).
     #[arg(long, env = "CONDUIT_STORE_MAINTENANCE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
@@ -210,6 +253,16 @@ impl Config {
         c.http_listen = ([127, 0, 0, 1], 0).into();
         c.grpc_listen = ([127, 0, 0, 1], 0).into();
         c
+    }
+}
+
+impl Config {
+    /// What query text may be, for PromQL and tap searches alike.
+    pub(crate) fn text_limits(&self) -> crate::query_text::TextLimits {
+        crate::query_text::TextLimits {
+            max_bytes: self.query_max_length,
+            max_depth: self.query_max_depth,
+        }
     }
 }
 

@@ -38,6 +38,23 @@ pub(crate) struct DbOptions {
     pub(crate) wal_keep_max_bytes: u64,
 }
 
+#[cfg(test)]
+impl DbOptions {
+    /// A laptop's defaults in `dir`, for unit tests.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Self {
+        Self {
+            dir: dir.into(),
+            block_range_ms: 7_200_000,
+            retention_ms: 86_400_000,
+            retention_bytes: u64::MAX,
+            fsync: FsyncPolicy::Never,
+            max_series: 10_000,
+            raw_retention_ms: 0,
+            wal_keep_max_bytes: 0,
+        }
+    }
+}
+
 /// The step of rollups (see [`crate::downsample`]).
 pub(crate) const ROLLUP_RESOLUTION_MS: i64 = 60_000;
 
@@ -56,6 +73,7 @@ pub(crate) struct Stats {
     pub(crate) blocks_deleted: AtomicU64,
     pub(crate) wal_replayed_records: AtomicU64,
     pub(crate) wal_truncated_bytes: AtomicU64,
+    pub(crate) query_samples_loaded: AtomicU64,
 }
 
 struct Blocks {
@@ -129,6 +147,13 @@ impl Outcome {
 pub(crate) struct Batch {
     pub(crate) floats: Vec<(Arc<MemSeries>, Sample)>,
     pub(crate) windows: Vec<(Arc<MemSeries>, Window)>,
+}
+
+/// Where [`Db::select_each`] reads a series from: a block (by its place
+/// among the blocks covering the range, and its id there) or the head.
+enum Source {
+    Block(usize, u32),
+    Head(Arc<MemSeries>),
 }
 
 /// One series' samples, as a query sees it.
@@ -439,34 +464,73 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, DbError> {
+        let mut out = Vec::new();
+        self.select_each(matchers, mint, maxt, |labels, samples| {
+            out.push(SeriesSamples { labels, samples });
+            Ok::<_, DbError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::select`] one series at a time: each series' samples are
+    /// loaded, merged and handed to `f` before the next one is read, so a
+    /// query that `f` stops (too many samples, out of time) never holds
+    /// more than one series it did not ask for.
+    pub(crate) fn select_each<E: From<DbError>>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(Labels, Vec<Sample>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for (b, lo, hi) in blocks.covering(mint, maxt) {
-            for (labels, samples) in b.select(matchers, lo, hi)? {
-                merged.entry(labels).or_default().extend(samples);
+        let covering = blocks.covering(mint, maxt);
+        let mut sources: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        for (i, (b, _, _)) in covering.iter().enumerate() {
+            for (labels, id) in b.matching(matchers).map_err(DbError::from)? {
+                sources
+                    .entry(labels)
+                    .or_default()
+                    .push(Source::Block(i, id));
             }
         }
         let head_mint = mint.max(blocks.head_from);
         if head_mint <= maxt {
             for s in self.head.select(Kind::Float, matchers) {
-                let mut samples = Vec::new();
-                s.lock().samples(head_mint, maxt, &mut samples)?;
-                if !samples.is_empty() {
-                    merged.entry(s.labels.labels()).or_default().extend(samples);
-                }
+                sources
+                    .entry(s.labels.labels())
+                    .or_default()
+                    .push(Source::Head(s));
             }
         }
-        drop(blocks);
-        Ok(merged
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                if !samples.is_sorted_by_key(|s| s.0) {
-                    samples.sort_by_key(|s| s.0);
-                    samples.dedup_by_key(|s| s.0);
+        for (labels, from) in sources {
+            let mut samples = Vec::new();
+            for source in from {
+                match source {
+                    Source::Block(i, id) => {
+                        let (b, lo, hi) = covering[i];
+                        b.samples_of(id, lo, hi, &mut samples)
+                            .map_err(DbError::from)?;
+                    }
+                    Source::Head(s) => s
+                        .lock()
+                        .samples(head_mint, maxt, &mut samples)
+                        .map_err(DbError::from)?,
                 }
-                SeriesSamples { labels, samples }
-            })
-            .collect())
+            }
+            if samples.is_empty() {
+                continue;
+            }
+            self.stats
+                .query_samples_loaded
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            if !samples.is_sorted_by_key(|s| s.0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            f(labels, samples)?;
+        }
+        Ok(())
     }
 
     /// Histogram windows ending in `(after, until]` of every matching

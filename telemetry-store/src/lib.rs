@@ -11,6 +11,7 @@
 //! Run it with the `conduit-telemetry-store` binary, or embed it:
 //! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
 
+mod admission;
 mod api;
 mod block;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod memory;
 mod prefetch;
 mod promql;
 mod query;
+mod query_text;
 mod remote_write;
 mod series;
 mod store;

@@ -61,6 +61,7 @@ fn status_of(e: QueryError) -> Status {
         QueryError::BadData(m) => Status::invalid_argument(m),
         QueryError::Execution(m) => Status::failed_precondition(m),
         QueryError::Timeout(m) => Status::deadline_exceeded(m),
+        QueryError::Canceled(m) => Status::cancelled(m),
         QueryError::Internal(m) => Status::internal(m),
     }
 }
@@ -341,6 +342,7 @@ fn tap_status(e: crate::tap::TapError) -> Status {
         crate::tap::TapError::BadQuery(m) => {
             Status::invalid_argument(format!("invalid tap query: {m}"))
         }
+        e @ crate::tap::TapError::TooManyFollowers(_) => Status::resource_exhausted(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
@@ -370,9 +372,13 @@ impl Query for QueryService {
             crate::time::now_ms()
         };
         let engine = self.shared.engine.clone();
-        let v = tokio::task::spawn_blocking(move || engine.instant(&q.query, t))
+        let v = self
+            .shared
+            .engine
+            .run(self.shared.config.query_timeout, move |stop| {
+                engine.instant(&q.query, t, stop)
+            })
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status_of)?;
         Ok(Response::new(result_of(v)))
     }
@@ -383,12 +389,14 @@ impl Query for QueryService {
     ) -> Result<Response<pb::QueryResult>, Status> {
         let q = request.into_inner();
         let engine = self.shared.engine.clone();
-        let v = tokio::task::spawn_blocking(move || {
-            engine.range(&q.query, q.start_unix_ms, q.end_unix_ms, q.step_ms)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(status_of)?;
+        let v = self
+            .shared
+            .engine
+            .run(self.shared.config.query_timeout, move |stop| {
+                engine.range(&q.query, (q.start_unix_ms, q.end_unix_ms, q.step_ms), stop)
+            })
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(result_of(v)))
     }
 
@@ -458,6 +466,7 @@ impl Query for QueryService {
         let tap = self.tap()?;
         let req = request.into_inner();
         tap.validate(&req.query).map_err(tap_status)?;
+        let follower = tap.follower().map_err(tap_status)?;
         let from = if req.start_unix_ms > 0 {
             req.start_unix_ms
         } else {
@@ -468,7 +477,9 @@ impl Query for QueryService {
         } else {
             usize::MAX
         };
-        let stream = crate::tap::follow(tap, req.query, from).take(limit).map(Ok);
+        let stream = crate::tap::follow(tap, follower, req.query, from)
+            .take(limit)
+            .map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
 

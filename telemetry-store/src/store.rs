@@ -93,6 +93,8 @@ impl Store {
                 max_samples: config.query_max_samples,
                 timeout: config.query_timeout,
                 default_subquery_step_ms: 60_000,
+                text: config.text_limits(),
+                max_concurrency: config.query_max_concurrency,
             },
         ));
         let tap = if config.tap_retention_time.is_zero() {
@@ -107,6 +109,11 @@ impl Store {
                 } else {
                     config.tap_retention_size
                 },
+                max_results: config.tap_max_results,
+                max_followers: config.tap_max_followers,
+                follow_rate: config.tap_follow_rate,
+                max_future_ms: config.future_window.as_millis() as i64,
+                text: config.text_limits(),
             })?)
         };
         if let Some(url) = &config.remote_write_url {

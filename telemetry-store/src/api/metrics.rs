@@ -131,6 +131,25 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         "Remote-write requests answered with an error.",
         load(&i.remote_write_rejected),
     );
+    let e = &s.engine.stats;
+    metric(
+        "conduit_store_query_samples_loaded_total",
+        "counter",
+        "Samples queries read from the head and blocks.",
+        load(&d.query_samples_loaded),
+    );
+    metric(
+        "conduit_store_queries_canceled_total",
+        "counter",
+        "Queries stopped because their client went away.",
+        load(&e.canceled),
+    );
+    metric(
+        "conduit_store_query_queue_timeouts_total",
+        "counter",
+        "Queries that waited for one of the --query-max-concurrency slots until their timeout.",
+        load(&e.queue_timeouts),
+    );
     metric(
         "conduit_store_blocks",
         "gauge",
@@ -198,6 +217,12 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
             "counter",
             "Tap events deleted by retention.",
             load(&t.deleted_by_retention),
+        );
+        metric(
+            "conduit_store_tap_events_refused_time_total",
+            "counter",
+            "Tap events dated beyond --future-window (or before 1970), not indexed.",
+            load(&t.refused_time),
         );
         metric(
             "conduit_store_tap_events",

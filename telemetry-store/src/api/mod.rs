@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 
 use self::params::Params;
 use crate::ingest::remote_write;
-use crate::promql::{QueryError, parse};
+use crate::promql::QueryError;
 use crate::series::Matcher;
 use crate::store::Shared;
 use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
@@ -79,6 +79,11 @@ impl From<QueryError> for ApiError {
             QueryError::BadData(_) => ("bad_data", StatusCode::BAD_REQUEST),
             QueryError::Execution(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
             QueryError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            // Nobody reads it: the client is gone. nginx's code for that.
+            QueryError::Canceled(_) => (
+                "canceled",
+                StatusCode::from_u16(499).expect("499 is a valid status"),
+            ),
             QueryError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         };
         Self {
@@ -121,16 +126,6 @@ fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
     }
 }
 
-/// Runs CPU-bound query work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::from(QueryError::Internal(format!("query task failed: {e}"))))?
-        .map_err(ApiError::from)
-}
-
 async fn query(
     State(s): AppState,
     headers: HeaderMap,
@@ -142,7 +137,10 @@ async fn query(
     let timeout = timeout_param(&s, &p)?;
     let expr = p.get("query").unwrap_or_default().to_string();
     let engine = s.engine.clone();
-    let value = blocking(move || engine.instant_with_timeout(&expr, t, timeout)).await?;
+    let value = s
+        .engine
+        .run(timeout, move |stop| engine.instant(&expr, t, stop))
+        .await?;
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
@@ -163,17 +161,21 @@ async fn query_range(
     crate::promql::check_range(start, end, step)?;
     let expr = p.get("query").unwrap_or_default().to_string();
     let engine = s.engine.clone();
-    let value =
-        blocking(move || engine.range_with_timeout(&expr, start, end, step, timeout)).await?;
+    let value = s
+        .engine
+        .run(timeout, move |stop| {
+            engine.range(&expr, (start, end, step), stop)
+        })
+        .await?;
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
 /// `match[]` selectors, each parsed as PromQL and required to be a plain
 /// vector selector.
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
+fn selectors(s: &Shared, p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
     p.all("match[]")
         .into_iter()
-        .map(|m| match parse(m) {
+        .map(|m| match s.engine.parse(m) {
             Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
                 crate::promql::selector_matchers(&vs).map_err(|e| ApiError::param("match[]", e))
             }
@@ -200,20 +202,22 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&p)?;
+    let sets = selectors(&s, &p)?;
     if sets.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = range_params(&p)?;
     let db = s.db.clone();
-    let all = blocking(move || {
-        let mut all = std::collections::BTreeSet::new();
-        for m in &sets {
-            all.extend(db.series_labels(m, start, end)?);
-        }
-        Ok(all)
-    })
-    .await?;
+    let all = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let mut all = std::collections::BTreeSet::new();
+            for m in &sets {
+                all.extend(db.series_labels(m, start, end)?);
+            }
+            Ok(all)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.raw("[");
         for (i, l) in all.iter().enumerate() {
@@ -233,20 +237,22 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&p)?;
+    let sets = selectors(&s, &p)?;
     let (start, end) = range_params(&p)?;
     let db = s.db.clone();
-    let names = blocking(move || {
-        let mut names = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            names = db.label_names(&[], start, end)?;
-        }
-        for m in &sets {
-            names.extend(db.label_names(m, start, end)?);
-        }
-        Ok(names)
-    })
-    .await?;
+    let names = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let mut names = std::collections::BTreeSet::new();
+            if sets.is_empty() {
+                names = db.label_names(&[], start, end)?;
+            }
+            for m in &sets {
+                names.extend(db.label_names(m, start, end)?);
+            }
+            Ok(names)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.strings(names.iter().map(String::as_str));
     })))
@@ -262,20 +268,22 @@ async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let p = Params::parse(q.as_deref(), &headers, &[]);
-    let sets = selectors(&p)?;
+    let sets = selectors(&s, &p)?;
     let (start, end) = range_params(&p)?;
     let db = s.db.clone();
-    let values = blocking(move || {
-        let mut values = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            values = db.label_values(&name, &[], start, end)?;
-        }
-        for m in &sets {
-            values.extend(db.label_values(&name, m, start, end)?);
-        }
-        Ok(values)
-    })
-    .await?;
+    let values = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let mut values = std::collections::BTreeSet::new();
+            if sets.is_empty() {
+                values = db.label_values(&name, &[], start, end)?;
+            }
+            for m in &sets {
+                values.extend(db.label_values(&name, m, start, end)?);
+            }
+            Ok(values)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.strings(values.iter().map(String::as_str));
     })))

@@ -240,30 +240,55 @@ impl Block {
     }
 
     /// Float samples in `[mint, maxt]` of the matching series.
+    #[cfg(test)]
     pub(crate) fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
-        let index = self.index()?;
-        let ids = index.floats.select(matchers);
-        let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let mut timestamps = self.lock_timestamps();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let s = &index.series[id as usize];
-            let samples = rows.samples(
-                s.first_row..s.first_row + s.rows as u64,
-                (mint, maxt),
-                timestamps.as_deref_mut(),
-                self,
-            )?;
+        let mut out = Vec::new();
+        for (labels, id) in self.matching(matchers)? {
+            let mut samples = Vec::new();
+            self.samples_of(id, mint, maxt, &mut samples)?;
             if !samples.is_empty() {
-                out.push((s.labels.labels(), samples));
+                out.push((labels, samples));
             }
         }
         Ok(out)
+    }
+
+    /// The matching float series: their label sets and ids, without
+    /// reading any of their samples.
+    pub(crate) fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, u32)>, BlockError> {
+        let index = self.index()?;
+        Ok(index
+            .floats
+            .select(matchers)
+            .into_iter()
+            .map(|id| (index.series[id as usize].labels.labels(), id))
+            .collect())
+    }
+
+    /// Appends float series `id`'s samples in `[mint, maxt]` to `out`.
+    pub(crate) fn samples_of(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
+        let s = &self.index()?.series[id as usize];
+        let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timestamps = self.lock_timestamps();
+        let samples = rows.samples(
+            s.first_row..s.first_row + s.rows as u64,
+            (mint, maxt),
+            timestamps.as_deref_mut(),
+            self,
+        )?;
+        out.extend(samples);
+        Ok(())
     }
 
     /// Histogram windows ending in `(after, until]` of the matching series.
