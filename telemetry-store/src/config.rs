@@ -60,6 +60,44 @@ pub struct Config {
     )]
     pub http_listen: SocketAddr,
 
+    /// Time a client has to send a request's headers (and, on HTTP/1.1,
+    /// to start its next request on a kept-alive connection); slower
+    /// connections are closed.
+    #[arg(long, env = "CONDUIT_STORE_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub http_header_timeout: Duration,
+
+    /// Time a client has to send a request's body.
+    #[arg(long, env = "CONDUIT_STORE_HTTP_BODY_TIMEOUT", default_value = "1m", value_parser = parse_duration)]
+    pub http_body_timeout: Duration,
+
+    /// An HTTP connection on which no byte moves for this long is closed
+    /// (an answer being computed is still sent).
+    #[arg(long, env = "CONDUIT_STORE_HTTP_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub http_idle_timeout: Duration,
+
+    /// Open HTTP connections at most; more wait to be accepted
+    /// (Prometheus' --web.max-connections).
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_HTTP_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub http_max_connections: usize,
+
+    /// Concurrent requests on one HTTP/2 connection to the HTTP server.
+    #[arg(long, env = "CONDUIT_STORE_HTTP_MAX_STREAMS", default_value_t = 100)]
+    pub http_max_streams: u32,
+
+    /// Largest request body of the query and tap endpoints (form-encoded
+    /// POSTs); larger ones get HTTP 413.
+    #[arg(long, env = "CONDUIT_STORE_HTTP_MAX_REQUEST_BODY", default_value = "4MiB", value_parser = parse_bytes)]
+    pub http_max_request_body: u64,
+
+    /// Largest remote-write body (snappy-compressed); larger ones get
+    /// HTTP 413.
+    #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_MAX_BODY", default_value = "32MiB", value_parser = parse_bytes)]
+    pub remote_write_max_body: u64,
+
     /// Address of the gRPC server: conduit.telemetry.v1.Telemetry (proxy
     /// reports) and conduit.store.v1.Query (controller).
     #[arg(
@@ -68,6 +106,50 @@ pub struct Config {
         default_value = "127.0.0.1:9096"
     )]
     pub grpc_listen: SocketAddr,
+
+    /// Open gRPC connections at most; more wait to be accepted.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_GRPC_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub grpc_max_connections: usize,
+
+    /// Concurrent streams (calls) on one gRPC connection; more are refused
+    /// (REFUSED_STREAM). A proxy uses one, the controller a handful.
+    #[arg(long, env = "CONDUIT_STORE_GRPC_MAX_STREAMS", default_value_t = 100)]
+    pub grpc_max_streams: u32,
+
+    /// How often the gRPC server pings an idle connection, and how long it
+    /// waits for the answer before closing it.
+    #[arg(long, env = "CONDUIT_STORE_GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub grpc_keepalive_interval: Duration,
+
+    #[arg(long, env = "CONDUIT_STORE_GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// Streams a gRPC connection may make the server reset (malformed or
+    /// refused ones) before the server closes it (GOAWAY
+    /// ENHANCE_YOUR_CALM).
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_GRPC_MAX_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    pub grpc_max_reset_streams: usize,
+
+    /// Largest proxy report (one message of the Report stream).
+    #[arg(long, env = "CONDUIT_STORE_GRPC_MAX_REPORT_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
+    pub grpc_max_report_size: u64,
+
+    /// Largest request to the Query service.
+    #[arg(long, env = "CONDUIT_STORE_GRPC_MAX_QUERY_SIZE", default_value = "1MiB", value_parser = parse_bytes)]
+    pub grpc_max_query_size: u64,
+
+    /// Largest answer of the Query service; a larger one fails with
+    /// RESOURCE_EXHAUSTED (narrow the query).
+    #[arg(long, env = "CONDUIT_STORE_GRPC_MAX_RESPONSE_SIZE", default_value = "64MiB", value_parser = parse_bytes)]
+    pub grpc_max_response_size: u64,
 
     /// Directory of the WAL and blocks; created if missing.
     #[arg(
@@ -257,6 +339,25 @@ impl Config {
 }
 
 impl Config {
+    pub(crate) fn http_limits(&self) -> crate::api::listener::HttpLimits {
+        crate::api::listener::HttpLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.http_max_connections,
+            max_streams: self.http_max_streams,
+        }
+    }
+
+    pub(crate) fn grpc_limits(&self) -> crate::grpc::GrpcLimits {
+        crate::grpc::GrpcLimits {
+            max_connections: self.grpc_max_connections,
+            max_streams: self.grpc_max_streams,
+            keepalive_interval: self.grpc_keepalive_interval,
+            keepalive_timeout: self.grpc_keepalive_timeout,
+            max_reset_streams: self.grpc_max_reset_streams,
+        }
+    }
+
     /// What query text may be, for PromQL and tap searches alike.
     pub(crate) fn text_limits(&self) -> crate::query_text::TextLimits {
         crate::query_text::TextLimits {

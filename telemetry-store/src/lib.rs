@@ -17,6 +17,7 @@ mod block;
 pub mod config;
 mod db;
 mod downsample;
+mod grpc;
 mod head;
 mod ingest;
 pub mod memory;

@@ -329,6 +329,20 @@ pub(crate) fn golden(
     })
 }
 
+/// `work`'s answer, or DEADLINE_EXCEEDED once it takes longer than
+/// `--query-timeout`.
+async fn within_query_timeout<T>(
+    shared: &Shared,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Status> {
+    let limit = shared.config.query_timeout;
+    tokio::time::timeout(limit, work).await.map_err(|_| {
+        Status::deadline_exceeded(format!(
+            "no answer within {limit:?} (--query-timeout): narrow the request"
+        ))
+    })
+}
+
 impl QueryService {
     fn tap(&self) -> Result<Arc<crate::tap::TapIndex>, Status> {
         self.shared.tap.clone().ok_or_else(|| {
@@ -355,8 +369,9 @@ impl Query for QueryService {
     ) -> Result<Response<pb::GoldenResponse>, Status> {
         let shared = self.shared.clone();
         let req = request.into_inner();
-        let resp = tokio::task::spawn_blocking(move || golden(&shared, req))
-            .await
+        let work = tokio::task::spawn_blocking(move || golden(&shared, req));
+        let resp = within_query_timeout(&self.shared, work)
+            .await?
             .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(resp))
     }
@@ -416,8 +431,9 @@ impl Query for QueryService {
         };
         let db = self.shared.db.clone();
         let start = req.start_unix_ms;
-        let all = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end))
-            .await
+        let work = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end));
+        let all = within_query_timeout(&self.shared, work)
+            .await?
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(format!("reading series: {e}")))?;
         Ok(Response::new(pb::SeriesResponse {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::store::v1::query_server::QueryServer;
 use conduit_api::proto::telemetry::v1::telemetry_server::TelemetryServer;
@@ -166,27 +165,25 @@ impl Store {
         let shared = self.shared.clone();
 
         let router = crate::api::router(shared.clone());
-        let mut rx = stopped.clone();
-        tasks.spawn(async move {
-            let http = http.tap_io(|s| {
-                let _ = s.set_nodelay(true);
-            });
-            axum::serve(http, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-                .context("HTTP server failed")
-        });
+        tasks.spawn(crate::api::listener::serve(
+            http,
+            router,
+            shared.config.http_limits(),
+            stopped.clone(),
+        ));
 
+        let c = &shared.config;
         let telemetry = TelemetryServer::new(TelemetryService {
             ingester: shared.ingester.clone(),
             proxies: shared.proxies.clone(),
         })
-        .max_decoding_message_size(64 << 20);
+        .max_decoding_message_size(bytes(c.grpc_max_report_size));
         let query = QueryServer::new(QueryService {
             shared: shared.clone(),
-        });
+        })
+        .max_decoding_message_size(bytes(c.grpc_max_query_size))
+        .max_encoding_message_size(bytes(c.grpc_max_response_size));
+        let grpc_limits = c.grpc_limits();
         let mut rx = stopped.clone();
         let stopping = async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -207,14 +204,17 @@ impl Store {
                         Ok(req)
                     },
                 );
-                let incoming = conduit_identity::grpc::incoming(
-                    grpc,
-                    config,
-                    Allow::AnyIdentity,
-                    "store-grpc",
+                let incoming = crate::grpc::capped(
+                    conduit_identity::grpc::incoming(
+                        grpc,
+                        config,
+                        Allow::AnyIdentity,
+                        "store-grpc",
+                    ),
+                    grpc_limits.max_connections,
                 );
                 tasks.spawn(async move {
-                    tonic::transport::Server::builder()
+                    crate::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(incoming, stopping)
@@ -224,13 +224,16 @@ impl Store {
             }
             None => {
                 tasks.spawn(async move {
-                    tonic::transport::Server::builder()
+                    crate::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(
-                            // Multi-segment replies must not wait out delayed ACKs.
-                            tonic::transport::server::TcpIncoming::from(grpc)
-                                .with_nodelay(Some(true)),
+                            crate::grpc::capped(
+                                // Multi-segment replies must not wait out delayed ACKs.
+                                tonic::transport::server::TcpIncoming::from(grpc)
+                                    .with_nodelay(Some(true)),
+                                grpc_limits.max_connections,
+                            ),
                             stopping,
                         )
                         .await
@@ -355,6 +358,11 @@ impl Running {
             .context("cannot flush the WAL")?;
         Ok(())
     }
+}
+
+/// A size flag as a message limit.
+fn bytes(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
 }
 
 async fn maintenance(

@@ -2,7 +2,9 @@
 //! urlencoded POST, JSON and errors as Prometheus writes them), the
 //! remote-write receiver, health endpoints and the store's own metrics.
 
+mod body;
 mod json;
+pub(crate) mod listener;
 mod metrics;
 mod params;
 mod tap;
@@ -27,7 +29,19 @@ use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
 type AppState = State<Arc<Shared>>;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    let c = &shared.config;
+    let body_limit = |max_bytes: u64, flag| body::BodyLimit {
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        timeout: c.http_body_timeout,
+        flag,
+    };
+    let writes = Router::new().route("/api/v1/write", post(write)).layer(
+        axum::middleware::from_fn_with_state(
+            body_limit(c.remote_write_max_body, "--remote-write-max-body"),
+            body::read_whole,
+        ),
+    );
+    let reads = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
@@ -36,7 +50,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
-        .route("/api/v1/write", post(write))
         .route("/api/v1/tap/search", get(tap::search).post(tap::search))
         .route("/api/v1/tap/follow", get(tap::follow))
         .route(
@@ -48,7 +61,14 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(|| async { "Conduit telemetry store is Healthy.\n" }),
         )
         .route("/metrics", get(metrics::handler))
-        .layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit(c.http_max_request_body, "--http-max-request-body"),
+            body::read_whole,
+        ));
+    // The bodies are whole and within their limits once a handler runs.
+    writes
+        .merge(reads)
+        .layer(DefaultBodyLimit::disable())
         .with_state(shared)
 }
 

@@ -9,8 +9,6 @@
 use bytes::Bytes;
 use prost::Message;
 
-/// Largest compressed body accepted.
-pub(crate) const MAX_BODY_BYTES: usize = 32 << 20;
 /// Largest decompressed body accepted (snappy announces it up front).
 const MAX_DECODED_BYTES: usize = 256 << 20;
 
@@ -77,8 +75,6 @@ impl MetricMetadata {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
-    #[error("request body is too large ({0} bytes, at most {MAX_BODY_BYTES})")]
-    TooLarge(usize),
     #[error("snappy: {0} (the body must be snappy block-compressed protobuf)")]
     Snappy(String),
     #[error("decompressed body would be {0} bytes, more than the {MAX_DECODED_BYTES} accepted")]
@@ -127,9 +123,6 @@ pub(crate) fn with_decompressed<T>(
 }
 
 fn decompress_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::TooLarge(body.len()));
-    }
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLargeDecoded(len));

@@ -73,6 +73,15 @@ pub async fn request(
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// A plaintext gRPC channel to the store.
+pub async fn grpc_channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
+}
+
 /// Percent-encodes a query parameter.
 pub fn enc(s: &str) -> String {
     let mut out = String::new();
