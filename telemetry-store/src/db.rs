@@ -36,6 +36,8 @@ pub(crate) struct DbOptions {
     pub(crate) raw_retention_ms: i64,
     /// Most WAL bytes kept for a lagging remote-write forwarder.
     pub(crate) wal_keep_max_bytes: u64,
+    /// How far past the clock a sample may be dated.
+    pub(crate) max_future_ms: i64,
 }
 
 #[cfg(test)]
@@ -51,6 +53,7 @@ impl DbOptions {
             max_series: 10_000,
             raw_retention_ms: 0,
             wal_keep_max_bytes: 0,
+            max_future_ms: 600_000,
         }
     }
 }
@@ -66,6 +69,7 @@ pub(crate) struct Stats {
     pub(crate) out_of_order: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) out_of_bounds: AtomicU64,
+    pub(crate) out_of_time_range: AtomicU64,
     pub(crate) series_refused: AtomicU64,
     pub(crate) series_removed: AtomicU64,
     pub(crate) blocks_cut: AtomicU64,
@@ -134,12 +138,22 @@ pub(crate) struct Outcome {
     pub(crate) out_of_order: u64,
     pub(crate) duplicates: u64,
     pub(crate) out_of_bounds: u64,
+    /// Dated beyond the future window, or before 1970.
+    pub(crate) out_of_time_range: u64,
 }
 
 impl Outcome {
     pub(crate) fn rejected(&self) -> u64 {
-        self.out_of_order + self.duplicates + self.out_of_bounds
+        self.out_of_order + self.duplicates + self.out_of_bounds + self.out_of_time_range
     }
+}
+
+/// The times the store takes samples at: from 1970 to `max_future_ms`
+/// past its clock. Nothing later is trusted: a block range, a chunk file,
+/// a retention cut or a follower's position derived from a year-2100
+/// timestamp (or `i64::MAX`) would stop the ingest of current data.
+pub(crate) fn valid_times(max_future_ms: i64) -> std::ops::RangeInclusive<i64> {
+    0..=crate::time::now_ms().saturating_add(max_future_ms)
 }
 
 /// Samples and windows to append together.
@@ -194,8 +208,11 @@ impl Db {
         let stats = Stats::default();
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         let mut refs: HashMap<SeriesRef, Arc<MemSeries>> = HashMap::new();
+        // A WAL written before times were checked may hold any time.
+        let valid = valid_times(opts.max_future_ms);
+        let valid = head_from.max(*valid.start())..=*valid.end();
         let (wal, replay) = Wal::open(&opts.dir.join("wal"), opts.fsync, |rec| {
-            apply_replayed(&head, &mut refs, rec, head_from, &mut min_t, &mut max_t)
+            apply_replayed(&head, &mut refs, rec, &valid, &mut min_t, &mut max_t)
         })?;
         drop(refs);
         stats
@@ -228,6 +245,11 @@ impl Db {
         })
     }
 
+    /// How far past the clock a sample may be dated.
+    pub(crate) fn max_future_ms(&self) -> i64 {
+        self.opts.max_future_ms
+    }
+
     pub(crate) fn series(&self, labels: Labels, kind: Kind) -> Result<Arc<MemSeries>, SeriesLimit> {
         let r = self.head.get_or_create(labels, kind);
         if r.is_err() {
@@ -240,6 +262,7 @@ impl Db {
     /// samples are in the WAL (and on disk, with `--wal-fsync always`).
     pub(crate) fn commit(&self, batch: &Batch) -> io::Result<Outcome> {
         let mut outcome = Outcome::default();
+        let valid = valid_times(self.opts.max_future_ms);
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let min_valid = self.head.min_valid_t();
         let mut last: HashMap<SeriesRef, Sample, FastBuild> =
@@ -249,6 +272,10 @@ impl Db {
         let mut new_series: Vec<&MemSeries> = Vec::new();
         for (i, (s, (t, v))) in batch.floats.iter().enumerate() {
             prefetch_series(&batch.floats, i + PREFETCH_AHEAD);
+            if !valid.contains(t) {
+                outcome.out_of_time_range += 1;
+                continue;
+            }
             if *t < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
@@ -274,6 +301,10 @@ impl Db {
         let mut windows_ok: Vec<usize> = Vec::new();
         let mut last_window: HashMap<SeriesRef, i64, FastBuild> = HashMap::default();
         for (i, (s, w)) in batch.windows.iter().enumerate() {
+            if !valid.contains(&w.end_ms) || !(0..=w.end_ms).contains(&w.start_ms) {
+                outcome.out_of_time_range += 1;
+                continue;
+            }
             if w.end_ms < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
@@ -381,6 +412,8 @@ impl Db {
         s.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
         s.out_of_bounds
             .fetch_add(o.out_of_bounds, Ordering::Relaxed);
+        s.out_of_time_range
+            .fetch_add(o.out_of_time_range, Ordering::Relaxed);
     }
 
     /// fsyncs the WAL if anything was written since the last time.
@@ -695,12 +728,20 @@ impl Db {
             .unwrap_or_else(|e| e.into_inner())
             .head_from;
         let min_t = self.head_min_t.load(Ordering::Relaxed).max(head_from);
-        let max_t = self.head_max_t.load(Ordering::Relaxed);
-        if min_t == i64::MAX || max_t == i64::MIN || max_t - min_t < range + range / 2 {
+        // The head holds valid times only; the clamp keeps it that way
+        // for the block range even if the clock jumped back since.
+        let max_t = self
+            .head_max_t
+            .load(Ordering::Relaxed)
+            .min(*valid_times(self.opts.max_future_ms).end());
+        if min_t == i64::MAX || max_t == i64::MIN || max_t.saturating_sub(min_t) < range + range / 2
+        {
             return Ok(false);
         }
         let start = min_t.div_euclid(range) * range;
-        let end = start + range;
+        let Some(end) = start.checked_add(range) else {
+            return Ok(false);
+        };
         // From now on the head refuses samples this block will hold.
         self.head.set_min_valid_t(end);
         // Appends in flight finish before we read.
@@ -958,7 +999,7 @@ fn apply_replayed(
     head: &Head,
     refs: &mut HashMap<SeriesRef, Arc<MemSeries>>,
     rec: Record,
-    head_from: i64,
+    valid: &std::ops::RangeInclusive<i64>,
     min_t: &mut i64,
     max_t: &mut i64,
 ) {
@@ -972,7 +1013,7 @@ fn apply_replayed(
         Record::Samples(samples) => {
             for (r, t, v) in samples {
                 let Some(s) = refs.get(&r) else { continue };
-                if t < head_from {
+                if !valid.contains(&t) {
                     continue;
                 }
                 let mut data = s.lock();
@@ -986,7 +1027,7 @@ fn apply_replayed(
         Record::Windows(windows) => {
             for (r, w) in windows {
                 let Some(s) = refs.get(&r) else { continue };
-                if w.end_ms < head_from {
+                if !valid.contains(&w.end_ms) {
                     continue;
                 }
                 let mut data = s.lock();

@@ -77,6 +77,7 @@ impl Store {
             max_series: config.max_active_series,
             raw_retention_ms: config.raw_retention.as_millis() as i64,
             wal_keep_max_bytes: config.remote_write_max_lag,
+            max_future_ms: config.future_window.as_millis() as i64,
         })
         .with_context(|| {
             format!(

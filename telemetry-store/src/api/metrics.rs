@@ -84,6 +84,18 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         load(&d.out_of_bounds),
     );
     metric(
+        "conduit_store_samples_refused_time_total",
+        "counter",
+        "Samples and histogram windows refused for being dated beyond --future-window or before 1970.",
+        load(&d.out_of_time_range),
+    );
+    metric(
+        "conduit_store_reports_refused_time_total",
+        "counter",
+        "Proxy reports refused for being dated beyond --future-window or before 1970.",
+        load(&i.reports_refused_time),
+    );
+    metric(
         "conduit_store_series_created_total",
         "counter",
         "Series created in the head.",

@@ -422,11 +422,12 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
     }
     if o.rejected() > 0 {
         msg += &format!(
-            "; rejected {} samples ({} out of order, {} duplicate timestamps with another value, {} too old for the head)",
+            "; rejected {} samples ({} out of order, {} duplicate timestamps with another value, {} too old for the head, {} dated beyond --future-window or before 1970: check the sender's clock)",
             o.rejected(),
             o.out_of_order,
             o.duplicates,
-            o.out_of_bounds
+            o.out_of_bounds,
+            o.out_of_time_range
         );
     }
     (StatusCode::BAD_REQUEST, msg + "\n").into_response()

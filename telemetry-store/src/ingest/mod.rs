@@ -29,6 +29,7 @@ use gather::Gathered;
 #[derive(Default)]
 pub(crate) struct IngestStats {
     pub(crate) reports: AtomicU64,
+    pub(crate) reports_refused_time: AtomicU64,
     pub(crate) report_series_rejected: AtomicU64,
     pub(crate) remote_write_requests: AtomicU64,
     pub(crate) remote_write_rejected: AtomicU64,
@@ -440,6 +441,7 @@ mod tests {
             max_series: 100,
             raw_retention_ms: 0,
             wal_keep_max_bytes: 0,
+            max_future_ms: 600_000,
         })
         .unwrap();
         let ingester = Ingester::new(Arc::new(db), None);

@@ -84,6 +84,9 @@ impl Ingester {
         } else {
             t
         };
+        if let Some(refused) = self.refuse_bad_times(&report, start, t) {
+            return Ok(refused);
+        }
         let mut summary = WriteSummary::default();
         let mut batch = Batch::default();
         let float_series = report
@@ -120,6 +123,29 @@ impl Ingester {
             .report_series_rejected
             .fetch_add(summary.rejected_series, Ordering::Relaxed);
         Ok(summary)
+    }
+}
+
+impl Ingester {
+    /// A report dated beyond the future window (or before 1970, or ending
+    /// before it starts) is refused whole, before any of its series is
+    /// created: the store trusts a proxy's clock that far and no further.
+    fn refuse_bad_times(&self, report: &Report, start: i64, end: i64) -> Option<WriteSummary> {
+        let valid = crate::db::valid_times(self.db.max_future_ms());
+        if valid.contains(&end) && (0..=end).contains(&start) {
+            return None;
+        }
+        self.stats
+            .reports_refused_time
+            .fetch_add(1, Ordering::Relaxed);
+        let series = report.counters.len() + report.gauges.len() + report.histograms.len();
+        Some(WriteSummary {
+            rejected_series: series as u64,
+            first_error: Some(format!(
+                "report from {start} to {end} (Unix ms) is dated beyond --future-window of the store's clock, before 1970, or ends before it starts: check the proxy's clock"
+            )),
+            ..WriteSummary::default()
+        })
     }
 }
 
