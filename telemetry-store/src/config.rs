@@ -198,6 +198,30 @@ pub struct Config {
     )]
     pub max_active_series: usize,
 
+    /// Most labels of one series; a remote-write request with a larger
+    /// series is refused, a report's larger series is refused alone.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_MAX_LABELS_PER_SERIES",
+        default_value_t = 128
+    )]
+    pub max_labels_per_series: usize,
+
+    /// Most samples in one remote-write request; larger requests get HTTP
+    /// 400 (Prometheus sends 2000 by default).
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_REMOTE_WRITE_MAX_SAMPLES",
+        default_value_t = 1_000_000
+    )]
+    pub remote_write_max_samples: usize,
+
+    /// Most metric metadata entries (type, help, unit) kept from
+    /// remote-write; the least recently seen go first, and a request's
+    /// entries past it are ignored.
+    #[arg(long, env = "CONDUIT_STORE_MAX_METADATA", default_value_t = 10_000)]
+    pub max_metadata: usize,
+
     /// Most samples one query may hold in memory (Prometheus'
     /// --query.max-samples); past it the query fails with HTTP 422.
     #[arg(
@@ -355,6 +379,14 @@ impl Config {
             keepalive_interval: self.grpc_keepalive_interval,
             keepalive_timeout: self.grpc_keepalive_timeout,
             max_reset_streams: self.grpc_max_reset_streams,
+        }
+    }
+
+    pub(crate) fn ingest_limits(&self) -> crate::ingest::IngestLimits {
+        crate::ingest::IngestLimits {
+            max_labels_per_series: self.max_labels_per_series,
+            max_samples_per_write: self.remote_write_max_samples,
+            max_metadata: self.max_metadata,
         }
     }
 

@@ -129,7 +129,11 @@ impl Store {
         let remote_write = config.remote_write_url.as_ref().map(|_| Arc::default());
         Ok(Self {
             shared: Arc::new(Shared {
-                ingester: Arc::new(Ingester::new(db.clone(), tap.clone())),
+                ingester: Arc::new(Ingester::new(
+                    db.clone(),
+                    tap.clone(),
+                    config.ingest_limits(),
+                )),
                 proxies: Arc::default(),
                 config,
                 db,

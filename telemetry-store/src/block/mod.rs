@@ -141,7 +141,9 @@ impl Block {
 
     fn read_index(&self) -> Result<BlockIndex, BlockError> {
         let corrupt = |msg: String| BlockError::Corrupt(self.dir.clone(), msg);
-        let mut series = Vec::with_capacity(self.meta.series as usize);
+        // Sized by the rows actually read, not by the count meta.json
+        // claims: a damaged one must not reserve memory for 2^64 series.
+        let mut series = Vec::new();
         let mut floats = Index::default();
         let mut histograms = Index::default();
         let index = FileReader::try_new(
@@ -154,6 +156,7 @@ impl Block {
             let kinds = batch.column(1).as_primitive::<UInt8Type>();
             let first = batch.column(2).as_primitive::<UInt64Type>();
             let rows = batch.column(3).as_primitive::<UInt32Type>();
+            series.reserve(batch.num_rows());
             let mut pairs = Vec::new();
             for i in 0..batch.num_rows() {
                 // Borrowed from the batch: opening a block allocates no

@@ -44,8 +44,17 @@ pub(crate) struct MetricMeta {
     pub(crate) unit: String,
 }
 
+/// What peers may send, per series and per request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IngestLimits {
+    pub(crate) max_labels_per_series: usize,
+    pub(crate) max_samples_per_write: usize,
+    pub(crate) max_metadata: usize,
+}
+
 pub(crate) struct Ingester {
     pub(crate) db: Arc<Db>,
+    pub(crate) limits: IngestLimits,
     accumulators: Mutex<HashMap<u64, Accumulator>>,
     metadata: Mutex<BTreeMap<String, MetricMeta>>,
     pub(crate) stats: IngestStats,
@@ -79,6 +88,8 @@ pub(crate) enum SeriesError {
     Limit(#[from] crate::head::SeriesLimit),
     #[error("invalid histogram: {0}")]
     Histogram(String),
+    #[error("series has more than {0} labels (--max-labels-per-series)")]
+    TooManyLabels(usize),
 }
 
 /// Why a whole remote-write request was refused.
@@ -114,7 +125,11 @@ pub(crate) fn valid_metric_name(name: &str) -> bool {
 }
 
 impl Ingester {
-    pub(crate) fn new(db: Arc<Db>, tap: Option<Arc<crate::tap::TapIndex>>) -> Self {
+    pub(crate) fn new(
+        db: Arc<Db>,
+        tap: Option<Arc<crate::tap::TapIndex>>,
+        limits: IngestLimits,
+    ) -> Self {
         let mut metadata = BTreeMap::new();
         for (name, kind, help) in known_metadata() {
             metadata.insert(
@@ -128,6 +143,7 @@ impl Ingester {
         }
         Self {
             db,
+            limits,
             accumulators: Mutex::default(),
             metadata: Mutex::new(metadata),
             stats: IngestStats::default(),
@@ -183,8 +199,14 @@ impl Ingester {
         summary: &mut WriteSummary,
     ) -> Result<(), remote_write::DecodeError> {
         let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        let limits = remote_write::WalkLimits {
+            max_labels: self.limits.max_labels_per_series,
+            max_samples: self.limits.max_samples_per_write,
+            max_metadata: self.limits.max_metadata,
+        };
         remote_write::walk(
             raw,
+            &limits,
             |labels, samples| {
                 if samples.is_empty() {
                     return;
@@ -444,7 +466,15 @@ mod tests {
             max_future_ms: 600_000,
         })
         .unwrap();
-        let ingester = Ingester::new(Arc::new(db), None);
+        let ingester = Ingester::new(
+            Arc::new(db),
+            None,
+            IngestLimits {
+                max_labels_per_series: 10,
+                max_samples_per_write: 100,
+                max_metadata: 10,
+            },
+        );
         let series = |labels: &[(&str, &[u8])], samples: &[(i64, f64)]| TimeSeries {
             labels: labels
                 .iter()

@@ -73,6 +73,17 @@ impl MetricMetadata {
     }
 }
 
+/// What one request may hold: its decoded vectors grow with what it holds
+/// (a label entry costs 2 bytes on the wire and 32 in memory, an empty
+/// sample 2 and 16), so these bound them, not only the body's size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WalkLimits {
+    pub(crate) max_labels: usize,
+    pub(crate) max_samples: usize,
+    /// Metadata entries past this are ignored.
+    pub(crate) max_metadata: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
     #[error("snappy: {0} (the body must be snappy block-compressed protobuf)")]
@@ -81,6 +92,12 @@ pub(crate) enum DecodeError {
     TooLargeDecoded(usize),
     #[error("protobuf: {0} (the body must be a prometheus.WriteRequest)")]
     Protobuf(String),
+    #[error("a series has more than {0} labels (--max-labels-per-series)")]
+    TooManyLabels(usize),
+    #[error(
+        "the request holds more than {0} samples (--remote-write-max-samples): send smaller batches (Prometheus' queue_config.max_samples_per_send)"
+    )]
+    TooManySamples(usize),
 }
 
 impl From<prost::DecodeError> for DecodeError {
@@ -146,11 +163,13 @@ pub(crate) fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
 /// metadata entries (rare) are decoded with prost.
 pub(crate) fn walk<'a>(
     buf: &'a [u8],
+    limits: &WalkLimits,
     mut on_series: impl FnMut(&[(&'a [u8], &'a [u8])], &[(i64, f64)]),
     metadata: &mut Vec<MetricMetadata>,
 ) -> Result<(), DecodeError> {
     let mut labels: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut total_samples = 0usize;
     let mut r = Reader { buf, pos: 0 };
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -164,13 +183,23 @@ pub(crate) fn walk<'a>(
                 };
                 while !ts.done() {
                     match ts.key()? {
+                        (1, 2) if labels.len() == limits.max_labels => {
+                            return Err(DecodeError::TooManyLabels(limits.max_labels));
+                        }
                         (1, 2) => labels.push(label(ts.bytes()?)?),
-                        (2, 2) => samples.push(sample(ts.bytes()?)?),
+                        (2, 2) if total_samples == limits.max_samples => {
+                            return Err(DecodeError::TooManySamples(limits.max_samples));
+                        }
+                        (2, 2) => {
+                            samples.push(sample(ts.bytes()?)?);
+                            total_samples += 1;
+                        }
                         (_, w) => ts.skip(w)?,
                     }
                 }
                 on_series(&labels, &samples);
             }
+            (3, 2) if metadata.len() == limits.max_metadata => r.skip(2)?,
             (3, 2) => metadata.push(MetricMetadata::decode(r.bytes()?)?),
             (_, w) => r.skip(w)?,
         }
@@ -300,6 +329,45 @@ pub(crate) fn encode(req: &WriteRequest) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    const LIMITS: WalkLimits = WalkLimits {
+        max_labels: 4,
+        max_samples: 10,
+        max_metadata: 1,
+    };
+
+    /// Each entry costs a few bytes on the wire and more in memory: the
+    /// walker stops at the counts, whatever the body's size.
+    #[test]
+    fn the_walker_stops_at_its_counts() {
+        let series = |labels: usize, samples: usize| TimeSeries {
+            labels: (0..labels)
+                .map(|i| Label {
+                    name: Bytes::from(format!("l{i}")),
+                    value: Bytes::from_static(b"v"),
+                })
+                .collect(),
+            samples: vec![Sample::default(); samples],
+        };
+        let walk_all = |req: WriteRequest| {
+            let mut metadata = Vec::new();
+            let raw = req.encode_to_vec();
+            walk(&raw, &LIMITS, |_, _| {}, &mut metadata).map(|()| metadata.len())
+        };
+        let req = |timeseries| WriteRequest {
+            timeseries,
+            metadata: vec![MetricMetadata::default(); 3],
+        };
+        assert_eq!(walk_all(req(vec![series(4, 5), series(1, 5)])).unwrap(), 1);
+        assert!(matches!(
+            walk_all(req(vec![series(5, 1)])),
+            Err(DecodeError::TooManyLabels(4))
+        ));
+        assert!(matches!(
+            walk_all(req(vec![series(1, 6), series(1, 5)])),
+            Err(DecodeError::TooManySamples(10))
+        ));
+    }
+
     #[test]
     fn round_trip_and_bad_bodies() {
         let req = WriteRequest {
@@ -321,6 +389,7 @@ mod tests {
         let mut seen = Vec::new();
         walk(
             &raw,
+            &LIMITS,
             |l, s| seen.push((l.to_vec(), s.to_vec())),
             &mut Vec::new(),
         )

@@ -99,8 +99,9 @@ impl Ingester {
                     .into_iter()
                     .map(|g| (g.metric, g.labels, g.value)),
             );
+        let max_labels = self.limits.max_labels_per_series;
         for (metric, labels, value) in float_series {
-            match series_labels(&metric, labels, &meta)
+            match series_labels(&metric, labels, &meta, max_labels)
                 .and_then(|l| Ok(self.db.series(l, Kind::Float)?))
             {
                 Ok(s) => batch.floats.push((s, (t, value))),
@@ -108,7 +109,7 @@ impl Ingester {
             }
         }
         for h in report.histograms {
-            let result = series_labels(&h.metric, h.labels, &meta).and_then(|labels| {
+            let result = series_labels(&h.metric, h.labels, &meta, max_labels).and_then(|labels| {
                 let hist = conduit_api::histogram::decode(&h.hdr)
                     .map_err(|e| SeriesError::Histogram(e.to_string()))?;
                 let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
@@ -155,9 +156,13 @@ fn series_labels(
     metric: &str,
     labels: Vec<mesh::Label>,
     meta: &ProxyMeta,
+    max_labels: usize,
 ) -> Result<Labels, SeriesError> {
     if !valid_metric_name(metric) {
         return Err(SeriesError::MetricName(metric.to_string()));
+    }
+    if labels.len() > max_labels {
+        return Err(SeriesError::TooManyLabels(max_labels));
     }
     let mut l = Labels::from_proto(labels).map_err(|e| match e {
         conduit_api::labels::LabelError::InvalidName(n) => SeriesError::LabelName(n),
