@@ -198,6 +198,36 @@ pub struct Config {
     )]
     pub max_active_series: usize,
 
+    /// Most series (counter, gauge and histogram label sets) of one proxy
+    /// report; a larger report is cut to this many, the rest counted and
+    /// dropped.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_MAX_SERIES_PER_REPORT",
+        default_value_t = 10_000
+    )]
+    pub max_series_per_report: usize,
+
+    /// Most series one proxy's reports write (a histogram counts once, with
+    /// its bucket, sum and count series); its new series past it are
+    /// refused and counted, its existing ones keep working.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_MAX_SERIES_PER_PROXY",
+        default_value_t = 20_000
+    )]
+    pub max_series_per_proxy: usize,
+
+    /// Most proxies the store keeps a status and a series budget for; past
+    /// it, the least recently seen are forgotten.
+    #[arg(long, env = "CONDUIT_STORE_MAX_PROXIES", default_value_t = 10_000)]
+    pub max_proxies: usize,
+
+    /// Proxies, and remote-write metric metadata, not seen for this long
+    /// are forgotten.
+    #[arg(long, env = "CONDUIT_STORE_PEER_STATE_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub peer_state_ttl: Duration,
+
     /// Most labels of one series; a remote-write request with a larger
     /// series is refused, a report's larger series is refused alone.
     #[arg(
@@ -387,6 +417,8 @@ impl Config {
             max_labels_per_series: self.max_labels_per_series,
             max_samples_per_write: self.remote_write_max_samples,
             max_metadata: self.max_metadata,
+            max_series_per_report: self.max_series_per_report,
+            max_series_per_proxy: self.max_series_per_proxy,
         }
     }
 

@@ -134,7 +134,7 @@ impl Store {
                     tap.clone(),
                     config.ingest_limits(),
                 )),
-                proxies: Arc::default(),
+                proxies: Arc::new(Proxies::new(config.max_proxies)),
                 config,
                 db,
                 engine,
@@ -383,6 +383,10 @@ async fn maintenance(
             _ = stopped.wait_for(|s| *s) => return Ok(()),
             () = tokio::time::sleep(every) => {}
         }
+        let forget_before =
+            crate::time::now_ms().saturating_sub(shared.config.peer_state_ttl.as_millis() as i64);
+        shared.proxies.forget_before(forget_before);
+        shared.ingester.forget_before(forget_before);
         let db = shared.db.clone();
         match tokio::task::spawn_blocking(move || db.maintain(crate::time::now_ms())).await {
             Ok(Ok(())) => {}

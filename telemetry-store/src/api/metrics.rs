@@ -132,6 +132,30 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         load(&i.report_series_rejected),
     );
     metric(
+        "conduit_store_report_series_cut_total",
+        "counter",
+        "Series dropped from proxy reports larger than --max-series-per-report.",
+        load(&i.report_series_cut),
+    );
+    metric(
+        "conduit_store_proxy_series_refused_total",
+        "counter",
+        "New series refused to proxies already writing --max-series-per-proxy series.",
+        load(&i.proxy_series_refused),
+    );
+    metric(
+        "conduit_store_proxies_forgotten_total",
+        "counter",
+        "Proxies dropped from a full table (--max-proxies), least recently seen first.",
+        load(&s.proxies.evicted),
+    );
+    metric(
+        "conduit_store_metadata_evicted_total",
+        "counter",
+        "Remote-write metric metadata entries dropped from a full table (--max-metadata).",
+        load(&i.metadata_evicted),
+    );
+    metric(
         "conduit_store_remote_write_requests_total",
         "counter",
         "Remote-write requests received.",

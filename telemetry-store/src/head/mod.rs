@@ -148,6 +148,12 @@ impl Head {
         stripe.get(&hash)?.find(kind, encoded).cloned()
     }
 
+    /// Finds the series of `labels`, creating nothing.
+    pub(crate) fn find_labels(&self, labels: &Labels, kind: Kind) -> Option<Arc<MemSeries>> {
+        let encoded = labels::encode(labels);
+        self.find(hash_encoded(&encoded, kind), kind, &encoded)
+    }
+
     /// Finds many series at once, for one remote-write request: `out[i]`
     /// is the series of `keys[i]`, `None` when the head has none.
     ///

@@ -7,6 +7,7 @@
 //! `histogram_quantile()` and Linkerd's dashboards work unchanged.
 
 mod gather;
+mod metadata;
 pub(crate) mod remote_write;
 pub(crate) mod telemetry;
 
@@ -30,19 +31,17 @@ use gather::Gathered;
 pub(crate) struct IngestStats {
     pub(crate) reports: AtomicU64,
     pub(crate) reports_refused_time: AtomicU64,
+    pub(crate) report_series_cut: AtomicU64,
+    pub(crate) proxy_series_refused: AtomicU64,
+    pub(crate) metadata_evicted: AtomicU64,
     pub(crate) report_series_rejected: AtomicU64,
     pub(crate) remote_write_requests: AtomicU64,
     pub(crate) remote_write_rejected: AtomicU64,
     pub(crate) invalid_series: AtomicU64,
 }
 
-/// A metric's type, help and unit, as `/api/v1/metadata` serves them.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct MetricMeta {
-    pub(crate) kind: String,
-    pub(crate) help: String,
-    pub(crate) unit: String,
-}
+use metadata::MetadataTable;
+pub(crate) use metadata::MetricMeta;
 
 /// What peers may send, per series and per request.
 #[derive(Clone, Copy, Debug)]
@@ -50,13 +49,15 @@ pub(crate) struct IngestLimits {
     pub(crate) max_labels_per_series: usize,
     pub(crate) max_samples_per_write: usize,
     pub(crate) max_metadata: usize,
+    pub(crate) max_series_per_report: usize,
+    pub(crate) max_series_per_proxy: usize,
 }
 
 pub(crate) struct Ingester {
     pub(crate) db: Arc<Db>,
     pub(crate) limits: IngestLimits,
     accumulators: Mutex<HashMap<u64, Accumulator>>,
-    metadata: Mutex<BTreeMap<String, MetricMeta>>,
+    metadata: Mutex<MetadataTable>,
     pub(crate) stats: IngestStats,
     /// Where the reports' tap events go, when the tap history is on.
     pub(crate) tap: Option<Arc<crate::tap::TapIndex>>,
@@ -90,6 +91,20 @@ pub(crate) enum SeriesError {
     Histogram(String),
     #[error("series has more than {0} labels (--max-labels-per-series)")]
     TooManyLabels(usize),
+    #[error(
+        "the proxy already writes {0} series (--max-series-per-proxy): its new series are refused; reduce its label cardinality or raise the limit"
+    )]
+    ProxyLimit(usize),
+}
+
+/// A histogram's `value_scale`, checked before any of its series exists.
+pub(crate) fn check_scale(scale: f64) -> Result<(), SeriesError> {
+    if scale.is_finite() && scale > 0.0 {
+        return Ok(());
+    }
+    Err(SeriesError::Histogram(format!(
+        "value_scale must be positive, got {scale}"
+    )))
 }
 
 /// Why a whole remote-write request was refused.
@@ -130,17 +145,15 @@ impl Ingester {
         tap: Option<Arc<crate::tap::TapIndex>>,
         limits: IngestLimits,
     ) -> Self {
-        let mut metadata = BTreeMap::new();
-        for (name, kind, help) in known_metadata() {
-            metadata.insert(
-                name.to_string(),
-                MetricMeta {
-                    kind: kind.to_string(),
-                    help: help.to_string(),
-                    unit: String::new(),
-                },
-            );
-        }
+        let own = known_metadata().map(|(name, kind, help)| {
+            let meta = MetricMeta {
+                kind: kind.to_string(),
+                help: help.to_string(),
+                unit: String::new(),
+            };
+            (name.to_string(), meta)
+        });
+        let metadata = MetadataTable::new(limits.max_metadata, own);
         Self {
             db,
             limits,
@@ -155,7 +168,21 @@ impl Ingester {
         self.metadata
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .snapshot()
+    }
+
+    /// Forgets the metadata and accumulators of what was not seen since
+    /// `before_ms`, and the accumulators of histograms gone from the head
+    /// (each holds its bucket series, which would stay in memory).
+    pub(crate) fn forget_before(&self, before_ms: i64) {
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_before(before_ms);
+        self.accumulators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r, _| self.db.head.get(*r).is_some());
     }
 
     /// Stores a remote-write request (decompressed protobuf): every valid
@@ -275,36 +302,28 @@ impl Ingester {
         if metadata.is_empty() {
             return;
         }
-        let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
-        for m in metadata {
-            meta.insert(
-                m.metric_family_name.clone(),
-                MetricMeta {
-                    kind: m.type_name().to_string(),
-                    help: m.help,
-                    unit: m.unit,
-                },
-            );
-        }
+        let evicted = self
+            .metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(metadata, crate::time::now_ms());
+        self.stats
+            .metadata_evicted
+            .fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Adds one histogram report to `batch`: the window, and the next
     /// values of its cumulative bucket, sum and count series.
     fn histogram(
         &self,
+        hist: Arc<MemSeries>,
         labels: Labels,
         window: Window,
         h: &Histogram<u64>,
         batch: &mut Batch,
     ) -> Result<(), SeriesError> {
         let (scale, sum, end_ms) = (window.scale, window.sum, window.end_ms);
-        if !(scale.is_finite() && scale > 0.0) {
-            return Err(SeriesError::Histogram(format!(
-                "value_scale must be positive, got {scale}"
-            )));
-        }
         let name = labels.metric_name().ok_or(SeriesError::NoName)?.to_string();
-        let hist = self.db.series(labels.clone(), Kind::Histogram)?;
         if hist.lock().check_window(&window).is_err() {
             // A repeated or late interval: the window check in the commit
             // counts it; the counters must not advance twice.
@@ -473,6 +492,8 @@ mod tests {
                 max_labels_per_series: 10,
                 max_samples_per_write: 100,
                 max_metadata: 10,
+                max_series_per_report: 100,
+                max_series_per_proxy: 100,
             },
         );
         let series = |labels: &[(&str, &[u8])], samples: &[(i64, f64)]| TimeSeries {
