@@ -22,7 +22,7 @@ use crate::prefetch;
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelLookup;
 use crate::series::{Matcher, SeriesRef};
-use crate::wal::{FsyncPolicy, Record, Wal, record};
+use crate::wal::{Entry, FsyncPolicy, Record, Wal, record};
 
 pub(crate) struct DbOptions {
     pub(crate) dir: PathBuf,
@@ -337,6 +337,8 @@ impl Db {
         Ok(outcome)
     }
 
+    /// Logs a batch's new series, samples and windows as one append: all
+    /// of it is in the WAL, or none.
     fn log(
         &self,
         wal: &mut Wal,
@@ -345,39 +347,41 @@ impl Db {
         batch: &Batch,
         windows: &[usize],
     ) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let result = (|| {
-            if !new_series.is_empty() {
-                record::encode_series(
-                    &mut buf,
-                    new_series.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
-                );
-                wal.log(&buf, None)?;
-            }
-            if !samples.is_empty() {
-                buf.clear();
-                record::encode_samples(&mut buf, samples);
-                wal.log(&buf, samples.iter().map(|s| s.1).max())?;
-            }
-            if !windows.is_empty() {
-                buf.clear();
-                let ws = windows
-                    .iter()
-                    .map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
-                record::encode_windows(&mut buf, ws);
-                wal.log(
-                    &buf,
-                    windows.iter().map(|&i| batch.windows[i].1.end_ms).max(),
-                )?;
-            }
-            Ok(())
-        })();
-        if result.is_ok() {
-            for s in new_series {
-                s.mark_logged();
-            }
+        let (mut series_rec, mut samples_rec, mut windows_rec) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut entries = Vec::with_capacity(3);
+        if !new_series.is_empty() {
+            record::encode_series(
+                &mut series_rec,
+                new_series.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
+            );
+            entries.push(Entry {
+                payload: &series_rec,
+                max_t: None,
+            });
         }
-        result
+        if !samples.is_empty() {
+            record::encode_samples(&mut samples_rec, samples);
+            entries.push(Entry {
+                payload: &samples_rec,
+                max_t: samples.iter().map(|s| s.1).max(),
+            });
+        }
+        if !windows.is_empty() {
+            let ws = windows
+                .iter()
+                .map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
+            record::encode_windows(&mut windows_rec, ws);
+            entries.push(Entry {
+                payload: &windows_rec,
+                max_t: windows.iter().map(|&i| batch.windows[i].1.end_ms).max(),
+            });
+        }
+        wal.append(&entries)?;
+        for s in new_series {
+            s.mark_logged();
+        }
+        Ok(())
     }
 
     fn apply(&self, batch: &Batch, floats: &[usize], windows: &[usize]) {
@@ -416,17 +420,26 @@ impl Db {
             .fetch_add(o.out_of_time_range, Ordering::Relaxed);
     }
 
-    /// fsyncs the WAL if anything was written since the last time.
+    /// fsyncs the WAL if anything was written since the last time. A
+    /// failure stops the WAL taking writes until an fsync works (this
+    /// tries again).
     pub(crate) fn sync_wal(&self) -> io::Result<()> {
-        let file = self
-            .wal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_unsynced();
-        match file {
-            Some(f) => f?.sync_data(),
-            None => Ok(()),
+        let pending = {
+            let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+            wal.heal()?;
+            wal.take_unsynced()
+        };
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let synced = pending.and_then(|p| p.run());
+        if let Err(e) = &synced {
+            self.wal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync_failed(e);
         }
+        synced
     }
 
     /// Hands each matching float series' labels and samples in
@@ -857,7 +870,19 @@ impl Db {
             );
             keep_from = u64::MAX;
         }
-        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        // Only planning and forgetting take the log's lock: encoding a
+        // large head's series and writing them out took seconds, and
+        // every append waited for it.
+        let plan = self
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .plan_truncation(before, keep_from)?;
+        if plan.drops_nothing() {
+            return Ok(());
+        }
+        // Every series logged before the plan exists now (or is gone for
+        // good); those logged after it are in kept segments.
         let live = self.head.all();
         let records: Vec<Vec<u8>> = live
             .chunks(10_000)
@@ -870,10 +895,13 @@ impl Db {
                 buf
             })
             .collect();
-        let dropped = wal.truncate(before, &records, keep_from)?;
-        if dropped > 0 {
-            tracing::debug!(segments = dropped, "truncated the WAL");
-        }
+        plan.carry_out(&self.opts.dir.join("wal"), &records)?;
+        let dropped = self
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish_truncation(&plan);
+        tracing::debug!(segments = dropped, "truncated the WAL");
         Ok(())
     }
 
@@ -1038,5 +1066,73 @@ fn apply_replayed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_batch(db: &Db, t: i64) -> Batch {
+        let labels = Labels::try_from_pairs([("__name__", "synced")]).unwrap();
+        let s = db.series(labels, Kind::Float).unwrap();
+        Batch {
+            floats: vec![(s, (t, t as f64))],
+            windows: Vec::new(),
+        }
+    }
+
+    fn reopened(dir: &std::path::Path) -> Vec<Sample> {
+        let db = Db::open(DbOptions::for_tests(dir)).unwrap();
+        let mut out = Vec::new();
+        db.select_each(&[], 0, i64::MAX, |_, samples| {
+            out.extend(samples);
+            Ok::<_, DbError>(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// With `--wal-fsync always`, a failed fsync acknowledges nothing,
+    /// leaves nothing of its write in the log, and refuses writes until
+    /// an fsync works again; then writes go on.
+    #[test]
+    fn a_failed_fsync_acknowledges_nothing_until_one_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = DbOptions::for_tests(dir.path());
+        opts.fsync = FsyncPolicy::Always;
+        let db = Db::open(opts).unwrap();
+        assert_eq!(db.commit(&sample_batch(&db, 1000)).unwrap().accepted, 1);
+        db.wal.lock().unwrap().failing_syncs = 2;
+        assert!(
+            db.commit(&sample_batch(&db, 2000)).is_err(),
+            "its fsync fails"
+        );
+        let refused = db.commit(&sample_batch(&db, 3000)).unwrap_err();
+        assert!(refused.to_string().contains("refuses writes"), "{refused}");
+        assert_eq!(db.commit(&sample_batch(&db, 4000)).unwrap().accepted, 1);
+        drop(db);
+        let times: Vec<i64> = reopened(dir.path()).iter().map(|s| s.0).collect();
+        assert_eq!(times, [1000, 4000], "exactly what was acknowledged");
+    }
+
+    /// With `--wal-fsync interval`, the background fsync failing stops
+    /// acknowledgements instead of being logged and forgotten.
+    #[test]
+    fn a_failed_background_fsync_stops_acknowledgements() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = DbOptions::for_tests(dir.path());
+        opts.fsync = FsyncPolicy::Interval;
+        let db = Db::open(opts).unwrap();
+        db.commit(&sample_batch(&db, 1000)).unwrap();
+        db.wal.lock().unwrap().failing_syncs = 2;
+        assert!(db.sync_wal().is_err());
+        assert!(db.commit(&sample_batch(&db, 2000)).is_err(), "refused");
+        // The next fsync works: the WAL is repaired and takes writes.
+        db.sync_wal().unwrap();
+        assert_eq!(db.commit(&sample_batch(&db, 3000)).unwrap().accepted, 1);
+        drop(db);
+        let times: Vec<i64> = reopened(dir.path()).iter().map(|s| s.0).collect();
+        assert_eq!(times, [1000, 3000]);
     }
 }

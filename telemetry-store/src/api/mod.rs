@@ -381,6 +381,22 @@ async fn ingest_remote_write(
     Ok(tokio::task::spawn_blocking(move || ingester.remote_write(&raw)).await)
 }
 
+/// A write the WAL could not take: nothing of it was stored, and the
+/// sender should retry (Prometheus retries 5xx).
+fn wal_unavailable(e: &std::io::Error) -> Response {
+    let what = if e.kind() == std::io::ErrorKind::StorageFull {
+        "the disk holding --data-dir is full: nothing of this write was stored; free space and retry, the store resumes by itself"
+    } else {
+        "cannot write the WAL: nothing of this write was stored; retry later"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        format!("{what} ({e})\n"),
+    )
+        .into_response()
+}
+
 async fn write(State(s): AppState, body: Bytes) -> Response {
     let ingested = match ingest_remote_write(&s, &body).await {
         Ok(i) => i,
@@ -397,9 +413,7 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
         Ok(Err(e @ crate::ingest::WriteError::Decode(_))) => {
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
-        Ok(Err(e)) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
-        }
+        Ok(Err(crate::ingest::WriteError::Io(e))) => return wal_unavailable(&e),
         Err(e) => {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,7 +3,11 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -25,6 +29,88 @@ impl TestStore {
     pub fn grpc(&self) -> SocketAddr {
         self.running.grpc_addr()
     }
+}
+
+/// The `conduit-telemetry-store` binary, running on free loopback ports;
+/// killed (SIGKILL) when dropped.
+pub struct StoreProcess {
+    pub child: Child,
+    pub http: SocketAddr,
+    /// Its log so far, without colors.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Drop for StoreProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StoreProcess {
+    /// Starts the binary on `dir` with `args`, and reads its HTTP address
+    /// from its log.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_conduit-telemetry-store"))
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the store binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let plain = strip_ansi(&line);
+                if let Some(rest) = plain.split("http_addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push_str(&(plain + "\n"));
+            }
+        });
+        let http = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the store did not start:\n{}", log.lock().unwrap()))
+            .parse()
+            .unwrap();
+        Self { child, http, log }
+    }
+
+    /// SIGKILL, as `kill -9`.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A store on free loopback ports in a fresh temporary directory.
