@@ -473,6 +473,49 @@ mod tests {
         assert!(parse_bytes("5XB").is_err());
     }
 
+    /// The README's table of limits names real flags, each with its
+    /// environment variable and the default the README gives.
+    #[test]
+    fn every_limit_in_the_readme_is_a_flag_with_that_default() {
+        use clap::CommandFactory;
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Telemetry store limits")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("a limits section in the README");
+        let command = Config::command();
+        let mut rows = 0;
+        for line in section
+            .lines()
+            .filter(|l| l.starts_with("| ") && l.contains("`--"))
+        {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let (default, flag) = (
+                cells[2],
+                cells[3].trim_matches('`').trim_start_matches("--"),
+            );
+            let arg = command
+                .get_arguments()
+                .find(|a| a.get_long() == Some(flag))
+                .unwrap_or_else(|| panic!("the README names --{flag}, which is no flag"));
+            let defaults: Vec<String> = arg
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(defaults, [default], "--{flag}");
+            let env = format!("CONDUIT_STORE_{}", flag.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                Some(env),
+                "--{flag}"
+            );
+            rows += 1;
+        }
+        assert!(rows >= 30, "{rows} limits documented");
+    }
+
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = Config::for_data_dir("/tmp/x");
