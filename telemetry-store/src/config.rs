@@ -138,6 +138,11 @@ pub struct Config {
     )]
     pub grpc_max_reset_streams: usize,
 
+    /// A proxy's report stream that sends nothing for this long is ended
+    /// (proxies report every second; a silent stream only holds a slot).
+    #[arg(long, env = "CONDUIT_STORE_GRPC_REPORT_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub grpc_report_idle_timeout: Duration,
+
     /// Largest proxy report (one message of the Report stream).
     #[arg(long, env = "CONDUIT_STORE_GRPC_MAX_REPORT_SIZE", default_value = "16MiB", value_parser = parse_bytes)]
     pub grpc_max_report_size: u64,

@@ -181,6 +181,7 @@ impl Store {
         let telemetry = TelemetryServer::new(TelemetryService {
             ingester: shared.ingester.clone(),
             proxies: shared.proxies.clone(),
+            idle_timeout: c.grpc_report_idle_timeout,
         })
         .max_decoding_message_size(bytes(c.grpc_max_report_size));
         let query = QueryServer::new(QueryService {

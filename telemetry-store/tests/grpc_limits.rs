@@ -179,3 +179,27 @@ async fn connections_past_the_cap_wait_and_oversized_reports_are_refused() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_report_stream_is_ended() {
+    let s = start_store(|c| c.grpc_report_idle_timeout = Duration::from_secs(1)).await;
+    let mut client = TelemetryClient::new(grpc_channel(s.grpc()).await);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Report>(1);
+    tx.send(Report::default()).await.unwrap();
+    let started = Instant::now();
+    // The sender stays open and sends nothing more.
+    let err = tokio::time::timeout(
+        Duration::from_secs(8),
+        client.report(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+    .await
+    .expect("the silent stream is still open after 8 s")
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::DeadlineExceeded, "{err}");
+    assert!(
+        err.message().contains("--grpc-report-idle-timeout"),
+        "{err}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    drop(tx);
+}

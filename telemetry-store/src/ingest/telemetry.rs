@@ -325,6 +325,22 @@ fn series_labels(
 pub(crate) struct TelemetryService {
     pub(crate) ingester: Arc<Ingester>,
     pub(crate) proxies: Arc<Proxies>,
+    /// A stream with no report for this long is ended: proxies report
+    /// every interval, and a silent stream only holds a slot.
+    pub(crate) idle_timeout: std::time::Duration,
+}
+
+impl TelemetryService {
+    async fn next_report(&self, stream: &mut Streaming<Report>) -> Result<Option<Report>, Status> {
+        let idle = self.idle_timeout;
+        tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no report for {idle:?} (--grpc-report-idle-timeout): reconnect to go on reporting"
+                ))
+            })?
+    }
 }
 
 #[tonic::async_trait]
@@ -335,7 +351,7 @@ impl Telemetry for TelemetryService {
     ) -> Result<Response<ReportSummary>, Status> {
         let mut stream = request.into_inner();
         let mut out = ReportSummary::default();
-        while let Some(report) = stream.message().await? {
+        while let Some(report) = self.next_report(&mut stream).await? {
             let (ingester, proxies) = (self.ingester.clone(), self.proxies.clone());
             let summary = tokio::task::spawn_blocking(move || ingester.report(report, &proxies))
                 .await
