@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 
 use self::params::Params;
 use crate::ingest::remote_write;
-use crate::promql::QueryError;
+use crate::promql::{Engine, QueryError};
 use crate::series::Matcher;
 use crate::store::Shared;
 use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
@@ -191,21 +191,25 @@ async fn query_range(
 }
 
 /// `match[]` selectors, each parsed as PromQL and required to be a plain
-/// vector selector.
-fn selectors(s: &Shared, p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|m| match s.engine.parse(m) {
+/// vector selector. Parsing runs in a query slot: a bad selector's error
+/// position takes a parse per character.
+fn selectors(engine: &Engine, raw: &[String]) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let param = |e: &dyn std::fmt::Display| {
+        QueryError::BadData(format!("invalid parameter \"match[]\": {e}"))
+    };
+    raw.iter()
+        .map(|m| match engine.parse(m) {
             Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
-                crate::promql::selector_matchers(&vs).map_err(|e| ApiError::param("match[]", e))
+                crate::promql::selector_matchers(&vs).map_err(|e| param(&e))
             }
-            Ok(_) => Err(ApiError::param(
-                "match[]",
-                format!("{m:?} is not a series selector"),
-            )),
-            Err(e) => Err(ApiError::param("match[]", e)),
+            Ok(_) => Err(param(&format!("{m:?} is not a series selector"))),
+            Err(e) => Err(param(&e)),
         })
         .collect()
+}
+
+fn match_params(p: &Params) -> Vec<String> {
+    p.all("match[]").into_iter().map(String::from).collect()
 }
 
 fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
@@ -222,15 +226,16 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&s, &p)?;
-    if sets.is_empty() {
+    let raw = match_params(&p);
+    if raw.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
+    let (db, engine) = (s.db.clone(), s.engine.clone());
     let all = s
         .engine
         .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
             let mut all = std::collections::BTreeSet::new();
             for m in &sets {
                 all.extend(db.series_labels(m, start, end)?);
@@ -257,12 +262,13 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&s, &p)?;
+    let raw = match_params(&p);
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
+    let (db, engine) = (s.db.clone(), s.engine.clone());
     let names = s
         .engine
         .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
             let mut names = std::collections::BTreeSet::new();
             if sets.is_empty() {
                 names = db.label_names(&[], start, end)?;
@@ -288,12 +294,13 @@ async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let p = Params::parse(q.as_deref(), &headers, &[]);
-    let sets = selectors(&s, &p)?;
+    let raw = match_params(&p);
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
+    let (db, engine) = (s.db.clone(), s.engine.clone());
     let values = s
         .engine
         .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
             let mut values = std::collections::BTreeSet::new();
             if sets.is_empty() {
                 values = db.label_values(&name, &[], start, end)?;
