@@ -168,6 +168,11 @@ impl Ingester {
         let mut summary = WriteSummary::default();
         self.cut_to_size(&mut report, &mut summary);
         let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+        if owned.len() >= self.limits.max_series_per_proxy {
+            // Series the head dropped as idle no longer count; once per
+            // report, as each scan is the whole budget.
+            owned.retain(|r| self.db.head.get(*r).is_some());
+        }
         let mut batch = Batch::default();
         let float_series = report
             .counters
@@ -238,7 +243,7 @@ impl Ingester {
 
     /// The series of `labels`, counted against its proxy's budget: a
     /// series the proxy has not written yet is refused, and not created,
-    /// once it writes `--max-series-per-proxy` others that still exist.
+    /// once it writes `--max-series-per-proxy` others.
     fn series_of_proxy(
         &self,
         owned: &mut HashSet<SeriesRef, FastBuild>,
@@ -251,9 +256,6 @@ impl Ingester {
             return Ok(s);
         }
         let max = self.limits.max_series_per_proxy;
-        if owned.len() >= max {
-            owned.retain(|r| self.db.head.get(*r).is_some());
-        }
         if owned.len() >= max {
             self.stats
                 .proxy_series_refused
