@@ -1,7 +1,8 @@
 //! Decoders bound what they allocate before they allocate it: a histogram
-//! whose header claims a 4 GiB payload, a remote-write request of endless
-//! labels or samples, and a block whose meta.json claims 2^60 series are
-//! refused (or read) without reserving what they claim.
+//! whose header claims a 4 GiB payload, a five-byte remote-write body
+//! whose snappy header claims 200 MiB, a request of endless labels or
+//! samples, and a block whose meta.json claims 2^60 series are refused (or
+//! read) without reserving what they claim.
 
 mod support;
 
@@ -91,6 +92,24 @@ async fn a_histogram_claiming_a_4_gib_payload_is_refused_without_allocating_it()
         .map(|r| r["metric"]["route"].as_str().unwrap())
         .collect();
     assert_eq!(routes, ["/ok"], "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snappy_header_claiming_200_mib_is_refused_without_allocating_it() {
+    let s = start_store(|_| {}).await;
+    let before = peak_rss();
+    // Uncompressed length 100 << 21 (200 MiB), then one literal byte.
+    let body = vec![0x80, 0x80, 0x80, 0x64, 0x00];
+    let (status, text) = post(
+        &format!("http://{}/api/v1/write", s.http()),
+        "application/x-protobuf",
+        body,
+    )
+    .await;
+    let grown = peak_rss().saturating_sub(before);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("snappy body can hold"), "{text}");
+    assert!(grown < 64 << 20, "peak memory grew by {} MiB", grown >> 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,10 @@ pub(crate) enum DecodeError {
     Snappy(String),
     #[error("decompressed body would be {0} bytes, more than the {MAX_DECODED_BYTES} accepted")]
     TooLargeDecoded(usize),
+    #[error(
+        "decompressed body would be {claimed} bytes, more than a {body}-byte snappy body can hold: the body is corrupt"
+    )]
+    ImpossibleLength { claimed: usize, body: usize },
     #[error("protobuf: {0} (the body must be a prometheus.WriteRequest)")]
     Protobuf(String),
     #[error("a series has more than {0} labels (--max-labels-per-series)")]
@@ -144,6 +148,14 @@ fn decompress_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
     if len > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLargeDecoded(len));
     }
+    // The buffer is sized (and zeroed) by the length the header claims,
+    // before any of the body is read: a few bytes must not claim 256 MiB.
+    if len > max_decompressed(body.len()) {
+        return Err(DecodeError::ImpossibleLength {
+            claimed: len,
+            body: body.len(),
+        });
+    }
     out.clear();
     out.resize(len, 0);
     let written = snap::raw::Decoder::new()
@@ -151,6 +163,12 @@ fn decompress_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
     out.truncate(written);
     Ok(())
+}
+
+/// The most a snappy body of `n` bytes decompresses to: its densest
+/// element, a 3-byte copy, yields 64 bytes.
+fn max_decompressed(n: usize) -> usize {
+    n.saturating_mul(22).saturating_add(64)
 }
 
 #[cfg(test)]
@@ -406,5 +424,16 @@ mod tests {
             .compress_vec(b"\x0a\xff\xff\xff\x0f")
             .unwrap();
         assert!(matches!(decode(&not_proto), Err(DecodeError::Protobuf(_))));
+        // Five bytes claiming 200 MiB are refused before the buffer is sized.
+        assert!(matches!(
+            decode(&[0x80, 0x80, 0x80, 0x64, 0x00]),
+            Err(DecodeError::ImpossibleLength { .. })
+        ));
+        // The densest body snappy makes stays within the bound.
+        let zeros = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 1 << 20])
+            .unwrap();
+        assert!(max_decompressed(zeros.len()) >= 1 << 20, "{}", zeros.len());
+        assert_eq!(decompress(&zeros).unwrap().len(), 1 << 20);
     }
 }
