@@ -391,8 +391,9 @@ pub(crate) fn bucket_counts(h: &Histogram<u64>, scale: f64) -> Vec<u64> {
     for it in h.iter_recorded() {
         let v = h.lowest_equivalent(it.value_iterated_to()) as f64 * scale;
         let first = bounds.partition_point(|&b| b * (1.0 + 1e-12) < v);
+        // A peer's histogram may hold counts near u64::MAX.
         for c in &mut counts[first..] {
-            *c += it.count_at_value();
+            *c = c.saturating_add(it.count_at_value());
         }
     }
     counts
@@ -460,6 +461,18 @@ mod tests {
         assert_eq!(c[9], 5, "le=50");
         assert_eq!(c[LATENCY_BUCKETS_MS.len() - 1], 5, "le=50000");
         assert_eq!(c[LATENCY_BUCKETS_MS.len()], 6, "+Inf");
+    }
+
+    /// A peer's histogram can hold counts that add past u64::MAX: the
+    /// bucket series saturate instead of overflowing.
+    #[test]
+    fn bucket_counts_saturate() {
+        let mut h = new_latency_histogram();
+        h.record_n(1000, u64::MAX / 2).unwrap();
+        h.record_n(2000, u64::MAX / 2).unwrap();
+        h.record_n(3000, u64::MAX / 2).unwrap();
+        let c = bucket_counts(&h, 0.001);
+        assert_eq!(c[LATENCY_BUCKETS_MS.len()], u64::MAX);
     }
 
     /// One request with a known series (labels out of order, samples in
