@@ -17,6 +17,9 @@ mod block;
 pub mod config;
 mod db;
 mod downsample;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod head;
 mod ingest;
