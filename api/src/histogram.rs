@@ -23,7 +23,17 @@ pub enum HistogramError {
     Serialize(hdrhistogram::serialization::V2SerializeError),
     #[error("invalid histogram bytes: {0:?}")]
     Deserialize(hdrhistogram::serialization::DeserializeError),
+    #[error("invalid histogram header: {0}")]
+    Header(String),
 }
+
+/// `V2` serialization: a 40-byte header, then the counts.
+const V2_COOKIE: u32 = 0x1c84_9313;
+const V2_COMPRESSED_COOKIE: u32 = 0x1c84_9314;
+const V2_HEADER_BYTES: usize = 40;
+/// Most payload bytes a histogram of the mesh's precision needs: each of
+/// its ~55 000 counters (3 digits, any range) is a varint of up to 9 bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
 /// An empty latency histogram with the mesh's precision and range.
 pub fn new_latency_histogram() -> Histogram<u64> {
@@ -44,10 +54,56 @@ pub fn encode(h: &Histogram<u64>) -> Result<Vec<u8>, HistogramError> {
     Ok(buf)
 }
 
-pub fn decode(mut bytes: &[u8]) -> Result<Histogram<u64>, HistogramError> {
+/// Decodes a `V2` histogram, after checking that its header claims no
+/// more than it holds: the decoder sizes its buffer to the payload length
+/// the header claims (up to 4 GiB) and its counts array to the precision
+/// it claims, before reading any of it.
+pub fn decode(bytes: &[u8]) -> Result<Histogram<u64>, HistogramError> {
+    check_header(bytes)?;
+    let mut reader = bytes;
     Deserializer::new()
-        .deserialize(&mut bytes)
+        .deserialize(&mut reader)
         .map_err(HistogramError::Deserialize)
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), HistogramError> {
+    let bad = |m: String| Err(HistogramError::Header(m));
+    let Some(header) = bytes.get(..V2_HEADER_BYTES) else {
+        return bad(format!(
+            "{} bytes, shorter than the {V2_HEADER_BYTES}-byte header",
+            bytes.len()
+        ));
+    };
+    let word = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+    match word(0) {
+        V2_COOKIE => {}
+        V2_COMPRESSED_COOKIE => {
+            return bad(
+                "compressed (V2 deflate) histograms are not accepted: send the plain V2 encoding"
+                    .into(),
+            );
+        }
+        other => return bad(format!("unknown cookie {other:#x}")),
+    }
+    let claimed = word(4) as usize;
+    let present = bytes.len() - V2_HEADER_BYTES;
+    if claimed > present {
+        return bad(format!(
+            "claims a {claimed}-byte payload, {present} bytes follow"
+        ));
+    }
+    if claimed > MAX_PAYLOAD_BYTES {
+        return bad(format!(
+            "claims a {claimed}-byte payload, more than the {MAX_PAYLOAD_BYTES} any histogram of the mesh needs"
+        ));
+    }
+    let digits = word(12);
+    if digits > u32::from(SIGNIFICANT_DIGITS) {
+        return bad(format!(
+            "{digits} significant digits, more than the mesh's {SIGNIFICANT_DIGITS}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -58,6 +114,48 @@ mod tests {
     fn garbage_is_an_error_not_a_panic() {
         assert!(decode(b"not a histogram").is_err());
         assert!(decode(&[]).is_err());
+    }
+
+    fn encoded() -> Vec<u8> {
+        let mut h = new_latency_histogram();
+        for us in [100, 2_000, 35_000, 1_000_000] {
+            record_latency_us(&mut h, us);
+        }
+        encode(&h).unwrap()
+    }
+
+    #[test]
+    fn round_trips() {
+        let back = decode(&encoded()).unwrap();
+        assert_eq!(back.len(), 4);
+    }
+
+    /// The header is checked before the decoder sizes anything by it.
+    #[test]
+    fn headers_claiming_more_than_they_hold_are_refused() {
+        let good = encoded();
+        let with = |at: usize, value: u32| {
+            let mut b = good.clone();
+            b[at..at + 4].copy_from_slice(&value.to_be_bytes());
+            b
+        };
+        let cases = [
+            (with(4, u32::MAX), "claims a 4294967295-byte payload"),
+            (with(4, good.len() as u32), "bytes follow"),
+            (with(12, 5), "5 significant digits"),
+            (with(0, V2_COMPRESSED_COOKIE), "compressed"),
+            (with(0, 0xdead_beef), "unknown cookie"),
+            (good[..20].to_vec(), "shorter than the 40-byte header"),
+        ];
+        for (bytes, expect) in cases {
+            let err = decode(&bytes).unwrap_err().to_string();
+            assert!(err.contains(expect), "{err} should say {expect}");
+        }
+        // A payload within the bytes present but over the cap.
+        let mut big = with(4, (MAX_PAYLOAD_BYTES + 1) as u32);
+        big.resize(V2_HEADER_BYTES + MAX_PAYLOAD_BYTES + 1, 0);
+        let err = decode(&big).unwrap_err().to_string();
+        assert!(err.contains("more than the"), "{err}");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::prefetch;
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelLookup;
 use crate::series::{Matcher, SeriesRef};
-use crate::wal::{FsyncPolicy, Record, Wal, record};
+use crate::wal::{Entry, FsyncPolicy, Record, Wal, record};
 
 pub(crate) struct DbOptions {
     pub(crate) dir: PathBuf,
@@ -36,6 +36,26 @@ pub(crate) struct DbOptions {
     pub(crate) raw_retention_ms: i64,
     /// Most WAL bytes kept for a lagging remote-write forwarder.
     pub(crate) wal_keep_max_bytes: u64,
+    /// How far past the clock a sample may be dated.
+    pub(crate) max_future_ms: i64,
+}
+
+#[cfg(test)]
+impl DbOptions {
+    /// A laptop's defaults in `dir`, for unit tests.
+    pub(crate) fn for_tests(dir: &std::path::Path) -> Self {
+        Self {
+            dir: dir.into(),
+            block_range_ms: 7_200_000,
+            retention_ms: 86_400_000,
+            retention_bytes: u64::MAX,
+            fsync: FsyncPolicy::Never,
+            max_series: 10_000,
+            raw_retention_ms: 0,
+            wal_keep_max_bytes: 0,
+            max_future_ms: 600_000,
+        }
+    }
 }
 
 /// The step of rollups (see [`crate::downsample`]).
@@ -49,6 +69,7 @@ pub(crate) struct Stats {
     pub(crate) out_of_order: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) out_of_bounds: AtomicU64,
+    pub(crate) out_of_time_range: AtomicU64,
     pub(crate) series_refused: AtomicU64,
     pub(crate) series_removed: AtomicU64,
     pub(crate) blocks_cut: AtomicU64,
@@ -56,6 +77,7 @@ pub(crate) struct Stats {
     pub(crate) blocks_deleted: AtomicU64,
     pub(crate) wal_replayed_records: AtomicU64,
     pub(crate) wal_truncated_bytes: AtomicU64,
+    pub(crate) query_samples_loaded: AtomicU64,
 }
 
 struct Blocks {
@@ -116,12 +138,22 @@ pub(crate) struct Outcome {
     pub(crate) out_of_order: u64,
     pub(crate) duplicates: u64,
     pub(crate) out_of_bounds: u64,
+    /// Dated beyond the future window, or before 1970.
+    pub(crate) out_of_time_range: u64,
 }
 
 impl Outcome {
     pub(crate) fn rejected(&self) -> u64 {
-        self.out_of_order + self.duplicates + self.out_of_bounds
+        self.out_of_order + self.duplicates + self.out_of_bounds + self.out_of_time_range
     }
+}
+
+/// The times the store takes samples at: from 1970 to `max_future_ms`
+/// past its clock. Nothing later is trusted: a block range, a chunk file,
+/// a retention cut or a follower's position derived from a year-2100
+/// timestamp (or `i64::MAX`) would stop the ingest of current data.
+pub(crate) fn valid_times(max_future_ms: i64) -> std::ops::RangeInclusive<i64> {
+    0..=crate::time::now_ms().saturating_add(max_future_ms)
 }
 
 /// Samples and windows to append together.
@@ -129,6 +161,13 @@ impl Outcome {
 pub(crate) struct Batch {
     pub(crate) floats: Vec<(Arc<MemSeries>, Sample)>,
     pub(crate) windows: Vec<(Arc<MemSeries>, Window)>,
+}
+
+/// Where [`Db::select_each`] reads a series from: a block (by its place
+/// among the blocks covering the range, and its id there) or the head.
+enum Source {
+    Block(usize, u32),
+    Head(Arc<MemSeries>),
 }
 
 /// One series' samples, as a query sees it.
@@ -169,8 +208,11 @@ impl Db {
         let stats = Stats::default();
         let (mut min_t, mut max_t) = (i64::MAX, i64::MIN);
         let mut refs: HashMap<SeriesRef, Arc<MemSeries>> = HashMap::new();
+        // A WAL written before times were checked may hold any time.
+        let valid = valid_times(opts.max_future_ms);
+        let valid = head_from.max(*valid.start())..=*valid.end();
         let (wal, replay) = Wal::open(&opts.dir.join("wal"), opts.fsync, |rec| {
-            apply_replayed(&head, &mut refs, rec, head_from, &mut min_t, &mut max_t)
+            apply_replayed(&head, &mut refs, rec, &valid, &mut min_t, &mut max_t)
         })?;
         drop(refs);
         stats
@@ -203,6 +245,11 @@ impl Db {
         })
     }
 
+    /// How far past the clock a sample may be dated.
+    pub(crate) fn max_future_ms(&self) -> i64 {
+        self.opts.max_future_ms
+    }
+
     pub(crate) fn series(&self, labels: Labels, kind: Kind) -> Result<Arc<MemSeries>, SeriesLimit> {
         let r = self.head.get_or_create(labels, kind);
         if r.is_err() {
@@ -215,6 +262,7 @@ impl Db {
     /// samples are in the WAL (and on disk, with `--wal-fsync always`).
     pub(crate) fn commit(&self, batch: &Batch) -> io::Result<Outcome> {
         let mut outcome = Outcome::default();
+        let valid = valid_times(self.opts.max_future_ms);
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
         let min_valid = self.head.min_valid_t();
         let mut last: HashMap<SeriesRef, Sample, FastBuild> =
@@ -224,6 +272,10 @@ impl Db {
         let mut new_series: Vec<&MemSeries> = Vec::new();
         for (i, (s, (t, v))) in batch.floats.iter().enumerate() {
             prefetch_series(&batch.floats, i + PREFETCH_AHEAD);
+            if !valid.contains(t) {
+                outcome.out_of_time_range += 1;
+                continue;
+            }
             if *t < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
@@ -249,6 +301,10 @@ impl Db {
         let mut windows_ok: Vec<usize> = Vec::new();
         let mut last_window: HashMap<SeriesRef, i64, FastBuild> = HashMap::default();
         for (i, (s, w)) in batch.windows.iter().enumerate() {
+            if !valid.contains(&w.end_ms) || !(0..=w.end_ms).contains(&w.start_ms) {
+                outcome.out_of_time_range += 1;
+                continue;
+            }
             if w.end_ms < min_valid {
                 outcome.out_of_bounds += 1;
                 continue;
@@ -281,6 +337,8 @@ impl Db {
         Ok(outcome)
     }
 
+    /// Logs a batch's new series, samples and windows as one append: all
+    /// of it is in the WAL, or none.
     fn log(
         &self,
         wal: &mut Wal,
@@ -289,39 +347,41 @@ impl Db {
         batch: &Batch,
         windows: &[usize],
     ) -> io::Result<()> {
-        let mut buf = Vec::new();
-        let result = (|| {
-            if !new_series.is_empty() {
-                record::encode_series(
-                    &mut buf,
-                    new_series.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
-                );
-                wal.log(&buf, None)?;
-            }
-            if !samples.is_empty() {
-                buf.clear();
-                record::encode_samples(&mut buf, samples);
-                wal.log(&buf, samples.iter().map(|s| s.1).max())?;
-            }
-            if !windows.is_empty() {
-                buf.clear();
-                let ws = windows
-                    .iter()
-                    .map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
-                record::encode_windows(&mut buf, ws);
-                wal.log(
-                    &buf,
-                    windows.iter().map(|&i| batch.windows[i].1.end_ms).max(),
-                )?;
-            }
-            Ok(())
-        })();
-        if result.is_ok() {
-            for s in new_series {
-                s.mark_logged();
-            }
+        let (mut series_rec, mut samples_rec, mut windows_rec) =
+            (Vec::new(), Vec::new(), Vec::new());
+        let mut entries = Vec::with_capacity(3);
+        if !new_series.is_empty() {
+            record::encode_series(
+                &mut series_rec,
+                new_series.iter().map(|s| (s.r, s.kind, s.labels.pairs())),
+            );
+            entries.push(Entry {
+                payload: &series_rec,
+                max_t: None,
+            });
         }
-        result
+        if !samples.is_empty() {
+            record::encode_samples(&mut samples_rec, samples);
+            entries.push(Entry {
+                payload: &samples_rec,
+                max_t: samples.iter().map(|s| s.1).max(),
+            });
+        }
+        if !windows.is_empty() {
+            let ws = windows
+                .iter()
+                .map(|&i| (batch.windows[i].0.r, &batch.windows[i].1));
+            record::encode_windows(&mut windows_rec, ws);
+            entries.push(Entry {
+                payload: &windows_rec,
+                max_t: windows.iter().map(|&i| batch.windows[i].1.end_ms).max(),
+            });
+        }
+        wal.append(&entries)?;
+        for s in new_series {
+            s.mark_logged();
+        }
+        Ok(())
     }
 
     fn apply(&self, batch: &Batch, floats: &[usize], windows: &[usize]) {
@@ -356,19 +416,30 @@ impl Db {
         s.duplicates.fetch_add(o.duplicates, Ordering::Relaxed);
         s.out_of_bounds
             .fetch_add(o.out_of_bounds, Ordering::Relaxed);
+        s.out_of_time_range
+            .fetch_add(o.out_of_time_range, Ordering::Relaxed);
     }
 
-    /// fsyncs the WAL if anything was written since the last time.
+    /// fsyncs the WAL if anything was written since the last time. A
+    /// failure stops the WAL taking writes until an fsync works (this
+    /// tries again).
     pub(crate) fn sync_wal(&self) -> io::Result<()> {
-        let file = self
-            .wal
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_unsynced();
-        match file {
-            Some(f) => f?.sync_data(),
-            None => Ok(()),
+        let pending = {
+            let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+            wal.heal()?;
+            wal.take_unsynced()
+        };
+        let Some(pending) = pending else {
+            return Ok(());
+        };
+        let synced = pending.and_then(|p| p.run());
+        if let Err(e) = &synced {
+            self.wal
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .sync_failed(e);
         }
+        synced
     }
 
     /// Hands each matching float series' labels and samples in
@@ -439,34 +510,73 @@ impl Db {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesSamples>, DbError> {
+        let mut out = Vec::new();
+        self.select_each(matchers, mint, maxt, |labels, samples| {
+            out.push(SeriesSamples { labels, samples });
+            Ok::<_, DbError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::select`] one series at a time: each series' samples are
+    /// loaded, merged and handed to `f` before the next one is read, so a
+    /// query that `f` stops (too many samples, out of time) never holds
+    /// more than one series it did not ask for.
+    pub(crate) fn select_each<E: From<DbError>>(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        mut f: impl FnMut(Labels, Vec<Sample>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let blocks = self.blocks.read().unwrap_or_else(|e| e.into_inner());
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for (b, lo, hi) in blocks.covering(mint, maxt) {
-            for (labels, samples) in b.select(matchers, lo, hi)? {
-                merged.entry(labels).or_default().extend(samples);
+        let covering = blocks.covering(mint, maxt);
+        let mut sources: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        for (i, (b, _, _)) in covering.iter().enumerate() {
+            for (labels, id) in b.matching(matchers).map_err(DbError::from)? {
+                sources
+                    .entry(labels)
+                    .or_default()
+                    .push(Source::Block(i, id));
             }
         }
         let head_mint = mint.max(blocks.head_from);
         if head_mint <= maxt {
             for s in self.head.select(Kind::Float, matchers) {
-                let mut samples = Vec::new();
-                s.lock().samples(head_mint, maxt, &mut samples)?;
-                if !samples.is_empty() {
-                    merged.entry(s.labels.labels()).or_default().extend(samples);
-                }
+                sources
+                    .entry(s.labels.labels())
+                    .or_default()
+                    .push(Source::Head(s));
             }
         }
-        drop(blocks);
-        Ok(merged
-            .into_iter()
-            .map(|(labels, mut samples)| {
-                if !samples.is_sorted_by_key(|s| s.0) {
-                    samples.sort_by_key(|s| s.0);
-                    samples.dedup_by_key(|s| s.0);
+        for (labels, from) in sources {
+            let mut samples = Vec::new();
+            for source in from {
+                match source {
+                    Source::Block(i, id) => {
+                        let (b, lo, hi) = covering[i];
+                        b.samples_of(id, lo, hi, &mut samples)
+                            .map_err(DbError::from)?;
+                    }
+                    Source::Head(s) => s
+                        .lock()
+                        .samples(head_mint, maxt, &mut samples)
+                        .map_err(DbError::from)?,
                 }
-                SeriesSamples { labels, samples }
-            })
-            .collect())
+            }
+            if samples.is_empty() {
+                continue;
+            }
+            self.stats
+                .query_samples_loaded
+                .fetch_add(samples.len() as u64, Ordering::Relaxed);
+            if !samples.is_sorted_by_key(|s| s.0) {
+                samples.sort_by_key(|s| s.0);
+                samples.dedup_by_key(|s| s.0);
+            }
+            f(labels, samples)?;
+        }
+        Ok(())
     }
 
     /// Histogram windows ending in `(after, until]` of every matching
@@ -631,12 +741,20 @@ impl Db {
             .unwrap_or_else(|e| e.into_inner())
             .head_from;
         let min_t = self.head_min_t.load(Ordering::Relaxed).max(head_from);
-        let max_t = self.head_max_t.load(Ordering::Relaxed);
-        if min_t == i64::MAX || max_t == i64::MIN || max_t - min_t < range + range / 2 {
+        // The head holds valid times only; the clamp keeps it that way
+        // for the block range even if the clock jumped back since.
+        let max_t = self
+            .head_max_t
+            .load(Ordering::Relaxed)
+            .min(*valid_times(self.opts.max_future_ms).end());
+        if min_t == i64::MAX || max_t == i64::MIN || max_t.saturating_sub(min_t) < range + range / 2
+        {
             return Ok(false);
         }
         let start = min_t.div_euclid(range) * range;
-        let end = start + range;
+        let Some(end) = start.checked_add(range) else {
+            return Ok(false);
+        };
         // From now on the head refuses samples this block will hold.
         self.head.set_min_valid_t(end);
         // Appends in flight finish before we read.
@@ -752,7 +870,19 @@ impl Db {
             );
             keep_from = u64::MAX;
         }
-        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
+        // Only planning and forgetting take the log's lock: encoding a
+        // large head's series and writing them out took seconds, and
+        // every append waited for it.
+        let plan = self
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .plan_truncation(before, keep_from)?;
+        if plan.drops_nothing() {
+            return Ok(());
+        }
+        // Every series logged before the plan exists now (or is gone for
+        // good); those logged after it are in kept segments.
         let live = self.head.all();
         let records: Vec<Vec<u8>> = live
             .chunks(10_000)
@@ -765,10 +895,13 @@ impl Db {
                 buf
             })
             .collect();
-        let dropped = wal.truncate(before, &records, keep_from)?;
-        if dropped > 0 {
-            tracing::debug!(segments = dropped, "truncated the WAL");
-        }
+        plan.carry_out(&self.opts.dir.join("wal"), &records)?;
+        let dropped = self
+            .wal
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish_truncation(&plan);
+        tracing::debug!(segments = dropped, "truncated the WAL");
         Ok(())
     }
 
@@ -894,7 +1027,7 @@ fn apply_replayed(
     head: &Head,
     refs: &mut HashMap<SeriesRef, Arc<MemSeries>>,
     rec: Record,
-    head_from: i64,
+    valid: &std::ops::RangeInclusive<i64>,
     min_t: &mut i64,
     max_t: &mut i64,
 ) {
@@ -908,7 +1041,7 @@ fn apply_replayed(
         Record::Samples(samples) => {
             for (r, t, v) in samples {
                 let Some(s) = refs.get(&r) else { continue };
-                if t < head_from {
+                if !valid.contains(&t) {
                     continue;
                 }
                 let mut data = s.lock();
@@ -922,7 +1055,7 @@ fn apply_replayed(
         Record::Windows(windows) => {
             for (r, w) in windows {
                 let Some(s) = refs.get(&r) else { continue };
-                if w.end_ms < head_from {
+                if !valid.contains(&w.end_ms) {
                     continue;
                 }
                 let mut data = s.lock();
@@ -933,5 +1066,73 @@ fn apply_replayed(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_batch(db: &Db, t: i64) -> Batch {
+        let labels = Labels::try_from_pairs([("__name__", "synced")]).unwrap();
+        let s = db.series(labels, Kind::Float).unwrap();
+        Batch {
+            floats: vec![(s, (t, t as f64))],
+            windows: Vec::new(),
+        }
+    }
+
+    fn reopened(dir: &std::path::Path) -> Vec<Sample> {
+        let db = Db::open(DbOptions::for_tests(dir)).unwrap();
+        let mut out = Vec::new();
+        db.select_each(&[], 0, i64::MAX, |_, samples| {
+            out.extend(samples);
+            Ok::<_, DbError>(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// With `--wal-fsync always`, a failed fsync acknowledges nothing,
+    /// leaves nothing of its write in the log, and refuses writes until
+    /// an fsync works again; then writes go on.
+    #[test]
+    fn a_failed_fsync_acknowledges_nothing_until_one_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = DbOptions::for_tests(dir.path());
+        opts.fsync = FsyncPolicy::Always;
+        let db = Db::open(opts).unwrap();
+        assert_eq!(db.commit(&sample_batch(&db, 1000)).unwrap().accepted, 1);
+        db.wal.lock().unwrap().failing_syncs = 2;
+        assert!(
+            db.commit(&sample_batch(&db, 2000)).is_err(),
+            "its fsync fails"
+        );
+        let refused = db.commit(&sample_batch(&db, 3000)).unwrap_err();
+        assert!(refused.to_string().contains("refuses writes"), "{refused}");
+        assert_eq!(db.commit(&sample_batch(&db, 4000)).unwrap().accepted, 1);
+        drop(db);
+        let times: Vec<i64> = reopened(dir.path()).iter().map(|s| s.0).collect();
+        assert_eq!(times, [1000, 4000], "exactly what was acknowledged");
+    }
+
+    /// With `--wal-fsync interval`, the background fsync failing stops
+    /// acknowledgements instead of being logged and forgotten.
+    #[test]
+    fn a_failed_background_fsync_stops_acknowledgements() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = DbOptions::for_tests(dir.path());
+        opts.fsync = FsyncPolicy::Interval;
+        let db = Db::open(opts).unwrap();
+        db.commit(&sample_batch(&db, 1000)).unwrap();
+        db.wal.lock().unwrap().failing_syncs = 2;
+        assert!(db.sync_wal().is_err());
+        assert!(db.commit(&sample_batch(&db, 2000)).is_err(), "refused");
+        // The next fsync works: the WAL is repaired and takes writes.
+        db.sync_wal().unwrap();
+        assert_eq!(db.commit(&sample_batch(&db, 3000)).unwrap().accepted, 1);
+        drop(db);
+        let times: Vec<i64> = reopened(dir.path()).iter().map(|s| s.0).collect();
+        assert_eq!(times, [1000, 3000]);
     }
 }

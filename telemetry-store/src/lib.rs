@@ -11,17 +11,23 @@
 //! Run it with the `conduit-telemetry-store` binary, or embed it:
 //! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
 
+mod admission;
 mod api;
 mod block;
 pub mod config;
 mod db;
 mod downsample;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+mod grpc;
 mod head;
 mod ingest;
 pub mod memory;
 mod prefetch;
 mod promql;
 mod query;
+mod query_text;
 mod remote_write;
 mod series;
 mod store;

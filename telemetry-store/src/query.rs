@@ -61,6 +61,7 @@ fn status_of(e: QueryError) -> Status {
         QueryError::BadData(m) => Status::invalid_argument(m),
         QueryError::Execution(m) => Status::failed_precondition(m),
         QueryError::Timeout(m) => Status::deadline_exceeded(m),
+        QueryError::Canceled(m) => Status::cancelled(m),
         QueryError::Internal(m) => Status::internal(m),
     }
 }
@@ -328,6 +329,20 @@ pub(crate) fn golden(
     })
 }
 
+/// `work`'s answer, or DEADLINE_EXCEEDED once it takes longer than
+/// `--query-timeout`.
+async fn within_query_timeout<T>(
+    shared: &Shared,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, Status> {
+    let limit = shared.config.query_timeout;
+    tokio::time::timeout(limit, work).await.map_err(|_| {
+        Status::deadline_exceeded(format!(
+            "no answer within {limit:?} (--query-timeout): narrow the request"
+        ))
+    })
+}
+
 impl QueryService {
     fn tap(&self) -> Result<Arc<crate::tap::TapIndex>, Status> {
         self.shared.tap.clone().ok_or_else(|| {
@@ -341,6 +356,7 @@ fn tap_status(e: crate::tap::TapError) -> Status {
         crate::tap::TapError::BadQuery(m) => {
             Status::invalid_argument(format!("invalid tap query: {m}"))
         }
+        e @ crate::tap::TapError::TooManyFollowers(_) => Status::resource_exhausted(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }
@@ -353,8 +369,9 @@ impl Query for QueryService {
     ) -> Result<Response<pb::GoldenResponse>, Status> {
         let shared = self.shared.clone();
         let req = request.into_inner();
-        let resp = tokio::task::spawn_blocking(move || golden(&shared, req))
-            .await
+        let work = tokio::task::spawn_blocking(move || golden(&shared, req));
+        let resp = within_query_timeout(&self.shared, work)
+            .await?
             .map_err(|e| Status::internal(e.to_string()))??;
         Ok(Response::new(resp))
     }
@@ -370,9 +387,13 @@ impl Query for QueryService {
             crate::time::now_ms()
         };
         let engine = self.shared.engine.clone();
-        let v = tokio::task::spawn_blocking(move || engine.instant(&q.query, t))
+        let v = self
+            .shared
+            .engine
+            .run(self.shared.config.query_timeout, move |stop| {
+                engine.instant(&q.query, t, stop)
+            })
             .await
-            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status_of)?;
         Ok(Response::new(result_of(v)))
     }
@@ -383,12 +404,14 @@ impl Query for QueryService {
     ) -> Result<Response<pb::QueryResult>, Status> {
         let q = request.into_inner();
         let engine = self.shared.engine.clone();
-        let v = tokio::task::spawn_blocking(move || {
-            engine.range(&q.query, q.start_unix_ms, q.end_unix_ms, q.step_ms)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(status_of)?;
+        let v = self
+            .shared
+            .engine
+            .run(self.shared.config.query_timeout, move |stop| {
+                engine.range(&q.query, (q.start_unix_ms, q.end_unix_ms, q.step_ms), stop)
+            })
+            .await
+            .map_err(status_of)?;
         Ok(Response::new(result_of(v)))
     }
 
@@ -408,8 +431,9 @@ impl Query for QueryService {
         };
         let db = self.shared.db.clone();
         let start = req.start_unix_ms;
-        let all = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end))
-            .await
+        let work = tokio::task::spawn_blocking(move || db.series_labels(&m, start, end));
+        let all = within_query_timeout(&self.shared, work)
+            .await?
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(format!("reading series: {e}")))?;
         Ok(Response::new(pb::SeriesResponse {
@@ -458,6 +482,7 @@ impl Query for QueryService {
         let tap = self.tap()?;
         let req = request.into_inner();
         tap.validate(&req.query).map_err(tap_status)?;
+        let follower = tap.follower().map_err(tap_status)?;
         let from = if req.start_unix_ms > 0 {
             req.start_unix_ms
         } else {
@@ -468,7 +493,9 @@ impl Query for QueryService {
         } else {
             usize::MAX
         };
-        let stream = crate::tap::follow(tap, req.query, from).take(limit).map(Ok);
+        let stream = crate::tap::follow(tap, follower, req.query, from)
+            .take(limit)
+            .map(Ok);
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::destination::v1::workloads_client::WorkloadsClient;
 use conduit_api::proto::store::v1::query_server::QueryServer;
@@ -81,6 +80,7 @@ impl Store {
             max_series: config.max_active_series,
             raw_retention_ms: config.raw_retention.as_millis() as i64,
             wal_keep_max_bytes: config.remote_write_max_lag,
+            max_future_ms: config.future_window.as_millis() as i64,
         })
         .with_context(|| {
             format!(
@@ -96,6 +96,8 @@ impl Store {
                 max_samples: config.query_max_samples,
                 timeout: config.query_timeout,
                 default_subquery_step_ms: 60_000,
+                text: config.text_limits(),
+                max_concurrency: config.query_max_concurrency,
             },
         ));
         let tap = if config.tap_retention_time.is_zero() {
@@ -110,6 +112,11 @@ impl Store {
                 } else {
                     config.tap_retention_size
                 },
+                max_results: config.tap_max_results,
+                max_followers: config.tap_max_followers,
+                follow_rate: config.tap_follow_rate,
+                max_future_ms: config.future_window.as_millis() as i64,
+                text: config.text_limits(),
             })?)
         };
         if let Some(url) = &config.remote_write_url {
@@ -126,8 +133,12 @@ impl Store {
         let tokens = crate::api::Tokens::read(&config)?;
         Ok(Self {
             shared: Arc::new(Shared {
-                ingester: Arc::new(Ingester::new(db.clone(), tap.clone())),
-                proxies: Arc::default(),
+                ingester: Arc::new(Ingester::new(
+                    db.clone(),
+                    tap.clone(),
+                    config.ingest_limits(),
+                )),
+                proxies: Arc::new(Proxies::new(config.max_proxies)),
                 config,
                 db,
                 engine,
@@ -164,27 +175,26 @@ impl Store {
         let shared = self.shared.clone();
 
         let router = crate::api::router(shared.clone());
-        let mut rx = stopped.clone();
-        tasks.spawn(async move {
-            let http = http.tap_io(|s| {
-                let _ = s.set_nodelay(true);
-            });
-            axum::serve(http, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-                .context("HTTP server failed")
-        });
+        tasks.spawn(crate::api::listener::serve(
+            http,
+            router,
+            shared.config.http_limits(),
+            stopped.clone(),
+        ));
 
+        let c = &shared.config;
         let telemetry = TelemetryServer::new(TelemetryService {
             ingester: shared.ingester.clone(),
             proxies: shared.proxies.clone(),
+            idle_timeout: c.grpc_report_idle_timeout,
         })
-        .max_decoding_message_size(64 << 20);
+        .max_decoding_message_size(bytes(c.grpc_max_report_size));
         let query = QueryServer::new(QueryService {
             shared: shared.clone(),
-        });
+        })
+        .max_decoding_message_size(bytes(c.grpc_max_query_size))
+        .max_encoding_message_size(bytes(c.grpc_max_response_size));
+        let grpc_limits = c.grpc_limits();
         let mut rx = stopped.clone();
         let stopping = async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -197,14 +207,17 @@ impl Store {
                     query,
                     answer_only(controller, "query"),
                 );
-                let incoming = conduit_identity::grpc::incoming(
-                    grpc,
-                    config,
-                    Allow::AnyIdentity,
-                    "store-grpc",
+                let incoming = crate::grpc::capped(
+                    conduit_identity::grpc::incoming(
+                        grpc,
+                        config,
+                        Allow::AnyIdentity,
+                        "store-grpc",
+                    ),
+                    grpc_limits.max_connections,
                 );
                 tasks.spawn(async move {
-                    tonic::transport::Server::builder()
+                    crate::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(incoming, stopping)
@@ -214,13 +227,16 @@ impl Store {
             }
             None => {
                 tasks.spawn(async move {
-                    tonic::transport::Server::builder()
+                    crate::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(
-                            // Multi-segment replies must not wait out delayed ACKs.
-                            tonic::transport::server::TcpIncoming::from(grpc)
-                                .with_nodelay(Some(true)),
+                            crate::grpc::capped(
+                                // Multi-segment replies must not wait out delayed ACKs.
+                                tonic::transport::server::TcpIncoming::from(grpc)
+                                    .with_nodelay(Some(true)),
+                                grpc_limits.max_connections,
+                            ),
                             stopping,
                         )
                         .await
@@ -360,6 +376,11 @@ impl Running {
     }
 }
 
+/// A size flag as a message limit.
+fn bytes(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
 async fn maintenance(
     shared: Arc<Shared>,
     mut stopped: watch::Receiver<bool>,
@@ -373,6 +394,10 @@ async fn maintenance(
             _ = stopped.wait_for(|s| *s) => return Ok(()),
             () = tokio::time::sleep(every) => {}
         }
+        let forget_before =
+            crate::time::now_ms().saturating_sub(shared.config.peer_state_ttl.as_millis() as i64);
+        shared.proxies.forget_before(forget_before);
+        shared.ingester.forget_before(forget_before);
         let db = shared.db.clone();
         match tokio::task::spawn_blocking(move || db.maintain(crate::time::now_ms())).await {
             Ok(Ok(())) => {}
@@ -393,8 +418,9 @@ async fn fsync_loop(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> 
             () = tokio::time::sleep(every) => {}
         }
         let db = shared.db.clone();
+        // The WAL logs a failure (and its repair) once; this retries.
         if let Ok(Err(e)) = tokio::task::spawn_blocking(move || db.sync_wal()).await {
-            tracing::error!(error = %e, "cannot fsync the WAL");
+            tracing::debug!(error = %e, "cannot fsync the WAL");
         }
     }
 }

@@ -4,86 +4,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
 
-struct Server {
-    child: Child,
-    http: SocketAddr,
-    log: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `conduit-telemetry-store` on free ports and reads its addresses
-/// from its log.
-fn spawn(dir: &Path, fsync: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conduit-telemetry-store"))
-        .args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--wal-fsync",
-            fsync,
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--remote-write-token-file")
-        .arg(token_file())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the store binary");
-    let stderr = child.stderr.take().unwrap();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let plain = strip_ansi(&line);
-            if let Some(rest) = plain.split("http_addr=").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_string();
-                let _ = tx.send(addr);
-            }
-            sink.lock().unwrap().push_str(&(plain + "\n"));
-        }
-    });
-    let http = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the store did not start")
-        .parse()
-        .unwrap();
-    Server { child, http, log }
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::new();
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+fn spawn(dir: &Path, fsync: &str) -> StoreProcess {
+    StoreProcess::spawn(dir, &["--wal-fsync", fsync])
 }
 
 const SERIES: usize = 20;

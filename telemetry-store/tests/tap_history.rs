@@ -460,3 +460,101 @@ async fn a_full_queue_drops_tap_events_not_metrics() {
         .unwrap();
     assert!(dropped > 0 && dropped < 2000, "dropped {dropped}");
 }
+
+/// Opens `/api/v1/tap/follow` and returns its status and body stream.
+async fn follow(http: std::net::SocketAddr) -> (u16, hyper::body::Incoming) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let req = hyper::Request::get(format!("http://{http}/api/v1/tap/follow?q="))
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(Default::default())
+        .unwrap();
+    let resp = client.request(req).await.unwrap();
+    (resp.status().as_u16(), resp.into_body())
+}
+
+/// Request ids in the SSE frames that arrive within `window`.
+async fn followed_within(body: &mut hyper::body::Incoming, window: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + window;
+    let mut text = String::new();
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text.matches("event: tap").count()
+}
+
+/// Followers are capped in number and rate, searches in results, and
+/// events dated past the future window are not indexed (a follower that
+/// saw one from 2100 would wait for a newer event forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_results_and_event_times_are_bounded() {
+    let store = start_store(|c| {
+        c.tap_max_followers = 1;
+        c.tap_follow_rate = 4;
+        c.tap_max_results = 5;
+    })
+    .await;
+    let (status, mut first) = follow(store.http()).await;
+    assert_eq!(status, 200);
+    let (status, _) = follow(store.http()).await;
+    assert_eq!(status, 503, "a second follower past --tap-max-followers 1");
+    let mut q = QueryClient::new(channel(store.grpc()).await);
+    let err = q
+        .follow_tap(SearchTapRequest::default())
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("--tap-max-followers"), "{err}");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let now = now_ms();
+    let mut events: Vec<TapEvent> = known_events(now).into_iter().take(8).collect();
+    let year_2100 = 4_102_444_800_000;
+    events.push(event(
+        99,
+        year_2100,
+        &Spec {
+            src: "web",
+            dst: "voting",
+            method: "GET",
+            path: "/from-the-future",
+            status: 200,
+            latency_ms: 1,
+            grpc: None,
+            tls: true,
+            error: "",
+        },
+    ));
+    push(store.grpc(), events, 0).await;
+    // 4 a second, in polls of 2 every half second: the 8 take 2 s.
+    let early = followed_within(&mut first, Duration::from_millis(1200)).await;
+    assert!((1..=4).contains(&early), "{early} events in 1.2 s at 4/s");
+    let rest = followed_within(&mut first, Duration::from_secs(4)).await;
+    assert_eq!(early + rest, 8, "late, but none skipped");
+
+    let found = wait_for(store.http(), "q=&limit=100", 5).await;
+    assert_eq!(found.len(), 5, "--tap-max-results 5");
+    assert!(!found.contains(&"req-99".to_string()));
+    let (_, m) = get(&format!("http://{}/metrics", store.http())).await;
+    assert!(
+        m.contains("conduit_store_tap_events_refused_time_total 1\n"),
+        "{m}"
+    );
+    // The place frees when the follower goes.
+    drop(first);
+    let started = Instant::now();
+    loop {
+        let (status, _) = follow(store.http()).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the follower's place was not given back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

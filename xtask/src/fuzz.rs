@@ -1,5 +1,6 @@
 //! `cargo xtask fuzz [SECONDS]`: a short libFuzzer run of every fuzz target
-//! of the proxy (`proxy/fuzz`), starting from the checked-in seeds and the
+//! of the proxy (`proxy/fuzz`) and the telemetry store
+//! (`telemetry-store/fuzz`), starting from the checked-in seeds and the
 //! local corpus, so a parser change that panics on odd bytes is caught
 //! before it ships. cargo-fuzz needs a nightly toolchain for the sanitizer
 //! flags; the targets live in their own workspace so the main build stays
@@ -19,6 +20,9 @@ const CARGO_FUZZ: &str = "0.13.2";
 /// many thousand times, short enough to run before every push.
 const DEFAULT_SECONDS: u32 = 20;
 
+/// The fuzz crates, each a workspace of its own.
+const FUZZ_DIRS: &[&str] = &["proxy/fuzz", "telemetry-store/fuzz"];
+
 pub(crate) fn run(args: &[String]) -> Result {
     let seconds = match args.first() {
         None => DEFAULT_SECONDS,
@@ -37,9 +41,17 @@ pub(crate) fn fuzz_for(seconds: u32) -> Result {
         )?;
     eprintln!("fuzzing with {nightly}");
     let path = cargo_fuzz_path()?;
-    let fuzz_dir = workspace::root().join("proxy/fuzz");
+    for dir in FUZZ_DIRS {
+        fuzz_crate(dir, seconds, &path)?;
+    }
+    Ok(())
+}
+
+/// Fuzzes every target of the crate in `dir` (relative to the workspace).
+fn fuzz_crate(dir: &str, seconds: u32, path: &std::ffi::OsStr) -> Result {
+    let fuzz_dir = workspace::root().join(dir);
     for target in targets(&fuzz_dir)? {
-        step(&format!("fuzz {target} for {seconds} s"));
+        step(&format!("fuzz {dir} {target} for {seconds} s"));
         let corpus = fuzz_dir.join("corpus").join(&target);
         std::fs::create_dir_all(&corpus).map_err(|e| format!("{}: {e}", corpus.display()))?;
         exec(
@@ -49,13 +61,13 @@ pub(crate) fn fuzz_for(seconds: u32) -> Result {
                 .arg(fuzz_dir.join("seeds").join(&target))
                 .arg("--")
                 .arg(format!("-max_total_time={seconds}"))
-                .env("PATH", &path)
+                .env("PATH", path)
                 .current_dir(&fuzz_dir),
         )
         .map_err(|e| {
             format!(
-                "{e}\nthe crashing input is under proxy/fuzz/artifacts/{target}/; \
-                 replay it with `cargo +nightly fuzz run {target} FILE` in proxy/fuzz"
+                "{e}\nthe crashing input is under {dir}/artifacts/{target}/; \
+                 replay it with `cargo +nightly fuzz run {target} FILE` in {dir}"
             )
         })?;
     }

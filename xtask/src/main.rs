@@ -5,7 +5,7 @@
 //! - `test`  everything CI checks: format, lints, the whole test suite
 //! - `demo`  build everything and run `conduit demo`
 //! - `ui`    build the dashboard bundle
-//! - `fuzz`  a short run of the proxy's fuzz targets
+//! - `fuzz`  a short run of the proxy's and the store's fuzz targets
 //! - `bench` run the benchmarks of `load-tests/`
 //!
 //! std only: xtask is compiled before anything else runs, so it stays cheap.
@@ -29,7 +29,7 @@ Tasks:
   demo [ARGS...]  build everything and run `conduit demo ARGS...`
   ui              build the dashboard bundle (WASM) where the controller serves it
   bench [NAME]    run load-tests benchmarks and update load-tests/RESULTS.md
-  fuzz [SECONDS]  fuzz each proxy parser for SECONDS (20) from its seeds (nightly)
+  fuzz [SECONDS]  fuzz each proxy and store parser for SECONDS (20) from its seeds (nightly)
 ";
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@
 //! `cargo clippy --all-targets -- -D warnings` would, while dependencies are
 //! compiled once instead of once for checking and once for testing.
 //! The dashboard crate (wasm32, its own toolchain) is linted apart, and
-//! the proxy's fuzz targets run briefly at the end.
+//! the proxy's and the store's fuzz targets run briefly at the end.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -93,7 +93,7 @@ pub(crate) fn run(args: &[String]) -> Result {
     exec(&mut cmd)?;
 
     // Last, as it builds the proxy once more (nightly, sanitizers).
-    step("fuzz the proxy's parsers briefly");
+    step("fuzz the proxy's and the store's parsers briefly");
     crate::fuzz::fuzz_for(FUZZ_SECONDS)
 }
 

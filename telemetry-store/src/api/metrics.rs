@@ -84,6 +84,18 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         load(&d.out_of_bounds),
     );
     metric(
+        "conduit_store_samples_refused_time_total",
+        "counter",
+        "Samples and histogram windows refused for being dated beyond --future-window or before 1970.",
+        load(&d.out_of_time_range),
+    );
+    metric(
+        "conduit_store_reports_refused_time_total",
+        "counter",
+        "Proxy reports refused for being dated beyond --future-window or before 1970.",
+        load(&i.reports_refused_time),
+    );
+    metric(
         "conduit_store_series_created_total",
         "counter",
         "Series created in the head.",
@@ -120,6 +132,30 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         load(&i.report_series_rejected),
     );
     metric(
+        "conduit_store_report_series_cut_total",
+        "counter",
+        "Series dropped from proxy reports larger than --max-series-per-report.",
+        load(&i.report_series_cut),
+    );
+    metric(
+        "conduit_store_proxy_series_refused_total",
+        "counter",
+        "New series refused to proxies already writing --max-series-per-proxy series.",
+        load(&i.proxy_series_refused),
+    );
+    metric(
+        "conduit_store_proxies_forgotten_total",
+        "counter",
+        "Proxies dropped from a full table (--max-proxies), least recently seen first.",
+        load(&s.proxies.evicted),
+    );
+    metric(
+        "conduit_store_metadata_evicted_total",
+        "counter",
+        "Remote-write metric metadata entries dropped from a full table (--max-metadata).",
+        load(&i.metadata_evicted),
+    );
+    metric(
         "conduit_store_remote_write_requests_total",
         "counter",
         "Remote-write requests received.",
@@ -130,6 +166,25 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         "counter",
         "Remote-write requests answered with an error.",
         load(&i.remote_write_rejected),
+    );
+    let e = &s.engine.stats;
+    metric(
+        "conduit_store_query_samples_loaded_total",
+        "counter",
+        "Samples queries read from the head and blocks.",
+        load(&d.query_samples_loaded),
+    );
+    metric(
+        "conduit_store_queries_canceled_total",
+        "counter",
+        "Queries stopped because their client went away.",
+        load(&e.canceled),
+    );
+    metric(
+        "conduit_store_query_queue_timeouts_total",
+        "counter",
+        "Queries that waited for one of the --query-max-concurrency slots until their timeout.",
+        load(&e.queue_timeouts),
     );
     metric(
         "conduit_store_blocks",
@@ -198,6 +253,12 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
             "counter",
             "Tap events deleted by retention.",
             load(&t.deleted_by_retention),
+        );
+        metric(
+            "conduit_store_tap_events_refused_time_total",
+            "counter",
+            "Tap events dated beyond --future-window (or before 1970), not indexed.",
+            load(&t.refused_time),
         );
         metric(
             "conduit_store_tap_events",

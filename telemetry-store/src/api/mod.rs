@@ -3,7 +3,9 @@
 //! remote-write receiver, health endpoints and the store's own metrics.
 
 mod auth;
+mod body;
 mod json;
+pub(crate) mod listener;
 mod metrics;
 mod params;
 mod tap;
@@ -21,7 +23,7 @@ use axum::routing::{get, post};
 
 use self::params::Params;
 use crate::ingest::remote_write;
-use crate::promql::{QueryError, parse};
+use crate::promql::{Engine, QueryError};
 use crate::series::Matcher;
 use crate::store::Shared;
 use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
@@ -31,14 +33,33 @@ type AppState = State<Arc<Shared>>;
 pub(crate) use auth::Tokens;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let write = Router::new()
+    let c = &shared.config;
+    let body_limit = |max_bytes: u64, flag| body::BodyLimit {
+        max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+        timeout: c.http_body_timeout,
+        flag,
+    };
+    let read_body = || {
+        axum::middleware::from_fn_with_state(
+            body_limit(c.http_max_request_body, "--http-max-request-body"),
+            body::read_whole,
+        )
+    };
+    // Route layers added last run first: the token is checked before a
+    // body is read.
+    let writes = Router::new()
         .route("/api/v1/write", post(write))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit(c.remote_write_max_body, "--remote-write-max-body"),
+            body::read_whole,
+        ))
         .route_layer(from_fn_with_state(shared.clone(), auth::remote_write));
     let tap = Router::new()
         .route("/api/v1/tap/search", get(tap::search).post(tap::search))
         .route("/api/v1/tap/follow", get(tap::follow))
+        .layer(read_body())
         .route_layer(from_fn_with_state(shared.clone(), auth::tap));
-    Router::new()
+    let reads = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
@@ -47,8 +68,6 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/metadata", get(metadata))
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
-        .merge(write)
-        .merge(tap)
         .route(
             "/-/ready",
             get(|| async { "Conduit telemetry store is Ready.\n" }),
@@ -58,7 +77,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             get(|| async { "Conduit telemetry store is Healthy.\n" }),
         )
         .route("/metrics", get(metrics::handler))
-        .layer(DefaultBodyLimit::max(remote_write::MAX_BODY_BYTES))
+        .layer(read_body());
+    // The bodies are whole and within their limits once a handler runs.
+    writes
+        .merge(tap)
+        .merge(reads)
+        .layer(DefaultBodyLimit::disable())
         .with_state(shared)
 }
 
@@ -89,6 +113,11 @@ impl From<QueryError> for ApiError {
             QueryError::BadData(_) => ("bad_data", StatusCode::BAD_REQUEST),
             QueryError::Execution(_) => ("execution", StatusCode::UNPROCESSABLE_ENTITY),
             QueryError::Timeout(_) => ("timeout", StatusCode::SERVICE_UNAVAILABLE),
+            // Nobody reads it: the client is gone. nginx's code for that.
+            QueryError::Canceled(_) => (
+                "canceled",
+                StatusCode::from_u16(499).expect("499 is a valid status"),
+            ),
             QueryError::Internal(_) => ("internal", StatusCode::INTERNAL_SERVER_ERROR),
         };
         Self {
@@ -131,16 +160,6 @@ fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
     }
 }
 
-/// Runs CPU-bound query work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, QueryError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::from(QueryError::Internal(format!("query task failed: {e}"))))?
-        .map_err(ApiError::from)
-}
-
 async fn query(
     State(s): AppState,
     headers: HeaderMap,
@@ -152,7 +171,10 @@ async fn query(
     let timeout = timeout_param(&s, &p)?;
     let expr = p.get("query").unwrap_or_default().to_string();
     let engine = s.engine.clone();
-    let value = blocking(move || engine.instant_with_timeout(&expr, t, timeout)).await?;
+    let value = s
+        .engine
+        .run(timeout, move |stop| engine.instant(&expr, t, stop))
+        .await?;
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
@@ -173,27 +195,35 @@ async fn query_range(
     crate::promql::check_range(start, end, step)?;
     let expr = p.get("query").unwrap_or_default().to_string();
     let engine = s.engine.clone();
-    let value =
-        blocking(move || engine.range_with_timeout(&expr, start, end, step, timeout)).await?;
+    let value = s
+        .engine
+        .run(timeout, move |stop| {
+            engine.range(&expr, (start, end, step), stop)
+        })
+        .await?;
     Ok(ok(json::success(|j| json::query_data(j, &value))))
 }
 
 /// `match[]` selectors, each parsed as PromQL and required to be a plain
-/// vector selector.
-fn selectors(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]")
-        .into_iter()
-        .map(|m| match parse(m) {
+/// vector selector. Parsing runs in a query slot: a bad selector's error
+/// position takes a parse per character.
+fn selectors(engine: &Engine, raw: &[String]) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    let param = |e: &dyn std::fmt::Display| {
+        QueryError::BadData(format!("invalid parameter \"match[]\": {e}"))
+    };
+    raw.iter()
+        .map(|m| match engine.parse(m) {
             Ok(promql_parser::parser::Expr::VectorSelector(vs)) => {
-                crate::promql::selector_matchers(&vs).map_err(|e| ApiError::param("match[]", e))
+                crate::promql::selector_matchers(&vs).map_err(|e| param(&e))
             }
-            Ok(_) => Err(ApiError::param(
-                "match[]",
-                format!("{m:?} is not a series selector"),
-            )),
-            Err(e) => Err(ApiError::param("match[]", e)),
+            Ok(_) => Err(param(&format!("{m:?} is not a series selector"))),
+            Err(e) => Err(param(&e)),
         })
         .collect()
+}
+
+fn match_params(p: &Params) -> Vec<String> {
+    p.all("match[]").into_iter().map(String::from).collect()
 }
 
 fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
@@ -210,20 +240,23 @@ async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&p)?;
-    if sets.is_empty() {
+    let raw = match_params(&p);
+    if raw.is_empty() {
         return Err(ApiError::bad_data("no match[] parameter provided"));
     }
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
-    let all = blocking(move || {
-        let mut all = std::collections::BTreeSet::new();
-        for m in &sets {
-            all.extend(db.series_labels(m, start, end)?);
-        }
-        Ok(all)
-    })
-    .await?;
+    let (db, engine) = (s.db.clone(), s.engine.clone());
+    let all = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
+            let mut all = std::collections::BTreeSet::new();
+            for m in &sets {
+                all.extend(db.series_labels(m, start, end)?);
+            }
+            Ok(all)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.raw("[");
         for (i, l) in all.iter().enumerate() {
@@ -243,20 +276,23 @@ async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &headers, &body);
-    let sets = selectors(&p)?;
+    let raw = match_params(&p);
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
-    let names = blocking(move || {
-        let mut names = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            names = db.label_names(&[], start, end)?;
-        }
-        for m in &sets {
-            names.extend(db.label_names(m, start, end)?);
-        }
-        Ok(names)
-    })
-    .await?;
+    let (db, engine) = (s.db.clone(), s.engine.clone());
+    let names = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
+            let mut names = std::collections::BTreeSet::new();
+            if sets.is_empty() {
+                names = db.label_names(&[], start, end)?;
+            }
+            for m in &sets {
+                names.extend(db.label_names(m, start, end)?);
+            }
+            Ok(names)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.strings(names.iter().map(String::as_str));
     })))
@@ -272,20 +308,23 @@ async fn label_values(
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
     let p = Params::parse(q.as_deref(), &headers, &[]);
-    let sets = selectors(&p)?;
+    let raw = match_params(&p);
     let (start, end) = range_params(&p)?;
-    let db = s.db.clone();
-    let values = blocking(move || {
-        let mut values = std::collections::BTreeSet::new();
-        if sets.is_empty() {
-            values = db.label_values(&name, &[], start, end)?;
-        }
-        for m in &sets {
-            values.extend(db.label_values(&name, m, start, end)?);
-        }
-        Ok(values)
-    })
-    .await?;
+    let (db, engine) = (s.db.clone(), s.engine.clone());
+    let values = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            let sets = selectors(&engine, &raw)?;
+            let mut values = std::collections::BTreeSet::new();
+            if sets.is_empty() {
+                values = db.label_values(&name, &[], start, end)?;
+            }
+            for m in &sets {
+                values.extend(db.label_values(&name, m, start, end)?);
+            }
+            Ok(values)
+        })
+        .await?;
     Ok(ok(json::success(|j| {
         j.strings(values.iter().map(String::as_str));
     })))
@@ -363,6 +402,22 @@ async fn ingest_remote_write(
     Ok(tokio::task::spawn_blocking(move || ingester.remote_write(&raw)).await)
 }
 
+/// A write the WAL could not take: nothing of it was stored, and the
+/// sender should retry (Prometheus retries 5xx).
+fn wal_unavailable(e: &std::io::Error) -> Response {
+    let what = if e.kind() == std::io::ErrorKind::StorageFull {
+        "the disk holding --data-dir is full: nothing of this write was stored; free space and retry, the store resumes by itself"
+    } else {
+        "cannot write the WAL: nothing of this write was stored; retry later"
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        format!("{what} ({e})\n"),
+    )
+        .into_response()
+}
+
 async fn write(State(s): AppState, body: Bytes) -> Response {
     let ingested = match ingest_remote_write(&s, &body).await {
         Ok(i) => i,
@@ -379,9 +434,7 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
         Ok(Err(e @ crate::ingest::WriteError::Decode(_))) => {
             return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
         }
-        Ok(Err(e)) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
-        }
+        Ok(Err(crate::ingest::WriteError::Io(e))) => return wal_unavailable(&e),
         Err(e) => {
             return (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -404,11 +457,12 @@ async fn write(State(s): AppState, body: Bytes) -> Response {
     }
     if o.rejected() > 0 {
         msg += &format!(
-            "; rejected {} samples ({} out of order, {} duplicate timestamps with another value, {} too old for the head)",
+            "; rejected {} samples ({} out of order, {} duplicate timestamps with another value, {} too old for the head, {} dated beyond --future-window or before 1970: check the sender's clock)",
             o.rejected(),
             o.out_of_order,
             o.duplicates,
-            o.out_of_bounds
+            o.out_of_bounds,
+            o.out_of_time_range
         );
     }
     (StatusCode::BAD_REQUEST, msg + "\n").into_response()

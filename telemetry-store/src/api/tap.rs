@@ -19,6 +19,11 @@ use crate::time::now_ms;
 fn tap_error(e: TapError) -> ApiError {
     match e {
         TapError::BadQuery(m) => ApiError::bad_data(format!("invalid tap query: {m}")),
+        e @ TapError::TooManyFollowers(_) => ApiError {
+            kind: "unavailable",
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: e.to_string(),
+        },
         other => ApiError {
             kind: "internal",
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -52,12 +57,16 @@ pub(super) async fn search(
             .ok()
             .filter(|n| *n > 0)
             .ok_or_else(|| ApiError::param("limit", format!("{v:?} is not a positive integer")))?
-            .min(tap::MAX_LIMIT),
+            .min(tap.max_results()),
     };
     let query = p.get("q").unwrap_or_default().to_string();
-    let events = tokio::task::spawn_blocking(move || tap.search(&query, start, end, limit, false))
-        .await
-        .map_err(|e| tap_error(TapError::BadQuery(e.to_string())))?
+    // Searches take query slots like PromQL queries: they cost alike.
+    let events = s
+        .engine
+        .run(s.config.query_timeout, move |_| {
+            Ok(tap.search(&query, start, end, limit, false))
+        })
+        .await?
         .map_err(tap_error)?;
     let data: Vec<serde_json::Value> = events.iter().map(tap::json).collect();
     let data = serde_json::to_string(&data).expect("JSON values serialize");
@@ -75,7 +84,8 @@ pub(super) async fn follow(
     let query = p.get("q").unwrap_or_default().to_string();
     tap.validate(&query).map_err(tap_error)?;
     let from = time_param(&p, "start", now_ms())?;
-    let events = tap::follow(tap, query, from).map(|e| {
+    let follower = tap.follower().map_err(tap_error)?;
+    let events = tap::follow(tap, follower, query, from).map(|e| {
         Ok::<_, Infallible>(
             Event::default()
                 .event("tap")

@@ -141,7 +141,9 @@ impl Block {
 
     fn read_index(&self) -> Result<BlockIndex, BlockError> {
         let corrupt = |msg: String| BlockError::Corrupt(self.dir.clone(), msg);
-        let mut series = Vec::with_capacity(self.meta.series as usize);
+        // Sized by the rows actually read, not by the count meta.json
+        // claims: a damaged one must not reserve memory for 2^64 series.
+        let mut series = Vec::new();
         let mut floats = Index::default();
         let mut histograms = Index::default();
         let index = FileReader::try_new(
@@ -154,6 +156,7 @@ impl Block {
             let kinds = batch.column(1).as_primitive::<UInt8Type>();
             let first = batch.column(2).as_primitive::<UInt64Type>();
             let rows = batch.column(3).as_primitive::<UInt32Type>();
+            series.reserve(batch.num_rows());
             let mut pairs = Vec::new();
             for i in 0..batch.num_rows() {
                 // Borrowed from the batch: opening a block allocates no
@@ -240,30 +243,55 @@ impl Block {
     }
 
     /// Float samples in `[mint, maxt]` of the matching series.
+    #[cfg(test)]
     pub(crate) fn select(
         &self,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
-        let index = self.index()?;
-        let ids = index.floats.select(matchers);
-        let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
-        let mut timestamps = self.lock_timestamps();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let s = &index.series[id as usize];
-            let samples = rows.samples(
-                s.first_row..s.first_row + s.rows as u64,
-                (mint, maxt),
-                timestamps.as_deref_mut(),
-                self,
-            )?;
+        let mut out = Vec::new();
+        for (labels, id) in self.matching(matchers)? {
+            let mut samples = Vec::new();
+            self.samples_of(id, mint, maxt, &mut samples)?;
             if !samples.is_empty() {
-                out.push((s.labels.labels(), samples));
+                out.push((labels, samples));
             }
         }
         Ok(out)
+    }
+
+    /// The matching float series: their label sets and ids, without
+    /// reading any of their samples.
+    pub(crate) fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, u32)>, BlockError> {
+        let index = self.index()?;
+        Ok(index
+            .floats
+            .select(matchers)
+            .into_iter()
+            .map(|id| (index.series[id as usize].labels.labels(), id))
+            .collect())
+    }
+
+    /// Appends float series `id`'s samples in `[mint, maxt]` to `out`.
+    pub(crate) fn samples_of(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<Sample>,
+    ) -> Result<(), BlockError> {
+        let s = &self.index()?.series[id as usize];
+        let mut rows = self.chunks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut timestamps = self.lock_timestamps();
+        let samples = rows.samples(
+            s.first_row..s.first_row + s.rows as u64,
+            (mint, maxt),
+            timestamps.as_deref_mut(),
+            self,
+        )?;
+        out.extend(samples);
+        Ok(())
     }
 
     /// Histogram windows ending in `(after, until]` of the matching series.

@@ -372,3 +372,13 @@ impl BlockWriter {
         Ok((self.dir.clone(), self.meta.clone()))
     }
 }
+
+/// A block that failed half-way (a full disk) is removed at once, not
+/// left taking the space the WAL needs until the next attempt.
+impl Drop for BlockWriter {
+    fn drop(&mut self) {
+        if self.tmp.exists() {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}

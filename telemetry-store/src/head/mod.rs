@@ -58,14 +58,25 @@ pub(crate) struct Head {
     pub(crate) chunk_files: chunk_files::ChunkFiles,
 }
 
-/// The head is full: the active-series limit refuses new series.
+/// Why the head refused to create a series.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "limit of {limit} active series reached: new series are refused (existing ones keep working); raise --max-active-series or reduce label cardinality"
-)]
-pub(crate) struct SeriesLimit {
-    pub(crate) limit: usize,
+pub(crate) enum SeriesLimit {
+    /// The head is full.
+    #[error(
+        "limit of {limit} active series reached: new series are refused (existing ones keep working); raise --max-active-series or reduce label cardinality"
+    )]
+    Active { limit: usize },
+    /// Too many label sets already share this one's hash: with the keyed
+    /// hash that happens by chance about never, so someone is crafting
+    /// them, and a longer chain would make every lookup of theirs a scan.
+    #[error(
+        "{MAX_HASH_CHAIN} series already share this label set's hash: new series with it are refused; check what sends such label sets"
+    )]
+    HashChain,
 }
+
+/// Most series kept under one label-set hash.
+const MAX_HASH_CHAIN: usize = 8;
 
 /// A series to find: its label set in compact form and that form's
 /// [`hash_encoded`].
@@ -137,6 +148,12 @@ impl Head {
         stripe.get(&hash)?.find(kind, encoded).cloned()
     }
 
+    /// Finds the series of `labels`, creating nothing.
+    pub(crate) fn find_labels(&self, labels: &Labels, kind: Kind) -> Option<Arc<MemSeries>> {
+        let encoded = labels::encode(labels);
+        self.find(hash_encoded(&encoded, kind), kind, &encoded)
+    }
+
     /// Finds many series at once, for one remote-write request: `out[i]`
     /// is the series of `keys[i]`, `None` when the head has none.
     ///
@@ -190,14 +207,30 @@ impl Head {
         if let Some(s) = self.find(hash, kind, &encoded) {
             return Ok(s);
         }
+        self.create_under(hash, kind, encoded, &labels)
+    }
+
+    /// Creates the series of `labels` (in compact form: `encoded`) under
+    /// `hash`, unless another thread just did.
+    fn create_under(
+        &self,
+        hash: u64,
+        kind: Kind,
+        encoded: Vec<u8>,
+        labels: &Labels,
+    ) -> Result<Arc<MemSeries>, SeriesLimit> {
         let mut stripe = write(&self.by_hash[stripe_of(hash)]);
-        if let Some(s) = stripe.get(&hash).and_then(|b| b.find(kind, &encoded)) {
+        let bucket = stripe.get(&hash);
+        if let Some(s) = bucket.and_then(|b| b.find(kind, &encoded)) {
             return Ok(s.clone());
         }
         if self.len() >= self.max_series {
-            return Err(SeriesLimit {
+            return Err(SeriesLimit::Active {
                 limit: self.max_series,
             });
+        }
+        if bucket.is_some_and(|b| b.len() >= MAX_HASH_CHAIN) {
+            return Err(SeriesLimit::HashChain);
         }
         let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
         let series = Arc::new(MemSeries::new(
@@ -208,7 +241,7 @@ impl Head {
         Bucket::add(&mut stripe, hash, series.clone());
         self.created.fetch_add(1, Ordering::Relaxed);
         drop(stripe);
-        self.register(series.clone(), &labels);
+        self.register(series.clone(), labels);
         Ok(series)
     }
 
@@ -310,6 +343,13 @@ impl Bucket {
         match self {
             Bucket::One(s) => s,
             Bucket::Many(list) => &list[0],
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Bucket::One(_) => 1,
+            Bucket::Many(list) => list.len(),
         }
     }
 
@@ -426,6 +466,32 @@ mod tests {
             }
         }
         assert_eq!(out.iter().flatten().count(), 403);
+    }
+
+    /// Label sets that share a hash (forced here, as an attacker who
+    /// could compute the hash would craft them) stop at a short chain:
+    /// the head refuses more instead of scanning ever longer lists.
+    #[test]
+    fn a_hash_chain_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = head(&dir);
+        let labels = |i: usize| Labels::try_from_pairs([("__name__", format!("m{i}"))]).unwrap();
+        for i in 0..MAX_HASH_CHAIN {
+            let series = Arc::new(MemSeries::new(
+                i as u64 + 1,
+                head.interner.intern(&labels(i)),
+                Kind::Float,
+            ));
+            Bucket::add(&mut write(&head.by_hash[stripe_of(7)]), 7, series);
+        }
+        let colliding = labels(99);
+        let encoded = labels::encode(&colliding);
+        assert!(matches!(
+            head.create_under(7, Kind::Float, encoded, &colliding),
+            Err(SeriesLimit::HashChain)
+        ));
+        // Other hashes are untouched.
+        assert!(head.get_or_create(labels(101), Kind::Float).is_ok());
     }
 
     /// Two label sets under one hash (the real hash makes this rare, so

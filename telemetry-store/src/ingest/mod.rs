@@ -8,6 +8,7 @@
 
 pub(crate) mod attribution;
 mod gather;
+mod metadata;
 pub(crate) mod remote_write;
 pub(crate) mod telemetry;
 
@@ -30,24 +31,34 @@ use gather::Gathered;
 #[derive(Default)]
 pub(crate) struct IngestStats {
     pub(crate) reports: AtomicU64,
+    pub(crate) reports_refused_time: AtomicU64,
+    pub(crate) report_series_cut: AtomicU64,
+    pub(crate) proxy_series_refused: AtomicU64,
+    pub(crate) metadata_evicted: AtomicU64,
     pub(crate) report_series_rejected: AtomicU64,
     pub(crate) remote_write_requests: AtomicU64,
     pub(crate) remote_write_rejected: AtomicU64,
     pub(crate) invalid_series: AtomicU64,
 }
 
-/// A metric's type, help and unit, as `/api/v1/metadata` serves them.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct MetricMeta {
-    pub(crate) kind: String,
-    pub(crate) help: String,
-    pub(crate) unit: String,
+use metadata::MetadataTable;
+pub(crate) use metadata::MetricMeta;
+
+/// What peers may send, per series and per request.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IngestLimits {
+    pub(crate) max_labels_per_series: usize,
+    pub(crate) max_samples_per_write: usize,
+    pub(crate) max_metadata: usize,
+    pub(crate) max_series_per_report: usize,
+    pub(crate) max_series_per_proxy: usize,
 }
 
 pub(crate) struct Ingester {
     pub(crate) db: Arc<Db>,
+    pub(crate) limits: IngestLimits,
     accumulators: Mutex<HashMap<u64, Accumulator>>,
-    metadata: Mutex<BTreeMap<String, MetricMeta>>,
+    metadata: Mutex<MetadataTable>,
     pub(crate) stats: IngestStats,
     /// Where the reports' tap events go, when the tap history is on.
     pub(crate) tap: Option<Arc<crate::tap::TapIndex>>,
@@ -83,6 +94,22 @@ pub(crate) enum SeriesError {
     Histogram(String),
     #[error("label {0:?} names another workload or identity than the reporting proxy's own")]
     Foreign(String),
+    #[error("series has more than {0} labels (--max-labels-per-series)")]
+    TooManyLabels(usize),
+    #[error(
+        "the proxy already writes {0} series (--max-series-per-proxy): its new series are refused; reduce its label cardinality or raise the limit"
+    )]
+    ProxyLimit(usize),
+}
+
+/// A histogram's `value_scale`, checked before any of its series exists.
+pub(crate) fn check_scale(scale: f64) -> Result<(), SeriesError> {
+    if scale.is_finite() && scale > 0.0 {
+        return Ok(());
+    }
+    Err(SeriesError::Histogram(format!(
+        "value_scale must be positive, got {scale}"
+    )))
 }
 
 /// Why a whole remote-write request was refused.
@@ -118,20 +145,23 @@ pub(crate) fn valid_metric_name(name: &str) -> bool {
 }
 
 impl Ingester {
-    pub(crate) fn new(db: Arc<Db>, tap: Option<Arc<crate::tap::TapIndex>>) -> Self {
-        let mut metadata = BTreeMap::new();
-        for (name, kind, help) in known_metadata() {
-            metadata.insert(
-                name.to_string(),
-                MetricMeta {
-                    kind: kind.to_string(),
-                    help: help.to_string(),
-                    unit: String::new(),
-                },
-            );
-        }
+    pub(crate) fn new(
+        db: Arc<Db>,
+        tap: Option<Arc<crate::tap::TapIndex>>,
+        limits: IngestLimits,
+    ) -> Self {
+        let own = known_metadata().map(|(name, kind, help)| {
+            let meta = MetricMeta {
+                kind: kind.to_string(),
+                help: help.to_string(),
+                unit: String::new(),
+            };
+            (name.to_string(), meta)
+        });
+        let metadata = MetadataTable::new(limits.max_metadata, own);
         Self {
             db,
+            limits,
             accumulators: Mutex::default(),
             metadata: Mutex::new(metadata),
             stats: IngestStats::default(),
@@ -144,7 +174,21 @@ impl Ingester {
         self.metadata
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .snapshot()
+    }
+
+    /// Forgets the metadata and accumulators of what was not seen since
+    /// `before_ms`, and the accumulators of histograms gone from the head
+    /// (each holds its bucket series, which would stay in memory).
+    pub(crate) fn forget_before(&self, before_ms: i64) {
+        self.metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .forget_before(before_ms);
+        self.accumulators
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|r, _| self.db.head.get(*r).is_some());
     }
 
     /// Stores a remote-write request (decompressed protobuf): every valid
@@ -188,8 +232,14 @@ impl Ingester {
         summary: &mut WriteSummary,
     ) -> Result<(), remote_write::DecodeError> {
         let mut sorted: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+        let limits = remote_write::WalkLimits {
+            max_labels: self.limits.max_labels_per_series,
+            max_samples: self.limits.max_samples_per_write,
+            max_metadata: self.limits.max_metadata,
+        };
         remote_write::walk(
             raw,
+            &limits,
             |labels, samples| {
                 if samples.is_empty() {
                     return;
@@ -258,36 +308,28 @@ impl Ingester {
         if metadata.is_empty() {
             return;
         }
-        let mut meta = self.metadata.lock().unwrap_or_else(|e| e.into_inner());
-        for m in metadata {
-            meta.insert(
-                m.metric_family_name.clone(),
-                MetricMeta {
-                    kind: m.type_name().to_string(),
-                    help: m.help,
-                    unit: m.unit,
-                },
-            );
-        }
+        let evicted = self
+            .metadata
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(metadata, crate::time::now_ms());
+        self.stats
+            .metadata_evicted
+            .fetch_add(evicted, Ordering::Relaxed);
     }
 
     /// Adds one histogram report to `batch`: the window, and the next
     /// values of its cumulative bucket, sum and count series.
     fn histogram(
         &self,
+        hist: Arc<MemSeries>,
         labels: Labels,
         window: Window,
         h: &Histogram<u64>,
         batch: &mut Batch,
     ) -> Result<(), SeriesError> {
         let (scale, sum, end_ms) = (window.scale, window.sum, window.end_ms);
-        if !(scale.is_finite() && scale > 0.0) {
-            return Err(SeriesError::Histogram(format!(
-                "value_scale must be positive, got {scale}"
-            )));
-        }
         let name = labels.metric_name().ok_or(SeriesError::NoName)?.to_string();
-        let hist = self.db.series(labels.clone(), Kind::Histogram)?;
         if hist.lock().check_window(&window).is_err() {
             // A repeated or late interval: the window check in the commit
             // counts it; the counters must not advance twice.
@@ -355,8 +397,9 @@ pub(crate) fn bucket_counts(h: &Histogram<u64>, scale: f64) -> Vec<u64> {
     for it in h.iter_recorded() {
         let v = h.lowest_equivalent(it.value_iterated_to()) as f64 * scale;
         let first = bounds.partition_point(|&b| b * (1.0 + 1e-12) < v);
+        // A peer's histogram may hold counts near u64::MAX.
         for c in &mut counts[first..] {
-            *c += it.count_at_value();
+            *c = c.saturating_add(it.count_at_value());
         }
     }
     counts
@@ -426,6 +469,18 @@ mod tests {
         assert_eq!(c[LATENCY_BUCKETS_MS.len()], 6, "+Inf");
     }
 
+    /// A peer's histogram can hold counts that add past u64::MAX: the
+    /// bucket series saturate instead of overflowing.
+    #[test]
+    fn bucket_counts_saturate() {
+        let mut h = new_latency_histogram();
+        h.record_n(1000, u64::MAX / 2).unwrap();
+        h.record_n(2000, u64::MAX / 2).unwrap();
+        h.record_n(3000, u64::MAX / 2).unwrap();
+        let c = bucket_counts(&h, 0.001);
+        assert_eq!(c[LATENCY_BUCKETS_MS.len()], u64::MAX);
+    }
+
     /// One request with a known series (labels out of order, samples in
     /// two entries), a new series sent twice, an empty label and a value
     /// that is not UTF-8: each valid series gets all its samples, in order,
@@ -446,9 +501,20 @@ mod tests {
             max_series: 100,
             raw_retention_ms: 0,
             wal_keep_max_bytes: 0,
+            max_future_ms: 600_000,
         })
         .unwrap();
-        let ingester = Ingester::new(Arc::new(db), None);
+        let ingester = Ingester::new(
+            Arc::new(db),
+            None,
+            IngestLimits {
+                max_labels_per_series: 10,
+                max_samples_per_write: 100,
+                max_metadata: 10,
+                max_series_per_report: 100,
+                max_series_per_proxy: 100,
+            },
+        );
         let series = |labels: &[(&str, &[u8])], samples: &[(i64, f64)]| TimeSeries {
             labels: labels
                 .iter()

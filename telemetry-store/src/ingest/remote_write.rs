@@ -9,8 +9,6 @@
 use bytes::Bytes;
 use prost::Message;
 
-/// Largest compressed body accepted.
-pub(crate) const MAX_BODY_BYTES: usize = 32 << 20;
 /// Largest decompressed body accepted (snappy announces it up front).
 const MAX_DECODED_BYTES: usize = 256 << 20;
 
@@ -75,16 +73,35 @@ impl MetricMetadata {
     }
 }
 
+/// What one request may hold: its decoded vectors grow with what it holds
+/// (a label entry costs 2 bytes on the wire and 32 in memory, an empty
+/// sample 2 and 16), so these bound them, not only the body's size.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WalkLimits {
+    pub(crate) max_labels: usize,
+    pub(crate) max_samples: usize,
+    /// Metadata entries past this are ignored.
+    pub(crate) max_metadata: usize,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DecodeError {
-    #[error("request body is too large ({0} bytes, at most {MAX_BODY_BYTES})")]
-    TooLarge(usize),
     #[error("snappy: {0} (the body must be snappy block-compressed protobuf)")]
     Snappy(String),
     #[error("decompressed body would be {0} bytes, more than the {MAX_DECODED_BYTES} accepted")]
     TooLargeDecoded(usize),
+    #[error(
+        "decompressed body would be {claimed} bytes, more than a {body}-byte snappy body can hold: the body is corrupt"
+    )]
+    ImpossibleLength { claimed: usize, body: usize },
     #[error("protobuf: {0} (the body must be a prometheus.WriteRequest)")]
     Protobuf(String),
+    #[error("a series has more than {0} labels (--max-labels-per-series)")]
+    TooManyLabels(usize),
+    #[error(
+        "the request holds more than {0} samples (--remote-write-max-samples): send smaller batches (Prometheus' queue_config.max_samples_per_send)"
+    )]
+    TooManySamples(usize),
 }
 
 impl From<prost::DecodeError> for DecodeError {
@@ -127,12 +144,17 @@ pub(crate) fn with_decompressed<T>(
 }
 
 fn decompress_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(DecodeError::TooLarge(body.len()));
-    }
     let len = snap::raw::decompress_len(body).map_err(|e| DecodeError::Snappy(e.to_string()))?;
     if len > MAX_DECODED_BYTES {
         return Err(DecodeError::TooLargeDecoded(len));
+    }
+    // The buffer is sized (and zeroed) by the length the header claims,
+    // before any of the body is read: a few bytes must not claim 256 MiB.
+    if len > max_decompressed(body.len()) {
+        return Err(DecodeError::ImpossibleLength {
+            claimed: len,
+            body: body.len(),
+        });
     }
     out.clear();
     out.resize(len, 0);
@@ -141,6 +163,12 @@ fn decompress_into(body: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
         .map_err(|e| DecodeError::Snappy(e.to_string()))?;
     out.truncate(written);
     Ok(())
+}
+
+/// The most a snappy body of `n` bytes decompresses to: its densest
+/// element, a 3-byte copy, yields 64 bytes.
+fn max_decompressed(n: usize) -> usize {
+    n.saturating_mul(22).saturating_add(64)
 }
 
 #[cfg(test)]
@@ -153,11 +181,13 @@ pub(crate) fn decode(body: &[u8]) -> Result<WriteRequest, DecodeError> {
 /// metadata entries (rare) are decoded with prost.
 pub(crate) fn walk<'a>(
     buf: &'a [u8],
+    limits: &WalkLimits,
     mut on_series: impl FnMut(&[(&'a [u8], &'a [u8])], &[(i64, f64)]),
     metadata: &mut Vec<MetricMetadata>,
 ) -> Result<(), DecodeError> {
     let mut labels: Vec<(&'a [u8], &'a [u8])> = Vec::with_capacity(16);
     let mut samples: Vec<(i64, f64)> = Vec::with_capacity(4);
+    let mut total_samples = 0usize;
     let mut r = Reader { buf, pos: 0 };
     while !r.done() {
         let (field, wire) = r.key()?;
@@ -171,13 +201,23 @@ pub(crate) fn walk<'a>(
                 };
                 while !ts.done() {
                     match ts.key()? {
+                        (1, 2) if labels.len() == limits.max_labels => {
+                            return Err(DecodeError::TooManyLabels(limits.max_labels));
+                        }
                         (1, 2) => labels.push(label(ts.bytes()?)?),
-                        (2, 2) => samples.push(sample(ts.bytes()?)?),
+                        (2, 2) if total_samples == limits.max_samples => {
+                            return Err(DecodeError::TooManySamples(limits.max_samples));
+                        }
+                        (2, 2) => {
+                            samples.push(sample(ts.bytes()?)?);
+                            total_samples += 1;
+                        }
                         (_, w) => ts.skip(w)?,
                     }
                 }
                 on_series(&labels, &samples);
             }
+            (3, 2) if metadata.len() == limits.max_metadata => r.skip(2)?,
             (3, 2) => metadata.push(MetricMetadata::decode(r.bytes()?)?),
             (_, w) => r.skip(w)?,
         }
@@ -307,6 +347,45 @@ pub(crate) fn encode(req: &WriteRequest) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    const LIMITS: WalkLimits = WalkLimits {
+        max_labels: 4,
+        max_samples: 10,
+        max_metadata: 1,
+    };
+
+    /// Each entry costs a few bytes on the wire and more in memory: the
+    /// walker stops at the counts, whatever the body's size.
+    #[test]
+    fn the_walker_stops_at_its_counts() {
+        let series = |labels: usize, samples: usize| TimeSeries {
+            labels: (0..labels)
+                .map(|i| Label {
+                    name: Bytes::from(format!("l{i}")),
+                    value: Bytes::from_static(b"v"),
+                })
+                .collect(),
+            samples: vec![Sample::default(); samples],
+        };
+        let walk_all = |req: WriteRequest| {
+            let mut metadata = Vec::new();
+            let raw = req.encode_to_vec();
+            walk(&raw, &LIMITS, |_, _| {}, &mut metadata).map(|()| metadata.len())
+        };
+        let req = |timeseries| WriteRequest {
+            timeseries,
+            metadata: vec![MetricMetadata::default(); 3],
+        };
+        assert_eq!(walk_all(req(vec![series(4, 5), series(1, 5)])).unwrap(), 1);
+        assert!(matches!(
+            walk_all(req(vec![series(5, 1)])),
+            Err(DecodeError::TooManyLabels(4))
+        ));
+        assert!(matches!(
+            walk_all(req(vec![series(1, 6), series(1, 5)])),
+            Err(DecodeError::TooManySamples(10))
+        ));
+    }
+
     #[test]
     fn round_trip_and_bad_bodies() {
         let req = WriteRequest {
@@ -328,6 +407,7 @@ mod tests {
         let mut seen = Vec::new();
         walk(
             &raw,
+            &LIMITS,
             |l, s| seen.push((l.to_vec(), s.to_vec())),
             &mut Vec::new(),
         )
@@ -344,5 +424,16 @@ mod tests {
             .compress_vec(b"\x0a\xff\xff\xff\x0f")
             .unwrap();
         assert!(matches!(decode(&not_proto), Err(DecodeError::Protobuf(_))));
+        // Five bytes claiming 200 MiB are refused before the buffer is sized.
+        assert!(matches!(
+            decode(&[0x80, 0x80, 0x80, 0x64, 0x00]),
+            Err(DecodeError::ImpossibleLength { .. })
+        ));
+        // The densest body snappy makes stays within the bound.
+        let zeros = snap::raw::Encoder::new()
+            .compress_vec(&vec![0u8; 1 << 20])
+            .unwrap();
+        assert!(max_decompressed(zeros.len()) >= 1 << 20, "{}", zeros.len());
+        assert_eq!(decompress(&zeros).unwrap().len(), 1 << 20);
     }
 }

@@ -4,8 +4,8 @@
 //! proxy's stream applies back-pressure instead of piling up in memory;
 //! proxies drop their oldest reports themselves when the store is slow.
 
-use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use conduit_api::metrics::label;
@@ -18,8 +18,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Ingester, SeriesError, WriteSummary, attribution, valid_metric_name};
 use crate::db::Batch;
-use crate::head::{Kind, Window};
-use crate::series::METRIC_NAME;
+use crate::head::{Kind, MemSeries, Window};
+use crate::series::hash::FastBuild;
+use crate::series::{METRIC_NAME, SeriesRef};
 
 /// A proxy as last seen.
 #[derive(Clone, Debug)]
@@ -29,34 +30,111 @@ pub(crate) struct ProxyStatus {
     pub(crate) dropped_reports: u64,
 }
 
-/// Proxies by (namespace, deployment, pod).
+/// The series a proxy's reports write, counted against
+/// `--max-series-per-proxy`.
+pub(crate) type ProxySeries = Arc<Mutex<HashSet<SeriesRef, FastBuild>>>;
+
+struct ProxyEntry {
+    status: ProxyStatus,
+    series: ProxySeries,
+    /// The order of its last report (many share a millisecond).
+    order: u64,
+}
+
+type ProxyKey = (String, String, String);
+
 #[derive(Default)]
-pub(crate) struct Proxies(Mutex<HashMap<(String, String, String), ProxyStatus>>);
+struct ProxyTable {
+    map: HashMap<ProxyKey, ProxyEntry>,
+    reports: u64,
+}
+
+/// Proxies by (namespace, deployment, pod): at most `max` of them, those
+/// not seen for a while forgotten, so pods that come and go (or names a
+/// peer makes up) cannot grow the table without end.
+pub(crate) struct Proxies {
+    table: Mutex<ProxyTable>,
+    max: usize,
+    pub(crate) evicted: AtomicU64,
+}
 
 impl Proxies {
-    fn seen(&self, meta: &ProxyMeta, dropped_reports: u64) {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            table: Mutex::default(),
+            max: max.max(1),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    /// Notes a report from the proxy; returns the series its reports write.
+    fn seen(&self, meta: &ProxyMeta, dropped_reports: u64) -> ProxySeries {
         let d = meta.deployment.clone().unwrap_or_default();
         let key = (d.namespace, d.name, meta.pod.clone());
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(
-            key,
-            ProxyStatus {
-                meta: meta.clone(),
-                last_report_ms: crate::time::now_ms(),
-                dropped_reports,
-            },
-        );
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if !table.map.contains_key(&key) && table.map.len() >= self.max {
+            let evicted = evict_oldest_quarter(&mut table.map);
+            self.evicted.fetch_add(evicted, Ordering::Relaxed);
+        }
+        table.reports += 1;
+        let order = table.reports;
+        let status = ProxyStatus {
+            meta: meta.clone(),
+            last_report_ms: crate::time::now_ms(),
+            dropped_reports,
+        };
+        match table.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let entry = o.get_mut();
+                entry.status = status;
+                entry.order = order;
+                entry.series.clone()
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let series = ProxySeries::default();
+                v.insert(ProxyEntry {
+                    status,
+                    series: series.clone(),
+                    order,
+                });
+                series
+            }
+        }
+    }
+
+    /// Forgets proxies not seen since `before_ms`.
+    pub(crate) fn forget_before(&self, before_ms: i64) {
+        self.table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .retain(|_, p| p.status.last_report_ms >= before_ms);
     }
 
     /// Proxies that reported since `since_ms`, sorted.
     pub(crate) fn since(&self, since_ms: i64) -> Vec<ProxyStatus> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<(&(String, String, String), &ProxyStatus)> = map
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(&ProxyKey, &ProxyStatus)> = table
+            .map
             .iter()
-            .filter(|(_, p)| p.last_report_ms >= since_ms)
+            .filter(|(_, p)| p.status.last_report_ms >= since_ms)
+            .map(|(k, p)| (k, &p.status))
             .collect();
         out.sort_by(|a, b| a.0.cmp(b.0));
         out.into_iter().map(|(_, p)| p.clone()).collect()
     }
+}
+
+/// Makes room in a full table at once for many newcomers: dropping only
+/// the oldest entry per newcomer would scan the table each time.
+fn evict_oldest_quarter(map: &mut HashMap<ProxyKey, ProxyEntry>) -> u64 {
+    let mut order: Vec<u64> = map.values().map(|p| p.order).collect();
+    let k = order.len() / 4;
+    let (_, cutoff, _) = order.select_nth_unstable(k);
+    let cutoff = *cutoff;
+    let before = map.len();
+    map.retain(|_, p| p.order > cutoff);
+    (before - map.len()) as u64
 }
 
 impl Ingester {
@@ -81,7 +159,7 @@ impl Ingester {
             }
             tap.offer(events);
         }
-        proxies.seen(&meta, report.dropped_reports);
+        let owned = proxies.seen(&meta, report.dropped_reports);
         let t = if report.end_unix_ms > 0 {
             report.end_unix_ms
         } else {
@@ -92,7 +170,17 @@ impl Ingester {
         } else {
             t
         };
+        if let Some(refused) = self.refuse_bad_times(&report, start, t) {
+            return Ok(refused);
+        }
         let mut summary = WriteSummary::default();
+        self.cut_to_size(&mut report, &mut summary);
+        let mut owned = owned.lock().unwrap_or_else(|e| e.into_inner());
+        if owned.len() >= self.limits.max_series_per_proxy {
+            // Series the head dropped as idle no longer count; once per
+            // report, as each scan is the whole budget.
+            owned.retain(|r| self.db.head.get(*r).is_some());
+        }
         let mut batch = Batch::default();
         let float_series = report
             .counters
@@ -104,21 +192,26 @@ impl Ingester {
                     .into_iter()
                     .map(|g| (g.metric, g.labels, g.value)),
             );
+        let max_labels = self.limits.max_labels_per_series;
         for (metric, labels, value) in float_series {
-            match series_labels(&metric, labels, &meta, sender)
-                .and_then(|l| Ok(self.db.series(l, Kind::Float)?))
+            match series_labels(&metric, labels, &meta, max_labels, sender)
+                .and_then(|l| self.series_of_proxy(&mut owned, l, Kind::Float))
             {
                 Ok(s) => batch.floats.push((s, (t, value))),
                 Err(e) => summary.reject(&e),
             }
         }
         for h in report.histograms {
-            let result = series_labels(&h.metric, h.labels, &meta, sender).and_then(|labels| {
-                let hist = conduit_api::histogram::decode(&h.hdr)
-                    .map_err(|e| SeriesError::Histogram(e.to_string()))?;
-                let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
-                self.histogram(labels, window, &hist, &mut batch)
-            });
+            let result =
+                series_labels(&h.metric, h.labels, &meta, max_labels, sender).and_then(|labels| {
+                    let hist = conduit_api::histogram::decode(&h.hdr)
+                        .map_err(|e| SeriesError::Histogram(e.to_string()))?;
+                    super::check_scale(h.value_scale)?;
+                    let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
+                    let series =
+                        self.series_of_proxy(&mut owned, labels.clone(), Kind::Histogram)?;
+                    self.histogram(series, labels, window, &hist, &mut batch)
+                });
             if let Err(e) = result {
                 summary.reject(&e);
             }
@@ -131,6 +224,81 @@ impl Ingester {
     }
 }
 
+impl Ingester {
+    /// Cuts a report with more series than `--max-series-per-report` to
+    /// that many (counters first, then gauges, then histograms): the rest
+    /// of a proxy's report is still worth storing.
+    fn cut_to_size(&self, report: &mut Report, summary: &mut WriteSummary) {
+        let max = self.limits.max_series_per_report;
+        let total = report.counters.len() + report.gauges.len() + report.histograms.len();
+        if total <= max {
+            return;
+        }
+        report.counters.truncate(max);
+        report.gauges.truncate(max - report.counters.len());
+        report
+            .histograms
+            .truncate(max - report.counters.len() - report.gauges.len());
+        let cut = (total - max) as u64;
+        self.stats
+            .report_series_cut
+            .fetch_add(cut, Ordering::Relaxed);
+        summary.rejected_series += cut;
+        summary.first_error.get_or_insert_with(|| {
+            format!(
+                "report of {total} series, more than --max-series-per-report {max}: the last {cut} were dropped"
+            )
+        });
+    }
+
+    /// The series of `labels`, counted against its proxy's budget: a
+    /// series the proxy has not written yet is refused, and not created,
+    /// once it writes `--max-series-per-proxy` others.
+    fn series_of_proxy(
+        &self,
+        owned: &mut HashSet<SeriesRef, FastBuild>,
+        labels: Labels,
+        kind: Kind,
+    ) -> Result<Arc<MemSeries>, SeriesError> {
+        if let Some(s) = self.db.head.find_labels(&labels, kind)
+            && owned.contains(&s.r)
+        {
+            return Ok(s);
+        }
+        let max = self.limits.max_series_per_proxy;
+        if owned.len() >= max {
+            self.stats
+                .proxy_series_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(SeriesError::ProxyLimit(max));
+        }
+        let s = self.db.series(labels, kind)?;
+        owned.insert(s.r);
+        Ok(s)
+    }
+
+    /// A report dated beyond the future window (or before 1970, or ending
+    /// before it starts) is refused whole, before any of its series is
+    /// created: the store trusts a proxy's clock that far and no further.
+    fn refuse_bad_times(&self, report: &Report, start: i64, end: i64) -> Option<WriteSummary> {
+        let valid = crate::db::valid_times(self.db.max_future_ms());
+        if valid.contains(&end) && (0..=end).contains(&start) {
+            return None;
+        }
+        self.stats
+            .reports_refused_time
+            .fetch_add(1, Ordering::Relaxed);
+        let series = report.counters.len() + report.gauges.len() + report.histograms.len();
+        Some(WriteSummary {
+            rejected_series: series as u64,
+            first_error: Some(format!(
+                "report from {start} to {end} (Unix ms) is dated beyond --future-window of the store's clock, before 1970, or ends before it starts: check the proxy's clock"
+            )),
+            ..WriteSummary::default()
+        })
+    }
+}
+
 /// The series' labels: its own, plus the reporting proxy's namespace,
 /// deployment and pod where it does not set them; a series that names
 /// another workload, or another identity on the proxy's own side, is
@@ -139,10 +307,14 @@ fn series_labels(
     metric: &str,
     labels: Vec<mesh::Label>,
     meta: &ProxyMeta,
+    max_labels: usize,
     sender: Option<&IdentityName>,
 ) -> Result<Labels, SeriesError> {
     if !valid_metric_name(metric) {
         return Err(SeriesError::MetricName(metric.to_string()));
+    }
+    if labels.len() > max_labels {
+        return Err(SeriesError::TooManyLabels(max_labels));
     }
     let mut l = Labels::from_proto(labels).map_err(|e| match e {
         conduit_api::labels::LabelError::InvalidName(n) => SeriesError::LabelName(n),
@@ -171,6 +343,22 @@ fn series_labels(
 pub(crate) struct TelemetryService {
     pub(crate) ingester: Arc<Ingester>,
     pub(crate) proxies: Arc<Proxies>,
+    /// A stream with no report for this long is ended: proxies report
+    /// every interval, and a silent stream only holds a slot.
+    pub(crate) idle_timeout: std::time::Duration,
+}
+
+impl TelemetryService {
+    async fn next_report(&self, stream: &mut Streaming<Report>) -> Result<Option<Report>, Status> {
+        let idle = self.idle_timeout;
+        tokio::time::timeout(idle, stream.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no report for {idle:?} (--grpc-report-idle-timeout): reconnect to go on reporting"
+                ))
+            })?
+    }
 }
 
 /// Holds a report to the identity its stream proved: refused when it
@@ -202,7 +390,7 @@ impl Telemetry for TelemetryService {
         let sender = PeerInfo::of(&request).and_then(|p| p.identity.clone());
         let mut stream = request.into_inner();
         let mut out = ReportSummary::default();
-        while let Some(mut report) = stream.message().await? {
+        while let Some(mut report) = self.next_report(&mut stream).await? {
             attribute(&self.ingester, &mut report, sender.as_ref())?;
             let (ingester, proxies, sender) =
                 (self.ingester.clone(), self.proxies.clone(), sender.clone());

@@ -253,47 +253,39 @@ impl<'a> Evaluator<'a> {
         let lookback = self.opts.lookback_ms;
         let mint = refs.iter().min().copied().unwrap_or(0) - lookback;
         let maxt = refs.iter().max().copied().unwrap_or(0);
-        let data = self.select(vs, mint, maxt)?;
         let mut out: Vec<Vec<Sample>> = vec![Vec::new(); refs.len()];
-        for s in data {
-            let metric = Arc::new(s.labels);
-            let mut next = 0;
-            let mut taken = 0;
-            for (i, &r) in refs.iter().enumerate() {
-                // `refs` only grows, so the cursor only moves forward.
-                while next < s.samples.len() && s.samples[next].0 <= r {
-                    next += 1;
-                }
-                let Some(&(t, v)) = next.checked_sub(1).and_then(|k| s.samples.get(k)) else {
-                    continue;
-                };
-                if t < r - lookback || is_stale(v) {
-                    continue;
-                }
-                let t = if keep_time { t } else { self.ts(i) };
-                out[i].push(Sample {
-                    metric: metric.clone(),
-                    t,
-                    v,
-                });
-                taken += 1;
-            }
-            self.budget.take(taken)?;
-        }
-        Ok(out)
-    }
-
-    /// Reads the selector's series in `[mint, maxt]`.
-    fn select(
-        &mut self,
-        vs: &VectorSelector,
-        mint: i64,
-        maxt: i64,
-    ) -> Result<Vec<crate::db::SeriesSamples>, QueryError> {
         let matchers = matchers(vs)?;
-        let data = self.db.select(&matchers, mint, maxt)?;
+        let budget = self.budget;
+        let ts = |i: usize| self.ts(i);
+        self.db
+            .select_each(&matchers, mint, maxt, |labels, samples| {
+                budget.check_time()?;
+                let metric = Arc::new(labels);
+                let mut next = 0;
+                let mut taken = 0;
+                for (i, &r) in refs.iter().enumerate() {
+                    // `refs` only grows, so the cursor only moves forward.
+                    while next < samples.len() && samples[next].0 <= r {
+                        next += 1;
+                    }
+                    let Some(&(t, v)) = next.checked_sub(1).and_then(|k| samples.get(k)) else {
+                        continue;
+                    };
+                    if t < r - lookback || is_stale(v) {
+                        continue;
+                    }
+                    let t = if keep_time { t } else { ts(i) };
+                    out[i].push(Sample {
+                        metric: metric.clone(),
+                        t,
+                        v,
+                    });
+                    taken += 1;
+                }
+                budget.take(taken)
+            })?;
         self.budget.check_time()?;
-        Ok(data)
+        Ok(out)
     }
 
     pub(crate) fn matrix_selector(
@@ -305,21 +297,21 @@ impl<'a> Evaluator<'a> {
         let refs = self.ref_times(at, offset);
         let mint = refs.iter().min().copied().unwrap_or(0) - range;
         let maxt = refs.iter().max().copied().unwrap_or(0);
-        let data = self.select(&ms.vs, mint, maxt)?;
-        // Range vectors hold every sample of their windows in memory.
-        self.budget
-            .take(data.iter().map(|s| s.samples.len()).sum())?;
-        let series = data
-            .into_iter()
-            .map(|s| Series {
-                metric: Arc::new(s.labels),
-                points: s
-                    .samples
-                    .into_iter()
-                    .filter(|(_, v)| !is_stale(*v))
-                    .collect(),
-            })
-            .collect();
+        let matchers = matchers(&ms.vs)?;
+        let budget = self.budget;
+        let mut series = Vec::new();
+        self.db
+            .select_each(&matchers, mint, maxt, |labels, samples| {
+                // Range vectors hold every sample of their windows in memory:
+                // each series counts as it is loaded, not once all are.
+                budget.take(samples.len())?;
+                budget.check_time()?;
+                series.push(Series {
+                    metric: Arc::new(labels),
+                    points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+                });
+                Ok::<_, QueryError>(())
+            })?;
         Ok(RangeInput {
             series,
             windows: refs.iter().map(|&r| (r - range, r)).collect(),

@@ -299,8 +299,16 @@ fn range_call(
             Arc::new(series.metric.without_metric_name())
         };
         let mut produced = 0;
+        // One series' windows can be billions of points (a subquery of a
+        // subquery): the deadline is checked every so many of them.
+        let mut unchecked = 0usize;
         for (i, &(mint, maxt)) in input.windows.iter().enumerate() {
             let points = window(&series.points, mint, maxt);
+            unchecked += points.len() + 1;
+            if unchecked > 1 << 16 {
+                unchecked = 0;
+                ev.budget.check_time()?;
+            }
             if points.is_empty() {
                 continue;
             }

@@ -17,6 +17,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use conduit_api::proto::tap::v1::TapEvent;
 use tantivy::collector::{Collector, Count, TopDocs};
@@ -27,8 +28,8 @@ use tantivy::{Index, IndexReader, IndexWriter, Order, Searcher, TantivyDocument,
 pub(crate) use schema::json;
 use schema::{Fields, TIME};
 
-/// Most events one search returns.
-pub(crate) const MAX_LIMIT: usize = 10_000;
+use crate::query_text::{Syntax, TextLimits};
+
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
 const WRITER_MEMORY: usize = 32 << 20;
 
@@ -37,6 +38,8 @@ pub(crate) struct TapStats {
     pub(crate) indexed: AtomicU64,
     pub(crate) dropped: AtomicU64,
     pub(crate) deleted_by_retention: AtomicU64,
+    /// Events dated beyond the future window (or before 1970).
+    pub(crate) refused_time: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,10 @@ pub(crate) enum TapError {
     Index(#[from] tantivy::TantivyError),
     #[error("cannot open the tap index at {0}: {1} (delete the directory to start a fresh index)")]
     Open(PathBuf, String),
+    #[error(
+        "{0} clients already follow the tap history (--tap-max-followers): close one of them, or raise the limit"
+    )]
+    TooManyFollowers(usize),
 }
 
 pub(crate) struct TapOptions {
@@ -54,6 +61,26 @@ pub(crate) struct TapOptions {
     pub(crate) queue: usize,
     pub(crate) retention_ms: i64,
     pub(crate) max_bytes: u64,
+    /// Most events one search returns.
+    pub(crate) max_results: usize,
+    /// Clients following at once.
+    pub(crate) max_followers: usize,
+    /// Most events a second sent to one follower; a faster stream of
+    /// matches is sent late, never skipped.
+    pub(crate) follow_rate: usize,
+    /// How far past the store's clock an event may be dated.
+    pub(crate) max_future_ms: i64,
+    pub(crate) text: TextLimits,
+}
+
+/// What a search or a follower may cost.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_results: usize,
+    max_followers: usize,
+    follow_rate: usize,
+    max_future_ms: i64,
+    text: TextLimits,
 }
 
 pub(crate) struct TapIndex {
@@ -63,6 +90,13 @@ pub(crate) struct TapIndex {
     queue: Mutex<Option<SyncSender<TapEvent>>>,
     indexer: Mutex<Option<JoinHandle<()>>>,
     pub(crate) stats: Arc<TapStats>,
+    limits: Limits,
+    followers: Arc<Semaphore>,
+}
+
+/// One of the `--tap-max-followers` places, held while a client follows.
+pub(crate) struct Follower {
+    _place: OwnedSemaphorePermit,
 }
 
 struct Indexer {
@@ -85,6 +119,13 @@ impl TapIndex {
         let writer = index.writer_with_num_threads(1, WRITER_MEMORY)?;
         let stats = Arc::new(TapStats::default());
         let (tx, rx) = sync_channel(opts.queue.max(1));
+        let limits = Limits {
+            max_results: opts.max_results.max(1),
+            max_followers: opts.max_followers,
+            follow_rate: opts.follow_rate.max(1),
+            max_future_ms: opts.max_future_ms,
+            text: opts.text,
+        };
         let indexer = Indexer {
             writer,
             reader: reader.clone(),
@@ -103,14 +144,25 @@ impl TapIndex {
             queue: Mutex::new(Some(tx)),
             indexer: Mutex::new(Some(handle)),
             stats,
+            followers: Arc::new(Semaphore::new(limits.max_followers)),
+            limits,
         }))
     }
 
-    /// Queues events for indexing without ever waiting.
+    /// Queues events for indexing without ever waiting. Events dated
+    /// beyond the future window are refused: searches and followers go by
+    /// time, and a follower that saw an event from 2100 would wait for a
+    /// newer one forever.
     pub(crate) fn offer(&self, events: Vec<TapEvent>) {
         let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = queue.as_ref() else { return };
+        let latest = crate::time::now_ms().saturating_add(self.limits.max_future_ms);
         for e in events {
+            let t = schema::time_ms(&e);
+            if !(0..=latest).contains(&t) {
+                self.stats.refused_time.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = tx.try_send(e) {
                 self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -135,8 +187,8 @@ impl TapIndex {
         limit: usize,
         ascending: bool,
     ) -> Result<Vec<TapEvent>, TapError> {
-        let user = query::parse(&self.index, &self.fields, q).map_err(TapError::BadQuery)?;
-        let limit = limit.clamp(1, MAX_LIMIT);
+        let user = self.parse(q)?;
+        let limit = limit.clamp(1, self.limits.max_results);
         let searcher = self.reader.searcher();
         let spans = segment_spans(&searcher)?;
         let Some(first) = spans.iter().flatten().map(|s| s.0).min() else {
@@ -181,9 +233,30 @@ impl TapIndex {
 
     /// Checks a query without running it.
     pub(crate) fn validate(&self, q: &str) -> Result<(), TapError> {
-        query::parse(&self.index, &self.fields, q)
-            .map(drop)
-            .map_err(TapError::BadQuery)
+        self.parse(q).map(drop)
+    }
+
+    /// Checks the query's length and nesting, then parses it.
+    fn parse(&self, q: &str) -> Result<Box<dyn Query>, TapError> {
+        self.limits
+            .text
+            .check(q, Syntax::Tap)
+            .map_err(|e| TapError::BadQuery(e.to_string()))?;
+        query::parse(&self.index, &self.fields, q).map_err(TapError::BadQuery)
+    }
+
+    /// Most events one search returns.
+    pub(crate) fn max_results(&self) -> usize {
+        self.limits.max_results
+    }
+
+    /// A place among the followers, if one is free.
+    pub(crate) fn follower(&self) -> Result<Follower, TapError> {
+        self.followers
+            .clone()
+            .try_acquire_owned()
+            .map(|place| Follower { _place: place })
+            .map_err(|_| TapError::TooManyFollowers(self.limits.max_followers))
     }
 
     pub(crate) fn num_docs(&self) -> u64 {
@@ -370,39 +443,55 @@ fn dir_bytes(path: &Path) -> u64 {
 }
 
 /// Events matching `q` as they are indexed, from `from` (Unix ms) on,
-/// oldest first. Polls the index every half second (its commit cadence).
+/// oldest first, for as long as `follower` is held. Polls the index every
+/// half second (its commit cadence) for at most half a second's worth of
+/// `--tap-follow-rate`: a burst is sent late rather than all at once.
 pub(crate) fn follow(
     tap: Arc<TapIndex>,
+    follower: Follower,
     q: String,
     from: i64,
 ) -> impl futures_util::Stream<Item = TapEvent> + Send {
     use futures_util::StreamExt;
     struct State {
         tap: Arc<TapIndex>,
+        _follower: Follower,
         q: String,
         from: i64,
         /// Events already sent at time `from` (ties at the boundary).
         sent_at_from: std::collections::HashSet<Vec<u8>>,
     }
+    let per_poll = (tap.limits.follow_rate / 2).max(1);
     let state = State {
         tap,
+        _follower: follower,
         q,
         from,
         sent_at_from: Default::default(),
     };
-    futures_util::stream::unfold(state, |mut st| async move {
+    futures_util::stream::unfold(state, move |mut st| async move {
         loop {
             tokio::time::sleep(COMMIT_EVERY).await;
+            let max = st.tap.limits.max_results;
+            if st.sent_at_from.len() >= max {
+                // More ties at one millisecond than a search returns: the
+                // rest of that millisecond is skipped, or this never ends.
+                st.from += 1;
+                st.sent_at_from.clear();
+            }
+            let limit = (per_poll + st.sent_at_from.len()).min(max);
             let (tap, q, from) = (st.tap.clone(), st.q.clone(), st.from);
-            let found = tokio::task::spawn_blocking(move || {
-                tap.search(&q, from, i64::MAX, MAX_LIMIT, true)
-            })
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .unwrap_or_default();
+            let found =
+                tokio::task::spawn_blocking(move || tap.search(&q, from, i64::MAX, limit, true))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
             let mut fresh = Vec::new();
             for e in found {
+                if fresh.len() == per_poll {
+                    break;
+                }
                 let t = schema::time_ms(&e);
                 let key = prost::Message::encode_to_vec(&e);
                 if t == st.from && st.sent_at_from.contains(&key) {
@@ -463,6 +552,14 @@ mod tests {
             queue: 100_000,
             retention_ms: 86_400_000,
             max_bytes: u64::MAX,
+            max_results: 10_000,
+            max_followers: 1,
+            follow_rate: 1000,
+            max_future_ms: 600_000,
+            text: TextLimits {
+                max_bytes: 1000,
+                max_depth: 10,
+            },
         })
         .unwrap();
         let now = crate::time::now_ms();

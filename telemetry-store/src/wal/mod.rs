@@ -7,6 +7,12 @@
 //! removes anything after it and logs a warning — it never refuses to
 //! start. When the head is cut into a block, segments holding only older
 //! data are deleted and a checkpoint keeps the series records they held.
+//!
+//! A write that fails while the store runs (a full disk, an I/O error)
+//! must not leave a torn frame either: replay would stop there and drop
+//! every acknowledged frame written after it. A batch's frames are written
+//! together and cut off again if any part fails; if even that fails, or an
+//! fsync fails, the log refuses writes until it can cut or sync again.
 
 pub(crate) mod record;
 pub(crate) mod tail;
@@ -46,6 +52,52 @@ pub(crate) struct Wal {
     policy: FsyncPolicy,
     unsynced: bool,
     frame: Vec<u8>,
+    /// Why the log refuses writes, until [`Wal::heal`] repairs it.
+    fault: Option<Fault>,
+    /// Whether the last write failed (to log a failure once, and its end).
+    failing: bool,
+    /// fsyncs to fail on purpose, to test what follows.
+    #[cfg(test)]
+    pub(crate) failing_syncs: usize,
+}
+
+/// Why the log takes no writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The current segment may hold a partial frame past this offset.
+    Torn { at: u64 },
+    /// An fsync failed: written data may not be on disk.
+    Sync,
+}
+
+/// A record to append, with its largest sample time.
+pub(crate) struct Entry<'a> {
+    pub(crate) payload: &'a [u8],
+    pub(crate) max_t: Option<i64>,
+}
+
+/// Segments a truncation drops, planned under the log's lock and carried
+/// out after the checkpoint is written without it.
+pub(crate) struct Truncation {
+    first_kept: u64,
+    dropped: Vec<u64>,
+}
+
+/// An fsync of the current segment, run outside the log's lock.
+pub(crate) struct PendingSync {
+    file: File,
+    #[cfg(test)]
+    fail: bool,
+}
+
+impl PendingSync {
+    pub(crate) fn run(self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.fail {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.file.sync_data()
+    }
 }
 
 /// What replay found.
@@ -127,69 +179,201 @@ impl Wal {
                 policy,
                 unsynced: false,
                 frame: Vec::new(),
+                fault: None,
+                failing: false,
+                #[cfg(test)]
+                failing_syncs: 0,
             },
             stats,
         ))
     }
 
-    /// Appends one encoded record; with [`FsyncPolicy::Always`] it is on
-    /// stable storage when this returns.
-    pub(crate) fn log(&mut self, payload: &[u8], max_t: Option<i64>) -> io::Result<()> {
+    /// Appends encoded records, all or none; with [`FsyncPolicy::Always`]
+    /// they are on stable storage when this returns. An error leaves
+    /// none of them in the log, or the log refusing writes until it could
+    /// take them out.
+    pub(crate) fn append(&mut self, entries: &[Entry<'_>]) -> io::Result<()> {
+        let appended = self.try_append(entries);
+        self.note(&appended);
+        appended
+    }
+
+    fn try_append(&mut self, entries: &[Entry<'_>]) -> io::Result<()> {
+        self.heal()?;
         if self.written >= SEGMENT_BYTES {
             self.rotate()?;
         }
         self.frame.clear();
-        self.frame
-            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.frame
-            .extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.frame.extend_from_slice(payload);
-        self.file.write_all(&self.frame)?;
+        for e in entries {
+            self.frame
+                .extend_from_slice(&(e.payload.len() as u32).to_le_bytes());
+            self.frame
+                .extend_from_slice(&crc32fast::hash(e.payload).to_le_bytes());
+            self.frame.extend_from_slice(e.payload);
+        }
+        let mark = self.written;
+        if let Err(e) = self.file.write_all(&self.frame) {
+            self.cut_back(mark);
+            return Err(e);
+        }
         self.written += self.frame.len() as u64;
-        if let Some(t) = max_t {
-            let m = self.segment_max_t.entry(self.segment).or_insert(i64::MIN);
-            *m = (*m).max(t);
+        if self.policy == FsyncPolicy::Always
+            && let Err(e) = self.sync_now()
+        {
+            self.cut_back(mark);
+            self.fault.get_or_insert(Fault::Sync);
+            return Err(e);
         }
-        match self.policy {
-            FsyncPolicy::Always => self.file.sync_data()?,
-            FsyncPolicy::Interval => self.unsynced = true,
-            FsyncPolicy::Never => {}
+        self.unsynced |= self.policy == FsyncPolicy::Interval;
+        let segment_max = self.segment_max_t.entry(self.segment).or_insert(i64::MIN);
+        for t in entries.iter().filter_map(|e| e.max_t) {
+            *segment_max = (*segment_max).max(t);
         }
         Ok(())
     }
 
-    /// A handle to fsync the current segment outside the log's lock, when
-    /// there is something to sync.
-    pub(crate) fn take_unsynced(&mut self) -> Option<io::Result<File>> {
-        if !self.unsynced {
-            return None;
+    /// Takes back what was written past `mark`; if even that fails, the
+    /// log refuses writes until it can.
+    fn cut_back(&mut self, mark: u64) {
+        match self.file.set_len(mark) {
+            Ok(()) => self.written = mark,
+            Err(e) => {
+                tracing::error!(
+                    segment = self.segment,
+                    error = %e,
+                    "cannot cut a failed write off the WAL; refusing writes until it can be"
+                );
+                self.fault = Some(Fault::Torn { at: mark });
+            }
         }
-        self.unsynced = false;
-        Some(self.file.try_clone())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        if self.policy != FsyncPolicy::Never {
-            self.file.sync_data()?;
-        }
-        self.segment += 1;
-        self.file = create_segment(&self.dir, self.segment)?;
-        self.segment_max_t.insert(self.segment, i64::MIN);
-        self.written = 0;
-        self.unsynced = false;
+    /// Repairs a fault if it can now: cuts a torn frame off, or fsyncs.
+    /// Writes are refused while it cannot.
+    pub(crate) fn heal(&mut self) -> io::Result<()> {
+        let Some(fault) = self.fault else {
+            return Ok(());
+        };
+        let healed = match fault {
+            Fault::Torn { at } => self.file.set_len(at).map(|()| self.written = at),
+            Fault::Sync => self.sync_now(),
+        };
+        healed.map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("the WAL refuses writes since a write or fsync failed, and still cannot repair it: {e}"),
+            )
+        })?;
+        tracing::info!(?fault, "the WAL is repaired and takes writes again");
+        self.fault = None;
         Ok(())
     }
 
-    /// Drops the oldest segments whose samples all precede `before` (they
-    /// are in a block now), keeping the series they defined in a
-    /// checkpoint built from `series_records` (encoded series records of
-    /// every live series).
+    /// One record, for tests.
+    #[cfg(test)]
+    pub(crate) fn log(&mut self, payload: &[u8], max_t: Option<i64>) -> io::Result<()> {
+        self.append(&[Entry { payload, max_t }])
+    }
+
+    /// A whole truncation, for tests.
+    #[cfg(test)]
     pub(crate) fn truncate(
         &mut self,
         before: i64,
         series_records: &[Vec<u8>],
         keep_from: u64,
     ) -> io::Result<usize> {
+        let t = self.plan_truncation(before, keep_from)?;
+        if t.drops_nothing() {
+            return Ok(0);
+        }
+        t.carry_out(&self.dir, series_records)?;
+        Ok(self.finish_truncation(&t))
+    }
+
+    /// Logs the first failure of a run of them, and its end.
+    fn note(&mut self, result: &io::Result<()>) {
+        match result {
+            Err(e) if !self.failing => {
+                self.failing = true;
+                let hint = if e.kind() == io::ErrorKind::StorageFull {
+                    "the disk is full: writes get 503 and nothing is lost; free space and the store resumes by itself"
+                } else {
+                    "writes get 503 until it works again"
+                };
+                tracing::error!(dir = %self.dir.display(), error = %e, "cannot write the WAL: {hint}");
+            }
+            Ok(()) if self.failing => {
+                self.failing = false;
+                tracing::info!(dir = %self.dir.display(), "the WAL takes writes again");
+            }
+            _ => {}
+        }
+    }
+
+    /// A failed fsync outside the lock (see [`Self::take_unsynced`]):
+    /// writes are refused until an fsync works.
+    pub(crate) fn sync_failed(&mut self, e: &io::Error) {
+        if self.fault.is_none() {
+            tracing::error!(dir = %self.dir.display(), error = %e, "cannot fsync the WAL: refusing writes until it can");
+            self.fault = Some(Fault::Sync);
+        }
+    }
+
+    fn sync_now(&mut self) -> io::Result<()> {
+        #[cfg(test)]
+        if self.failing_syncs > 0 {
+            self.failing_syncs -= 1;
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        self.file.sync_data()
+    }
+
+    /// A handle to fsync the current segment outside the log's lock, when
+    /// there is something to sync.
+    pub(crate) fn take_unsynced(&mut self) -> Option<io::Result<PendingSync>> {
+        if !self.unsynced {
+            return None;
+        }
+        self.unsynced = false;
+        #[cfg(test)]
+        let fail = self.failing_syncs > 0;
+        #[cfg(test)]
+        {
+            self.failing_syncs = self.failing_syncs.saturating_sub(1);
+        }
+        Some(self.file.try_clone().map(|file| PendingSync {
+            file,
+            #[cfg(test)]
+            fail,
+        }))
+    }
+
+    /// Closes the current segment and opens the next; on failure the
+    /// current one stays open.
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.policy != FsyncPolicy::Never {
+            self.sync_now()?;
+        }
+        let file = create_segment(&self.dir, self.segment + 1)?;
+        self.segment += 1;
+        self.file = file;
+        self.segment_max_t.insert(self.segment, i64::MIN);
+        self.written = 0;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Plans dropping the oldest segments whose samples all precede
+    /// `before` (they are in a block now), sparing `keep_from` and later:
+    /// closes the current segment so that every record written from now
+    /// on is in a kept one.
+    pub(crate) fn plan_truncation(
+        &mut self,
+        before: i64,
+        keep_from: u64,
+    ) -> io::Result<Truncation> {
+        self.heal()?;
         self.rotate()?;
         let first_kept = self
             .segment_max_t
@@ -197,52 +381,24 @@ impl Wal {
             .find(|(_, max_t)| **max_t >= before)
             .map_or(self.segment, |(n, _)| *n)
             .min(keep_from);
-        let dropped: Vec<u64> = self
+        let dropped = self
             .segment_max_t
             .range(..first_kept)
             .map(|(n, _)| *n)
             .collect();
-        if dropped.is_empty() {
-            return Ok(0);
-        }
-        let tmp = self
-            .dir
-            .join(format!("{CHECKPOINT_PREFIX}{first_kept:08}.tmp"));
-        {
-            let mut f = File::create(&tmp)?;
-            for payload in series_records {
-                let mut frame = Vec::with_capacity(payload.len() + FRAME_HEADER);
-                frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-                frame.extend_from_slice(payload);
-                f.write_all(&frame)?;
-            }
-            f.sync_all()?;
-        }
-        fs::rename(
-            &tmp,
-            self.dir.join(format!("{CHECKPOINT_PREFIX}{first_kept:08}")),
-        )?;
-        sync_dir(&self.dir)?;
-        let (checkpoint, _) = list(&self.dir)?;
-        for entry in fs::read_dir(&self.dir)? {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            let old_checkpoint = name.starts_with(CHECKPOINT_PREFIX)
-                && checkpoint.as_ref().is_some_and(|(_, p)| *p != path)
-                && !name.ends_with(".tmp");
-            if old_checkpoint {
-                fs::remove_file(&path)?;
-            }
-        }
-        for n in &dropped {
-            fs::remove_file(segment_path(&self.dir, *n))?;
+        Ok(Truncation {
+            first_kept,
+            dropped,
+        })
+    }
+
+    /// Forgets the segments a truncation dropped once its checkpoint is
+    /// written; returns how many.
+    pub(crate) fn finish_truncation(&mut self, t: &Truncation) -> usize {
+        for n in &t.dropped {
             self.segment_max_t.remove(n);
         }
-        Ok(dropped.len())
+        t.dropped.len()
     }
 
     pub(crate) fn disk_bytes(&self) -> u64 {
@@ -255,6 +411,61 @@ impl Wal {
             })
             .unwrap_or(0)
     }
+}
+
+impl Truncation {
+    pub(crate) fn drops_nothing(&self) -> bool {
+        self.dropped.is_empty()
+    }
+
+    /// Writes the checkpoint of `series_records` (encoded series records
+    /// of every live series) and deletes the dropped segments and older
+    /// checkpoints. Needs no lock: the segments it touches are closed.
+    pub(crate) fn carry_out(&self, dir: &Path, series_records: &[Vec<u8>]) -> io::Result<()> {
+        let name = format!("{CHECKPOINT_PREFIX}{:08}", self.first_kept);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let written = write_checkpoint(&tmp, series_records);
+        if let Err(e) = written {
+            // A full disk must not fill up further with attempts.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        fs::rename(&tmp, dir.join(&name))?;
+        sync_dir(dir)?;
+        let (checkpoint, _) = list(dir)?;
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            let file = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let old_checkpoint = file.starts_with(CHECKPOINT_PREFIX)
+                && checkpoint.as_ref().is_some_and(|(_, p)| *p != path)
+                && !file.ends_with(".tmp");
+            if old_checkpoint {
+                fs::remove_file(&path)?;
+            }
+        }
+        for n in &self.dropped {
+            match fs::remove_file(segment_path(dir, *n)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_checkpoint(path: &Path, series_records: &[Vec<u8>]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    for payload in series_records {
+        let mut frame = Vec::with_capacity(payload.len() + FRAME_HEADER);
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+        frame.extend_from_slice(payload);
+        f.write_all(&frame)?;
+    }
+    f.sync_all()
 }
 
 /// Reads frames until the first bad one; returns the length of the good

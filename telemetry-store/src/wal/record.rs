@@ -22,6 +22,12 @@ pub(crate) enum Record {
 #[error("undecodable WAL record: {0}")]
 pub(crate) struct BadRecord(&'static str);
 
+/// Most entries a decoder reserves room for before reading them: a count
+/// read from a damaged record must end in an error at the data's end, not
+/// in a reservation of gigabytes; real entries beyond it grow the vector
+/// as they are read.
+const PREALLOCATE: usize = 4096;
+
 impl Record {
     /// Largest sample or window time in the record.
     pub(crate) fn max_t(&self) -> Option<i64> {
@@ -102,9 +108,10 @@ pub(crate) fn decode(mut buf: &[u8]) -> Result<Record, BadRecord> {
     if n > buf.len() {
         return Err(BadRecord("count exceeds payload"));
     }
+    let reserve = n.min(PREALLOCATE);
     let record = match kind {
         SERIES => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(reserve);
             for _ in 0..n {
                 let r = uvarint(&mut buf)?;
                 let kind = match byte(&mut buf)? {
@@ -116,7 +123,7 @@ pub(crate) fn decode(mut buf: &[u8]) -> Result<Record, BadRecord> {
                 if nl > buf.len() {
                     return Err(BadRecord("label count"));
                 }
-                let mut pairs = Vec::with_capacity(nl);
+                let mut pairs = Vec::with_capacity(nl.min(PREALLOCATE));
                 for _ in 0..nl {
                     pairs.push((string(&mut buf)?, string(&mut buf)?));
                 }
@@ -127,7 +134,7 @@ pub(crate) fn decode(mut buf: &[u8]) -> Result<Record, BadRecord> {
         }
         SAMPLES => {
             let base = varint(&mut buf)?;
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(reserve);
             for _ in 0..n {
                 let r = uvarint(&mut buf)?;
                 let t = base.wrapping_add(varint(&mut buf)?);
@@ -136,7 +143,7 @@ pub(crate) fn decode(mut buf: &[u8]) -> Result<Record, BadRecord> {
             Record::Samples(out)
         }
         WINDOWS => {
-            let mut out = Vec::with_capacity(n);
+            let mut out = Vec::with_capacity(reserve);
             for _ in 0..n {
                 let r = uvarint(&mut buf)?;
                 let start_ms = varint(&mut buf)?;
@@ -276,6 +283,19 @@ mod tests {
             &[1, 1, 1, 0, 5, 0xff],
         ] {
             assert!(decode(junk).is_err(), "{junk:?}");
+        }
+    }
+
+    /// A record claiming a million entries in a few megabytes is an
+    /// error once the bytes run out, having reserved room for a few
+    /// thousand: each entry is tens of bytes in memory.
+    #[test]
+    fn a_damaged_count_does_not_reserve_its_claim() {
+        for kind in [SERIES, SAMPLES, WINDOWS] {
+            let mut rec = vec![kind];
+            put_uvarint(&mut rec, 1_000_000);
+            rec.resize(4 << 20, 0x80);
+            assert!(decode(&rec).is_err(), "kind {kind}");
         }
     }
 }

@@ -3,7 +3,11 @@
 
 #![allow(dead_code, unreachable_pub)] // Each test binary uses a different subset.
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -45,6 +49,92 @@ pub fn with_tokens(config: &mut Config) {
     let path = token_file();
     config.remote_write_token_file = Some(path.clone());
     config.tap_token_file = Some(path);
+}
+
+/// The `conduit-telemetry-store` binary, running on free loopback ports;
+/// killed (SIGKILL) when dropped.
+pub struct StoreProcess {
+    pub child: Child,
+    pub http: SocketAddr,
+    /// Its log so far, without colors.
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Drop for StoreProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StoreProcess {
+    /// Starts the binary on `dir` with `args`, and reads its HTTP address
+    /// from its log.
+    pub fn spawn(dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_conduit-telemetry-store"))
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--remote-write-token-file")
+            .arg(token_file())
+            .arg("--tap-token-file")
+            .arg(token_file())
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the store binary");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let plain = strip_ansi(&line);
+                if let Some(rest) = plain.split("http_addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap().to_string();
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push_str(&(plain + "\n"));
+            }
+        });
+        let http = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("the store did not start:\n{}", log.lock().unwrap()))
+            .parse()
+            .unwrap();
+        Self { child, http, log }
+    }
+
+    /// SIGKILL, as `kill -9`.
+    pub fn kill_9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().unwrap();
+    }
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A store on free loopback ports in a fresh temporary directory, its
@@ -101,6 +191,15 @@ pub async fn send(req: hyper::Request<Full<Bytes>>) -> (u16, String) {
     let status = resp.status().as_u16();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
     (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A plaintext gRPC channel to the store.
+pub async fn grpc_channel(addr: SocketAddr) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {addr}: {e}"))
 }
 
 /// Percent-encodes a query parameter.
