@@ -415,8 +415,8 @@ impl Config {
 }
 
 impl Config {
-    pub(crate) fn http_limits(&self) -> crate::api::listener::HttpLimits {
-        crate::api::listener::HttpLimits {
+    pub(crate) fn http_limits(&self) -> conduit_listen::http::HttpLimits {
+        conduit_listen::http::HttpLimits {
             header_timeout: self.http_header_timeout,
             idle_timeout: self.http_idle_timeout,
             max_connections: self.http_max_connections,
@@ -424,8 +424,8 @@ impl Config {
         }
     }
 
-    pub(crate) fn grpc_limits(&self) -> crate::grpc::GrpcLimits {
-        crate::grpc::GrpcLimits {
+    pub(crate) fn grpc_limits(&self) -> conduit_listen::grpc::GrpcLimits {
+        conduit_listen::grpc::GrpcLimits {
             max_connections: self.grpc_max_connections,
             max_streams: self.grpc_max_streams,
             keepalive_interval: self.grpc_keepalive_interval,

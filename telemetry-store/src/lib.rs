@@ -20,7 +20,6 @@ mod downsample;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-mod grpc;
 mod head;
 mod ingest;
 pub mod memory;

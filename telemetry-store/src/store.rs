@@ -175,7 +175,7 @@ impl Store {
         let shared = self.shared.clone();
 
         let router = crate::api::router(shared.clone());
-        tasks.spawn(crate::api::listener::serve(
+        tasks.spawn(conduit_listen::http::serve(
             http,
             router,
             shared.config.http_limits(),
@@ -207,7 +207,7 @@ impl Store {
                     query,
                     answer_only(controller, "query"),
                 );
-                let incoming = crate::grpc::capped(
+                let incoming = conduit_listen::grpc::capped(
                     conduit_identity::grpc::incoming(
                         grpc,
                         config,
@@ -217,7 +217,7 @@ impl Store {
                     grpc_limits.max_connections,
                 );
                 tasks.spawn(async move {
-                    crate::grpc::server(&grpc_limits)
+                    conduit_listen::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(incoming, stopping)
@@ -227,11 +227,11 @@ impl Store {
             }
             None => {
                 tasks.spawn(async move {
-                    crate::grpc::server(&grpc_limits)
+                    conduit_listen::grpc::server(&grpc_limits)
                         .add_service(telemetry)
                         .add_service(query)
                         .serve_with_incoming_shutdown(
-                            crate::grpc::capped(
+                            conduit_listen::grpc::capped(
                                 // Multi-segment replies must not wait out delayed ACKs.
                                 tonic::transport::server::TcpIncoming::from(grpc)
                                     .with_nodelay(Some(true)),

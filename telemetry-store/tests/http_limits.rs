@@ -6,50 +6,13 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use conduit_testbed::hostile::closed_after;
 use support::*;
-
-/// Sends `first`, then `trickle` one byte every 200 ms, until the server
-/// closes the connection; returns how long that took (at most `give_up`).
-async fn closed_after(
-    addr: SocketAddr,
-    first: &[u8],
-    trickle: &[u8],
-    give_up: Duration,
-) -> Duration {
-    let started = Instant::now();
-    let conn = TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = conn.into_split();
-    let reader = tokio::spawn(async move {
-        let mut buf = [0u8; 1024];
-        // EOF or a reset: either way the server is done with us.
-        while let Ok(n) = rd.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-        }
-        started.elapsed()
-    });
-    wr.write_all(first).await.unwrap();
-    for b in trickle.iter().cycle() {
-        if reader.is_finished() || started.elapsed() > give_up {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if wr.write_all(&[*b]).await.is_err() {
-            break;
-        }
-    }
-    tokio::time::timeout(Duration::from_secs(2), reader)
-        .await
-        .map(|r| r.unwrap())
-        .unwrap_or(give_up)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_silent_clients_are_cut_off_at_the_header_timeout() {

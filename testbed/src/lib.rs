@@ -19,6 +19,7 @@
 //! (`target/debug`), or from `CONDUIT_BIN_DIR`; build them first with
 //! `cargo build --bins`.
 
+pub mod hostile;
 mod process;
 mod upstream;
 

@@ -78,6 +78,101 @@ pub struct Args {
     pub identity: IdentityArgs,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The timeouts and caps of the controller's listeners: every port answers
+/// the cluster, so none may be held open, flooded or made to buffer
+/// without bound.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// HTTP (dashboard, JSON API): time to send a request's headers, and
+    /// for a kept-alive connection its next request
+    #[arg(long, env = "CONDUIT_CONTROLLER_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
+    pub http_header_timeout: std::time::Duration,
+    /// HTTP: a connection on which no byte moves is closed (live views
+    /// send a keep-alive every 15 s)
+    #[arg(long, env = "CONDUIT_CONTROLLER_HTTP_IDLE_TIMEOUT", default_value = "5m", value_parser = conduit_api::duration::parse)]
+    pub http_idle_timeout: std::time::Duration,
+    /// HTTP: open connections (more wait to be accepted)
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_HTTP_MAX_CONNECTIONS",
+        default_value_t = 512
+    )]
+    pub http_max_connections: usize,
+    /// HTTP/2 streams on one connection to the HTTP server
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_HTTP_MAX_STREAMS",
+        default_value_t = 100
+    )]
+    pub http_max_streams: u32,
+    /// gRPC (the public API, and the mesh port every proxy keeps a
+    /// connection to): open connections per listener (more wait to be
+    /// accepted)
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_GRPC_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub grpc_max_connections: usize,
+    /// gRPC: concurrent streams on one connection (more: REFUSED_STREAM)
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_GRPC_MAX_STREAMS",
+        default_value_t = 100
+    )]
+    pub grpc_max_streams: u32,
+    /// gRPC: ping interval of an idle connection
+    #[arg(long, env = "CONDUIT_CONTROLLER_GRPC_KEEPALIVE_INTERVAL", default_value = "30s", value_parser = conduit_api::duration::parse)]
+    pub grpc_keepalive_interval: std::time::Duration,
+    /// gRPC: time for a ping's answer before the connection is closed
+    #[arg(long, env = "CONDUIT_CONTROLLER_GRPC_KEEPALIVE_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
+    pub grpc_keepalive_timeout: std::time::Duration,
+    /// gRPC: streams a connection makes the server reset before it is
+    /// closed (GOAWAY)
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_GRPC_MAX_RESET_STREAMS",
+        default_value_t = 1024
+    )]
+    pub grpc_max_reset_streams: usize,
+    /// Live tap and top streams served at once (each fans in every pod of
+    /// a Deployment); more get RESOURCE_EXHAUSTED
+    #[arg(long, env = "CONDUIT_CONTROLLER_MAX_LIVE_TAPS", default_value_t = 64)]
+    pub max_live_taps: usize,
+    /// Certificate requests the identity service works on at once (each
+    /// may cost a TokenReview); more get RESOURCE_EXHAUSTED and proxies
+    /// retry with backoff
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_MAX_CONCURRENT_CERTIFY",
+        default_value_t = 32
+    )]
+    pub max_concurrent_certify: usize,
+}
+
+impl LimitArgs {
+    pub fn http(&self) -> conduit_listen::http::HttpLimits {
+        conduit_listen::http::HttpLimits {
+            header_timeout: self.http_header_timeout,
+            idle_timeout: self.http_idle_timeout,
+            max_connections: self.http_max_connections,
+            max_streams: self.http_max_streams,
+        }
+    }
+
+    pub fn grpc(&self) -> conduit_listen::grpc::GrpcLimits {
+        conduit_listen::grpc::GrpcLimits {
+            max_connections: self.grpc_max_connections,
+            max_streams: self.grpc_max_streams,
+            keepalive_interval: self.grpc_keepalive_interval,
+            keepalive_timeout: self.grpc_keepalive_timeout,
+            max_reset_streams: self.grpc_max_reset_streams,
+        }
+    }
 }
 
 /// Inbound policy on Kubernetes; the static discovery file says its own.

@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use conduit_api::IdentityName;
 use conduit_api::proto::destination::v1::destination_server::DestinationServer;
 use conduit_api::proto::destination::v1::workloads_server::WorkloadsServer;
@@ -29,7 +28,7 @@ use crate::identity::tokens::Tokens;
 use crate::identity::{IdentityService, IdentityStats, certify_self, keep_certified};
 use crate::links::Links;
 use crate::policy::InboundPolicies;
-use crate::public::PublicApi;
+use crate::public::{PublicApi, Settings};
 use crate::store::Store;
 use crate::ui::Ui;
 use crate::workloads::Workloads;
@@ -134,11 +133,14 @@ fn mesh_server(
         InboundPolicies::new(discovery.snapshots()),
         meshed_only(tls, "policy"),
     );
+    let limits = args.limits.grpc();
     let Some(id) = identity else {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = conduit_listen::grpc::capped(
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            limits.max_connections,
+        );
         return Ok(Box::pin(
-            tonic::transport::Server::builder()
+            conduit_listen::grpc::server(&limits)
                 .add_service(destination)
                 .add_service(policy)
                 .serve_with_incoming_shutdown(incoming, stopped),
@@ -158,6 +160,7 @@ fn mesh_server(
             .context("the identity service is already serving")?,
         trust_domain.to_string(),
         id.stats.clone(),
+        args.limits.max_concurrent_certify,
     );
     // The table the store checks reports against; no one else needs it.
     let workloads = WorkloadsServer::with_interceptor(
@@ -167,9 +170,12 @@ fn mesh_server(
             "workloads",
         ),
     );
-    let incoming = conduit_identity::grpc::incoming(listener, config, Allow::AnyClient, "mesh");
+    let incoming = conduit_listen::grpc::capped(
+        conduit_identity::grpc::incoming(listener, config, Allow::AnyClient, "mesh"),
+        limits.max_connections,
+    );
     Ok(Box::pin(
-        tonic::transport::Server::builder()
+        conduit_listen::grpc::server(&limits)
             .add_service(IdentityServer::new(service))
             .add_service(destination)
             .add_service(policy)
@@ -237,9 +243,12 @@ pub async fn run(
         links,
         identity.as_ref().map(|i| i.issuer.clone()),
         discovery.clone(),
-        args.mode().as_str(),
-        format!("http://{http_addr}"),
-        access,
+        Settings {
+            mode: args.mode().as_str().to_string(),
+            dashboard_url: format!("http://{http_addr}"),
+            access,
+            max_live_taps: args.limits.max_live_taps,
+        },
     );
     let ui = Ui::new(args.ui_dir.clone().unwrap_or_else(Ui::default_dir));
     info!(
@@ -269,12 +278,16 @@ pub async fn run(
         &args,
         stopped(stop_rx.clone()),
     )?;
-    let grpc_server = tonic::transport::Server::builder()
+    let grpc_limits = args.limits.grpc();
+    let grpc_server = conduit_listen::grpc::server(&grpc_limits)
         .add_service(ApiServer::new(api.clone()))
         .serve_with_incoming_shutdown(
-            // Without it a reply of more than one segment waits out the
-            // peer's delayed ACK (40 ms) behind Nagle's algorithm.
-            tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            conduit_listen::grpc::capped(
+                // Without it a reply of more than one segment waits out the
+                // peer's delayed ACK (40 ms) behind Nagle's algorithm.
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                grpc_limits.max_connections,
+            ),
             stopped(stop_rx.clone()),
         );
     let stats = identity.as_ref().map(|i| i.stats.clone());
@@ -296,10 +309,7 @@ pub async fn run(
             let ui = ui.clone();
             async move { ui.serve(uri, &headers).await }
         });
-    let http = http.tap_io(|s| {
-        let _ = s.set_nodelay(true);
-    });
-    let http_server = axum::serve(http, app).with_graceful_shutdown(stopped(stop_rx));
+    let http_server = conduit_listen::http::serve(http, app, args.limits.http(), stop_rx);
     tokio::try_join!(
         async { grpc_server.await.context("gRPC server failed") },
         async { http_server.await.context("HTTP server failed") },

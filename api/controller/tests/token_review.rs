@@ -84,3 +84,69 @@ async fn unauthenticated_foreign_audience_and_non_service_account_tokens_prove_n
         assert!(err.contains(expected), "{status}: {err}");
     }
 }
+
+/// Anyone may call Certify, and each call may cost a TokenReview: past
+/// `--max-concurrent-certify` requests in flight, more are refused at once
+/// (RESOURCE_EXHAUSTED, counted as `busy`) instead of queueing reviews on
+/// the API server.
+#[tokio::test]
+async fn certify_requests_past_the_concurrency_cap_are_refused_at_once() {
+    use conduit_api::proto::identity::v1::CertifyRequest;
+    use conduit_api::proto::identity::v1::identity_server::Identity;
+    use conduit_controller::identity::issuer::Issuer;
+    use conduit_controller::identity::{IdentityService, IdentityStats};
+    use std::sync::Arc;
+
+    let roots = conduit_deploy::IdentityRoots::generate(time::OffsetDateTime::now_utc()).unwrap();
+    let issuer = Issuer::from_pem(
+        &roots.issuer_certificate_pem,
+        &roots.issuer_key_pem,
+        conduit_identity::TrustAnchors::from_pem(&roots.trust_anchors_pem).unwrap(),
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let (api, mut handle) = mock::pair::<http::Request<Body>, http::Response<Body>>();
+    let stats = Arc::new(IdentityStats::default());
+    let service = Arc::new(IdentityService::new(
+        Arc::new(issuer),
+        Tokens::Kubernetes(kube::Client::new(api, "default")),
+        "cluster.local".into(),
+        stats.clone(),
+        1,
+    ));
+    let request = || {
+        tonic::Request::new(CertifyRequest {
+            identity: "web.demo.serviceaccount.identity.conduit.cluster.local".into(),
+            token: b"t".to_vec(),
+            certificate_signing_request: vec![],
+        })
+    };
+    // The first waits on its TokenReview, which the mock API server holds.
+    let first = tokio::spawn({
+        let service = service.clone();
+        async move { service.certify(request()).await }
+    });
+    let (_review, answer) = handle.next_request().await.expect("a TokenReview");
+    let busy = service.certify(request()).await.unwrap_err();
+    assert_eq!(busy.code(), tonic::Code::ResourceExhausted, "{busy:?}");
+    assert!(
+        busy.message().contains("--max-concurrent-certify"),
+        "{busy:?}"
+    );
+    assert_eq!(stats.refused("busy"), 1);
+    let refused = serde_json::to_vec(&json!({
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "status": {"authenticated": false, "error": "expired"}
+    }))
+    .unwrap();
+    answer.send_response(
+        http::Response::builder()
+            .status(201)
+            .body(Body::from(refused))
+            .unwrap(),
+    );
+    assert_eq!(
+        first.await.unwrap().unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+}

@@ -5,7 +5,6 @@
 mod auth;
 mod body;
 mod json;
-pub(crate) mod listener;
 mod metrics;
 mod params;
 mod tap;

@@ -116,14 +116,20 @@ pub struct IdentityService {
     trust_domain: String,
     stats: Arc<IdentityStats>,
     seen: Mutex<SeenCsrs>,
+    /// Requests worked on at once: each may cost a TokenReview, and anyone
+    /// may call Certify.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    max_in_flight: usize,
 }
 
 impl IdentityService {
+    /// `max_in_flight`: requests worked on at once (`--max-concurrent-certify`).
     pub fn new(
         issuer: Arc<Issuer>,
         tokens: Tokens,
         trust_domain: String,
         stats: Arc<IdentityStats>,
+        max_in_flight: usize,
     ) -> Self {
         Self {
             issuer,
@@ -131,6 +137,8 @@ impl IdentityService {
             trust_domain,
             stats,
             seen: Mutex::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1))),
+            max_in_flight,
         }
     }
 
@@ -228,6 +236,13 @@ impl Identity for IdentityService {
         request: Request<CertifyRequest>,
     ) -> Result<Response<CertifyResponse>, Status> {
         let remote = request.remote_addr();
+        let Ok(_slot) = self.in_flight.clone().try_acquire_owned() else {
+            self.stats.refuse("busy");
+            return Err(Status::resource_exhausted(format!(
+                "the identity service is working on {} requests (--max-concurrent-certify); retry with backoff",
+                self.max_in_flight
+            )));
+        };
         match self.certify_checked(request.into_inner()).await {
             Ok(rsp) => {
                 self.stats.issued.fetch_add(1, Relaxed);

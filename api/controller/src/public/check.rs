@@ -41,7 +41,7 @@ impl PublicApi {
             format!(
                 "controller {} is running ({} mode)",
                 conduit_api::VERSION,
-                self.inner.mode
+                self.inner.settings.mode
             ),
         )];
         for h in self.inner.discovery.health() {

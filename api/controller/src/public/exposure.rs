@@ -66,7 +66,7 @@ impl PublicApi {
     }
 
     fn tap_access_check(&self) -> pb::CheckResult {
-        let how = match &self.inner.access {
+        let how = match &self.inner.settings.access {
             Access::Local(_) => "the API token",
             Access::Kubernetes(_) => "Kubernetes RBAC (verb tap)",
             Access::Closed => "nobody: no --api-token-file",

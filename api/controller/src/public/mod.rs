@@ -52,9 +52,19 @@ struct Inner {
     /// The identity service's issuer, for `check`; `None` with identity off.
     issuer: Option<Arc<Issuer>>,
     discovery: Arc<dyn Discovery>,
-    mode: String,
-    dashboard_url: String,
-    access: crate::access::Access,
+    settings: Settings,
+    /// Live tap and top streams being served.
+    live: Arc<tokio::sync::Semaphore>,
+}
+
+/// How the API presents itself and whom it serves.
+pub struct Settings {
+    /// `local` or `kubernetes`, for Version.
+    pub mode: String,
+    pub dashboard_url: String,
+    pub access: crate::access::Access,
+    /// Live tap and top streams at once (`--max-live-taps`).
+    pub max_live_taps: usize,
 }
 
 impl PublicApi {
@@ -63,9 +73,7 @@ impl PublicApi {
         links: Links,
         issuer: Option<Arc<Issuer>>,
         discovery: Arc<dyn Discovery>,
-        mode: impl Into<String>,
-        dashboard_url: impl Into<String>,
-        access: crate::access::Access,
+        settings: Settings,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -73,9 +81,8 @@ impl PublicApi {
                 links,
                 issuer,
                 discovery,
-                mode: mode.into(),
-                dashboard_url: dashboard_url.into(),
-                access,
+                live: Arc::new(tokio::sync::Semaphore::new(settings.max_live_taps.max(1))),
+                settings,
             }),
         }
     }
@@ -104,15 +111,38 @@ impl PublicApi {
             .map(|d| d.namespace.as_str())
             .filter(|n| !n.is_empty());
         self.inner
+            .settings
             .access
             .may_tap(credential.as_deref(), namespace)
             .await
     }
 
+    /// A slot for one more live tap or top stream, held while it runs.
+    fn live_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.inner.live.clone().try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted(format!(
+                "the controller is serving {} live tap and top streams (--max-live-taps); try again when one ends",
+                self.inner.settings.max_live_taps
+            ))
+        })
+    }
+
     /// Whether `token` opens this API to a browser (the dashboard's `/auth`).
     pub fn accepts_session(&self, token: &str) -> bool {
-        self.inner.access.accepts_session(token)
+        self.inner.settings.access.accepts_session(token)
     }
+}
+
+/// `stream`, holding `slot` until it ends or its client goes away.
+fn holding<T: Send + 'static>(
+    stream: ServerStream<T>,
+    slot: tokio::sync::OwnedSemaphorePermit,
+) -> ServerStream<T> {
+    use futures_util::StreamExt;
+    Box::pin(stream.map(move |item| {
+        let _held = &slot;
+        item
+    }))
 }
 
 /// Which Deployments a request is about: `namespace: None` means all.
@@ -242,8 +272,8 @@ impl Api for PublicApi {
     ) -> Result<Response<pb::VersionResponse>, Status> {
         Ok(Response::new(pb::VersionResponse {
             version: conduit_api::VERSION.to_string(),
-            mode: self.inner.mode.clone(),
-            dashboard_url: self.inner.dashboard_url.clone(),
+            mode: self.inner.settings.mode.clone(),
+            dashboard_url: self.inner.settings.dashboard_url.clone(),
         }))
     }
 
@@ -266,7 +296,9 @@ impl Api for PublicApi {
     async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<Self::TopStream>, Status> {
         self.may_tap(&req, req.get_ref().deployment.as_ref())
             .await?;
-        self.top_stream(req.into_inner()).await.map(Response::new)
+        let slot = self.live_slot()?;
+        let stream = self.top_stream(req.into_inner()).await?;
+        Ok(Response::new(holding(stream, slot)))
     }
 
     type TapStream = ServerStream<tap::TapEvent>;
@@ -274,7 +306,9 @@ impl Api for PublicApi {
     async fn tap(&self, req: Request<pb::TapRequest>) -> Result<Response<Self::TapStream>, Status> {
         self.may_tap(&req, req.get_ref().deployment.as_ref())
             .await?;
-        self.tap_stream(req.into_inner()).await.map(Response::new)
+        let slot = self.live_slot()?;
+        let stream = self.tap_stream(req.into_inner()).await?;
+        Ok(Response::new(holding(stream, slot)))
     }
 
     async fn search_tap(

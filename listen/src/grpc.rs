@@ -15,19 +15,19 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct GrpcLimits {
-    pub(crate) max_connections: usize,
-    pub(crate) max_streams: u32,
-    pub(crate) keepalive_interval: Duration,
-    pub(crate) keepalive_timeout: Duration,
-    pub(crate) max_reset_streams: usize,
+pub struct GrpcLimits {
+    pub max_connections: usize,
+    pub max_streams: u32,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+    pub max_reset_streams: usize,
 }
 
 /// Largest header block a request may send.
 const MAX_HEADER_LIST_BYTES: u32 = 64 << 10;
 
 /// A tonic server builder with `limits`.
-pub(crate) fn server(limits: &GrpcLimits) -> tonic::transport::Server {
+pub fn server(limits: &GrpcLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .max_concurrent_streams(limits.max_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
@@ -40,7 +40,7 @@ pub(crate) fn server(limits: &GrpcLimits) -> tonic::transport::Server {
 /// `incoming` connections, at most `max` of them open at once: past it the
 /// next one is not taken (it waits in the listen backlog) until one
 /// closes.
-pub(crate) fn capped<S, T>(
+pub fn capped<S, T>(
     incoming: S,
     max: usize,
 ) -> impl Stream<Item = io::Result<Capped<T>>> + Send + 'static
@@ -61,7 +61,7 @@ where
 }
 
 /// A connection holding one of the places [`capped`] counts.
-pub(crate) struct Capped<T> {
+pub struct Capped<T> {
     io: T,
     _slot: OwnedSemaphorePermit,
 }

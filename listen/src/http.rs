@@ -34,19 +34,19 @@ use tokio::task::JoinSet;
 
 /// Timeouts and caps of the HTTP listener.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct HttpLimits {
-    pub(crate) header_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) max_connections: usize,
+pub struct HttpLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
     /// Streams one HTTP/2 connection may have open.
-    pub(crate) max_streams: u32,
+    pub max_streams: u32,
 }
 
 /// How long connections get to finish their answers once the store stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `router` on `listener` until `stopped` turns true.
-pub(crate) async fn serve(
+pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: HttpLimits,
