@@ -61,11 +61,10 @@ impl Proxy {
         }
 
         let config = Arc::new(config);
-        let registry = Arc::new(Registry::new(
-            &config.namespace,
-            &config.deployment,
-            &config.pod,
-        ));
+        let registry = Arc::new(
+            Registry::new(&config.namespace, &config.deployment, &config.pod)
+                .with_limits(config.series_limits()),
+        );
         let identity = Identity::start(&config, &registry)?;
         let tap = Arc::new(Tap::new(
             config.tap_max_rps,
@@ -146,6 +145,9 @@ impl Proxy {
                 )));
         }
         proxy.tasks.push(tokio::spawn(outbound.evict_idle()));
+        proxy
+            .tasks
+            .push(tokio::spawn(registry.clone().evict_idle()));
         proxy.tasks.push(tokio::spawn(crate::admin::serve(
             admin_listener,
             registry.clone(),

@@ -274,6 +274,37 @@ pub struct Config {
     /// Runtime worker threads (the cores the proxy may use).
     #[arg(long, env = "CONDUIT_PROXY_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
+
+    /// Label sets each metric family keeps at most (`request_total`'s,
+    /// `route_request_total`'s, `tcp_open_total`'s); further ones are
+    /// counted in the family's `_overflow` set, so peers cannot grow the
+    /// proxy's memory by choosing label values.
+    #[arg(long, env = "CONDUIT_PROXY_METRICS_MAX_LABEL_SETS", default_value_t = crate::metrics::DEFAULT_MAX_LABEL_SETS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_label_sets: u32,
+
+    /// A label set unused for this long is forgotten (its series leave
+    /// /metrics and the telemetry reports).
+    #[arg(long, env = "CONDUIT_PROXY_METRICS_RETAIN_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub metrics_retain_idle: Duration,
+
+    /// Inbound: a name the Deployment is also known by (a Service's),
+    /// `HOST` on any port or `HOST:PORT`. Repeatable, or comma-separated.
+    /// The Deployment's own names (`NAME`, `NAME.NAMESPACE`,
+    /// `NAME.NAMESPACE.svc[.CLUSTER_DOMAIN]`), the pod's, the dialed address
+    /// and `--outbound-endpoint`s naming this Deployment are known anyway;
+    /// any other authority is labelled `_overflow`.
+    #[arg(
+        long = "inbound-authority",
+        env = "CONDUIT_PROXY_INBOUND_AUTHORITY",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ',',
+        value_parser = parse_host_or_authority
+    )]
+    pub inbound_authorities: Vec<String>,
+
+    /// The cluster's DNS domain, which completes the Deployment's names.
+    #[arg(long, env = "CONDUIT_PROXY_CLUSTER_DOMAIN", default_value = conduit_api::discovery_file::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
 }
 
 impl Config {
@@ -285,6 +316,13 @@ impl Config {
 
     pub(crate) fn is_opaque_port(&self, port: u16) -> bool {
         self.opaque_ports.iter().any(|r| r.contains(port))
+    }
+
+    pub(crate) fn series_limits(&self) -> crate::metrics::SeriesLimits {
+        crate::metrics::SeriesLimits {
+            max_label_sets: self.metrics_max_label_sets as usize,
+            retain_idle: self.metrics_retain_idle,
+        }
     }
 }
 
@@ -423,6 +461,20 @@ fn validate_authority(authority: &str) -> Result<(), String> {
             "{authority:?} is not an authority: use HOST:PORT, e.g. web.demo.svc.cluster.local:8080"
         )),
     }
+}
+
+/// `HOST` or `HOST:PORT`, lower case (as authorities are compared).
+fn parse_host_or_authority(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    // A port, or nothing but the host (no `user@`, no empty port).
+    let valid = |a: &http::uri::Authority| {
+        !a.host().is_empty() && (a.port_u16().is_some() || a.as_str() == a.host())
+    };
+    s.parse::<http::uri::Authority>()
+        .ok()
+        .filter(valid)
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .ok_or_else(|| format!("{s:?} is not HOST or HOST:PORT, e.g. web.demo.svc.cluster.local"))
 }
 
 /// `500ms`, `1s`, `2m`, `1h`, or combinations such as `1m30s`.

@@ -13,13 +13,13 @@
 //! are checked, since a meshed client always speaks first.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
-use conduit_api::metrics::{NoTlsReason, Tls, label};
+use conduit_api::metrics::{self as names, NoTlsReason, Tls, label};
 use conduit_api::proto::policy::v1::ProxyProtocol;
 use conduit_api::{DeploymentRef, Direction};
 use conduit_identity::tls::Alpn;
@@ -44,6 +44,7 @@ use crate::identity::Identity;
 use crate::io::{MeteredIo, PrefixedIo};
 use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::policy::{self, Policies};
+use crate::served::ServedNames;
 use crate::tap::{PeerMeta, RequestMeta, Tap};
 
 pub(crate) struct Inbound {
@@ -55,6 +56,8 @@ pub(crate) struct Inbound {
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
     policies: Policies,
+    /// The authorities that keep their own `authority` label.
+    served: ServedNames,
     dst_tcp: Arc<TcpStats>,
     /// The clients' transport series of unmeshed and passed-through
     /// connections, looked up once (per-client mTLS series are looked up
@@ -68,15 +71,18 @@ pub(crate) struct Inbound {
 /// How an accepted connection is secured, once its first bytes are seen.
 struct Peer {
     addr: SocketAddr,
+    /// The address the client dialed (the pod's, in transparent mode).
+    dialed: IpAddr,
     tls: Tls,
     /// The client's identity, from the certificate it proved.
     client_id: Option<Arc<str>>,
 }
 
 impl Peer {
-    fn unmeshed(addr: SocketAddr, reason: NoTlsReason) -> Self {
+    fn unmeshed(addr: SocketAddr, dialed: IpAddr, reason: NoTlsReason) -> Self {
         Self {
             addr,
+            dialed,
             tls: Tls::NoIdentity(reason),
             client_id: None,
         }
@@ -106,6 +112,7 @@ impl Inbound {
         ]);
         Self {
             own: config.deployment_ref(),
+            served: ServedNames::new(&config),
             config,
             tap,
             server,
@@ -131,6 +138,13 @@ impl Inbound {
                 }
             },
         };
+        let dialed = match stream.local_addr() {
+            Ok(a) => a.ip(),
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "inbound connection gone before it was handled");
+                return;
+            }
+        };
         let mut first = BytesMut::with_capacity(1024);
         // Without an identity there is no TLS of ours to look for.
         let hello = match &self.identity {
@@ -142,17 +156,17 @@ impl Inbound {
         };
         match hello {
             Hello::ForMe => {
-                self.terminate(PrefixedIo::new(first.freeze(), stream), client, target)
-                    .await
+                let io = PrefixedIo::new(first.freeze(), stream);
+                self.terminate(io, client, dialed, target).await
             }
             Hello::Passthrough => {
                 let io = metered(stream, first, self.passthrough_tcp.clone());
-                let peer = Peer::unmeshed(client, NoTlsReason::Passthrough);
+                let peer = Peer::unmeshed(client, dialed, NoTlsReason::Passthrough);
                 self.forward_tcp(io, target, &peer).await
             }
             Hello::Plaintext { silent } => {
                 let io = metered(stream, first, self.plaintext_tcp.clone());
-                let peer = Peer::unmeshed(client, NoTlsReason::NoTlsFromRemote);
+                let peer = Peer::unmeshed(client, dialed, NoTlsReason::NoTlsFromRemote);
                 // A silent client speaks when spoken to: nothing to detect.
                 // (With identity on, an unmeshed client of a
                 // server-speaks-first port waits out the detection timeout
@@ -213,6 +227,7 @@ impl Inbound {
         self: Arc<Self>,
         io: PrefixedIo<TcpStream>,
         client: SocketAddr,
+        dialed: IpAddr,
         target: SocketAddr,
     ) {
         let Some(identity) = self.identity.clone() else {
@@ -231,6 +246,7 @@ impl Inbound {
         let io = MeteredIo::new(tls, stats);
         let peer = Peer {
             addr: client,
+            dialed,
             tls: Tls::Secured,
             client_id: client_id.map(Into::into),
         };
@@ -380,7 +396,7 @@ enum Hello {
 
 struct Cached {
     raw: String,
-    label: Arc<str>,
+    authority: Arc<str>,
     stats: Arc<HttpStats>,
 }
 
@@ -398,20 +414,21 @@ struct InboundConn {
 }
 
 impl InboundConn {
-    /// The normalized authority label and series of a request's authority.
+    /// The normalized authority and the series of a request's authority.
     fn stats_for(&self, raw: Option<&Authority>) -> (Arc<str>, Arc<HttpStats>) {
         let raw_str = raw.map_or("", |a| a.as_str());
         let mut cached = lock(&self.stats);
         if let Some(c) = &*cached
             && c.raw == raw_str
         {
-            return (c.label.clone(), c.stats.clone());
+            return (c.authority.clone(), c.stats.clone());
         }
-        let label: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
+        let authority: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
+        let label = self.authority_label(&authority);
         let [tls, reason] = tls_labels(self.peer.tls);
         let stats = self.inbound.registry.http(&[
             (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::AUTHORITY, &label),
+            (label::AUTHORITY, label),
             tls,
             reason,
             (
@@ -421,10 +438,25 @@ impl InboundConn {
         ]);
         *cached = Some(Cached {
             raw: raw_str.to_string(),
-            label: label.clone(),
+            authority: authority.clone(),
             stats: stats.clone(),
         });
-        (label, stats)
+        (authority, stats)
+    }
+
+    /// The authority itself when it names this Deployment; otherwise the
+    /// overflow value, counted (the client chose it, and could choose
+    /// without end).
+    fn authority_label<'a>(&self, authority: &'a str) -> &'a str {
+        let served = &self.inbound.served;
+        if authority.is_empty() || served.serves(authority, self.peer.dialed) {
+            return authority;
+        }
+        self.inbound.registry.folded(
+            names::REQUEST_TOTAL,
+            names::OVERFLOW_REASON_UNKNOWN_AUTHORITY,
+        );
+        names::OVERFLOW_LABEL_VALUE
     }
 
     async fn forward(
@@ -469,13 +501,13 @@ impl Handler for InboundConn {
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Self::Body> {
         let start = Instant::now();
-        let (authority_label, stats) = self.stats_for(authority::of(&req).as_ref());
+        let (authority, stats) = self.stats_for(authority::of(&req).as_ref());
         let inbound = &self.inbound;
         let tap = inbound.tap.capture(&RequestMeta {
             direction: Direction::Inbound,
             method: req.method(),
             uri: req.uri(),
-            authority: &authority_label,
+            authority: &authority,
             headers: req.headers(),
             source: PeerMeta {
                 addr: self.client,

@@ -37,6 +37,7 @@ mod policy;
 mod profile;
 mod resolve;
 mod retry;
+mod served;
 mod tap;
 mod tcp;
 mod telemetry;

@@ -270,6 +270,17 @@ impl Telemetry {
             }
             out.counter(key.metric(), l, n);
         }
+        for ((family, reason), n) in reg.overflow_counts() {
+            let mut l = local.clone();
+            l.insert(label::FAMILY, family);
+            l.insert(label::REASON, reason);
+            out.counter(names::METRICS_LABEL_SETS_OVERFLOW_TOTAL, l, n);
+        }
+        for (family, n) in reg.eviction_counts() {
+            let mut l = local.clone();
+            l.insert(label::FAMILY, family);
+            out.counter(names::METRICS_LABEL_SETS_EVICTED_TOTAL, l, n);
+        }
         for ((direction, reason), n) in reg.handshake_failures() {
             let mut l = local.clone();
             l.insert(label::DIRECTION, direction.as_str());

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod balance;
+mod cardinality;
 mod cli;
 mod controller;
 mod discovery;
