@@ -219,6 +219,12 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_DESTINATION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub destination_idle_timeout: Duration,
 
+    /// Outbound authorities kept resolved (or being resolved) at most; past
+    /// this the least recently used one is forgotten, and a new authority
+    /// is refused (503) while all of them are still being resolved.
+    #[arg(long, env = "CONDUIT_PROXY_OUTBOUND_MAX_AUTHORITIES", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbound_max_authorities: u32,
+
     /// How long the first request to a new authority waits for the
     /// destination service before falling back to DNS.
     #[arg(long, env = "CONDUIT_PROXY_DESTINATION_RESOLVE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]

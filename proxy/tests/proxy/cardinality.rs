@@ -1,12 +1,16 @@
 //! What peers choose cannot make the proxy keep without bound: label sets
-//! past the budget share an overflow set, idle ones are forgotten, and an
-//! authority costs no connection of its own.
+//! past the budget share an overflow set, idle ones are forgotten, an
+//! authority costs no connection of its own, and the outbound destination
+//! cache has a size.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 
+use http::Request;
+use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -162,4 +166,61 @@ async fn unknown_authorities_share_the_overflow_set() {
         ),
         3.0
     );
+}
+
+/// A destination service that accepts connections and never answers, so
+/// every resolution waits out `--destination-resolve-timeout`.
+async fn silent_destination() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_destinations_are_bounded() {
+    let a = upstream(|_| async { text(200, "a") }).await;
+    let b = upstream(|_| async { text(200, "b") }).await;
+    let (destination, _silent) = silent_destination().await;
+    let proxy = proxy(&[
+        "--destination-addr",
+        &format!("http://{destination}"),
+        "--destination-resolve-timeout",
+        "1s",
+        "--outbound-max-authorities",
+        "1",
+    ])
+    .await;
+    let (host_a, host_b) = (a.addr.to_string(), b.addr.to_string());
+    let outbound = proxy.outbound_addr;
+
+    // While `a` is being resolved the cache is full: `b` is refused.
+    let first = tokio::spawn(async move { get(&http1_client(), outbound, &host_a, "/").await.0 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, headers, _) = get(&http1_client(), outbound, &host_b, "/").await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        headers["conduit-proxy-error"],
+        "too many outbound authorities being resolved at once"
+    );
+    assert_eq!(
+        first.await.unwrap(),
+        200,
+        "resolved by DNS after the timeout"
+    );
+
+    // Once `a` is resolved, `b` takes its place.
+    let (status, _, body) = get(&http1_client(), outbound, &b.addr.to_string(), "/").await;
+    assert_eq!((status, body.as_ref()), (200, b"b".as_ref()));
+    let req = Request::get(format!("http://{outbound}/"))
+        .header(http::header::HOST, a.addr.to_string())
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(send(&http1_client(), req).await.0, 200);
+    assert_eq!((a.hits(), b.hits()), (2, 1));
 }
