@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::accept::Limits;
+use crate::admin::AdminLimits;
 use crate::balance::EndpointFactory;
 use crate::breaker::BreakerConfig;
 use crate::config::Config;
@@ -151,6 +152,11 @@ impl Proxy {
         proxy.tasks.push(tokio::spawn(crate::admin::serve(
             admin_listener,
             registry.clone(),
+            AdminLimits {
+                header_read_timeout: config.admin_header_read_timeout,
+                idle_timeout: config.admin_idle_timeout,
+                max_connections: config.admin_max_connections as usize,
+            },
         )));
         proxy.tasks.push(tokio::spawn(serve_tap(
             tap_listener,

@@ -311,6 +311,21 @@ pub struct Config {
     /// The cluster's DNS domain, which completes the Deployment's names.
     #[arg(long, env = "CONDUIT_PROXY_CLUSTER_DOMAIN", default_value = conduit_api::discovery_file::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
+    /// Admin server: a client must send a complete request head within this
+    /// time (against slowloris), or the connection is closed.
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub admin_header_read_timeout: Duration,
+
+    /// Admin server: a connection on which no byte moved for this long is
+    /// closed (a keep-alive client gone quiet, a client that stopped
+    /// reading).
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub admin_idle_timeout: Duration,
+
+    /// Admin server: connections served at once; more are closed on
+    /// accept.
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
 }
 
 impl Config {

@@ -29,6 +29,7 @@ pub mod detect;
 mod errors;
 pub mod http;
 mod identity;
+mod idle;
 mod inbound;
 mod io;
 mod metrics;

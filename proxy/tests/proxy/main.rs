@@ -10,6 +10,7 @@ mod controller;
 mod discovery;
 mod grpc;
 mod http;
+mod limits;
 mod reliability;
 mod support;
 mod tap;
