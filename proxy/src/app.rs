@@ -68,6 +68,7 @@ impl Proxy {
         );
         let identity = Identity::start(&config, &registry)?;
         let tap = Arc::new(Tap::new(
+            config.tap_max_subscribers as usize,
             config.tap_max_rps,
             config.tap_sample_rate,
             config.tap_sample_max_rps,
@@ -78,7 +79,11 @@ impl Proxy {
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes as usize,
         };
-        let server = Server::new(limits.max_header_bytes, config.header_read_timeout);
+        let server = Server::new(
+            limits.max_header_bytes,
+            config.header_read_timeout,
+            config.h2_limits(),
+        );
         let inbound = Arc::new(Inbound::new(
             config.clone(),
             registry.clone(),
@@ -160,7 +165,8 @@ impl Proxy {
         )));
         proxy.tasks.push(tokio::spawn(serve_tap(
             tap_listener,
-            tap.clone(),
+            TapService { tap: tap.clone() },
+            &config,
             identity.clone(),
         )?));
 
@@ -224,14 +230,25 @@ fn resolver(
 }
 
 /// Tap reveals request data: with identity on, it is served over mTLS to
-/// the controller's identity only.
+/// the controller's identity only. tonic's defaults leave HTTP/2 streams,
+/// keep-alive and h2's cap on locally reset streams unbounded, so the
+/// proxy's HTTP/2 limits are set explicitly.
 fn serve_tap(
     listener: TcpListener,
-    tap: Arc<Tap>,
+    service: TapService,
+    config: &Config,
     identity: Option<Arc<Identity>>,
 ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let server =
-        tonic::transport::Server::builder().add_service(TapServer::new(TapService { tap }));
+    let h2 = config.h2_limits();
+    let service =
+        TapServer::new(service).max_decoding_message_size(config.tap_max_request_bytes as usize);
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.tap_max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(h2.max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
+        .http2_keepalive_interval(h2.keepalive_interval)
+        .http2_keepalive_timeout(Some(h2.keepalive_timeout))
+        .add_service(service);
     let tls = match &identity {
         Some(id) => Some((
             server_config(

@@ -326,6 +326,49 @@ pub struct Config {
     /// accept.
     #[arg(long, env = "CONDUIT_PROXY_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub admin_max_connections: u32,
+
+    /// Live tap subscriptions at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_SUBSCRIBERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tap_max_subscribers: u32,
+
+    /// Tap server: HTTP/2 streams per connection at once; more are refused
+    /// (REFUSED_STREAM).
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_CONCURRENT_STREAMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tap_max_concurrent_streams: u32,
+
+    /// Tap server: largest request message accepted (a tap filter is a few
+    /// hundred bytes).
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_REQUEST_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1_024..))]
+    pub tap_max_request_bytes: u32,
+
+    /// HTTP/2 servers (inbound, outbound): streams per connection at once;
+    /// more are refused (REFUSED_STREAM).
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): streams a client may reset
+    /// before they were served (the "rapid reset" attack) before the
+    /// connection is closed with ENHANCE_YOUR_CALM.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_pending_accept_reset_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): streams the proxy may reset
+    /// for a client's protocol errors (malformed or refused streams, the
+    /// "made you reset" attack) before the connection is closed with
+    /// ENHANCE_YOUR_CALM.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_local_error_reset_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): how often a PING checks
+    /// that a client is still there; `0s` disables.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2 servers: a client that does not answer a keep-alive PING
+    /// within this is disconnected.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
 }
 
 impl Config {
@@ -337,6 +380,16 @@ impl Config {
 
     pub(crate) fn is_opaque_port(&self, port: u16) -> bool {
         self.opaque_ports.iter().any(|r| r.contains(port))
+    }
+
+    pub(crate) fn h2_limits(&self) -> crate::http::server::H2Limits {
+        crate::http::server::H2Limits {
+            max_concurrent_streams: self.http2_max_concurrent_streams,
+            max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams as usize,
+            max_local_error_reset_streams: self.http2_max_local_error_reset_streams as usize,
+            keepalive_interval: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
+            keepalive_timeout: self.http2_keepalive_timeout,
+        }
     }
 
     pub(crate) fn series_limits(&self) -> crate::metrics::SeriesLimits {
