@@ -369,6 +369,11 @@ pub struct Config {
     /// within this is disconnected.
     #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub http2_keepalive_timeout: Duration,
+
+    /// Inbound: a meshed client must complete its mTLS handshake within
+    /// this, or the connection is closed.
+    #[arg(long, env = "CONDUIT_PROXY_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Config {

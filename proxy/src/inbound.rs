@@ -233,7 +233,7 @@ impl Inbound {
         let Some(identity) = self.identity.clone() else {
             return;
         };
-        let Ok(tls) = identity.accept(io).await else {
+        let Ok(tls) = identity.accept(io, self.config.tls_handshake_timeout).await else {
             return;
         };
         let client_id = conduit_identity::grpc::client_identity(&tls).map(|i| i.to_string());
