@@ -84,6 +84,13 @@ pub const OVERFLOW_LABEL_VALUE: &str = "_overflow";
 pub const OVERFLOW_REASON_BUDGET: &str = "budget";
 pub const OVERFLOW_REASON_UNKNOWN_AUTHORITY: &str = "unknown_authority";
 
+/// Inbound connections the proxy refused outright, by `reason`:
+/// `proxy_port`, a transparent-mode connection whose original destination
+/// is one of the proxy's own ports (forwarding it would loop, or let a peer
+/// use the pod's outbound listener).
+pub const INBOUND_CONNECTIONS_REFUSED_TOTAL: &str = "inbound_connections_refused_total";
+pub const REFUSED_REASON_PROXY_PORT: &str = "proxy_port";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";

@@ -84,7 +84,7 @@ impl Proxy {
             config.header_read_timeout,
             config.h2_limits(),
         );
-        let inbound = Arc::new(Inbound::new(
+        let inbound = Inbound::new(
             config.clone(),
             registry.clone(),
             tap.clone(),
@@ -92,7 +92,17 @@ impl Proxy {
             limits,
             identity.clone(),
             Policies::new(&config, identity.as_deref())?,
-        ));
+        );
+        let mut proxy_ports = vec![
+            inbound_listener.local_addr()?.port(),
+            outbound_listener.local_addr()?.port(),
+            admin_listener.local_addr()?.port(),
+            tap_listener.local_addr()?.port(),
+        ];
+        for (l, _) in &route_listeners {
+            proxy_ports.push(l.local_addr()?.port());
+        }
+        let inbound = Arc::new(inbound.with_proxy_ports(proxy_ports));
         let factory = Arc::new(EndpointFactory {
             identity: identity.clone(),
             registry: registry.clone(),

@@ -1,7 +1,12 @@
 //! Inbound: connections from peers, forwarded to the local application.
 //!
 //! The target is the application: `--inbound-app-addr` in explicit mode,
-//! `127.0.0.1:<original port>` in transparent mode. HTTP is served and
+//! the original destination (the pod's address and the port the client
+//! dialed) in transparent mode. Not loopback: what the application binds to
+//! loopback only stays private to the pod, as without a proxy. A
+//! connection whose original destination is one of the proxy's own ports
+//! is refused: forwarding it would loop, or hand the pod's outbound
+//! listener (and identity) to a peer. HTTP is served and
 //! measured per request (HTTP/1 requests a peer proxy upgraded to HTTP/2
 //! are restored to HTTP/1 here); everything else is forwarded as bytes.
 //!
@@ -66,7 +71,14 @@ pub(crate) struct Inbound {
     passthrough_tcp: Arc<TcpStats>,
     /// One client per application port, shared by all connections.
     clients: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
+    /// The proxy's listening ports: no transparent connection goes there.
+    proxy_ports: Vec<u16>,
 }
+
+/// Application clients kept past this are only those connections use: in
+/// transparent mode a peer picks the port, so the map must not grow with
+/// every port it tries.
+const MAX_IDLE_APP_CLIENTS: usize = 64;
 
 /// How an accepted connection is secured, once its first bytes are seen.
 struct Peer {
@@ -123,7 +135,16 @@ impl Inbound {
             plaintext_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote), ""),
             passthrough_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::Passthrough), ""),
             clients: Mutex::default(),
+            proxy_ports: Vec::new(),
             registry,
+        }
+    }
+
+    /// The ports of the proxy's own listeners.
+    pub(crate) fn with_proxy_ports(self, proxy_ports: Vec<u16>) -> Self {
+        Self {
+            proxy_ports,
+            ..self
         }
     }
 
@@ -131,7 +152,10 @@ impl Inbound {
         let target = match self.config.mode {
             Mode::Explicit => self.config.inbound_app_addr,
             Mode::Transparent => match accept::original_dst(&stream) {
-                Ok(dst) => SocketAddr::from(([127, 0, 0, 1], dst.port())),
+                Ok(dst) if self.proxy_ports.contains(&dst.port()) => {
+                    return self.refuse_proxy_port(client, dst);
+                }
+                Ok(dst) => dst,
                 Err(e) => {
                     tracing::warn!(%client, error = %e, "no original destination on a transparent inbound connection; closing it");
                     return;
@@ -177,6 +201,12 @@ impl Inbound {
                 self.serve_detected(io, client, target, peer).await
             }
         }
+    }
+
+    fn refuse_proxy_port(&self, client: SocketAddr, dst: SocketAddr) {
+        let refused = &self.registry.proxy.inbound_proxy_port_refused;
+        refused.fetch_add(1, Relaxed);
+        tracing::info!(%client, %dst, "refused an inbound connection to one of the proxy's own ports");
     }
 
     /// Reads until the first bytes show whether the client starts a TLS
@@ -299,7 +329,11 @@ impl Inbound {
     }
 
     fn client_for(&self, target: SocketAddr) -> Arc<EndpointClient> {
-        lock(&self.clients)
+        let mut clients = lock(&self.clients);
+        if clients.len() >= MAX_IDLE_APP_CLIENTS && !clients.contains_key(&target) {
+            clients.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        clients
             .entry(target)
             .or_insert_with(|| {
                 Arc::new(EndpointClient::new(

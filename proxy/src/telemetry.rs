@@ -270,6 +270,10 @@ impl Telemetry {
             }
             out.counter(key.metric(), l, n);
         }
+        let mut l = local.clone();
+        l.insert(label::REASON, names::REFUSED_REASON_PROXY_PORT);
+        let refused = p.inbound_proxy_port_refused.load(Relaxed);
+        out.counter(names::INBOUND_CONNECTIONS_REFUSED_TOTAL, l, refused);
         for ((family, reason), n) in reg.overflow_counts() {
             let mut l = local.clone();
             l.insert(label::FAMILY, family);

@@ -186,6 +186,8 @@ pub(crate) struct ProxyCounters {
     pub(crate) tap_events_sampled: AtomicU64,
     pub(crate) tap_events_dropped: AtomicU64,
     pub(crate) profiles_rejected: AtomicU64,
+    /// Transparent inbound connections addressed to the proxy's own ports.
+    pub(crate) inbound_proxy_port_refused: AtomicU64,
 }
 
 /// Label sets per family at most, by default (`--metrics-max-label-sets`).

@@ -294,6 +294,16 @@ fn proxy_family(out: &mut String, reg: &Registry) {
         header(out, name, "counter", help);
         sample(out, name, local, &[], value.load(Relaxed));
     }
+    let refused = names::INBOUND_CONNECTIONS_REFUSED_TOTAL;
+    header(
+        out,
+        refused,
+        "counter",
+        "Inbound connections refused outright, by reason.",
+    );
+    let reason = [(label::REASON, names::REFUSED_REASON_PROXY_PORT)];
+    let n = p.inbound_proxy_port_refused.load(Relaxed);
+    sample(out, refused, local, &reason, n);
     header(
         out,
         "process_start_time_seconds",
