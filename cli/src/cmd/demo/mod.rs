@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cmd::block_on;
+use crate::output::outln;
 
 mod ready;
 mod supervisor;
@@ -74,7 +75,10 @@ async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Res
             topology.log_dir().display()
         )));
     }
-    print_ready(&topology);
+    if let Err(e) = print_ready(&topology) {
+        supervisor.shutdown().await;
+        return Err(e.into());
+    }
     let outcome = supervise(restarts, duration).await;
     eprintln!("\nStopping the demo...");
     supervisor.shutdown().await;
@@ -165,31 +169,31 @@ async fn step(
     Ok(())
 }
 
-fn print_ready(topology: &Topology) {
+fn print_ready(topology: &Topology) -> std::io::Result<()> {
     let c = &topology.control;
     let api = if topology.settings.port_offset == 0 {
         String::new()
     } else {
         format!(" --api-addr {}", c.controller_grpc)
     };
-    println!(
+    outln!(
         "\nConduit demo is running: namespace `{NAMESPACE}`, {} Deployments, {} pods, {} requests/s.\n",
         topology.deployment_count(),
         topology.pods.len(),
         topology.settings.rps
-    );
-    println!("  Dashboard:            http://{}", c.controller_http);
-    println!(
+    )?;
+    outln!("  Dashboard:            http://{}", c.controller_http)?;
+    outln!(
         "  Grafana data source:  http://{}  (type Prometheus)",
         c.store_http
-    );
-    println!("  Logs:                 {}", topology.log_dir().display());
-    println!("\nTry:");
-    println!("  conduit stat deploy -n {NAMESPACE}{api}");
-    println!("  conduit tap deploy/web -n {NAMESPACE}{api}");
-    println!("  conduit edges deploy -n {NAMESPACE}{api}");
-    println!("  conduit identity deploy/web -n {NAMESPACE}{api}");
-    println!("\nCtrl-C stops everything.");
+    )?;
+    outln!("  Logs:                 {}", topology.log_dir().display())?;
+    outln!("\nTry:")?;
+    outln!("  conduit stat deploy -n {NAMESPACE}{api}")?;
+    outln!("  conduit tap deploy/web -n {NAMESPACE}{api}")?;
+    outln!("  conduit edges deploy -n {NAMESPACE}{api}")?;
+    outln!("  conduit identity deploy/web -n {NAMESPACE}{api}")?;
+    outln!("\nCtrl-C stops everything.")
 }
 
 /// Reports restarts until Ctrl-C, SIGTERM or the duration ends.
