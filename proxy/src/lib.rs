@@ -35,7 +35,7 @@ mod io;
 mod metrics;
 mod outbound;
 mod policy;
-mod profile;
+pub mod profile;
 mod resolve;
 mod retry;
 mod served;
