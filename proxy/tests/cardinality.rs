@@ -118,7 +118,6 @@ fn twenty_thousand_hosts_cost_neither_memory_nor_series() {
     let ok = send_all(proxy.inbound, hosts);
     let elapsed = start.elapsed();
     let after = rss_bytes(pid);
-    assert_eq!(ok, HOSTS, "every request answered within {DEADLINE:?}");
 
     let (status, _, text) = http_get(proxy.admin, "/metrics").expect("/metrics");
     assert_eq!(status, 200);
@@ -133,11 +132,13 @@ fn twenty_thousand_hosts_cost_neither_memory_nor_series() {
     );
     let growth = after.saturating_sub(before);
     eprintln!(
-        "{HOSTS} hosts in {elapsed:?}: RSS {} KiB -> {} KiB (+{} KiB), {series} request_total series, {folded} folded",
+        "{HOSTS} hosts in {elapsed:?} ({ok} answered 200): RSS {} KiB -> {} KiB (+{} KiB), {series} request_total series, {} folded",
         before / 1024,
         after / 1024,
-        growth / 1024
+        growth / 1024,
+        folded as u64
     );
+    assert_eq!(ok, HOSTS, "every request answered within {DEADLINE:?}");
     assert!(
         growth < MAX_RSS_GROWTH,
         "RSS grew by {} KiB (from {} KiB)",
