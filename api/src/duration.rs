@@ -38,24 +38,29 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
             .map_err(|_| DurationError::Overflow(text.to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(1),
-            "s" => Duration::from_secs(1),
-            "m" => Duration::from_secs(60),
-            "h" => Duration::from_secs(3600),
-            "d" => Duration::from_secs(86_400),
+        let unit_ms: u128 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return Err(invalid()),
         };
         rest = &rest[unit_len..];
-        let part = u32::try_from(value)
-            .ok()
-            .and_then(|v| unit.checked_mul(v))
+        // In milliseconds as u128, so one part may be as large as a sum of
+        // parts (what `format` prints must parse).
+        let part = from_millis(u128::from(value) * unit_ms)
             .ok_or_else(|| DurationError::Overflow(text.to_string()))?;
         total = total
             .checked_add(part)
             .ok_or_else(|| DurationError::Overflow(text.to_string()))?;
     }
     Ok(total)
+}
+
+fn from_millis(ms: u128) -> Option<Duration> {
+    let secs = u64::try_from(ms / 1000).ok()?;
+    Some(Duration::new(secs, (ms % 1000) as u32 * 1_000_000))
 }
 
 /// Prints a duration in the largest units that represent it exactly, the
@@ -146,6 +151,11 @@ mod tests {
         for text in ["0s", "1s500ms", "1m30s", "1h", "2d3h", "250ms"] {
             assert_eq!(format(parse(text).unwrap()), text);
         }
+        // Found by the duration fuzz target: a sum of parts printed as one
+        // part larger than any single part used to be allowed.
+        let sum = parse("4294967295d294967295d").unwrap();
+        assert_eq!(format(sum), "4589934590d");
+        assert_eq!(parse("4589934590d"), Ok(sum));
     }
 
     #[test]

@@ -65,6 +65,32 @@ pub const INBOUND_HTTP_AUTHZ_DENY_TOTAL: &str = "inbound_http_authz_deny_total";
 pub const INBOUND_TCP_AUTHZ_ALLOW_TOTAL: &str = "inbound_tcp_authz_allow_total";
 pub const INBOUND_TCP_AUTHZ_DENY_TOTAL: &str = "inbound_tcp_authz_deny_total";
 
+/// Label sets a proxy refused a series of their own, by `family` (the
+/// first metric of the family: `request_total`, `route_request_total`,
+/// `tcp_open_total`) and `reason`: `budget` (the family holds its maximum
+/// number of label sets) or `unknown_authority` (an inbound authority that
+/// is none of the Deployment's names). Each was counted in the family's
+/// `overflow` label set instead, so a peer choosing label values cannot
+/// grow the proxy's memory or the store's series.
+pub const METRICS_LABEL_SETS_OVERFLOW_TOTAL: &str = "metrics_label_sets_overflow_total";
+/// Label sets forgotten after being idle (unused and unchanged) for the
+/// proxy's retention time, by `family`.
+pub const METRICS_LABEL_SETS_EVICTED_TOTAL: &str = "metrics_label_sets_evicted_total";
+/// The value that stands for every label value a series could not keep
+/// (see [`METRICS_LABEL_SETS_OVERFLOW_TOTAL`]). No authority, identity or
+/// Kubernetes name can be spelled like it.
+pub const OVERFLOW_LABEL_VALUE: &str = "_overflow";
+/// `reason` values of [`METRICS_LABEL_SETS_OVERFLOW_TOTAL`].
+pub const OVERFLOW_REASON_BUDGET: &str = "budget";
+pub const OVERFLOW_REASON_UNKNOWN_AUTHORITY: &str = "unknown_authority";
+
+/// Inbound connections the proxy refused outright, by `reason`:
+/// `proxy_port`, a transparent-mode connection whose original destination
+/// is one of the proxy's own ports (forwarding it would loop, or let a peer
+/// use the pod's outbound listener).
+pub const INBOUND_CONNECTIONS_REFUSED_TOTAL: &str = "inbound_connections_refused_total";
+pub const REFUSED_REASON_PROXY_PORT: &str = "proxy_port";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";
@@ -89,6 +115,8 @@ pub mod label {
     pub const ROUTE_NAME: &str = "route_name";
     pub const AUTHZ_NAME: &str = "authz_name";
     pub const AUDIT: &str = "audit";
+    /// Which metric family a proxy self-observability series is about.
+    pub const FAMILY: &str = "family";
     /// Histogram bucket upper bound, as Prometheus names it.
     pub const LE: &str = "le";
 }

@@ -1,5 +1,12 @@
 //! How results are printed: aligned tables for people, JSON for scripts.
+//!
+//! Everything goes to stdout through functions that return the write's
+//! error ([`outln!`] instead of `println!`, which panics): when the reader
+//! of a pipe goes away (`conduit tap deploy/web | head`), the next write
+//! fails with `BrokenPipe`, the command returns it, and `main` exits
+//! quietly ([`is_broken_pipe`]), as kubectl does.
 
+use std::fmt;
 use std::io::{self, Write};
 
 use conduit_api::json::Golden;
@@ -13,6 +20,35 @@ pub(crate) enum Format {
     Wide,
     /// One JSON document
     Json,
+}
+
+/// `println!` that returns the write's error instead of panicking on it.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+pub(crate) fn write_line(args: fmt::Arguments<'_>) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_fmt(args)?;
+    out.write_all(b"\n")
+}
+
+/// Whether `e` is stdout's reader having gone away: nothing left to say to
+/// anyone, so no error either.
+pub(crate) fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        let kind = match cause.downcast_ref::<serde_json::Error>() {
+            Some(json) => json.io_error_kind(),
+            None => cause.downcast_ref::<io::Error>().map(io::Error::kind),
+        };
+        kind == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Prints `value` as pretty JSON followed by a newline.
@@ -107,6 +143,31 @@ pub(crate) fn latency(ms: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_pipes_are_recognized_through_context_and_json() {
+        let pipe = || io::Error::from(io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::from(pipe()).context("printing the table");
+        assert!(is_broken_pipe(&e));
+        let json = serde_json::to_writer(BrokenPipe, &[1, 2, 3]).unwrap_err();
+        assert!(is_broken_pipe(&json.into()));
+        assert!(!is_broken_pipe(&anyhow::Error::from(io::Error::other(
+            "disk full"
+        ))));
+    }
+
+    /// A writer whose reader went away.
+    struct BrokenPipe;
+
+    impl Write for BrokenPipe {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::BrokenPipe.into())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
 
     #[test]
     fn columns_line_up() {

@@ -109,3 +109,40 @@ fn completion_scripts_are_generated() {
         assert!(stdout(&out).contains("conduit"), "{shell}");
     }
 }
+
+/// Runs `conduit args` into a pipe whose reader takes one line and leaves,
+/// as `conduit ... | head -1` does; the pipe holds 4 KiB, far less than
+/// the output, so a write after the reader left is certain.
+fn into_a_reader_that_leaves(args: &[&str]) -> Output {
+    use std::io::BufRead;
+
+    // Close-on-exec, so the child holds no read end of its own.
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("a pipe");
+    rustix::pipe::fcntl_setpipe_size(&write, 4096).expect("shrink the pipe");
+    let child = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args(args)
+        .env_remove("CONDUIT_API_ADDR")
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run conduit");
+    let mut reader = std::io::BufReader::new(std::fs::File::from(read));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("the first line");
+    assert!(!line.is_empty());
+    drop(reader);
+    child.wait_with_output().expect("conduit exits")
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_commands_quietly() {
+    for args in [&["completion", "bash"][..], &["install"]] {
+        let out = into_a_reader_that_leaves(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(0), "conduit {args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("Error"),
+            "conduit {args:?} said: {err}"
+        );
+    }
+}

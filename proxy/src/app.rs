@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::server::TcpIncoming;
 
 use crate::accept::Limits;
+use crate::admin::AdminLimits;
 use crate::balance::EndpointFactory;
 use crate::breaker::BreakerConfig;
 use crate::config::Config;
@@ -61,13 +62,13 @@ impl Proxy {
         }
 
         let config = Arc::new(config);
-        let registry = Arc::new(Registry::new(
-            &config.namespace,
-            &config.deployment,
-            &config.pod,
-        ));
+        let registry = Arc::new(
+            Registry::new(&config.namespace, &config.deployment, &config.pod)
+                .with_limits(config.series_limits()),
+        );
         let identity = Identity::start(&config, &registry)?;
         let tap = Arc::new(Tap::new(
+            config.tap_max_subscribers as usize,
             config.tap_max_rps,
             config.tap_sample_rate,
             config.tap_sample_max_rps,
@@ -78,8 +79,12 @@ impl Proxy {
             header_read_timeout: config.header_read_timeout,
             max_header_bytes: config.max_header_bytes as usize,
         };
-        let server = Server::new(limits.max_header_bytes, config.header_read_timeout);
-        let inbound = Arc::new(Inbound::new(
+        let server = Server::new(
+            limits.max_header_bytes,
+            config.header_read_timeout,
+            config.h2_limits(),
+        );
+        let inbound = Inbound::new(
             config.clone(),
             registry.clone(),
             tap.clone(),
@@ -87,7 +92,17 @@ impl Proxy {
             limits,
             identity.clone(),
             Policies::new(&config, identity.as_deref())?,
-        ));
+        );
+        let mut proxy_ports = vec![
+            inbound_listener.local_addr()?.port(),
+            outbound_listener.local_addr()?.port(),
+            admin_listener.local_addr()?.port(),
+            tap_listener.local_addr()?.port(),
+        ];
+        for (l, _) in &route_listeners {
+            proxy_ports.push(l.local_addr()?.port());
+        }
+        let inbound = Arc::new(inbound.with_proxy_ports(proxy_ports));
         let factory = Arc::new(EndpointFactory {
             identity: identity.clone(),
             registry: registry.clone(),
@@ -146,13 +161,22 @@ impl Proxy {
                 )));
         }
         proxy.tasks.push(tokio::spawn(outbound.evict_idle()));
+        proxy
+            .tasks
+            .push(tokio::spawn(registry.clone().evict_idle()));
         proxy.tasks.push(tokio::spawn(crate::admin::serve(
             admin_listener,
             registry.clone(),
+            AdminLimits {
+                header_read_timeout: config.admin_header_read_timeout,
+                idle_timeout: config.admin_idle_timeout,
+                max_connections: config.admin_max_connections as usize,
+            },
         )));
         proxy.tasks.push(tokio::spawn(serve_tap(
             tap_listener,
-            tap.clone(),
+            TapService { tap: tap.clone() },
+            &config,
             identity.clone(),
         )?));
 
@@ -216,14 +240,25 @@ fn resolver(
 }
 
 /// Tap reveals request data: with identity on, it is served over mTLS to
-/// the controller's identity only.
+/// the controller's identity only. tonic's defaults leave HTTP/2 streams,
+/// keep-alive and h2's cap on locally reset streams unbounded, so the
+/// proxy's HTTP/2 limits are set explicitly.
 fn serve_tap(
     listener: TcpListener,
-    tap: Arc<Tap>,
+    service: TapService,
+    config: &Config,
     identity: Option<Arc<Identity>>,
 ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    let server =
-        tonic::transport::Server::builder().add_service(TapServer::new(TapService { tap }));
+    let h2 = config.h2_limits();
+    let service =
+        TapServer::new(service).max_decoding_message_size(config.tap_max_request_bytes as usize);
+    let server = tonic::transport::Server::builder()
+        .max_concurrent_streams(config.tap_max_concurrent_streams)
+        .http2_max_pending_accept_reset_streams(Some(h2.max_pending_accept_reset_streams))
+        .http2_max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
+        .http2_keepalive_interval(h2.keepalive_interval)
+        .http2_keepalive_timeout(Some(h2.keepalive_timeout))
+        .add_service(service);
     let tls = match &identity {
         Some(id) => Some((
             server_config(

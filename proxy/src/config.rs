@@ -224,6 +224,12 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_DESTINATION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub destination_idle_timeout: Duration,
 
+    /// Outbound authorities kept resolved (or being resolved) at most; past
+    /// this the least recently used one is forgotten, and a new authority
+    /// is refused (503) while all of them are still being resolved.
+    #[arg(long, env = "CONDUIT_PROXY_OUTBOUND_MAX_AUTHORITIES", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub outbound_max_authorities: u32,
+
     /// How long the first request to a new authority waits for the
     /// destination service before falling back to DNS.
     #[arg(long, env = "CONDUIT_PROXY_DESTINATION_RESOLVE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
@@ -279,6 +285,100 @@ pub struct Config {
     /// Runtime worker threads (the cores the proxy may use).
     #[arg(long, env = "CONDUIT_PROXY_WORKER_THREADS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub worker_threads: u16,
+
+    /// Label sets each metric family keeps at most (`request_total`'s,
+    /// `route_request_total`'s, `tcp_open_total`'s); further ones are
+    /// counted in the family's `_overflow` set, so peers cannot grow the
+    /// proxy's memory by choosing label values.
+    #[arg(long, env = "CONDUIT_PROXY_METRICS_MAX_LABEL_SETS", default_value_t = crate::metrics::DEFAULT_MAX_LABEL_SETS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub metrics_max_label_sets: u32,
+
+    /// A label set unused for this long is forgotten (its series leave
+    /// /metrics and the telemetry reports).
+    #[arg(long, env = "CONDUIT_PROXY_METRICS_RETAIN_IDLE", default_value = "10m", value_parser = parse_duration)]
+    pub metrics_retain_idle: Duration,
+
+    /// Inbound: a name the Deployment is also known by (a Service's),
+    /// `HOST` on any port or `HOST:PORT`. Repeatable, or comma-separated.
+    /// The Deployment's own names (`NAME`, `NAME.NAMESPACE`,
+    /// `NAME.NAMESPACE.svc[.CLUSTER_DOMAIN]`), the pod's, the dialed address
+    /// and `--outbound-endpoint`s naming this Deployment are known anyway;
+    /// any other authority is labelled `_overflow`.
+    #[arg(
+        long = "inbound-authority",
+        env = "CONDUIT_PROXY_INBOUND_AUTHORITY",
+        value_name = "HOST[:PORT]",
+        value_delimiter = ',',
+        value_parser = parse_host_or_authority
+    )]
+    pub inbound_authorities: Vec<String>,
+
+    /// The cluster's DNS domain, which completes the Deployment's names.
+    #[arg(long, env = "CONDUIT_PROXY_CLUSTER_DOMAIN", default_value = conduit_api::discovery_file::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// Admin server: a client must send a complete request head within this
+    /// time (against slowloris), or the connection is closed.
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub admin_header_read_timeout: Duration,
+
+    /// Admin server: a connection on which no byte moved for this long is
+    /// closed (a keep-alive client gone quiet, a client that stopped
+    /// reading).
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub admin_idle_timeout: Duration,
+
+    /// Admin server: connections served at once; more are closed on
+    /// accept.
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_MAX_CONNECTIONS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
+
+    /// Live tap subscriptions at once; more are refused with
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_SUBSCRIBERS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tap_max_subscribers: u32,
+
+    /// Tap server: HTTP/2 streams per connection at once; more are refused
+    /// (REFUSED_STREAM).
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_CONCURRENT_STREAMS", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub tap_max_concurrent_streams: u32,
+
+    /// Tap server: largest request message accepted (a tap filter is a few
+    /// hundred bytes).
+    #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_REQUEST_BYTES", default_value_t = 16_384, value_parser = clap::value_parser!(u32).range(1_024..))]
+    pub tap_max_request_bytes: u32,
+
+    /// HTTP/2 servers (inbound, outbound): streams per connection at once;
+    /// more are refused (REFUSED_STREAM).
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_CONCURRENT_STREAMS", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_concurrent_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): streams a client may reset
+    /// before they were served (the "rapid reset" attack) before the
+    /// connection is closed with ENHANCE_YOUR_CALM.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_PENDING_ACCEPT_RESET_STREAMS", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_pending_accept_reset_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): streams the proxy may reset
+    /// for a client's protocol errors (malformed or refused streams, the
+    /// "made you reset" attack) before the connection is closed with
+    /// ENHANCE_YOUR_CALM.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_MAX_LOCAL_ERROR_RESET_STREAMS", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http2_max_local_error_reset_streams: u32,
+
+    /// HTTP/2 servers (inbound, outbound, tap): how often a PING checks
+    /// that a client is still there; `0s` disables.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub http2_keepalive_interval: Duration,
+
+    /// HTTP/2 servers: a client that does not answer a keep-alive PING
+    /// within this is disconnected.
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub http2_keepalive_timeout: Duration,
+
+    /// Inbound: a meshed client must complete its mTLS handshake within
+    /// this, or the connection is closed.
+    #[arg(long, env = "CONDUIT_PROXY_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Config {
@@ -290,6 +390,23 @@ impl Config {
 
     pub(crate) fn is_opaque_port(&self, port: u16) -> bool {
         self.opaque_ports.iter().any(|r| r.contains(port))
+    }
+
+    pub(crate) fn h2_limits(&self) -> crate::http::server::H2Limits {
+        crate::http::server::H2Limits {
+            max_concurrent_streams: self.http2_max_concurrent_streams,
+            max_pending_accept_reset_streams: self.http2_max_pending_accept_reset_streams as usize,
+            max_local_error_reset_streams: self.http2_max_local_error_reset_streams as usize,
+            keepalive_interval: Some(self.http2_keepalive_interval).filter(|d| !d.is_zero()),
+            keepalive_timeout: self.http2_keepalive_timeout,
+        }
+    }
+
+    pub(crate) fn series_limits(&self) -> crate::metrics::SeriesLimits {
+        crate::metrics::SeriesLimits {
+            max_label_sets: self.metrics_max_label_sets as usize,
+            retain_idle: self.metrics_retain_idle,
+        }
     }
 }
 
@@ -428,6 +545,20 @@ fn validate_authority(authority: &str) -> Result<(), String> {
             "{authority:?} is not an authority: use HOST:PORT, e.g. web.demo.svc.cluster.local:8080"
         )),
     }
+}
+
+/// `HOST` or `HOST:PORT`, lower case (as authorities are compared).
+fn parse_host_or_authority(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    // A port, or nothing but the host (no `user@`, no empty port).
+    let valid = |a: &http::uri::Authority| {
+        !a.host().is_empty() && (a.port_u16().is_some() || a.as_str() == a.host())
+    };
+    s.parse::<http::uri::Authority>()
+        .ok()
+        .filter(valid)
+        .map(|a| a.as_str().to_ascii_lowercase())
+        .ok_or_else(|| format!("{s:?} is not HOST or HOST:PORT, e.g. web.demo.svc.cluster.local"))
 }
 
 /// `500ms`, `1s`, `2m`, `1h`, or combinations such as `1m30s`.

@@ -30,6 +30,10 @@ pub(crate) enum ProxyError {
     NoEndpoints(String),
     #[error("all endpoints of {0} are unavailable")]
     Unavailable(String),
+    /// The outbound destination cache is full of authorities still being
+    /// resolved.
+    #[error("too many outbound authorities being resolved at once")]
+    TooManyAuthorities,
     #[error("upstream unreachable: {0}")]
     Unreachable(String),
     #[error("connect timeout")]
@@ -51,7 +55,7 @@ impl ProxyError {
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             NoRoute(_) => StatusCode::NOT_FOUND,
-            NoEndpoints(_) | Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            NoEndpoints(_) | Unavailable(_) | TooManyAuthorities => StatusCode::SERVICE_UNAVAILABLE,
             Unreachable(_) | Upstream(_) => StatusCode::BAD_GATEWAY,
             ConnectTimeout | RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             Unauthorized => StatusCode::FORBIDDEN,

@@ -120,13 +120,26 @@ impl Identity {
         res
     }
 
-    /// Terminates mTLS from a peer that named this proxy's identity.
-    pub(crate) async fn accept<IO>(&self, io: IO) -> io::Result<tokio_rustls::server::TlsStream<IO>>
+    /// Terminates mTLS from a peer that named this proxy's identity; a
+    /// handshake that takes longer than `timeout` fails (a stalled client
+    /// would hold its connection for ever).
+    pub(crate) async fn accept<IO>(
+        &self,
+        io: IO,
+        timeout: std::time::Duration,
+    ) -> io::Result<tokio_rustls::server::TlsStream<IO>>
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.server.clone());
-        let res = acceptor.accept(io).await;
+        let res = tokio::time::timeout(timeout, acceptor.accept(io))
+            .await
+            .unwrap_or_else(|_| {
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the client did not complete its TLS handshake in time",
+                ))
+            });
         if let Err(e) = &res {
             let reason = failure_reason(e);
             self.failed(Direction::Inbound, reason);

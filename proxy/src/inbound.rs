@@ -1,7 +1,12 @@
 //! Inbound: connections from peers, forwarded to the local application.
 //!
 //! The target is the application: `--inbound-app-addr` in explicit mode,
-//! `127.0.0.1:<original port>` in transparent mode. HTTP is served and
+//! the original destination (the pod's address and the port the client
+//! dialed) in transparent mode. Not loopback: what the application binds to
+//! loopback only stays private to the pod, as without a proxy. A
+//! connection whose original destination is one of the proxy's own ports
+//! is refused: forwarding it would loop, or hand the pod's outbound
+//! listener (and identity) to a peer. HTTP is served and
 //! measured per request (HTTP/1 requests a peer proxy upgraded to HTTP/2
 //! are restored to HTTP/1 here); everything else is forwarded as bytes.
 //!
@@ -13,13 +18,13 @@
 //! are checked, since a meshed client always speaks first.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
-use conduit_api::metrics::{NoTlsReason, Tls, label};
+use conduit_api::metrics::{self as names, NoTlsReason, Tls, label};
 use conduit_api::proto::policy::v1::ProxyProtocol;
 use conduit_api::{DeploymentRef, Direction};
 use conduit_identity::tls::Alpn;
@@ -44,6 +49,7 @@ use crate::identity::Identity;
 use crate::io::{MeteredIo, PrefixedIo};
 use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
 use crate::policy::{self, Policies};
+use crate::served::ServedNames;
 use crate::tap::{PeerMeta, RequestMeta, Tap};
 
 pub(crate) struct Inbound {
@@ -55,6 +61,8 @@ pub(crate) struct Inbound {
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
     policies: Policies,
+    /// The authorities that keep their own `authority` label.
+    served: ServedNames,
     dst_tcp: Arc<TcpStats>,
     /// The clients' transport series of unmeshed and passed-through
     /// connections, looked up once (per-client mTLS series are looked up
@@ -63,20 +71,30 @@ pub(crate) struct Inbound {
     passthrough_tcp: Arc<TcpStats>,
     /// One client per application port, shared by all connections.
     clients: Mutex<HashMap<SocketAddr, Arc<EndpointClient>>>,
+    /// The proxy's listening ports: no transparent connection goes there.
+    proxy_ports: Vec<u16>,
 }
+
+/// Application clients kept past this are only those connections use: in
+/// transparent mode a peer picks the port, so the map must not grow with
+/// every port it tries.
+const MAX_IDLE_APP_CLIENTS: usize = 64;
 
 /// How an accepted connection is secured, once its first bytes are seen.
 struct Peer {
     addr: SocketAddr,
+    /// The address the client dialed (the pod's, in transparent mode).
+    dialed: IpAddr,
     tls: Tls,
     /// The client's identity, from the certificate it proved.
     client_id: Option<Arc<str>>,
 }
 
 impl Peer {
-    fn unmeshed(addr: SocketAddr, reason: NoTlsReason) -> Self {
+    fn unmeshed(addr: SocketAddr, dialed: IpAddr, reason: NoTlsReason) -> Self {
         Self {
             addr,
+            dialed,
             tls: Tls::NoIdentity(reason),
             client_id: None,
         }
@@ -106,6 +124,7 @@ impl Inbound {
         ]);
         Self {
             own: config.deployment_ref(),
+            served: ServedNames::new(&config),
             config,
             tap,
             server,
@@ -116,7 +135,16 @@ impl Inbound {
             plaintext_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::NoTlsFromRemote), ""),
             passthrough_tcp: src_tcp(&registry, Tls::NoIdentity(NoTlsReason::Passthrough), ""),
             clients: Mutex::default(),
+            proxy_ports: Vec::new(),
             registry,
+        }
+    }
+
+    /// The ports of the proxy's own listeners.
+    pub(crate) fn with_proxy_ports(self, proxy_ports: Vec<u16>) -> Self {
+        Self {
+            proxy_ports,
+            ..self
         }
     }
 
@@ -124,12 +152,22 @@ impl Inbound {
         let target = match self.config.mode {
             Mode::Explicit => self.config.inbound_app_addr,
             Mode::Transparent => match accept::original_dst(&stream) {
-                Ok(dst) => SocketAddr::from(([127, 0, 0, 1], dst.port())),
+                Ok(dst) if self.proxy_ports.contains(&dst.port()) => {
+                    return self.refuse_proxy_port(client, dst);
+                }
+                Ok(dst) => dst,
                 Err(e) => {
                     tracing::warn!(%client, error = %e, "no original destination on a transparent inbound connection; closing it");
                     return;
                 }
             },
+        };
+        let dialed = match stream.local_addr() {
+            Ok(a) => a.ip(),
+            Err(e) => {
+                tracing::debug!(%client, error = %e, "inbound connection gone before it was handled");
+                return;
+            }
         };
         let mut first = BytesMut::with_capacity(1024);
         // Without an identity there is no TLS of ours to look for.
@@ -142,17 +180,17 @@ impl Inbound {
         };
         match hello {
             Hello::ForMe => {
-                self.terminate(PrefixedIo::new(first.freeze(), stream), client, target)
-                    .await
+                let io = PrefixedIo::new(first.freeze(), stream);
+                self.terminate(io, client, dialed, target).await
             }
             Hello::Passthrough => {
                 let io = metered(stream, first, self.passthrough_tcp.clone());
-                let peer = Peer::unmeshed(client, NoTlsReason::Passthrough);
+                let peer = Peer::unmeshed(client, dialed, NoTlsReason::Passthrough);
                 self.forward_tcp(io, target, &peer).await
             }
             Hello::Plaintext { silent } => {
                 let io = metered(stream, first, self.plaintext_tcp.clone());
-                let peer = Peer::unmeshed(client, NoTlsReason::NoTlsFromRemote);
+                let peer = Peer::unmeshed(client, dialed, NoTlsReason::NoTlsFromRemote);
                 // A silent client speaks when spoken to: nothing to detect.
                 // (With identity on, an unmeshed client of a
                 // server-speaks-first port waits out the detection timeout
@@ -163,6 +201,12 @@ impl Inbound {
                 self.serve_detected(io, client, target, peer).await
             }
         }
+    }
+
+    fn refuse_proxy_port(&self, client: SocketAddr, dst: SocketAddr) {
+        let refused = &self.registry.proxy.inbound_proxy_port_refused;
+        refused.fetch_add(1, Relaxed);
+        tracing::info!(%client, %dst, "refused an inbound connection to one of the proxy's own ports");
     }
 
     /// Reads until the first bytes show whether the client starts a TLS
@@ -213,12 +257,13 @@ impl Inbound {
         self: Arc<Self>,
         io: PrefixedIo<TcpStream>,
         client: SocketAddr,
+        dialed: IpAddr,
         target: SocketAddr,
     ) {
         let Some(identity) = self.identity.clone() else {
             return;
         };
-        let Ok(tls) = identity.accept(io).await else {
+        let Ok(tls) = identity.accept(io, self.config.tls_handshake_timeout).await else {
             return;
         };
         let client_id = conduit_identity::grpc::client_identity(&tls).map(|i| i.to_string());
@@ -231,6 +276,7 @@ impl Inbound {
         let io = MeteredIo::new(tls, stats);
         let peer = Peer {
             addr: client,
+            dialed,
             tls: Tls::Secured,
             client_id: client_id.map(Into::into),
         };
@@ -283,7 +329,11 @@ impl Inbound {
     }
 
     fn client_for(&self, target: SocketAddr) -> Arc<EndpointClient> {
-        lock(&self.clients)
+        let mut clients = lock(&self.clients);
+        if clients.len() >= MAX_IDLE_APP_CLIENTS && !clients.contains_key(&target) {
+            clients.retain(|_, c| Arc::strong_count(c) > 1);
+        }
+        clients
             .entry(target)
             .or_insert_with(|| {
                 Arc::new(EndpointClient::new(
@@ -381,7 +431,7 @@ enum Hello {
 
 struct Cached {
     raw: String,
-    label: Arc<str>,
+    authority: Arc<str>,
     stats: Arc<HttpStats>,
 }
 
@@ -399,20 +449,21 @@ struct InboundConn {
 }
 
 impl InboundConn {
-    /// The normalized authority label and series of a request's authority.
+    /// The normalized authority and the series of a request's authority.
     fn stats_for(&self, raw: Option<&Authority>) -> (Arc<str>, Arc<HttpStats>) {
         let raw_str = raw.map_or("", |a| a.as_str());
         let mut cached = lock(&self.stats);
         if let Some(c) = &*cached
             && c.raw == raw_str
         {
-            return (c.label.clone(), c.stats.clone());
+            return (c.authority.clone(), c.stats.clone());
         }
-        let label: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
+        let authority: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
+        let label = self.authority_label(&authority);
         let [tls, reason] = tls_labels(self.peer.tls);
         let stats = self.inbound.registry.http(&[
             (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::AUTHORITY, &label),
+            (label::AUTHORITY, label),
             tls,
             reason,
             (
@@ -422,10 +473,25 @@ impl InboundConn {
         ]);
         *cached = Some(Cached {
             raw: raw_str.to_string(),
-            label: label.clone(),
+            authority: authority.clone(),
             stats: stats.clone(),
         });
-        (label, stats)
+        (authority, stats)
+    }
+
+    /// The authority itself when it names this Deployment; otherwise the
+    /// overflow value, counted (the client chose it, and could choose
+    /// without end).
+    fn authority_label<'a>(&self, authority: &'a str) -> &'a str {
+        let served = &self.inbound.served;
+        if authority.is_empty() || served.serves(authority, self.peer.dialed) {
+            return authority;
+        }
+        self.inbound.registry.folded(
+            names::REQUEST_TOTAL,
+            names::OVERFLOW_REASON_UNKNOWN_AUTHORITY,
+        );
+        names::OVERFLOW_LABEL_VALUE
     }
 
     async fn forward(
@@ -470,13 +536,13 @@ impl Handler for InboundConn {
 
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Self::Body> {
         let start = Instant::now();
-        let (authority_label, stats) = self.stats_for(authority::of(&req).as_ref());
+        let (authority, stats) = self.stats_for(authority::of(&req).as_ref());
         let inbound = &self.inbound;
         let tap = inbound.tap.capture(&RequestMeta {
             direction: Direction::Inbound,
             method: req.method(),
             uri: req.uri(),
-            authority: &authority_label,
+            authority: &authority,
             headers: req.headers(),
             source: PeerMeta {
                 addr: self.client,

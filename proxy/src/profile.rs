@@ -116,6 +116,29 @@ pub(crate) struct RetryPolicy {
     pub(crate) max_attempts: u32,
 }
 
+/// A profile as the destination service may send it, taken as the proxy
+/// takes it: accepted or refused whole, then asked for a request's route,
+/// and that route for the response's class and whether to retry it. The
+/// profile fuzz target's way in.
+#[doc(hidden)]
+pub fn check<B>(
+    p: pb::DestinationProfile,
+    req: &http::Request<B>,
+    status: u16,
+    grpc_status: Option<i32>,
+) -> Result<Option<(Classification, bool)>, String> {
+    let profile = Profile::from_proto(p).map_err(|e| e.to_string())?;
+    let Some(route) = profile.route_for(req) else {
+        return Ok(None);
+    };
+    let class = route.classes.classify(status, grpc_status);
+    let retry = route
+        .retry
+        .as_ref()
+        .is_some_and(|r| r.allows_method(req.method()) && r.is_retryable(status, grpc_status));
+    Ok(Some((class, retry)))
+}
+
 impl Profile {
     pub(crate) fn from_proto(p: pb::DestinationProfile) -> Result<Self, ProfileError> {
         let budget = p.retry_budget.map(budget).transpose()?;

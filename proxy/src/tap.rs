@@ -55,6 +55,7 @@ pub(crate) struct RequestMeta<'a> {
 pub(crate) struct Tap {
     subscribers: RwLock<Vec<Arc<Subscriber>>>,
     active: AtomicUsize,
+    max_subscribers: usize,
     max_rps: u32,
     sample_rate: f64,
     sample_limit: Mutex<RateLimit>,
@@ -68,6 +69,7 @@ impl Tap {
     /// `max_rps`: a subscriber's default and ceiling. Sampled events: a
     /// `sample_rate` fraction of requests, at most `sample_max_rps`.
     pub(crate) fn new(
+        max_subscribers: usize,
         max_rps: u32,
         sample_rate: f64,
         sample_max_rps: u32,
@@ -76,6 +78,7 @@ impl Tap {
         Self {
             subscribers: RwLock::default(),
             active: AtomicUsize::new(0),
+            max_subscribers,
             max_rps,
             sample_rate,
             sample_limit: Mutex::new(RateLimit::new(sample_max_rps)),
@@ -88,21 +91,32 @@ impl Tap {
     }
 
     /// Starts a live subscription; events stop when the receiver is dropped.
-    pub(crate) fn subscribe(&self, filter: Filter, max_rps: u32) -> mpsc::Receiver<TapEvent> {
+    /// Each subscriber costs a buffer of events and a filter check per
+    /// request, so there is a cap: `None` past it.
+    pub(crate) fn subscribe(
+        &self,
+        filter: Filter,
+        max_rps: u32,
+    ) -> Option<mpsc::Receiver<TapEvent>> {
         let rps = match max_rps {
             0 => self.max_rps,
             n => n.min(self.max_rps),
         };
+        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
+        // Subscribers that left are otherwise only noticed by traffic.
+        subs.retain(|s| !s.tx.is_closed());
+        self.active.store(subs.len(), Relaxed);
+        if subs.len() >= self.max_subscribers {
+            return None;
+        }
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let sub = Arc::new(Subscriber {
+        subs.push(Arc::new(Subscriber {
             filter,
             tx,
             limit: Mutex::new(RateLimit::new(rps)),
-        });
-        let mut subs = self.subscribers.write().unwrap_or_else(|e| e.into_inner());
-        subs.push(sub);
+        }));
         self.active.store(subs.len(), Relaxed);
-        rx
+        Some(rx)
     }
 
     /// Decides whether the request produces an event.
@@ -304,7 +318,12 @@ impl pb::tap_server::Tap for TapService {
         let req = request.into_inner();
         let filter = req.filter.unwrap_or_default();
         validate(&filter)?;
-        let rx = self.tap.subscribe(filter, req.max_rps);
+        let rx = self.tap.subscribe(filter, req.max_rps).ok_or_else(|| {
+            tonic::Status::resource_exhausted(format!(
+                "this proxy already serves {} live tap subscriptions (--tap-max-subscribers); try again later",
+                self.tap.max_subscribers
+            ))
+        })?;
         let events = ReceiverStream::new(rx).map(Ok);
         let stream: EventStream = match usize::try_from(req.limit) {
             Ok(0) | Err(_) => Box::pin(events),

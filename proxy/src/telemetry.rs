@@ -270,6 +270,21 @@ impl Telemetry {
             }
             out.counter(key.metric(), l, n);
         }
+        let mut l = local.clone();
+        l.insert(label::REASON, names::REFUSED_REASON_PROXY_PORT);
+        let refused = p.inbound_proxy_port_refused.load(Relaxed);
+        out.counter(names::INBOUND_CONNECTIONS_REFUSED_TOTAL, l, refused);
+        for ((family, reason), n) in reg.overflow_counts() {
+            let mut l = local.clone();
+            l.insert(label::FAMILY, family);
+            l.insert(label::REASON, reason);
+            out.counter(names::METRICS_LABEL_SETS_OVERFLOW_TOTAL, l, n);
+        }
+        for (family, n) in reg.eviction_counts() {
+            let mut l = local.clone();
+            l.insert(label::FAMILY, family);
+            out.counter(names::METRICS_LABEL_SETS_EVICTED_TOTAL, l, n);
+        }
         for ((direction, reason), n) in reg.handshake_failures() {
             let mut l = local.clone();
             l.insert(label::DIRECTION, direction.as_str());

@@ -843,3 +843,45 @@ fn the_applications_own_tls_passes_through_untouched() {
     let passthrough = [("peer", "src"), ("no_tls_reason", "passthrough")];
     assert_eq!(metric_sum(&m, "tcp_open_total", &passthrough), 1.0, "{m}");
 }
+
+#[test]
+fn a_stalled_tls_handshake_is_cut_off() {
+    let identity = MeshIdentity::new(&[id("web")]);
+    let (controller, _discovery) = controller(&identity, "24h");
+    let app = Upstream::start(Default::default());
+    let timeout = ["--tls-handshake-timeout".into(), "500ms".into()];
+    let server = proxy(&identity, &controller, "web", app.addr, timeout.into());
+
+    // A ClientHello for the server's identity, then silence: the server
+    // answers and waits for the client's certificate, which never comes.
+    let anchors = conduit_identity::TrustAnchors::read(&identity.files.trust_anchors()).unwrap();
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(conduit_identity::tls::provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(anchors.roots())
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let name = rustls_pki_types::ServerName::try_from(id("web").to_string()).unwrap();
+    let mut tls = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut hello = Vec::new();
+    tls.write_tls(&mut hello).unwrap();
+    let mut tcp = TcpStream::connect(server.inbound).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    tcp.write_all(&hello).unwrap();
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let read = tcp.read_to_end(&mut answer);
+    let elapsed = start.elapsed();
+    assert!(read.is_ok(), "the server never closed: {read:?}");
+    assert!(!answer.is_empty(), "the server answered the ClientHello");
+    assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
+
+    let m = metrics(server.admin);
+    let timed_out = [("direction", "inbound"), ("reason", "timeout")];
+    assert_eq!(
+        metric_sum(&m, "tls_handshake_failures_total", &timed_out),
+        1.0,
+        "{m}"
+    );
+}

@@ -6,7 +6,10 @@
 //!   proxy (its `/metrics` count every request) and reaches exactly the
 //!   server it dialed (the original destination is preserved);
 //! - a client outside dialing the pod's address reaches the pod's app
-//!   through the proxy's inbound side;
+//!   through the proxy's inbound side, at the pod's address: a port the
+//!   app binds to loopback only stays private;
+//! - a redirected connection to one of the proxy's own ports is refused
+//!   and counted (it would loop, or reach the outbound listener);
 //! - skipped ports, inbound and outbound, bypass the proxy;
 //! - running init again changes nothing;
 //! - and init without iptables, or with bad ports, says so.
@@ -20,10 +23,11 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use conduit_api::sidecar::{ADMIN_PORT, PROXY_UID};
+use conduit_api::sidecar::{ADMIN_PORT, INBOUND_PORT, OUTBOUND_PORT, PROXY_UID};
 
 const PROXY: &str = env!("CARGO_BIN_EXE_conduit-proxy");
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,11 +69,13 @@ impl Pod {
             "0",
             "transparent mode tests need root: they create a network namespace and program iptables"
         );
-        // Unique per process, so concurrent runs do not collide; /30 out of
-        // 10.234.0.0/16 chosen from the pid.
+        // Unique per process and pod, so concurrent runs do not collide;
+        // /30 out of 10.234.0.0/16 chosen from both.
+        static PODS: AtomicU32 = AtomicU32::new(0);
         let pid = std::process::id();
-        let name = format!("conduit-t{pid}");
-        let block = (pid % 16_384) * 4;
+        let n = PODS.fetch_add(1, Ordering::Relaxed);
+        let name = format!("conduit-t{pid}-{n}");
+        let block = ((pid * 4 + n) % 16_384) * 4;
         let subnet = |host: u32| {
             Ipv4Addr::new(
                 10,
@@ -78,8 +84,8 @@ impl Pod {
                 (block % 256) as u8 + host as u8,
             )
         };
-        let host_if = format!("cdh{pid}");
-        let pod_if = format!("cdp{pid}");
+        let host_if = format!("cdh{pid}-{n}");
+        let pod_if = format!("cdp{pid}-{n}");
         let pod = Pod {
             name: name.clone(),
             host_if: host_if.clone(),
@@ -181,16 +187,18 @@ impl Pod {
         }
     }
 
+    /// The proxy's `/metrics`.
+    fn metrics(&self) -> String {
+        let admin = SocketAddr::from((self.pod_ip, ADMIN_PORT));
+        let (status, body) = http_get(admin, "/metrics", "admin").unwrap();
+        assert_eq!(status, 200);
+        body
+    }
+
     /// `request_total` of one direction, summed over label sets.
     fn requests(&self, direction: &str) -> u64 {
-        let (status, body) = http_get(
-            SocketAddr::from((self.pod_ip, ADMIN_PORT)),
-            "/metrics",
-            "admin",
-        )
-        .unwrap();
-        assert_eq!(status, 200);
-        metric_sum(&body, "request_total", direction)
+        let direction = format!("direction=\"{direction}\"");
+        metric_sum(&self.metrics(), "request_total{", &direction)
     }
 
     fn nat_rules(&self) -> String {
@@ -229,10 +237,11 @@ impl Drop for Pod {
     }
 }
 
-fn metric_sum(text: &str, name: &str, direction: &str) -> u64 {
-    let direction = format!("direction=\"{direction}\"");
+/// The sum of the samples whose line starts with `series` and contains
+/// `label` (`name="value"`).
+fn metric_sum(text: &str, series: &str, label: &str) -> u64 {
     text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(&direction))
+        .filter(|l| l.starts_with(series) && l.contains(label))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
         .sum()
 }
@@ -404,7 +413,7 @@ fn transparent_mode_intercepts_preserves_destinations_and_honours_skips() {
         let addr = SocketAddr::from((pod_ip, app_port));
         let (status, body) = http_get(addr, "/", &addr.to_string()).unwrap();
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body, format!("app at 127.0.0.1:{app_port}"));
+        assert_eq!(body, format!("app at {pod_ip}:{app_port}"));
     }
     assert_eq!(pod.requests("inbound"), N);
 
@@ -416,6 +425,61 @@ fn transparent_mode_intercepts_preserves_destinations_and_honours_skips() {
         pod.requests("inbound"),
         N,
         "a skipped inbound port went through the proxy"
+    );
+}
+
+#[test]
+fn inbound_reaches_only_what_the_pod_exposes() {
+    let mut pod = Pod::create();
+    let (server, server_port) = listen(pod.host_ip);
+    serve(server, "server");
+    // The app: one port on every address, one on loopback only.
+    let (public_port, private_port) = pod
+        .spawn(|| {
+            let (public, public_port) = listen(Ipv4Addr::UNSPECIFIED);
+            let (private, private_port) = listen(Ipv4Addr::LOCALHOST);
+            serve(public, "app");
+            serve(private, "app-private");
+            (public_port, private_port)
+        })
+        .join()
+        .unwrap();
+    pod.exec(PROXY, &["init", "--skip-inbound-ports", "4190,4191"]);
+    pod.start_proxy();
+    let pod_ip = pod.pod_ip;
+
+    let public = SocketAddr::from((pod_ip, public_port));
+    let (status, body) = http_get(public, "/", &public.to_string()).unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, format!("app at {pod_ip}:{public_port}"));
+
+    // Without the proxy a client outside cannot reach a loopback port, so
+    // through it neither.
+    let private = SocketAddr::from((pod_ip, private_port));
+    let (status, body) = http_get(private, "/", &private.to_string()).unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(!body.contains("app-private"), "{body}");
+
+    // The proxy's own ports: the outbound listener would carry the request
+    // to `server` as the pod; the inbound one would forward to itself.
+    let server = SocketAddr::from((pod.host_ip, server_port)).to_string();
+    for port in [OUTBOUND_PORT, INBOUND_PORT] {
+        let answer = http_get(SocketAddr::from((pod_ip, port)), "/", &server);
+        assert!(
+            matches!(answer, Ok((0, _)) | Err(_)),
+            "port {port} answered {answer:?}"
+        );
+    }
+    let refused = metric_sum(
+        &pod.metrics(),
+        "inbound_connections_refused_total{",
+        "reason=\"proxy_port\"",
+    );
+    assert_eq!(refused, 2);
+    assert_eq!(
+        pod.requests("outbound"),
+        0,
+        "nothing reached the outbound side"
     );
 }
 

@@ -9,7 +9,7 @@ use conduit_api::proto::public::v1::AuthzRequest;
 use crate::api;
 use crate::args::DeploymentWindowArgs;
 use crate::cmd::{block_on, required_name};
-use crate::output::{Format, Table, print_json};
+use crate::output::{Format, Table, outln, print_json};
 
 pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
     let name = required_name(&args.target, "authz")?;
@@ -39,7 +39,7 @@ pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
         table.row(cells(r, wide));
     }
     table.print()?;
-    println!("\nPorts no Server selects: {}", authz.default_policy);
+    outln!("\nPorts no Server selects: {}", authz.default_policy)?;
     Ok(())
 }
 

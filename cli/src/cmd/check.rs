@@ -8,7 +8,7 @@ use conduit_api::proto::public::v1::{CheckRequest, VersionRequest};
 use crate::api;
 use crate::args::CommonArgs;
 use crate::cmd::block_on;
-use crate::output::{Format, print_json};
+use crate::output::{Format, outln, print_json};
 
 const CLI: &str = "conduit-cli";
 
@@ -30,7 +30,7 @@ pub(crate) fn run(args: CommonArgs) -> anyhow::Result<()> {
     if args.output == Format::Json {
         print_json(&check)?;
     } else {
-        print_human(&check);
+        print_human(&check)?;
     }
     let failed = check
         .results
@@ -96,24 +96,24 @@ async fn gather(args: &CommonArgs) -> Check {
     Check { results }
 }
 
-fn print_human(check: &Check) {
+fn print_human(check: &Check) -> std::io::Result<()> {
     let mut category = "";
     for r in &check.results {
         if r.category != category {
             if !category.is_empty() {
-                println!();
+                outln!()?;
             }
             category = &r.category;
-            println!("{category}\n{}", "-".repeat(category.chars().count()));
+            outln!("{category}\n{}", "-".repeat(category.chars().count()))?;
         }
         let mark = match r.status {
             CheckStatus::Ok => "√",
             CheckStatus::Warning => "‼",
             CheckStatus::Failed => "×",
         };
-        println!("{mark} {}", r.description);
+        outln!("{mark} {}", r.description)?;
         if !r.hint.is_empty() {
-            println!("    {}", r.hint);
+            outln!("    {}", r.hint)?;
         }
     }
     let worst = check
@@ -125,12 +125,12 @@ fn print_human(check: &Check) {
             (CheckStatus::Warning, _) | (_, CheckStatus::Warning) => CheckStatus::Warning,
             _ => CheckStatus::Ok,
         });
-    println!(
+    outln!(
         "\nStatus check results are {}",
         match worst {
             CheckStatus::Ok => "√",
             CheckStatus::Warning => "‼",
             CheckStatus::Failed => "×",
         }
-    );
+    )
 }

@@ -8,6 +8,7 @@ use crate::api::{self, CONTROLLER_HTTP_PORT};
 use crate::args::DashboardArgs;
 use crate::cmd::block_on;
 use crate::forward;
+use crate::output::outln;
 
 pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<()> {
     block_on(async {
@@ -20,16 +21,16 @@ pub(crate) fn run(args: DashboardArgs) -> anyhow::Result<()> {
             .into_inner();
         if conn.forward.is_none() {
             let url = with_session(version.dashboard_url, conn.credential());
-            println!("Conduit dashboard: {url}");
+            outln!("Conduit dashboard: {url}")?;
             open(&url, args.no_browser);
             return Ok(());
         }
         let http = forward::to_controller(CONTROLLER_HTTP_PORT).await?;
         let url = with_session(format!("http://{}", http.local), conn.credential());
-        println!(
+        outln!(
             "Conduit dashboard: {url} (port-forward to {}; Ctrl-C to stop)",
             http.description
-        );
+        )?;
         open(&url, args.no_browser);
         tokio::signal::ctrl_c().await?;
         Ok(())

@@ -6,7 +6,7 @@ use conduit_api::proto::public::v1::{EdgesRequest, Selector};
 use crate::api;
 use crate::args::EdgesArgs;
 use crate::cmd::block_on;
-use crate::output::{Format, Table, print_json};
+use crate::output::{Format, Table, outln, print_json};
 
 pub(crate) fn run(args: EdgesArgs) -> anyhow::Result<()> {
     let edges = block_on(async {
@@ -25,7 +25,7 @@ pub(crate) fn run(args: EdgesArgs) -> anyhow::Result<()> {
         return print_json(&edges);
     }
     if edges.edges.is_empty() {
-        println!("No edges found.");
+        outln!("No edges found.")?;
         return Ok(());
     }
     let wide = args.common.output == Format::Wide;

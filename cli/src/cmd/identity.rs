@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::api;
 use crate::args::IdentityArgs;
 use crate::cmd::{block_on, required_name};
-use crate::output::{Format, print_json};
+use crate::output::{Format, outln, print_json};
 
 /// One pod's certificate, as `-o json` prints it.
 #[derive(Serialize)]
@@ -58,11 +58,11 @@ pub(crate) fn run(args: IdentityArgs) -> anyhow::Result<()> {
         return print_json(&pods);
     }
     if pods.is_empty() {
-        println!("No meshed pods found.");
+        outln!("No meshed pods found.")?;
         return Ok(());
     }
     for p in &pods {
-        print_pod(p);
+        print_pod(p)?;
     }
     Ok(())
 }
@@ -106,28 +106,27 @@ fn certificate(leaf: &CertInfo, rest: &[Vec<u8>]) -> Certificate {
     }
 }
 
-fn print_pod(p: &Pod) {
-    println!("POD {} ({})", p.pod, p.identity);
+fn print_pod(p: &Pod) -> std::io::Result<()> {
+    outln!("POD {} ({})", p.pod, p.identity)?;
     let Some(c) = &p.certificate else {
-        println!("  error: {}\n", p.error);
-        return;
+        return outln!("  error: {}\n", p.error);
     };
-    println!("  Subject:     {}", c.subject);
+    outln!("  Subject:     {}", c.subject)?;
     let names: Vec<String> = c
         .dns_names
         .iter()
         .map(|n| format!("DNS:{n}"))
         .chain(c.uris.iter().map(|u| format!("URI:{u}")))
         .collect();
-    println!("  Names:       {}", names.join(", "));
-    println!("  Issuer:      {}", c.issuer);
+    outln!("  Names:       {}", names.join(", "))?;
+    outln!("  Issuer:      {}", c.issuer)?;
     for (i, ca) in c.chain.iter().enumerate() {
-        println!("  Chain[{}]:    {ca}", i + 1);
+        outln!("  Chain[{}]:    {ca}", i + 1)?;
     }
-    println!("  Serial:      {}", c.serial);
-    println!("  Not before:  {}", c.not_before);
-    println!("  Not after:   {}", c.not_after);
-    println!();
+    outln!("  Serial:      {}", c.serial)?;
+    outln!("  Not before:  {}", c.not_before)?;
+    outln!("  Not after:   {}", c.not_after)?;
+    outln!()
 }
 
 /// `2026-12-02T16:17:23Z (in 23h59m)`.

@@ -8,7 +8,7 @@ use conduit_api::proto::public::v1::{Selector, StatRequest};
 use crate::api;
 use crate::args::StatArgs;
 use crate::cmd::block_on;
-use crate::output::{Format, Table, latency, print_json, rps, success};
+use crate::output::{Format, Table, latency, outln, print_json, rps, success};
 
 pub(crate) fn run(args: StatArgs) -> anyhow::Result<()> {
     let stat = block_on(fetch(&args))?;
@@ -79,7 +79,7 @@ fn now_ms() -> i64 {
 
 fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow::Result<()> {
     if rows.is_empty() {
-        println!("No traffic found.");
+        outln!("No traffic found.")?;
         return Ok(());
     }
     let wide = format == Format::Wide;

@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use crate::api;
 use crate::args::TapArgs;
 use crate::cmd::{block_on, required_name};
-use crate::output::{Format, print_json, print_json_line};
+use crate::output::{Format, outln, print_json, print_json_line};
 
 pub(crate) fn run(args: TapArgs) -> anyhow::Result<()> {
     let name = required_name(&args.target, "tap")?;
@@ -102,7 +102,7 @@ async fn search(
         return print_json(&found);
     }
     if found.events.is_empty() {
-        println!("No past requests matched.");
+        outln!("No past requests matched.")?;
     }
     for e in &found.events {
         print_event(e, args.common.output)?;
@@ -115,7 +115,7 @@ fn print_event(e: &TapEvent, format: Format) -> anyhow::Result<()> {
         return print_json_line(e);
     }
     for line in lines(e, format == Format::Wide) {
-        println!("{line}");
+        outln!("{line}")?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use ratatui::widgets::{Block, Borders, Row, Table};
 use crate::api;
 use crate::args::TopArgs;
 use crate::cmd::{block_on, required_name};
-use crate::output::{self, Format, latency, print_json, print_json_line, rps, success};
+use crate::output::{self, Format, latency, outln, print_json, print_json_line, rps, success};
 
 /// `--once` collects this long before printing, so the snapshot covers a
 /// couple of the controller's one-second updates.
@@ -94,7 +94,7 @@ async fn json_lines(args: &TopArgs, req: TopRequest) -> anyhow::Result<()> {
 
 fn print_table(top: &Top) -> anyhow::Result<()> {
     if top.rows.is_empty() {
-        println!("No requests seen yet.");
+        outln!("No requests seen yet.")?;
         return Ok(());
     }
     let mut t = output::Table::new([

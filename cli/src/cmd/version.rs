@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::api;
 use crate::args::VersionArgs;
 use crate::cmd::block_on;
-use crate::output::{Format, print_json};
+use crate::output::{Format, outln, print_json};
 
 #[derive(Serialize)]
 struct Versions {
@@ -42,13 +42,13 @@ pub(crate) fn run(args: VersionArgs) -> anyhow::Result<()> {
     if args.output == Format::Json {
         return print_json(&versions);
     }
-    println!("Client version: {}", versions.client);
+    outln!("Client version: {}", versions.client)?;
     if args.client {
         return Ok(());
     }
     match (&versions.server, &versions.server_error) {
-        (Some(s), _) => println!("Server version: {} ({} mode)", s.version, s.mode),
-        (None, Some(e)) => println!("Server version: unavailable: {e}"),
+        (Some(s), _) => outln!("Server version: {} ({} mode)", s.version, s.mode)?,
+        (None, Some(e)) => outln!("Server version: unavailable: {e}")?,
         (None, None) => unreachable!("either a version or an error"),
     }
     Ok(())

@@ -2,10 +2,15 @@
 //! connection, opened on demand with a connect timeout and metered as
 //! `tcp_*{peer="dst"}`.
 //!
-//! The pool (hyper-util's) is keyed by the request's authority, which is
-//! the logical authority, not the endpoint: each endpoint gets its own
-//! client whose connector always dials that endpoint, so the request keeps
-//! its `Host`/`:authority` while the bytes go where the balancer decided.
+//! Each endpoint gets its own client whose connector always dials that
+//! endpoint, so the request keeps its `Host`/`:authority` while the bytes
+//! go where the balancer decided. The request's authority is the client's
+//! choice, so it must not pick connections: hyper-util's pool keys them by
+//! the URI's authority, so HTTP/1 requests are pooled under the endpoint's
+//! address (their `Host` header carries the authority), and HTTP/2 ones
+//! share one connection ([`Multiplexed`]) whatever their `:authority`.
+//! Otherwise a client writing a new authority into every request would
+//! have the proxy open, and keep idle, a connection per authority.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,8 +20,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use conduit_identity::tls::Alpn;
-use http::{Request, Response, Uri, Version};
+use http::uri::{Authority, Scheme};
+use http::{HeaderValue, Method, Request, Response, Uri, Version, header};
 use hyper::body::Incoming;
+use hyper::client::conn::http2;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
@@ -35,7 +42,9 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) struct EndpointClient {
     http1: Client<Connector, RequestBody>,
-    h2: Client<Connector, RequestBody>,
+    /// The HTTP/1 pool's one key: the endpoint's address.
+    pool_key: Authority,
+    h2: Multiplexed,
     mtls: Mtls,
 }
 
@@ -64,11 +73,21 @@ impl EndpointClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT);
         let mtls = connector.mtls.clone();
         let http1 = builder.build(connector.clone());
-        let h2 = builder.http2_only(true).build(Connector {
-            alpn: Alpn::H2,
-            ..connector
-        });
-        Self { http1, h2, mtls }
+        let h2 = Multiplexed {
+            connector: Connector {
+                alpn: Alpn::H2,
+                ..connector
+            },
+            sender: tokio::sync::Mutex::new(None),
+        };
+        let pool_key =
+            Authority::try_from(addr.to_string()).expect("a socket address is an authority");
+        Self {
+            http1,
+            pool_key,
+            h2,
+            mtls,
+        }
     }
 
     /// Sends over HTTP/2 when the request is HTTP/2 (as the client spoke it,
@@ -85,13 +104,106 @@ impl EndpointClient {
         {
             return Err(ProxyError::Unreachable(NO_CERTIFICATE.into()));
         }
-        let client = if req.version() == Version::HTTP_2 {
-            &self.h2
-        } else {
-            &self.http1
-        };
-        client.request(req).await.map_err(client_error)
+        if req.version() == Version::HTTP_2 {
+            return self.h2.send(req).await;
+        }
+        let req = pooled_by_endpoint(req, &self.pool_key);
+        self.http1.request(req).await.map_err(client_error)
     }
+}
+
+/// The request with the endpoint's address as its URI's authority (the
+/// pool's key) and its own authority in `Host`, written as hyper would
+/// have. CONNECT keeps its target, which is what it asks for.
+fn pooled_by_endpoint(mut req: Request<RequestBody>, key: &Authority) -> Request<RequestBody> {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return req;
+    };
+    if req.method() == Method::CONNECT {
+        return req;
+    }
+    if !req.headers().contains_key(header::HOST) {
+        let host = match authority.port_u16() {
+            Some(80) | None => authority.host().to_string(),
+            Some(_) => authority.as_str().to_string(),
+        };
+        if let Ok(v) = HeaderValue::try_from(host) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+    }
+    let mut parts = req.uri().clone().into_parts();
+    parts.scheme = Some(Scheme::HTTP);
+    parts.authority = Some(key.clone());
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// One HTTP/2 connection to an endpoint, shared by all its requests and
+/// opened again once it closes.
+struct Multiplexed {
+    connector: Connector,
+    sender: tokio::sync::Mutex<Option<http2::SendRequest<RequestBody>>>,
+}
+
+impl Multiplexed {
+    async fn send(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, ProxyError> {
+        let (mut sender, reused) = self.sender().await?;
+        let mut err = match sender.try_send_request(req).await {
+            Ok(rsp) => return Ok(rsp),
+            Err(e) => e,
+        };
+        // A request a closing connection refused never left: it goes once
+        // more on a fresh connection, as hyper-util's pool would send it.
+        match err.take_message() {
+            Some(req) if reused => {
+                self.forget_closing().await;
+                let (mut sender, _) = self.sender().await?;
+                sender.send_request(req).await.map_err(upstream_error)
+            }
+            _ => Err(upstream_error(err.into_error())),
+        }
+    }
+
+    /// The open connection's sender (and true), or a new connection's.
+    async fn sender(&self) -> Result<(http2::SendRequest<RequestBody>, bool), ProxyError> {
+        let mut current = self.sender.lock().await;
+        if let Some(s) = current.as_ref().filter(|s| !s.is_closed()) {
+            return Ok((s.clone(), true));
+        }
+        let io = self
+            .connector
+            .connect()
+            .await
+            .map_err(|e| e.to_proxy_error())?;
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(io)
+            .await
+            .map_err(|e| ProxyError::Unreachable(error_chain(&e)))?;
+        let addr = self.connector.addr;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "HTTP/2 connection to an endpoint ended");
+            }
+        });
+        *current = Some(sender.clone());
+        Ok((sender, false))
+    }
+
+    /// Drops the current connection if it no longer takes requests (unless
+    /// another request already replaced it).
+    async fn forget_closing(&self) {
+        let mut current = self.sender.lock().await;
+        if current.as_ref().is_some_and(|s| !s.is_ready()) {
+            *current = None;
+        }
+    }
+}
+
+fn upstream_error(e: hyper::Error) -> ProxyError {
+    ProxyError::Upstream(error_chain(&e))
 }
 
 fn client_error(e: hyper_util::client::legacy::Error) -> ProxyError {
@@ -136,17 +248,16 @@ impl tower::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _authority: Uri) -> Self::Future {
-        let Connector {
-            addr,
-            timeout,
-            stats,
-            mtls,
-            alpn,
-        } = self.clone();
-        Box::pin(async move {
-            let stream = connect_secured(addr, timeout, mtls.as_ref(), alpn).await?;
-            Ok(TokioIo::new(MeteredIo::new(stream, stats)))
-        })
+        let connector = self.clone();
+        Box::pin(async move { connector.connect().await })
+    }
+}
+
+impl Connector {
+    async fn connect(&self) -> Result<TokioIo<MeteredIo<Transport>>, ConnectError> {
+        let stream =
+            connect_secured(self.addr, self.timeout, self.mtls.as_ref(), self.alpn).await?;
+        Ok(TokioIo::new(MeteredIo::new(stream, self.stats.clone())))
     }
 }
 

@@ -212,9 +212,41 @@ pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
+/// The `grpc-status` of a response; a code gRPC does not define reads as
+/// UNKNOWN (2), as the gRPC spec has clients do, so a peer cannot grow
+/// a series' response counters with codes of its choosing.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    const UNKNOWN: i32 = 2;
+    const LAST_DEFINED: i32 = 16;
     headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse().ok())
+        .map(|code| {
+            if (0..=LAST_DEFINED).contains(&code) {
+                code
+            } else {
+                UNKNOWN
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn undefined_grpc_codes_read_as_unknown() {
+        let status = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-status", v.parse().unwrap());
+            grpc_status(&h)
+        };
+        assert_eq!(status("0"), Some(0));
+        assert_eq!(status("16"), Some(16));
+        assert_eq!(status("17"), Some(2));
+        assert_eq!(status("-5"), Some(2));
+        assert_eq!(status("2147483647"), Some(2));
+        assert_eq!(status("ok"), None);
+    }
 }

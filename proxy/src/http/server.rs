@@ -1,7 +1,9 @@
 //! Serving an accepted connection whose protocol is known, with the
 //! proxy's limits: header size, header read timeout (later requests of a
-//! kept-alive HTTP/1 connection; the first was checked by `head`), and
-//! HTTP/2 protocol errors answered by GOAWAY/RST as hyper and h2 do.
+//! kept-alive HTTP/1 connection; the first was checked by `head`), HTTP/2
+//! protocol errors answered by GOAWAY/RST as hyper and h2 do, and HTTP/2's
+//! own caps ([`H2Limits`]), set here rather than left to hyper's defaults,
+//! which are not part of its stable API.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -34,6 +36,19 @@ pub(crate) enum Version {
     H2,
 }
 
+/// What one HTTP/2 connection may ask of a server (data plane and tap).
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct H2Limits {
+    pub(crate) max_concurrent_streams: u32,
+    /// Streams the client resets before they are served (rapid reset).
+    pub(crate) max_pending_accept_reset_streams: usize,
+    /// Streams the server resets for the client's errors (made you reset).
+    pub(crate) max_local_error_reset_streams: usize,
+    /// `None`: no keep-alive PINGs.
+    pub(crate) keepalive_interval: Option<Duration>,
+    pub(crate) keepalive_timeout: Duration,
+}
+
 /// Server settings shared by every connection of a listener.
 #[derive(Clone)]
 pub(crate) struct Server {
@@ -42,7 +57,11 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    pub(crate) fn new(max_header_bytes: usize, header_read_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        max_header_bytes: usize,
+        header_read_timeout: Duration,
+        limits: H2Limits,
+    ) -> Self {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
@@ -54,7 +73,12 @@ impl Server {
             .half_close(false);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_pending_accept_reset_streams(limits.max_pending_accept_reset_streams)
+            .max_local_error_reset_streams(limits.max_local_error_reset_streams)
+            .keep_alive_interval(limits.keepalive_interval)
+            .keep_alive_timeout(limits.keepalive_timeout);
         Self { http1: h1, h2 }
     }
 

@@ -4,21 +4,24 @@
 //!
 //! Label sets are looked up once per connection or endpoint, not per
 //! request: callers keep the `Arc` they get and the hot path only touches
-//! atomics and two short-held locks.
+//! atomics and two short-held locks. Each family's label sets are bounded
+//! and forgotten when idle ([`family`]).
 
+mod family;
 mod latency;
 mod prom;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use conduit_api::metrics::{self as names, Tls, label};
 use conduit_api::{Classification, Direction, Labels};
 use conduit_identity::Credentials;
 
+use self::family::{Family, Found, Key};
 pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
 
 /// The `tls` and `no_tls_reason` labels of a connection's series (the
@@ -183,17 +186,45 @@ pub(crate) struct ProxyCounters {
     pub(crate) tap_events_sampled: AtomicU64,
     pub(crate) tap_events_dropped: AtomicU64,
     pub(crate) profiles_rejected: AtomicU64,
+    /// Transparent inbound connections addressed to the proxy's own ports.
+    pub(crate) inbound_proxy_port_refused: AtomicU64,
 }
 
-type Key = Vec<(&'static str, String)>;
+/// Label sets per family at most, by default (`--metrics-max-label-sets`).
+pub(crate) const DEFAULT_MAX_LABEL_SETS: u32 = 1_000;
+
+/// How many series peers can make the proxy keep, and for how long.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct SeriesLimits {
+    /// Label sets per family; more share the family's overflow set.
+    pub(crate) max_label_sets: usize,
+    /// A label set unused this long is forgotten.
+    pub(crate) retain_idle: Duration,
+}
+
+impl Default for SeriesLimits {
+    fn default() -> Self {
+        Self {
+            max_label_sets: DEFAULT_MAX_LABEL_SETS as usize,
+            retain_idle: Duration::from_secs(600),
+        }
+    }
+}
 
 /// Every series the proxy has, by family.
 pub(crate) struct Registry {
     local: Vec<(&'static str, String)>,
     local_labels: SeriesLabels,
-    http: Mutex<HashMap<Key, Arc<HttpStats>>>,
-    routes: Mutex<HashMap<Key, Arc<HttpStats>>>,
-    tcp: Mutex<HashMap<Key, Arc<TcpStats>>>,
+    http: Family<HttpStats>,
+    routes: Family<HttpStats>,
+    tcp: Family<TcpStats>,
+    limits: SeriesLimits,
+    /// The clock of the families' idle times.
+    epoch: Instant,
+    /// Label sets refused a series of their own, by family and reason.
+    overflow: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Label sets forgotten after idling, by family.
+    evicted: Mutex<BTreeMap<&'static str, u64>>,
     pub(crate) proxy: ProxyCounters,
     process_start_unix_ms: i64,
     /// The proxy's certificate, once identity is on.
@@ -248,17 +279,35 @@ impl Registry {
             (label::POD, pod.to_string()),
         ];
         let local_labels = SeriesLabels::new(&local, &[]);
+        let limits = SeriesLimits::default();
+        let max = limits.max_label_sets;
         Self {
             local,
             local_labels,
-            http: Mutex::default(),
-            routes: Mutex::default(),
-            tcp: Mutex::default(),
+            http: Family::new(names::REQUEST_TOTAL, max),
+            routes: Family::new(names::ROUTE_REQUEST_TOTAL, max),
+            tcp: Family::new(names::TCP_OPEN_TOTAL, max),
+            limits,
+            epoch: Instant::now(),
+            overflow: Mutex::default(),
+            evicted: Mutex::default(),
             proxy: ProxyCounters::default(),
             process_start_unix_ms: crate::clock::unix_ms(),
             credentials: OnceLock::new(),
             handshake_failures: Mutex::default(),
             authz: Mutex::default(),
+        }
+    }
+
+    /// The same registry with other limits (before any series exists).
+    pub(crate) fn with_limits(self, limits: SeriesLimits) -> Self {
+        let max = limits.max_label_sets;
+        Self {
+            http: Family::new(self.http.metric, max),
+            routes: Family::new(self.routes.metric, max),
+            tcp: Family::new(self.tcp.metric, max),
+            limits,
+            ..self
         }
     }
 
@@ -326,15 +375,68 @@ impl Registry {
 
     fn get_or_insert<T>(
         &self,
-        map: &Mutex<HashMap<Key, Arc<T>>>,
+        family: &Family<T>,
         pairs: &[(&'static str, &str)],
         make: impl FnOnce(SeriesLabels) -> Arc<T>,
     ) -> Arc<T> {
         let key: Key = pairs.iter().map(|(n, v)| (*n, v.to_string())).collect();
-        let mut map = lock(map);
-        map.entry(key)
-            .or_insert_with(|| make(SeriesLabels::new(&self.local, pairs)))
-            .clone()
+        let found = family.get_or_insert(key, self.now_ms(), |key| {
+            let pairs: Vec<(&'static str, &str)> =
+                key.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            make(SeriesLabels::new(&self.local, &pairs))
+        });
+        match found {
+            Found::Own(s) => s,
+            Found::Overflow(s) => {
+                self.folded(family.metric, names::OVERFLOW_REASON_BUDGET);
+                s
+            }
+        }
+    }
+
+    /// Counts a label set that was given the overflow set instead of its
+    /// own.
+    pub(crate) fn folded(&self, family: &'static str, reason: &'static str) {
+        *lock(&self.overflow).entry((family, reason)).or_default() += 1;
+    }
+
+    /// Label sets folded so far, by family and reason.
+    pub(crate) fn overflow_counts(&self) -> Vec<((&'static str, &'static str), u64)> {
+        lock(&self.overflow).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Label sets evicted so far, by family.
+    pub(crate) fn eviction_counts(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.evicted).iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Forgets idle label sets for as long as the proxy runs.
+    pub(crate) async fn evict_idle(self: Arc<Self>) {
+        let idle = self.limits.retain_idle;
+        let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(60));
+        loop {
+            tokio::time::sleep(period).await;
+            self.evict_idle_once(idle_ms);
+        }
+    }
+
+    fn evict_idle_once(&self, idle_ms: u64) {
+        let now = self.now_ms();
+        let counts = [
+            (self.http.metric, self.http.evict_idle(now, idle_ms)),
+            (self.routes.metric, self.routes.evict_idle(now, idle_ms)),
+            (self.tcp.metric, self.tcp.evict_idle(now, idle_ms)),
+        ];
+        let mut evicted = lock(&self.evicted);
+        for (family, n) in counts.into_iter().filter(|(_, n)| *n > 0) {
+            tracing::debug!(family, evicted = n, "forgot idle label sets");
+            *evicted.entry(family).or_default() += n;
+        }
     }
 
     pub(crate) fn http_series(&self) -> Vec<Arc<HttpStats>> {
@@ -369,8 +471,8 @@ impl Registry {
     }
 }
 
-fn sorted<T, K: Ord>(map: &Mutex<HashMap<Key, Arc<T>>>, key: impl Fn(&T) -> K) -> Vec<Arc<T>> {
-    let mut v: Vec<Arc<T>> = lock(map).values().cloned().collect();
+fn sorted<T, K: Ord>(family: &Family<T>, key: impl Fn(&T) -> K) -> Vec<Arc<T>> {
+    let mut v = family.series();
     v.sort_by_cached_key(|s| key(s));
     v
 }

@@ -16,6 +16,7 @@ pub(super) fn render(reg: &Registry) -> String {
     http_family(&mut out, &routes, Family::Route);
     tcp_family(&mut out, reg);
     proxy_family(&mut out, reg);
+    label_set_family(&mut out, reg);
     identity_family(&mut out, reg);
     authz_family(&mut out, reg);
     out
@@ -33,6 +34,32 @@ fn authz_family(out: &mut String, reg: &Registry) {
             last = metric;
         }
         sample(out, metric, local, &key.labels(), *n);
+    }
+}
+
+/// What the label set budget refused and what idled out.
+fn label_set_family(out: &mut String, reg: &Registry) {
+    let local = reg.local_labels();
+    let overflow = names::METRICS_LABEL_SETS_OVERFLOW_TOTAL;
+    header(
+        out,
+        overflow,
+        "counter",
+        "Label sets counted into their family's overflow set instead of their own, by family and reason.",
+    );
+    for ((family, reason), n) in reg.overflow_counts() {
+        let extra = [(label::FAMILY, family), (label::REASON, reason)];
+        sample(out, overflow, local, &extra, n);
+    }
+    let evicted = names::METRICS_LABEL_SETS_EVICTED_TOTAL;
+    header(
+        out,
+        evicted,
+        "counter",
+        "Label sets forgotten after idling, by family.",
+    );
+    for (family, n) in reg.eviction_counts() {
+        sample(out, evicted, local, &[(label::FAMILY, family)], n);
     }
 }
 
@@ -267,6 +294,16 @@ fn proxy_family(out: &mut String, reg: &Registry) {
         header(out, name, "counter", help);
         sample(out, name, local, &[], value.load(Relaxed));
     }
+    let refused = names::INBOUND_CONNECTIONS_REFUSED_TOTAL;
+    header(
+        out,
+        refused,
+        "counter",
+        "Inbound connections refused outright, by reason.",
+    );
+    let reason = [(label::REASON, names::REFUSED_REASON_PROXY_PORT)];
+    let n = p.inbound_proxy_port_refused.load(Relaxed);
+    sample(out, refused, local, &reason, n);
     header(
         out,
         "process_start_time_seconds",

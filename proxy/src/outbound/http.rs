@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use conduit_api::Direction;
-use conduit_api::metrics::label;
+use conduit_api::metrics::{self as names, label};
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -130,13 +130,22 @@ impl OutboundConn {
         }
     }
 
-    /// A request that could not be tied to a destination at all.
+    /// A request that could not be tied to a destination at all. Its
+    /// authority names nothing the proxy knows, so it gets no series of its
+    /// own: the overflow set counts it.
     fn unrouted(&self, key: &str, start: Instant, e: ProxyError) -> Response<Body> {
         tracing::debug!(authority = key, client = %self.client, error = %e, "outbound request not routed");
-        let stats = self
-            .outbound
-            .registry
-            .http(&[(label::DIRECTION, "outbound"), (label::AUTHORITY, key)]);
+        let registry = &self.outbound.registry;
+        let label = if key.is_empty() {
+            key
+        } else {
+            registry.folded(
+                names::REQUEST_TOTAL,
+                names::OVERFLOW_REASON_UNKNOWN_AUTHORITY,
+            );
+            names::OVERFLOW_LABEL_VALUE
+        };
+        let stats = registry.http(&[(label::DIRECTION, "outbound"), (label::AUTHORITY, label)]);
         Observation::begin(stats, start, None)
             .respond(e.response(), Some(e.to_string()))
             .map(ObservedBody::unobserved)

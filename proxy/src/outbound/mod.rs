@@ -208,19 +208,33 @@ impl Outbound {
         };
         let slot = {
             let mut map = lock(&self.logicals);
-            let slot = map.entry(cache_key).or_default();
+            let max = self.config.outbound_max_authorities as usize;
+            if map.len() >= max && !map.contains_key(&cache_key) {
+                forget_least_recently_used(&mut map)?;
+            }
+            let slot = map.entry(cache_key.clone()).or_default();
             if slot.logical.get().is_some_and(|l| l.is_expired()) {
                 *slot = Arc::default();
             }
             slot.clone()
         };
         self.touch(&slot);
-        let logical = slot
+        let resolved = slot
             .logical
             .get_or_try_init(|| self.resolve(key, orig_dst))
-            .await?
-            .clone();
-        Ok((slot, logical))
+            .await;
+        match resolved {
+            Ok(logical) => Ok((slot.clone(), logical.clone())),
+            Err(e) => {
+                // Only authorities being resolved stay unresolved in the
+                // cache, so a full cache of them is a fair reason to refuse.
+                let mut map = lock(&self.logicals);
+                if map.get(&cache_key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    map.remove(&cache_key);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Marks a destination used, which keeps it from idle eviction.
@@ -298,6 +312,23 @@ impl Outbound {
             }
         }
     }
+}
+
+/// Makes room in a full destination cache by forgetting its least recently
+/// used resolved destination (connections using it keep it); authorities
+/// still being resolved stay, so when all are, there is no room.
+fn forget_least_recently_used(map: &mut HashMap<String, Arc<Slot>>) -> Result<(), ProxyError> {
+    let oldest = map
+        .iter()
+        .filter(|(_, s)| s.logical.initialized())
+        .min_by_key(|(_, s)| s.last_used_ms.load(Relaxed))
+        .map(|(k, _)| k.clone());
+    let Some(oldest) = oldest else {
+        return Err(ProxyError::TooManyAuthorities);
+    };
+    tracing::debug!(authority = %oldest, "destination cache full; forgetting its least recently used");
+    map.remove(&oldest);
+    Ok(())
 }
 
 async fn dns(key: &str) -> Result<Vec<SocketAddr>, ProxyError> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::raw_h2::{RawH2, frame};
 use crate::support::*;
 
 /// Sends raw bytes, returns everything the proxy answers before closing.
@@ -213,41 +214,19 @@ async fn unroutable_outbound_requests() {
     still_serving(&proxy).await;
 }
 
-/// Frames as they appear on the wire: (type, flags, stream, payload).
-async fn read_frame(s: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
-    let mut head = [0u8; 9];
-    s.read_exact(&mut head).await.ok()?;
-    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
-    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
-    let mut payload = vec![0; len];
-    s.read_exact(&mut payload).await.ok()?;
-    Some((head[3], head[4], stream, payload))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_protocol_errors_get_goaway() {
     let app = upstream(|_| async { text(200, "ok") }).await;
     let proxy = proxy(&["--inbound-app-addr", &app.addr.to_string()]).await;
-    let mut s = TcpStream::connect(proxy.inbound_addr).await.unwrap();
-    s.write_all(conduit_proxy::detect::H2_PREFACE)
-        .await
-        .unwrap();
-    // An empty SETTINGS frame, then DATA on stream 0 (a connection error).
-    s.write_all(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]).await.unwrap();
-    s.write_all(&[0, 0, 4, 0x0, 0, 0, 0, 0, 0, b'o', b'o', b'p', b's'])
-        .await
-        .unwrap();
-    let goaway = tokio::time::timeout(WAIT, async {
-        while let Some((kind, _, _, payload)) = read_frame(&mut s).await {
-            if kind == 0x7 {
-                return Some(u32::from_be_bytes(payload[4..8].try_into().unwrap()));
-            }
-        }
-        None
-    })
-    .await
-    .expect("an answer in time");
-    assert_eq!(goaway, Some(0x1), "GOAWAY with PROTOCOL_ERROR");
+    // The preface and an empty SETTINGS frame, then DATA on stream 0 (a
+    // connection error).
+    let mut c = RawH2::connect(proxy.inbound_addr).await;
+    c.write(&frame(0x0, 0, 0, b"oops")).await;
+    assert_eq!(
+        c.goaway(WAIT).await,
+        Some(0x1),
+        "GOAWAY with PROTOCOL_ERROR"
+    );
 
     let (status, _, _) = get(&h2_client(), proxy.inbound_addr, "web.test:80", "/").await;
     assert_eq!(status, 200, "other connections are unaffected");

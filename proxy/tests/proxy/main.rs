@@ -4,11 +4,14 @@
 
 mod bad_input;
 mod balance;
+mod cardinality;
 mod cli;
 mod controller;
 mod discovery;
 mod grpc;
 mod http;
+mod limits;
+mod raw_h2;
 mod reliability;
 mod support;
 mod tap;

@@ -193,3 +193,44 @@ async fn bad_filters_are_refused() {
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_past_the_cap_are_refused() {
+    let proxy = proxy(&["--tap-max-subscribers", "2"]).await;
+    let first = subscribe(proxy.tap_addr, ObserveRequest::default()).await;
+    let second = subscribe(proxy.tap_addr, ObserveRequest::default()).await;
+    assert!(first.is_ok() && second.is_ok());
+    let third = subscribe(proxy.tap_addr, ObserveRequest::default())
+        .await
+        .expect_err("a third subscriber");
+    assert_eq!(third.code(), tonic::Code::ResourceExhausted, "{third}");
+
+    drop(first);
+    eventually("a departed subscriber's slot is free again", || async {
+        subscribe(proxy.tap_addr, ObserveRequest::default())
+            .await
+            .ok()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_tap_requests_are_refused() {
+    let proxy = proxy(&["--tap-max-request-bytes", "4096"]).await;
+    let huge = ObserveRequest {
+        filter: Some(Filter {
+            path_prefix: format!("/{}", "a".repeat(8_192)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let refused = subscribe(proxy.tap_addr, huge)
+        .await
+        .expect_err("an 8 KiB filter");
+    assert_eq!(refused.code(), tonic::Code::OutOfRange, "{refused}");
+    assert!(
+        subscribe(proxy.tap_addr, ObserveRequest::default())
+            .await
+            .is_ok()
+    );
+}

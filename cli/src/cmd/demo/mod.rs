@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cmd::block_on;
+use crate::output::outln;
 
 mod ready;
 mod supervisor;
@@ -82,7 +83,10 @@ async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Res
             topology.log_dir().display()
         )));
     }
-    print_ready(&topology);
+    if let Err(e) = print_ready(&topology) {
+        supervisor.shutdown().await;
+        return Err(e.into());
+    }
     let outcome = supervise(restarts, duration).await;
     eprintln!("\nStopping the demo...");
     supervisor.shutdown().await;
@@ -185,7 +189,7 @@ async fn step(
     Ok(())
 }
 
-fn print_ready(topology: &Topology) {
+fn print_ready(topology: &Topology) -> std::io::Result<()> {
     let c = &topology.control;
     let mut api = if topology.settings.port_offset == 0 {
         String::new()
@@ -195,38 +199,38 @@ fn print_ready(topology: &Topology) {
     if default_data_dir().ok().as_ref() != Some(&topology.settings.data_dir) {
         api += &format!(" --api-token-file {}", topology.api_token_path().display());
     }
-    println!(
+    outln!(
         "\nConduit demo is running: namespace `{NAMESPACE}`, {} Deployments, {} pods, {} requests/s.\n",
         topology.deployment_count(),
         topology.pods.len(),
         topology.settings.rps
-    );
+    )?;
     let session = conduit_identity::bearer::BearerToken::read(&topology.api_token_path())
         .map(|t| format!("/auth?token={}", t.secret()))
         .unwrap_or_default();
-    println!(
+    outln!(
         "  Dashboard:            http://{}{session}",
         c.controller_http
-    );
-    println!(
+    )?;
+    outln!(
         "  Grafana data source:  http://{}  (type Prometheus)",
         c.store_http
-    );
-    println!("  Logs:                 {}", topology.log_dir().display());
-    println!("\nTry:");
-    println!("  conduit stat deploy -n {NAMESPACE}{api}");
-    println!("  conduit tap deploy/web -n {NAMESPACE}{api}");
-    println!("  conduit edges deploy -n {NAMESPACE}{api}");
-    println!("  conduit identity deploy/web -n {NAMESPACE}{api}");
-    println!("  conduit authz deploy/vote-store -n {NAMESPACE}{api}");
+    )?;
+    outln!("  Logs:                 {}", topology.log_dir().display())?;
+    outln!("\nTry:")?;
+    outln!("  conduit stat deploy -n {NAMESPACE}{api}")?;
+    outln!("  conduit tap deploy/web -n {NAMESPACE}{api}")?;
+    outln!("  conduit edges deploy -n {NAMESPACE}{api}")?;
+    outln!("  conduit identity deploy/web -n {NAMESPACE}{api}")?;
+    outln!("  conduit authz deploy/vote-store -n {NAMESPACE}{api}")?;
     if topology.settings.with_intruder {
-        println!(
+        outln!(
             "\nAn intruder (unmeshed) calls voting and vote-store directly every 500 ms; the policy \
              denies it:\n  conduit authz deploy/voting -n {NAMESPACE}{api}\n  \
              conduit tap deploy/voting -n {NAMESPACE}{api}"
-        );
+        )?;
     }
-    println!("\nCtrl-C stops everything.");
+    outln!("\nCtrl-C stops everything.")
 }
 
 /// Reports restarts until Ctrl-C, SIGTERM or the duration ends.
