@@ -25,9 +25,14 @@ impl Workloads {
     }
 }
 
-/// Every Deployment discovery knows, with its ServiceAccount.
-pub fn workload_set(snapshot: &Snapshot) -> pb::WorkloadSet {
-    pb::WorkloadSet {
+/// Every Deployment discovery knows, with its ServiceAccount; nothing
+/// until it knows them all: a partial table would make the store refuse
+/// the reports of Deployments not read yet.
+pub fn workload_set(snapshot: &Snapshot) -> Option<pb::WorkloadSet> {
+    if !snapshot.deployments_listed {
+        return None;
+    }
+    Some(pb::WorkloadSet {
         workloads: snapshot
             .deployments
             .iter()
@@ -36,7 +41,7 @@ pub fn workload_set(snapshot: &Snapshot) -> pb::WorkloadSet {
                 service_account: info.service_account.clone(),
             })
             .collect(),
-    }
+    })
 }
 
 #[tonic::async_trait]
@@ -49,7 +54,30 @@ impl workloads_server::Workloads for Workloads {
     ) -> Result<Response<Self::WatchStream>, Status> {
         Ok(Response::new(crate::discovery::follow(
             self.snapshots.clone(),
-            |s| Some(workload_set(s)),
+            workload_set,
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::DeploymentInfo;
+
+    #[test]
+    fn nothing_is_said_until_every_deployment_is_known() {
+        let mut snapshot = Snapshot::default();
+        snapshot.deployments.insert(
+            conduit_api::DeploymentRef::new("demo", "web"),
+            DeploymentInfo {
+                service_account: "web".into(),
+                ..Default::default()
+            },
+        );
+        assert_eq!(workload_set(&snapshot), None);
+        snapshot.deployments_listed = true;
+        let set = workload_set(&snapshot).unwrap();
+        assert_eq!(set.workloads.len(), 1);
+        assert_eq!(set.workloads[0].service_account, "web");
     }
 }

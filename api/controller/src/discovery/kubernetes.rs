@@ -256,7 +256,8 @@ impl Builder {
     fn build(&mut self) -> Snapshot {
         let rs_owner = replica_set_owners(&self.stores);
         let mut snap = build(&self.stores, &self.cluster_domain, &rs_owner);
-        snap.policy = if self.policy_synced() {
+        snap.deployments_listed = self.synced(&["pods", "replicasets"]);
+        snap.policy = if self.synced(&POLICY_KINDS) {
             self.compiler
                 .compile(&policy_sources(&self.stores, &rs_owner))
         } else {
@@ -265,9 +266,10 @@ impl Builder {
         snap
     }
 
-    fn policy_synced(&self) -> bool {
+    /// Whether every watch of `kinds` has listed once.
+    fn synced(&self, kinds: &[&str]) -> bool {
         let watches = self.watches.lock().expect("watch state lock");
-        POLICY_KINDS
+        kinds
             .iter()
             .all(|k| watches.get(k).is_some_and(|w| w.synced))
     }

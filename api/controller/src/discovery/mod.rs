@@ -90,6 +90,10 @@ pub struct Snapshot {
     pub profiles: BTreeMap<ServiceRef, pb::DestinationProfile>,
     /// Inbound policy of every workload port.
     pub policy: crate::policy::PolicyIndex,
+    /// Whether `deployments` holds every Deployment yet (on Kubernetes,
+    /// once pods and ReplicaSets have been listed): before, a Deployment
+    /// missing from it may only not have been read.
+    pub deployments_listed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]

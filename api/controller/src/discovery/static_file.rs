@@ -178,6 +178,7 @@ pub fn build(file: &DiscoveryFile) -> Result<Snapshot, String> {
     let mut snap = Snapshot {
         cluster_domain: file.cluster_domain.trim_matches('.').to_string(),
         policy: PolicyIndex::from_file(file)?,
+        deployments_listed: true,
         ..Default::default()
     };
     let mut addrs = BTreeMap::new();
