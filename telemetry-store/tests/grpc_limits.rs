@@ -9,11 +9,8 @@ use std::time::{Duration, Instant};
 
 use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
 use conduit_api::proto::telemetry::v1::{CounterSeries, Report};
-use conduit_testbed::hostile::{
-    ENHANCE_YOUR_CALM, Flood, PREFACE, SETTINGS, frame, h2_handshake, read_frame, stream_flood,
-};
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use conduit_testbed::hostile::{Flood, stream_flood};
+use conduit_testbed::raw_h2::{ENHANCE_YOUR_CALM, RawH2, SETTINGS};
 
 use support::*;
 
@@ -49,18 +46,19 @@ async fn connections_past_the_cap_wait_and_oversized_reports_are_refused() {
         c.grpc_max_report_size = 10_000;
     })
     .await;
-    let held = vec![h2_handshake(s.grpc()).await, h2_handshake(s.grpc()).await];
-    let mut third = TcpStream::connect(s.grpc()).await.unwrap();
-    third.write_all(PREFACE).await.unwrap();
-    third.write_all(&frame(SETTINGS, 0, 0, &[])).await.unwrap();
-    let early = tokio::time::timeout(Duration::from_millis(700), read_frame(&mut third)).await;
-    assert!(early.is_err(), "a third connection was served");
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawH2::connect(s.grpc()).await;
+        c.handshake().await;
+        held.push(c);
+    }
+    let mut third = RawH2::connect(s.grpc()).await;
+    let settings = |f: &(u8, u8, u32, Vec<u8>)| (f.0 == SETTINGS).then_some(());
+    let early = third.until(Duration::from_millis(700), settings).await;
+    assert!(early.is_none(), "a third connection was served");
     drop(held);
-    let (kind, _, _, _) = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut third))
-        .await
-        .expect("served once a place is free")
-        .expect("a frame");
-    assert_eq!(kind, SETTINGS);
+    let served = third.until(Duration::from_secs(5), settings).await;
+    assert!(served.is_some(), "served once a place is free");
     drop(third);
 
     let mut client = TelemetryClient::new(grpc_channel(s.grpc()).await);

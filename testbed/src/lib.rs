@@ -21,6 +21,7 @@
 
 pub mod hostile;
 mod process;
+pub mod raw_h2;
 mod upstream;
 
 pub use process::{

@@ -10,7 +10,8 @@ use std::time::Duration;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1::TapRequest;
 use conduit_api::proto::public::v1::api_client::ApiClient;
-use conduit_testbed::hostile::{ENHANCE_YOUR_CALM, closed_after, stream_flood};
+use conduit_testbed::hostile::{closed_after, stream_flood};
+use conduit_testbed::raw_h2::ENHANCE_YOUR_CALM;
 use conduit_testbed::{Controller, Proxy, ProxySpec, TempDir, Upstream};
 
 /// A controller with no store and `extra` flags, discovering `web-0` of

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::raw_h2::{RawH2, frame};
 use crate::support::*;
+use conduit_testbed::raw_h2::{RawH2, frame};
 
 /// Sends raw bytes, returns everything the proxy answers before closing.
 async fn raw(proxy: SocketAddr, request: &[u8]) -> String {

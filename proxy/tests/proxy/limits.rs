@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::raw_h2::*;
 use crate::support::*;
+use conduit_testbed::raw_h2::*;
 
 /// Reads until the server closes the connection; how long that took, or
 /// `None` if it was still open after `within`.

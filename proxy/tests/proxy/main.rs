@@ -11,7 +11,6 @@ mod discovery;
 mod grpc;
 mod http;
 mod limits;
-mod raw_h2;
 mod reliability;
 mod support;
 mod tap;

@@ -8,47 +8,48 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-pub(crate) const SETTINGS: u8 = 0x4;
-pub(crate) const HEADERS: u8 = 0x1;
-pub(crate) const RST_STREAM: u8 = 0x3;
-pub(crate) const GOAWAY: u8 = 0x7;
-pub(crate) const END_STREAM: u8 = 0x1;
-pub(crate) const END_HEADERS: u8 = 0x4;
-pub(crate) const ACK: u8 = 0x1;
+/// The client connection preface.
+pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-pub(crate) const CANCEL: u32 = 0x8;
-pub(crate) const REFUSED_STREAM: u32 = 0x7;
-pub(crate) const ENHANCE_YOUR_CALM: u32 = 0xb;
+pub const SETTINGS: u8 = 0x4;
+pub const HEADERS: u8 = 0x1;
+pub const RST_STREAM: u8 = 0x3;
+pub const GOAWAY: u8 = 0x7;
+pub const END_STREAM: u8 = 0x1;
+pub const END_HEADERS: u8 = 0x4;
+pub const ACK: u8 = 0x1;
+
+pub const CANCEL: u32 = 0x8;
+pub const REFUSED_STREAM: u32 = 0x7;
+pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 /// SETTINGS_MAX_CONCURRENT_STREAMS.
 const MAX_CONCURRENT_STREAMS: u16 = 0x3;
 
 /// A frame as read: type, flags, stream, payload.
-pub(crate) type Frame = (u8, u8, u32, Vec<u8>);
+pub type Frame = (u8, u8, u32, Vec<u8>);
 
-pub(crate) struct RawH2 {
+pub struct RawH2 {
     s: TcpStream,
 }
 
 impl RawH2 {
     /// The preface and an empty SETTINGS frame.
-    pub(crate) async fn connect(addr: SocketAddr) -> Self {
+    pub async fn connect(addr: SocketAddr) -> Self {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(conduit_proxy::detect::H2_PREFACE)
-            .await
-            .unwrap();
+        s.write_all(PREFACE).await.unwrap();
         let mut me = Self { s };
         me.write(&frame(SETTINGS, 0, 0, &[])).await;
         me
     }
 
-    pub(crate) async fn write(&mut self, bytes: &[u8]) {
+    pub async fn write(&mut self, bytes: &[u8]) {
         // The server may already have closed on an earlier frame.
         let _ = self.s.write_all(bytes).await;
     }
 
     /// The next frame, or `None` once the connection is closed.
-    pub(crate) async fn read_frame(&mut self) -> Option<Frame> {
+    pub async fn read_frame(&mut self) -> Option<Frame> {
         let mut head = [0u8; 9];
         self.s.read_exact(&mut head).await.ok()?;
         let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
@@ -60,7 +61,7 @@ impl RawH2 {
 
     /// Reads the server's SETTINGS, acknowledges them (so they are in force)
     /// and returns the SETTINGS_MAX_CONCURRENT_STREAMS it announced.
-    pub(crate) async fn handshake(&mut self) -> Option<u32> {
+    pub async fn handshake(&mut self) -> Option<u32> {
         let settings = self
             .until(Duration::from_secs(10), |(kind, flags, _, payload)| {
                 (*kind == SETTINGS && flags & ACK == 0).then(|| payload.clone())
@@ -76,7 +77,7 @@ impl RawH2 {
 
     /// Reads frames until `f` picks one, the connection closes, or `within`
     /// passes; never answers a PING.
-    pub(crate) async fn until<T>(
+    pub async fn until<T>(
         &mut self,
         within: Duration,
         mut f: impl FnMut(&Frame) -> Option<T>,
@@ -93,7 +94,7 @@ impl RawH2 {
     }
 
     /// The error code of the GOAWAY the server sends within `within`.
-    pub(crate) async fn goaway(&mut self, within: Duration) -> Option<u32> {
+    pub async fn goaway(&mut self, within: Duration) -> Option<u32> {
         self.until(within, |(kind, _, _, payload)| {
             (*kind == GOAWAY).then(|| u32::from_be_bytes(payload[4..8].try_into().unwrap()))
         })
@@ -102,13 +103,13 @@ impl RawH2 {
 
     /// Waits until the server closes the connection; false if it is still
     /// open after `within`.
-    pub(crate) async fn closed_within(&mut self, within: Duration) -> bool {
+    pub async fn closed_within(&mut self, within: Duration) -> bool {
         let read = async { while self.read_frame().await.is_some() {} };
         tokio::time::timeout(within, read).await.is_ok()
     }
 }
 
-pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len()).unwrap().to_be_bytes();
     let mut f = vec![len[1], len[2], len[3], kind, flags];
     f.extend_from_slice(&stream.to_be_bytes());
@@ -118,7 +119,7 @@ pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8>
 
 /// A header block of literal fields without indexing (HPACK, RFC 7541
 /// 6.2.2), names and values shorter than 127 bytes.
-pub(crate) fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
+pub fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
     let mut block = Vec::new();
     for (name, value) in fields {
         block.push(0x00);
@@ -131,16 +132,16 @@ pub(crate) fn header_block(fields: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// HEADERS opening stream `id` with `fields`, the request body left open.
-pub(crate) fn open_stream(id: u32, fields: &[(&str, &str)]) -> Vec<u8> {
+pub fn open_stream(id: u32, fields: &[(&str, &str)]) -> Vec<u8> {
     frame(HEADERS, END_HEADERS, id, &header_block(fields))
 }
 
-pub(crate) fn reset(id: u32, code: u32) -> Vec<u8> {
+pub fn reset(id: u32, code: u32) -> Vec<u8> {
     frame(RST_STREAM, 0, id, &code.to_be_bytes())
 }
 
 /// The code of a RST_STREAM frame.
-pub(crate) fn reset_code(frame: &Frame) -> Option<u32> {
+pub fn reset_code(frame: &Frame) -> Option<u32> {
     let (kind, _, _, payload) = frame;
     (*kind == RST_STREAM).then(|| u32::from_be_bytes(payload[..4].try_into().unwrap()))
 }
