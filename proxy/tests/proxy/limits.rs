@@ -192,16 +192,11 @@ async fn rapid_resets_end_the_connection() {
         (proxy.inbound_addr, &http_get()[..]),
         (proxy.tap_addr, &grpc_observe()[..]),
     ] {
-        let mut c = RawH2::connect(addr).await;
-        c.handshake().await;
-        let mut burst = Vec::new();
-        for i in 0..50 {
-            burst.extend(open_stream(2 * i + 1, fields));
-            burst.extend(reset(2 * i + 1, CANCEL));
-        }
-        c.write(&burst).await;
+        let burst: Vec<u8> = (0..50)
+            .flat_map(|i| [open_stream(2 * i + 1, fields), reset(2 * i + 1, CANCEL)].concat())
+            .collect();
         assert_eq!(
-            c.goaway(Duration::from_secs(5)).await,
+            goaway_after(addr, &burst).await,
             Some(ENHANCE_YOUR_CALM),
             "{addr}"
         );
@@ -220,21 +215,15 @@ async fn malformed_streams_end_the_connection_past_the_reset_cap() {
     ])
     .await;
     for addr in [proxy.inbound_addr, proxy.tap_addr] {
-        let mut c = RawH2::connect(addr).await;
-        c.handshake().await;
         // No :path or :scheme: each stream is malformed and reset by h2.
-        let mut burst = Vec::new();
-        for i in 0..20 {
-            burst.extend(frame(
-                HEADERS,
-                END_HEADERS | END_STREAM,
-                2 * i + 1,
-                &header_block(&[(":method", "GET")]),
-            ));
-        }
-        c.write(&burst).await;
+        let burst: Vec<u8> = (0..20)
+            .flat_map(|i| {
+                let block = header_block(&[(":method", "GET")]);
+                frame(HEADERS, END_HEADERS | END_STREAM, 2 * i + 1, &block)
+            })
+            .collect();
         assert_eq!(
-            c.goaway(Duration::from_secs(5)).await,
+            goaway_after(addr, &burst).await,
             Some(ENHANCE_YOUR_CALM),
             "{addr}"
         );
@@ -259,6 +248,15 @@ async fn clients_that_ignore_pings_are_disconnected() {
         c.handshake().await;
         assert!(c.closed_within(Duration::from_secs(5)).await, "{addr}");
     }
+}
+
+/// Sends `burst` on a fresh connection to `addr`: the code of the GOAWAY
+/// it gets back within 5 s.
+async fn goaway_after(addr: SocketAddr, burst: &[u8]) -> Option<u32> {
+    let mut c = RawH2::connect(addr).await;
+    c.handshake().await;
+    c.write(burst).await;
+    c.goaway(Duration::from_secs(5)).await
 }
 
 async fn still_serving(proxy: &conduit_proxy::Proxy) {
