@@ -17,6 +17,7 @@
 //! - [`discovery_file`]: the static service registry `conduit demo` writes.
 //! - [`duration`]: durations as people type them (`30s`, `1m`).
 //! - [`policy`]: default inbound policies, networks and identity patterns.
+//! - [`tap_filter`]: which requests a tap wants, live and in the history.
 
 pub mod classify;
 pub mod deployment;
@@ -34,6 +35,8 @@ pub mod policy;
 pub mod proto;
 pub mod rate_limit;
 pub mod sidecar;
+#[cfg(feature = "proto")]
+pub mod tap_filter;
 pub mod tap_rbac;
 
 pub use classify::Classification;

@@ -15,8 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use conduit_api::proto::mesh::v1 as mesh;
-use conduit_api::proto::tap::v1::{self as pb, Filter, ObserveRequest, TapEvent};
+use conduit_api::proto::tap::v1::{self as pb, ObserveRequest, TapEvent};
 use conduit_api::rate_limit::RateLimit;
+use conduit_api::tap_filter::{self, Filter, Workload};
 use conduit_api::{DeploymentRef, Direction};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -146,6 +147,7 @@ impl Tap {
     }
 
     fn matching_subscribers(&self, req: &RequestMeta<'_>) -> Vec<Arc<Subscriber>> {
+        let seen = req.seen();
         let mut closed = false;
         let mut out = Vec::new();
         {
@@ -153,7 +155,7 @@ impl Tap {
             for s in subs.iter() {
                 if s.tx.is_closed() {
                     closed = true;
-                } else if matches(&s.filter, req) {
+                } else if s.filter.matches(&seen) {
                     if lock(&s.limit).allow() {
                         out.push(s.clone());
                     } else {
@@ -235,26 +237,24 @@ fn peer(p: PeerMeta<'_>) -> pb::Peer {
     }
 }
 
-/// Every set field must match; unset fields match anything.
-fn matches(f: &Filter, req: &RequestMeta<'_>) -> bool {
-    let dir_ok = match mesh::Direction::try_from(f.direction) {
-        Ok(mesh::Direction::Unspecified) | Err(_) => true,
-        Ok(d) => d == mesh::Direction::from(req.direction),
-    };
-    let deployment_ok =
-        |want: &Option<mesh::DeploymentRef>, have: Option<&DeploymentRef>| match want {
-            None => true,
-            Some(w) => have.is_some_and(|h| {
-                (w.namespace.is_empty() || w.namespace == h.namespace)
-                    && (w.name.is_empty() || w.name == h.name)
-            }),
+impl<'a> RequestMeta<'a> {
+    /// What a tap filter looks at.
+    fn seen(&self) -> tap_filter::Request<'a> {
+        let workload = |p: &PeerMeta<'a>| {
+            p.deployment.map(|d| Workload {
+                namespace: &d.namespace,
+                name: &d.name,
+            })
         };
-    dir_ok
-        && req.uri.path().starts_with(&f.path_prefix)
-        && (f.method.is_empty() || f.method.eq_ignore_ascii_case(req.method.as_str()))
-        && (f.authority.is_empty() || f.authority.eq_ignore_ascii_case(req.authority))
-        && deployment_ok(&f.destination, req.destination.deployment)
-        && deployment_ok(&f.source, req.source.deployment)
+        tap_filter::Request {
+            direction: Some(self.direction),
+            method: self.method.as_str(),
+            authority: self.authority,
+            path: self.uri.path(),
+            source: workload(&self.source),
+            destination: workload(&self.destination),
+        }
+    }
 }
 
 /// A request being tapped, until its response ends.
@@ -316,8 +316,8 @@ impl pb::tap_server::Tap for TapService {
         request: tonic::Request<ObserveRequest>,
     ) -> Result<tonic::Response<EventStream>, tonic::Status> {
         let req = request.into_inner();
-        let filter = req.filter.unwrap_or_default();
-        validate(&filter)?;
+        let filter = Filter::try_from(req.filter.unwrap_or_default())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?;
         let rx = self.tap.subscribe(filter, req.max_rps).ok_or_else(|| {
             tonic::Status::resource_exhausted(format!(
                 "this proxy already serves {} live tap subscriptions (--tap-max-subscribers); try again later",
@@ -331,28 +331,6 @@ impl pb::tap_server::Tap for TapService {
         };
         Ok(tonic::Response::new(stream))
     }
-}
-
-fn validate(f: &Filter) -> Result<(), tonic::Status> {
-    if mesh::Direction::try_from(f.direction).is_err() {
-        return Err(tonic::Status::invalid_argument(format!(
-            "unknown direction {} (use 0 = any, 1 = inbound, 2 = outbound)",
-            f.direction
-        )));
-    }
-    if !f.method.is_empty() && http::Method::from_bytes(f.method.as_bytes()).is_err() {
-        return Err(tonic::Status::invalid_argument(format!(
-            "{:?} is not an HTTP method",
-            f.method
-        )));
-    }
-    if !f.path_prefix.is_empty() && !f.path_prefix.starts_with('/') {
-        return Err(tonic::Status::invalid_argument(format!(
-            "path prefix {:?} must start with '/'",
-            f.path_prefix
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -382,29 +360,29 @@ mod tests {
                 identity: "",
             },
         };
-        let f = |f: Filter| matches(&f, &req);
-        assert!(f(Filter::default()));
-        assert!(f(Filter {
+        let f = |f: pb::Filter| Filter::try_from(f).unwrap().matches(&req.seen());
+        assert!(f(pb::Filter::default()));
+        assert!(f(pb::Filter {
             path_prefix: "/books".into(),
-            method: "get".into(),
-            ..Filter::default()
+            method: "GET".into(),
+            ..pb::Filter::default()
         }));
-        assert!(!f(Filter {
+        assert!(!f(pb::Filter {
             path_prefix: "/authors".into(),
-            ..Filter::default()
+            ..pb::Filter::default()
         }));
-        assert!(f(Filter {
+        assert!(f(pb::Filter {
             destination: Some(web.clone().into()),
             direction: mesh::Direction::Outbound.into(),
-            ..Filter::default()
+            ..pb::Filter::default()
         }));
-        assert!(!f(Filter {
+        assert!(!f(pb::Filter {
             source: Some(web.clone().into()),
-            ..Filter::default()
+            ..pb::Filter::default()
         }));
-        assert!(!f(Filter {
+        assert!(!f(pb::Filter {
             direction: mesh::Direction::Inbound.into(),
-            ..Filter::default()
+            ..pb::Filter::default()
         }));
     }
 }

@@ -56,17 +56,7 @@ fn rewrite_token(token: &str) -> String {
     {
         return token.to_string();
     }
-    let mut re = String::new();
-    for c in prefix.chars() {
-        if c == '/' {
-            re.push_str("\\/");
-        } else if "\\.+*?()|[]{}^$#&-~\"<>@".contains(c) {
-            re.push('\\');
-            re.push(c);
-        } else {
-            re.push(c);
-        }
-    }
+    let re = conduit_api::tap_filter::escape_regex(prefix);
     format!("{prefix_op}{field}:/{re}.*/")
 }
 

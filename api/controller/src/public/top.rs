@@ -12,11 +12,13 @@ use conduit_api::Classification;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::tap::v1 as tap;
+use conduit_api::tap_filter::Request;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::tap_fanin::{MAX_MAX_RPS, async_stream, matches, open};
-use super::{PublicApi, ServerStream, deployment_arg, window};
+use super::tap::limits::MAX_MAX_RPS;
+use super::tap::open;
+use super::{PublicApi, ServerStream, async_stream, deployment_arg, window};
 
 pub(super) const DEFAULT_TOP_WINDOW: Duration = Duration::from_secs(10);
 const DEFAULT_LIMIT: u32 = 20;
@@ -147,15 +149,16 @@ impl PublicApi {
             }
             n => n,
         } as usize;
-        let filter = tap::Filter {
+        let wire = tap::Filter {
             direction: mesh::Direction::Inbound.into(),
             ..Default::default()
         };
+        let filter = super::tap::filter(wire.clone())?;
         let mut events = open(
             self.snapshots(),
             &self.inner.links,
             &deployment,
-            filter.clone(),
+            wire,
             MAX_MAX_RPS,
         )
         .await?;
@@ -166,7 +169,7 @@ impl PublicApi {
                 loop {
                     tokio::select! {
                         event = events.recv() => match event {
-                            Some(e) if matches(&filter, &e) => top.record(&e, Instant::now()),
+                            Some(e) if filter.matches(&Request::of_event(&e)) => top.record(&e, Instant::now()),
                             Some(_) => {}
                             None => return,
                         },
