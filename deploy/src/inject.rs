@@ -16,45 +16,23 @@
 //! - An already injected workload is uninjected first, so injecting twice
 //!   equals injecting once and re-injecting upgrades the proxy.
 
-use std::fmt;
-
-use conduit_api::sidecar::PortRange;
-
 use crate::kinds::{Class, classify};
 use crate::sidecar::{
-    CONTROL_PLANE_NS_LABEL, INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION, init_container,
+    CONTROL_PLANE_NS_LABEL, INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION, Sidecar, init_container,
     proxy_container, xtables_volume,
 };
-use crate::stream::{Document, ManifestError, Origin};
+use crate::stream::{Document, ManifestError};
 use crate::template::pod_template;
-use crate::uninject::{is_injected, remove_proxy};
 use crate::value::{Map, Value};
+use crate::workload::{Outcome, Report, each_object, is_injected, remove_proxy, spec_of};
 
 /// What inject puts into pods.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InjectOptions {
-    pub proxy_image: String,
-    pub init_image: String,
+    /// The containers it adds.
+    pub sidecar: Sidecar,
     /// Written to the `conduit.io/proxy-version` annotation.
     pub proxy_version: String,
-    /// Where the control plane runs: the proxy's destination and telemetry
-    /// addresses point there.
-    pub control_plane_namespace: String,
-    /// The cluster's DNS domain, for those addresses.
-    pub cluster_domain: String,
-    /// Inbound ports iptables leaves alone, besides the proxy's own admin
-    /// and tap ports.
-    pub skip_inbound_ports: Vec<PortRange>,
-    /// Outbound ports iptables leaves alone.
-    pub skip_outbound_ports: Vec<PortRange>,
-    /// Ports whose protocol the proxy must not try to detect.
-    pub opaque_ports: Vec<PortRange>,
-    /// `RUST_LOG` for the proxy; its default when absent.
-    pub proxy_log_level: Option<String>,
-    /// The mesh's trust anchors (PEM). Given: proxies certify themselves
-    /// with a projected ServiceAccount token and speak mTLS. Absent:
-    /// plaintext.
-    pub trust_anchors_pem: Option<String>,
     /// What proxies apply before the policy service first answers them
     /// (the cluster's default); a workload's
     /// `config.conduit.io/default-inbound-policy` annotation wins.
@@ -65,46 +43,9 @@ impl InjectOptions {
     /// The images and version of this release, control plane in `namespace`.
     pub fn new(control_plane_namespace: &str) -> Self {
         Self {
-            proxy_image: crate::images::proxy(),
-            init_image: crate::images::proxy_init(),
+            sidecar: Sidecar::new(control_plane_namespace),
             proxy_version: conduit_api::VERSION.to_string(),
-            control_plane_namespace: control_plane_namespace.to_string(),
-            cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
-            skip_inbound_ports: Vec::new(),
-            skip_outbound_ports: Vec::new(),
-            opaque_ports: Vec::new(),
-            proxy_log_level: None,
-            trust_anchors_pem: None,
             default_inbound_policy: None,
-        }
-    }
-}
-
-/// What happened to one object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Injected,
-    Uninjected,
-    /// Left unchanged, and why when it is a workload.
-    Skipped(Option<String>),
-}
-
-/// One line of the summary printed to stderr: `deployment "web" injected`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
-    pub kind: String,
-    pub name: String,
-    pub outcome: Outcome,
-}
-
-impl fmt::Display for Report {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:?} ", self.kind.to_lowercase(), self.name)?;
-        match &self.outcome {
-            Outcome::Injected => f.write_str("injected"),
-            Outcome::Uninjected => f.write_str("uninjected"),
-            Outcome::Skipped(None) => f.write_str("skipped"),
-            Outcome::Skipped(Some(why)) => write!(f, "skipped: {why}"),
         }
     }
 }
@@ -116,49 +57,6 @@ pub fn inject_documents(
     options: &InjectOptions,
 ) -> Result<Vec<Report>, ManifestError> {
     each_object(documents, |object| inject(object, options))
-}
-
-/// Applies `f` to every object of every document, turning its errors into
-/// errors that say where the object is and which one it is.
-pub(crate) fn each_object(
-    documents: &mut [Document],
-    mut f: impl FnMut(&mut Value) -> Result<Outcome, String>,
-) -> Result<Vec<Report>, ManifestError> {
-    let mut reports = Vec::new();
-    for document in documents {
-        document.try_for_each_object(|origin, object| {
-            let outcome = f(object).map_err(|message| error(origin, object, message))?;
-            reports.push(Report {
-                kind: object.str_at(&["kind"]).unwrap_or("object").to_string(),
-                name: name_of(object),
-                outcome,
-            });
-            Ok(())
-        })?;
-    }
-    Ok(reports)
-}
-
-fn error(origin: &Origin, object: &Value, message: String) -> ManifestError {
-    let message = match object.str_at(&["kind"]) {
-        Some(kind) if object.get_path(&["metadata"]).is_some() => {
-            format!("{kind} {:?}: {message}", name_of(object))
-        }
-        _ => message,
-    };
-    ManifestError {
-        origin: origin.clone(),
-        message,
-    }
-}
-
-fn name_of(object: &Value) -> String {
-    let metadata = |field| object.str_at(&["metadata", field]);
-    match (metadata("name"), metadata("generateName")) {
-        (Some(name), _) => name.to_string(),
-        (None, Some(prefix)) => format!("{prefix}*"),
-        (None, None) => "<unnamed>".to_string(),
-    }
 }
 
 /// Injects one object.
@@ -193,7 +91,7 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
         .ok_or("the pod template's labels must be a map")?
         .insert(
             CONTROL_PLANE_NS_LABEL,
-            options.control_plane_namespace.as_str(),
+            options.sidecar.control_plane_namespace.as_str(),
         );
     let annotations = metadata
         .map_entry("annotations")
@@ -204,8 +102,8 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
     let default_policy = workload_default_policy(template)?.or(options.default_inbound_policy);
     let spec = spec_of(template);
     let init = vec![
-        init_container(options),
-        proxy_container(options, deployment.as_deref(), default_policy),
+        init_container(&options.sidecar),
+        proxy_container(&options.sidecar, deployment.as_deref(), default_policy),
     ];
     match spec.get_mut("initContainers").and_then(Value::as_seq_mut) {
         Some(existing) => {
@@ -214,7 +112,7 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
         None => spec.insert_before("containers", "initContainers", Value::Seq(init)),
     }
     let mut volumes = vec![xtables_volume()];
-    if options.trust_anchors_pem.is_some() {
+    if options.sidecar.trust_anchors_pem.is_some() {
         volumes.push(crate::identity::token_volume());
     }
     match spec.get_mut("volumes").and_then(Value::as_seq_mut) {
@@ -222,14 +120,6 @@ pub fn inject(object: &mut Value, options: &InjectOptions) -> Result<Outcome, St
         None => spec.insert("volumes", Value::Seq(volumes)),
     }
     Ok(Outcome::Injected)
-}
-
-/// The pod spec of a checked template.
-pub(crate) fn spec_of(template: &mut Map) -> &mut Map {
-    template
-        .get_mut("spec")
-        .and_then(Value::as_map_mut)
-        .expect("pod_template checked that spec is a map")
 }
 
 /// The default policy the pod template's annotation names, refused when

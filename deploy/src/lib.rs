@@ -30,12 +30,15 @@ pub mod stream;
 mod template;
 pub mod uninject;
 pub mod value;
+mod workload;
 
 pub use identity::IdentityRoots;
 
 /// Kubernetes' default DNS domain, `--cluster-domain` to change.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
-pub use inject::{InjectOptions, Outcome, Report, inject_documents};
+pub use inject::{InjectOptions, inject_documents};
 pub use install::{InstallOptions, control_plane, uninstall};
+pub use sidecar::Sidecar;
 pub use stream::{Document, Format, ManifestError, Origin};
 pub use uninject::uninject_documents;
+pub use workload::{Outcome, Report};

@@ -13,7 +13,6 @@ use conduit_api::sidecar::{
 };
 
 use crate::identity::{TOKEN_FILE, token_mount};
-use crate::inject::InjectOptions;
 use crate::value::{Map, Value, map, seq};
 
 /// The sidecar's container name.
@@ -34,6 +33,48 @@ pub const INJECT_ANNOTATION: &str = "conduit.io/inject";
 /// NetworkPolicies admit the pods that carry it.
 pub const CONTROL_PLANE_NS_LABEL: &str = "conduit.io/control-plane-ns";
 
+/// What the containers are made of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sidecar {
+    pub proxy_image: String,
+    pub init_image: String,
+    /// Where the control plane runs: the proxy's destination and telemetry
+    /// addresses point there.
+    pub control_plane_namespace: String,
+    /// The cluster's DNS domain, for those addresses.
+    pub cluster_domain: String,
+    /// Inbound ports iptables leaves alone, besides the proxy's own admin
+    /// and tap ports.
+    pub skip_inbound_ports: Vec<PortRange>,
+    /// Outbound ports iptables leaves alone.
+    pub skip_outbound_ports: Vec<PortRange>,
+    /// Ports whose protocol the proxy must not try to detect.
+    pub opaque_ports: Vec<PortRange>,
+    /// `RUST_LOG` for the proxy; its default when absent.
+    pub proxy_log_level: Option<String>,
+    /// The mesh's trust anchors (PEM). Given: proxies certify themselves
+    /// with a projected ServiceAccount token and speak mTLS. Absent:
+    /// plaintext.
+    pub trust_anchors_pem: Option<String>,
+}
+
+impl Sidecar {
+    /// This release's images, control plane in `namespace`.
+    pub fn new(control_plane_namespace: &str) -> Self {
+        Self {
+            proxy_image: crate::images::proxy(),
+            init_image: crate::images::proxy_init(),
+            control_plane_namespace: control_plane_namespace.to_string(),
+            cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
+            skip_inbound_ports: Vec::new(),
+            skip_outbound_ports: Vec::new(),
+            opaque_ports: Vec::new(),
+            proxy_log_level: None,
+            trust_anchors_pem: None,
+        }
+    }
+}
+
 /// Ports that reach the proxy itself from outside the pod (the kubelet's
 /// probes, Prometheus scrapes, the controller's tap) and so must never be
 /// redirected to the inbound listener.
@@ -44,7 +85,7 @@ const PROXY_OWN_INBOUND: [PortRange; 2] =
 /// has one; `default_policy`, what it applies before the policy service
 /// first answers (the proxy's own default otherwise).
 pub(crate) fn proxy_container(
-    options: &InjectOptions,
+    options: &Sidecar,
     deployment: Option<&str>,
     default_policy: Option<conduit_api::policy::DefaultPolicy>,
 ) -> Value {
@@ -172,7 +213,7 @@ pub(crate) fn proxy_container(
 
 /// `conduit-proxy init`: programs the pod's iptables and exits. It needs
 /// root with NET_ADMIN and NET_RAW, and nothing else.
-pub(crate) fn init_container(options: &InjectOptions) -> Value {
+pub(crate) fn init_container(options: &Sidecar) -> Value {
     let mut skip_inbound = PROXY_OWN_INBOUND.to_vec();
     skip_inbound.extend(&options.skip_inbound_ports);
     let mut args = vec![

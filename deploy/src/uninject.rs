@@ -12,15 +12,12 @@
 //! it: after uninject the workload is no longer meshed and must not claim
 //! to be.
 
-use crate::inject::{Outcome, Report, each_object, spec_of};
 use crate::kinds::{Class, classify};
-use crate::sidecar::{
-    CONTROL_PLANE_NS_LABEL, INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER,
-    PROXY_VERSION_ANNOTATION, XTABLES_VOLUME,
-};
+use crate::sidecar::{CONTROL_PLANE_NS_LABEL, INJECT_ANNOTATION, PROXY_VERSION_ANNOTATION};
 use crate::stream::{Document, ManifestError};
 use crate::template::pod_template;
 use crate::value::{Map, Value};
+use crate::workload::{Outcome, Report, each_object, is_injected, remove_proxy};
 
 /// Uninjects every workload of `documents` in place.
 pub fn uninject_documents(documents: &mut [Document]) -> Result<Vec<Report>, ManifestError> {
@@ -51,38 +48,6 @@ fn strip(template: &mut Map) -> bool {
     true
 }
 
-/// Removes the containers and volumes inject adds, leaving annotations:
-/// re-injecting rewrites those in place.
-pub(crate) fn remove_proxy(template: &mut Map) {
-    let spec = spec_of(template);
-    for key in ["initContainers", "containers"] {
-        remove_named(spec, key, &[INIT_CONTAINER, PROXY_CONTAINER]);
-    }
-    remove_named(
-        spec,
-        "volumes",
-        &[XTABLES_VOLUME, crate::identity::TOKEN_VOLUME],
-    );
-}
-
-pub(crate) fn is_injected(template: &Map) -> bool {
-    let annotated = template
-        .get("metadata")
-        .and_then(|m| m.str_at(&["annotations", PROXY_VERSION_ANNOTATION]))
-        .is_some();
-    let has_proxy = ["initContainers", "containers"].iter().any(|key| {
-        template
-            .get("spec")
-            .and_then(|spec| spec.get_path(&[key]))
-            .and_then(Value::as_seq)
-            .is_some_and(|list| {
-                list.iter()
-                    .any(|c| c.str_at(&["name"]) == Some(PROXY_CONTAINER))
-            })
-    });
-    annotated || has_proxy
-}
-
 fn strip_metadata(template: &mut Map) {
     let Some(metadata) = template.get_mut("metadata").and_then(Value::as_map_mut) else {
         return;
@@ -104,22 +69,5 @@ fn strip_metadata(template: &mut Map) {
     }
     if metadata.is_empty() {
         template.remove("metadata");
-    }
-}
-
-/// Removes the entries of the list `key` whose name is one of `names`,
-/// and the list itself when that empties it.
-fn remove_named(spec: &mut Map, key: &str, names: &[&str]) {
-    let Some(list) = spec.get_mut(key).and_then(Value::as_seq_mut) else {
-        return;
-    };
-    let before = list.len();
-    list.retain(|entry| {
-        !entry
-            .str_at(&["name"])
-            .is_some_and(|name| names.contains(&name))
-    });
-    if list.len() != before && list.is_empty() {
-        spec.remove(key);
     }
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use conduit_deploy::stream::{self, Document, ManifestError};
-use conduit_deploy::{InjectOptions, Report, inject_documents, uninject_documents};
+use conduit_deploy::{InjectOptions, Report, Sidecar, inject_documents, uninject_documents};
 
 use crate::args::{InjectArgs, ManifestFormat, UninjectArgs};
 use crate::cmd::install::print;
@@ -30,14 +30,17 @@ pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
         None => None,
     };
     let options = InjectOptions {
-        trust_anchors_pem,
-        proxy_image: args.proxy_image,
-        init_image: args.init_image,
-        skip_inbound_ports: args.skip_inbound_ports,
-        skip_outbound_ports: args.skip_outbound_ports,
-        opaque_ports: args.opaque_ports,
-        proxy_log_level: args.proxy_log_level,
-        cluster_domain: args.cluster.cluster_domain,
+        sidecar: Sidecar {
+            trust_anchors_pem,
+            proxy_image: args.proxy_image,
+            init_image: args.init_image,
+            skip_inbound_ports: args.skip_inbound_ports,
+            skip_outbound_ports: args.skip_outbound_ports,
+            opaque_ports: args.opaque_ports,
+            proxy_log_level: args.proxy_log_level,
+            cluster_domain: args.cluster.cluster_domain,
+            ..Sidecar::new(&args.control_plane_namespace)
+        },
         default_inbound_policy: args.default_inbound_policy,
         ..InjectOptions::new(&args.control_plane_namespace)
     };
