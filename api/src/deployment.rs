@@ -35,8 +35,16 @@ impl fmt::Display for DeploymentRef {
 pub enum ParseError {
     #[error("expected `namespace/name`, got {0:?}")]
     NotNamespaced(String),
-    #[error("{0:?} is not a valid Kubernetes name (lowercase letters, digits and '-', at most 63)")]
+    #[error(
+        "{0:?} is not a valid Kubernetes object name: lowercase letters, digits, '-' and '.', \
+         at most 253 characters, each '.'-separated part starting and ending with a letter or digit"
+    )]
     InvalidName(String),
+    #[error(
+        "{0:?} is not a valid namespace name: lowercase letters, digits and '-', \
+         at most 63 characters, starting and ending with a letter or digit"
+    )]
+    InvalidNamespace(String),
     #[error(
         "unsupported resource {0:?}: use `deploy`, `deploy/NAME` (also `deployment`, `deployments`)"
     )]
@@ -50,28 +58,40 @@ impl FromStr for DeploymentRef {
         let (namespace, name) = s
             .split_once('/')
             .ok_or_else(|| ParseError::NotNamespaced(s.to_string()))?;
-        validate_name(namespace)?;
+        validate_namespace(namespace)?;
         validate_name(name)?;
         Ok(Self::new(namespace, name))
     }
 }
 
-/// Kubernetes' DNS-1123 label rule, which namespaces and Deployment names
-/// follow (Deployment names may be longer subdomains; labels are what the
-/// mesh's own objects use).
+/// Object names (Deployments, ServiceAccounts, pods, policy resources)
+/// follow Kubernetes' DNS-1123 subdomain rule: dot-separated labels, 253
+/// characters in all.
 pub fn validate_name(name: &str) -> Result<(), ParseError> {
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
-        && !name.starts_with(['-', '.'])
-        && !name.ends_with(['-', '.']);
+    let valid = name.len() <= 253 && name.split('.').all(is_label);
     if valid {
         Ok(())
     } else {
         Err(ParseError::InvalidName(name.to_string()))
     }
+}
+
+/// Namespaces follow the stricter DNS-1123 label rule: one label, no dots.
+pub fn validate_namespace(namespace: &str) -> Result<(), ParseError> {
+    if is_label(namespace) {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidNamespace(namespace.to_string()))
+    }
+}
+
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
 }
 
 /// What a CLI argument such as `deploy`, `deploy/web` or `deployment/web`
@@ -144,6 +164,31 @@ mod tests {
             "demo/-web".parse::<DeploymentRef>(),
             Err(ParseError::InvalidName(_))
         ));
+    }
+
+    #[test]
+    fn names_are_subdomains_and_namespaces_labels() {
+        let long_label = "a".repeat(63);
+        for ok in ["web", "web-1", "web.v2", "a.b.c", long_label.as_str()] {
+            assert_eq!(validate_name(ok), Ok(()), "{ok}");
+        }
+        let too_long = ["a"; 128].join(".");
+        for bad in [
+            "", "web..v2", "web.-v2", ".web", "web.", "Web", "a_b", &too_long,
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+        assert_eq!(validate_name(&["a"; 127].join(".")), Ok(()));
+        assert_eq!(validate_namespace(&long_label), Ok(()));
+        for bad in ["web.v2", &"a".repeat(64), "-demo", ""] {
+            let err = validate_namespace(bad).unwrap_err();
+            assert!(err.to_string().contains("at most 63"), "{err}");
+        }
+        assert!(matches!(
+            "web.v2/web".parse::<DeploymentRef>(),
+            Err(ParseError::InvalidNamespace(_))
+        ));
+        assert!("demo/web.v2".parse::<DeploymentRef>().is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::deployment::{ParseError, validate_name};
+use crate::deployment::{ParseError, validate_name, validate_namespace};
 
 /// The trust domain when none is configured, as in Kubernetes' default
 /// cluster domain.
@@ -109,7 +109,7 @@ impl FromStr for IdentityName {
             return Err(not_identity());
         }
         validate_name(service_account)?;
-        validate_name(namespace)?;
+        validate_namespace(namespace)?;
         validate_trust_domain(trust_domain).map_err(|_| not_identity())?;
         Ok(Self::in_domain(service_account, namespace, trust_domain))
     }

@@ -18,7 +18,7 @@
 
 use std::fmt::Write as _;
 
-use crate::deployment::validate_name;
+use crate::deployment::{ParseError, validate_name, validate_namespace};
 use crate::proto::mesh::v1 as mesh;
 use crate::proto::tap::v1 as pb;
 use crate::{DeploymentRef, Direction};
@@ -135,16 +135,16 @@ fn workloads(
     d: Option<mesh::DeploymentRef>,
 ) -> Result<Option<Workloads>, FilterError> {
     let Some(d) = d else { return Ok(None) };
-    let part = |s: String| -> Result<Option<String>, FilterError> {
+    let part = |s: String, valid: fn(&str) -> Result<(), ParseError>| {
         if s.is_empty() {
             return Ok(None);
         }
-        validate_name(&s).map_err(|e| FilterError::Workload(what, e))?;
+        valid(&s).map_err(|e| FilterError::Workload(what, e))?;
         Ok(Some(s))
     };
     let w = Workloads {
-        namespace: part(d.namespace)?,
-        name: part(d.name)?,
+        namespace: part(d.namespace, validate_namespace)?,
+        name: part(d.name, validate_name)?,
     };
     Ok((w.namespace.is_some() || w.name.is_some()).then_some(w))
 }

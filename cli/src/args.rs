@@ -102,7 +102,7 @@ pub(crate) enum ManifestFormat {
 #[derive(Args, Debug)]
 pub(crate) struct InstallArgs {
     /// Namespace of the control plane
-    #[arg(short, long, default_value = "conduit", value_parser = namespace)]
+    #[arg(short, long, default_value = "conduit", value_parser = values::namespace)]
     pub(crate) namespace: String,
     /// High availability: three controller replicas on different nodes and a PodDisruptionBudget
     #[arg(long)]
@@ -154,7 +154,7 @@ pub(crate) struct ClusterArgs {
 #[derive(Args, Debug)]
 pub(crate) struct UninstallArgs {
     /// Namespace of the control plane
-    #[arg(short, long, default_value = "conduit", value_parser = namespace)]
+    #[arg(short, long, default_value = "conduit", value_parser = values::namespace)]
     pub(crate) namespace: String,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
     pub(crate) output: ManifestFormat,
@@ -166,7 +166,7 @@ pub(crate) struct InjectArgs {
     #[arg(default_value = "-")]
     pub(crate) input: String,
     /// Namespace of the control plane the proxies report to
-    #[arg(long, default_value = "conduit", value_parser = namespace)]
+    #[arg(long, default_value = "conduit", value_parser = values::namespace)]
     pub(crate) control_plane_namespace: String,
     /// Inbound ports that bypass the proxy, e.g. `25,8000-8100`
     #[arg(long, value_name = "PORTS", value_delimiter = ',')]
@@ -217,19 +217,6 @@ fn dns_domain(s: &str) -> Result<String, String> {
     conduit_api::deployment::validate_name(s)
         .map(|()| s.to_string())
         .map_err(|_| format!("{s:?} is not a DNS domain like cluster.local"))
-}
-
-/// A Kubernetes namespace name: a DNS label.
-fn namespace(s: &str) -> Result<String, String> {
-    let label =
-        s.len() <= 63 && !s.contains('.') && conduit_api::deployment::validate_name(s).is_ok();
-    if label {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
-        ))
-    }
 }
 
 #[derive(Args, Debug)]

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use conduit_api::deployment::validate_name;
+use conduit_api::deployment::validate_namespace;
 
 /// A Deployment named as `deploy/NAME` (also `deployment/NAME`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ pub(crate) fn duration(s: &str) -> Result<Duration, String> {
 }
 
 pub(crate) fn namespace(s: &str) -> Result<String, String> {
-    validate_name(s).map_err(|e| e.to_string())?;
+    validate_namespace(s).map_err(|e| e.to_string())?;
     Ok(s.to_string())
 }
 

@@ -309,7 +309,7 @@ fn bad_flags_are_usage_errors() {
     for (args, expected) in [
         (
             &["install", "--namespace", "Conduit"][..],
-            "not a namespace name",
+            "not a valid namespace name",
         ),
         (
             &["install", "--store-volume-size", "lots"][..],

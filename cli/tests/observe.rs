@@ -264,7 +264,7 @@ fn bad_windows_and_filters_are_usage_errors() {
                 "--from",
                 "deploy/x",
             ],
-            "not a valid Kubernetes name",
+            "not a valid namespace name",
         ),
     ] {
         let out = conduit(&args);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use conduit_api::DeploymentRef;
-use conduit_api::deployment::validate_name;
+use conduit_api::deployment::{validate_name, validate_namespace};
 use conduit_api::discovery_file::{self as schema, DiscoveryFile};
 use tokio::sync::watch;
 use tracing::{error, info};
@@ -183,7 +183,7 @@ pub fn build(file: &DiscoveryFile) -> Result<Snapshot, String> {
     };
     let mut addrs = BTreeMap::new();
     for (ns, namespace) in &file.namespaces {
-        validate_name(ns).map_err(|e| format!("namespace: {e}"))?;
+        validate_namespace(ns).map_err(|e| format!("namespace: {e}"))?;
         let mut pod_names = BTreeSet::new();
         for (name, deployment) in &namespace.deployments {
             let dref = DeploymentRef::new(ns, name);

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use conduit_api::DeploymentRef;
-use conduit_api::deployment::validate_name;
+use conduit_api::deployment::{validate_name, validate_namespace};
 use conduit_api::discovery_file::{self as schema, DiscoveryFile};
 use conduit_api::policy::{self, Cidr, DEFAULT_CLUSTER_NETWORKS, DefaultPolicy};
 use conduit_api::proto::policy::v1 as pb;
@@ -453,7 +453,7 @@ fn mesh_tls(
         );
     }
     for namespace in &auth.namespaces {
-        validate_name(namespace).map_err(|e| format!("namespace: {e}"))?;
+        validate_namespace(namespace).map_err(|e| format!("namespace: {e}"))?;
     }
     let service_accounts = auth
         .service_accounts
@@ -461,7 +461,8 @@ fn mesh_tls(
         .map(|sa| {
             let namespace = sa.namespace.clone().unwrap_or_else(|| ns.to_string());
             validate_name(&sa.name).map_err(|e| format!("service account: {e}"))?;
-            validate_name(&namespace).map_err(|e| format!("service account namespace: {e}"))?;
+            validate_namespace(&namespace)
+                .map_err(|e| format!("service account namespace: {e}"))?;
             Ok(pb::authentication::ServiceAccount {
                 name: sa.name.clone(),
                 namespace,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conduit_api::DeploymentRef;
-use conduit_api::deployment::validate_name;
+use conduit_api::deployment::{ParseError, validate_name, validate_namespace};
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1::{self as pb, api_server::Api};
 use conduit_api::proto::tap::v1 as tap_pb;
@@ -160,10 +160,10 @@ impl Scope {
         } else if sel.namespace.is_empty() {
             Some("default".to_string())
         } else {
-            Some(valid_name("namespace", sel.namespace)?)
+            Some(valid("namespace", sel.namespace, validate_namespace)?)
         };
         let name = (!sel.name.is_empty())
-            .then(|| valid_name("deployment name", sel.name))
+            .then(|| valid("deployment name", sel.name, validate_name))
             .transpose()?;
         Ok(Self { namespace, name })
     }
@@ -174,8 +174,12 @@ impl Scope {
     }
 }
 
-fn valid_name(what: &str, name: String) -> Result<String, Status> {
-    validate_name(&name).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?;
+fn valid(
+    what: &str,
+    name: String,
+    rule: fn(&str) -> Result<(), ParseError>,
+) -> Result<String, Status> {
+    rule(&name).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))?;
     Ok(name)
 }
 
@@ -185,14 +189,18 @@ pub fn deployment_arg(what: &str, d: Option<mesh::DeploymentRef>) -> Result<Depl
     let namespace = if d.namespace.is_empty() {
         "default".to_string()
     } else {
-        valid_name(&format!("{what} namespace"), d.namespace)?
+        valid(
+            &format!("{what} namespace"),
+            d.namespace,
+            validate_namespace,
+        )?
     };
     if d.name.is_empty() {
         return Err(Status::invalid_argument(format!("{what} needs a name")));
     }
     Ok(DeploymentRef::new(
         namespace,
-        valid_name(&format!("{what} name"), d.name)?,
+        valid(&format!("{what} name"), d.name, validate_name)?,
     ))
 }
 
