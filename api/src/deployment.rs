@@ -22,6 +22,24 @@ impl DeploymentRef {
             name: name.into(),
         }
     }
+
+    /// A Deployment as a query parameter names it: `NAMESPACE/NAME`, or
+    /// `NAME`, `deploy/NAME` or `deployment/NAME` (as the CLI spells it)
+    /// in `namespace`.
+    pub fn parse_in(text: &str, namespace: &str) -> Result<Self, ParseError> {
+        let name = match text.split_once('/') {
+            None => text,
+            Some((kind, name)) if is_deployment_kind(kind) => name,
+            Some(_) => return text.parse(),
+        };
+        validate_namespace(namespace)?;
+        validate_name(name)?;
+        Ok(Self::new(namespace, name))
+    }
+}
+
+fn is_deployment_kind(kind: &str) -> bool {
+    matches!(kind, "deploy" | "deployment" | "deployments")
 }
 
 /// Printed and parsed as `namespace/name`.
@@ -110,7 +128,7 @@ impl FromStr for ResourceTarget {
             Some((kind, name)) => (kind, Some(name)),
             None => (s, None),
         };
-        if !matches!(kind, "deploy" | "deployment" | "deployments") {
+        if !is_deployment_kind(kind) {
             return Err(ParseError::UnsupportedKind(kind.to_string()));
         }
         if let Some(name) = name {
@@ -189,6 +207,25 @@ mod tests {
             Err(ParseError::InvalidNamespace(_))
         ));
         assert!("demo/web.v2".parse::<DeploymentRef>().is_ok());
+    }
+
+    #[test]
+    fn parameters_name_a_deployment_in_a_namespace_or_their_own() {
+        let web = DeploymentRef::new("demo", "web");
+        for text in ["web", "deploy/web", "deployment/web", "demo/web"] {
+            assert_eq!(
+                DeploymentRef::parse_in(text, "demo"),
+                Ok(web.clone()),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            DeploymentRef::parse_in("prod/web", "demo"),
+            Ok(DeploymentRef::new("prod", "web"))
+        );
+        assert!(DeploymentRef::parse_in("Web", "demo").is_err());
+        assert!(DeploymentRef::parse_in("deploy/", "demo").is_err());
+        assert!(DeploymentRef::parse_in("web", "De_mo").is_err());
     }
 
     #[test]

@@ -42,10 +42,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use conduit_api::json;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1::{self as pb, api_server::Api};
 use conduit_api::proto::tap::v1 as tap;
+use conduit_api::{DeploymentRef, json};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -201,11 +201,21 @@ struct SelectorQuery {
 
 impl SelectorQuery {
     fn selector(&self) -> pb::Selector {
-        pb::Selector {
-            namespace: self.namespace.clone().unwrap_or_default(),
-            all_namespaces: self.all_namespaces,
-            name: self.name.clone().unwrap_or_default(),
-        }
+        selector(&self.namespace, self.all_namespaces, &self.name)
+    }
+}
+
+/// The Deployments a query's `namespace`, `all_namespaces` and `name` pick;
+/// the controller validates it as it does a gRPC client's.
+fn selector(
+    namespace: &Option<String>,
+    all_namespaces: bool,
+    name: &Option<String>,
+) -> pb::Selector {
+    pb::Selector {
+        namespace: namespace.clone().unwrap_or_default(),
+        all_namespaces,
+        name: name.clone().unwrap_or_default(),
     }
 }
 
@@ -215,23 +225,18 @@ fn namespace_or_default(ns: &Option<String>) -> String {
         .unwrap_or_else(|| "default".into())
 }
 
-/// `namespace/name`, or `name` in `default_namespace`; `deploy/` prefixes
-/// as the CLI spells them are accepted too.
-fn deployment_param(text: &str, default_namespace: &str) -> mesh::DeploymentRef {
-    let text = text
-        .strip_prefix("deploy/")
-        .or_else(|| text.strip_prefix("deployment/"))
-        .unwrap_or(text);
-    match text.split_once('/') {
-        Some((ns, name)) => mesh::DeploymentRef {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-        },
-        None => mesh::DeploymentRef {
-            namespace: default_namespace.to_string(),
-            name: text.to_string(),
-        },
-    }
+/// A Deployment parameter (see [`DeploymentRef::parse_in`]).
+fn deployment_param(
+    what: &str,
+    text: Option<&str>,
+    namespace: &str,
+) -> Result<Option<mesh::DeploymentRef>, ApiError> {
+    text.map(|t| {
+        DeploymentRef::parse_in(t, namespace)
+            .map(Into::into)
+            .map_err(|e| bad(format!("{what}: {e}")))
+    })
+    .transpose()
 }
 
 fn duration_param(
@@ -245,13 +250,12 @@ fn duration_param(
 
 fn named(ns: &Option<String>, name: &Option<String>) -> Result<mesh::DeploymentRef, ApiError> {
     let name = name
-        .clone()
+        .as_deref()
         .filter(|n| !n.is_empty())
         .ok_or_else(|| bad("the `name` parameter (a Deployment) is required"))?;
-    Ok(mesh::DeploymentRef {
-        namespace: namespace_or_default(ns),
-        name,
-    })
+    DeploymentRef::parse_in(name, &namespace_or_default(ns))
+        .map(Into::into)
+        .map_err(|e| bad(format!("name: {e}")))
 }
 
 async fn version(State(api): State<PublicApi>) -> ApiResult<json::Version> {
@@ -289,16 +293,11 @@ struct StatQuery {
 
 impl StatQuery {
     fn request(&self) -> Result<pb::StatRequest, ApiError> {
-        let sel = SelectorQuery {
-            namespace: self.namespace.clone(),
-            all_namespaces: self.all_namespaces,
-            name: self.name.clone(),
-        };
         let ns = namespace_or_default(&self.namespace);
         Ok(pb::StatRequest {
-            selector: Some(sel.selector()),
-            from: self.from.as_deref().map(|f| deployment_param(f, &ns)),
-            to: self.to.as_deref().map(|t| deployment_param(t, &ns)),
+            selector: Some(selector(&self.namespace, self.all_namespaces, &self.name)),
+            from: deployment_param("from", self.from.as_deref(), &ns)?,
+            to: deployment_param("to", self.to.as_deref(), &ns)?,
             window: duration_param("window", &self.window)?,
         })
     }
@@ -416,15 +415,11 @@ async fn stat_history(
         parse("range", &q.range, "15m")?,
         parse("step", &q.step, "15s")?,
     );
-    let sel = SelectorQuery {
-        namespace: q.namespace.clone(),
-        all_namespaces: q.all_namespaces,
-        name: q.name.clone(),
-    };
+    let selector = selector(&q.namespace, q.all_namespaces, &q.name);
     let window = duration_param("window", &q.window)?;
     let window_text = q.window.clone().unwrap_or_else(|| "1m".into());
     let history = api
-        .stat_history(Some(sel.selector()), window, range, step)
+        .stat_history(Some(selector), window, range, step)
         .await?;
     Ok(Json(json::StatHistory {
         window: window_text,
@@ -518,15 +513,15 @@ fn filter(
     path: &Option<String>,
     method: &Option<String>,
     authority: &Option<String>,
-) -> tap::Filter {
+) -> Result<tap::Filter, ApiError> {
     let ns = namespace_or_default(namespace);
-    tap::Filter {
+    Ok(tap::Filter {
         path_prefix: path.clone().unwrap_or_default(),
         method: method.clone().unwrap_or_default(),
         authority: authority.clone().unwrap_or_default(),
-        destination: to.as_deref().map(|t| deployment_param(t, &ns)),
+        destination: deployment_param("to", to.as_deref(), &ns)?,
         ..Default::default()
-    }
+    })
 }
 
 async fn tap_stream(
@@ -543,7 +538,7 @@ async fn tap_stream(
             &q.path,
             &q.method,
             &q.authority,
-        )),
+        )?),
         max_rps: q.max_rps.unwrap_or(0),
     };
     let events = api.tap(with_credential(headers, req)).await?.into_inner();
@@ -602,7 +597,7 @@ async fn tap_search(
             &q.path,
             &q.method,
             &q.authority,
-        )),
+        )?),
     };
     let reply = api
         .search_tap(with_credential(headers, req))
