@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit_api::Direction;
-use conduit_api::metrics::label;
+use conduit_api::metrics::labels;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::http::client::EndpointClient;
 use crate::identity::{Identity, outbound_tls};
-use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
+use crate::metrics::{HttpStats, Registry, TcpStats, lock};
 use crate::resolve::{Target, Targets};
 
 /// How fast the estimate forgets a slow response.
@@ -164,28 +164,18 @@ impl EndpointFactory {
             (true, Some(own)) => (meta.identity.as_deref().unwrap_or(""), own.name()),
             _ => ("", ""),
         };
-        let [tls_label, reason] = tls_labels(tls);
-        let stats = self.registry.http(&[
-            (label::DIRECTION, Direction::Outbound.as_str()),
-            (label::AUTHORITY, authority),
-            (label::DST_NAMESPACE, ns),
-            (label::DST_DEPLOYMENT, name),
-            tls_label,
-            reason,
-            (label::SERVER_ID, server_id),
-            (label::CLIENT_ID, client_id),
-        ]);
-        let tcp = self.registry.tcp(&[
-            (label::DIRECTION, Direction::Outbound.as_str()),
-            (label::PEER, "dst"),
-            (label::AUTHORITY, authority),
-            (label::DST_NAMESPACE, ns),
-            (label::DST_DEPLOYMENT, name),
-            tls_label,
-            reason,
-            (label::SERVER_ID, server_id),
-            (label::CLIENT_ID, client_id),
-        ]);
+        let peer = labels::Endpoint {
+            authority,
+            dst_namespace: ns,
+            dst_deployment: name,
+            tls: Some(tls),
+            server_id,
+            client_id,
+        };
+        let stats = self.registry.http(Direction::Outbound, &peer);
+        let tcp = self
+            .registry
+            .tcp(Direction::Outbound, labels::Peer::Dst, &peer);
         let mtls = self
             .identity
             .clone()

@@ -189,7 +189,7 @@ pub struct Config {
     pub telemetry_addr: Option<GrpcAddr>,
 
     /// How often a report is pushed to the telemetry store.
-    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_INTERVAL", default_value = "1s", value_parser = conduit_api::duration::parse)]
     pub telemetry_interval: Duration,
 
     /// Reports kept while the store is slow or down; the oldest is dropped
@@ -221,7 +221,7 @@ pub struct Config {
 
     /// An outbound authority unused this long is forgotten (its destination
     /// subscriptions closed).
-    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_IDLE_TIMEOUT", default_value = "60s", value_parser = conduit_api::duration::parse)]
     pub destination_idle_timeout: Duration,
 
     /// Outbound authorities kept resolved (or being resolved) at most; past
@@ -232,7 +232,7 @@ pub struct Config {
 
     /// How long the first request to a new authority waits for the
     /// destination service before falling back to DNS.
-    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_RESOLVE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_DESTINATION_RESOLVE_TIMEOUT", default_value = "3s", value_parser = conduit_api::duration::parse)]
     pub destination_resolve_timeout: Duration,
 
     /// Largest request head (request line and headers) accepted; larger
@@ -242,21 +242,21 @@ pub struct Config {
 
     /// A client must send a complete request head within this time (against
     /// slowloris); otherwise it gets 408 and the connection is closed.
-    #[arg(long, env = "CONDUIT_PROXY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
     pub header_read_timeout: Duration,
 
     /// A connection that has not shown its protocol after this long is
     /// forwarded as opaque TCP.
-    #[arg(long, env = "CONDUIT_PROXY_DETECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_DETECT_TIMEOUT", default_value = "1s", value_parser = conduit_api::duration::parse)]
     pub detect_timeout: Duration,
 
     /// Time allowed to open a connection to an endpoint.
-    #[arg(long, env = "CONDUIT_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_CONNECT_TIMEOUT", default_value = "1s", value_parser = conduit_api::duration::parse)]
     pub connect_timeout: Duration,
 
     /// Outbound requests wait at most this long for response headers when
     /// their route sets no timeout; `0s` disables.
-    #[arg(long, env = "CONDUIT_PROXY_OUTBOUND_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_OUTBOUND_REQUEST_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
     pub outbound_request_timeout: Duration,
 
     /// Consecutive failures that take an endpoint out of balancing.
@@ -265,7 +265,7 @@ pub struct Config {
 
     /// How long an endpoint stays out after tripping, doubled on each failed
     /// probe up to ten times this.
-    #[arg(long, env = "CONDUIT_PROXY_FAILURE_ACCRUAL_BACKOFF", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_FAILURE_ACCRUAL_BACKOFF", default_value = "1s", value_parser = conduit_api::duration::parse)]
     pub failure_accrual_backoff: Duration,
 
     /// Request bodies up to this size are buffered so the request can be
@@ -295,7 +295,7 @@ pub struct Config {
 
     /// A label set unused for this long is forgotten (its series leave
     /// /metrics and the telemetry reports).
-    #[arg(long, env = "CONDUIT_PROXY_METRICS_RETAIN_IDLE", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_METRICS_RETAIN_IDLE", default_value = "10m", value_parser = conduit_api::duration::parse)]
     pub metrics_retain_idle: Duration,
 
     /// Inbound: a name the Deployment is also known by (a Service's),
@@ -318,13 +318,13 @@ pub struct Config {
     pub cluster_domain: String,
     /// Admin server: a client must send a complete request head within this
     /// time (against slowloris), or the connection is closed.
-    #[arg(long, env = "CONDUIT_PROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
     pub admin_header_read_timeout: Duration,
 
     /// Admin server: a connection on which no byte moved for this long is
     /// closed (a keep-alive client gone quiet, a client that stopped
     /// reading).
-    #[arg(long, env = "CONDUIT_PROXY_ADMIN_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_ADMIN_IDLE_TIMEOUT", default_value = "60s", value_parser = conduit_api::duration::parse)]
     pub admin_idle_timeout: Duration,
 
     /// Admin server: connections served at once; more are closed on
@@ -367,17 +367,17 @@ pub struct Config {
 
     /// HTTP/2 servers (inbound, outbound, tap): how often a PING checks
     /// that a client is still there; `0s` disables.
-    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_INTERVAL", default_value = "10s", value_parser = conduit_api::duration::parse)]
     pub http2_keepalive_interval: Duration,
 
     /// HTTP/2 servers: a client that does not answer a keep-alive PING
     /// within this is disconnected.
-    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = conduit_api::duration::parse)]
     pub http2_keepalive_timeout: Duration,
 
     /// Inbound: a meshed client must complete its mTLS handshake within
     /// this, or the connection is closed.
-    #[arg(long, env = "CONDUIT_PROXY_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "CONDUIT_PROXY_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
     pub tls_handshake_timeout: Duration,
 }
 
@@ -561,32 +561,6 @@ fn parse_host_or_authority(s: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{s:?} is not HOST or HOST:PORT, e.g. web.demo.svc.cluster.local"))
 }
 
-/// `500ms`, `1s`, `2m`, `1h`, or combinations such as `1m30s`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let invalid = || format!("{s:?} is not a duration: use e.g. 500ms, 1s, 2m");
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let value: u64 = rest[..digits].parse().map_err(|_| invalid())?;
-        rest = &rest[digits..];
-        let unit = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let part = match &rest[..unit] {
-            "ms" => Duration::from_millis(value),
-            "s" => Duration::from_secs(value),
-            "m" => Duration::from_secs(value.saturating_mul(60)),
-            "h" => Duration::from_secs(value.saturating_mul(3600)),
-            _ => return Err(invalid()),
-        };
-        rest = &rest[unit..];
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
-
 fn parse_network(s: &str) -> Result<String, String> {
     s.parse::<conduit_api::policy::Cidr>()?;
     Ok(s.to_string())
@@ -629,14 +603,6 @@ mod tests {
         let r: TcpRoute = "127.0.0.1:3306=db.demo:3306".parse().unwrap();
         assert_eq!(r.authority, "db.demo:3306");
         assert!("3306=db:3306".parse::<TcpRoute>().is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("10").is_err());
-        assert!(parse_duration("-1s").is_err());
     }
 
     #[test]

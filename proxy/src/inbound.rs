@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::{Bytes, BytesMut};
-use conduit_api::metrics::{self as names, NoTlsReason, Tls, label};
+use conduit_api::metrics::labels;
+use conduit_api::metrics::{self as names, NoTlsReason, Tls};
 use conduit_api::proto::policy::v1::ProxyProtocol;
 use conduit_api::{DeploymentRef, Direction};
 use conduit_identity::tls::Alpn;
@@ -47,7 +48,7 @@ use crate::http::server::{Handler, Server};
 use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::identity::Identity;
 use crate::io::{MeteredIo, PrefixedIo};
-use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
+use crate::metrics::{HttpStats, Registry, TcpStats, lock};
 use crate::policy::{self, Policies};
 use crate::served::ServedNames;
 use crate::tap::{PeerMeta, RequestMeta, Tap};
@@ -118,10 +119,11 @@ impl Inbound {
         identity: Option<Arc<Identity>>,
         policies: Policies,
     ) -> Self {
-        let dst_tcp = registry.tcp(&[
-            (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::PEER, "dst"),
-        ]);
+        let dst_tcp = registry.tcp(
+            Direction::Inbound,
+            labels::Peer::Dst,
+            &labels::Endpoint::default(),
+        );
         Self {
             own: config.deployment_ref(),
             served: ServedNames::new(&config),
@@ -399,14 +401,12 @@ fn allowed(d: &policy::Decision, peer: &Peer) -> bool {
 
 /// The clients' transport series of a security and client identity.
 fn src_tcp(registry: &Registry, tls: Tls, client_id: &str) -> Arc<TcpStats> {
-    let [tls, reason] = tls_labels(tls);
-    registry.tcp(&[
-        (label::DIRECTION, Direction::Inbound.as_str()),
-        (label::PEER, "src"),
-        tls,
-        reason,
-        (label::CLIENT_ID, client_id),
-    ])
+    let client = labels::Endpoint {
+        tls: Some(tls),
+        client_id,
+        ..labels::Endpoint::default()
+    };
+    registry.tcp(Direction::Inbound, labels::Peer::Src, &client)
 }
 
 /// A client connection on its series, counting what was read to detect it.
@@ -460,17 +460,13 @@ impl InboundConn {
         }
         let authority: Arc<str> = raw.map(authority::with_port).unwrap_or_default().into();
         let label = self.authority_label(&authority);
-        let [tls, reason] = tls_labels(self.peer.tls);
-        let stats = self.inbound.registry.http(&[
-            (label::DIRECTION, Direction::Inbound.as_str()),
-            (label::AUTHORITY, label),
-            tls,
-            reason,
-            (
-                label::CLIENT_ID,
-                self.peer.client_id.as_deref().unwrap_or(""),
-            ),
-        ]);
+        let client = labels::Endpoint {
+            authority: label,
+            tls: Some(self.peer.tls),
+            client_id: self.peer.client_id.as_deref().unwrap_or(""),
+            ..labels::Endpoint::default()
+        };
+        let stats = self.inbound.registry.http(Direction::Inbound, &client);
         *cached = Some(Cached {
             raw: raw_str.to_string(),
             authority: authority.clone(),

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit_api::histogram::LATENCY_VALUE_SCALE;
-use conduit_api::metrics::{self as names, label};
+use conduit_api::metrics as names;
 use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
 use conduit_api::proto::telemetry::v1::{
     CounterSeries, GaugeSeries, HistogramSeries, ProxyMeta, Report,
@@ -27,7 +27,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::backoff::Backoff;
 use crate::config::GrpcAddr;
 use crate::identity::Identity;
-use crate::metrics::{HttpStats, Registry, lock};
+use crate::metrics::{
+    HttpStats, Registry, eviction_labels, handshake_labels, lock, overflow_labels, refused_labels,
+};
 use crate::tap::Tap;
 
 pub(crate) struct Telemetry {
@@ -268,27 +270,31 @@ impl Telemetry {
             for (name, value) in key.labels() {
                 l.insert(name, value);
             }
-            out.counter(key.metric(), l, n);
+            out.counter(key.family().name, l, n);
         }
-        let mut l = local.clone();
-        l.insert(label::REASON, names::REFUSED_REASON_PROXY_PORT);
-        let refused = p.inbound_proxy_port_refused.load(Relaxed);
-        out.counter(names::INBOUND_CONNECTIONS_REFUSED_TOTAL, l, refused);
-        for ((family, reason), n) in reg.overflow_counts() {
+        let with = |pairs: &[(&'static str, &str)]| {
             let mut l = local.clone();
-            l.insert(label::FAMILY, family);
-            l.insert(label::REASON, reason);
+            for (name, value) in pairs {
+                l.insert(*name, *value);
+            }
+            l
+        };
+        let refused = p.inbound_proxy_port_refused.load(Relaxed);
+        out.counter(
+            names::INBOUND_CONNECTIONS_REFUSED_TOTAL,
+            with(&refused_labels()),
+            refused,
+        );
+        for ((family, reason), n) in reg.overflow_counts() {
+            let l = with(&overflow_labels(family, reason));
             out.counter(names::METRICS_LABEL_SETS_OVERFLOW_TOTAL, l, n);
         }
         for (family, n) in reg.eviction_counts() {
-            let mut l = local.clone();
-            l.insert(label::FAMILY, family);
+            let l = with(&eviction_labels(family));
             out.counter(names::METRICS_LABEL_SETS_EVICTED_TOTAL, l, n);
         }
         for ((direction, reason), n) in reg.handshake_failures() {
-            let mut l = local.clone();
-            l.insert(label::DIRECTION, direction.as_str());
-            l.insert(label::REASON, reason);
+            let l = with(&handshake_labels(direction, reason));
             out.counter(names::TLS_HANDSHAKE_FAILURES_TOTAL, l, n);
         }
         for (name, value) in [
@@ -360,11 +366,9 @@ impl Series {
         self.counter(requests, labels.clone(), s.requests());
         for (key, n) in s.responses() {
             let mut l = labels.clone();
-            l.insert(label::STATUS_CODE, key.status.to_string());
-            if let Some(g) = key.grpc_status {
-                l.insert(label::GRPC_STATUS, g.to_string());
+            for (name, value) in key.labels() {
+                l.insert(name, value);
             }
-            l.insert(label::CLASSIFICATION, key.class.as_str());
             self.counter(responses, l, n);
         }
         if let Some(interval) = s.rollover_latency() {

@@ -142,32 +142,6 @@ fn is_transport(s: &Status) -> bool {
     m.contains("transport") || m.contains("connect") || m.contains("h2 protocol")
 }
 
-/// `name="value"`
-pub fn eq(name: &str, value: &str) -> pb::Matcher {
-    pb::Matcher {
-        name: name.to_string(),
-        op: pb::matcher::Op::Equal.into(),
-        value: value.to_string(),
-    }
-}
-
-/// `name=~"regex"`
-pub fn regex(name: &str, value: &str) -> pb::Matcher {
-    pb::Matcher {
-        name: name.to_string(),
-        op: pb::matcher::Op::Regex.into(),
-        value: value.to_string(),
-    }
-}
-
-/// The value of label `name` in a label list, empty when absent.
-pub fn label<'a>(labels: &'a [conduit_api::proto::mesh::v1::Label], name: &str) -> &'a str {
-    labels
-        .iter()
-        .find(|l| l.name == name)
-        .map_or("", |l| l.value.as_str())
-}
-
 pub fn now_unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -8,12 +8,10 @@
 //! a second, ever-growing histogram per series. The buckets are derived from
 //! the histogram, so both views agree on every recorded value.
 
-use conduit_api::histogram::{self, MAX_LATENCY_US, SIGNIFICANT_DIGITS};
-use conduit_api::metrics::LATENCY_BUCKETS_MS;
+use conduit_api::histogram::{
+    self, LATENCY_BUCKETS as BUCKETS, LATENCY_VALUE_SCALE, MAX_LATENCY_US, SIGNIFICANT_DIGITS,
+};
 use hdrhistogram::Histogram;
-
-/// One more than the configured bounds: the last counts `+Inf`.
-const BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 
 pub(crate) struct LatencyHistogram {
     interval: Histogram<u64>,
@@ -80,9 +78,7 @@ impl LatencyHistogram {
                 Vec::new()
             }
         };
-        let mut buckets = self.buckets;
-        add_buckets(&self.interval, &mut buckets);
-        self.buckets = buckets;
+        histogram::add_to_buckets(&self.interval, LATENCY_VALUE_SCALE, &mut self.buckets);
         let sum_ms = self.interval_sum_us as f64 / 1000.0;
         self.sum_us = self.sum_us.saturating_add(self.interval_sum_us);
         self.interval.reset();
@@ -93,31 +89,11 @@ impl LatencyHistogram {
     /// Everything recorded since the process started.
     pub(crate) fn prometheus(&self) -> PromHistogram {
         let mut buckets = self.buckets;
-        add_buckets(&self.interval, &mut buckets);
-        let mut cumulative = [0; BUCKETS];
-        let mut running = 0;
-        for (c, b) in cumulative.iter_mut().zip(buckets) {
-            running += b;
-            *c = running;
-        }
+        histogram::add_to_buckets(&self.interval, LATENCY_VALUE_SCALE, &mut buckets);
         PromHistogram {
-            cumulative,
+            cumulative: histogram::cumulative(&buckets),
             sum_ms: self.sum_us.saturating_add(self.interval_sum_us) as f64 / 1000.0,
         }
-    }
-}
-
-/// A recorded value belongs to the first bucket whose bound is at least the
-/// lowest value it stands for: values under 2 ms are exact, larger ones are
-/// within the histogram's 0.1 % precision of the bound.
-fn add_buckets(h: &Histogram<u64>, buckets: &mut [u64; BUCKETS]) {
-    for v in h.iter_recorded() {
-        let micros = h.lowest_equivalent(v.value_iterated_to());
-        let i = LATENCY_BUCKETS_MS
-            .iter()
-            .position(|le| micros as f64 <= le * 1000.0)
-            .unwrap_or(BUCKETS - 1);
-        buckets[i] += v.count_at_value();
     }
 }
 

@@ -5,9 +5,9 @@
 //! Label sets are looked up once per connection or endpoint, not per
 //! request: callers keep the `Arc` they get and the hot path only touches
 //! atomics and two short-held locks. Each family's label sets are bounded
-//! and forgotten when idle ([`family`]).
+//! and forgotten when idle ([`label_sets`]).
 
-mod family;
+mod label_sets;
 mod latency;
 mod prom;
 
@@ -17,21 +17,16 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use conduit_api::metrics::{self as names, Tls, label};
+use conduit_api::metrics::family::{self, Meta};
+use conduit_api::metrics::labels::{
+    self, Authz, Endpoint, Handshake, Label, LabelSets as LabelSetsLabel, OwnReason, Peer, Response,
+};
+use conduit_api::metrics::{self as names, label};
 use conduit_api::{Classification, Direction, Labels};
 use conduit_identity::Credentials;
 
-use self::family::{Family, Found, Key};
+use self::label_sets::{Found, Key, LabelSets};
 pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
-
-/// The `tls` and `no_tls_reason` labels of a connection's series (the
-/// reason is empty, and so left out, when it is secured).
-pub(crate) fn tls_labels(tls: Tls) -> [(&'static str, &'static str); 2] {
-    [
-        (label::TLS, tls.as_str()),
-        (label::NO_TLS_REASON, tls.reason()),
-    ]
-}
 
 /// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)
 /// followed by the series' pairs. Empty values are left out, as Prometheus
@@ -75,6 +70,50 @@ pub(crate) struct ResponseKey {
     pub(crate) status: u16,
     pub(crate) grpc_status: Option<i32>,
     pub(crate) class: Classification,
+}
+
+impl ResponseKey {
+    /// Its labels beyond the request's; no `grpc_status` for plain HTTP.
+    pub(crate) fn labels(&self) -> Vec<(&'static str, String)> {
+        let mut l = vec![(Response::StatusCode.name(), self.status.to_string())];
+        if let Some(g) = self.grpc_status {
+            l.push((Response::GrpcStatus.name(), g.to_string()));
+        }
+        l.push((Response::Classification.name(), self.class.as_str().into()));
+        l
+    }
+}
+
+/// Labels of the label set budget's overflow counter.
+pub(crate) fn overflow_labels(
+    family: &'static str,
+    reason: &'static str,
+) -> [(&'static str, &'static str); 2] {
+    [
+        (LabelSetsLabel::Family.name(), family),
+        (LabelSetsLabel::Reason.name(), reason),
+    ]
+}
+
+/// Labels of the eviction counter.
+pub(crate) fn eviction_labels(family: &'static str) -> [(&'static str, &'static str); 1] {
+    [(LabelSetsLabel::Family.name(), family)]
+}
+
+/// Labels of the failed handshakes counter.
+pub(crate) fn handshake_labels(
+    direction: Direction,
+    reason: &'static str,
+) -> [(&'static str, &'static str); 2] {
+    [
+        (Handshake::Direction.name(), direction.as_str()),
+        (Handshake::Reason.name(), reason),
+    ]
+}
+
+/// Labels of the refused inbound connections counter: its only reason.
+pub(crate) fn refused_labels() -> [(&'static str, &'static str); 1] {
+    [(OwnReason::Reason.name(), names::REFUSED_REASON_PROXY_PORT)]
 }
 
 /// Counters and latency of one HTTP label set (an endpoint's or a route's).
@@ -215,9 +254,9 @@ impl Default for SeriesLimits {
 pub(crate) struct Registry {
     local: Vec<(&'static str, String)>,
     local_labels: SeriesLabels,
-    http: Family<HttpStats>,
-    routes: Family<HttpStats>,
-    tcp: Family<TcpStats>,
+    http: LabelSets<HttpStats>,
+    routes: LabelSets<HttpStats>,
+    tcp: LabelSets<TcpStats>,
     limits: SeriesLimits,
     /// The clock of the families' idle times.
     epoch: Instant,
@@ -246,24 +285,26 @@ pub(crate) struct AuthzKey {
 }
 
 impl AuthzKey {
-    pub(crate) fn metric(&self) -> &'static str {
-        match (self.http, self.allowed) {
-            (true, true) => names::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL,
-            (true, false) => names::INBOUND_HTTP_AUTHZ_DENY_TOTAL,
-            (false, true) => names::INBOUND_TCP_AUTHZ_ALLOW_TOTAL,
-            (false, false) => names::INBOUND_TCP_AUTHZ_DENY_TOTAL,
-        }
+    pub(crate) fn family(&self) -> Meta {
+        let family = match (self.http, self.allowed) {
+            (true, true) => family::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL,
+            (true, false) => family::INBOUND_HTTP_AUTHZ_DENY_TOTAL,
+            (false, true) => family::INBOUND_TCP_AUTHZ_ALLOW_TOTAL,
+            (false, false) => family::INBOUND_TCP_AUTHZ_DENY_TOTAL,
+        };
+        family.meta
     }
 
     /// Its labels beyond the proxy's own.
     pub(crate) fn labels(&self) -> Vec<(&'static str, &str)> {
         let mut l = vec![
-            (label::SRV_NAME, &*self.server),
-            (label::ROUTE_NAME, &*self.route),
+            (Authz::SrvName.name(), &*self.server),
+            (Authz::RouteName.name(), &*self.route),
         ];
         if self.allowed {
-            l.push((label::AUTHZ_NAME, &*self.authorization));
-            l.push((label::AUDIT, if self.audited { "true" } else { "false" }));
+            l.push((Authz::AuthzName.name(), &*self.authorization));
+            let audit = if self.audited { "true" } else { "false" };
+            l.push((Authz::Audit.name(), audit));
         }
         l
     }
@@ -284,9 +325,9 @@ impl Registry {
         Self {
             local,
             local_labels,
-            http: Family::new(names::REQUEST_TOTAL, max),
-            routes: Family::new(names::ROUTE_REQUEST_TOTAL, max),
-            tcp: Family::new(names::TCP_OPEN_TOTAL, max),
+            http: LabelSets::new(names::REQUEST_TOTAL, max),
+            routes: LabelSets::new(names::ROUTE_REQUEST_TOTAL, max),
+            tcp: LabelSets::new(names::TCP_OPEN_TOTAL, max),
             limits,
             epoch: Instant::now(),
             overflow: Mutex::default(),
@@ -303,9 +344,9 @@ impl Registry {
     pub(crate) fn with_limits(self, limits: SeriesLimits) -> Self {
         let max = limits.max_label_sets;
         Self {
-            http: Family::new(self.http.metric, max),
-            routes: Family::new(self.routes.metric, max),
-            tcp: Family::new(self.tcp.metric, max),
+            http: LabelSets::new(self.http.metric, max),
+            routes: LabelSets::new(self.routes.metric, max),
+            tcp: LabelSets::new(self.tcp.metric, max),
             limits,
             ..self
         }
@@ -355,17 +396,26 @@ impl Registry {
 
     /// The `request_total`/`response_total`/`response_latency_ms` series of
     /// a label set.
-    pub(crate) fn http(&self, pairs: &[(&'static str, &str)]) -> Arc<HttpStats> {
-        self.get_or_insert(&self.http, pairs, |l| Arc::new(HttpStats::new(l)))
+    pub(crate) fn http(&self, direction: Direction, endpoint: &Endpoint<'_>) -> Arc<HttpStats> {
+        let pairs = labels::http(direction, endpoint);
+        self.get_or_insert(&self.http, &pairs, |l| Arc::new(HttpStats::new(l)))
     }
 
-    /// The `route_*` series of a label set.
-    pub(crate) fn route(&self, pairs: &[(&'static str, &str)]) -> Arc<HttpStats> {
-        self.get_or_insert(&self.routes, pairs, |l| Arc::new(HttpStats::new(l)))
+    /// The `route_*` series of an outbound authority's route.
+    pub(crate) fn route(&self, authority: &str, route: &str) -> Arc<HttpStats> {
+        let pairs = labels::route(authority, route);
+        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l)))
     }
 
-    pub(crate) fn tcp(&self, pairs: &[(&'static str, &str)]) -> Arc<TcpStats> {
-        self.get_or_insert(&self.tcp, pairs, |l| {
+    /// The `tcp_*` series of one side's connections.
+    pub(crate) fn tcp(
+        &self,
+        direction: Direction,
+        peer: Peer,
+        endpoint: &Endpoint<'_>,
+    ) -> Arc<TcpStats> {
+        let pairs = labels::tcp(direction, peer, endpoint);
+        self.get_or_insert(&self.tcp, &pairs, |l| {
             Arc::new(TcpStats {
                 labels: Some(l),
                 ..TcpStats::default()
@@ -375,7 +425,7 @@ impl Registry {
 
     fn get_or_insert<T>(
         &self,
-        family: &Family<T>,
+        family: &LabelSets<T>,
         pairs: &[(&'static str, &str)],
         make: impl FnOnce(SeriesLabels) -> Arc<T>,
     ) -> Arc<T> {
@@ -471,7 +521,7 @@ impl Registry {
     }
 }
 
-fn sorted<T, K: Ord>(family: &Family<T>, key: impl Fn(&T) -> K) -> Vec<Arc<T>> {
+fn sorted<T, K: Ord>(family: &LabelSets<T>, key: impl Fn(&T) -> K) -> Vec<Arc<T>> {
     let mut v = family.series();
     v.sort_by_cached_key(|s| key(s));
     v

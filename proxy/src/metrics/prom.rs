@@ -4,16 +4,20 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use conduit_api::metrics::family::{self, Meta};
 use conduit_api::metrics::{self as names, LATENCY_BUCKETS_MS, label};
 
-use super::{HttpStats, Registry, SeriesLabels, TcpStats};
+use super::{
+    HttpStats, Registry, SeriesLabels, TcpStats, eviction_labels, handshake_labels,
+    overflow_labels, refused_labels,
+};
 
 pub(super) fn render(reg: &Registry) -> String {
     let mut out = String::with_capacity(4096);
     let http = reg.http_series();
-    http_family(&mut out, &http, Family::Endpoint);
+    http_family(&mut out, &http, Series::Endpoint);
     let routes = reg.route_series();
-    http_family(&mut out, &routes, Family::Route);
+    http_family(&mut out, &routes, Series::Route);
     tcp_family(&mut out, reg);
     proxy_family(&mut out, reg);
     label_set_family(&mut out, reg);
@@ -28,38 +32,29 @@ fn authz_family(out: &mut String, reg: &Registry) {
     let local = reg.local_labels();
     let mut last = "";
     for (key, n) in &counts {
-        let metric = key.metric();
-        if metric != last {
-            header(out, metric, "counter", "Inbound policy decisions.");
-            last = metric;
+        let meta = key.family();
+        if meta.name != last {
+            header(out, meta);
+            last = meta.name;
         }
-        sample(out, metric, local, &key.labels(), *n);
+        sample(out, meta.name, local, &key.labels(), *n);
     }
 }
 
 /// What the label set budget refused and what idled out.
 fn label_set_family(out: &mut String, reg: &Registry) {
     let local = reg.local_labels();
-    let overflow = names::METRICS_LABEL_SETS_OVERFLOW_TOTAL;
-    header(
-        out,
-        overflow,
-        "counter",
-        "Label sets counted into their family's overflow set instead of their own, by family and reason.",
-    );
+    let overflow = family::METRICS_LABEL_SETS_OVERFLOW_TOTAL.meta;
+    header(out, overflow);
+    let overflow = overflow.name;
     for ((family, reason), n) in reg.overflow_counts() {
-        let extra = [(label::FAMILY, family), (label::REASON, reason)];
-        sample(out, overflow, local, &extra, n);
+        sample(out, overflow, local, &overflow_labels(family, reason), n);
     }
-    let evicted = names::METRICS_LABEL_SETS_EVICTED_TOTAL;
-    header(
-        out,
-        evicted,
-        "counter",
-        "Label sets forgotten after idling, by family.",
-    );
+    let evicted = family::METRICS_LABEL_SETS_EVICTED_TOTAL.meta;
+    header(out, evicted);
+    let evicted = evicted.name;
     for (family, n) in reg.eviction_counts() {
-        sample(out, evicted, local, &[(label::FAMILY, family)], n);
+        sample(out, evicted, local, &eviction_labels(family), n);
     }
 }
 
@@ -71,12 +66,7 @@ fn identity_family(out: &mut String, reg: &Registry) {
     };
     let local = reg.local_labels();
     if let Some(expiry) = creds.expiry_unix() {
-        header(
-            out,
-            names::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS,
-            "gauge",
-            "When the proxy's current certificate expires, in seconds since the Unix epoch.",
-        );
+        header(out, family::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS.meta);
         sample_f64(
             out,
             names::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS,
@@ -84,84 +74,64 @@ fn identity_family(out: &mut String, reg: &Registry) {
             expiry as f64,
         );
     }
-    for (name, help, value) in [
+    for (meta, value) in [
+        (family::IDENTITY_CERT_REFRESH_TOTAL.meta, &creds.refreshes),
         (
-            names::IDENTITY_CERT_REFRESH_TOTAL,
-            "Certificates obtained from the identity service.",
-            &creds.refreshes,
-        ),
-        (
-            names::IDENTITY_CERT_REFRESH_FAILURES_TOTAL,
-            "Failed attempts to obtain a certificate (the current one stays in use).",
+            family::IDENTITY_CERT_REFRESH_FAILURES_TOTAL.meta,
             &creds.refresh_failures,
         ),
     ] {
-        header(out, name, "counter", help);
-        sample(out, name, local, &[], value.load(Relaxed));
+        header(out, meta);
+        sample(out, meta.name, local, &[], value.load(Relaxed));
     }
-    header(
-        out,
-        names::TLS_HANDSHAKE_FAILURES_TOTAL,
-        "counter",
-        "mTLS handshakes with peer proxies that failed, by direction and reason.",
-    );
+    header(out, family::TLS_HANDSHAKE_FAILURES_TOTAL.meta);
     for ((direction, reason), n) in reg.handshake_failures() {
-        let extra = [
-            (label::DIRECTION, direction.as_str()),
-            (label::REASON, reason),
-        ];
+        let extra = handshake_labels(direction, reason);
         sample(out, names::TLS_HANDSHAKE_FAILURES_TOTAL, local, &extra, n);
     }
 }
 
 #[derive(Copy, Clone, PartialEq)]
-enum Family {
+enum Series {
     Endpoint,
     Route,
 }
 
-fn http_family(out: &mut String, series: &[std::sync::Arc<HttpStats>], family: Family) {
+fn http_family(out: &mut String, series: &[std::sync::Arc<HttpStats>], kind: Series) {
     if series.is_empty() {
         return;
     }
-    let (requests, responses, latency) = match family {
-        Family::Endpoint => (
-            names::REQUEST_TOTAL,
-            names::RESPONSE_TOTAL,
-            names::RESPONSE_LATENCY_MS,
+    let (requests, responses, latency) = match kind {
+        Series::Endpoint => (
+            family::REQUEST_TOTAL.meta,
+            family::RESPONSE_TOTAL.meta,
+            family::RESPONSE_LATENCY_MS.meta,
         ),
-        Family::Route => (
-            names::ROUTE_REQUEST_TOTAL,
-            names::ROUTE_RESPONSE_TOTAL,
-            names::ROUTE_RESPONSE_LATENCY_MS,
+        Series::Route => (
+            family::ROUTE_REQUEST_TOTAL.meta,
+            family::ROUTE_RESPONSE_TOTAL.meta,
+            family::ROUTE_RESPONSE_LATENCY_MS.meta,
         ),
     };
 
-    header(out, requests, "counter", "Total count of HTTP requests.");
+    header(out, requests);
+    let requests = requests.name;
     for s in series {
         sample(out, requests, s.labels(), &[], s.requests());
     }
 
-    header(out, responses, "counter", "Total count of HTTP responses.");
+    header(out, responses);
+    let responses = responses.name;
     for s in series {
         for (key, n) in s.responses() {
-            let status = key.status.to_string();
-            let grpc = key.grpc_status.map(|g| g.to_string()).unwrap_or_default();
-            let extra = [
-                (label::STATUS_CODE, status.as_str()),
-                (label::GRPC_STATUS, grpc.as_str()),
-                (label::CLASSIFICATION, key.class.as_str()),
-            ];
+            let labels = key.labels();
+            let extra: Vec<(&str, &str)> = labels.iter().map(|(n, v)| (*n, v.as_str())).collect();
             sample(out, responses, s.labels(), &extra, n);
         }
     }
 
-    header(
-        out,
-        latency,
-        "histogram",
-        "Time between a request's headers arriving and its response's headers, in milliseconds.",
-    );
+    header(out, latency);
+    let latency = latency.name;
     let bucket = format!("{latency}_bucket");
     let sum = format!("{latency}_sum");
     let count = format!("{latency}_count");
@@ -176,22 +146,12 @@ fn http_family(out: &mut String, series: &[std::sync::Arc<HttpStats>], family: F
         sample(out, &count, s.labels(), &[], h.count());
     }
 
-    if family == Family::Route {
-        header(
-            out,
-            names::ROUTE_RETRY_TOTAL,
-            "counter",
-            "Requests sent again after a retryable failure.",
-        );
+    if kind == Series::Route {
+        header(out, family::ROUTE_RETRY_TOTAL.meta);
         for s in series {
             sample(out, names::ROUTE_RETRY_TOTAL, s.labels(), &[], s.retries());
         }
-        header(
-            out,
-            names::ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL,
-            "counter",
-            "Retryable failures not retried because the retry budget was spent.",
-        );
+        header(out, family::ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL.meta);
         for s in series {
             let n = s.retries_skipped();
             sample(
@@ -205,13 +165,8 @@ fn http_family(out: &mut String, series: &[std::sync::Arc<HttpStats>], family: F
     }
 }
 
-/// Name, type, help, and how to read the value.
-type TcpFamily = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&TcpStats) -> u64,
-);
+/// A TCP family, and how to read its value from a series.
+type TcpFamily = (Meta, fn(&TcpStats) -> u64);
 
 fn tcp_family(out: &mut String, reg: &Registry) {
     let series = reg.tcp_series();
@@ -219,42 +174,23 @@ fn tcp_family(out: &mut String, reg: &Registry) {
         return;
     }
     let families: [TcpFamily; 5] = [
-        (
-            names::TCP_OPEN_TOTAL,
-            "counter",
-            "Total count of opened connections.",
-            |s| s.open_total.load(Relaxed),
-        ),
-        (
-            names::TCP_CLOSE_TOTAL,
-            "counter",
-            "Total count of closed connections.",
-            |s| s.close_total.load(Relaxed),
-        ),
-        (
-            names::TCP_READ_BYTES_TOTAL,
-            "counter",
-            "Total count of bytes read from peers.",
-            |s| s.read_bytes.load(Relaxed),
-        ),
-        (
-            names::TCP_WRITE_BYTES_TOTAL,
-            "counter",
-            "Total count of bytes written to peers.",
-            |s| s.write_bytes.load(Relaxed),
-        ),
-        (
-            names::TCP_OPEN_CONNECTIONS,
-            "gauge",
-            "Number of currently open connections.",
-            |s| s.open_connections(),
-        ),
+        (family::TCP_OPEN_TOTAL.meta, |s| s.open_total.load(Relaxed)),
+        (family::TCP_CLOSE_TOTAL.meta, |s| {
+            s.close_total.load(Relaxed)
+        }),
+        (family::TCP_READ_BYTES_TOTAL.meta, |s| {
+            s.read_bytes.load(Relaxed)
+        }),
+        (family::TCP_WRITE_BYTES_TOTAL.meta, |s| {
+            s.write_bytes.load(Relaxed)
+        }),
+        (family::TCP_OPEN_CONNECTIONS.meta, |s| s.open_connections()),
     ];
-    for (name, kind, help, value) in families {
-        header(out, name, kind, help);
+    for (meta, value) in families {
+        header(out, meta);
         for s in &series {
             if let Some(labels) = s.labels() {
-                sample(out, name, labels, &[], value(s));
+                sample(out, meta.name, labels, &[], value(s));
             }
         }
     }
@@ -265,57 +201,36 @@ fn proxy_family(out: &mut String, reg: &Registry) {
     let p = &reg.proxy;
     let counters = [
         (
-            names::TELEMETRY_REPORTS_SENT_TOTAL,
-            "Telemetry reports handed to the store's stream.",
+            family::TELEMETRY_REPORTS_SENT_TOTAL,
             &p.telemetry_reports_sent,
         ),
         (
-            names::TELEMETRY_REPORTS_DROPPED_TOTAL,
-            "Telemetry reports dropped because the store was slow or unreachable.",
+            family::TELEMETRY_REPORTS_DROPPED_TOTAL,
             &p.telemetry_reports_dropped,
         ),
+        (family::TAP_EVENTS_SAMPLED_TOTAL, &p.tap_events_sampled),
+        (family::TAP_EVENTS_DROPPED_TOTAL, &p.tap_events_dropped),
         (
-            names::TAP_EVENTS_SAMPLED_TOTAL,
-            "Tap events sampled into the telemetry stream.",
-            &p.tap_events_sampled,
-        ),
-        (
-            names::TAP_EVENTS_DROPPED_TOTAL,
-            "Tap events dropped by rate limits or full buffers.",
-            &p.tap_events_dropped,
-        ),
-        (
-            names::DESTINATION_PROFILES_REJECTED_TOTAL,
-            "Destination profiles refused as invalid; the previous profile stayed in force.",
+            family::DESTINATION_PROFILES_REJECTED_TOTAL,
             &p.profiles_rejected,
         ),
     ];
-    for (name, help, value) in counters {
-        header(out, name, "counter", help);
-        sample(out, name, local, &[], value.load(Relaxed));
+    for (f, value) in counters {
+        header(out, f.meta);
+        sample(out, f.name(), local, &[], value.load(Relaxed));
     }
-    let refused = names::INBOUND_CONNECTIONS_REFUSED_TOTAL;
-    header(
-        out,
-        refused,
-        "counter",
-        "Inbound connections refused outright, by reason.",
-    );
-    let reason = [(label::REASON, names::REFUSED_REASON_PROXY_PORT)];
+    let refused = family::INBOUND_CONNECTIONS_REFUSED_TOTAL.meta;
+    header(out, refused);
     let n = p.inbound_proxy_port_refused.load(Relaxed);
-    sample(out, refused, local, &reason, n);
-    header(
-        out,
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since the Unix epoch, in seconds.",
-    );
+    sample(out, refused.name, local, &refused_labels(), n);
+    let start_time = family::PROCESS_START_TIME_SECONDS.meta;
+    header(out, start_time);
     let start = reg.process_start_unix_ms() as f64 / 1000.0;
-    sample_f64(out, "process_start_time_seconds", local, start);
+    sample_f64(out, start_time.name, local, start);
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+fn header(out: &mut String, meta: Meta) {
+    let _ = writeln!(out, "{meta}");
 }
 
 fn sample(out: &mut String, name: &str, labels: &SeriesLabels, extra: &[(&str, &str)], v: u64) {
@@ -369,7 +284,10 @@ mod tests {
     #[test]
     fn renders_linkerd_names_with_escaped_labels() {
         let reg = Registry::new("demo", "web", "web-0");
-        let s = reg.http(&[("direction", "inbound"), ("authority", "a\"b:80")]);
+        let s = reg.http(
+            conduit_api::Direction::Inbound,
+            &conduit_api::metrics::labels::Endpoint::authority("a\"b:80"),
+        );
         s.request();
         s.latency(Duration::from_micros(1_500));
         s.response(ResponseKey {

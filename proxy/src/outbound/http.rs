@@ -11,7 +11,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use conduit_api::Direction;
-use conduit_api::metrics::{self as names, label};
+use conduit_api::metrics as names;
+use conduit_api::metrics::labels;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -145,7 +146,7 @@ impl OutboundConn {
             );
             names::OVERFLOW_LABEL_VALUE
         };
-        let stats = registry.http(&[(label::DIRECTION, "outbound"), (label::AUTHORITY, label)]);
+        let stats = registry.http(Direction::Outbound, &labels::Endpoint::authority(label));
         Observation::begin(stats, start, None)
             .respond(e.response(), Some(e.to_string()))
             .map(ObservedBody::unobserved)

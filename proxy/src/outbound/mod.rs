@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use conduit_api::metrics::{NoTlsReason, Tls, label};
+use conduit_api::metrics::labels;
+use conduit_api::metrics::{NoTlsReason, Tls};
 use conduit_api::{DeploymentRef, Direction};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
@@ -32,7 +33,7 @@ use crate::config::{Config, Mode};
 use crate::errors::ProxyError;
 use crate::http::server::Server;
 use crate::io::{MeteredIo, PrefixedIo};
-use crate::metrics::{HttpStats, Registry, TcpStats, lock, tls_labels};
+use crate::metrics::{HttpStats, Registry, TcpStats, lock};
 use crate::profile::{self, Profile, Route};
 use crate::resolve::{Resolution, Resolve, Resolved, Target};
 use crate::retry::Budget;
@@ -90,13 +91,14 @@ impl Outbound {
             factory,
             listeners,
         } = routing;
-        let [tls, reason] = tls_labels(Tls::NoIdentity(NoTlsReason::Loopback));
-        let src_tcp = registry.tcp(&[
-            (label::DIRECTION, Direction::Outbound.as_str()),
-            (label::PEER, "src"),
-            tls,
-            reason,
-        ]);
+        let src_tcp = registry.tcp(
+            Direction::Outbound,
+            labels::Peer::Src,
+            &labels::Endpoint {
+                tls: Some(Tls::NoIdentity(NoTlsReason::Loopback)),
+                ..labels::Endpoint::default()
+            },
+        );
         Self {
             own: config.deployment_ref(),
             config,
@@ -277,10 +279,9 @@ impl Outbound {
 
     fn new_logical(&self, key: &str, res: Resolution, expires: Option<Instant>) -> Arc<Logical> {
         // No connection, so no `tls` label: these requests reached no one.
-        let unbalanced = self.registry.http(&[
-            (label::DIRECTION, Direction::Outbound.as_str()),
-            (label::AUTHORITY, key),
-        ]);
+        let unbalanced = self
+            .registry
+            .http(Direction::Outbound, &labels::Endpoint::authority(key));
         Arc::new(Logical {
             authority: key.to_string(),
             balancer: Balancer::new(key.to_string(), res.targets, self.factory.clone()),
@@ -388,13 +389,7 @@ impl Logical {
     pub(crate) fn route_stats(&self, registry: &Registry, route: &Route) -> Arc<HttpStats> {
         lock(&self.routes)
             .entry(route.name.clone())
-            .or_insert_with(|| {
-                registry.route(&[
-                    (label::DIRECTION, "outbound"),
-                    (label::AUTHORITY, &self.authority),
-                    (label::ROUTE, &route.name),
-                ])
-            })
+            .or_insert_with(|| registry.route(&self.authority, &route.name))
             .clone()
     }
 }

@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use conduit_api::IdentityName;
-use conduit_api::metrics::{self as names, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{self, Label};
 use conduit_api::proto::identity::v1::identity_server::Identity;
 use conduit_api::proto::identity::v1::{CertifyRequest, CertifyResponse};
 use conduit_identity::Credentials;
@@ -62,24 +63,17 @@ impl IdentityStats {
 
     /// Prometheus text.
     pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP {0} Certificates the identity service issued.\n# TYPE {0} counter\n{0} {1}",
-            names::IDENTITY_CERTS_ISSUED_TOTAL,
-            self.issued()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP {0} Certify requests the identity service refused, by reason.\n# TYPE {0} counter",
-            names::IDENTITY_CERTIFY_REFUSED_TOTAL
-        );
+        let issued = family::IDENTITY_CERTS_ISSUED_TOTAL.meta;
+        let _ = writeln!(out, "{issued}\n{} {}", issued.name, self.issued());
+        let refused_family = family::IDENTITY_CERTIFY_REFUSED_TOTAL;
+        let _ = writeln!(out, "{}", refused_family.meta);
         let refused = self.refused.lock().unwrap_or_else(|e| e.into_inner());
         for (reason, n) in refused.iter() {
             let _ = writeln!(
                 out,
                 "{}{{{}=\"{reason}\"}} {n}",
-                names::IDENTITY_CERTIFY_REFUSED_TOTAL,
-                label::REASON
+                refused_family.name(),
+                labels::Reason::Reason.name()
             );
         }
     }

@@ -12,7 +12,8 @@
 use std::collections::BTreeMap;
 
 use conduit_api::DeploymentRef;
-use conduit_api::metrics::{self as names, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{Authz, Label};
 use conduit_api::proto::policy::v1 as policy;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
@@ -20,7 +21,6 @@ use tonic::Status;
 
 use super::{PublicApi, deployment_arg, not_found, window};
 use crate::policy::PolicyIndex;
-use crate::store::label as label_of;
 
 /// The route every request of a Server without routes is on (as the
 /// proxy names it).
@@ -47,7 +47,8 @@ impl PublicApi {
             self.store().instant(counts_query(&d, "deny", &w)),
         )?;
         for s in &allowed {
-            let audited = label_of(&s.labels, label::AUDIT) == "true";
+            let audited =
+                family::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL.label(&s.labels, Authz::Audit) == "true";
             let row = observed(&mut rows, s);
             let v = last(s);
             if audited {
@@ -124,10 +125,16 @@ fn key(row: &pb::AuthzRow) -> (String, String, String) {
 /// The row a counter series belongs to, made when the policy no longer
 /// names it (it changed within the window).
 fn observed<'a>(rows: &'a mut Rows, s: &store::Series) -> &'a mut pb::AuthzRow {
+    // Allow and deny counters carry the same labels.
+    let label_of = |l| {
+        family::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL
+            .label(&s.labels, l)
+            .to_string()
+    };
     let row = pb::AuthzRow {
-        server: label_of(&s.labels, label::SRV_NAME).to_string(),
-        route: label_of(&s.labels, label::ROUTE_NAME).to_string(),
-        authorization: label_of(&s.labels, label::AUTHZ_NAME).to_string(),
+        server: label_of(Authz::SrvName),
+        route: label_of(Authz::RouteName),
+        authorization: label_of(Authz::AuthzName),
         ..Default::default()
     };
     let port = rows
@@ -151,23 +158,24 @@ fn last(s: &store::Series) -> f64 {
 fn counts_query(d: &DeploymentRef, outcome: &str, w: &str) -> String {
     let (http, tcp) = match outcome {
         "allow" => (
-            names::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL,
-            names::INBOUND_TCP_AUTHZ_ALLOW_TOTAL,
+            family::INBOUND_HTTP_AUTHZ_ALLOW_TOTAL,
+            family::INBOUND_TCP_AUTHZ_ALLOW_TOTAL,
         ),
         _ => (
-            names::INBOUND_HTTP_AUTHZ_DENY_TOTAL,
-            names::INBOUND_TCP_AUTHZ_DENY_TOTAL,
+            family::INBOUND_HTTP_AUTHZ_DENY_TOTAL,
+            family::INBOUND_TCP_AUTHZ_DENY_TOTAL,
         ),
     };
+    let (http, tcp) = (http.name(), tcp.name());
     format!(
         "sum by ({}, {}, {}, {}) (increase({{__name__=~\"{http}|{tcp}\",{}=\"{}\",{}=\"{}\"}}[{w}]))",
-        label::SRV_NAME,
-        label::ROUTE_NAME,
-        label::AUTHZ_NAME,
-        label::AUDIT,
-        label::NAMESPACE,
+        Authz::SrvName.name(),
+        Authz::RouteName.name(),
+        Authz::AuthzName.name(),
+        Authz::Audit.name(),
+        Authz::Namespace.name(),
         d.namespace,
-        label::DEPLOYMENT,
+        Authz::Deployment.name(),
         d.name,
     )
 }

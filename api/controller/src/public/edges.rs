@@ -4,14 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use conduit_api::DeploymentRef;
-use conduit_api::metrics::{self, NoTlsReason, Tls, label};
+use conduit_api::metrics::family::{self, select_any};
+use conduit_api::metrics::labels::Http;
+use conduit_api::metrics::{NoTlsReason, Tls};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
+use conduit_api::{DeploymentRef, Direction};
 use tonic::Status;
 
 use super::{PublicApi, Scope};
-use crate::store::{eq, label as label_of, now_unix_ms, regex};
+use crate::store::now_unix_ms;
 
 /// How far back a series counts as a live edge.
 const EDGE_WINDOW_MS: i64 = 5 * 60_000;
@@ -19,27 +21,24 @@ const EDGE_WINDOW_MS: i64 = 5 * 60_000;
 /// Why an edge is plaintext when its series carry no reason.
 pub(super) const NO_REASON: &str = "not secured: the client's proxy gave no reason";
 
-/// Folds label sets of outbound series into one edge per (src, dst).
+/// Folds label sets of outbound series into one edge per (src, dst). The
+/// HTTP and TCP families carry the same peer labels; they are read as the
+/// HTTP family's.
 pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edge> {
     let mut edges: BTreeMap<(DeploymentRef, DeploymentRef), pb::Edge> = BTreeMap::new();
     for s in series {
         let l = &s.labels;
-        let src = DeploymentRef::new(
-            label_of(l, label::NAMESPACE),
-            label_of(l, label::DEPLOYMENT),
-        );
-        let dst = DeploymentRef::new(
-            label_of(l, label::DST_NAMESPACE),
-            label_of(l, label::DST_DEPLOYMENT),
-        );
+        let label_of = |label| family::REQUEST_TOTAL.label(l, label);
+        let src = DeploymentRef::new(label_of(Http::Namespace), label_of(Http::Deployment));
+        let dst = DeploymentRef::new(label_of(Http::DstNamespace), label_of(Http::DstDeployment));
         if src.name.is_empty() || dst.name.is_empty() {
             continue;
         }
         if !(scope.contains(&src) || scope.contains(&dst)) {
             continue;
         }
-        let secured = label_of(l, label::TLS) == Tls::Secured.as_str();
-        let reason = match NoTlsReason::parse(label_of(l, label::NO_TLS_REASON)) {
+        let secured = label_of(Http::Tls) == Tls::Secured.as_str();
+        let reason = match NoTlsReason::parse(label_of(Http::NoTlsReason)) {
             _ if secured => String::new(),
             Some(r) => format!("{}: {}", r.as_str(), r.explain()),
             None => NO_REASON.to_string(),
@@ -60,11 +59,11 @@ pub(super) fn edges_of(series: &[store::LabelSet], scope: &Scope) -> Vec<pb::Edg
             edge.no_tls_reason = reason;
         }
         for (field, name) in [
-            (&mut edge.client_id, label::CLIENT_ID),
-            (&mut edge.server_id, label::SERVER_ID),
+            (&mut edge.client_id, Http::ClientId),
+            (&mut edge.server_id, Http::ServerId),
         ] {
             if field.is_empty() {
-                *field = label_of(l, name).to_string();
+                *field = label_of(name).to_string();
             }
         }
     }
@@ -78,11 +77,12 @@ impl PublicApi {
     ) -> Result<pb::EdgesResponse, Status> {
         let scope = Scope::from_selector(req.selector)?;
         let end = now_unix_ms();
-        let names = format!("{}|{}", metrics::REQUEST_TOTAL, metrics::TCP_OPEN_TOTAL);
+        let families = select_any(&[family::REQUEST_TOTAL.meta, family::TCP_OPEN_TOTAL.meta]);
+        let outbound = family::REQUEST_TOTAL.eq(Http::Direction, Direction::Outbound.as_str());
         let series = self
             .store()
             .series(store::SeriesRequest {
-                matchers: vec![regex("__name__", &names), eq(label::DIRECTION, "outbound")],
+                matchers: vec![families, outbound],
                 start_unix_ms: end - EDGE_WINDOW_MS,
                 end_unix_ms: end,
             })

@@ -2,14 +2,14 @@
 //! issuer the controller holds (valid now, and not about to expire), and
 //! the certificate each proxy reports it holds.
 
-use conduit_api::metrics::{self, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::Own;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 use conduit_identity::cert::{self, CertInfo};
 
 use super::check::{ok, result};
 use crate::identity::issuer::Issuer;
-use crate::store::label as label_of;
 
 const IDENTITY: &str = "conduit-identity";
 const DAY_S: i64 = 86_400;
@@ -81,7 +81,9 @@ fn validity(what: &str, c: &CertInfo, now: i64, warn_s: i64) -> pb::CheckResult 
 
 /// The PromQL query for each proxy's certificate expiry.
 pub(super) fn expiry_query() -> String {
-    metrics::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS.to_string()
+    family::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS
+        .name()
+        .to_string()
 }
 
 /// Every proxy that reports a certificate holds a valid one.
@@ -96,8 +98,8 @@ pub(super) fn proxies(series: &[store::Series], now: i64) -> pb::CheckResult {
         .map(|s| {
             format!(
                 "{}/{}",
-                label_of(&s.labels, label::NAMESPACE),
-                label_of(&s.labels, label::POD)
+                family::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS.label(&s.labels, Own::Namespace),
+                family::IDENTITY_CERT_EXPIRATION_TIMESTAMP_SECONDS.label(&s.labels, Own::Pod)
             )
         })
         .collect();

@@ -12,14 +12,15 @@
 
 use std::collections::BTreeMap;
 
-use conduit_api::metrics::{self, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{Label, Route, RouteResponse};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
+use conduit_api::{Classification, Direction};
 use tonic::Status;
 
 use super::{PublicApi, deployment_arg, not_found, window};
 use crate::discovery::Snapshot;
-use crate::store::label as label_of;
 
 pub(super) const DEFAULT_ROUTE: &str = "[DEFAULT]";
 
@@ -54,11 +55,12 @@ fn by_route(series: &[store::Series]) -> BTreeMap<(String, String), f64> {
         .iter()
         .filter_map(|s| {
             let v = s.samples.last()?.value;
-            let route = match label_of(&s.labels, label::ROUTE) {
+            let label_of = |l| family::ROUTE_RESPONSE_TOTAL.label(&s.labels, l);
+            let route = match label_of(RouteResponse::Route) {
                 "" => DEFAULT_ROUTE,
                 r => r,
             };
-            let class = label_of(&s.labels, label::CLASSIFICATION).to_string();
+            let class = label_of(RouteResponse::Classification).to_string();
             Some((
                 (route.to_string(), class),
                 if v.is_finite() { v } else { 0.0 },
@@ -93,23 +95,25 @@ impl PublicApi {
             return Ok(pb::RoutesResponse { rows });
         };
         let w = format!("{}s", window.as_secs().max(1));
+        // Both route families carry these labels.
         let selector = format!(
-            "{{{}=\"outbound\",{}=~\"{}\"}}",
-            label::DIRECTION,
-            label::AUTHORITY,
+            "{{{}=\"{}\",{}=~\"{}\"}}",
+            Route::Direction.name(),
+            Direction::Outbound.as_str(),
+            Route::Authority.name(),
             promql_string(&authority)
         );
         let counts = format!(
             "sum by ({}, {}) (increase({}{selector}[{w}]))",
-            label::ROUTE,
-            label::CLASSIFICATION,
-            metrics::ROUTE_RESPONSE_TOTAL
+            RouteResponse::Route.name(),
+            RouteResponse::Classification.name(),
+            family::ROUTE_RESPONSE_TOTAL.name()
         );
         let quantile = |q: f64| {
             format!(
                 "histogram_quantile({q}, sum by ({}, le) (rate({}_bucket{selector}[{w}])))",
-                label::ROUTE,
-                metrics::ROUTE_RESPONSE_LATENCY_MS
+                Route::Route.name(),
+                family::ROUTE_RESPONSE_LATENCY_MS.name()
             )
         };
         let (counts, p50, p95, p99) = tokio::try_join!(
@@ -131,7 +135,9 @@ impl PublicApi {
             let count = |failure: bool| {
                 counts
                     .iter()
-                    .filter(|((r, c), _)| *r == route && (c == "failure") == failure)
+                    .filter(|((r, c), _)| {
+                        *r == route && (c == Classification::Failure.as_str()) == failure
+                    })
                     .map(|(_, v)| *v)
                     .sum::<f64>()
             };

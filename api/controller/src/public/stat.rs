@@ -11,15 +11,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use conduit_api::DeploymentRef;
-use conduit_api::metrics::{self, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{Http, Label};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
+use conduit_api::{DeploymentRef, Direction};
 use tonic::Status;
 
 use super::{PublicApi, Scope, not_found, optional_deployment, window};
 use crate::discovery::Snapshot;
-use crate::store::{eq, label as label_of, now_unix_ms};
+use crate::store::now_unix_ms;
 
 /// How long ago a proxy's last report may be for its pod to count as
 /// meshed; the store already lists only recent reporters, this guards
@@ -99,65 +100,73 @@ pub(super) fn prost_duration(d: Duration) -> prost_types::Duration {
 }
 
 /// The store query behind a stat request, and which labels of a result row
-/// name the Deployment the row is about.
+/// name the Deployment the row is about. Golden answers from
+/// `response_total` and `response_latency_ms`, so it selects by the labels
+/// both carry: those of the latency family.
 pub(super) fn stat_query(
     scope: &Scope,
     from: Option<&DeploymentRef>,
     to: Option<&DeploymentRef>,
     window: Duration,
-) -> (store::GoldenRequest, [&'static str; 2]) {
+) -> (store::GoldenRequest, [Http; 2]) {
+    let family = family::RESPONSE_LATENCY_MS;
     let mut matchers = Vec::new();
     let mut push_scope = |ns_label, name_label| {
         if let Some(ns) = &scope.namespace {
-            matchers.push(eq(ns_label, ns));
+            matchers.push(family.eq(ns_label, ns));
         }
         if let Some(name) = &scope.name {
-            matchers.push(eq(name_label, name));
+            matchers.push(family.eq(name_label, name));
         }
+    };
+    let source = [Http::Namespace, Http::Deployment];
+    let destination = [Http::DstNamespace, Http::DstDeployment];
+    let outbound = family.eq(Http::Direction, Direction::Outbound.as_str());
+    let is = |[ns, name]: [Http; 2], d: &DeploymentRef| {
+        [family.eq(ns, &d.namespace), family.eq(name, &d.name)]
     };
     let key = match (from, to) {
         (None, None) => {
-            push_scope(label::NAMESPACE, label::DEPLOYMENT);
-            matchers.push(eq(label::DIRECTION, "inbound"));
-            [label::NAMESPACE, label::DEPLOYMENT]
+            push_scope(source[0], source[1]);
+            matchers.push(family.eq(Http::Direction, Direction::Inbound.as_str()));
+            source
         }
         (Some(from), None) => {
-            push_scope(label::DST_NAMESPACE, label::DST_DEPLOYMENT);
-            matchers.extend([
-                eq(label::DIRECTION, "outbound"),
-                eq(label::NAMESPACE, &from.namespace),
-                eq(label::DEPLOYMENT, &from.name),
-            ]);
-            [label::DST_NAMESPACE, label::DST_DEPLOYMENT]
+            push_scope(destination[0], destination[1]);
+            matchers.push(outbound);
+            matchers.extend(is(source, from));
+            destination
         }
         (None, Some(to)) => {
-            push_scope(label::NAMESPACE, label::DEPLOYMENT);
-            matchers.extend([
-                eq(label::DIRECTION, "outbound"),
-                eq(label::DST_NAMESPACE, &to.namespace),
-                eq(label::DST_DEPLOYMENT, &to.name),
-            ]);
-            [label::NAMESPACE, label::DEPLOYMENT]
+            push_scope(source[0], source[1]);
+            matchers.push(outbound);
+            matchers.extend(is(destination, to));
+            source
         }
         (Some(from), Some(to)) => {
-            matchers.extend([
-                eq(label::DIRECTION, "outbound"),
-                eq(label::NAMESPACE, &from.namespace),
-                eq(label::DEPLOYMENT, &from.name),
-                eq(label::DST_NAMESPACE, &to.namespace),
-                eq(label::DST_DEPLOYMENT, &to.name),
-            ]);
-            [label::NAMESPACE, label::DEPLOYMENT]
+            matchers.push(outbound);
+            matchers.extend(is(source, from));
+            matchers.extend(is(destination, to));
+            source
         }
     };
     let req = store::GoldenRequest {
         matchers,
-        group_by: key.iter().map(|s| s.to_string()).collect(),
+        group_by: key.iter().map(|l| l.name().to_string()).collect(),
         window: Some(prost_duration(window)),
         end_unix_ms: 0,
         quantiles: vec![],
     };
     (req, key)
+}
+
+/// The Deployment a Golden row is about.
+fn row_deployment(
+    group: &[conduit_api::proto::mesh::v1::Label],
+    [ns, name]: [Http; 2],
+) -> DeploymentRef {
+    let family = family::RESPONSE_LATENCY_MS;
+    DeploymentRef::new(family.label(group, ns), family.label(group, name))
 }
 
 /// Points of a history: one `Golden` per step, a few at a time.
@@ -220,11 +229,7 @@ impl PublicApi {
             let (end, key, rows) = answer?;
             let mut at: BTreeMap<DeploymentRef, pb::GoldenMetrics> = rows
                 .iter()
-                .map(|r| {
-                    let d =
-                        DeploymentRef::new(label_of(&r.group, key[0]), label_of(&r.group, key[1]));
-                    (d, golden(r))
-                })
+                .map(|r| (row_deployment(&r.group, key), golden(r)))
                 .filter(|(d, m)| !d.name.is_empty() && m.success_count + m.failure_count > 0)
                 .collect();
             for d in at.keys() {
@@ -262,7 +267,7 @@ impl PublicApi {
 
         let mut out: BTreeMap<DeploymentRef, pb::StatRow> = BTreeMap::new();
         for row in &rows {
-            let d = DeploymentRef::new(label_of(&row.group, key[0]), label_of(&row.group, key[1]));
+            let d = row_deployment(&row.group, key);
             if d.name.is_empty() {
                 continue;
             }
@@ -312,15 +317,16 @@ impl PublicApi {
     ) -> Result<pb::ListDeploymentsResponse, Status> {
         let scope = Scope::from_selector(req.selector)?;
         let end = now_unix_ms();
+        let requests = family::REQUEST_TOTAL;
         let mut matchers = vec![
-            eq("__name__", metrics::REQUEST_TOTAL),
-            eq(label::DIRECTION, "inbound"),
+            requests.select(),
+            requests.eq(Http::Direction, Direction::Inbound.as_str()),
         ];
         if let Some(ns) = &scope.namespace {
-            matchers.push(eq(label::NAMESPACE, ns));
+            matchers.push(requests.eq(Http::Namespace, ns));
         }
         if let Some(name) = &scope.name {
-            matchers.push(eq(label::DEPLOYMENT, name));
+            matchers.push(requests.eq(Http::Deployment, name));
         }
         let series = store::SeriesRequest {
             matchers,
@@ -335,8 +341,8 @@ impl PublicApi {
         all.extend(pods.deployments().cloned());
         all.extend(series.iter().map(|s| {
             DeploymentRef::new(
-                label_of(&s.labels, label::NAMESPACE),
-                label_of(&s.labels, label::DEPLOYMENT),
+                requests.label(&s.labels, Http::Namespace),
+                requests.label(&s.labels, Http::Deployment),
             )
         }));
         Ok(pb::ListDeploymentsResponse {
@@ -367,7 +373,7 @@ mod tests {
             name: None,
         };
         let (req, key) = stat_query(&scope, None, None, Duration::from_secs(60));
-        assert_eq!(key, ["namespace", "deployment"]);
+        assert_eq!(key.map(Label::name), ["namespace", "deployment"]);
         assert_eq!(matchers(&req), ["namespace=demo", "direction=inbound"]);
         assert_eq!(req.group_by, ["namespace", "deployment"]);
         assert_eq!(req.window.unwrap().seconds, 60);
@@ -381,7 +387,7 @@ mod tests {
         };
         let web = DeploymentRef::new("demo", "web");
         let (req, key) = stat_query(&scope, Some(&web), None, Duration::from_secs(10));
-        assert_eq!(key, ["dst_namespace", "dst_deployment"]);
+        assert_eq!(key.map(Label::name), ["dst_namespace", "dst_deployment"]);
         assert_eq!(
             matchers(&req),
             [
@@ -392,7 +398,7 @@ mod tests {
             ]
         );
         let (req, key) = stat_query(&scope, None, Some(&web), Duration::from_secs(10));
-        assert_eq!(key, ["namespace", "deployment"]);
+        assert_eq!(key.map(Label::name), ["namespace", "deployment"]);
         assert_eq!(
             matchers(&req),
             [

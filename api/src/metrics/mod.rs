@@ -1,6 +1,20 @@
 //! The metric vocabulary: names and labels that proxies emit and the store,
 //! controller, dashboards and Grafana query. They are Linkerd's, so existing
 //! Linkerd dashboards work unchanged.
+//!
+//! - The names and label names below are the strings on the wire.
+//! - [`family`]: each family as a value that knows its name, HELP, TYPE
+//!   and, as a type, its labels: the proxy writes its headers from them,
+//!   the store serves them as metadata, and the controller's matchers can
+//!   only name labels the family has.
+//! - [`labels`]: those label types, and the label sets the proxy builds.
+//! - [`tls`]: the values of the `tls` and `no_tls_reason` labels.
+
+pub mod family;
+pub mod labels;
+pub mod tls;
+
+pub use tls::{NoTlsReason, Tls};
 
 /// Requests received, by `direction`, `authority`, peer labels.
 pub const REQUEST_TOTAL: &str = "request_total";
@@ -91,6 +105,15 @@ pub const OVERFLOW_REASON_UNKNOWN_AUTHORITY: &str = "unknown_authority";
 pub const INBOUND_CONNECTIONS_REFUSED_TOTAL: &str = "inbound_connections_refused_total";
 pub const REFUSED_REASON_PROXY_PORT: &str = "proxy_port";
 
+/// `peer` values of the TCP families: which side of the proxy a
+/// connection is on.
+pub const PEER_SRC: &str = "src";
+pub const PEER_DST: &str = "dst";
+
+/// When the process started (Unix seconds), as Prometheus' client
+/// libraries name it: a restart shows as a change.
+pub const PROCESS_START_TIME_SECONDS: &str = "process_start_time_seconds";
+
 /// Label names.
 pub mod label {
     pub const DIRECTION: &str = "direction";
@@ -128,84 +151,3 @@ pub const LATENCY_BUCKETS_MS: &[f64] = &[
     1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0,
     1_000.0, 2_000.0, 3_000.0, 4_000.0, 5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0,
 ];
-
-/// The `tls` label of a connection, and the `no_tls_reason` that says why
-/// one is plaintext. Linkerd's values, so its dashboards read them.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Tls {
-    /// mTLS between meshed proxies, both identities verified.
-    Secured,
-    NoIdentity(NoTlsReason),
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NoTlsReason {
-    /// Between the application and its own proxy, over loopback.
-    Loopback,
-    /// This proxy runs without an identity (no identity service given).
-    Disabled,
-    /// Outbound: discovery named no identity for the endpoint (unmeshed).
-    NotProvidedByServiceDiscovery,
-    /// Inbound: the client sent plaintext (an unmeshed client).
-    NoTlsFromRemote,
-    /// Inbound: TLS for someone else (the application's own TLS, another
-    /// SNI), forwarded untouched.
-    Passthrough,
-}
-
-impl Tls {
-    /// The `tls` label's value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Secured => "true",
-            Self::NoIdentity(_) => "no_identity",
-        }
-    }
-
-    /// The `no_tls_reason` label's value; empty when secured.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::Secured => "",
-            Self::NoIdentity(r) => r.as_str(),
-        }
-    }
-
-    pub fn is_secured(self) -> bool {
-        self == Self::Secured
-    }
-}
-
-impl NoTlsReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Loopback => "loopback",
-            Self::Disabled => "disabled",
-            Self::NotProvidedByServiceDiscovery => "not_provided_by_service_discovery",
-            Self::NoTlsFromRemote => "no_tls_from_remote",
-            Self::Passthrough => "passthrough",
-        }
-    }
-
-    /// What `conduit edges` says about an edge plaintext for this reason.
-    pub fn explain(self) -> &'static str {
-        match self {
-            Self::Loopback => "between an application and its own proxy",
-            Self::Disabled => "the client's proxy runs without an identity",
-            Self::NotProvidedByServiceDiscovery => "the destination is not meshed",
-            Self::NoTlsFromRemote => "the client is not meshed",
-            Self::Passthrough => "the application's own TLS, passed through",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Loopback,
-            Self::Disabled,
-            Self::NotProvidedByServiceDiscovery,
-            Self::NoTlsFromRemote,
-            Self::Passthrough,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
-}

@@ -34,7 +34,7 @@ const PEER_CHOSEN: &[&str] = &[
     label::ROUTE,
 ];
 
-pub(crate) struct Family<T> {
+pub(crate) struct LabelSets<T> {
     /// The family's first metric: its name in the overflow and eviction
     /// counters.
     pub(crate) metric: &'static str,
@@ -56,7 +56,7 @@ pub(crate) enum Found<T> {
     Overflow(Arc<T>),
 }
 
-impl<T> Family<T> {
+impl<T> LabelSets<T> {
     pub(crate) fn new(metric: &'static str, max: usize) -> Self {
         Self {
             metric,
@@ -139,14 +139,17 @@ mod tests {
 
     fn key(authority: &str) -> Key {
         vec![
-            (label::DIRECTION, "inbound".into()),
+            (
+                label::DIRECTION,
+                conduit_api::Direction::Inbound.as_str().into(),
+            ),
             (label::AUTHORITY, authority.into()),
         ]
     }
 
     #[test]
     fn past_the_budget_label_sets_share_the_overflow_set() {
-        let family = Family::<Key>::new("request_total", 2);
+        let family = LabelSets::<Key>::new("request_total", 2);
         let get = |a: &str| family.get_or_insert(key(a), 0, |k| Arc::new(k.clone()));
         assert!(matches!(get("a:80"), Found::Own(_)));
         assert!(matches!(get("b:80"), Found::Own(_)));
@@ -162,7 +165,7 @@ mod tests {
 
     #[test]
     fn idle_sets_nobody_holds_are_evicted() {
-        let family = Family::<Key>::new("request_total", 10);
+        let family = LabelSets::<Key>::new("request_total", 10);
         let held = match family.get_or_insert(key("held:80"), 0, |k| Arc::new(k.clone())) {
             Found::Own(s) => s,
             Found::Overflow(_) => unreachable!("within the budget"),
