@@ -29,98 +29,100 @@ macro_rules! labels {
     };
 }
 
-labels! {
-    /// `request_total` and `response_latency_ms`: a request between the
-    /// proxy's workload (`namespace`, `deployment`, `pod`) and a peer.
-    Http {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-        Direction = label::DIRECTION,
-        Authority = label::AUTHORITY,
-        DstNamespace = label::DST_NAMESPACE,
-        DstDeployment = label::DST_DEPLOYMENT,
-        Tls = label::TLS,
-        NoTlsReason = label::NO_TLS_REASON,
-        ClientId = label::CLIENT_ID,
-        ServerId = label::SERVER_ID,
-    }
+/// Labels of the proxy's own counters, `namespace`, `deployment`, `pod`,
+/// then the family's.
+macro_rules! own_labels {
+    ($(#[$doc:meta])* $ty:ident { $($rest:tt)* }) => {
+        labels! {
+            $(#[$doc])*
+            $ty {
+                Namespace = label::NAMESPACE,
+                Deployment = label::DEPLOYMENT,
+                Pod = label::POD,
+                $($rest)*
+            }
+        }
+    };
 }
 
-labels! {
+/// The proxy's own labels and who is at the other end of a request or
+/// connection, then the family's.
+macro_rules! peer_labels {
+    ($(#[$doc:meta])* $ty:ident { $($rest:tt)* }) => {
+        own_labels! {
+            $(#[$doc])*
+            $ty {
+                Direction = label::DIRECTION,
+                Authority = label::AUTHORITY,
+                DstNamespace = label::DST_NAMESPACE,
+                DstDeployment = label::DST_DEPLOYMENT,
+                Tls = label::TLS,
+                NoTlsReason = label::NO_TLS_REASON,
+                ClientId = label::CLIENT_ID,
+                ServerId = label::SERVER_ID,
+                $($rest)*
+            }
+        }
+    };
+}
+
+/// The proxy's own labels and a profile route, then the family's.
+macro_rules! route_labels {
+    ($(#[$doc:meta])* $ty:ident { $($rest:tt)* }) => {
+        own_labels! {
+            $(#[$doc])*
+            $ty {
+                Direction = label::DIRECTION,
+                Authority = label::AUTHORITY,
+                Route = label::ROUTE,
+                $($rest)*
+            }
+        }
+    };
+}
+
+peer_labels! {
+    /// `request_total` and `response_latency_ms`: a request between the
+    /// proxy's workload and a peer.
+    Http {}
+}
+
+peer_labels! {
     /// `response_total`: [`Http`] and the response's outcome.
     Response {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-        Direction = label::DIRECTION,
-        Authority = label::AUTHORITY,
-        DstNamespace = label::DST_NAMESPACE,
-        DstDeployment = label::DST_DEPLOYMENT,
-        Tls = label::TLS,
-        NoTlsReason = label::NO_TLS_REASON,
-        ClientId = label::CLIENT_ID,
-        ServerId = label::SERVER_ID,
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
     }
 }
 
-labels! {
+peer_labels! {
+    /// The TCP families: a connection on one side of the proxy (`peer`).
+    Tcp {
+        Peer = label::PEER,
+    }
+}
+
+route_labels! {
     /// The route families (`route_request_total`,
     /// `route_response_latency_ms`, retries): outbound requests by the
     /// destination profile's route.
-    Route {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-        Direction = label::DIRECTION,
-        Authority = label::AUTHORITY,
-        Route = label::ROUTE,
-    }
+    Route {}
 }
 
-labels! {
+route_labels! {
     /// `route_response_total`: [`Route`] and the response's outcome.
     RouteResponse {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-        Direction = label::DIRECTION,
-        Authority = label::AUTHORITY,
-        Route = label::ROUTE,
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
     }
 }
 
-labels! {
-    /// The TCP families: a connection on one side of the proxy (`peer`).
-    Tcp {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-        Direction = label::DIRECTION,
-        Peer = label::PEER,
-        Authority = label::AUTHORITY,
-        DstNamespace = label::DST_NAMESPACE,
-        DstDeployment = label::DST_DEPLOYMENT,
-        Tls = label::TLS,
-        NoTlsReason = label::NO_TLS_REASON,
-        ClientId = label::CLIENT_ID,
-        ServerId = label::SERVER_ID,
-    }
-}
-
-labels! {
+own_labels! {
     /// The inbound policy families: which Server, route and authorization
     /// decided.
     Authz {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
         SrvName = label::SRV_NAME,
         RouteName = label::ROUTE_NAME,
         AuthzName = label::AUTHZ_NAME,
@@ -128,42 +130,29 @@ labels! {
     }
 }
 
-labels! {
+own_labels! {
     /// The proxy's own counters with no further label.
-    Own {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
-    }
+    Own {}
 }
 
-labels! {
+own_labels! {
     /// The proxy's own counters by `reason`.
     OwnReason {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
         Reason = label::REASON,
     }
 }
 
-labels! {
+own_labels! {
     /// `tls_handshake_failures_total`.
     Handshake {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
         Direction = label::DIRECTION,
         Reason = label::REASON,
     }
 }
 
-labels! {
+own_labels! {
     /// The label set budget's counters, about one metric `family`.
     LabelSets {
-        Namespace = label::NAMESPACE,
-        Deployment = label::DEPLOYMENT,
-        Pod = label::POD,
         Family = label::FAMILY,
         Reason = label::REASON,
     }
