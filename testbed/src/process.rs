@@ -33,13 +33,44 @@ impl Drop for TempDir {
     }
 }
 
-/// A loopback address with a port that was free a moment ago. The port is
-/// released before the caller binds it; the OS hands ports out in order, so
-/// a collision within one test run is unlikely.
+/// A loopback address with a port that was free a moment ago, for a
+/// process under test to listen on.
+///
+/// The port is released before that process binds it, so it must not be
+/// one the kernel may hand to an outgoing connection meanwhile: ports come
+/// from below the ephemeral range (32768 and up on Linux), which every
+/// connection of every concurrent test draws from. Each test process walks
+/// its own random stretch of them, so two processes rarely try the same.
 pub fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind an ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const PORTS: u32 = 22_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            random_u32() % PORTS,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    for _ in 0..PORTS {
+        let port = FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % PORTS;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
+        if TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + PORTS
+    )
+}
+
+/// Seeded by std's per-process random hasher keys.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id()) as u32
 }
 
 /// Where the workspace's binaries are: `CONDUIT_BIN_DIR`, else the target

@@ -40,7 +40,7 @@ fn bad_flags_are_explained() {
         (&["--outbound-endpoint", "nonsense"][..], "AUTHORITY=ADDR"),
         (&["--telemetry-addr", "127.0.0.1:9096"], "http://"),
         (&["--opaque-ports", "99999"], "not a port"),
-        (&["--detect-timeout", "soon"], "not a duration"),
+        (&["--detect-timeout", "soon"], "invalid duration"),
         (&["--mode", "magic"], "explicit"),
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
