@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use conduit_api::Labels;
 
 use crate::block::{self, Block, BlockError, compact};
-use crate::head::{Head, Kind, LabelInterner, MemSeries, Reject, Sample, SeriesLimit, Window};
+use crate::head::{Head, LabelInterner, MemSeries, Reject, SeriesLimit};
+use crate::model::{Kind, Sample, Window};
 use crate::prefetch;
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelLookup;

@@ -17,12 +17,14 @@ mod block;
 pub mod config;
 mod db;
 mod downsample;
+mod encoding;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
 mod ingest;
 pub mod memory;
+mod model;
 mod prefetch;
 mod promql;
 mod query;

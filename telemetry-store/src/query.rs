@@ -18,7 +18,7 @@ use conduit_api::proto::tap::v1::TapEvent;
 use hdrhistogram::Histogram;
 use tonic::{Request, Response, Status};
 
-use crate::head::window::{CorruptWindow, Window};
+use crate::model::{CorruptWindow, Window};
 use crate::promql::value::is_stale;
 use crate::promql::{QueryError, QueryValue};
 use crate::series::labelset::LabelLookup;

@@ -8,7 +8,6 @@
 //! needed: rollups answer only for times before the raw blocks, so most of
 //! them are never read before compaction or retention replaces them.
 
-pub(crate) mod codec;
 pub(crate) mod compact;
 pub(crate) mod schema;
 pub(crate) mod writer;
@@ -25,8 +24,10 @@ use arrow_array::{Array, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use conduit_api::Labels;
 
-use crate::head::window::get_uvarint;
-use crate::head::{CompactLabels, Kind, LabelInterner, Sample, Window};
+use crate::encoding::columns;
+use crate::encoding::varint::get_uvarint;
+use crate::head::{CompactLabels, LabelInterner};
+use crate::model::{Kind, Sample, Window};
 use crate::series::{Index, Matcher};
 pub(crate) use schema::Meta;
 
@@ -466,7 +467,7 @@ impl Rows {
                 }
             };
             let vs = batch.column(5).as_binary::<i32>().value(i);
-            codec::decode(block.meta.version, ts, vs, count, mint, maxt, &mut out)
+            columns::decode(block.meta.version, ts, vs, count, mint, maxt, &mut out)
                 .map_err(|e| BlockError::Corrupt(block.dir.clone(), e.to_string()))?;
             Ok(true)
         })?;

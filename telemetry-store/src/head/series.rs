@@ -4,17 +4,10 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use super::chunk::{Frozen, OpenChunk, Sample};
+use super::chunk::{Frozen, OpenChunk};
 use super::chunk_files::ChunkFiles;
 use super::labels::CompactLabels;
-use super::window::Window;
-use crate::series::SeriesRef;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Kind {
-    Float,
-    Histogram,
-}
+use crate::model::{Kind, Sample, SeriesRef, Window};
 
 pub(crate) struct MemSeries {
     pub(crate) r: SeriesRef,

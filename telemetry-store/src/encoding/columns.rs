@@ -18,10 +18,11 @@
 //!
 //! Version 1 blocks (delta-of-delta timestamps and integers) still decode.
 
-use crate::head::gorilla::{XorState, read_dod};
-use crate::head::varbit::exact_int;
-use crate::head::window::{unzigzag, zigzag};
-use crate::head::{BitReader, BitWriter, Sample};
+use super::Sample;
+use super::bits::{BitReader, BitWriter};
+use super::gorilla::{XorState, read_dod};
+use super::varbit::exact_int;
+use super::varint::{unzigzag, zigzag};
 
 const XOR: u8 = 0;
 /// Version 1 blocks only.
@@ -276,7 +277,9 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::schema::VERSION;
+
+    /// The format `encode_*` write (blocks of this version and later).
+    const VERSION: u32 = 2;
 
     fn round_trip(samples: &[Sample]) -> usize {
         let ts = encode_timestamps(samples);
@@ -359,7 +362,7 @@ mod tests {
     /// Blocks written before version 2 keep their delta-of-delta rows.
     #[test]
     fn version_1_rows_still_decode() {
-        use crate::head::gorilla::write_dod;
+        use crate::encoding::gorilla::write_dod;
         let samples: Vec<Sample> = (0..100)
             .map(|i| (i * 1000 + i % 2, (i * 7) as f64))
             .collect();
