@@ -18,6 +18,7 @@ use conduit_api::proto::tap::v1::TapEvent;
 use hdrhistogram::Histogram;
 use tonic::{Request, Response, Status};
 
+use crate::db::{Floats, Windows};
 use crate::model::{CorruptWindow, Window};
 use crate::promql::value::is_stale;
 use crate::promql::{QueryError, QueryValue};
@@ -261,7 +262,7 @@ pub(crate) fn golden(
     let internal = |e: crate::db::DbError| Status::internal(format!("reading series: {e}"));
     let mut rows: BTreeMap<Labels, Row> = BTreeMap::new();
 
-    db.for_each_float(
+    db.for_each::<Floats>(
         &with_name(metrics::RESPONSE_TOTAL),
         start - lookback,
         end,
@@ -278,7 +279,7 @@ pub(crate) fn golden(
     )
     .map_err(internal)?;
     let mut corrupt = None;
-    db.for_each_windows(
+    db.for_each::<Windows>(
         &with_name(metrics::RESPONSE_LATENCY_MS),
         start,
         end,
@@ -295,7 +296,7 @@ pub(crate) fn golden(
     if let Some(e) = corrupt {
         return Err(Status::internal(e.to_string()));
     }
-    db.for_each_float(
+    db.for_each::<Floats>(
         &with_name(metrics::TCP_OPEN_CONNECTIONS),
         end - lookback,
         end,

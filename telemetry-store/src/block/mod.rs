@@ -252,7 +252,7 @@ impl Block {
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
         let mut out = Vec::new();
-        for (labels, id) in self.matching(matchers)? {
+        for (labels, id) in self.matching(Kind::Float, matchers)? {
             let mut samples = Vec::new();
             self.samples_of(id, mint, maxt, &mut samples)?;
             if !samples.is_empty() {
@@ -262,12 +262,19 @@ impl Block {
         Ok(out)
     }
 
-    /// The matching float series: their label sets and ids, without
-    /// reading any of their samples.
-    pub(crate) fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, u32)>, BlockError> {
+    /// The matching series of `kind`: their label sets and ids, without
+    /// reading any of their data.
+    pub(crate) fn matching(
+        &self,
+        kind: Kind,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(Labels, u32)>, BlockError> {
         let index = self.index()?;
-        Ok(index
-            .floats
+        let postings = match kind {
+            Kind::Float => &index.floats,
+            Kind::Histogram => &index.histograms,
+        };
+        Ok(postings
             .select(matchers)
             .into_iter()
             .map(|id| (index.series[id as usize].labels.labels(), id))
@@ -295,25 +302,19 @@ impl Block {
         Ok(())
     }
 
-    /// Histogram windows ending in `(after, until]` of the matching series.
-    pub(crate) fn select_windows(
+    /// Appends histogram series `id`'s windows ending in `(after, until]`
+    /// to `out`.
+    pub(crate) fn windows_of(
         &self,
-        matchers: &[Matcher],
+        id: u32,
         after: i64,
         until: i64,
-    ) -> Result<Vec<(Labels, Vec<Window>)>, BlockError> {
-        let index = self.index()?;
-        let ids = index.histograms.select(matchers);
+        out: &mut Vec<Window>,
+    ) -> Result<(), BlockError> {
+        let s = &self.index()?.series[id as usize];
         let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let s = &index.series[id as usize];
-            let windows = rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?;
-            if !windows.is_empty() {
-                out.push((s.labels.labels(), windows));
-            }
-        }
-        Ok(out)
+        out.extend(rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?);
+        Ok(())
     }
 
     /// Every series' label set and kind, in id order.

@@ -12,7 +12,7 @@ use promql_parser::parser::{
 
 use super::value::{Metric, QueryValue, Sample, Series, Value, is_stale};
 use super::{Budget, EngineOptions, QueryError, aggregate, binary, functions};
-use crate::db::Db;
+use crate::db::{Db, Floats};
 use crate::series::{LabelsExt, METRIC_NAME, Matcher};
 
 /// Steps one subquery may evaluate: each step costs memory even when
@@ -258,7 +258,7 @@ impl<'a> Evaluator<'a> {
         let budget = self.budget;
         let ts = |i: usize| self.ts(i);
         self.db
-            .select_each(&matchers, mint, maxt, |labels, samples| {
+            .select::<Floats, _>(&matchers, mint, maxt, |labels, samples| {
                 budget.check_time()?;
                 let metric = Arc::new(labels);
                 let mut next = 0;
@@ -301,7 +301,7 @@ impl<'a> Evaluator<'a> {
         let budget = self.budget;
         let mut series = Vec::new();
         self.db
-            .select_each(&matchers, mint, maxt, |labels, samples| {
+            .select::<Floats, _>(&matchers, mint, maxt, |labels, samples| {
                 // Range vectors hold every sample of their windows in memory:
                 // each series counts as it is loaded, not once all are.
                 budget.take(samples.len())?;
