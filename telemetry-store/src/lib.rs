@@ -12,29 +12,28 @@
 //! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
 
 mod admission;
-mod api;
 mod block;
 pub mod config;
 mod db;
 mod downsample;
 mod encoding;
+mod forward;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod golden;
 mod head;
 mod ingest;
 pub mod memory;
 mod model;
 mod prefetch;
 mod promql;
-mod query;
 mod query_text;
-mod remote_write;
 mod series;
-mod store;
+mod server;
 mod tap;
 mod time;
 mod wal;
 
 pub use config::{Config, FsyncPolicy};
-pub use store::{Running, Store};
+pub use server::{Running, Store};

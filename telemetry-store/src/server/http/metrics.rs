@@ -8,9 +8,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use crate::server::state::Gauges;
 
-pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
+pub(super) async fn handler(State(s): State<Gauges>) -> impl IntoResponse {
     let db = s.db.clone();
     let (blocks, block_bytes, block_samples, wal_bytes, head_bytes) =
         tokio::task::spawn_blocking(move || {
@@ -51,7 +51,7 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         "conduit_store_max_active_series",
         "gauge",
         "The active-series limit.",
-        s.config.max_active_series as u64,
+        s.max_active_series as u64,
     );
     metric(
         "conduit_store_samples_appended_total",
@@ -267,7 +267,7 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
             tap.num_docs(),
         );
     }
-    if let Some(rw) = &s.remote_write {
+    if let Some(rw) = &s.forward {
         metric(
             "conduit_store_remote_write_sent_samples_total",
             "counter",

@@ -12,7 +12,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 
 use super::params::Params;
-use super::{ApiError, AppState, json, ok, time_param};
+use super::{ApiError, json, ok, time_param};
+use crate::server::state::TapReads;
 use crate::tap::{self, TapError};
 use crate::time::now_ms;
 
@@ -32,7 +33,7 @@ fn tap_error(e: TapError) -> ApiError {
     }
 }
 
-fn tap_index(s: &crate::store::Shared) -> Result<std::sync::Arc<tap::TapIndex>, ApiError> {
+fn tap_index(s: &TapReads) -> Result<std::sync::Arc<tap::TapIndex>, ApiError> {
     s.tap.clone().ok_or_else(|| ApiError {
         kind: "unavailable",
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -41,7 +42,7 @@ fn tap_index(s: &crate::store::Shared) -> Result<std::sync::Arc<tap::TapIndex>, 
 }
 
 pub(super) async fn search(
-    State(s): AppState,
+    State(s): State<TapReads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -63,7 +64,7 @@ pub(super) async fn search(
     // Searches take query slots like PromQL queries: they cost alike.
     let events = s
         .engine
-        .run(s.config.query_timeout, move |_| {
+        .run(s.timeout, move |_| {
             Ok(tap.search(&query, start, end, limit, false))
         })
         .await?
@@ -76,7 +77,7 @@ pub(super) async fn search(
 }
 
 pub(super) async fn follow(
-    State(s): AppState,
+    State(s): State<TapReads>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &HeaderMap::new(), &[]);
