@@ -10,8 +10,7 @@ use conduit_api::Labels;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::QueryError;
-use super::eval::{Evaluator, NameDropper, check_unique};
-use super::value::{Metric, Sample, Value};
+use super::value::{Metric, NameDropper, Sample, Value, check_unique};
 use crate::series::{LabelsExt, METRIC_NAME};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,18 +126,45 @@ impl Matching {
     }
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, QueryError> {
-    let op = Op::parse(&b.op.to_string())?;
-    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    if let Some(m) = &b.modifier
-        && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-    {
-        return Err(QueryError::BadData(
-            "fill modifiers are not supported".into(),
-        ));
+/// A binary expression's operator and modifiers, checked before its
+/// operands are evaluated.
+pub(crate) struct Binary<'e> {
+    op: Op,
+    return_bool: bool,
+    expr: &'e BinaryExpr,
+}
+
+impl<'e> Binary<'e> {
+    pub(crate) fn new(b: &'e BinaryExpr) -> Result<Self, QueryError> {
+        let op = Op::parse(&b.op.to_string())?;
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        if let Some(m) = &b.modifier
+            && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+        {
+            return Err(QueryError::BadData(
+                "fill modifiers are not supported".into(),
+            ));
+        }
+        Ok(Self {
+            op,
+            return_bool,
+            expr: b,
+        })
     }
-    let lhs = ev.eval(&b.lhs)?;
-    let rhs = ev.eval(&b.rhs)?;
+
+    /// The operator applied to its evaluated operands.
+    pub(crate) fn apply(self, lhs: Value, rhs: Value) -> Result<Value, QueryError> {
+        apply(self.op, self.return_bool, self.expr, lhs, rhs)
+    }
+}
+
+fn apply(
+    op: Op,
+    return_bool: bool,
+    b: &BinaryExpr,
+    lhs: Value,
+    rhs: Value,
+) -> Result<Value, QueryError> {
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(
             l.into_iter()
