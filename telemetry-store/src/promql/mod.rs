@@ -20,6 +20,8 @@ mod binary;
 mod eval;
 mod functions;
 mod quantile;
+#[cfg(test)]
+mod scripts;
 mod selector;
 pub(crate) mod value;
 
