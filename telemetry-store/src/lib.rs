@@ -11,7 +11,6 @@
 //! Run it with the `conduit-telemetry-store` binary, or embed it:
 //! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
 
-mod admission;
 mod block;
 pub mod config;
 mod db;

@@ -95,7 +95,7 @@ pub(crate) struct Meta {
 }
 
 /// 2: grid timestamps, shared between series, and bit-packed integers
-/// (see [`crate::encoding::columns`]).
-pub(crate) const VERSION: u32 = 2;
+/// (see [`crate::encoding::columns`], whose format it is).
+pub(crate) const VERSION: u32 = crate::encoding::columns::LATEST;
 /// Blocks of these versions are read.
 pub(crate) const READABLE: std::ops::RangeInclusive<u32> = 1..=VERSION;

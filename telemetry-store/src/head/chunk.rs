@@ -15,7 +15,6 @@
 //! store's memory; their bytes live in [`chunk_files`](super::chunk_files).
 
 use super::chunk_files::{ChunkFiles, Stored};
-use crate::block::schema;
 use crate::encoding::bits::{BitReader, BitWriter, Truncated};
 use crate::encoding::columns;
 use crate::encoding::gorilla::XorState;
@@ -241,7 +240,7 @@ impl FrozenChunk {
         } else {
             let (timestamps, values) = bytes.split_at(self.timestamps_len.into());
             columns::decode(
-                schema::VERSION,
+                columns::LATEST,
                 timestamps,
                 values,
                 self.count.into(),

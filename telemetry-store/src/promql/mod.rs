@@ -15,6 +15,7 @@
 //! [`functions`] compute from evaluated operands, so the dependencies run
 //! one way: eval → operators and functions → values.
 
+mod admission;
 mod aggregate;
 mod binary;
 mod eval;
@@ -35,11 +36,11 @@ use promql_parser::parser::{self, Expr};
 
 use conduit_api::Labels;
 
-use crate::admission::Admission;
 use crate::db::{Db, DbError, Floats};
 use crate::model::Sample;
 use crate::query_text::{Syntax, TextLimits};
 use crate::series::Matcher;
+use admission::Admission;
 pub(crate) use selector::matchers as selector_matchers;
 pub(crate) use value::{QueryValue, Series, format_float};
 
