@@ -387,3 +387,104 @@ fn count_values(grouping: &Grouping, value_label: &str, step: Vec<Sample>, t: i6
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::promql::{Budget, EngineOptions, Stop};
+    use promql_parser::parser::parse;
+
+    fn sample(pairs: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            metric: Arc::new(Labels::try_from_pairs(pairs.iter().copied()).unwrap()),
+            t: 0,
+            v,
+        }
+    }
+
+    fn options(max_samples: usize) -> EngineOptions {
+        EngineOptions {
+            lookback_ms: 300_000,
+            max_samples,
+            timeout: Duration::from_secs(5),
+            default_subquery_step_ms: 60_000,
+            text: crate::query_text::TextLimits {
+                max_bytes: 1000,
+                max_depth: 10,
+            },
+            max_concurrency: 1,
+        }
+    }
+
+    /// `query`'s aggregation over one step of `samples`, with `params`.
+    fn aggregate(
+        query: &str,
+        params: &[f64],
+        samples: Vec<Sample>,
+        max_samples: usize,
+    ) -> Result<Vec<(String, f64)>, QueryError> {
+        let Ok(Expr::Aggregate(a)) = parse(query) else {
+            panic!("{query} is not an aggregation")
+        };
+        let budget = Budget::new(&options(max_samples), &Stop::after(Duration::from_secs(5)));
+        let at = Steps {
+            start: 0,
+            step: 1,
+            count: 1,
+            budget: &budget,
+        };
+        let Value::Vector(out) = Aggregation::new(&a)?.apply(params, vec![samples], &at)? else {
+            panic!("a vector")
+        };
+        Ok(out[0].iter().map(|s| (s.metric.to_string(), s.v)).collect())
+    }
+
+    fn pods() -> Vec<Sample> {
+        vec![
+            sample(&[("__name__", "up"), ("pod", "a"), ("ns", "x")], 1.0),
+            sample(&[("__name__", "up"), ("pod", "b"), ("ns", "x")], 2.0),
+            sample(&[("__name__", "up"), ("pod", "c"), ("ns", "y")], 6.0),
+        ]
+    }
+
+    #[test]
+    fn sum_by_groups_and_drops_other_labels() {
+        let mut got = aggregate("sum by (ns) (up)", &[], pods(), 100).unwrap();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                (r#"{ns="x"}"#.to_string(), 3.0),
+                (r#"{ns="y"}"#.to_string(), 6.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn topk_keeps_the_series_and_takes_k_from_its_parameter() {
+        let got = aggregate("topk(1, up)", &[1.0], pods(), 100).unwrap();
+        assert_eq!(
+            got,
+            [(r#"{__name__="up", ns="y", pod="c"}"#.to_string(), 6.0)]
+        );
+    }
+
+    #[test]
+    fn count_values_checks_its_label_before_any_operand_is_evaluated() {
+        let Ok(Expr::Aggregate(a)) = parse(r#"count_values("no such", up)"#) else {
+            panic!()
+        };
+        assert!(matches!(
+            Aggregation::new(&a),
+            Err(QueryError::Execution(_))
+        ));
+    }
+
+    #[test]
+    fn results_count_against_the_sample_budget() {
+        let err = aggregate("sum by (pod) (up)", &[], pods(), 2).unwrap_err();
+        assert!(matches!(err, QueryError::Execution(_)), "{err}");
+    }
+}

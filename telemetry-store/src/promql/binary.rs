@@ -428,3 +428,75 @@ fn result_metric(many: &Labels, one: &Labels, op: Op, m: &Matching) -> Labels {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promql_parser::parser::{Expr, parse};
+
+    fn sample(pairs: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            metric: Arc::new(Labels::try_from_pairs(pairs.iter().copied()).unwrap()),
+            t: 0,
+            v,
+        }
+    }
+
+    /// The operator of `query`, applied to operands given as values.
+    fn apply(query: &str, lhs: Value, rhs: Value) -> Result<Value, QueryError> {
+        let Ok(Expr::Binary(b)) = parse(query) else {
+            panic!("{query} is not a binary expression")
+        };
+        Binary::new(&b)?.apply(lhs, rhs)
+    }
+
+    /// Operands come evaluated: no storage, no evaluator.
+    #[test]
+    fn group_left_divides_each_by_its_group() {
+        let lhs = vec![vec![
+            sample(&[("__name__", "req"), ("pod", "a"), ("ns", "x")], 1.0),
+            sample(&[("__name__", "req"), ("pod", "b"), ("ns", "x")], 3.0),
+        ]];
+        let rhs = vec![vec![sample(&[("ns", "x")], 4.0)]];
+        let query = "req / on (ns) group_left total";
+        let Value::Vector(out) = apply(query, Value::Vector(lhs), Value::Vector(rhs)).unwrap()
+        else {
+            panic!("a vector")
+        };
+        let got: Vec<(String, f64)> = out[0].iter().map(|s| (s.metric.to_string(), s.v)).collect();
+        assert_eq!(
+            got,
+            [
+                (r#"{ns="x", pod="a"}"#.to_string(), 0.25),
+                (r#"{ns="x", pod="b"}"#.to_string(), 0.75)
+            ]
+        );
+    }
+
+    #[test]
+    fn many_to_many_is_refused() {
+        let side = || {
+            Value::Vector(vec![vec![
+                sample(&[("pod", "a"), ("ns", "x")], 1.0),
+                sample(&[("pod", "b"), ("ns", "x")], 2.0),
+            ]])
+        };
+        let Err(err) = apply("l + on (ns) r", side(), side()) else {
+            panic!("refused")
+        };
+        assert!(err.to_string().contains("many-to-many"), "{err}");
+    }
+
+    #[test]
+    fn scalar_comparisons_answer_zero_or_one() {
+        let out = apply(
+            "1 < bool 2",
+            Value::Scalar(vec![1.0, 3.0]),
+            Value::Scalar(vec![2.0, 2.0]),
+        );
+        let Ok(Value::Scalar(v)) = out else {
+            panic!("a scalar")
+        };
+        assert_eq!(v, [1.0, 0.0]);
+    }
+}
