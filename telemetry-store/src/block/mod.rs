@@ -1,6 +1,8 @@
 //! Blocks: immutable, columnar (Arrow IPC) files holding a time range of
 //! every series, cut from the head once it spans more than a block range,
-//! then compacted into larger ones and deleted by retention.
+//! then compacted into larger ones and deleted by retention. The rows'
+//! compressed columns are [`crate::encoding::columns`]; this module is
+//! the files, their index and their lifecycle.
 //!
 //! A block's index is loaded into memory as postings (the same structure
 //! as the head's) so selection never scans; chunk data is read on demand,

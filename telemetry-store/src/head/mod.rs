@@ -1,4 +1,5 @@
-//! The head: the most recent data, in memory, compressed.
+//! The head: the most recent data, in memory, compressed (with the
+//! codes of [`crate::encoding`]).
 //!
 //! Series are found by label hash in lock stripes so concurrent ingest
 //! streams rarely contend; each series has its own lock for its chunks.

@@ -1,6 +1,9 @@
 //! The HTTP API: Prometheus' `/api/v1/*` query endpoints (GET and
 //! urlencoded POST, JSON and errors as Prometheus writes them), the
 //! remote-write receiver, health endpoints and the store's own metrics.
+//!
+//! Each group of routes gets its own state (see [`super::state`]): the
+//! query routes cannot write, the write route cannot query.
 
 mod auth;
 mod body;
