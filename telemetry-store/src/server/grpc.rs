@@ -332,22 +332,21 @@ impl Query for QueryService {
         &self,
         _request: Request<pb::StatusRequest>,
     ) -> Result<Response<pb::StatusResponse>, Status> {
-        let s = self;
         let since = crate::time::now_ms() - RECENT_PROXY_MS;
         Ok(Response::new(pb::StatusResponse {
             version: conduit_api::VERSION.to_string(),
-            active_series: s.db.head.len() as u64,
-            samples_ingested_total: s
+            active_series: self.db.head.len() as u64,
+            samples_ingested_total: self
                 .db
                 .stats
                 .samples_appended
                 .load(std::sync::atomic::Ordering::Relaxed),
-            reports_received_total: s
+            reports_received_total: self
                 .ingester
                 .stats
                 .reports
                 .load(std::sync::atomic::Ordering::Relaxed),
-            proxies: s
+            proxies: self
                 .proxies
                 .since(since)
                 .into_iter()

@@ -170,7 +170,7 @@ impl Store {
         let mut tasks = JoinSet::new();
         let shared = self.shared.clone();
 
-        let router = http::router(&shared);
+        let router = http::router(&shared.config, shared.routes());
         tasks.spawn(conduit_listen::http::serve(
             http,
             router,

@@ -2,13 +2,31 @@
 //! scraped and watched like any other service.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use crate::server::state::Gauges;
+use crate::db::Db;
+use crate::forward;
+use crate::ingest::Ingester;
+use crate::ingest::telemetry::Proxies;
+use crate::promql::Engine;
+use crate::tap::TapIndex;
+
+/// What the store's own `/metrics` report.
+#[derive(Clone)]
+pub(crate) struct Gauges {
+    pub(crate) db: Arc<Db>,
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) proxies: Arc<Proxies>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) tap: Option<Arc<TapIndex>>,
+    pub(crate) forward: Option<Arc<forward::Stats>>,
+    pub(crate) max_active_series: usize,
+}
 
 pub(super) async fn handler(State(s): State<Gauges>) -> impl IntoResponse {
     let db = s.db.clone();

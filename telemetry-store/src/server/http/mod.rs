@@ -2,8 +2,9 @@
 //! urlencoded POST, JSON and errors as Prometheus writes them), the
 //! remote-write receiver, health endpoints and the store's own metrics.
 //!
-//! Each group of routes gets its own state (see [`super::state`]): the
-//! query routes cannot write, the write route cannot query.
+//! Each group of routes declares the state it reads ([`Reads`],
+//! [`Writes`], [`TapReads`], [`Gauges`]) and the composition root builds
+//! them: the query routes cannot write, the write route cannot query.
 
 mod auth;
 mod body;
@@ -24,17 +25,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use self::params::Params;
-use super::state::{Reads, Shared, Writes};
+use crate::config::Config;
+use crate::db::Db;
 use crate::ingest::Ingester;
 use crate::ingest::remote_write;
 use crate::promql::{Engine, QueryError};
 use crate::series::Matcher;
 use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
+use crate::wal::FsyncPolicy;
 
 pub(crate) use auth::Tokens;
+pub(crate) use metrics::Gauges;
+pub(crate) use tap::TapReads;
 
-pub(crate) fn router(shared: &Shared) -> Router {
-    let c = &shared.config;
+/// PromQL, series and label reads.
+#[derive(Clone)]
+pub(crate) struct Reads {
+    pub(crate) db: Arc<Db>,
+    pub(crate) engine: Arc<Engine>,
+    /// `--query-timeout`.
+    pub(crate) timeout: Duration,
+}
+
+/// Remote write in.
+#[derive(Clone)]
+pub(crate) struct Writes {
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) fsync: FsyncPolicy,
+}
+
+/// The state of every route group.
+pub(crate) struct Routes {
+    pub(crate) reads: Reads,
+    pub(crate) writes: Writes,
+    pub(crate) tap: TapReads,
+    pub(crate) gauges: Gauges,
+    /// For `/api/v1/metadata`.
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) tokens: Arc<Tokens>,
+}
+
+pub(crate) fn router(c: &Config, routes: Routes) -> Router {
     let body_limit = |max_bytes: u64, flag| body::BodyLimit {
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         timeout: c.http_body_timeout,
@@ -55,29 +86,29 @@ pub(crate) fn router(shared: &Shared) -> Router {
             body::read_whole,
         ))
         .route_layer(from_fn_with_state(
-            shared.tokens.clone(),
+            routes.tokens.clone(),
             auth::remote_write,
         ))
-        .with_state(shared.writes());
+        .with_state(routes.writes);
     let tap = Router::new()
         .route("/api/v1/tap/search", get(tap::search).post(tap::search))
         .route("/api/v1/tap/follow", get(tap::follow))
         .layer(read_body())
-        .route_layer(from_fn_with_state(shared.tokens.clone(), auth::tap))
-        .with_state(shared.tap_reads());
+        .route_layer(from_fn_with_state(routes.tokens, auth::tap))
+        .with_state(routes.tap);
     let queries = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
-        .with_state(shared.reads());
+        .with_state(routes.reads);
     let reads = Router::new()
         .merge(queries)
         .route("/api/v1/metadata", get(metadata))
-        .with_state(shared.ingester.clone())
+        .with_state(routes.ingester)
         .route("/metrics", get(metrics::handler))
-        .with_state(shared.gauges())
+        .with_state(routes.gauges)
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route(

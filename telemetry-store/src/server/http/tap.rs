@@ -3,6 +3,8 @@
 //! syntax in `q`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -13,9 +15,19 @@ use futures_util::{Stream, StreamExt};
 
 use super::params::Params;
 use super::{ApiError, json, ok, time_param};
-use crate::server::state::TapReads;
-use crate::tap::{self, TapError};
+use crate::promql::Engine;
+use crate::tap::{self, TapError, TapIndex};
 use crate::time::now_ms;
+
+/// What the tap routes read. Searches take query slots like PromQL
+/// queries: they cost alike.
+#[derive(Clone)]
+pub(crate) struct TapReads {
+    pub(crate) tap: Option<Arc<TapIndex>>,
+    pub(crate) engine: Arc<Engine>,
+    /// `--query-timeout`.
+    pub(crate) timeout: Duration,
+}
 
 fn tap_error(e: TapError) -> ApiError {
     match e {
