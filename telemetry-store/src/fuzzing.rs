@@ -57,7 +57,7 @@ pub fn wal_record(payload: &[u8]) -> bool {
 /// saturating).
 pub fn histogram(hdr: &[u8]) -> Option<(u64, u64, u64)> {
     let h = conduit_api::histogram::decode(hdr).ok()?;
-    let window = crate::head::Window::from_histogram(0, 1000, &h, 0.0, 0.001);
+    let window = crate::model::Window::from_histogram(0, 1000, &h, 0.0, 0.001);
     let pairs = window
         .pairs()
         .expect("a window made from a histogram decodes");

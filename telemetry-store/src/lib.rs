@@ -10,29 +10,58 @@
 //!
 //! Run it with the `conduit-telemetry-store` binary, or embed it:
 //! [`Store::open`] then [`Store::start`] (or [`Store::serve`]).
+//!
+//! # Layout
+//!
+//! A module per concept, and the dependencies run one way, from the
+//! server down to the encodings, so each layer can be read and tested
+//! without the ones above it:
+//!
+//! - `server/`: the composition root. It opens everything, serves HTTP
+//!   (`server/http/`) and gRPC (`server/grpc.rs`), and hands each handler
+//!   only the parts it uses (`server/state.rs`). Nothing imports it.
+//! - `ingest/`, `tap/`, `forward/`: what comes in (proxy reports,
+//!   remote-write), the tap history, and remote write out.
+//! - `promql/`, `golden.rs`: the two ways of reading. PromQL is an engine
+//!   over a `Select` trait, tested by the `.test` scripts in
+//!   `promql/testdata/` over in-memory series; `Golden` is a pure
+//!   computation over the database.
+//! - `db/`: the database: opening and WAL replay, the one append path,
+//!   the one read path (a querier merging head and blocks for either
+//!   kind of series), and maintenance (block cuts, compaction,
+//!   retention).
+//! - `head/`, `wal/`, `block/`, `series/`, `downsample/`: where data lives
+//!   (memory, log, files), how series are indexed, how rollups are cut.
+//! - `model.rs`: the shared vocabulary (sample, series handle, kind,
+//!   histogram window).
+//! - `encoding/`: bit streams, Gorilla and varbit codes, varints and the
+//!   block columns; it imports nothing of the store.
+//!
+//! Beside them: `config`, `time` and `query_text` (flags, durations and
+//! query text limits), `memory` and `prefetch` (allocator and CPU hints).
 
-mod admission;
-mod api;
 mod block;
 pub mod config;
 mod db;
 mod downsample;
+mod encoding;
+mod forward;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod golden;
 mod head;
 mod ingest;
 pub mod memory;
+mod model;
 mod prefetch;
 mod promql;
-mod query;
 mod query_text;
-mod remote_write;
 mod series;
-mod store;
+mod server;
 mod tap;
 mod time;
 mod wal;
 
 pub use config::{Config, FsyncPolicy};
-pub use store::{Running, Store};
+pub use server::{Running, Store};

@@ -14,7 +14,7 @@ use conduit_api::Labels;
 
 use super::writer::BlockWriter;
 use super::{Block, BlockError, Meta};
-use crate::head::Kind;
+use crate::model::Kind;
 
 /// The block ranges of each level, smallest first.
 pub(crate) fn level_ranges(block_range: i64, retention: i64) -> Vec<i64> {

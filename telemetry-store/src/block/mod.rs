@@ -1,6 +1,8 @@
 //! Blocks: immutable, columnar (Arrow IPC) files holding a time range of
 //! every series, cut from the head once it spans more than a block range,
-//! then compacted into larger ones and deleted by retention.
+//! then compacted into larger ones and deleted by retention. The rows'
+//! compressed columns are [`crate::encoding::columns`]; this module is
+//! the files, their index and their lifecycle.
 //!
 //! A block's index is loaded into memory as postings (the same structure
 //! as the head's) so selection never scans; chunk data is read on demand,
@@ -8,7 +10,6 @@
 //! needed: rollups answer only for times before the raw blocks, so most of
 //! them are never read before compaction or retention replaces them.
 
-pub(crate) mod codec;
 pub(crate) mod compact;
 pub(crate) mod schema;
 pub(crate) mod writer;
@@ -25,8 +26,10 @@ use arrow_array::{Array, RecordBatch};
 use arrow_ipc::reader::FileReader;
 use conduit_api::Labels;
 
-use crate::head::window::get_uvarint;
-use crate::head::{CompactLabels, Kind, LabelInterner, Sample, Window};
+use crate::encoding::columns;
+use crate::encoding::varint::get_uvarint;
+use crate::head::{CompactLabels, LabelInterner};
+use crate::model::{Kind, Sample, Window};
 use crate::series::{Index, Matcher};
 pub(crate) use schema::Meta;
 
@@ -251,7 +254,7 @@ impl Block {
         maxt: i64,
     ) -> Result<Vec<(Labels, Vec<Sample>)>, BlockError> {
         let mut out = Vec::new();
-        for (labels, id) in self.matching(matchers)? {
+        for (labels, id) in self.matching(Kind::Float, matchers)? {
             let mut samples = Vec::new();
             self.samples_of(id, mint, maxt, &mut samples)?;
             if !samples.is_empty() {
@@ -261,12 +264,19 @@ impl Block {
         Ok(out)
     }
 
-    /// The matching float series: their label sets and ids, without
-    /// reading any of their samples.
-    pub(crate) fn matching(&self, matchers: &[Matcher]) -> Result<Vec<(Labels, u32)>, BlockError> {
+    /// The matching series of `kind`: their label sets and ids, without
+    /// reading any of their data.
+    pub(crate) fn matching(
+        &self,
+        kind: Kind,
+        matchers: &[Matcher],
+    ) -> Result<Vec<(Labels, u32)>, BlockError> {
         let index = self.index()?;
-        Ok(index
-            .floats
+        let postings = match kind {
+            Kind::Float => &index.floats,
+            Kind::Histogram => &index.histograms,
+        };
+        Ok(postings
             .select(matchers)
             .into_iter()
             .map(|id| (index.series[id as usize].labels.labels(), id))
@@ -294,25 +304,19 @@ impl Block {
         Ok(())
     }
 
-    /// Histogram windows ending in `(after, until]` of the matching series.
-    pub(crate) fn select_windows(
+    /// Appends histogram series `id`'s windows ending in `(after, until]`
+    /// to `out`.
+    pub(crate) fn windows_of(
         &self,
-        matchers: &[Matcher],
+        id: u32,
         after: i64,
         until: i64,
-    ) -> Result<Vec<(Labels, Vec<Window>)>, BlockError> {
-        let index = self.index()?;
-        let ids = index.histograms.select(matchers);
+        out: &mut Vec<Window>,
+    ) -> Result<(), BlockError> {
+        let s = &self.index()?.series[id as usize];
         let mut rows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let s = &index.series[id as usize];
-            let windows = rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?;
-            if !windows.is_empty() {
-                out.push((s.labels.labels(), windows));
-            }
-        }
-        Ok(out)
+        out.extend(rows.windows(s.first_row..s.first_row + s.rows as u64, after, until)?);
+        Ok(())
     }
 
     /// Every series' label set and kind, in id order.
@@ -466,7 +470,7 @@ impl Rows {
                 }
             };
             let vs = batch.column(5).as_binary::<i32>().value(i);
-            codec::decode(block.meta.version, ts, vs, count, mint, maxt, &mut out)
+            columns::decode(block.meta.version, ts, vs, count, mint, maxt, &mut out)
                 .map_err(|e| BlockError::Corrupt(block.dir.clone(), e.to_string()))?;
             Ok(true)
         })?;

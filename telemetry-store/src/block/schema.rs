@@ -2,7 +2,7 @@
 //!
 //! - `chunks.arrow`: one row per (series, time slice): `series`, `min_t`,
 //!   `max_t`, `samples`, the row of `timestamps.arrow` holding its
-//!   timestamps, and its compressed `values` (see [`super::codec`]),
+//!   timestamps, and its compressed `values` (see [`crate::encoding::columns`]),
 //!   sorted by series then time.
 //! - `timestamps.arrow`: compressed timestamp columns, each stored once
 //!   however many series share it: every series of a scrape target (or
@@ -95,7 +95,7 @@ pub(crate) struct Meta {
 }
 
 /// 2: grid timestamps, shared between series, and bit-packed integers
-/// (see [`super::codec`]).
-pub(crate) const VERSION: u32 = 2;
+/// (see [`crate::encoding::columns`], whose format it is).
+pub(crate) const VERSION: u32 = crate::encoding::columns::LATEST;
 /// Blocks of these versions are read.
 pub(crate) const READABLE: std::ops::RangeInclusive<u32> = 1..=VERSION;

@@ -14,10 +14,10 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
 
-use super::codec;
 use super::schema::{self, BATCH_ROWS, Meta};
-use crate::head::window::put_uvarint;
-use crate::head::{Kind, Sample, Window};
+use crate::encoding::columns;
+use crate::encoding::varint::put_uvarint;
+use crate::model::{Kind, Sample, Window};
 use crate::series::hash::FastBuild;
 use crate::series::labelset::LabelPairs;
 use crate::wal::sync_dir;
@@ -200,14 +200,14 @@ impl BlockWriter {
     }
 
     fn push_chunk(&mut self, series: u32, samples: &[Sample]) -> Result<()> {
-        let timestamps_row = self.timestamps_row(codec::encode_timestamps(samples))?;
+        let timestamps_row = self.timestamps_row(columns::encode_timestamps(samples))?;
         let r = &mut self.chunk_rows;
         r.series.append_value(series);
         r.min_t.append_value(samples[0].0);
         r.max_t.append_value(samples[samples.len() - 1].0);
         r.samples.append_value(samples.len() as u32);
         r.timestamps_row.append_value(timestamps_row);
-        r.values.append_value(codec::encode_values(samples));
+        r.values.append_value(columns::encode_values(samples));
         r.len += 1;
         self.next_chunk_row += 1;
         if r.len >= BATCH_ROWS {

@@ -10,7 +10,7 @@
 //! are merged per step, so quantiles over any whole-minute range stay
 //! exact to the HdrHistogram's precision.
 
-use crate::head::{Sample, Window};
+use crate::model::{Sample, Window};
 
 /// The rollup of `samples` (sorted by time) at `resolution_ms`.
 pub(crate) fn samples(samples: &[Sample], resolution_ms: i64) -> Vec<Sample> {

@@ -14,18 +14,16 @@
 //! Frozen chunks are most of the head, and the head is most of the
 //! store's memory; their bytes live in [`chunk_files`](super::chunk_files).
 
-use super::bits::{BitReader, BitWriter, Truncated};
 use super::chunk_files::{ChunkFiles, Stored};
-use super::gorilla::XorState;
-use super::varbit::{self, exact_int};
-use crate::block::{codec, schema};
+use crate::encoding::bits::{BitReader, BitWriter, Truncated};
+use crate::encoding::columns;
+use crate::encoding::gorilla::XorState;
+use crate::encoding::varbit::{self, exact_int};
+pub(crate) use crate::model::Sample;
 
 /// As in Prometheus: about two minutes of 1 s data, a good compression
 /// window while keeping a query's decode work small.
 pub(crate) const SAMPLES_PER_CHUNK: u16 = 120;
-
-/// A sample of a float series.
-pub(crate) type Sample = (i64, f64);
 
 pub(crate) struct OpenChunk {
     w: BitWriter,
@@ -163,8 +161,8 @@ impl Frozen {
     pub(crate) fn push(&mut self, open: OpenChunk, files: &ChunkFiles) {
         let mut samples = Vec::with_capacity(open.count.into());
         open.decode_into(i64::MIN, i64::MAX, &mut samples);
-        let timestamps = codec::encode_timestamps(&samples);
-        let values = codec::encode_values(&samples);
+        let timestamps = columns::encode_timestamps(&samples);
+        let values = columns::encode_values(&samples);
         let stream = open.w.bytes();
         let codec_wins = timestamps.len() + values.len() < stream.len();
         let parts: [&[u8]; 2] = if codec_wins {
@@ -241,8 +239,8 @@ impl FrozenChunk {
             decode(bytes, self.count, mint, maxt, out).is_ok()
         } else {
             let (timestamps, values) = bytes.split_at(self.timestamps_len.into());
-            codec::decode(
-                schema::VERSION,
+            columns::decode(
+                columns::LATEST,
                 timestamps,
                 values,
                 self.count.into(),

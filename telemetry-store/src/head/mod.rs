@@ -1,4 +1,5 @@
-//! The head: the most recent data, in memory, compressed.
+//! The head: the most recent data, in memory, compressed (with the
+//! codes of [`crate::encoding`]).
 //!
 //! Series are found by label hash in lock stripes so concurrent ingest
 //! streams rarely contend; each series has its own lock for its chunks.
@@ -6,14 +7,10 @@
 //! PromQL only ever sees float series (histograms are served to it as
 //! `_bucket`/`_sum`/`_count` float series written at ingest).
 
-mod bits;
 pub(crate) mod chunk;
 pub(crate) mod chunk_files;
-pub(crate) mod gorilla;
 pub(crate) mod labels;
 pub(crate) mod series;
-pub(crate) mod varbit;
-pub(crate) mod window;
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -22,15 +19,13 @@ use std::sync::{Arc, RwLock};
 
 use conduit_api::Labels;
 
-pub(crate) use self::bits::{BitReader, BitWriter};
-pub(crate) use chunk::Sample;
 pub(crate) use labels::{CompactLabels, LabelInterner};
-pub(crate) use series::{Kind, MemSeries, Reject};
-pub(crate) use window::Window;
+pub(crate) use series::{MemSeries, Reject};
 
+use crate::model::{Kind, SeriesRef};
 use crate::prefetch;
 use crate::series::hash::{FastBuild, FastHasher};
-use crate::series::{Index, Matcher, SeriesRef};
+use crate::series::{Index, Matcher};
 
 const STRIPES: usize = 64;
 

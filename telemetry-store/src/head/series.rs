@@ -4,17 +4,10 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use super::chunk::{Frozen, OpenChunk, Sample};
+use super::chunk::{Frozen, OpenChunk};
 use super::chunk_files::ChunkFiles;
 use super::labels::CompactLabels;
-use super::window::Window;
-use crate::series::SeriesRef;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Kind {
-    Float,
-    Histogram,
-}
+use crate::model::{Kind, Sample, SeriesRef, Window};
 
 pub(crate) struct MemSeries {
     pub(crate) r: SeriesRef,
@@ -156,11 +149,10 @@ impl SeriesData {
     }
 
     /// Windows whose end lies in `(after, until]`.
-    pub(crate) fn windows(&self, after: i64, until: i64) -> impl Iterator<Item = &Window> {
+    pub(crate) fn windows(&self, after: i64, until: i64) -> &[Window] {
         let from = self.windows.partition_point(|w| w.end_ms <= after);
-        self.windows[from..]
-            .iter()
-            .take_while(move |w| w.end_ms <= until)
+        let to = self.windows.partition_point(|w| w.end_ms <= until);
+        &self.windows[from..to.max(from)]
     }
 
     /// Drops data before `t` (now in a block). Returns whether anything is

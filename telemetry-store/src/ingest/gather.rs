@@ -7,7 +7,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::head::labels::encode_raw_into;
-use crate::head::{Kind, Sample, SeriesKey, hash_encoded};
+use crate::head::{SeriesKey, hash_encoded};
+use crate::model::{Kind, Sample};
 
 /// Buffers bigger than this are not kept for the next request.
 const KEPT_BYTES: usize = 4 << 20;

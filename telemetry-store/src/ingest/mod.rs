@@ -22,7 +22,8 @@ use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use hdrhistogram::Histogram;
 
 use crate::db::{Batch, Db, Outcome};
-use crate::head::{Kind, MemSeries, Window, labels};
+use crate::head::{MemSeries, labels};
+use crate::model::{Kind, Window};
 use crate::promql::format_float;
 use crate::series::{LabelsExt, METRIC_NAME};
 use gather::Gathered;

@@ -18,7 +18,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{Ingester, SeriesError, WriteSummary, attribution, valid_metric_name};
 use crate::db::Batch;
-use crate::head::{Kind, MemSeries, Window};
+use crate::head::MemSeries;
+use crate::model::{Kind, Window};
 use crate::series::hash::FastBuild;
 use crate::series::{METRIC_NAME, SeriesRef};
 

@@ -9,10 +9,10 @@ use conduit_api::Labels;
 use conduit_api::labels::is_valid_name;
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
 
-use super::QueryError;
-use super::eval::Evaluator;
 use super::quantile::quantile;
+use super::selector::unparen;
 use super::value::{Metric, Sample, Value, format_float};
+use super::{QueryError, Steps};
 use crate::series::{LabelsExt, METRIC_NAME};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,82 +59,106 @@ struct Group {
     values: Vec<f64>,
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, a: &AggregateExpr) -> Result<Value, QueryError> {
-    let op = match a.op.to_string().as_str() {
-        "sum" => Op::Sum,
-        "avg" => Op::Avg,
-        "count" => Op::Count,
-        "min" => Op::Min,
-        "max" => Op::Max,
-        "group" => Op::Group,
-        "stddev" => Op::Stddev,
-        "stdvar" => Op::Stdvar,
-        "topk" => Op::Topk,
-        "bottomk" => Op::Bottomk,
-        "quantile" => Op::Quantile,
-        "count_values" => Op::CountValues,
+/// An aggregation with its grouping and label parameter, checked before
+/// its operands are evaluated.
+pub(crate) struct Aggregation {
+    op: Op,
+    grouping: Grouping,
+    /// `count_values`' label.
+    value_label: String,
+}
+
+impl Aggregation {
+    pub(crate) fn new(a: &AggregateExpr) -> Result<Self, QueryError> {
+        let op = match a.op.to_string().as_str() {
+            "sum" => Op::Sum,
+            "avg" => Op::Avg,
+            "count" => Op::Count,
+            "min" => Op::Min,
+            "max" => Op::Max,
+            "group" => Op::Group,
+            "stddev" => Op::Stddev,
+            "stdvar" => Op::Stdvar,
+            "topk" => Op::Topk,
+            "bottomk" => Op::Bottomk,
+            "quantile" => Op::Quantile,
+            "count_values" => Op::CountValues,
+            other => {
+                return Err(QueryError::BadData(format!(
+                    "aggregation {other:?} is not supported"
+                )));
+            }
+        };
+        let grouping = match &a.modifier {
+            None => Grouping {
+                without: false,
+                labels: Vec::new(),
+            },
+            Some(LabelModifier::Include(l)) => Grouping {
+                without: false,
+                labels: l.labels.clone(),
+            },
+            Some(LabelModifier::Exclude(l)) => Grouping {
+                without: true,
+                labels: l.labels.clone(),
+            },
+        };
+        let value_label = match &a.param {
+            Some(p) if op == Op::CountValues => count_values_label(p)?,
+            _ => String::new(),
+        };
+        Ok(Self {
+            op,
+            grouping,
+            value_label,
+        })
+    }
+
+    /// Whether its parameter is a number (`topk`'s k, `quantile`'s φ),
+    /// evaluated like any operand.
+    pub(crate) fn takes_number(&self) -> bool {
+        self.op != Op::CountValues
+    }
+
+    /// The aggregation of each step's vector; `params` holds the number
+    /// parameter's value per step, when it has one.
+    pub(crate) fn apply(
+        &self,
+        params: &[f64],
+        steps: Vec<Vec<Sample>>,
+        at: &Steps<'_>,
+    ) -> Result<Value, QueryError> {
+        let mut keys = KeyCache::default();
+        let mut out = Vec::with_capacity(steps.len());
+        for (i, step) in steps.into_iter().enumerate() {
+            let param = params.get(i).copied().unwrap_or(0.0);
+            let t = at.ts(i);
+            let samples = match self.op {
+                Op::CountValues => count_values(&self.grouping, &self.value_label, step, t),
+                op => aggregate_step(op, &self.grouping, param, step, t, &mut keys)?,
+            };
+            at.budget.take(samples.len())?;
+            out.push(samples);
+        }
+        Ok(Value::Vector(out))
+    }
+}
+
+fn count_values_label(p: &Expr) -> Result<String, QueryError> {
+    let label = match unparen(p) {
+        Expr::StringLiteral(s) => s.val.clone(),
         other => {
             return Err(QueryError::BadData(format!(
-                "aggregation {other:?} is not supported"
+                "expected a string parameter, got {other}"
             )));
         }
     };
-    let grouping = match &a.modifier {
-        None => Grouping {
-            without: false,
-            labels: Vec::new(),
-        },
-        Some(LabelModifier::Include(l)) => Grouping {
-            without: false,
-            labels: l.labels.clone(),
-        },
-        Some(LabelModifier::Exclude(l)) => Grouping {
-            without: true,
-            labels: l.labels.clone(),
-        },
-    };
-    let mut params: Vec<f64> = Vec::new();
-    let mut value_label = String::new();
-    if let Some(p) = &a.param {
-        if op == Op::CountValues {
-            value_label = match unparen(p) {
-                Expr::StringLiteral(s) => s.val.clone(),
-                other => {
-                    return Err(QueryError::BadData(format!(
-                        "expected a string parameter, got {other}"
-                    )));
-                }
-            };
-            if !is_valid_name(&value_label) {
-                return Err(QueryError::Execution(format!(
-                    "invalid label name {value_label:?}"
-                )));
-            }
-        } else {
-            params = ev.eval_scalar(p)?;
-        }
+    if !is_valid_name(&label) {
+        return Err(QueryError::Execution(format!(
+            "invalid label name {label:?}"
+        )));
     }
-    let steps = ev.eval_vector(&a.expr)?;
-    let mut keys = KeyCache::default();
-    let mut out = Vec::with_capacity(steps.len());
-    for (i, step) in steps.into_iter().enumerate() {
-        let param = params.get(i).copied().unwrap_or(0.0);
-        let t = ev.ts(i);
-        let samples = match op {
-            Op::CountValues => count_values(&grouping, &value_label, step, t),
-            _ => aggregate_step(op, &grouping, param, step, t, &mut keys)?,
-        };
-        ev.budget.take(samples.len())?;
-        out.push(samples);
-    }
-    Ok(Value::Vector(out))
-}
-
-fn unparen(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(p) => unparen(&p.expr),
-        other => other,
-    }
+    Ok(label)
 }
 
 /// Group keys per input label set, and one shared `Arc` per distinct key
@@ -362,4 +386,105 @@ fn count_values(grouping: &Grouping, value_label: &str, step: Vec<Sample>, t: i6
             v,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::promql::{Budget, EngineOptions, Stop};
+    use promql_parser::parser::parse;
+
+    fn sample(pairs: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            metric: Arc::new(Labels::try_from_pairs(pairs.iter().copied()).unwrap()),
+            t: 0,
+            v,
+        }
+    }
+
+    fn options(max_samples: usize) -> EngineOptions {
+        EngineOptions {
+            lookback_ms: 300_000,
+            max_samples,
+            timeout: Duration::from_secs(5),
+            default_subquery_step_ms: 60_000,
+            text: crate::query_text::TextLimits {
+                max_bytes: 1000,
+                max_depth: 10,
+            },
+            max_concurrency: 1,
+        }
+    }
+
+    /// `query`'s aggregation over one step of `samples`, with `params`.
+    fn aggregate(
+        query: &str,
+        params: &[f64],
+        samples: Vec<Sample>,
+        max_samples: usize,
+    ) -> Result<Vec<(String, f64)>, QueryError> {
+        let Ok(Expr::Aggregate(a)) = parse(query) else {
+            panic!("{query} is not an aggregation")
+        };
+        let budget = Budget::new(&options(max_samples), &Stop::after(Duration::from_secs(5)));
+        let at = Steps {
+            start: 0,
+            step: 1,
+            count: 1,
+            budget: &budget,
+        };
+        let Value::Vector(out) = Aggregation::new(&a)?.apply(params, vec![samples], &at)? else {
+            panic!("a vector")
+        };
+        Ok(out[0].iter().map(|s| (s.metric.to_string(), s.v)).collect())
+    }
+
+    fn pods() -> Vec<Sample> {
+        vec![
+            sample(&[("__name__", "up"), ("pod", "a"), ("ns", "x")], 1.0),
+            sample(&[("__name__", "up"), ("pod", "b"), ("ns", "x")], 2.0),
+            sample(&[("__name__", "up"), ("pod", "c"), ("ns", "y")], 6.0),
+        ]
+    }
+
+    #[test]
+    fn sum_by_groups_and_drops_other_labels() {
+        let mut got = aggregate("sum by (ns) (up)", &[], pods(), 100).unwrap();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                (r#"{ns="x"}"#.to_string(), 3.0),
+                (r#"{ns="y"}"#.to_string(), 6.0)
+            ]
+        );
+    }
+
+    #[test]
+    fn topk_keeps_the_series_and_takes_k_from_its_parameter() {
+        let got = aggregate("topk(1, up)", &[1.0], pods(), 100).unwrap();
+        assert_eq!(
+            got,
+            [(r#"{__name__="up", ns="y", pod="c"}"#.to_string(), 6.0)]
+        );
+    }
+
+    #[test]
+    fn count_values_checks_its_label_before_any_operand_is_evaluated() {
+        let Ok(Expr::Aggregate(a)) = parse(r#"count_values("no such", up)"#) else {
+            panic!()
+        };
+        assert!(matches!(
+            Aggregation::new(&a),
+            Err(QueryError::Execution(_))
+        ));
+    }
+
+    #[test]
+    fn results_count_against_the_sample_budget() {
+        let err = aggregate("sum by (pod) (up)", &[], pods(), 2).unwrap_err();
+        assert!(matches!(err, QueryError::Execution(_)), "{err}");
+    }
 }

@@ -10,8 +10,7 @@ use conduit_api::Labels;
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use super::QueryError;
-use super::eval::{Evaluator, NameDropper, check_unique};
-use super::value::{Metric, Sample, Value};
+use super::value::{Metric, NameDropper, Sample, Value, check_unique};
 use crate::series::{LabelsExt, METRIC_NAME};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -127,18 +126,45 @@ impl Matching {
     }
 }
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, b: &BinaryExpr) -> Result<Value, QueryError> {
-    let op = Op::parse(&b.op.to_string())?;
-    let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
-    if let Some(m) = &b.modifier
-        && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-    {
-        return Err(QueryError::BadData(
-            "fill modifiers are not supported".into(),
-        ));
+/// A binary expression's operator and modifiers, checked before its
+/// operands are evaluated.
+pub(crate) struct Binary<'e> {
+    op: Op,
+    return_bool: bool,
+    expr: &'e BinaryExpr,
+}
+
+impl<'e> Binary<'e> {
+    pub(crate) fn new(b: &'e BinaryExpr) -> Result<Self, QueryError> {
+        let op = Op::parse(&b.op.to_string())?;
+        let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
+        if let Some(m) = &b.modifier
+            && (m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+        {
+            return Err(QueryError::BadData(
+                "fill modifiers are not supported".into(),
+            ));
+        }
+        Ok(Self {
+            op,
+            return_bool,
+            expr: b,
+        })
     }
-    let lhs = ev.eval(&b.lhs)?;
-    let rhs = ev.eval(&b.rhs)?;
+
+    /// The operator applied to its evaluated operands.
+    pub(crate) fn apply(self, lhs: Value, rhs: Value) -> Result<Value, QueryError> {
+        apply(self.op, self.return_bool, self.expr, lhs, rhs)
+    }
+}
+
+fn apply(
+    op: Op,
+    return_bool: bool,
+    b: &BinaryExpr,
+    lhs: Value,
+    rhs: Value,
+) -> Result<Value, QueryError> {
     match (lhs, rhs) {
         (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(
             l.into_iter()
@@ -401,4 +427,76 @@ fn result_metric(many: &Labels, one: &Labels, op: Op, m: &Matching) -> Labels {
         out = out.with(name, one.get(name).unwrap_or_default());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promql_parser::parser::{Expr, parse};
+
+    fn sample(pairs: &[(&str, &str)], v: f64) -> Sample {
+        Sample {
+            metric: Arc::new(Labels::try_from_pairs(pairs.iter().copied()).unwrap()),
+            t: 0,
+            v,
+        }
+    }
+
+    /// The operator of `query`, applied to operands given as values.
+    fn apply(query: &str, lhs: Value, rhs: Value) -> Result<Value, QueryError> {
+        let Ok(Expr::Binary(b)) = parse(query) else {
+            panic!("{query} is not a binary expression")
+        };
+        Binary::new(&b)?.apply(lhs, rhs)
+    }
+
+    /// Operands come evaluated: no storage, no evaluator.
+    #[test]
+    fn group_left_divides_each_by_its_group() {
+        let lhs = vec![vec![
+            sample(&[("__name__", "req"), ("pod", "a"), ("ns", "x")], 1.0),
+            sample(&[("__name__", "req"), ("pod", "b"), ("ns", "x")], 3.0),
+        ]];
+        let rhs = vec![vec![sample(&[("ns", "x")], 4.0)]];
+        let query = "req / on (ns) group_left total";
+        let Value::Vector(out) = apply(query, Value::Vector(lhs), Value::Vector(rhs)).unwrap()
+        else {
+            panic!("a vector")
+        };
+        let got: Vec<(String, f64)> = out[0].iter().map(|s| (s.metric.to_string(), s.v)).collect();
+        assert_eq!(
+            got,
+            [
+                (r#"{ns="x", pod="a"}"#.to_string(), 0.25),
+                (r#"{ns="x", pod="b"}"#.to_string(), 0.75)
+            ]
+        );
+    }
+
+    #[test]
+    fn many_to_many_is_refused() {
+        let side = || {
+            Value::Vector(vec![vec![
+                sample(&[("pod", "a"), ("ns", "x")], 1.0),
+                sample(&[("pod", "b"), ("ns", "x")], 2.0),
+            ]])
+        };
+        let Err(err) = apply("l + on (ns) r", side(), side()) else {
+            panic!("refused")
+        };
+        assert!(err.to_string().contains("many-to-many"), "{err}");
+    }
+
+    #[test]
+    fn scalar_comparisons_answer_zero_or_one() {
+        let out = apply(
+            "1 < bool 2",
+            Value::Scalar(vec![1.0, 3.0]),
+            Value::Scalar(vec![2.0, 2.0]),
+        );
+        let Ok(Value::Scalar(v)) = out else {
+            panic!("a scalar")
+        };
+        assert_eq!(v, [1.0, 0.0]);
+    }
 }

@@ -1,26 +1,36 @@
 //! The evaluator: walks the expression tree and produces each node's
 //! value for every step, reading storage only at selectors.
+//!
+//! It is the only part of the engine that evaluates: operators,
+//! aggregations and functions get their operands already evaluated and
+//! compute from those alone, so each can be tested without storage, and
+//! none of them calls back into the evaluator.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use conduit_api::Labels;
 use promql_parser::parser::{
-    AtModifier, Expr, MatrixSelector, Offset, SubqueryExpr, VectorSelector,
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, MatrixSelector, Offset, SubqueryExpr,
+    VectorSelector,
 };
 
-use super::value::{Metric, QueryValue, Sample, Series, Value, is_stale};
-use super::{Budget, EngineOptions, QueryError, aggregate, binary, functions};
-use crate::db::Db;
-use crate::series::{LabelsExt, METRIC_NAME, Matcher};
+use super::aggregate::Aggregation;
+use super::binary::Binary;
+use super::functions::{self, FnContext};
+use super::selector::{matchers, unparen};
+use super::value::{
+    Metric, NameDropper, QueryValue, RangeVector, Sample, Series, Value, check_unique, is_stale,
+};
+use super::{Budget, EngineOptions, QueryError, Select, Steps};
 
 /// Steps one subquery may evaluate: each step costs memory even when
 /// empty, and a year at one second would be 31 million of them.
 const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
 
 pub(crate) struct Evaluator<'a> {
-    pub(crate) db: &'a Db,
+    pub(crate) source: &'a dyn Select,
     pub(crate) opts: &'a EngineOptions,
     pub(crate) budget: &'a Budget,
     pub(crate) start: i64,
@@ -32,17 +42,9 @@ pub(crate) struct Evaluator<'a> {
     query_end: i64,
 }
 
-/// A range vector over all steps: the series' points and, per step, the
-/// closed window `[mint, maxt]` a range function sees.
-pub(crate) struct RangeInput {
-    pub(crate) series: Vec<Series>,
-    pub(crate) windows: Vec<(i64, i64)>,
-    pub(crate) range_ms: i64,
-}
-
 impl<'a> Evaluator<'a> {
     pub(crate) fn new(
-        db: &'a Db,
+        source: &'a dyn Select,
         opts: &'a EngineOptions,
         budget: &'a Budget,
         start: i64,
@@ -50,7 +52,7 @@ impl<'a> Evaluator<'a> {
         step: i64,
     ) -> Self {
         Self {
-            db,
+            source,
             opts,
             budget,
             start,
@@ -78,6 +80,16 @@ impl<'a> Evaluator<'a> {
         self.start + i as i64 * self.step
     }
 
+    /// The steps, for what computes from evaluated operands.
+    fn at_steps(&self) -> Steps<'a> {
+        Steps {
+            start: self.start,
+            step: self.step,
+            count: self.steps(),
+            budget: self.budget,
+        }
+    }
+
     /// Evaluates at a single time, shaped for `/api/v1/query`.
     pub(crate) fn instant(&mut self, expr: &Expr) -> Result<QueryValue, QueryError> {
         let t = self.start;
@@ -88,7 +100,7 @@ impl<'a> Evaluator<'a> {
                 let v = steps.pop().unwrap_or_default();
                 QueryValue::Vector(v.into_iter().map(|s| (s.metric, t, s.v)).collect())
             }
-            Value::Matrix(m) => QueryValue::Matrix(m),
+            Value::Matrix(m) => QueryValue::Matrix(m.at_step(0)),
         })
     }
 
@@ -137,9 +149,9 @@ impl<'a> Evaluator<'a> {
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr),
             Expr::Unary(u) => self.unary(&u.expr),
-            Expr::Binary(b) => binary::eval(self, b),
-            Expr::Aggregate(a) => aggregate::eval(self, a),
-            Expr::Call(c) => functions::eval(self, c),
+            Expr::Binary(b) => self.binary(b),
+            Expr::Aggregate(a) => self.aggregate(a),
+            Expr::Call(c) => self.call(c),
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs, false)?)),
             Expr::MatrixSelector(ms) => {
                 if self.start != self.end {
@@ -147,8 +159,7 @@ impl<'a> Evaluator<'a> {
                         "cannot do range evaluation of matrix selector".into(),
                     ));
                 }
-                let input = self.matrix_selector(ms)?;
-                Ok(Value::Matrix(window_series(&input, 0)))
+                Ok(Value::Matrix(self.matrix_selector(ms)?))
             }
             Expr::Subquery(sq) => {
                 if self.start != self.end {
@@ -156,15 +167,14 @@ impl<'a> Evaluator<'a> {
                         "cannot do range evaluation of a subquery".into(),
                     ));
                 }
-                let input = self.subquery(sq)?;
-                Ok(Value::Matrix(window_series(&input, 0)))
+                Ok(Value::Matrix(self.subquery(sq)?))
             }
             Expr::Extension(_) => Err(QueryError::BadData("unsupported expression".into())),
         }
     }
 
     /// Evaluates an expression the parser typed as a scalar.
-    pub(crate) fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, QueryError> {
+    fn eval_scalar(&mut self, expr: &Expr) -> Result<Vec<f64>, QueryError> {
         match self.eval(expr)? {
             Value::Scalar(v) => Ok(v),
             _ => Err(QueryError::BadData(format!(
@@ -173,12 +183,62 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    pub(crate) fn eval_vector(&mut self, expr: &Expr) -> Result<Vec<Vec<Sample>>, QueryError> {
+    fn eval_vector(&mut self, expr: &Expr) -> Result<Vec<Vec<Sample>>, QueryError> {
         match self.eval(expr)? {
             Value::Vector(v) => Ok(v),
             _ => Err(QueryError::BadData(format!(
                 "expected an instant vector, got {expr}"
             ))),
+        }
+    }
+
+    /// The operator is checked before its operands are evaluated.
+    fn binary(&mut self, b: &BinaryExpr) -> Result<Value, QueryError> {
+        let binary = Binary::new(b)?;
+        let lhs = self.eval(&b.lhs)?;
+        let rhs = self.eval(&b.rhs)?;
+        binary.apply(lhs, rhs)
+    }
+
+    /// The aggregation and its label parameter are checked before its
+    /// operands are evaluated.
+    fn aggregate(&mut self, a: &AggregateExpr) -> Result<Value, QueryError> {
+        let aggregation = Aggregation::new(a)?;
+        let params = match &a.param {
+            Some(p) if aggregation.takes_number() => self.eval_scalar(p)?,
+            _ => Vec::new(),
+        };
+        let steps = self.eval_vector(&a.expr)?;
+        aggregation.apply(&params, steps, &self.at_steps())
+    }
+
+    /// Evaluates the arguments in order, then calls the function with
+    /// them, as Prometheus' `FunctionCall` does.
+    fn call(&mut self, call: &Call) -> Result<Value, QueryError> {
+        let name = call.func.name;
+        let exprs: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
+        let mut args = Vec::with_capacity(exprs.len());
+        for e in &exprs {
+            args.push(self.argument(name, e)?);
+        }
+        let ctx = FnContext {
+            steps: self.at_steps(),
+            exprs: &exprs,
+        };
+        functions::call(name, args, &ctx)
+    }
+
+    /// A function argument as the function reads it: a range vector with
+    /// its window at every step; under `timestamp()`, a selector's samples
+    /// with their own times.
+    fn argument(&mut self, func: &str, e: &Expr) -> Result<Value, QueryError> {
+        match unparen(e) {
+            Expr::VectorSelector(vs) if func == "timestamp" => {
+                Ok(Value::Vector(self.vector_selector(vs, true)?))
+            }
+            Expr::MatrixSelector(ms) => Ok(Value::Matrix(self.matrix_selector(ms)?)),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq)?)),
+            _ => self.eval(e),
         }
     }
 
@@ -243,7 +303,7 @@ impl<'a> Evaluator<'a> {
     /// Instant vector: per step, each series' latest sample within the
     /// lookback delta, unless that sample is a staleness marker. With
     /// `keep_time` a sample carries its own timestamp (for `timestamp()`).
-    pub(crate) fn vector_selector(
+    fn vector_selector(
         &mut self,
         vs: &VectorSelector,
         keep_time: bool,
@@ -257,8 +317,8 @@ impl<'a> Evaluator<'a> {
         let matchers = matchers(vs)?;
         let budget = self.budget;
         let ts = |i: usize| self.ts(i);
-        self.db
-            .select_each(&matchers, mint, maxt, |labels, samples| {
+        self.source
+            .select(&matchers, mint, maxt, &mut |labels, samples| {
                 budget.check_time()?;
                 let metric = Arc::new(labels);
                 let mut next = 0;
@@ -288,10 +348,7 @@ impl<'a> Evaluator<'a> {
         Ok(out)
     }
 
-    pub(crate) fn matrix_selector(
-        &mut self,
-        ms: &MatrixSelector,
-    ) -> Result<RangeInput, QueryError> {
+    fn matrix_selector(&mut self, ms: &MatrixSelector) -> Result<RangeVector, QueryError> {
         let (at, offset) = self.at_and_offset(&ms.vs.at, &ms.vs.offset);
         let range = ms.range.as_millis() as i64;
         let refs = self.ref_times(at, offset);
@@ -300,8 +357,8 @@ impl<'a> Evaluator<'a> {
         let matchers = matchers(&ms.vs)?;
         let budget = self.budget;
         let mut series = Vec::new();
-        self.db
-            .select_each(&matchers, mint, maxt, |labels, samples| {
+        self.source
+            .select(&matchers, mint, maxt, &mut |labels, samples| {
                 // Range vectors hold every sample of their windows in memory:
                 // each series counts as it is loaded, not once all are.
                 budget.take(samples.len())?;
@@ -312,7 +369,7 @@ impl<'a> Evaluator<'a> {
                 });
                 Ok::<_, QueryError>(())
             })?;
-        Ok(RangeInput {
+        Ok(RangeVector {
             series,
             windows: refs.iter().map(|&r| (r - range, r)).collect(),
             range_ms: range,
@@ -321,7 +378,7 @@ impl<'a> Evaluator<'a> {
 
     /// A subquery: the inner expression evaluated at its own aligned steps
     /// over the span all outer windows need.
-    pub(crate) fn subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeInput, QueryError> {
+    fn subquery(&mut self, sq: &SubqueryExpr) -> Result<RangeVector, QueryError> {
         let (at, offset) = self.at_and_offset(&sq.at, &sq.offset);
         let range = sq.range.as_millis() as i64;
         let step = sq
@@ -338,7 +395,7 @@ impl<'a> Evaluator<'a> {
         }
         let windows = refs.iter().map(|&r| (r - range, r)).collect();
         if inner_start > span_end {
-            return Ok(RangeInput {
+            return Ok(RangeVector {
                 series: Vec::new(),
                 windows,
                 range_ms: range,
@@ -367,102 +424,10 @@ impl<'a> Evaluator<'a> {
                 ));
             }
         };
-        Ok(RangeInput {
+        Ok(RangeVector {
             series,
             windows,
             range_ms: range,
         })
     }
-
-    /// The range input of a function argument: a matrix selector or a
-    /// subquery, possibly in parentheses.
-    pub(crate) fn range_input(&mut self, e: &Expr) -> Result<RangeInput, QueryError> {
-        match e {
-            Expr::Paren(p) => self.range_input(&p.expr),
-            Expr::MatrixSelector(ms) => self.matrix_selector(ms),
-            Expr::Subquery(sq) => self.subquery(sq),
-            other => Err(QueryError::BadData(format!(
-                "expected a range vector, got {other}"
-            ))),
-        }
-    }
-}
-
-/// Each series' points inside step `i`'s window (instant queries of a
-/// range vector).
-fn window_series(input: &RangeInput, i: usize) -> Vec<Series> {
-    let (mint, maxt) = input.windows[i];
-    input
-        .series
-        .iter()
-        .filter_map(|s| {
-            let points = window(&s.points, mint, maxt);
-            (!points.is_empty()).then(|| Series {
-                metric: s.metric.clone(),
-                points: points.to_vec(),
-            })
-        })
-        .collect()
-}
-
-/// The points with `mint <= t <= maxt` (Prometheus 2.x windows are closed).
-pub(crate) fn window(points: &[(i64, f64)], mint: i64, maxt: i64) -> &[(i64, f64)] {
-    let from = points.partition_point(|p| p.0 < mint);
-    let to = points.partition_point(|p| p.0 <= maxt);
-    &points[from..to.max(from)]
-}
-
-/// The selector's matchers, its metric name included.
-pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(QueryError::BadData(
-            "`or` inside label matchers is not supported".into(),
-        ));
-    }
-    let mut out: Vec<Matcher> = vs
-        .matchers
-        .matchers
-        .iter()
-        .map(Matcher::from_promql)
-        .collect();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::equal(METRIC_NAME, name));
-    }
-    Ok(out)
-}
-
-/// Caches "the same labels without `__name__`" per input label set, the
-/// way Prometheus' `DropMetricName` cache does.
-#[derive(Default)]
-pub(crate) struct NameDropper {
-    cache: HashMap<usize, Metric>,
-}
-
-impl NameDropper {
-    pub(crate) fn drop(&mut self, m: &Metric) -> Metric {
-        if m.get(METRIC_NAME).is_none() {
-            return m.clone();
-        }
-        self.cache
-            .entry(Arc::as_ptr(m) as usize)
-            .or_insert_with(|| Arc::new(m.without_metric_name()))
-            .clone()
-    }
-}
-
-/// Prometheus refuses a result vector in which two samples have the same
-/// labels (e.g. `rate()` over series that only differed by name).
-pub(crate) fn check_unique(step: &[Sample]) -> Result<(), QueryError> {
-    if step.len() < 2 {
-        return Ok(());
-    }
-    let mut seen: HashSet<&Labels> = HashSet::with_capacity(step.len());
-    for s in step {
-        if !seen.insert(&s.metric) {
-            return Err(QueryError::Execution(
-                "vector cannot contain metrics with the same labelset".into(),
-            ));
-        }
-    }
-    Ok(())
 }

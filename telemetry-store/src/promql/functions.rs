@@ -1,34 +1,125 @@
 //! PromQL functions, each with Prometheus' formula and edge cases
 //! (`rate`'s extrapolation, Kahan sums, Go's NaN rules for min/max).
+//!
+//! A function gets its arguments already evaluated, as Prometheus'
+//! `FunctionCall` does, and computes from them alone: nothing here reads
+//! storage or evaluates an expression. The argument expressions come
+//! along for the few functions that read syntax (`absent()`'s labels) and
+//! for error messages.
 
 use std::f64::consts::PI;
 use std::sync::Arc;
 
 use conduit_api::Labels;
 use conduit_api::labels::is_valid_name;
-use promql_parser::parser::{Call, Expr};
+use promql_parser::parser::Expr;
 use regex::Regex;
 
-use super::QueryError;
-use super::eval::{Evaluator, NameDropper, RangeInput, check_unique, matchers, window};
 use super::quantile::{bucket_quantile, quantile};
-use super::value::{Metric, Sample, Value};
+use super::selector::{matchers, unparen};
+use super::value::{Metric, NameDropper, RangeVector, Sample, Value, check_unique, window};
+use super::{QueryError, Steps};
 use crate::series::{LabelsExt, METRIC_NAME};
 use crate::time::{civil_from_days, days_from_civil};
 
-pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryError> {
-    let name = call.func.name;
-    let args: Vec<&Expr> = call.args.args.iter().map(|a| a.as_ref()).collect();
+/// What a function knows besides its arguments' values.
+pub(crate) struct FnContext<'a> {
+    pub(crate) steps: Steps<'a>,
+    /// The arguments as written.
+    pub(crate) exprs: &'a [&'a Expr],
+}
+
+impl FnContext<'_> {
+    fn count(&self) -> usize {
+        self.steps.count
+    }
+
+    fn ts(&self, i: usize) -> i64 {
+        self.steps.ts(i)
+    }
+}
+
+/// A call's evaluated arguments, taken in order, each checked for the
+/// type the function expects.
+struct Args<'a> {
+    values: std::iter::Zip<std::vec::IntoIter<Value>, std::slice::Iter<'a, &'a Expr>>,
+}
+
+impl<'a> Args<'a> {
+    fn new(values: Vec<Value>, ctx: &FnContext<'a>) -> Self {
+        Self {
+            values: values.into_iter().zip(ctx.exprs.iter()),
+        }
+    }
+
+    fn next(&mut self) -> Result<(Value, &'a Expr), QueryError> {
+        let (v, e) = self
+            .values
+            .next()
+            .ok_or_else(|| QueryError::BadData("missing function argument".into()))?;
+        Ok((v, *e))
+    }
+
+    fn scalar(&mut self) -> Result<Vec<f64>, QueryError> {
+        match self.next()? {
+            (Value::Scalar(v), _) => Ok(v),
+            (_, e) => Err(QueryError::BadData(format!("expected a scalar, got {e}"))),
+        }
+    }
+
+    fn vector(&mut self) -> Result<Vec<Vec<Sample>>, QueryError> {
+        match self.next()? {
+            (Value::Vector(v), _) => Ok(v),
+            (_, e) => Err(QueryError::BadData(format!(
+                "expected an instant vector, got {e}"
+            ))),
+        }
+    }
+
+    fn range(&mut self) -> Result<RangeVector, QueryError> {
+        match self.next()? {
+            (Value::Matrix(m), _) => Ok(m),
+            (_, e) => Err(QueryError::BadData(format!(
+                "expected a range vector, got {}",
+                unparen(e)
+            ))),
+        }
+    }
+
+    fn string(&mut self) -> Result<String, QueryError> {
+        match self.next()? {
+            (Value::String(s), _) => Ok(s),
+            (_, e) => Err(QueryError::BadData(format!(
+                "expected a string literal, got {}",
+                unparen(e)
+            ))),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.values.len() == 0
+    }
+}
+
+/// Calls function `name` with its evaluated arguments.
+pub(crate) fn call(
+    name: &str,
+    values: Vec<Value>,
+    ctx: &FnContext<'_>,
+) -> Result<Value, QueryError> {
+    let mut args = Args::new(values, ctx);
     if let Some(f) = range_function(name) {
-        return range_call(ev, name, f, &args);
+        return range_call(name, f, args, ctx);
     }
     match name {
         "time" => Ok(Value::Scalar(
-            (0..ev.steps()).map(|i| ev.ts(i) as f64 / 1000.0).collect(),
+            (0..ctx.count())
+                .map(|i| ctx.ts(i) as f64 / 1000.0)
+                .collect(),
         )),
-        "pi" => Ok(Value::Scalar(vec![PI; ev.steps()])),
+        "pi" => Ok(Value::Scalar(vec![PI; ctx.count()])),
         "vector" => {
-            let v = ev.eval_scalar(args[0])?;
+            let v = args.scalar()?;
             let empty: Metric = Arc::new(Labels::new());
             Ok(Value::Vector(
                 v.into_iter()
@@ -36,7 +127,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
                     .map(|(i, v)| {
                         vec![Sample {
                             metric: empty.clone(),
-                            t: ev.ts(i),
+                            t: ctx.ts(i),
                             v,
                         }]
                     })
@@ -44,7 +135,7 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
             ))
         }
         "scalar" => {
-            let steps = ev.eval_vector(args[0])?;
+            let steps = args.vector()?;
             Ok(Value::Scalar(
                 steps
                     .into_iter()
@@ -52,53 +143,51 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
                     .collect(),
             ))
         }
-        "timestamp" => timestamp(ev, args[0]),
-        "absent" => absent(ev, args[0]),
-        "label_replace" => label_replace(ev, &args),
-        "label_join" => label_join(ev, &args),
-        "histogram_quantile" => histogram_quantile(ev, &args),
+        "timestamp" => timestamp(args.vector()?, ctx),
+        "absent" => absent(args.vector()?, ctx),
+        "label_replace" => label_replace(args),
+        "label_join" => label_join(args),
+        "histogram_quantile" => histogram_quantile(args, ctx),
         "sort" | "sort_desc" => {
-            let mut steps = ev.eval_vector(args[0])?;
+            let mut steps = args.vector()?;
             for step in &mut steps {
                 sort_by_value(step, name == "sort_desc");
             }
             Ok(Value::Vector(steps))
         }
         "round" => {
-            let to_nearest = match args.get(1) {
-                Some(a) => ev.eval_scalar(a)?,
-                None => vec![1.0; ev.steps()],
+            let v = args.vector()?;
+            let to_nearest = match args.is_empty() {
+                false => args.scalar()?,
+                true => vec![1.0; ctx.count()],
             };
-            map_vector(ev, args[0], |v, i| {
+            map_vector(v, |v, i| {
                 let inv = 1.0 / to_nearest[i];
                 Some((v * inv + 0.5).floor() / inv)
             })
         }
         "clamp" => {
-            let (min, max) = (ev.eval_scalar(args[1])?, ev.eval_scalar(args[2])?);
-            map_vector(ev, args[0], |v, i| {
+            let (v, min, max) = (args.vector()?, args.scalar()?, args.scalar()?);
+            map_vector(v, |v, i| {
                 (max[i] >= min[i]).then(|| go_max(min[i], go_min(max[i], v)))
             })
         }
         "clamp_min" => {
-            let min = ev.eval_scalar(args[1])?;
-            map_vector(ev, args[0], |v, i| Some(go_max(min[i], v)))
+            let (v, min) = (args.vector()?, args.scalar()?);
+            map_vector(v, |v, i| Some(go_max(min[i], v)))
         }
         "clamp_max" => {
-            let max = ev.eval_scalar(args[1])?;
-            map_vector(ev, args[0], |v, i| Some(go_min(max[i], v)))
+            let (v, max) = (args.vector()?, args.scalar()?);
+            map_vector(v, |v, i| Some(go_min(max[i], v)))
         }
+        // Only native histograms have these; float series give nothing.
         "histogram_count" | "histogram_sum" | "histogram_fraction" => {
-            // Only native histograms have these; float series give nothing.
-            for a in &args {
-                ev.eval(a)?;
-            }
-            Ok(Value::Vector(vec![Vec::new(); ev.steps()]))
+            Ok(Value::Vector(vec![Vec::new(); ctx.count()]))
         }
         "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month"
-        | "month" | "year" => date_function(ev, name, args.first().copied()),
+        | "month" | "year" => date_function(name, args, ctx),
         _ => match simple_function(name) {
-            Some(f) => map_vector(ev, args[0], |v, _| Some(f(v))),
+            Some(f) => map_vector(args.vector()?, |v, _| Some(f(v))),
             None => Err(QueryError::BadData(format!(
                 "function {name:?} is not supported"
             ))),
@@ -109,11 +198,9 @@ pub(crate) fn eval(ev: &mut Evaluator<'_>, call: &Call) -> Result<Value, QueryEr
 /// Applies `f(value, step)` to every sample, dropping the metric name;
 /// `None` drops the sample.
 fn map_vector(
-    ev: &mut Evaluator<'_>,
-    arg: &Expr,
+    steps: Vec<Vec<Sample>>,
     f: impl Fn(f64, usize) -> Option<f64>,
 ) -> Result<Value, QueryError> {
-    let steps = ev.eval_vector(arg)?;
     let mut names = NameDropper::default();
     let mut out = Vec::with_capacity(steps.len());
     for (i, step) in steps.into_iter().enumerate() {
@@ -272,23 +359,25 @@ fn range_function(name: &str) -> Option<RangeFn> {
     })
 }
 
+/// A range function's arguments: the range vector, and the scalars
+/// before and after it (`quantile_over_time`'s φ comes first).
 fn range_call(
-    ev: &mut Evaluator<'_>,
     name: &str,
     f: RangeFn,
-    args: &[&Expr],
+    mut args: Args<'_>,
+    ctx: &FnContext<'_>,
 ) -> Result<Value, QueryError> {
-    let matrix_arg = if name == "quantile_over_time" { 1 } else { 0 };
     let mut scalars: Vec<Vec<f64>> = Vec::new();
-    for (i, a) in args.iter().enumerate() {
-        if i != matrix_arg {
-            scalars.push(ev.eval_scalar(a)?);
-        }
+    if name == "quantile_over_time" {
+        scalars.push(args.scalar()?);
     }
-    let input: RangeInput = ev.range_input(args[matrix_arg])?;
-    let steps = ev.steps();
+    let input = args.range()?;
+    while !args.is_empty() {
+        scalars.push(args.scalar()?);
+    }
+    let steps = ctx.count();
     if name == "absent_over_time" {
-        return Ok(absent_over_time(ev, &input, args[matrix_arg]));
+        return Ok(absent_over_time(&input, ctx));
     }
     let mut out: Vec<Vec<Sample>> = vec![Vec::new(); steps];
     let mut step_args = vec![0.0; scalars.len()];
@@ -307,7 +396,7 @@ fn range_call(
             unchecked += points.len() + 1;
             if unchecked > 1 << 16 {
                 unchecked = 0;
-                ev.budget.check_time()?;
+                ctx.steps.budget.check_time()?;
             }
             if points.is_empty() {
                 continue;
@@ -320,20 +409,20 @@ fn range_call(
                 range_start: mint,
                 range_end: maxt,
                 range_ms: input.range_ms,
-                ts: ev.ts(i),
+                ts: ctx.ts(i),
                 args: &step_args,
             };
             if let Some(v) = f(&call)? {
                 out[i].push(Sample {
                     metric: metric.clone(),
-                    t: ev.ts(i),
+                    t: ctx.ts(i),
                     v,
                 });
                 produced += 1;
             }
         }
-        ev.budget.take(produced)?;
-        ev.budget.check_time()?;
+        ctx.steps.budget.take(produced)?;
+        ctx.steps.budget.check_time()?;
     }
     for step in &out {
         check_unique(step)?;
@@ -521,8 +610,8 @@ fn holt_winters(c: &RangeCall<'_>) -> Result<Option<f64>, QueryError> {
     Ok(Some(s1))
 }
 
-fn absent_over_time(ev: &Evaluator<'_>, input: &RangeInput, arg: &Expr) -> Value {
-    let labels = absent_labels(arg);
+fn absent_over_time(input: &RangeVector, ctx: &FnContext<'_>) -> Value {
+    let labels = absent_labels(ctx.exprs[0]);
     let out = input
         .windows
         .iter()
@@ -537,7 +626,7 @@ fn absent_over_time(ev: &Evaluator<'_>, input: &RangeInput, arg: &Expr) -> Value
             } else {
                 vec![Sample {
                     metric: labels.clone(),
-                    t: ev.ts(i),
+                    t: ctx.ts(i),
                     v: 1.0,
                 }]
             }
@@ -569,9 +658,8 @@ fn absent_labels(arg: &Expr) -> Metric {
     Arc::new(out)
 }
 
-fn absent(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
-    let steps = ev.eval_vector(arg)?;
-    let labels = absent_labels(arg);
+fn absent(steps: Vec<Vec<Sample>>, ctx: &FnContext<'_>) -> Result<Value, QueryError> {
+    let labels = absent_labels(ctx.exprs[0]);
     Ok(Value::Vector(
         steps
             .into_iter()
@@ -580,7 +668,7 @@ fn absent(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
                 if s.is_empty() {
                     vec![Sample {
                         metric: labels.clone(),
-                        t: ev.ts(i),
+                        t: ctx.ts(i),
                         v: 1.0,
                     }]
                 } else {
@@ -591,18 +679,9 @@ fn absent(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
     ))
 }
 
-fn unparen(e: &Expr) -> &Expr {
-    match e {
-        Expr::Paren(p) => unparen(&p.expr),
-        other => other,
-    }
-}
-
-fn timestamp(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
-    let steps = match unparen(arg) {
-        Expr::VectorSelector(vs) => ev.vector_selector(vs, true)?,
-        _ => ev.eval_vector(arg)?,
-    };
+/// The time of each sample: a selector's samples come with their own
+/// times (see the evaluator), anything else with the step's.
+fn timestamp(steps: Vec<Vec<Sample>>, ctx: &FnContext<'_>) -> Result<Value, QueryError> {
     let mut names = NameDropper::default();
     let out: Vec<Vec<Sample>> = steps
         .into_iter()
@@ -611,7 +690,7 @@ fn timestamp(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
             step.into_iter()
                 .map(|s| Sample {
                     metric: names.drop(&s.metric),
-                    t: ev.ts(i),
+                    t: ctx.ts(i),
                     v: s.t as f64 / 1000.0,
                 })
                 .collect()
@@ -623,23 +702,9 @@ fn timestamp(ev: &mut Evaluator<'_>, arg: &Expr) -> Result<Value, QueryError> {
     Ok(Value::Vector(out))
 }
 
-fn string_arg(e: &Expr) -> Result<&str, QueryError> {
-    match unparen(e) {
-        Expr::StringLiteral(s) => Ok(&s.val),
-        other => Err(QueryError::BadData(format!(
-            "expected a string literal, got {other}"
-        ))),
-    }
-}
-
 /// Applies a label rewrite to every sample, computing it once per input
 /// label set.
-fn relabel(
-    ev: &mut Evaluator<'_>,
-    arg: &Expr,
-    f: impl Fn(&Labels) -> Labels,
-) -> Result<Value, QueryError> {
-    let steps = ev.eval_vector(arg)?;
+fn relabel(steps: Vec<Vec<Sample>>, f: impl Fn(&Labels) -> Labels) -> Result<Value, QueryError> {
     let mut cache: std::collections::HashMap<usize, Metric> = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
     for step in steps {
@@ -660,25 +725,25 @@ fn relabel(
     Ok(Value::Vector(out))
 }
 
-fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryError> {
+fn label_replace(mut args: Args<'_>) -> Result<Value, QueryError> {
+    let steps = args.vector()?;
     let (dst, repl, src, re) = (
-        string_arg(args[1])?,
-        string_arg(args[2])?,
-        string_arg(args[3])?,
-        string_arg(args[4])?,
+        args.string()?,
+        args.string()?,
+        args.string()?,
+        args.string()?,
     );
     let regex = Regex::new(&format!("^(?:{re})$")).map_err(|_| {
         QueryError::Execution(format!(
             "invalid regular expression in label_replace(): {re}"
         ))
     })?;
-    if !is_valid_name(dst) {
+    if !is_valid_name(&dst) {
         return Err(QueryError::Execution(format!(
             "invalid destination label name in label_replace(): {dst}"
         )));
     }
-    let (dst, repl, src) = (dst.to_string(), repl.to_string(), src.to_string());
-    relabel(ev, args[0], move |labels| {
+    relabel(steps, move |labels| {
         let value = labels.get(&src).unwrap_or_default();
         let Some(caps) = regex.captures(value) else {
             return labels.clone();
@@ -689,25 +754,26 @@ fn label_replace(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryE
     })
 }
 
-fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryError> {
-    let dst = string_arg(args[1])?.to_string();
-    let sep = string_arg(args[2])?.to_string();
+fn label_join(mut args: Args<'_>) -> Result<Value, QueryError> {
+    let steps = args.vector()?;
+    let dst = args.string()?;
+    let sep = args.string()?;
     let mut srcs = Vec::new();
-    for a in &args[3..] {
-        let src = string_arg(a)?;
-        if !is_valid_name(src) {
+    while !args.is_empty() {
+        let src = args.string()?;
+        if !is_valid_name(&src) {
             return Err(QueryError::Execution(format!(
                 "invalid source label name in label_join(): {src}"
             )));
         }
-        srcs.push(src.to_string());
+        srcs.push(src);
     }
     if !is_valid_name(&dst) {
         return Err(QueryError::Execution(format!(
             "invalid destination label name in label_join(): {dst}"
         )));
     }
-    relabel(ev, args[0], move |labels| {
+    relabel(steps, move |labels| {
         let joined: Vec<&str> = srcs
             .iter()
             .map(|s| labels.get(s).unwrap_or_default())
@@ -716,9 +782,9 @@ fn label_join(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryErro
     })
 }
 
-fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, QueryError> {
-    let q = ev.eval_scalar(args[0])?;
-    let steps = ev.eval_vector(args[1])?;
+fn histogram_quantile(mut args: Args<'_>, ctx: &FnContext<'_>) -> Result<Value, QueryError> {
+    let q = args.scalar()?;
+    let steps = args.vector()?;
     let mut signatures: std::collections::HashMap<usize, (Labels, Metric)> =
         std::collections::HashMap::new();
     let mut out = Vec::with_capacity(steps.len());
@@ -748,7 +814,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, args: &[&Expr]) -> Result<Value, Q
             .into_iter()
             .map(|(metric, mut buckets)| Sample {
                 metric,
-                t: ev.ts(i),
+                t: ctx.ts(i),
                 v: bucket_quantile(q[i], &mut buckets),
             })
             .collect();
@@ -778,11 +844,7 @@ fn sort_by_value(v: &mut [Sample], desc: bool) {
     });
 }
 
-fn date_function(
-    ev: &mut Evaluator<'_>,
-    name: &str,
-    arg: Option<&Expr>,
-) -> Result<Value, QueryError> {
+fn date_function(name: &str, mut args: Args<'_>, ctx: &FnContext<'_>) -> Result<Value, QueryError> {
     let f = |secs: i64| -> f64 {
         let days = secs.div_euclid(86_400);
         let sod = secs.rem_euclid(86_400);
@@ -801,23 +863,21 @@ fn date_function(
             _ => y as f64,
         }
     };
-    match arg {
-        None => {
-            let empty: Metric = Arc::new(Labels::new());
-            Ok(Value::Vector(
-                (0..ev.steps())
-                    .map(|i| {
-                        vec![Sample {
-                            metric: empty.clone(),
-                            t: ev.ts(i),
-                            v: f(ev.ts(i).div_euclid(1000)),
-                        }]
-                    })
-                    .collect(),
-            ))
-        }
-        Some(a) => map_vector(ev, a, |v, _| Some(f(v as i64))),
+    if !args.is_empty() {
+        return map_vector(args.vector()?, |v, _| Some(f(v as i64)));
     }
+    let empty: Metric = Arc::new(Labels::new());
+    Ok(Value::Vector(
+        (0..ctx.count())
+            .map(|i| {
+                vec![Sample {
+                    metric: empty.clone(),
+                    t: ctx.ts(i),
+                    v: f(ctx.ts(i).div_euclid(1000)),
+                }]
+            })
+            .collect(),
+    ))
 }
 
 #[cfg(test)]

@@ -7,12 +7,23 @@
 //! Evaluation works on whole queries at once: every node produces its
 //! value for all steps (see [`value`]), the way Prometheus' engine does,
 //! which keeps range queries linear in steps × series.
+//!
+//! The engine reads series through the [`Select`] trait, not the
+//! database, so the same evaluation runs over the store or over the
+//! in-memory series of the `.test` scripts in `testdata/` (run by the
+//! tests in `scripts.rs`). Only [`eval`] evaluates; [`binary`], [`aggregate`] and
+//! [`functions`] compute from evaluated operands, so the dependencies run
+//! one way: eval → operators and functions → values.
 
+mod admission;
 mod aggregate;
 mod binary;
 mod eval;
 mod functions;
 mod quantile;
+#[cfg(test)]
+mod scripts;
+mod selector;
 pub(crate) mod value;
 
 use std::cell::Cell;
@@ -23,11 +34,56 @@ use std::time::{Duration, Instant};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr};
 
-use crate::admission::Admission;
-use crate::db::Db;
+use conduit_api::Labels;
+
+use crate::db::{Db, DbError, Floats};
+use crate::model::Sample;
 use crate::query_text::{Syntax, TextLimits};
-pub(crate) use eval::matchers as selector_matchers;
+use crate::series::Matcher;
+use admission::Admission;
+pub(crate) use selector::matchers as selector_matchers;
 pub(crate) use value::{QueryValue, Series, format_float};
+
+/// Where the engine reads series from.
+pub(crate) trait Select {
+    /// Hands `f` each float series matching `matchers` that has samples
+    /// in `[mint, maxt]`, in label order, one series at a time (so `f`
+    /// can stop a query that loads too much before it is all loaded).
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError>;
+}
+
+impl Select for Db {
+    fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        f: &mut dyn FnMut(Labels, Vec<Sample>) -> Result<(), QueryError>,
+    ) -> Result<(), QueryError> {
+        Db::select::<Floats, QueryError>(self, matchers, mint, maxt, f)
+    }
+}
+
+/// What operators and functions know of the evaluation besides their
+/// operands: the steps' times, and the query's budget.
+pub(crate) struct Steps<'a> {
+    pub(crate) start: i64,
+    pub(crate) step: i64,
+    pub(crate) count: usize,
+    pub(crate) budget: &'a Budget,
+}
+
+impl Steps<'_> {
+    pub(crate) fn ts(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+}
 
 #[derive(Clone, Debug)]
 pub(crate) struct EngineOptions {
@@ -63,8 +119,8 @@ pub(crate) enum QueryError {
 }
 
 /// Storage failed under a query: HTTP 500 `internal`.
-impl From<crate::db::DbError> for QueryError {
-    fn from(e: crate::db::DbError) -> Self {
+impl From<DbError> for QueryError {
+    fn from(e: DbError) -> Self {
         QueryError::Internal(format!("reading series: {e}"))
     }
 }
@@ -161,7 +217,7 @@ impl Budget {
 }
 
 pub(crate) struct Engine {
-    db: Arc<Db>,
+    source: Arc<dyn Select + Send + Sync>,
     opts: EngineOptions,
     admission: Admission,
     pub(crate) stats: EngineStats,
@@ -177,9 +233,9 @@ pub(crate) struct EngineStats {
 }
 
 impl Engine {
-    pub(crate) fn new(db: Arc<Db>, opts: EngineOptions) -> Self {
+    pub(crate) fn new(source: Arc<dyn Select + Send + Sync>, opts: EngineOptions) -> Self {
         Self {
-            db,
+            source,
             admission: Admission::new(opts.max_concurrency),
             opts,
             stats: EngineStats::default(),
@@ -240,7 +296,7 @@ impl Engine {
     ) -> Result<QueryValue, QueryError> {
         let expr = self.parse(query)?;
         let budget = Budget::new(&self.opts, stop);
-        let mut ev = eval::Evaluator::new(&self.db, &self.opts, &budget, t_ms, t_ms, 1);
+        let mut ev = eval::Evaluator::new(self.source.as_ref(), &self.opts, &budget, t_ms, t_ms, 1);
         ev.instant(&expr)
     }
 
@@ -265,7 +321,8 @@ impl Engine {
             )));
         }
         let budget = Budget::new(&self.opts, stop);
-        let mut ev = eval::Evaluator::new(&self.db, &self.opts, &budget, start, end, step);
+        let mut ev =
+            eval::Evaluator::new(self.source.as_ref(), &self.opts, &budget, start, end, step);
         ev.range(&expr)
     }
 }

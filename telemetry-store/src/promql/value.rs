@@ -5,9 +5,13 @@
 //! Prometheus' `rangeEval` does; label sets are shared `Arc`s so a series'
 //! labels are built once, not once per step.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use conduit_api::Labels;
+
+use super::QueryError;
+use crate::series::{LabelsExt, METRIC_NAME};
 
 pub(crate) type Metric = Arc<Labels>;
 
@@ -27,14 +31,83 @@ pub(crate) struct Series {
     pub(crate) points: Vec<(i64, f64)>,
 }
 
+/// A range vector over all steps: the series' points and, per step, the
+/// closed window `[mint, maxt]` a range function sees.
+pub(crate) struct RangeVector {
+    pub(crate) series: Vec<Series>,
+    pub(crate) windows: Vec<(i64, i64)>,
+    pub(crate) range_ms: i64,
+}
+
+impl RangeVector {
+    /// Each series' points inside step `i`'s window.
+    pub(crate) fn at_step(&self, i: usize) -> Vec<Series> {
+        let (mint, maxt) = self.windows[i];
+        self.series
+            .iter()
+            .filter_map(|s| {
+                let points = window(&s.points, mint, maxt);
+                (!points.is_empty()).then(|| Series {
+                    metric: s.metric.clone(),
+                    points: points.to_vec(),
+                })
+            })
+            .collect()
+    }
+}
+
 pub(crate) enum Value {
     /// One value per step.
     Scalar(Vec<f64>),
     /// One vector per step.
     Vector(Vec<Vec<Sample>>),
-    /// A range vector at a single evaluation time (instant queries only).
-    Matrix(Vec<Series>),
+    /// A range vector: only function arguments, and instant queries, have
+    /// one.
+    Matrix(RangeVector),
     String(String),
+}
+
+/// The points with `mint <= t <= maxt` (Prometheus 2.x windows are closed).
+pub(crate) fn window(points: &[(i64, f64)], mint: i64, maxt: i64) -> &[(i64, f64)] {
+    let from = points.partition_point(|p| p.0 < mint);
+    let to = points.partition_point(|p| p.0 <= maxt);
+    &points[from..to.max(from)]
+}
+
+/// Caches "the same labels without `__name__`" per input label set, the
+/// way Prometheus' `DropMetricName` cache does.
+#[derive(Default)]
+pub(crate) struct NameDropper {
+    cache: HashMap<usize, Metric>,
+}
+
+impl NameDropper {
+    pub(crate) fn drop(&mut self, m: &Metric) -> Metric {
+        if m.get(METRIC_NAME).is_none() {
+            return m.clone();
+        }
+        self.cache
+            .entry(Arc::as_ptr(m) as usize)
+            .or_insert_with(|| Arc::new(m.without_metric_name()))
+            .clone()
+    }
+}
+
+/// Prometheus refuses a result vector in which two samples have the same
+/// labels (e.g. `rate()` over series that only differed by name).
+pub(crate) fn check_unique(step: &[Sample]) -> Result<(), QueryError> {
+    if step.len() < 2 {
+        return Ok(());
+    }
+    let mut seen: HashSet<&Labels> = HashSet::with_capacity(step.len());
+    for s in step {
+        if !seen.insert(&s.metric) {
+            return Err(QueryError::Execution(
+                "vector cannot contain metrics with the same labelset".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A query's answer, shaped like the Prometheus API's `data`.

@@ -15,9 +15,7 @@ pub(crate) use index::Index;
 pub(crate) use labelset::LabelsExt;
 pub(crate) use matcher::Matcher;
 
-/// A series' handle in the head and the WAL; never reused while the
-/// process runs, and restored from the WAL on restart.
-pub(crate) type SeriesRef = u64;
+pub(crate) use crate::model::SeriesRef;
 
 /// The metric name label.
 pub(crate) const METRIC_NAME: &str = "__name__";

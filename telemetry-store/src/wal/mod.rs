@@ -547,7 +547,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::Kind;
+    use crate::model::Kind;
     use conduit_api::Labels;
 
     fn samples(n: usize, t0: i64) -> Vec<u8> {

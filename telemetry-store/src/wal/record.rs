@@ -3,8 +3,8 @@
 
 use conduit_api::Labels;
 
-use crate::head::window::{get_uvarint, put_uvarint, unzigzag, zigzag};
-use crate::head::{Kind, Window};
+use crate::encoding::varint::{get_uvarint, put_uvarint, unzigzag, zigzag};
+use crate::model::{Kind, Window};
 use crate::series::SeriesRef;
 
 const SERIES: u8 = 1;

@@ -7,6 +7,8 @@
 
 use hdrhistogram::Histogram;
 
+use crate::encoding::varint::{BadVarint, get_uvarint, put_uvarint};
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Window {
     pub(crate) start_ms: i64,
@@ -23,6 +25,12 @@ pub(crate) struct Window {
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt histogram window")]
 pub(crate) struct CorruptWindow;
+
+impl From<BadVarint> for CorruptWindow {
+    fn from(_: BadVarint) -> Self {
+        CorruptWindow
+    }
+}
 
 impl Window {
     pub(crate) fn from_histogram(
@@ -94,37 +102,6 @@ impl Window {
     pub(crate) fn heap_bytes(&self) -> usize {
         self.buckets.len()
     }
-}
-
-/// A signed integer as an unsigned one with small magnitudes small
-/// (0, -1, 1, -2 → 0, 1, 2, 3), for varints and bit packing.
-pub(crate) fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-pub(crate) fn unzigzag(u: u64) -> i64 {
-    ((u >> 1) as i64) ^ -((u & 1) as i64)
-}
-
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-pub(crate) fn get_uvarint(buf: &mut &[u8]) -> Result<u64, CorruptWindow> {
-    let mut out = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first().ok_or(CorruptWindow)?;
-        *buf = rest;
-        out |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return Ok(out);
-        }
-    }
-    Err(CorruptWindow)
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ mod tests {
             i64::MIN,
             i64::MAX,
         ];
-        crate::head::varbit::assert_round_trips(&DOD_WIDTHS, &values);
+        crate::encoding::varbit::assert_round_trips(&DOD_WIDTHS, &values);
     }
 
     #[test]

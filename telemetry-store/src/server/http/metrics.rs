@@ -2,15 +2,33 @@
 //! scraped and watched like any other service.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
-use super::AppState;
+use crate::db::Db;
+use crate::forward;
+use crate::ingest::Ingester;
+use crate::ingest::telemetry::Proxies;
+use crate::promql::Engine;
+use crate::tap::TapIndex;
 
-pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
+/// What the store's own `/metrics` report.
+#[derive(Clone)]
+pub(crate) struct Gauges {
+    pub(crate) db: Arc<Db>,
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) proxies: Arc<Proxies>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) tap: Option<Arc<TapIndex>>,
+    pub(crate) forward: Option<Arc<forward::Stats>>,
+    pub(crate) max_active_series: usize,
+}
+
+pub(super) async fn handler(State(s): State<Gauges>) -> impl IntoResponse {
     let db = s.db.clone();
     let (blocks, block_bytes, block_samples, wal_bytes, head_bytes) =
         tokio::task::spawn_blocking(move || {
@@ -51,7 +69,7 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
         "conduit_store_max_active_series",
         "gauge",
         "The active-series limit.",
-        s.config.max_active_series as u64,
+        s.max_active_series as u64,
     );
     metric(
         "conduit_store_samples_appended_total",
@@ -267,7 +285,7 @@ pub(super) async fn handler(State(s): AppState) -> impl IntoResponse {
             tap.num_docs(),
         );
     }
-    if let Some(rw) = &s.remote_write {
+    if let Some(rw) = &s.forward {
         metric(
             "conduit_store_remote_write_sent_samples_total",
             "counter",

@@ -3,6 +3,8 @@
 //! syntax in `q`.
 
 use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
@@ -12,9 +14,20 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 
 use super::params::Params;
-use super::{ApiError, AppState, json, ok, time_param};
-use crate::tap::{self, TapError};
+use super::{ApiError, json, ok, time_param};
+use crate::promql::Engine;
+use crate::tap::{self, TapError, TapIndex};
 use crate::time::now_ms;
+
+/// What the tap routes read. Searches take query slots like PromQL
+/// queries: they cost alike.
+#[derive(Clone)]
+pub(crate) struct TapReads {
+    pub(crate) tap: Option<Arc<TapIndex>>,
+    pub(crate) engine: Arc<Engine>,
+    /// `--query-timeout`.
+    pub(crate) timeout: Duration,
+}
 
 fn tap_error(e: TapError) -> ApiError {
     match e {
@@ -32,7 +45,7 @@ fn tap_error(e: TapError) -> ApiError {
     }
 }
 
-fn tap_index(s: &crate::store::Shared) -> Result<std::sync::Arc<tap::TapIndex>, ApiError> {
+fn tap_index(s: &TapReads) -> Result<std::sync::Arc<tap::TapIndex>, ApiError> {
     s.tap.clone().ok_or_else(|| ApiError {
         kind: "unavailable",
         status: StatusCode::SERVICE_UNAVAILABLE,
@@ -41,7 +54,7 @@ fn tap_index(s: &crate::store::Shared) -> Result<std::sync::Arc<tap::TapIndex>, 
 }
 
 pub(super) async fn search(
-    State(s): AppState,
+    State(s): State<TapReads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -63,7 +76,7 @@ pub(super) async fn search(
     // Searches take query slots like PromQL queries: they cost alike.
     let events = s
         .engine
-        .run(s.config.query_timeout, move |_| {
+        .run(s.timeout, move |_| {
             Ok(tap.search(&query, start, end, limit, false))
         })
         .await?
@@ -76,7 +89,7 @@ pub(super) async fn search(
 }
 
 pub(super) async fn follow(
-    State(s): AppState,
+    State(s): State<TapReads>,
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &HeaderMap::new(), &[]);

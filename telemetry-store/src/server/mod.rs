@@ -1,6 +1,15 @@
-//! The store as a whole: opens the database, wires ingest and queries,
-//! and serves HTTP and gRPC until told to stop. Used by the binary and
-//! embedded by `conduit demo` and tests.
+//! The composition root: opens the database, wires ingest, queries, the
+//! tap history and remote write out together, and serves HTTP ([`http`])
+//! and gRPC ([`grpc`]) until told to stop. Used by the binary and embedded
+//! by `conduit demo` and tests.
+//!
+//! Only this module sees every part at once; each handler is given the
+//! parts it uses ([`state`]), so the store's other modules never import
+//! the server.
+
+mod grpc;
+mod http;
+mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,21 +32,8 @@ use crate::db::{Db, DbOptions};
 use crate::ingest::Ingester;
 use crate::ingest::telemetry::{Proxies, TelemetryService};
 use crate::promql::{Engine, EngineOptions};
-use crate::query::QueryService;
 use crate::tap::{TapIndex, TapOptions};
-
-/// What the HTTP and gRPC handlers share.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) db: Arc<Db>,
-    pub(crate) engine: Arc<Engine>,
-    pub(crate) ingester: Arc<Ingester>,
-    pub(crate) proxies: Arc<Proxies>,
-    pub(crate) tap: Option<Arc<TapIndex>>,
-    pub(crate) remote_write: Option<Arc<crate::remote_write::Stats>>,
-    /// What remote writers and tap readers must present.
-    pub(crate) tokens: crate::api::Tokens,
-}
+use state::Shared;
 
 /// An opened store, not serving yet.
 ///
@@ -120,17 +116,17 @@ impl Store {
             })?)
         };
         if let Some(url) = &config.remote_write_url {
-            crate::remote_write::Filter::parse(
+            crate::forward::Filter::parse(
                 &config.remote_write_match,
                 &config.remote_write_drop_label,
                 &config.remote_write_external_label,
             )
             .map_err(anyhow::Error::msg)?;
-            url.parse::<http::Uri>()
+            url.parse::<::http::Uri>()
                 .with_context(|| format!("--remote-write-url {url:?}"))?;
         }
-        let remote_write = config.remote_write_url.as_ref().map(|_| Arc::default());
-        let tokens = crate::api::Tokens::read(&config)?;
+        let forward = config.remote_write_url.as_ref().map(|_| Arc::default());
+        let tokens = Arc::new(http::Tokens::read(&config)?);
         Ok(Self {
             shared: Arc::new(Shared {
                 ingester: Arc::new(Ingester::new(
@@ -143,7 +139,7 @@ impl Store {
                 db,
                 engine,
                 tap,
-                remote_write,
+                forward,
                 tokens,
             }),
         })
@@ -174,7 +170,7 @@ impl Store {
         let mut tasks = JoinSet::new();
         let shared = self.shared.clone();
 
-        let router = crate::api::router(shared.clone());
+        let router = http::router(&shared.config, shared.routes());
         tasks.spawn(conduit_listen::http::serve(
             http,
             router,
@@ -189,11 +185,9 @@ impl Store {
             idle_timeout: c.grpc_report_idle_timeout,
         })
         .max_decoding_message_size(bytes(c.grpc_max_report_size));
-        let query = QueryServer::new(QueryService {
-            shared: shared.clone(),
-        })
-        .max_decoding_message_size(bytes(c.grpc_max_query_size))
-        .max_encoding_message_size(bytes(c.grpc_max_response_size));
+        let query = QueryServer::new(shared.query_service())
+            .max_decoding_message_size(bytes(c.grpc_max_query_size))
+            .max_encoding_message_size(bytes(c.grpc_max_response_size));
         let grpc_limits = c.grpc_limits();
         let mut rx = stopped.clone();
         let stopping = async move {
@@ -246,11 +240,11 @@ impl Store {
         }
 
         tasks.spawn(maintenance(shared.clone(), stopped.clone()));
-        if let (Some(url), Some(stats)) = (&shared.config.remote_write_url, &shared.remote_write) {
+        if let (Some(url), Some(stats)) = (&shared.config.remote_write_url, &shared.forward) {
             let c = &shared.config;
-            let opts = crate::remote_write::Options {
+            let opts = crate::forward::Options {
                 url: url.clone(),
-                filter: crate::remote_write::Filter::parse(
+                filter: crate::forward::Filter::parse(
                     &c.remote_write_match,
                     &c.remote_write_drop_label,
                     &c.remote_write_external_label,
@@ -259,13 +253,7 @@ impl Store {
                 batch_samples: c.remote_write_batch.max(1),
             };
             let (db, dir, stats) = (shared.db.clone(), c.data_dir.clone(), stats.clone());
-            tasks.spawn(crate::remote_write::run(
-                db,
-                dir,
-                opts,
-                stats,
-                stopped.clone(),
-            ));
+            tasks.spawn(crate::forward::run(db, dir, opts, stats, stopped.clone()));
         }
         if shared.config.wal_fsync == crate::wal::FsyncPolicy::Interval {
             tasks.spawn(fsync_loop(shared.clone(), stopped));

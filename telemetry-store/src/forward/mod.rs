@@ -187,7 +187,7 @@ impl Forwarder {
     fn learn(&mut self, r: Record) {
         if let Record::Series(series) = r {
             for (r, kind, labels) in series {
-                if kind == crate::head::Kind::Float {
+                if kind == crate::model::Kind::Float {
                     self.series.insert(r, self.opts.filter.apply(&labels));
                 }
             }

@@ -1,6 +1,10 @@
 //! The HTTP API: Prometheus' `/api/v1/*` query endpoints (GET and
 //! urlencoded POST, JSON and errors as Prometheus writes them), the
 //! remote-write receiver, health endpoints and the store's own metrics.
+//!
+//! Each group of routes declares the state it reads ([`Reads`],
+//! [`Writes`], [`TapReads`], [`Gauges`]) and the composition root builds
+//! them: the query routes cannot write, the write route cannot query.
 
 mod auth;
 mod body;
@@ -21,18 +25,47 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use self::params::Params;
+use crate::config::Config;
+use crate::db::Db;
+use crate::ingest::Ingester;
 use crate::ingest::remote_write;
 use crate::promql::{Engine, QueryError};
 use crate::series::Matcher;
-use crate::store::Shared;
 use crate::time::{now_ms, parse_api_duration_ms, parse_timestamp_ms};
-
-type AppState = State<Arc<Shared>>;
+use crate::wal::FsyncPolicy;
 
 pub(crate) use auth::Tokens;
+pub(crate) use metrics::Gauges;
+pub(crate) use tap::TapReads;
 
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    let c = &shared.config;
+/// PromQL, series and label reads.
+#[derive(Clone)]
+pub(crate) struct Reads {
+    pub(crate) db: Arc<Db>,
+    pub(crate) engine: Arc<Engine>,
+    /// `--query-timeout`.
+    pub(crate) timeout: Duration,
+}
+
+/// Remote write in.
+#[derive(Clone)]
+pub(crate) struct Writes {
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) fsync: FsyncPolicy,
+}
+
+/// The state of every route group.
+pub(crate) struct Routes {
+    pub(crate) reads: Reads,
+    pub(crate) writes: Writes,
+    pub(crate) tap: TapReads,
+    pub(crate) gauges: Gauges,
+    /// For `/api/v1/metadata`.
+    pub(crate) ingester: Arc<Ingester>,
+    pub(crate) tokens: Arc<Tokens>,
+}
+
+pub(crate) fn router(c: &Config, routes: Routes) -> Router {
     let body_limit = |max_bytes: u64, flag| body::BodyLimit {
         max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
         timeout: c.http_body_timeout,
@@ -52,19 +85,30 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             body_limit(c.remote_write_max_body, "--remote-write-max-body"),
             body::read_whole,
         ))
-        .route_layer(from_fn_with_state(shared.clone(), auth::remote_write));
+        .route_layer(from_fn_with_state(
+            routes.tokens.clone(),
+            auth::remote_write,
+        ))
+        .with_state(routes.writes);
     let tap = Router::new()
         .route("/api/v1/tap/search", get(tap::search).post(tap::search))
         .route("/api/v1/tap/follow", get(tap::follow))
         .layer(read_body())
-        .route_layer(from_fn_with_state(shared.clone(), auth::tap));
-    let reads = Router::new()
+        .route_layer(from_fn_with_state(routes.tokens, auth::tap))
+        .with_state(routes.tap);
+    let queries = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .with_state(routes.reads);
+    let reads = Router::new()
+        .merge(queries)
         .route("/api/v1/metadata", get(metadata))
+        .with_state(routes.ingester)
+        .route("/metrics", get(metrics::handler))
+        .with_state(routes.gauges)
         .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route(
@@ -75,14 +119,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/-/healthy",
             get(|| async { "Conduit telemetry store is Healthy.\n" }),
         )
-        .route("/metrics", get(metrics::handler))
         .layer(read_body());
     // The bodies are whole and within their limits once a handler runs.
     writes
         .merge(tap)
         .merge(reads)
         .layer(DefaultBodyLimit::disable())
-        .with_state(shared)
 }
 
 /// An API error with its Prometheus `errorType` and HTTP status.
@@ -148,8 +190,8 @@ fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {
     }
 }
 
-fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
-    let max = s.config.query_timeout;
+fn timeout_param(s: &Reads, p: &Params) -> Result<Duration, ApiError> {
+    let max = s.timeout;
     match p.get("timeout") {
         None | Some("") => Ok(max),
         Some(v) => {
@@ -160,7 +202,7 @@ fn timeout_param(s: &Shared, p: &Params) -> Result<Duration, ApiError> {
 }
 
 async fn query(
-    State(s): AppState,
+    State(s): State<Reads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -178,7 +220,7 @@ async fn query(
 }
 
 async fn query_range(
-    State(s): AppState,
+    State(s): State<Reads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -233,7 +275,7 @@ fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {
 }
 
 async fn series(
-    State(s): AppState,
+    State(s): State<Reads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -247,7 +289,7 @@ async fn series(
     let (db, engine) = (s.db.clone(), s.engine.clone());
     let all = s
         .engine
-        .run(s.config.query_timeout, move |_| {
+        .run(s.timeout, move |_| {
             let sets = selectors(&engine, &raw)?;
             let mut all = std::collections::BTreeSet::new();
             for m in &sets {
@@ -269,7 +311,7 @@ async fn series(
 }
 
 async fn labels(
-    State(s): AppState,
+    State(s): State<Reads>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
@@ -280,7 +322,7 @@ async fn labels(
     let (db, engine) = (s.db.clone(), s.engine.clone());
     let names = s
         .engine
-        .run(s.config.query_timeout, move |_| {
+        .run(s.timeout, move |_| {
             let sets = selectors(&engine, &raw)?;
             let mut names = std::collections::BTreeSet::new();
             if sets.is_empty() {
@@ -298,7 +340,7 @@ async fn labels(
 }
 
 async fn label_values(
-    State(s): AppState,
+    State(s): State<Reads>,
     Path(name): Path<String>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
@@ -312,7 +354,7 @@ async fn label_values(
     let (db, engine) = (s.db.clone(), s.engine.clone());
     let values = s
         .engine
-        .run(s.config.query_timeout, move |_| {
+        .run(s.timeout, move |_| {
             let sets = selectors(&engine, &raw)?;
             let mut values = std::collections::BTreeSet::new();
             if sets.is_empty() {
@@ -329,7 +371,10 @@ async fn label_values(
     })))
 }
 
-async fn metadata(State(s): AppState, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn metadata(
+    State(ingester): State<Arc<Ingester>>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &HeaderMap::new(), &[]);
     let limit = match p.get("limit") {
         None | Some("") => usize::MAX,
@@ -340,7 +385,7 @@ async fn metadata(State(s): AppState, RawQuery(q): RawQuery) -> Result<Response,
         },
     };
     let metric = p.get("metric").unwrap_or_default();
-    let all = s.ingester.metadata();
+    let all = ingester.metadata();
     Ok(ok(json::success(|j| {
         j.raw("{");
         let entries = all
@@ -390,10 +435,10 @@ type Ingested =
 /// of ingest throughput in thread hand-offs. With `--wal-fsync always`
 /// each commit waits for the disk, so it goes to the blocking pool.
 async fn ingest_remote_write(
-    s: &Shared,
+    s: &Writes,
     body: &[u8],
 ) -> Result<Ingested, remote_write::DecodeError> {
-    if s.config.wal_fsync != crate::FsyncPolicy::Always {
+    if s.fsync != crate::FsyncPolicy::Always {
         return remote_write::with_decompressed(body, |raw| Ok(s.ingester.remote_write(raw)));
     }
     let raw = remote_write::decompress(body)?;
@@ -417,7 +462,7 @@ fn wal_unavailable(e: &std::io::Error) -> Response {
         .into_response()
 }
 
-async fn write(State(s): AppState, body: Bytes) -> Response {
+async fn write(State(s): State<Writes>, body: Bytes) -> Response {
     let ingested = match ingest_remote_write(&s, &body).await {
         Ok(i) => i,
         Err(e) => {

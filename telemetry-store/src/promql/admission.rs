@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::promql::QueryError;
+use super::QueryError;
 
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,

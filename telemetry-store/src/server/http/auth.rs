@@ -6,6 +6,7 @@
 //! caller cannot make the store buffer a large request either.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use conduit_identity::bearer::{self, BearerToken};
 
-use super::{AppState, json};
+use super::json;
 
 /// The tokens each closed endpoint expects; `None`: closed to everyone.
 #[derive(Debug, Default)]
@@ -42,8 +43,12 @@ impl Tokens {
     }
 }
 
-pub(super) async fn remote_write(State(s): AppState, req: Request, next: Next) -> Response {
-    let token = s.tokens.remote_write.as_ref();
+pub(super) async fn remote_write(
+    State(tokens): State<Arc<Tokens>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let token = tokens.remote_write.as_ref();
     match check(
         token,
         req.headers(),
@@ -55,8 +60,8 @@ pub(super) async fn remote_write(State(s): AppState, req: Request, next: Next) -
     }
 }
 
-pub(super) async fn tap(State(s): AppState, req: Request, next: Next) -> Response {
-    let token = s.tokens.tap.as_ref();
+pub(super) async fn tap(State(tokens): State<Arc<Tokens>>, req: Request, next: Next) -> Response {
+    let token = tokens.tap.as_ref();
     match check(token, req.headers(), "the tap history", "--tap-token-file") {
         Ok(()) => next.run(req).await,
         Err(why) => unauthorized(why),

@@ -18,10 +18,15 @@
 //!
 //! Version 1 blocks (delta-of-delta timestamps and integers) still decode.
 
-use crate::head::gorilla::{XorState, read_dod};
-use crate::head::varbit::exact_int;
-use crate::head::window::{unzigzag, zigzag};
-use crate::head::{BitReader, BitWriter, Sample};
+use super::Sample;
+use super::bits::{BitReader, BitWriter};
+use super::gorilla::{XorState, read_dod};
+use super::varbit::exact_int;
+use super::varint::{unzigzag, zigzag};
+
+/// The format `encode_timestamps` and `encode_values` write; version 1
+/// blocks hold the older one, which `decode` still reads.
+pub(crate) const LATEST: u32 = 2;
 
 const XOR: u8 = 0;
 /// Version 1 blocks only.
@@ -276,14 +281,13 @@ pub(crate) fn decode(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::schema::VERSION;
 
     fn round_trip(samples: &[Sample]) -> usize {
         let ts = encode_timestamps(samples);
         let vs = encode_values(samples);
         let mut out = Vec::new();
         decode(
-            VERSION,
+            LATEST,
             &ts,
             &vs,
             samples.len(),
@@ -359,7 +363,7 @@ mod tests {
     /// Blocks written before version 2 keep their delta-of-delta rows.
     #[test]
     fn version_1_rows_still_decode() {
-        use crate::head::gorilla::write_dod;
+        use crate::encoding::gorilla::write_dod;
         let samples: Vec<Sample> = (0..100)
             .map(|i| (i * 1000 + i % 2, (i * 7) as f64))
             .collect();
@@ -408,17 +412,17 @@ mod tests {
         let samples: Vec<Sample> = (0..100).map(|i| (i * 10, i as f64)).collect();
         let (ts, vs) = (encode_timestamps(&samples), encode_values(&samples));
         let mut out = Vec::new();
-        decode(VERSION, &ts, &vs, 100, 200, 300, &mut out).unwrap();
+        decode(LATEST, &ts, &vs, 100, 200, 300, &mut out).unwrap();
         assert_eq!(out, samples[20..=30]);
-        assert!(decode(VERSION, &ts[..3], &vs, 100, 0, 1000, &mut Vec::new()).is_err());
-        assert!(decode(VERSION, &ts, &[9, 0, 0], 100, 0, 1000, &mut Vec::new()).is_err());
+        assert!(decode(LATEST, &ts[..3], &vs, 100, 0, 1000, &mut Vec::new()).is_err());
+        assert!(decode(LATEST, &ts, &[9, 0, 0], 100, 0, 1000, &mut Vec::new()).is_err());
         // A corrupt count (a regular series makes width-0 groups, 7 bits
         // per 64 samples) ends in an error, not in a 32 GB allocation.
         let regular: Vec<Sample> = (0..100).map(|i| (i * 10, 1.0)).collect();
         let (ts, vs) = (encode_timestamps(&regular), encode_values(&regular));
         assert!(
             decode(
-                VERSION,
+                LATEST,
                 &ts,
                 &vs,
                 u32::MAX as usize,
