@@ -41,6 +41,14 @@ pub fn add_to_buckets(h: &Histogram<u64>, scale: f64, buckets: &mut [u64; LATENC
     }
 }
 
+/// The cumulative latency bucket counts of one histogram (see
+/// [`add_to_buckets`]).
+pub fn bucket_counts(h: &Histogram<u64>, scale: f64) -> [u64; LATENCY_BUCKETS] {
+    let mut buckets = [0; LATENCY_BUCKETS];
+    add_to_buckets(h, scale, &mut buckets);
+    cumulative(&buckets)
+}
+
 /// Running totals of per-bucket counts: what `_bucket{le=...}` series count.
 pub fn cumulative(buckets: &[u64; LATENCY_BUCKETS]) -> [u64; LATENCY_BUCKETS] {
     let mut out = [0; LATENCY_BUCKETS];
@@ -144,6 +152,33 @@ fn check_header(bytes: &[u8]) -> Result<(), HistogramError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_counts_are_cumulative_in_ms() {
+        let mut h = new_latency_histogram();
+        for us in [500, 1000, 1500, 2_500, 45_000, 70_000_000] {
+            record_latency_us(&mut h, us);
+        }
+        let c = bucket_counts(&h, LATENCY_VALUE_SCALE);
+        assert_eq!(c[0], 2, "le=1 holds 0.5 ms and 1 ms");
+        assert_eq!(c[1], 3, "le=2");
+        assert_eq!(c[2], 4, "le=3");
+        assert_eq!(c[9], 5, "le=50");
+        assert_eq!(c[LATENCY_BUCKETS - 2], 5, "le=50000");
+        assert_eq!(c[LATENCY_BUCKETS - 1], 6, "+Inf");
+    }
+
+    /// A peer's histogram can hold counts that add past u64::MAX: the
+    /// buckets saturate instead of overflowing.
+    #[test]
+    fn bucket_counts_saturate() {
+        let mut h = new_latency_histogram();
+        h.record_n(1000, u64::MAX / 2).unwrap();
+        h.record_n(2000, u64::MAX / 2).unwrap();
+        h.record_n(3000, u64::MAX / 2).unwrap();
+        let c = bucket_counts(&h, LATENCY_VALUE_SCALE);
+        assert_eq!(c[LATENCY_BUCKETS - 1], u64::MAX);
+    }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {

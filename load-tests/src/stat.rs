@@ -126,7 +126,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 nanos: 0,
             }),
             end_unix_ms: 0,
-            quantiles: vec![],
         };
         rt.block_on(query.golden(req))
             .map(drop)

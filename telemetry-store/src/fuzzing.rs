@@ -62,7 +62,7 @@ pub fn histogram(hdr: &[u8]) -> Option<(u64, u64, u64)> {
         .pairs()
         .expect("a window made from a histogram decodes");
     let in_window = pairs.iter().fold(0u64, |n, p| n.saturating_add(p.1));
-    let buckets = crate::ingest::bucket_counts(&h, 0.001);
+    let buckets = conduit_api::histogram::bucket_counts(&h, 0.001);
     let inf = *buckets.last().expect("buckets end with +Inf");
     Some((h.len(), in_window, inf))
 }

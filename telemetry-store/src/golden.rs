@@ -10,8 +10,10 @@
 
 use std::collections::BTreeMap;
 
+use conduit_api::Classification;
 use conduit_api::Labels;
-use conduit_api::metrics::{self, label};
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{Label, Response};
 use conduit_api::proto::store::v1 as pb;
 use hdrhistogram::Histogram;
 
@@ -25,7 +27,6 @@ use crate::series::{METRIC_NAME, Matcher};
 pub(crate) struct GoldenQuery {
     pub(crate) matchers: Vec<Matcher>,
     pub(crate) group_by: Vec<String>,
-    pub(crate) quantiles: Vec<f64>,
     /// The window is `(start, end]`.
     pub(crate) start: i64,
     pub(crate) end: i64,
@@ -150,12 +151,13 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
     let mut rows: BTreeMap<Labels, Row> = BTreeMap::new();
 
     db.for_each::<Floats>(
-        &with_name(metrics::RESPONSE_TOTAL),
+        &with_name(family::RESPONSE_TOTAL.name()),
         q.start - q.lookback_ms,
         q.end,
         |l, samples| {
             let n = increase(samples, q.start);
-            let failure = l.label(label::CLASSIFICATION) == Some("failure");
+            let class = l.label(Response::Classification.name());
+            let failure = class == Some(Classification::Failure.as_str());
             let row = row_of(&mut rows, &group_names, l);
             if failure {
                 row.failure += n;
@@ -166,7 +168,7 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
     )?;
     let mut corrupt = None;
     db.for_each::<Windows>(
-        &with_name(metrics::RESPONSE_LATENCY_MS),
+        &with_name(family::RESPONSE_LATENCY_MS.name()),
         q.start,
         q.end,
         |l, windows| {
@@ -182,7 +184,7 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
         return Err(e.into());
     }
     db.for_each::<Floats>(
-        &with_name(metrics::TCP_OPEN_CONNECTIONS),
+        &with_name(family::TCP_OPEN_CONNECTIONS.name()),
         q.end - q.lookback_ms,
         q.end,
         |l, samples| {
@@ -205,7 +207,6 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
                 latency_p50_ms: at(0.5),
                 latency_p95_ms: at(0.95),
                 latency_p99_ms: at(0.99),
-                latency_quantiles_ms: q.quantiles.iter().map(|&x| at(x)).collect(),
                 tcp_open_connections: row.tcp_open,
             }
         })

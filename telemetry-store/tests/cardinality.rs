@@ -157,7 +157,14 @@ async fn proxy_and_metadata_tables_are_bounded_and_forget_idle_entries() {
     }
     let (_, body) = get(&format!("http://{}/api/v1/metadata", s.http())).await;
     let kept = json(&body)["data"].as_object().unwrap().len();
-    assert!(kept <= 20, "{kept} metadata entries");
+    let own = conduit_api::metrics::family::ALL.len();
+    assert!(kept <= own + 20, "{kept} metadata entries");
+    // Every family of the mesh is described, as the proxies write it.
+    let data = &json(&body)["data"];
+    for f in conduit_api::metrics::family::ALL {
+        assert_eq!(data[f.name][0]["help"], f.help, "{}", f.name);
+        assert_eq!(data[f.name][0]["type"], f.kind.as_str(), "{}", f.name);
+    }
     assert!(body.contains("\"m4_19\""), "the newest are kept: {body}");
 
     // Past the TTL both forget what they no longer hear about.

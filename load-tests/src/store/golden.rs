@@ -305,7 +305,6 @@ pub(crate) async fn measure(
             nanos: 0,
         }),
         end_unix_ms: end,
-        quantiles: vec![],
     };
     let (mut golden, mut prom, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = 0;

@@ -1,8 +1,9 @@
 //! Metric metadata (type, help, unit) as `/api/v1/metadata` serves it:
-//! the proxies' metrics, and what remote-write senders describe. Names
-//! come from peers, so the table is bounded: entries past
-//! `--max-metadata` push out the least recently described, and entries
-//! not described for `--peer-state-ttl` are forgotten.
+//! every family of the mesh's vocabulary, and what remote-write senders
+//! describe. Names come from peers, so their entries are bounded: past
+//! `--max-metadata` they push out the least recently described, and those
+//! not described for `--peer-state-ttl` are forgotten. The mesh's own
+//! families stay, and a peer cannot describe them otherwise.
 
 use std::collections::BTreeMap;
 
@@ -30,12 +31,16 @@ struct Entry {
 
 pub(crate) struct MetadataTable {
     entries: BTreeMap<String, Entry>,
+    /// How many entries are the store's own.
+    builtin: usize,
+    /// How many peers' entries it keeps.
     max: usize,
     described: u64,
 }
 
 impl MetadataTable {
-    /// A table holding `builtin` for good and up to `max` entries in all.
+    /// A table holding `builtin` for good and up to `max` entries that
+    /// peers described.
     pub(crate) fn new(max: usize, builtin: impl IntoIterator<Item = (String, MetricMeta)>) -> Self {
         let entries: BTreeMap<String, Entry> = builtin
             .into_iter()
@@ -45,7 +50,8 @@ impl MetadataTable {
             })
             .collect();
         Self {
-            max: max.max(entries.len() + 1),
+            builtin: entries.len(),
+            max: max.max(1),
             entries,
             described: 0,
         }
@@ -66,8 +72,13 @@ impl MetadataTable {
             if !valid_metric_name(&m.metric_family_name) {
                 continue;
             }
-            if !self.entries.contains_key(&m.metric_family_name) && self.entries.len() >= self.max {
-                evicted += self.evict_oldest_quarter();
+            match self.entries.get(&m.metric_family_name) {
+                Some(own) if own.seen.is_none() => continue,
+                Some(_) => {}
+                None if self.entries.len() - self.builtin >= self.max => {
+                    evicted += self.evict_oldest_quarter();
+                }
+                None => {}
             }
             let meta = MetricMeta {
                 kind: m.type_name().to_string(),
@@ -146,11 +157,12 @@ mod tests {
         for i in 0..1000 {
             // Many in one millisecond: the order still tells them apart.
             evicted += t.record(vec![described(&format!("m{i}"), "h")], i / 100);
-            assert!(t.entries.len() <= 9);
+            assert!(t.entries.len() <= 1 + 9);
         }
         assert!(evicted > 0);
+        t.record(vec![described("request_total", "a peer's words")], 1000);
         let names = t.snapshot();
-        assert!(names.contains_key("request_total"));
+        assert_eq!(names["request_total"].help, "own", "the mesh's own stays");
         assert!(names.contains_key("m999"), "the newest stay");
         t.record(
             vec![

@@ -17,8 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use conduit_api::Labels;
+use conduit_api::histogram::bucket_counts;
 use conduit_api::labels::is_valid_name;
-use conduit_api::metrics::LATENCY_BUCKETS_MS;
+use conduit_api::metrics::{LATENCY_BUCKETS_MS, family};
 use hdrhistogram::Histogram;
 
 use crate::db::{Batch, Db, Outcome};
@@ -151,13 +152,13 @@ impl Ingester {
         tap: Option<Arc<crate::tap::TapIndex>>,
         limits: IngestLimits,
     ) -> Self {
-        let own = known_metadata().map(|(name, kind, help)| {
+        let own = family::ALL.iter().map(|f| {
             let meta = MetricMeta {
-                kind: kind.to_string(),
-                help: help.to_string(),
+                kind: f.kind.as_str().to_string(),
+                help: f.help.to_string(),
                 unit: String::new(),
             };
-            (name.to_string(), meta)
+            (f.name.to_string(), meta)
         });
         let metadata = MetadataTable::new(limits.max_metadata, own);
         Self {
@@ -389,98 +390,9 @@ impl Ingester {
     }
 }
 
-/// Counts per `le` bucket (cumulative, `+Inf` last) of a histogram of
-/// values that `scale` turns into the buckets' unit. A value belongs to a
-/// bucket when the lowest value of its HdrHistogram bucket is within it.
-pub(crate) fn bucket_counts(h: &Histogram<u64>, scale: f64) -> Vec<u64> {
-    let bounds = LATENCY_BUCKETS_MS;
-    let mut counts = vec![0u64; bounds.len() + 1];
-    for it in h.iter_recorded() {
-        let v = h.lowest_equivalent(it.value_iterated_to()) as f64 * scale;
-        let first = bounds.partition_point(|&b| b * (1.0 + 1e-12) < v);
-        // A peer's histogram may hold counts near u64::MAX.
-        for c in &mut counts[first..] {
-            *c = c.saturating_add(it.count_at_value());
-        }
-    }
-    counts
-}
-
-/// Types and help of the metrics proxies report.
-fn known_metadata() -> [(&'static str, &'static str, &'static str); 8] {
-    use conduit_api::metrics::*;
-    [
-        (REQUEST_TOTAL, "counter", "Total number of requests"),
-        (
-            RESPONSE_TOTAL,
-            "counter",
-            "Total number of responses, by status and classification",
-        ),
-        (
-            RESPONSE_LATENCY_MS,
-            "histogram",
-            "Time to response headers, in milliseconds",
-        ),
-        (
-            TCP_OPEN_TOTAL,
-            "counter",
-            "Total number of opened connections",
-        ),
-        (
-            TCP_CLOSE_TOTAL,
-            "counter",
-            "Total number of closed connections",
-        ),
-        (
-            TCP_READ_BYTES_TOTAL,
-            "counter",
-            "Total bytes read from peers",
-        ),
-        (
-            TCP_WRITE_BYTES_TOTAL,
-            "counter",
-            "Total bytes written to peers",
-        ),
-        (
-            TCP_OPEN_CONNECTIONS,
-            "gauge",
-            "Number of currently open connections",
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conduit_api::histogram::{new_latency_histogram, record_latency_us};
-
-    #[test]
-    fn bucket_counts_are_cumulative_in_ms() {
-        let mut h = new_latency_histogram();
-        for us in [500, 1000, 1500, 2_500, 45_000, 70_000_000] {
-            record_latency_us(&mut h, us);
-        }
-        let c = bucket_counts(&h, 0.001);
-        assert_eq!(c.len(), LATENCY_BUCKETS_MS.len() + 1);
-        assert_eq!(c[0], 2, "le=1 holds 0.5 ms and 1 ms");
-        assert_eq!(c[1], 3, "le=2");
-        assert_eq!(c[2], 4, "le=3");
-        assert_eq!(c[9], 5, "le=50");
-        assert_eq!(c[LATENCY_BUCKETS_MS.len() - 1], 5, "le=50000");
-        assert_eq!(c[LATENCY_BUCKETS_MS.len()], 6, "+Inf");
-    }
-
-    /// A peer's histogram can hold counts that add past u64::MAX: the
-    /// bucket series saturate instead of overflowing.
-    #[test]
-    fn bucket_counts_saturate() {
-        let mut h = new_latency_histogram();
-        h.record_n(1000, u64::MAX / 2).unwrap();
-        h.record_n(2000, u64::MAX / 2).unwrap();
-        h.record_n(3000, u64::MAX / 2).unwrap();
-        let c = bucket_counts(&h, 0.001);
-        assert_eq!(c[LATENCY_BUCKETS_MS.len()], u64::MAX);
-    }
 
     /// One request with a known series (labels out of order, samples in
     /// two entries), a new series sent twice, an empty label and a value

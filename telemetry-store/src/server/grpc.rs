@@ -130,11 +130,6 @@ fn golden_query(req: pb::GoldenRequest, lookback_ms: i64) -> Result<GoldenQuery,
             )));
         }
     }
-    if let Some(q) = req.quantiles.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-        return Err(Status::invalid_argument(format!(
-            "quantile {q} is not in [0, 1]"
-        )));
-    }
     let window = match &req.window {
         Some(d) if d.seconds < 0 || d.nanos < 0 => {
             return Err(Status::invalid_argument("window must be positive"));
@@ -155,7 +150,6 @@ fn golden_query(req: pb::GoldenRequest, lookback_ms: i64) -> Result<GoldenQuery,
     Ok(GoldenQuery {
         matchers: base,
         group_by: req.group_by,
-        quantiles: req.quantiles,
         start: end - window,
         end,
         lookback_ms,

@@ -155,7 +155,6 @@ pub(super) fn stat_query(
         group_by: key.iter().map(|l| l.name().to_string()).collect(),
         window: Some(prost_duration(window)),
         end_unix_ms: 0,
-        quantiles: vec![],
     };
     (req, key)
 }
