@@ -144,6 +144,7 @@ mod tests {
             level: 1,
             bytes,
             resolution_ms: 0,
+            checksums: Default::default(),
         }
     }
 

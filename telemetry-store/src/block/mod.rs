@@ -43,6 +43,27 @@ pub(crate) enum BlockError {
     Corrupt(PathBuf, String),
 }
 
+/// Runs `read` over a block's files, turning a panic into an error. Arrow's
+/// IPC reader trusts buffer offsets and lengths read from the file and
+/// panics on some damaged ones; a damaged block must be skipped with an
+/// error, not stop the store from starting.
+fn undamaged<T>(
+    path: &Path,
+    read: impl FnOnce() -> Result<T, BlockError>,
+) -> Result<T, BlockError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("a panic");
+        Err(BlockError::Corrupt(
+            path.to_path_buf(),
+            format!("undecodable: {why}"),
+        ))
+    })
+}
+
 pub(crate) fn dir_name(min_t: i64, max_t: i64, resolution_ms: i64) -> String {
     if resolution_ms == 0 {
         format!("block-{min_t}-{max_t}")
@@ -72,6 +93,8 @@ struct BlockIndex {
 /// a row's batch is a division away.
 struct Rows {
     reader: FileReader<BufReader<File>>,
+    /// For errors.
+    path: PathBuf,
     cached: Option<(usize, RecordBatch)>,
 }
 
@@ -91,6 +114,10 @@ impl Block {
     /// Opens the block in `dir`; a raw block's index is read now, a
     /// rollup's on first use.
     pub(crate) fn open(dir: &Path, interner: &Arc<LabelInterner>) -> Result<Self, BlockError> {
+        undamaged(dir, || Self::open_files(dir, interner))
+    }
+
+    fn open_files(dir: &Path, interner: &Arc<LabelInterner>) -> Result<Self, BlockError> {
         let corrupt = |msg: String| BlockError::Corrupt(dir.to_path_buf(), msg);
         let meta: Meta = serde_json::from_slice(&fs::read(dir.join(schema::META_FILE))?)
             .map_err(|e| corrupt(format!("meta.json: {e}")))?;
@@ -99,6 +126,17 @@ impl Block {
                 "unsupported block version {}",
                 meta.version
             )));
+        }
+        for (file, want) in &meta.checksums {
+            if !schema::DATA_FILES.contains(&file.as_str()) {
+                return Err(corrupt(format!("meta.json: a checksum of {file:?}")));
+            }
+            let got = schema::checksum(&dir.join(file))?;
+            if got != *want {
+                return Err(corrupt(format!(
+                    "{file}: checksum {got:08x}, meta.json says {want:08x}"
+                )));
+            }
         }
         let block = Self {
             chunks: Mutex::new(Rows::open(
@@ -138,7 +176,7 @@ impl Block {
             return Ok(index);
         }
         // Two first readers may both read it; one copy is kept.
-        let _ = self.index.set(self.read_index()?);
+        let _ = self.index.set(undamaged(&self.dir, || self.read_index())?);
         Ok(self.index.get().expect("set above"))
     }
 
@@ -197,7 +235,7 @@ impl Block {
 
     /// Checks that the index reads; a lazily loaded one is read and
     /// dropped again, one already loaded is not read twice.
-    fn check_index(&self) -> Result<(), BlockError> {
+    pub(crate) fn check_index(&self) -> Result<(), BlockError> {
         if self.index.get().is_some() {
             return Ok(());
         }
@@ -380,17 +418,20 @@ impl Rows {
         }
         Ok(Self {
             reader,
+            path: path.to_path_buf(),
             cached: None,
         })
     }
 
     fn batch(&mut self, i: usize) -> Result<&RecordBatch, BlockError> {
         if self.cached.as_ref().is_none_or(|(c, _)| *c != i) {
-            self.reader.set_index(i)?;
-            let batch =
-                self.reader.next().transpose()?.ok_or_else(|| {
-                    arrow_schema::ArrowError::IpcError(format!("missing batch {i}"))
-                })?;
+            let reader = &mut self.reader;
+            let batch = undamaged(&self.path, || {
+                reader.set_index(i)?;
+                reader.next().transpose()?.ok_or_else(|| {
+                    arrow_schema::ArrowError::IpcError(format!("missing batch {i}")).into()
+                })
+            })?;
             self.cached = Some((i, batch));
         }
         Ok(&self.cached.as_ref().expect("cached above").1)
@@ -660,6 +701,13 @@ mod tests {
         assert!(block.index.get().is_some(), "and is kept once read");
 
         std::fs::write(path.join(schema::INDEX_FILE), b"not arrow").unwrap();
+        let err = Block::open(&path, &Arc::default()).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        // A block written before checksums finds out on first use.
+        let meta_path = path.join(schema::META_FILE);
+        let mut meta: Meta = serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta.checksums.clear();
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
         let lazy = Block::open(&path, &Arc::default()).unwrap();
         let err = lazy.select(&[], 0, 600_000).map(|_| ()).unwrap_err();
         assert!(matches!(err, BlockError::Arrow(_)), "{err}");

@@ -14,6 +14,7 @@
 //! - `index.arrow`: one row per series: its label set, kind, and where its
 //!   rows start in the file above.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -92,6 +93,29 @@ pub(crate) struct Meta {
     /// 0 for raw data; the step of a rollup (see `downsample`).
     #[serde(default)]
     pub(crate) resolution_ms: i64,
+    /// CRC-32 of each data file, checked before any of it is decoded:
+    /// Arrow's reader trusts lengths read from the file (a damaged LZ4
+    /// frame can ask for exabytes). Blocks written before have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) checksums: BTreeMap<String, u32>,
+}
+
+/// The data files of a block, each with a checksum in its meta.
+pub(crate) const DATA_FILES: [&str; 4] = [CHUNKS_FILE, TIMESTAMPS_FILE, WINDOWS_FILE, INDEX_FILE];
+
+/// CRC-32 of a file, read in pieces.
+pub(crate) fn checksum(path: &std::path::Path) -> std::io::Result<u32> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// 2: grid timestamps, shared between series, and bit-packed integers

@@ -142,6 +142,7 @@ impl BlockWriter {
                 level,
                 bytes: 0,
                 resolution_ms,
+                checksums: Default::default(),
             },
         })
     }
@@ -348,13 +349,11 @@ impl BlockWriter {
             w.get_mut().get_ref().sync_all()?;
         }
         let mut bytes = 0;
-        for file in [
-            schema::CHUNKS_FILE,
-            schema::TIMESTAMPS_FILE,
-            schema::WINDOWS_FILE,
-            schema::INDEX_FILE,
-        ] {
-            bytes += fs::metadata(self.tmp.join(file))?.len();
+        for file in schema::DATA_FILES {
+            let path = self.tmp.join(file);
+            bytes += fs::metadata(&path)?.len();
+            let crc = schema::checksum(&path)?;
+            self.meta.checksums.insert(file.to_string(), crc);
         }
         self.meta.bytes = bytes;
         let meta_json = serde_json::to_vec_pretty(&self.meta).expect("meta serializes");

@@ -231,9 +231,13 @@ impl TapIndex {
         Ok(out)
     }
 
-    /// Checks a query without running it.
+    /// Checks a query without running it, down to the fields it names.
     pub(crate) fn validate(&self, q: &str) -> Result<(), TapError> {
-        self.parse(q).map(drop)
+        let searcher = self.reader.searcher();
+        self.parse(q)?
+            .weight(EnableScoring::disabled_from_searcher(&searcher))
+            .map_err(query_error)
+            .map(drop)
     }
 
     /// Checks the query's length and nesting, then parses it.
@@ -418,7 +422,9 @@ fn search_segments<C: Collector>(
     spans: &[Option<(i64, i64)>],
     (from, to): (i64, i64),
 ) -> Result<C::Fruit, TapError> {
-    let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+    let weight = query
+        .weight(EnableScoring::disabled_from_searcher(searcher))
+        .map_err(query_error)?;
     let mut fruits = Vec::new();
     for (ord, (segment, span)) in searcher.segment_readers().iter().zip(spans).enumerate() {
         match span {
@@ -429,6 +435,18 @@ fn search_segments<C: Collector>(
         }
     }
     Ok(collector.merge_fruits(fruits)?)
+}
+
+/// A query that parsed can still name a field the index does not have
+/// (tantivy finds out when it runs it): the client's mistake, not the
+/// index's.
+fn query_error(e: tantivy::TantivyError) -> TapError {
+    match e {
+        tantivy::TantivyError::FieldNotFound(field) => {
+            TapError::BadQuery(format!("there is no field {field:?} to search"))
+        }
+        other => TapError::Index(other),
+    }
 }
 
 fn dir_bytes(path: &Path) -> u64 {
