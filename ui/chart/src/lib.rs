@@ -9,6 +9,7 @@
 //! - [`ticks`]: where axis ticks go (1-2-5 steps, clock-aligned times).
 //! - [`path`]: SVG path data for lines and areas, with gaps where data is
 //!   missing.
+//! - [`labels`]: where tick labels go so they stay inside the plot.
 //! - [`format`]: rates, percentages, latencies, bytes and clock times as
 //!   people read them.
 //! - [`health`]: the colour a success rate gets.
@@ -17,6 +18,7 @@
 
 pub mod format;
 pub mod health;
+pub mod labels;
 pub mod order;
 pub mod path;
 pub mod scale;
