@@ -10,6 +10,7 @@
 //! - [`path`]: SVG path data for lines and areas, with gaps where data is
 //!   missing.
 //! - [`labels`]: where tick labels go so they stay inside the plot.
+//! - [`graph`]: the layout of a Deployment's callers and callees.
 //! - [`format`]: rates, percentages, latencies, bytes and clock times as
 //!   people read them.
 //! - [`health`]: the colour a success rate gets.
@@ -17,6 +18,7 @@
 //! - [`order`]: table sorting with missing values last.
 
 pub mod format;
+pub mod graph;
 pub mod health;
 pub mod labels;
 pub mod order;
