@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
-use conduit_api::json::{Authz, Stat};
+use conduit_api::json::{Authz, Edges, Stat};
 use conduit_testbed::{
     Controller, MeshIdentity, Process, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec,
     drive_load, free_addr, http_get, wait_for_http,
@@ -171,6 +171,11 @@ impl Mesh {
     pub fn authz(&self, name: &str) -> Option<Authz> {
         let path = format!("/api/v1/authz?namespace=demo&name={name}&window=1m");
         serde_json::from_str(&self.get(&path)?).ok()
+    }
+
+    /// `GET /api/v1/edges` of every namespace, as the controller answers.
+    pub fn edges(&self) -> Option<Edges> {
+        serde_json::from_str(&self.get("/api/v1/edges?all_namespaces=true")?).ok()
     }
 
     /// The body of the controller's successful answer to `GET path`.

@@ -9,6 +9,8 @@
 //! - [`ticks`]: where axis ticks go (1-2-5 steps, clock-aligned times).
 //! - [`path`]: SVG path data for lines and areas, with gaps where data is
 //!   missing.
+//! - [`labels`]: where tick labels go so they stay inside the plot.
+//! - [`graph`]: the layout of a Deployment's callers and callees.
 //! - [`format`]: rates, percentages, latencies, bytes and clock times as
 //!   people read them.
 //! - [`health`]: the colour a success rate gets.
@@ -16,7 +18,9 @@
 //! - [`order`]: table sorting with missing values last.
 
 pub mod format;
+pub mod graph;
 pub mod health;
+pub mod labels;
 pub mod order;
 pub mod path;
 pub mod scale;

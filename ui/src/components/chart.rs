@@ -3,11 +3,15 @@
 //! every line's value at the nearest point.
 //!
 //! Geometry (scales, ticks, paths, labels) comes from `conduit-chart`; this
-//! component only lays it out. The SVG has a fixed coordinate system and
-//! scales with its container, so a hover position is converted from CSS
-//! pixels back into chart units before looking up the nearest point.
+//! component only lays it out. Time labels are placed by
+//! `conduit_chart::labels`, so those at the plot's ends are anchored at
+//! their tick instead of hanging over the edge and being cut off. The SVG
+//! has a fixed coordinate system and scales with its container, so a
+//! hover position is converted from CSS pixels back into chart units
+//! before looking up the nearest point.
 
 use conduit_chart::format::{self, Unit};
+use conduit_chart::labels::{self, Placed};
 use conduit_chart::path;
 use conduit_chart::scale::Linear;
 use conduit_chart::series::Series;
@@ -25,6 +29,8 @@ const LEFT: f64 = 52.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 24.0;
+/// The stylesheet's font size of tick labels (`.chart .tick`).
+const TICK_FONT: f64 = 12.0;
 
 /// One line of a chart.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,7 +47,7 @@ struct Geometry {
     x: Linear,
     y: Linear,
     y_axis: Axis,
-    x_ticks: Vec<(f64, String)>,
+    x_ticks: Vec<Placed>,
     paths: Vec<(&'static str, String)>,
     points: usize,
 }
@@ -71,7 +77,7 @@ fn geometry(lines: &[Line], span: (i64, i64), unit: Unit) -> Geometry {
     let y = Linear::new((y_axis.min, y_axis.max), (H - BOTTOM, TOP));
     let offset = clock::utc_offset_ms();
     let (step, times) = ticks::time_ticks(start, end, 6, offset);
-    let x_ticks = times
+    let labelled: Vec<(f64, String)> = times
         .into_iter()
         .map(|t| {
             let label = if step >= 60_000 {
@@ -82,6 +88,7 @@ fn geometry(lines: &[Line], span: (i64, i64), unit: Unit) -> Geometry {
             (x.map(t as f64), label)
         })
         .collect();
+    let x_ticks = labels::place(&labelled, LEFT, W - RIGHT, TICK_FONT);
     let visible: Vec<Vec<(f64, Option<f64>)>> = lines
         .iter()
         .map(|l| {
@@ -160,10 +167,10 @@ pub(crate) fn LineChart(
         let x_labels = g
             .x_ticks
             .iter()
-            .map(|(px, label)| {
+            .map(|p| {
                 view! {
-                    <line class="grid" x1=*px x2=*px y1=TOP y2=H - BOTTOM></line>
-                    <text class="tick" x=*px y=H - 6.0 text-anchor="middle">{label.clone()}</text>
+                    <line class="grid" x1=p.x x2=p.x y1=TOP y2=H - BOTTOM></line>
+                    <text class="tick" x=p.x y=H - 6.0 text-anchor=p.anchor.as_str()>{p.text.clone()}</text>
                 }
             })
             .collect_view();

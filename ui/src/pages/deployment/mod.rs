@@ -1,35 +1,36 @@
 //! One Deployment: its golden metrics now, charts of success rate,
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
-//! traffic), its authorization policy ([`authz`]), and its top paths.
+//! traffic: [`edges`], drawn by [`graph`]), its authorization policy
+//! ([`authz`]), and its top paths.
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
 //! points, one a second) and a `top` stream. Edges and authorization have
 //! no stream in the API; they are polled every few seconds.
 
 mod authz;
+mod edges;
+mod graph;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use conduit_api::DeploymentRef;
-use conduit_api::json::{Edges, Golden, Stat, StatRow};
+use conduit_api::json::{Golden, Stat, StatRow};
 use conduit_chart::format::{self, Unit};
 use conduit_chart::health::Health;
 use conduit_chart::series::Range;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
-use crate::api::{self, FetchError};
+use crate::api;
 use crate::components::chart::{Line, LineChart};
-use crate::components::metric::GoldenCells;
-use crate::components::status::{Empty, ErrorBox, StreamStatus};
+use crate::components::status::{Empty, StreamStatus};
 use crate::pages::top::TopTable;
 use crate::trend::Trend;
 use crate::{live, paths};
 use conduit_api::json::StatHistory;
 
 use self::authz::AuthzPanel;
+use self::edges::EdgesView;
 
 /// How often the views the API has no stream for are polled.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -255,153 +256,4 @@ fn load_history(trend: RwSignal<Trend>, namespace: String, name: String, range: 
             trend.try_update(|t| t.set_history(&s.points));
         }
     });
-}
-
-/// Which way traffic flows relative to the Deployment on the page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Way {
-    Inbound,
-    Outbound,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-struct EdgeRow {
-    way: Way,
-    peer: DeploymentRef,
-    secured: Option<bool>,
-    client_id: String,
-    server_id: String,
-    no_tls_reason: String,
-    metrics: Option<Golden>,
-}
-
-/// Edges of `me`: from the edges API (identities, mTLS) joined with the
-/// per-edge stat (traffic), so a peer with traffic but no edge entry yet
-/// still shows.
-fn join_edges(me: &DeploymentRef, edges: &Edges, inbound: &Stat, outbound: &Stat) -> Vec<EdgeRow> {
-    let mut rows: BTreeMap<(Way, DeploymentRef), EdgeRow> = BTreeMap::new();
-    for e in &edges.edges {
-        let (way, peer) = if &e.dst == me {
-            (Way::Inbound, e.src.clone())
-        } else if &e.src == me {
-            (Way::Outbound, e.dst.clone())
-        } else {
-            continue;
-        };
-        rows.insert(
-            (way, peer.clone()),
-            EdgeRow {
-                way,
-                peer,
-                secured: Some(e.secured),
-                client_id: e.client_id.clone(),
-                server_id: e.server_id.clone(),
-                no_tls_reason: e.no_tls_reason.clone(),
-                metrics: None,
-            },
-        );
-    }
-    for (way, stat) in [(Way::Inbound, inbound), (Way::Outbound, outbound)] {
-        for r in &stat.rows {
-            let peer = DeploymentRef::new(&r.namespace, &r.name);
-            let entry = rows.entry((way, peer.clone())).or_insert_with(|| EdgeRow {
-                way,
-                peer,
-                secured: None,
-                client_id: String::new(),
-                server_id: String::new(),
-                no_tls_reason: String::new(),
-                metrics: None,
-            });
-            entry.metrics = r.metrics.clone();
-        }
-    }
-    rows.into_values().collect()
-}
-
-async fn fetch_edges(me: DeploymentRef) -> Result<Vec<EdgeRow>, FetchError> {
-    let me_text = me.to_string();
-    let edges_url = api::url("/api/v1/edges", &[("all_namespaces", "true")]);
-    let to_url = api::url(
-        "/api/v1/stat",
-        &[
-            ("all_namespaces", "true"),
-            ("to", &me_text),
-            ("window", "1m"),
-        ],
-    );
-    let from_url = api::url(
-        "/api/v1/stat",
-        &[
-            ("all_namespaces", "true"),
-            ("from", &me_text),
-            ("window", "1m"),
-        ],
-    );
-    let edges: Edges = api::get(&edges_url).await?;
-    let inbound: Stat = api::get(&to_url).await?;
-    let outbound: Stat = api::get(&from_url).await?;
-    Ok(join_edges(&me, &edges, &inbound, &outbound))
-}
-
-#[component]
-fn EdgesView(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
-    let result = RwSignal::new(None::<Result<Vec<EdgeRow>, FetchError>>);
-    live::poll(REFRESH, move || {
-        let me = DeploymentRef::new(namespace.get(), name.get());
-        leptos::task::spawn_local(async move {
-            let r = fetch_edges(me).await;
-            result.try_set(Some(r));
-        });
-    });
-    let rows = move || {
-        let rows = match result.get() {
-            None => return view! { <p class="status loading">"Loading edges…"</p> }.into_any(),
-            Some(Err(e)) => return view! { <ErrorBox message=e.to_string()/> }.into_any(),
-            Some(Ok(rows)) if rows.is_empty() => {
-                return view! { <Empty><p>"No traffic to or from other meshed Deployments yet."</p></Empty> }.into_any();
-            }
-            Some(Ok(rows)) => rows,
-        };
-        let body = rows
-            .into_iter()
-            .map(|r| {
-                let (arrow, way) = match r.way {
-                    Way::Inbound => ("←", "inbound"),
-                    Way::Outbound => ("→", "outbound"),
-                };
-                let (lock, tls_class, tls_title) = match r.secured {
-                    Some(true) => ("🔒 mTLS", "tls secured", format!("client {} → server {}", r.client_id, r.server_id)),
-                    Some(false) => ("not secured", "tls plain", r.no_tls_reason.clone()),
-                    None => ("unknown", "tls unknown", String::new()),
-                };
-                view! {
-                    <tr data-testid="edge-row" data-way=way data-peer=r.peer.to_string()>
-                        <td>{arrow}" "{way}</td>
-                        <td><a href=paths::deployment(&r.peer.namespace, &r.peer.name)>{r.peer.to_string()}</a></td>
-                        <td class=tls_class title=tls_title>{lock}</td>
-                        <td class="identity">{if r.way == Way::Inbound { r.client_id.clone() } else { r.server_id.clone() }}</td>
-                        <GoldenCells m=r.metrics.clone()/>
-                    </tr>
-                }
-            })
-            .collect_view();
-        view! {
-            <table class="metrics edges" data-testid="edges-table">
-                <thead>
-                    <tr>
-                        <th>"Direction"</th><th>"Peer"</th><th>"Security"</th><th>"Peer identity"</th>
-                        <th class="num">"Success"</th><th class="num">"RPS"</th>
-                        <th class="num">"P50"</th><th class="num">"P95"</th><th class="num">"P99"</th>
-                    </tr>
-                </thead>
-                <tbody>{body}</tbody>
-            </table>
-        }
-        .into_any()
-    };
-    view! {
-        <h2>"Edges"</h2>
-        {rows}
-    }
 }
