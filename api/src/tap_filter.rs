@@ -118,12 +118,16 @@ fn method(m: String) -> Result<Option<String>, FilterError> {
     Ok(Some(m))
 }
 
+/// A DNS name or an IP address, with an optional port: the authorities
+/// proxies record (a URI's reg-name may hold more, which no service is
+/// called by).
 fn authority(a: String) -> Result<Option<String>, FilterError> {
     if a.is_empty() {
         return Ok(None);
     }
+    let host_chars = |b: u8| b.is_ascii_alphanumeric() || b"-._:[]".contains(&b);
     match a.parse::<http::uri::Authority>() {
-        Ok(parsed) if parsed.as_str().len() == a.len() && !a.contains('@') => {
+        Ok(parsed) if parsed.as_str().len() == a.len() && a.bytes().all(host_chars) => {
             Ok(Some(a.to_ascii_lowercase()))
         }
         _ => Err(FilterError::Authority(a)),
@@ -428,6 +432,13 @@ mod tests {
             (
                 pb::Filter {
                     authority: "a b".into(),
+                    ..Default::default()
+                },
+                "host[:port]",
+            ),
+            (
+                pb::Filter {
+                    authority: "we((b.demo".into(),
                     ..Default::default()
                 },
                 "host[:port]",

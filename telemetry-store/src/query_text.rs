@@ -84,6 +84,9 @@ pub(crate) fn nesting(query: &str, syntax: Syntax) -> usize {
             // words and regexes as characters, and skipping what a parser
             // reads would undercount.
             b'"' | b'\'' if syntax == Syntax::PromQl => i = skip_string(bytes, i, b, true),
+            // An escaped character is never a bracket or an operator in
+            // tap text (`path:/\/a\(b.*/` nests nothing).
+            b'\\' if syntax == Syntax::Tap => i += 1,
             b'`' if syntax == Syntax::PromQl => i = skip_string(bytes, i, b, false),
             b'#' if syntax == Syntax::PromQl => {
                 i = bytes[i..]
@@ -195,6 +198,8 @@ mod tests {
         assert_eq!(tap("status:500 AND NOT path:/a"), 2);
         assert_eq!(tap("(a OR (b AND c))"), 4);
         assert_eq!(tap(r#"path:/a'b/ AND ('x')"#), 2);
+        // Escaped brackets are characters (a tap filter's path regex).
+        assert_eq!(tap(r"path:/\/a\(\(\(\(.*/"), 0);
     }
 
     #[test]

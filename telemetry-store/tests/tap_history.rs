@@ -337,6 +337,10 @@ async fn every_query_form_finds_exactly_its_events_newest_first() {
         .unwrap_err();
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("no field"), "{body}");
+    let (status, body) = search(store.http(), &format!("q={}", enc("error:*")))
+        .await
+        .unwrap_err();
+    assert_eq!(status, 400, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

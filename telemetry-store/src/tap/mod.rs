@@ -437,14 +437,16 @@ fn search_segments<C: Collector>(
     Ok(collector.merge_fruits(fruits)?)
 }
 
-/// A query that parsed can still name a field the index does not have
-/// (tantivy finds out when it runs it): the client's mistake, not the
-/// index's.
+/// A query that parsed can still name a field the index does not have, or
+/// ask a field for what it cannot answer (tantivy finds out when it runs
+/// it): the client's mistake, not the index's.
 fn query_error(e: tantivy::TantivyError) -> TapError {
     match e {
         tantivy::TantivyError::FieldNotFound(field) => {
             TapError::BadQuery(format!("there is no field {field:?} to search"))
         }
+        // `field:*` on a field that cannot answer it, for one.
+        tantivy::TantivyError::SchemaError(why) => TapError::BadQuery(why),
         other => TapError::Index(other),
     }
 }
