@@ -278,3 +278,13 @@ fn tap_index() -> &'static crate::tap::TapIndex {
         tap
     })
 }
+
+/// An HTTP API time parameter (`time=`, `start=`, `end=`: Unix seconds or
+/// RFC 3339) and duration parameter (`step=`, `timeout=`: seconds or a
+/// Prometheus duration), as the store reads them.
+pub fn api_time(text: &str) -> (Option<i64>, Option<i64>) {
+    (
+        crate::time::parse_timestamp_ms(text).ok(),
+        crate::time::parse_api_duration_ms(text).ok(),
+    )
+}
