@@ -278,21 +278,36 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 
 /// The learner as the proxy runs it on the hot path, for the benchmark in
-/// `load-tests/`: looks up each of `paths` (GET) in turn against one
-/// authority's templates and returns how many requests were counted under
-/// a template of their own.
+/// `load-tests/`: one authority's learner with `max` templates is asked
+/// for each of `paths` (GET) in turn, `rounds` times; returns how many
+/// requests were counted under a template of their own.
 #[doc(hidden)]
 pub fn bench_lookups(max: u32, paths: &[String], rounds: usize) -> usize {
     let learned = LearnedRoutes::<()>::new(max);
     let mut own = 0;
     for _ in 0..rounds {
         for p in paths {
-            if let Some(Lookup::Own(_)) = learned.lookup(&Method::GET, p, |_| Arc::new(())) {
+            let found = learned.lookup(&Method::GET, std::hint::black_box(p), |_| Arc::new(()));
+            if let Some(Lookup::Own(_)) = found {
                 own += 1;
             }
         }
     }
     own
+}
+
+/// The benchmark's peer: each request's template written out (what a
+/// learner keyed by the template string would do per request); returns
+/// the bytes written.
+#[doc(hidden)]
+pub fn bench_templates(paths: &[String], rounds: usize) -> usize {
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        for p in paths {
+            bytes += template(&Method::GET, std::hint::black_box(p)).len();
+        }
+    }
+    bytes
 }
 
 #[cfg(test)]

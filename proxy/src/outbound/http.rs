@@ -6,6 +6,8 @@
 //! Two levels are measured: every attempt on its endpoint's series
 //! (`request_total`...), and the logical request on its route's series
 //! (`route_request_total`...), so retries are visible as the difference.
+//! A request no profile route matches is counted on its learned path
+//! template's route series ([`crate::learned_routes`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
