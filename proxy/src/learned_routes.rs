@@ -22,13 +22,16 @@
 //! Clients choose paths, so an authority keeps at most `max` templates
 //! (`--learned-routes-max`): a request whose template is new past that, or
 //! longer than [`MAX_TEMPLATE_BYTES`], is counted under the authority's one
-//! `_overflow` template and in `learned_routes_overflow_total`. Templates
-//! hash with a per-process seed (std's `RandomState`), so clients cannot
-//! aim paths at one bucket. Once a template is known, a request costs a
-//! hash of its segments, a read lock and a comparison: no allocation.
+//! `_overflow` template and in `learned_routes_overflow_total`. A request
+//! is looked up by a hash of its template computed from the path as it is,
+//! without writing the template out: once a template is known, a request
+//! costs that hash, a read lock and a comparison, and no allocation. The
+//! hash is a fast multiply-rotate one with a per-process seed rather than
+//! SipHash: an authority holds at most `max` templates, so even paths
+//! aimed at one bucket cost at most `max` comparisons.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Arc, RwLock};
 
 use conduit_api::metrics::{
@@ -139,19 +142,21 @@ pub(crate) enum Lookup<T> {
 /// One authority's learned templates, each with its series (`T`).
 pub(crate) struct LearnedRoutes<T> {
     max: usize,
-    seed: RandomState,
+    seed: u64,
     known: RwLock<Known<T>>,
 }
 
 struct Known<T> {
     /// By the hash of the template, as [`LearnedRoutes::hash`] computes it
     /// from a request without writing the template out.
-    by_hash: HashMap<u64, Vec<Template<T>>>,
+    by_hash: HashMap<u64, Vec<Template<T>>, BuildHasherDefault<AsIs>>,
     len: usize,
     overflow: Option<Arc<T>>,
 }
 
 struct Template<T> {
+    /// Compared as a `Method`: no string comparison for the usual ones.
+    method: Method,
     /// `METHOD /path/{id}`.
     route: Box<str>,
     series: Arc<T>,
@@ -159,9 +164,8 @@ struct Template<T> {
 
 impl<T> Template<T> {
     fn is_of(&self, method: &Method, path: &str) -> bool {
-        self.route
-            .split_once(' ')
-            .is_some_and(|(m, t)| m == method.as_str() && matches(t, path))
+        let template = &self.route[self.method.as_str().len() + 1..];
+        self.method == *method && matches(template, path)
     }
 }
 
@@ -170,9 +174,9 @@ impl<T> LearnedRoutes<T> {
     pub(crate) fn new(max: u32) -> Self {
         Self {
             max: max as usize,
-            seed: RandomState::new(),
+            seed: RandomState::new().hash_one(0u64),
             known: RwLock::new(Known {
-                by_hash: HashMap::new(),
+                by_hash: HashMap::default(),
                 len: 0,
                 overflow: None,
             }),
@@ -216,6 +220,7 @@ impl<T> LearnedRoutes<T> {
         let series = make(&route);
         known.len += 1;
         known.by_hash.entry(hash).or_default().push(Template {
+            method: method.clone(),
             route: route.into(),
             series: series.clone(),
         });
@@ -236,24 +241,24 @@ impl<T> LearnedRoutes<T> {
     /// The hash of a request's template and the template's length, from
     /// its segments as they are.
     fn hash(&self, method: &Method, path: &str) -> (u64, usize) {
-        let mut h = self.seed.build_hasher();
-        h.write(method.as_str().as_bytes());
+        let mut h = Mix(self.seed);
+        h.bytes(method.as_str().as_bytes());
         let mut len = method.as_str().len() + 1;
         for s in segments(path) {
-            // A marker byte keeps `{id}` apart from a literal segment.
+            // The marker keeps `{id}` apart from a literal segment.
             if is_id(s) {
-                h.write_u8(1);
+                h.word(1);
                 len += 1 + ID.len();
             } else {
-                h.write_u8(0);
-                h.write(s.as_bytes());
+                h.word(0);
+                h.bytes(s.as_bytes());
                 len += 1 + s.len();
             }
         }
-        (h.finish(), len)
+        (h.0, len)
     }
 
-    /// The templates learned so far, with their series.
+    /// The templates learned so far, sorted.
     #[cfg(test)]
     fn routes(&self) -> Vec<String> {
         let mut r: Vec<String> = read(&self.known)
@@ -264,6 +269,49 @@ impl<T> LearnedRoutes<T> {
             .collect();
         r.sort();
         r
+    }
+}
+
+/// A seeded multiply-rotate hash over 8-byte words (FxHash's step).
+struct Mix(u64);
+
+impl Mix {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn word(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(Self::K);
+    }
+
+    /// The bytes and their length, so `ab`,`c` and `a`,`bc` differ.
+    fn bytes(&mut self, b: &[u8]) {
+        let mut chunks = b.chunks_exact(8);
+        for c in &mut chunks {
+            self.word(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        self.word(u64::from_le_bytes(last));
+        self.word(b.len() as u64);
+    }
+}
+
+/// The map's keys are hashes already.
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -296,18 +344,28 @@ pub fn bench_lookups(max: u32, paths: &[String], rounds: usize) -> usize {
     own
 }
 
-/// The benchmark's peer: each request's template written out (what a
-/// learner keyed by the template string would do per request); returns
-/// the bytes written.
+/// The benchmark's peer: a learner keyed by template strings, which
+/// writes each request's template out and looks it up (SipHash) under a
+/// lock, learning up to `max`; returns how many requests had a template
+/// of their own.
 #[doc(hidden)]
-pub fn bench_templates(paths: &[String], rounds: usize) -> usize {
-    let mut bytes = 0;
+pub fn bench_string_keyed(max: u32, paths: &[String], rounds: usize) -> usize {
+    let known = std::sync::Mutex::new(HashMap::<String, Arc<()>>::new());
+    let mut own = 0;
     for _ in 0..rounds {
         for p in paths {
-            bytes += template(&Method::GET, std::hint::black_box(p)).len();
+            let t = template(&Method::GET, std::hint::black_box(p));
+            let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(series) = known.get(&t) {
+                std::hint::black_box(series.clone());
+                own += 1;
+            } else if known.len() < max as usize {
+                known.insert(t, Arc::new(()));
+                own += 1;
+            }
         }
     }
-    bytes
+    own
 }
 
 #[cfg(test)]
