@@ -598,6 +598,9 @@ fn routes_show_learned_templates_without_a_profile() {
     const IDS: usize = 50;
     const RPS: u32 = 100;
     const SECONDS: u64 = 5;
+    /// `increase` extrapolates a series that lived five seconds by up to
+    /// half a report interval at each end.
+    const EXTRAPOLATED: f64 = 0.12;
     let mesh = mesh();
     warm_up(&mesh);
     let paths: Vec<String> = (0..IDS).map(|i| format!("/emoji/{}", 1000 + i)).collect();
@@ -616,7 +619,7 @@ fn routes_show_learned_templates_without_a_profile() {
         a.extend_from_slice(extra);
         a
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(45);
     let learned = loop {
         let out = conduit(&mesh.controller, &args(&["--learned", "-o", "json"]));
         let routes: conduit_api::json::Routes = serde_json::from_slice(&out.stdout).unwrap();
@@ -644,7 +647,7 @@ fn routes_show_learned_templates_without_a_profile() {
     assert!(learned.rows.iter().all(|r| r.learned));
     let ids = learned.rows.iter().find(|r| r.route == "GET /emoji/{id}");
     let m = ids.and_then(|r| r.metrics.clone()).expect("traffic");
-    assert!(within(m.total() as f64, sent as f64, 0.02), "{m:?}");
+    assert!(within(m.total() as f64, sent as f64, EXTRAPOLATED), "{m:?}");
     assert_eq!(m.failure_count, 0);
     assert!(m.latency_ms_p50 >= EMOJI_DELAY_MS, "{m:?}");
 
@@ -668,5 +671,5 @@ fn routes_show_learned_templates_without_a_profile() {
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no request count in\n{text}"));
-    assert!(within(requests as f64, sent as f64, 0.02), "{text}");
+    assert!(within(requests as f64, sent as f64, EXTRAPOLATED), "{text}");
 }
