@@ -194,6 +194,9 @@ pub struct RouteRow {
     pub route: String,
     pub authority: String,
     pub metrics: Option<Golden>,
+    /// A path template the proxies learned, not a profile's route.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 /// `GET /api/v1/routes`
@@ -430,6 +433,7 @@ mod from_proto {
                 route: r.route,
                 authority: r.authority,
                 metrics: r.metrics.map(Into::into),
+                learned: r.learned,
             }
         }
     }
