@@ -182,6 +182,30 @@ impl Browser {
         Ok(out)
     }
 
+    /// Waits until the chart `svg[data-testid=CHART]` draws at least
+    /// `at_least` points (its `data-points` attribute).
+    pub async fn wait_for_points(
+        &self,
+        chart: &str,
+        at_least: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let css = format!("svg[data-testid={chart}]");
+        wait_for(
+            timeout,
+            &format!("{at_least} points in {chart}"),
+            || async {
+                let points = self.attrs(&css, "data-points").await?;
+                Ok(points
+                    .first()
+                    .and_then(|p| p.parse::<usize>().ok())
+                    .filter(|n| *n >= at_least)
+                    .map(|_| ()))
+            },
+        )
+        .await
+    }
+
     /// Runs a script in the page and returns its JSON result.
     pub async fn eval(&self, script: &str) -> Result<serde_json::Value, String> {
         let ret = self

@@ -315,17 +315,7 @@ async fn dashboard_shows_the_live_mesh_and_survives_a_controller_restart() {
         ("chart-rps", 30),
         ("chart-latency", 3),
     ] {
-        wait_for(WAIT, &format!("points in {chart}"), || async {
-            let points = b
-                .attrs(&format!("svg[data-testid={chart}]"), "data-points")
-                .await?;
-            Ok(points
-                .first()
-                .and_then(|p| p.parse::<usize>().ok())
-                .filter(|n| *n >= at_least))
-        })
-        .await
-        .unwrap();
+        b.wait_for_points(chart, at_least, WAIT).await.unwrap();
         let paths = b
             .attrs(&format!("svg[data-testid={chart}] path.series"), "d")
             .await

@@ -63,17 +63,7 @@ async fn open(b: &Browser, mesh: &Mesh, name: &str) {
 /// Waits until every chart draws live points.
 async fn wait_for_points(b: &Browser) {
     for chart in CHARTS {
-        wait_for(WAIT, &format!("points in {chart}"), || async {
-            let points = b
-                .attrs(&format!("svg[data-testid={chart}]"), "data-points")
-                .await?;
-            Ok(points
-                .first()
-                .and_then(|p| p.parse::<usize>().ok())
-                .filter(|n| *n >= 3))
-        })
-        .await
-        .unwrap();
+        b.wait_for_points(chart, 3, WAIT).await.unwrap();
     }
 }
 
