@@ -2,7 +2,7 @@
 //! stored (the event's own protobuf, so search returns it unchanged).
 
 use conduit_api::proto::mesh::v1::{DeploymentRef, Direction};
-use conduit_api::proto::tap::v1::{Peer, TapEvent};
+use conduit_api::proto::tap::v1::{Kept, Peer, TapEvent};
 use prost::Message;
 use tantivy::TantivyDocument;
 use tantivy::schema::{
@@ -32,6 +32,8 @@ pub(crate) struct Fields {
     pub(crate) response_bytes: Field,
     pub(crate) request_id: Field,
     pub(crate) error: Field,
+    /// Why the proxy kept the event: `sampled`, `failed` or `slow`.
+    pub(crate) kept: Field,
     pub(crate) event: Field,
 }
 
@@ -63,6 +65,7 @@ impl Fields {
             response_bytes: b.add_u64_field("response_bytes", num()),
             request_id: b.add_text_field("request_id", STRING),
             error: b.add_text_field("error", TEXT),
+            kept: b.add_text_field("kept", STRING),
             event: b.add_bytes_field("event", STORED),
         };
         (b.build(), fields)
@@ -122,6 +125,9 @@ impl Fields {
         if !e.error.is_empty() {
             d.add_text(self.error, &e.error);
         }
+        if let Some(kept) = kept(e) {
+            d.add_text(self.kept, kept);
+        }
         d.add_bytes(self.event, &e.encode_to_vec());
         d
     }
@@ -135,6 +141,16 @@ impl Fields {
 
 pub(crate) fn time_ms(e: &TapEvent) -> i64 {
     e.request_start_unix_us.div_euclid(1000)
+}
+
+/// The `kept` field's value; none for an event that does not say.
+pub(crate) fn kept(e: &TapEvent) -> Option<&'static str> {
+    match Kept::try_from(e.kept) {
+        Ok(Kept::Sampled) => Some("sampled"),
+        Ok(Kept::Failed) => Some("failed"),
+        Ok(Kept::Slow) => Some("slow"),
+        _ => None,
+    }
 }
 
 pub(crate) fn direction(e: &TapEvent) -> &'static str {
@@ -183,5 +199,6 @@ pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
         "request_bytes": e.request_bytes,
         "response_bytes": e.response_bytes,
         "error": e.error,
+        "kept": kept(e),
     })
 }
