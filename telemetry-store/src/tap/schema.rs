@@ -2,7 +2,7 @@
 //! stored (the event's own protobuf, so search returns it unchanged).
 
 use conduit_api::proto::mesh::v1::{DeploymentRef, Direction};
-use conduit_api::proto::tap::v1::{Kept, Peer, TapEvent};
+use conduit_api::proto::tap::v1::{Peer, TapEvent};
 use prost::Message;
 use tantivy::TantivyDocument;
 use tantivy::schema::{
@@ -125,7 +125,7 @@ impl Fields {
         if !e.error.is_empty() {
             d.add_text(self.error, &e.error);
         }
-        if let Some(kept) = kept(e) {
+        if let Some(kept) = e.kept().name() {
             d.add_text(self.kept, kept);
         }
         d.add_bytes(self.event, &e.encode_to_vec());
@@ -141,16 +141,6 @@ impl Fields {
 
 pub(crate) fn time_ms(e: &TapEvent) -> i64 {
     e.request_start_unix_us.div_euclid(1000)
-}
-
-/// The `kept` field's value; none for an event that does not say.
-pub(crate) fn kept(e: &TapEvent) -> Option<&'static str> {
-    match Kept::try_from(e.kept) {
-        Ok(Kept::Sampled) => Some("sampled"),
-        Ok(Kept::Failed) => Some("failed"),
-        Ok(Kept::Slow) => Some("slow"),
-        _ => None,
-    }
 }
 
 pub(crate) fn direction(e: &TapEvent) -> &'static str {
@@ -199,6 +189,6 @@ pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
         "request_bytes": e.request_bytes,
         "response_bytes": e.response_bytes,
         "error": e.error,
-        "kept": kept(e),
+        "kept": e.kept().name(),
     })
 }
