@@ -33,12 +33,19 @@ pub const LATENCY_BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
 pub fn add_to_buckets(h: &Histogram<u64>, scale: f64, buckets: &mut [u64; LATENCY_BUCKETS]) {
     for v in h.iter_recorded() {
         let ms = h.lowest_equivalent(v.value_iterated_to()) as f64 * scale;
-        // The bounds are whole milliseconds; the tolerance absorbs the
-        // rounding of `scale` (1000 µs × 0.001 must land in `le="1"`).
-        let i = LATENCY_BUCKETS_MS.partition_point(|&le| le * (1.0 + 1e-12) < ms);
+        let i = latency_bucket(ms);
         // A peer's histogram may hold counts near u64::MAX.
         buckets[i] = buckets[i].saturating_add(v.count_at_value());
     }
+}
+
+/// The index of the first latency bucket (of [`LATENCY_BUCKETS_MS`], then
+/// `+Inf`) whose bound is at least `ms`: where a value is counted, and
+/// where an exemplar of that value belongs.
+pub fn latency_bucket(ms: f64) -> usize {
+    // The bounds are whole milliseconds; the tolerance absorbs the
+    // rounding of a scale (1000 µs × 0.001 must land in `le="1"`).
+    LATENCY_BUCKETS_MS.partition_point(|&le| le * (1.0 + 1e-12) < ms)
 }
 
 /// The cumulative latency bucket counts of one histogram (see

@@ -160,6 +160,10 @@ pub struct TapEvent {
     pub response_bytes: u64,
     /// The proxy's reason when it answered itself; empty otherwise.
     pub error: String,
+    /// Why the event is in the tap history: `sampled`, `failed` or
+    /// `slow` (the flight recorder); empty on live tap streams.
+    #[serde(default)]
+    pub kept: String,
 }
 
 /// `GET /api/v1/tap/search`
@@ -384,6 +388,7 @@ mod from_proto {
                 Ok(mesh::Direction::Outbound) => "outbound",
                 _ => "",
             };
+            let kept = e.kept().name().unwrap_or_default();
             Self {
                 request_id: e.request_id,
                 direction: direction.to_string(),
@@ -401,6 +406,7 @@ mod from_proto {
                 grpc_status: e.grpc_status,
                 request_bytes: e.request_bytes,
                 response_bytes: e.response_bytes,
+                kept: kept.to_string(),
                 error: e.error,
             }
         }

@@ -52,3 +52,16 @@ pub mod store {
         tonic::include_proto!("conduit.store.v1");
     }
 }
+
+impl tap::v1::Kept {
+    /// How the tap history's `kept` field and the JSON API name it; an
+    /// event that does not say has none.
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Self::Unspecified => None,
+            Self::Sampled => Some("sampled"),
+            Self::Failed => Some("failed"),
+            Self::Slow => Some("slow"),
+        }
+    }
+}

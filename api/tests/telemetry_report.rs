@@ -50,6 +50,7 @@ fn report_round_trips_with_identical_quantiles() {
             hdr: histogram::encode(&recorded).unwrap(),
             value_scale: LATENCY_VALUE_SCALE,
             sum: recorded.mean() * recorded.len() as f64 * LATENCY_VALUE_SCALE,
+            exemplars: Vec::new(),
         }],
         ..Default::default()
     };

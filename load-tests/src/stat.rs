@@ -322,6 +322,7 @@ fn report(name: &str, start: i64, seq: u64) -> Report {
             hdr: histogram::encode(&h).expect("encode histogram"),
             value_scale: histogram::LATENCY_VALUE_SCALE,
             sum,
+            exemplars: Vec::new(),
         }],
         tap_events: vec![],
         dropped_reports: 0,

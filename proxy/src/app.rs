@@ -24,6 +24,7 @@ use crate::inbound::Inbound;
 use crate::metrics::Registry;
 use crate::outbound::{Outbound, Routing};
 use crate::policy::Policies;
+use crate::recorder::Recorder;
 use crate::resolve::{Chain, Resolve, StaticResolver};
 use crate::tap::{Tap, TapService};
 use crate::telemetry::Telemetry;
@@ -72,6 +73,11 @@ impl Proxy {
             config.tap_max_rps,
             config.tap_sample_rate,
             config.tap_sample_max_rps,
+            Recorder::new(
+                config.recorder_max_rps,
+                config.recorder_slow_threshold,
+                registry.clone(),
+            ),
             registry.clone(),
         ));
         let limits = Limits {

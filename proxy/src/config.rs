@@ -207,6 +207,19 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_TAP_SAMPLE_MAX_RPS", default_value_t = 50)]
     pub tap_sample_max_rps: u32,
 
+    /// Flight recorder: failed (5xx, gRPC error, reset, timeout, denied) and
+    /// slow requests kept in the tap history whatever the sampling rate,
+    /// at most this many a second; the rest is counted in
+    /// `tap_recorder_overflow_total`. 0 turns the recorder off.
+    #[arg(long, env = "CONDUIT_PROXY_RECORDER_MAX_RPS", default_value_t = 20)]
+    pub recorder_max_rps: u32,
+
+    /// Flight recorder: a response slower than this (time to headers) is
+    /// kept. Unset: the p99 this proxy measured over the last 10 s for the
+    /// request's direction (inbound: its Deployment's own latency).
+    #[arg(long, env = "CONDUIT_PROXY_RECORDER_SLOW_THRESHOLD", value_parser = conduit_api::duration::parse)]
+    pub recorder_slow_threshold: Option<Duration>,
+
     /// Events per second a live tap subscriber gets when it asks for none
     /// (`max_rps = 0`); also the most it may ask for.
     #[arg(long, env = "CONDUIT_PROXY_TAP_MAX_RPS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]

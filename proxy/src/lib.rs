@@ -37,6 +37,7 @@ mod metrics;
 mod outbound;
 pub mod policy;
 pub mod profile;
+mod recorder;
 mod resolve;
 mod retry;
 mod served;

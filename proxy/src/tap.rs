@@ -1,11 +1,13 @@
-//! Tap: per-request events, live to subscribers and sampled into telemetry.
+//! Tap: per-request events, live to subscribers, and into telemetry when
+//! sampled or kept by the flight recorder ([`crate::recorder`]).
 //!
-//! Whether a request is tapped is decided once, when it starts: against
-//! each live subscriber's filter and rate limit, and against the sampling
-//! rate and its own rate limit. A request nobody wants costs one atomic
-//! load; one that is wanted carries a [`TapCapture`] that becomes a
-//! `TapEvent` when its response ends. Delivery never waits: a subscriber
-//! whose stream is full loses the event, and the loss is counted.
+//! Live subscribers and sampling are decided once, when a request starts:
+//! against each live subscriber's filter and rate limit, and against the
+//! sampling rate and its own rate limit. The recorder decides at the end,
+//! so with it on every request carries a [`TapCapture`]: a [`Seed`] of its
+//! event (one allocation) that becomes a `TapEvent` only when someone
+//! wants it. Delivery never waits: a subscriber whose stream is full loses
+//! the event, and the loss is counted.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use conduit_api::proto::mesh::v1 as mesh;
-use conduit_api::proto::tap::v1::{self as pb, ObserveRequest, TapEvent};
+use conduit_api::proto::tap::v1::{self as pb, Kept, ObserveRequest, TapEvent};
 use conduit_api::rate_limit::RateLimit;
 use conduit_api::tap_filter::{self, Filter, Workload};
 use conduit_api::{DeploymentRef, Direction};
@@ -24,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::metrics::{Registry, lock};
+use crate::recorder::{Recorder, micros};
 
 /// Events buffered per live subscriber before new ones are dropped.
 const SUBSCRIBER_BUFFER: usize = 1024;
@@ -63,19 +66,23 @@ pub(crate) struct Tap {
     sampled: Mutex<VecDeque<TapEvent>>,
     sampled_capacity: usize,
     registry: Arc<Registry>,
+    recorder: Recorder,
     next_id: AtomicU64,
 }
 
 impl Tap {
     /// `max_rps`: a subscriber's default and ceiling. Sampled events: a
-    /// `sample_rate` fraction of requests, at most `sample_max_rps`.
+    /// `sample_rate` fraction of requests, at most `sample_max_rps`; the
+    /// recorder's come on top, within its own budget.
     pub(crate) fn new(
         max_subscribers: usize,
         max_rps: u32,
         sample_rate: f64,
         sample_max_rps: u32,
+        recorder: Recorder,
         registry: Arc<Registry>,
     ) -> Self {
+        let reported_rps = sample_max_rps.saturating_add(recorder.max_rps());
         Self {
             subscribers: RwLock::default(),
             active: AtomicUsize::new(0),
@@ -85,8 +92,9 @@ impl Tap {
             sample_limit: Mutex::new(RateLimit::new(sample_max_rps)),
             sampled: Mutex::default(),
             // Ten seconds' worth: several missed telemetry intervals.
-            sampled_capacity: (sample_max_rps as usize).saturating_mul(10).max(10),
+            sampled_capacity: (reported_rps as usize).saturating_mul(10).max(10),
             registry,
+            recorder,
             next_id: AtomicU64::new(fastrand::u64(..) & 0xffff_ffff_0000_0000),
         }
     }
@@ -120,13 +128,19 @@ impl Tap {
         Some(rx)
     }
 
-    /// Decides whether the request produces an event.
+    pub(crate) fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// Decides whether the request may produce an event: always while the
+    /// recorder is on, as only its end tells.
     pub(crate) fn capture(self: &Arc<Self>, req: &RequestMeta<'_>) -> Option<TapCapture> {
         let active = self.active.load(Relaxed) > 0;
         let sampled = self.sample_rate > 0.0
             && fastrand::f64() < self.sample_rate
             && lock(&self.sample_limit).allow();
-        if !active && !sampled {
+        let recording = self.recorder.enabled();
+        if !active && !sampled && !recording {
             return None;
         }
         let subscribers = if active {
@@ -134,11 +148,11 @@ impl Tap {
         } else {
             Vec::new()
         };
-        if subscribers.is_empty() && !sampled {
+        if subscribers.is_empty() && !sampled && !recording {
             return None;
         }
         Some(TapCapture {
-            event: self.event(req),
+            seed: Seed::of(req),
             subscribers,
             sampled,
             tap: self.clone(),
@@ -172,41 +186,21 @@ impl Tap {
         out
     }
 
-    fn event(&self, req: &RequestMeta<'_>) -> TapEvent {
-        let request_id = req
-            .headers
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{:016x}", self.next_id.fetch_add(1, Relaxed)));
-        TapEvent {
-            request_id,
-            direction: mesh::Direction::from(req.direction).into(),
-            source: Some(peer(req.source)),
-            destination: Some(peer(req.destination)),
-            // Callers name the server's identity only when mTLS proved it.
-            tls: !req.destination.identity.is_empty(),
-            method: req.method.as_str().to_string(),
-            scheme: req.uri.scheme_str().unwrap_or("http").to_string(),
-            authority: req.authority.to_string(),
-            path: req.uri.path().to_string(),
-            request_start_unix_us: crate::clock::unix_us(),
-            ..TapEvent::default()
-        }
+    fn new_request_id(&self) -> String {
+        format!("{:016x}", self.next_id.fetch_add(1, Relaxed))
     }
 
     fn dropped(&self, n: u64) {
         self.registry.proxy.tap_events_dropped.fetch_add(n, Relaxed);
     }
 
-    fn publish(&self, event: TapEvent, subscribers: &[Arc<Subscriber>], sampled: bool) {
+    fn publish(&self, event: TapEvent, subscribers: &[Arc<Subscriber>], reported: bool) {
         for s in subscribers {
             if s.tx.try_send(event.clone()).is_err() {
                 self.dropped(1);
             }
         }
-        if sampled {
-            self.registry.proxy.tap_events_sampled.fetch_add(1, Relaxed);
+        if reported {
             let mut q = lock(&self.sampled);
             if q.len() >= self.sampled_capacity {
                 q.pop_front();
@@ -216,24 +210,99 @@ impl Tap {
         }
     }
 
-    /// The sampled events since the last call, for the telemetry report.
+    /// The sampled and recorded events since the last call, for the
+    /// telemetry report.
     pub(crate) fn drain_sampled(&self) -> Vec<TapEvent> {
         lock(&self.sampled).drain(..).collect()
     }
 }
 
-fn peer(p: PeerMeta<'_>) -> pb::Peer {
-    let ip = match p.addr.ip() {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-    };
-    pb::Peer {
-        address: Some(mesh::TcpAddress {
-            ip,
-            port: u32::from(p.addr.port()),
-        }),
-        deployment: p.deployment.cloned().map(Into::into),
-        identity: p.identity.to_string(),
+/// What an event needs of a request, taken when it starts: the strings
+/// in one buffer, the rest cheap clones (`Uri` and header values share
+/// the request's bytes), so a request nobody keeps costs one allocation.
+struct Seed {
+    direction: Direction,
+    method: http::Method,
+    uri: http::Uri,
+    request_id: Option<http::HeaderValue>,
+    addrs: [SocketAddr; 2],
+    has_deployment: [bool; 2],
+    /// The authority, then per peer (source, destination) its namespace,
+    /// name and identity.
+    text: String,
+    ends: [usize; 7],
+}
+
+impl Seed {
+    fn of(req: &RequestMeta<'_>) -> Self {
+        let peers = [req.source, req.destination];
+        let mut parts: [&str; 7] = [req.authority, "", "", "", "", "", ""];
+        for (i, p) in peers.iter().enumerate() {
+            if let Some(d) = p.deployment {
+                parts[1 + 3 * i] = &d.namespace;
+                parts[2 + 3 * i] = &d.name;
+            }
+            parts[3 + 3 * i] = p.identity;
+        }
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut ends = [0; 7];
+        for (end, part) in ends.iter_mut().zip(parts) {
+            text.push_str(part);
+            *end = text.len();
+        }
+        Self {
+            direction: req.direction,
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            request_id: req.headers.get("x-request-id").cloned(),
+            addrs: peers.map(|p| p.addr),
+            has_deployment: peers.map(|p| p.deployment.is_some()),
+            text,
+            ends,
+        }
+    }
+
+    fn part(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.text[start..self.ends[i]]
+    }
+
+    fn peer(&self, side: usize) -> pb::Peer {
+        let addr = self.addrs[side];
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        let deployment = self.has_deployment[side].then(|| mesh::DeploymentRef {
+            namespace: self.part(1 + 3 * side).to_string(),
+            name: self.part(2 + 3 * side).to_string(),
+        });
+        pb::Peer {
+            address: Some(mesh::TcpAddress {
+                ip,
+                port: u32::from(addr.port()),
+            }),
+            deployment,
+            identity: self.part(3 + 3 * side).to_string(),
+        }
+    }
+
+    /// The event, dated from `started_us`.
+    fn event(&self, request_id: String, started_us: i64) -> TapEvent {
+        TapEvent {
+            request_id,
+            direction: mesh::Direction::from(self.direction).into(),
+            source: Some(self.peer(0)),
+            destination: Some(self.peer(1)),
+            // Callers name the server's identity only when mTLS proved it.
+            tls: !self.part(6).is_empty(),
+            method: self.method.as_str().to_string(),
+            scheme: self.uri.scheme_str().unwrap_or("http").to_string(),
+            authority: self.part(0).to_string(),
+            path: self.uri.path().to_string(),
+            request_start_unix_us: started_us,
+            ..TapEvent::default()
+        }
     }
 }
 
@@ -257,9 +326,9 @@ impl<'a> RequestMeta<'a> {
     }
 }
 
-/// A request being tapped, until its response ends.
+/// A request that may be tapped, until its response ends.
 pub(crate) struct TapCapture {
-    event: TapEvent,
+    seed: Seed,
     subscribers: Vec<Arc<Subscriber>>,
     sampled: bool,
     tap: Arc<Tap>,
@@ -274,6 +343,14 @@ pub(crate) struct TapResponse<'a> {
     pub(crate) duration: Duration,
     pub(crate) response_bytes: u64,
     pub(crate) error: Option<&'a str>,
+    /// Classified as a failure, or answered by the proxy itself.
+    pub(crate) failed: bool,
+}
+
+/// An event that went to the tap history: the request behind an exemplar.
+pub(crate) struct Recorded {
+    pub(crate) request_id: String,
+    pub(crate) unix_ms: i64,
 }
 
 impl TapCapture {
@@ -282,8 +359,20 @@ impl TapCapture {
         self.request_bytes.clone()
     }
 
-    pub(crate) fn finish(mut self, rsp: TapResponse<'_>) {
-        let e = &mut self.event;
+    /// Builds the event if a subscriber, sampling or the recorder wants
+    /// it; says so when it goes to the tap history.
+    pub(crate) fn finish(self, rsp: TapResponse<'_>) -> Option<Recorded> {
+        let kept = self.kept(&rsp);
+        if kept.is_none() && self.subscribers.is_empty() {
+            return None;
+        }
+        let now_us = crate::clock::unix_us();
+        let started_us = now_us.saturating_sub(i64::try_from(micros(rsp.duration)).unwrap_or(0));
+        let request_id = match self.seed.request_id.as_ref().map(|v| v.to_str()) {
+            Some(Ok(id)) => id.to_string(),
+            _ => self.tap.new_request_id(),
+        };
+        let mut e = self.seed.event(request_id, started_us);
         e.http_status = u32::from(rsp.status);
         e.grpc_status = rsp.grpc_status;
         e.response_latency_us = micros(rsp.latency);
@@ -291,13 +380,34 @@ impl TapCapture {
         e.response_bytes = rsp.response_bytes;
         e.request_bytes = self.request_bytes.load(Relaxed);
         e.error = rsp.error.unwrap_or_default().to_string();
-        self.tap
-            .publish(self.event, &self.subscribers, self.sampled);
+        e.kept = kept.unwrap_or(Kept::Unspecified).into();
+        let recorded = kept.map(|_| Recorded {
+            request_id: e.request_id.clone(),
+            unix_ms: now_us.div_euclid(1000),
+        });
+        self.tap.publish(e, &self.subscribers, kept.is_some());
+        recorded
     }
-}
 
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+    /// Why the event goes to the tap history: a sampled request says how
+    /// it went when that is worth more than "sampled"; any other needs
+    /// the recorder's verdict and a place in its budget.
+    fn kept(&self, rsp: &TapResponse<'_>) -> Option<Kept> {
+        let recorder = self.tap.recorder();
+        if !self.sampled && !recorder.enabled() {
+            return None;
+        }
+        let verdict = recorder.judge(self.seed.direction, rsp.failed, rsp.latency);
+        if self.sampled {
+            self.tap
+                .registry
+                .proxy
+                .tap_events_sampled
+                .fetch_add(1, Relaxed);
+            return Some(verdict.unwrap_or(Kept::Sampled));
+        }
+        verdict.filter(|_| recorder.admit())
+    }
 }
 
 /// `conduit.tap.v1.Tap`, served on the tap port.

@@ -30,6 +30,7 @@ use crate::identity::Identity;
 use crate::metrics::{
     HttpStats, Registry, eviction_labels, handshake_labels, lock, overflow_labels, refused_labels,
 };
+use crate::recorder::Recorder;
 use crate::tap::Tap;
 
 pub(crate) struct Telemetry {
@@ -101,8 +102,9 @@ impl Telemetry {
     fn rollover(&self) {
         let reg = &self.registry;
         for s in reg.http_series().iter().chain(&reg.route_series()) {
-            s.rollover_latency();
+            s.rollover_latency(self.tap.recorder());
         }
+        self.tap.recorder().refresh();
         self.tap.drain_sampled();
     }
 
@@ -185,7 +187,7 @@ impl Telemetry {
 
     fn report(&self, sequence: u64, start_ms: i64, end_ms: i64) -> Report {
         let reg = &self.registry;
-        let mut out = Series::default();
+        let mut out = Series::new(self.tap.recorder());
         for s in reg.http_series() {
             out.http(
                 &s,
@@ -312,12 +314,21 @@ impl Telemetry {
             ),
             (names::TAP_EVENTS_DROPPED_TOTAL, dropped_tap_events),
             (
+                names::TAP_EVENTS_RECORDED_TOTAL,
+                p.tap_events_recorded.load(Relaxed),
+            ),
+            (
+                names::TAP_RECORDER_OVERFLOW_TOTAL,
+                p.tap_recorder_overflow.load(Relaxed),
+            ),
+            (
                 names::DESTINATION_PROFILES_REJECTED_TOTAL,
                 p.profiles_rejected.load(Relaxed),
             ),
         ] {
             out.counter(name, local.clone(), value);
         }
+        self.tap.recorder().refresh();
         Report {
             proxy: Some(self.meta.clone()),
             sequence,
@@ -348,14 +359,23 @@ fn log_failure(addr: &GrpcAddr, failures: u32, reason: &str) {
     }
 }
 
-#[derive(Default)]
-struct Series {
+struct Series<'a> {
+    recorder: &'a Recorder,
     counters: Vec<CounterSeries>,
     gauges: Vec<GaugeSeries>,
     histograms: Vec<HistogramSeries>,
 }
 
-impl Series {
+impl<'a> Series<'a> {
+    fn new(recorder: &'a Recorder) -> Self {
+        Self {
+            recorder,
+            counters: Vec::new(),
+            gauges: Vec::new(),
+            histograms: Vec::new(),
+        }
+    }
+
     fn counter(&mut self, metric: &str, labels: Labels, value: u64) {
         self.counters.push(CounterSeries {
             metric: metric.into(),
@@ -374,13 +394,14 @@ impl Series {
             }
             self.counter(responses, l, n);
         }
-        if let Some(interval) = s.rollover_latency() {
+        if let Some(interval) = s.rollover_latency(self.recorder) {
             self.histograms.push(HistogramSeries {
                 metric: latency.into(),
                 labels: labels.to_proto(),
                 hdr: interval.hdr,
                 value_scale: LATENCY_VALUE_SCALE,
                 sum: interval.sum_ms,
+                exemplars: interval.exemplars,
             });
         }
     }

@@ -240,6 +240,21 @@ pub struct Config {
     )]
     pub max_series_per_proxy: usize,
 
+    /// Exemplars (requests behind a latency bucket, from the proxies'
+    /// reports) kept per `_bucket` series for /api/v1/query_exemplars: the
+    /// newest this many. 0 keeps none.
+    #[arg(long, env = "CONDUIT_STORE_EXEMPLARS_PER_SERIES", default_value_t = 16)]
+    pub exemplars_per_series: usize,
+
+    /// Most `_bucket` series that hold exemplars; past it, those updated
+    /// least recently are forgotten.
+    #[arg(
+        long,
+        env = "CONDUIT_STORE_EXEMPLARS_MAX_SERIES",
+        default_value_t = 50_000
+    )]
+    pub exemplars_max_series: usize,
+
     /// Most proxies the store keeps a status and a series budget for; past
     /// it, the least recently seen are forgotten.
     #[arg(long, env = "CONDUIT_STORE_MAX_PROXIES", default_value_t = 10_000)]
@@ -441,6 +456,8 @@ impl Config {
             max_metadata: self.max_metadata,
             max_series_per_report: self.max_series_per_report,
             max_series_per_proxy: self.max_series_per_proxy,
+            exemplars_per_series: self.exemplars_per_series,
+            exemplars_max_series: self.exemplars_max_series,
         }
     }
 

@@ -45,6 +45,7 @@ pub mod config;
 mod db;
 mod downsample;
 mod encoding;
+mod exemplars;
 mod forward;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

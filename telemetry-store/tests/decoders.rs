@@ -38,6 +38,7 @@ fn histogram_series(hdr: Vec<u8>, route: &str) -> HistogramSeries {
         hdr,
         sum: 1.0,
         value_scale: LATENCY_VALUE_SCALE,
+        exemplars: Vec::new(),
     }
 }
 

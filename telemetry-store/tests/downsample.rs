@@ -122,6 +122,7 @@ async fn rollups_answer_like_raw_data() {
                     hdr: histogram::encode(&h).unwrap(),
                     value_scale: LATENCY_VALUE_SCALE,
                     sum: 0.0,
+                    exemplars: Vec::new(),
                 }],
                 ..Default::default()
             }

@@ -147,6 +147,7 @@ async fn encoder_reports_give_exact_counts_and_quantiles() {
                 hdr: histogram::encode(&h).unwrap(),
                 value_scale: LATENCY_VALUE_SCALE,
                 sum,
+                exemplars: Vec::new(),
             }],
             ..Default::default()
         });
@@ -306,6 +307,7 @@ async fn bad_reports_are_counted_and_good_series_kept() {
                 hdr: b"garbage".to_vec(),
                 value_scale: 0.001,
                 sum: 0.0,
+                exemplars: Vec::new(),
             },
             HistogramSeries {
                 metric: "lat2".into(),
@@ -313,6 +315,7 @@ async fn bad_reports_are_counted_and_good_series_kept() {
                 hdr: histogram::encode(&histogram::new_latency_histogram()).unwrap(),
                 value_scale: -1.0,
                 sum: 0.0,
+                exemplars: Vec::new(),
             },
         ],
         ..Default::default()

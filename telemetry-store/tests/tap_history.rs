@@ -70,6 +70,7 @@ fn event(id: usize, t_ms: i64, s: &Spec) -> TapEvent {
         request_bytes: 100,
         response_bytes: 2000 + id as u64,
         error: s.error.into(),
+        kept: 0,
     }
 }
 

@@ -213,6 +213,16 @@ families! {
         Counter,
         "Tap events dropped by rate limits or full buffers."
     );
+    TAP_EVENTS_RECORDED_TOTAL: Own = (
+        super::TAP_EVENTS_RECORDED_TOTAL,
+        Counter,
+        "Failed or slow requests the flight recorder kept in the tap history (beyond sampling)."
+    );
+    TAP_RECORDER_OVERFLOW_TOTAL: Own = (
+        super::TAP_RECORDER_OVERFLOW_TOTAL,
+        Counter,
+        "Failed or slow requests the flight recorder let go because --recorder-max-rps was spent."
+    );
     DESTINATION_PROFILES_REJECTED_TOTAL: Own = (
         super::DESTINATION_PROFILES_REJECTED_TOTAL,
         Counter,

@@ -64,6 +64,10 @@ pub const TELEMETRY_REPORTS_SENT_TOTAL: &str = "telemetry_reports_sent_total";
 pub const TELEMETRY_REPORTS_DROPPED_TOTAL: &str = "telemetry_reports_dropped_total";
 pub const TAP_EVENTS_SAMPLED_TOTAL: &str = "tap_events_sampled_total";
 pub const TAP_EVENTS_DROPPED_TOTAL: &str = "tap_events_dropped_total";
+/// The flight recorder: failed or slow requests kept in the tap history
+/// beyond sampling, and those it let go because its budget was spent.
+pub const TAP_EVENTS_RECORDED_TOTAL: &str = "tap_events_recorded_total";
+pub const TAP_RECORDER_OVERFLOW_TOTAL: &str = "tap_recorder_overflow_total";
 /// Destination profiles the proxy refused as invalid (the previous one
 /// stayed in force).
 pub const DESTINATION_PROFILES_REJECTED_TOTAL: &str = "destination_profiles_rejected_total";
@@ -158,6 +162,9 @@ pub mod label {
     pub const FAMILY: &str = "family";
     /// Histogram bucket upper bound, as Prometheus names it.
     pub const LE: &str = "le";
+    /// An exemplar's request id: the label OpenMetrics, Prometheus and
+    /// Grafana's exemplar links use for the id of the traced request.
+    pub const TRACE_ID: &str = "trace_id";
 }
 
 /// Upper bounds (ms) of the `response_latency_ms_bucket` series, Linkerd's,

@@ -163,8 +163,14 @@ pub(crate) fn lines(e: &TapEvent, wide: bool) -> [String; 3] {
         .grpc_status
         .map(|g| format!(" grpc-status={g}"))
         .unwrap_or_default();
+    // Why a past request is in the tap history (sampled, or kept by the
+    // flight recorder because it failed or was slow).
+    let kept = match e.kept.as_str() {
+        "" => String::new(),
+        why => format!(" kept={why}"),
+    };
     let end = format!(
-        "end {peers}{grpc} duration={}µs response-length={}B",
+        "end {peers}{grpc} duration={}µs response-length={}B{kept}",
         e.response_duration_us, e.response_bytes
     );
     [req, rsp, end]

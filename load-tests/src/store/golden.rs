@@ -173,6 +173,7 @@ fn traffic(d: usize, start: i64) -> (Vec<Report>, Vec<Bytes>) {
                 hdr: histogram::encode(&h).expect("encodes"),
                 value_scale: histogram::LATENCY_VALUE_SCALE,
                 sum: interval_sum,
+                exemplars: Vec::new(),
             }],
             ..Default::default()
         });

@@ -111,6 +111,7 @@ fn event(rng: &mut Rng, t_us: i64) -> TapEvent {
         } else {
             String::new()
         },
+        kept: 0,
     }
 }
 

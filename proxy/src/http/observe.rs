@@ -117,15 +117,20 @@ impl Pending {
             grpc_status,
             class,
         });
-        if let Some(tap) = self.tap {
-            tap.finish(TapResponse {
-                status: self.status,
-                grpc_status,
-                latency: self.latency,
-                duration: self.start.elapsed(),
-                response_bytes: self.bytes,
-                error: self.error.as_deref(),
-            });
+        let Some(tap) = self.tap else { return };
+        let recorded = tap.finish(TapResponse {
+            status: self.status,
+            grpc_status,
+            latency: self.latency,
+            duration: self.start.elapsed(),
+            response_bytes: self.bytes,
+            error: self.error.as_deref(),
+            // Denials are 403s, which count as successes: the proxy's own
+            // answers are all worth recording.
+            failed: class == Classification::Failure || self.error.is_some(),
+        });
+        if let Some(r) = recorded {
+            self.stats.exemplar(r.request_id, self.latency, r.unix_ms);
         }
     }
 }

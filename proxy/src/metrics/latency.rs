@@ -11,11 +11,18 @@
 use conduit_api::histogram::{
     self, LATENCY_BUCKETS as BUCKETS, LATENCY_VALUE_SCALE, MAX_LATENCY_US, SIGNIFICANT_DIGITS,
 };
+use conduit_api::proto::telemetry::v1::Exemplar;
 use hdrhistogram::Histogram;
+
+/// Exemplars waiting for an interval with latencies to go with. Each is a
+/// request sent to the tap history, which the tap budgets already bound;
+/// this only caps a series that stops seeing traffic.
+const MAX_PENDING_EXEMPLARS: usize = 64;
 
 pub(crate) struct LatencyHistogram {
     interval: Histogram<u64>,
     interval_sum_us: u64,
+    exemplars: Vec<Exemplar>,
     /// Per-bucket (not yet cumulative) counts of every rolled-over interval.
     buckets: [u64; BUCKETS],
     sum_us: u64,
@@ -25,6 +32,7 @@ pub(crate) struct LatencyHistogram {
 pub(crate) struct IntervalLatency {
     pub(crate) hdr: Vec<u8>,
     pub(crate) sum_ms: f64,
+    pub(crate) exemplars: Vec<Exemplar>,
 }
 
 /// What `/metrics` shows: cumulative counts per `le` bound, `+Inf` last.
@@ -47,6 +55,7 @@ impl LatencyHistogram {
         Self {
             interval,
             interval_sum_us: 0,
+            exemplars: Vec::new(),
             buckets: [0; BUCKETS],
             sum_us: 0,
         }
@@ -63,6 +72,18 @@ impl LatencyHistogram {
             histogram::record_latency_us(&mut self.interval, micros);
         }
         self.interval_sum_us = self.interval_sum_us.saturating_add(micros);
+    }
+
+    /// A recorded request's latency, its id and when it ended.
+    pub(crate) fn exemplar(&mut self, exemplar: Exemplar) {
+        if self.exemplars.len() < MAX_PENDING_EXEMPLARS {
+            self.exemplars.push(exemplar);
+        }
+    }
+
+    /// The interval so far, in µs.
+    pub(crate) fn interval(&self) -> &Histogram<u64> {
+        &self.interval
     }
 
     /// Ends the interval: returns its distribution (when anything was
@@ -83,7 +104,12 @@ impl LatencyHistogram {
         self.sum_us = self.sum_us.saturating_add(self.interval_sum_us);
         self.interval.reset();
         self.interval_sum_us = 0;
-        (!hdr.is_empty()).then_some(IntervalLatency { hdr, sum_ms })
+        let exemplars = std::mem::take(&mut self.exemplars);
+        (!hdr.is_empty()).then_some(IntervalLatency {
+            hdr,
+            sum_ms,
+            exemplars,
+        })
     }
 
     /// Everything recorded since the process started.

@@ -22,10 +22,12 @@ use conduit_api::metrics::labels::{
     self, Authz, Endpoint, Handshake, Label, LabelSets as LabelSetsLabel, OwnReason, Peer, Response,
 };
 use conduit_api::metrics::{self as names, label};
+use conduit_api::proto::telemetry::v1::Exemplar;
 use conduit_api::{Classification, Direction, Labels};
 use conduit_identity::Credentials;
 
 use self::label_sets::{Found, Key, LabelSets};
+use crate::recorder::Recorder;
 pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
 
 /// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)
@@ -119,6 +121,8 @@ pub(crate) fn refused_labels() -> [(&'static str, &'static str); 1] {
 /// Counters and latency of one HTTP label set (an endpoint's or a route's).
 pub(crate) struct HttpStats {
     labels: SeriesLabels,
+    /// The direction of an endpoint's series; routes have none.
+    direction: Option<Direction>,
     requests: AtomicU64,
     responses: Mutex<Vec<(ResponseKey, u64)>>,
     latency: Mutex<LatencyHistogram>,
@@ -127,9 +131,10 @@ pub(crate) struct HttpStats {
 }
 
 impl HttpStats {
-    fn new(labels: SeriesLabels) -> Self {
+    fn new(labels: SeriesLabels, direction: Option<Direction>) -> Self {
         Self {
             labels,
+            direction,
             requests: AtomicU64::new(0),
             responses: Mutex::new(Vec::new()),
             latency: Mutex::new(LatencyHistogram::new()),
@@ -191,8 +196,23 @@ impl HttpStats {
         lock(&self.latency).prometheus()
     }
 
-    pub(crate) fn rollover_latency(&self) -> Option<IntervalLatency> {
-        lock(&self.latency).rollover()
+    /// Ends the latency interval; an endpoint series' latencies also go
+    /// to the recorder's slow threshold.
+    pub(crate) fn rollover_latency(&self, recorder: &Recorder) -> Option<IntervalLatency> {
+        let mut latency = lock(&self.latency);
+        if let Some(d) = self.direction {
+            recorder.observe(d, latency.interval());
+        }
+        latency.rollover()
+    }
+
+    /// A request of this series that went to the tap history.
+    pub(crate) fn exemplar(&self, request_id: String, latency: Duration, unix_ms: i64) {
+        lock(&self.latency).exemplar(Exemplar {
+            request_id,
+            value: latency.as_secs_f64() * 1000.0,
+            timestamp_unix_ms: unix_ms,
+        });
     }
 }
 
@@ -224,6 +244,8 @@ pub(crate) struct ProxyCounters {
     pub(crate) telemetry_reports_dropped: AtomicU64,
     pub(crate) tap_events_sampled: AtomicU64,
     pub(crate) tap_events_dropped: AtomicU64,
+    pub(crate) tap_events_recorded: AtomicU64,
+    pub(crate) tap_recorder_overflow: AtomicU64,
     pub(crate) profiles_rejected: AtomicU64,
     /// Transparent inbound connections addressed to the proxy's own ports.
     pub(crate) inbound_proxy_port_refused: AtomicU64,
@@ -429,13 +451,15 @@ impl Registry {
     /// a label set.
     pub(crate) fn http(&self, direction: Direction, endpoint: &Endpoint<'_>) -> Arc<HttpStats> {
         let pairs = labels::http(direction, endpoint);
-        self.get_or_insert(&self.http, &pairs, |l| Arc::new(HttpStats::new(l)))
+        self.get_or_insert(&self.http, &pairs, |l| {
+            Arc::new(HttpStats::new(l, Some(direction)))
+        })
     }
 
     /// The `route_*` series of an outbound authority's profile route.
     pub(crate) fn route(&self, authority: &str, route: &str) -> Arc<HttpStats> {
         let pairs = labels::route(authority, route);
-        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l)))
+        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l, None)))
     }
 
     /// The `route_*` series of an outbound authority's learned template.

@@ -210,6 +210,11 @@ fn proxy_family(out: &mut String, reg: &Registry) {
         ),
         (family::TAP_EVENTS_SAMPLED_TOTAL, &p.tap_events_sampled),
         (family::TAP_EVENTS_DROPPED_TOTAL, &p.tap_events_dropped),
+        (family::TAP_EVENTS_RECORDED_TOTAL, &p.tap_events_recorded),
+        (
+            family::TAP_RECORDER_OVERFLOW_TOTAL,
+            &p.tap_recorder_overflow,
+        ),
         (
             family::DESTINATION_PROFILES_REJECTED_TOTAL,
             &p.profiles_rejected,

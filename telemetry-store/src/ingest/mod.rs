@@ -23,6 +23,7 @@ use conduit_api::metrics::{LATENCY_BUCKETS_MS, family};
 use hdrhistogram::Histogram;
 
 use crate::db::{Batch, Db, Outcome};
+use crate::exemplars::Exemplars;
 use crate::head::{MemSeries, labels};
 use crate::model::{Kind, Window};
 use crate::promql::format_float;
@@ -54,6 +55,8 @@ pub(crate) struct IngestLimits {
     pub(crate) max_metadata: usize,
     pub(crate) max_series_per_report: usize,
     pub(crate) max_series_per_proxy: usize,
+    pub(crate) exemplars_per_series: usize,
+    pub(crate) exemplars_max_series: usize,
 }
 
 pub(crate) struct Ingester {
@@ -66,6 +69,8 @@ pub(crate) struct Ingester {
     pub(crate) tap: Option<Arc<crate::tap::TapIndex>>,
     /// Which workloads each identity may report for.
     pub(crate) attribution: Arc<attribution::Attribution>,
+    /// The reports' exemplars, for `/api/v1/query_exemplars`.
+    pub(crate) exemplars: Arc<Exemplars>,
 }
 
 /// The cumulative series a histogram series feeds.
@@ -167,6 +172,10 @@ impl Ingester {
             accumulators: Mutex::default(),
             metadata: Mutex::new(metadata),
             stats: IngestStats::default(),
+            exemplars: Arc::new(Exemplars::new(
+                limits.exemplars_per_series,
+                limits.exemplars_max_series,
+            )),
             tap,
             attribution: Arc::default(),
         }
@@ -426,6 +435,8 @@ mod tests {
                 max_metadata: 10,
                 max_series_per_report: 100,
                 max_series_per_proxy: 100,
+                exemplars_per_series: 0,
+                exemplars_max_series: 1,
             },
         );
         let series = |labels: &[(&str, &[u8])], samples: &[(i64, f64)]| TimeSeries {

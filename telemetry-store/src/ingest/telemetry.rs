@@ -211,6 +211,7 @@ impl Ingester {
                     let window = Window::from_histogram(start, t, &hist, h.sum, h.value_scale);
                     let series =
                         self.series_of_proxy(&mut owned, labels.clone(), Kind::Histogram)?;
+                    self.exemplars.add(&labels, &h.exemplars);
                     self.histogram(series, labels, window, &hist, &mut batch)
                 });
             if let Err(e) = result {

@@ -41,7 +41,7 @@ use crate::model::Sample;
 use crate::query_text::{Syntax, TextLimits};
 use crate::series::Matcher;
 use admission::Admission;
-pub(crate) use selector::matchers as selector_matchers;
+pub(crate) use selector::{all_in as selectors_in, matchers as selector_matchers};
 pub(crate) use value::{QueryValue, Series, format_float};
 
 /// Where the engine reads series from.

@@ -3,6 +3,7 @@
 //! HTTP API.
 
 use promql_parser::parser::{Expr, VectorSelector};
+use promql_parser::util::{ExprVisitor, walk_expr};
 
 use super::QueryError;
 use crate::series::{METRIC_NAME, Matcher};
@@ -24,6 +25,26 @@ pub(crate) fn matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> 
         out.push(Matcher::equal(METRIC_NAME, name));
     }
     Ok(out)
+}
+
+/// The matchers of every selector in an expression, as Prometheus'
+/// `ExtractSelectors` finds them (what `/api/v1/query_exemplars` looks up).
+pub(crate) fn all_in(expr: &Expr) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    struct Collect(Vec<Vec<Matcher>>);
+    impl ExprVisitor for Collect {
+        type Error = QueryError;
+        fn pre_visit(&mut self, e: &Expr) -> Result<bool, QueryError> {
+            match e {
+                Expr::VectorSelector(vs) => self.0.push(matchers(vs)?),
+                Expr::MatrixSelector(ms) => self.0.push(matchers(&ms.vs)?),
+                _ => {}
+            }
+            Ok(true)
+        }
+    }
+    let mut c = Collect(Vec::new());
+    walk_expr(&mut c, expr)?;
+    Ok(c.0)
 }
 
 /// The expression inside any parentheses.

@@ -86,7 +86,6 @@ impl Matcher {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn matches_labels(&self, labels: &conduit_api::Labels) -> bool {
         self.matches(labels.get(&self.name).unwrap_or_default())
     }

@@ -36,6 +36,7 @@ impl Shared {
             db: self.db.clone(),
             engine: self.engine.clone(),
             timeout: self.config.query_timeout,
+            exemplars: self.ingester.exemplars.clone(),
         }
     }
 

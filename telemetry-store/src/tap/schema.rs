@@ -32,6 +32,8 @@ pub(crate) struct Fields {
     pub(crate) response_bytes: Field,
     pub(crate) request_id: Field,
     pub(crate) error: Field,
+    /// Why the proxy kept the event: `sampled`, `failed` or `slow`.
+    pub(crate) kept: Field,
     pub(crate) event: Field,
 }
 
@@ -63,6 +65,7 @@ impl Fields {
             response_bytes: b.add_u64_field("response_bytes", num()),
             request_id: b.add_text_field("request_id", STRING),
             error: b.add_text_field("error", TEXT),
+            kept: b.add_text_field("kept", STRING),
             event: b.add_bytes_field("event", STORED),
         };
         (b.build(), fields)
@@ -121,6 +124,9 @@ impl Fields {
         }
         if !e.error.is_empty() {
             d.add_text(self.error, &e.error);
+        }
+        if let Some(kept) = e.kept().name() {
+            d.add_text(self.kept, kept);
         }
         d.add_bytes(self.event, &e.encode_to_vec());
         d
@@ -183,5 +189,6 @@ pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
         "request_bytes": e.request_bytes,
         "response_bytes": e.response_bytes,
         "error": e.error,
+        "kept": e.kept().name(),
     })
 }

@@ -342,3 +342,68 @@ async fn the_route_table_shows_learned_routes_without_a_profile() {
     eprintln!("screenshot: {}", path.display());
     b.quit().await;
 }
+
+/// The flight recorder on the page: a click on a point of voting's
+/// success chart opens the failed requests of that minute from the tap
+/// history (voting's upstream fails every tenth request), each with why it
+/// was kept, its status and its latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_point_of_the_success_chart_opens_its_failed_requests() {
+    let (mesh, b) = start().await;
+    // Through `/auth`, as `conduit dashboard` opens it: the tap history
+    // needs the session.
+    b.driver.goto(mesh.session_url()).await.unwrap();
+    open(&b, &mesh, "voting").await;
+    wait_for_points(&b).await;
+    let chart = b
+        .driver
+        .find(By::Css("svg[data-testid=chart-success]"))
+        .await
+        .unwrap();
+    // At the right edge: the newest point, whose minute holds the traffic
+    // (the mesh has run for less than the chart's five minutes).
+    let width = chart.rect().await.unwrap().width;
+    let x = (width / 2.0 - 3.0) as i64;
+    b.driver
+        .action_chain()
+        .move_to_element_with_offset(&chart, x, 0)
+        .click()
+        .perform()
+        .await
+        .unwrap();
+    let title = wait_for(WAIT, "the recorded requests' title", || async {
+        let t = b.texts("[data-testid=recorded-title]").await?;
+        Ok(t.into_iter().next().filter(|t| !t.is_empty()))
+    })
+    .await
+    .unwrap();
+    assert!(title.starts_with("Failed requests "), "{title}");
+    let rows = wait_for(WAIT, "recorded failed requests", || async {
+        let kept = b
+            .texts("table[data-testid=recorded-requests] tr[data-testid=tap-row] td.kept")
+            .await?;
+        let status = b
+            .texts("table[data-testid=recorded-requests] tr[data-testid=tap-row] td.status")
+            .await?;
+        Ok((!kept.is_empty() && kept.len() == status.len()).then_some((kept, status)))
+    })
+    .await;
+    let section = b.texts("[data-testid=recorded]").await.unwrap_or_default();
+    let (kept, status) = rows.unwrap_or_else(|e| panic!("{e}; the page shows {section:?}"));
+    assert!(kept.iter().all(|k| k == "failed"), "{kept:?}");
+    // Upstream 500s, and the mesh's policy denials (the proxy's own
+    // answers, shown with their reason).
+    let code = |s: &str| s.split_whitespace().next()?.parse::<u16>().ok();
+    for s in &status {
+        let failed = code(s).is_some_and(|c| c >= 500) || s.starts_with("unauthorized");
+        assert!(failed, "a recorded failure answered {s}");
+    }
+    assert!(status.iter().any(|s| code(s) == Some(500)), "{status:?}");
+    let path = b.screenshot("recorded-failed-requests").await.unwrap();
+    eprintln!(
+        "{} failed requests; screenshot: {}",
+        kept.len(),
+        path.display()
+    );
+    b.quit().await;
+}

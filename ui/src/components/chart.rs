@@ -9,6 +9,10 @@
 //! has a fixed coordinate system and scales with its container, so a
 //! hover position is converted from CSS pixels back into chart units
 //! before looking up the nearest point.
+//!
+//! A chart may be pickable: a click picks the nearest point, a drag a time
+//! range, and the chart hands the pick to its page (which opens the
+//! recorded requests behind it).
 
 use conduit_chart::format::{self, Unit};
 use conduit_chart::labels::{self, Placed};
@@ -40,6 +44,18 @@ pub(crate) struct Line {
     pub(crate) class: &'static str,
     pub(crate) series: Series,
 }
+
+/// What a click or a drag on a chart picked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pick {
+    /// The point at this time (Unix ms).
+    Point(i64),
+    /// The time range dragged over (Unix ms, start before end).
+    Range(i64, i64),
+}
+
+/// A drag shorter than this (chart units) is a click.
+const DRAG: f64 = 4.0;
 
 /// Everything drawn, computed once per update.
 #[derive(Clone, Debug, PartialEq)]
@@ -119,6 +135,19 @@ fn geometry(lines: &[Line], span: (i64, i64), unit: Unit) -> Geometry {
     }
 }
 
+/// Where a mouse event is, in chart units across the plot.
+fn chart_x(ev: &web_sys::MouseEvent) -> Option<f64> {
+    let el = ev
+        .current_target()
+        .and_then(|t| t.dyn_into::<web_sys::Element>().ok())?;
+    let rect = el.get_bounding_client_rect();
+    if rect.width() <= 0.0 {
+        return None;
+    }
+    let x = (f64::from(ev.client_x()) - rect.left()) * W / rect.width();
+    Some(x.clamp(LEFT, W - RIGHT))
+}
+
 /// A chart of `lines` over the time `span` (Unix ms, start and end).
 #[component]
 pub(crate) fn LineChart(
@@ -128,23 +157,38 @@ pub(crate) fn LineChart(
     unit: Unit,
     #[prop(into)] lines: Signal<Vec<Line>>,
     #[prop(into)] span: Signal<(i64, i64)>,
+    /// Called with what a click or a drag picked; without it the chart
+    /// only shows values.
+    #[prop(optional)]
+    on_pick: Option<Callback<Pick>>,
 ) -> impl IntoView {
     let geo = Memo::new(move |_| lines.with(|l| geometry(l, span.get(), unit)));
     let hover = RwSignal::new(None::<f64>);
+    let pressed = RwSignal::new(None::<f64>);
 
     let on_move = move |ev: web_sys::MouseEvent| {
-        let Some(el) = ev
-            .current_target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        else {
+        if let Some(x) = chart_x(&ev) {
+            hover.set(Some(x));
+        }
+    };
+    let on_down = move |ev: web_sys::MouseEvent| pressed.set(chart_x(&ev));
+    let on_up = move |ev: web_sys::MouseEvent| {
+        let (Some(pick), Some(from), Some(to)) = (on_pick, pressed.get(), chart_x(&ev)) else {
             return;
         };
-        let rect = el.get_bounding_client_rect();
-        if rect.width() <= 0.0 {
-            return;
-        }
-        let x = (f64::from(ev.client_x()) - rect.left()) * W / rect.width();
-        hover.set(Some(x.clamp(LEFT, W - RIGHT)));
+        pressed.set(None);
+        let g = geo.get();
+        let time = |x: f64| g.x.invert(x).round() as i64;
+        let picked = if (to - from).abs() >= DRAG {
+            Pick::Range(time(from.min(to)), time(from.max(to)))
+        } else {
+            let Some(p) = lines.with(|ls| ls.iter().find_map(|l| l.series.nearest(time(to))))
+            else {
+                return;
+            };
+            Pick::Point(p.t)
+        };
+        pick.run(picked);
     };
 
     let grid = move || {
@@ -259,8 +303,11 @@ pub(crate) fn LineChart(
                     data-points=move || geo.with(|g| g.points)
                     role="img"
                     aria-label=title
+                    class:pickable=on_pick.is_some()
                     on:mousemove=on_move
-                    on:mouseleave=move |_| hover.set(None)
+                    on:mousedown=on_down
+                    on:mouseup=on_up
+                    on:mouseleave=move |_| { hover.set(None); pressed.set(None); }
                 >
                     {grid}
                     {paths}

@@ -279,7 +279,10 @@ pub(crate) fn TapPage() -> impl IntoView {
 
 /// Tap events as table rows.
 #[component]
-fn TapTable(#[prop(into)] events: Signal<Vec<TapEvent>>, testid: &'static str) -> impl IntoView {
+pub(crate) fn TapTable(
+    #[prop(into)] events: Signal<Vec<TapEvent>>,
+    testid: &'static str,
+) -> impl IntoView {
     let offset = clock::utc_offset_ms();
     let rows = move || {
         events
@@ -312,6 +315,7 @@ fn TapTable(#[prop(into)] events: Signal<Vec<TapEvent>>, testid: &'static str) -
                         <td class="status">{status}</td>
                         <td class="num">{format::latency_us(e.response_latency_us)}</td>
                         <td class="num">{format::bytes(e.response_bytes)}</td>
+                        <td class="kept">{e.kept.clone()}</td>
                     </tr>
                 }
             })
@@ -323,7 +327,7 @@ fn TapTable(#[prop(into)] events: Signal<Vec<TapEvent>>, testid: &'static str) -
                 <tr>
                     <th>"Time"</th><th>"Direction"</th><th>"Source → Destination"</th><th>"TLS"</th>
                     <th>"Method"</th><th>"Path"</th><th>"Status"</th><th class="num">"Latency"</th>
-                    <th class="num">"Bytes"</th>
+                    <th class="num">"Bytes"</th><th title="Why the request is in the tap history">"Kept"</th>
                 </tr>
             </thead>
             <tbody>{rows}</tbody>

@@ -6,7 +6,9 @@
 use std::fmt::Write;
 
 use conduit_api::Labels;
+use conduit_api::metrics::label;
 
+use crate::exemplars::Exemplar;
 use crate::promql::{QueryValue, Series};
 
 pub(crate) struct Json(String);
@@ -170,6 +172,36 @@ pub(crate) fn query_data(j: &mut Json, value: &QueryValue) {
             j.raw("]}");
         }
     }
+}
+
+/// The `data` of an exemplar query: per series, its exemplars with the
+/// request id as `trace_id`.
+pub(crate) fn exemplars(j: &mut Json, found: &[(Labels, Vec<Exemplar>)]) {
+    j.raw("[");
+    for (i, (series, exemplars)) in found.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw(r#"{"seriesLabels":"#)
+            .labels(series)
+            .raw(r#","exemplars":["#);
+        for (k, e) in exemplars.iter().enumerate() {
+            if k > 0 {
+                j.raw(",");
+            }
+            j.raw(r#"{"labels":{"#)
+                .string(label::TRACE_ID)
+                .raw(":")
+                .string(&e.trace_id)
+                .raw(r#"},"value":""#)
+                .raw(&format_value(e.value))
+                .raw(r#"","timestamp":"#);
+            j.timestamp(e.timestamp_ms);
+            j.raw("}");
+        }
+        j.raw("]}");
+    }
+    j.raw("]");
 }
 
 fn matrix_series(j: &mut Json, s: &Series) {

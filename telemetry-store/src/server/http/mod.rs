@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use self::params::Params;
 use crate::config::Config;
 use crate::db::Db;
+use crate::exemplars::Exemplars;
 use crate::ingest::Ingester;
 use crate::ingest::remote_write;
 use crate::promql::{Engine, QueryError};
@@ -45,6 +46,7 @@ pub(crate) struct Reads {
     pub(crate) engine: Arc<Engine>,
     /// `--query-timeout`.
     pub(crate) timeout: Duration,
+    pub(crate) exemplars: Arc<Exemplars>,
 }
 
 /// Remote write in.
@@ -102,6 +104,7 @@ pub(crate) fn router(c: &Config, routes: Routes) -> Router {
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .with_state(routes.reads);
     let reads = Router::new()
         .merge(queries)
@@ -109,7 +112,6 @@ pub(crate) fn router(c: &Config, routes: Routes) -> Router {
         .with_state(routes.ingester)
         .route("/metrics", get(metrics::handler))
         .with_state(routes.gauges)
-        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .route("/api/v1/status/buildinfo", get(buildinfo))
         .route(
             "/-/ready",
@@ -407,10 +409,31 @@ async fn metadata(
     })))
 }
 
-async fn exemplars() -> Response {
-    ok(json::success(|j| {
-        j.raw("[]");
-    }))
+/// The exemplars of the series the query's selectors select, in
+/// `[start, end]`: Prometheus' answer, so Grafana draws them on a panel.
+async fn exemplars(
+    State(s): State<Reads>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &headers, &body);
+    let (start, end) = range_params(&p)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start time",
+        ));
+    }
+    let expr = p.get("query").unwrap_or_default().to_string();
+    let (engine, exemplars) = (s.engine.clone(), s.exemplars.clone());
+    let found = s
+        .engine
+        .run(s.timeout, move |_| {
+            let selectors = crate::promql::selectors_in(&engine.parse(&expr)?)?;
+            Ok(exemplars.select(&selectors, start, end))
+        })
+        .await?;
+    Ok(ok(json::success(|j| json::exemplars(j, &found))))
 }
 
 /// Grafana reads `version` to pick query features; the store implements

@@ -3,7 +3,8 @@
 //! Deployments it talks to and that talk to it (with mTLS status and their
 //! traffic: [`edges`], drawn by [`graph`]), its authorization policy
 //! ([`authz`]), its routes, declared and learned ([`routes`]), and its top
-//! paths.
+//! paths. A click (or a drag) on the success or latency chart opens the
+//! recorded requests behind it ([`recorded`]).
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
 //! points, one a second) and a `top` stream. Edges, authorization and
@@ -12,6 +13,7 @@
 mod authz;
 mod edges;
 mod graph;
+mod recorded;
 mod routes;
 
 use std::time::Duration;
@@ -24,7 +26,7 @@ use leptos::prelude::*;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use crate::api;
-use crate::components::chart::{Line, LineChart};
+use crate::components::chart::{Line, LineChart, Pick};
 use crate::components::status::{Empty, StreamStatus};
 use crate::pages::top::TopTable;
 use crate::trend::Trend;
@@ -33,6 +35,7 @@ use conduit_api::json::StatHistory;
 
 use self::authz::AuthzPanel;
 use self::edges::EdgesView;
+use self::recorded::{Behind, Picked, RecordedRequests};
 use self::routes::RoutesPanel;
 
 /// How often the views the API has no stream for are polled.
@@ -129,6 +132,9 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
         })
     });
 
+    let picked = RwSignal::new(None::<Picked>);
+    let pick = move |behind| Callback::new(move |p: Pick| picked.set(Some(Picked::new(behind, p))));
+
     let range_links = move || {
         Range::ALL
             .into_iter()
@@ -174,10 +180,13 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                 <Tiles row=row/>
                 <nav class="chips ranges">"Range: " {range_links}</nav>
                 <div class="charts">
-                    <LineChart title="Success rate" testid="chart-success" unit=Unit::Percent lines=success span=span/>
+                    <LineChart title="Success rate" testid="chart-success" unit=Unit::Percent lines=success span=span
+                        on_pick=pick(Behind::Failures)/>
                     <LineChart title="Requests per second" testid="chart-rps" unit=Unit::Rps lines=rps span=span/>
-                    <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
+                    <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span
+                        on_pick=pick(Behind::SlowRequests)/>
                 </div>
+                <RecordedRequests namespace=namespace name=name picked=picked/>
                 <EdgesView namespace=namespace name=name/>
                 <RoutesPanel namespace=namespace name=name/>
                 <AuthzPanel namespace=namespace name=name/>
