@@ -74,6 +74,29 @@ pub struct StatRow {
     pub tcp_open_connections: u64,
 }
 
+/// The window figures cover, `(start, end]`: as RFC 3339 times in UTC and
+/// as Unix ms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Span {
+    pub start: String,
+    pub end: String,
+    pub start_unix_ms: i64,
+    pub end_unix_ms: i64,
+}
+
+impl Span {
+    pub fn new(start_unix_ms: i64, end_unix_ms: i64) -> Self {
+        use crate::time_range::Rfc3339;
+        Self {
+            start: Rfc3339(start_unix_ms).to_string(),
+            end: Rfc3339(end_unix_ms).to_string(),
+            start_unix_ms,
+            end_unix_ms,
+        }
+    }
+}
+
 /// `GET /api/v1/stat`, and each `stat` event of `/api/v1/stat/stream`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stat {
@@ -81,6 +104,14 @@ pub struct Stat {
     pub window: String,
     /// When the figures were computed (Unix ms).
     pub time_unix_ms: i64,
+    /// Where the window starts and ends.
+    #[serde(flatten)]
+    pub span: Span,
+    /// The longest histogram interval merged into the latency quantiles
+    /// (1 s for recent data, 1 min for older): a window starting or
+    /// ending inside one has quantiles over all of it.
+    #[serde(default)]
+    pub latency_resolution_ms: i64,
     pub rows: Vec<StatRow>,
 }
 
@@ -188,6 +219,9 @@ pub struct Edge {
 /// `GET /api/v1/edges`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Edges {
+    /// The window in which the edges carried traffic.
+    #[serde(flatten)]
+    pub span: Span,
     pub edges: Vec<Edge>,
 }
 
@@ -206,6 +240,9 @@ pub struct RouteRow {
 /// `GET /api/v1/routes`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Routes {
+    /// The window the figures cover.
+    #[serde(flatten)]
+    pub span: Span,
     pub rows: Vec<RouteRow>,
 }
 
@@ -231,6 +268,9 @@ pub struct AuthzRow {
 /// `GET /api/v1/authz`
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Authz {
+    /// The window the counts cover.
+    #[serde(flatten)]
+    pub span: Span,
     pub default_policy: String,
     pub rows: Vec<AuthzRow>,
 }
@@ -338,6 +378,19 @@ mod from_proto {
         }
     }
 
+    impl From<public::StatResponse> for Stat {
+        fn from(r: public::StatResponse) -> Self {
+            let len = u64::try_from(r.end_unix_ms - r.start_unix_ms).unwrap_or(0);
+            Self {
+                window: crate::duration::format(std::time::Duration::from_millis(len)),
+                time_unix_ms: r.end_unix_ms,
+                span: Span::new(r.start_unix_ms, r.end_unix_ms),
+                latency_resolution_ms: r.latency_resolution_ms,
+                rows: r.rows.into_iter().map(Into::into).collect(),
+            }
+        }
+    }
+
     impl From<public::TopRow> for TopRow {
         fn from(r: public::TopRow) -> Self {
             Self {
@@ -428,6 +481,7 @@ mod from_proto {
     impl From<public::EdgesResponse> for Edges {
         fn from(r: public::EdgesResponse) -> Self {
             Self {
+                span: Span::new(r.start_unix_ms, r.end_unix_ms),
                 edges: r.edges.into_iter().map(Into::into).collect(),
             }
         }
@@ -447,6 +501,7 @@ mod from_proto {
     impl From<public::RoutesResponse> for Routes {
         fn from(r: public::RoutesResponse) -> Self {
             Self {
+                span: Span::new(r.start_unix_ms, r.end_unix_ms),
                 rows: r.rows.into_iter().map(Into::into).collect(),
             }
         }
@@ -470,6 +525,7 @@ mod from_proto {
     impl From<public::AuthzResponse> for Authz {
         fn from(r: public::AuthzResponse) -> Self {
             Self {
+                span: Span::new(r.start_unix_ms, r.end_unix_ms),
                 default_policy: r.default_policy,
                 rows: r.rows.into_iter().map(Into::into).collect(),
             }

@@ -16,6 +16,7 @@
 //! - [`json`]: the public API as JSON (controller HTTP API, `-o json`, dashboard).
 //! - [`discovery_file`]: the static service registry `conduit demo` writes.
 //! - [`duration`]: durations as people type them (`30s`, `1m`).
+//! - [`time_range`]: windows as people type them (`--since 2h --until 1h`).
 //! - [`policy`]: default inbound policies, networks and identity patterns.
 //! - [`tap_filter`]: which requests a tap wants, live and in the history.
 
@@ -38,6 +39,7 @@ pub mod sidecar;
 #[cfg(feature = "proto")]
 pub mod tap_filter;
 pub mod tap_rbac;
+pub mod time_range;
 
 pub use classify::Classification;
 pub use deployment::{DeploymentRef, ResourceTarget};

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use conduit_api::ResourceTarget;
+use conduit_api::time_range::TimePoint;
 
 use crate::output::Format;
 use crate::values::{self, DeployName};
@@ -32,6 +33,19 @@ pub(crate) struct ApiArgs {
         value_name = "PATH"
     )]
     pub(crate) api_token_file: Option<std::path::PathBuf>,
+}
+
+/// A window anywhere in the store's retention, instead of one ending now.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct TimeBounds {
+    /// Start of the window: how long ago (e.g. 2h) or an RFC 3339 time
+    /// (e.g. 2026-12-07T13:00:00Z); the window runs to --until
+    #[arg(long, value_parser = values::time_point, conflicts_with = "time_window")]
+    pub(crate) since: Option<TimePoint>,
+    /// End of the window, as --since [default: now]; without --since the
+    /// window is the --time-window before it
+    #[arg(long, value_parser = values::time_point)]
+    pub(crate) until: Option<TimePoint>,
 }
 
 /// Which namespaces a command looks at.
@@ -238,9 +252,12 @@ pub(crate) struct StatArgs {
     /// Namespace of --to [default: --namespace]
     #[arg(long, value_parser = values::namespace)]
     pub(crate) to_namespace: Option<String>,
-    /// Window the rates and quantiles cover, e.g. 30s, 1m, 10m
+    /// Window the rates and quantiles cover, ending now (or at --until),
+    /// e.g. 30s, 1m, 10m
     #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
     pub(crate) time_window: Duration,
+    #[command(flatten)]
+    pub(crate) bounds: TimeBounds,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }
@@ -307,6 +324,11 @@ pub(crate) struct EdgesArgs {
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
+    /// Edges with traffic in this window, ending now (or at --until)
+    #[arg(short = 't', long, default_value = "5m", value_parser = values::window)]
+    pub(crate) time_window: Duration,
+    #[command(flatten)]
+    pub(crate) bounds: TimeBounds,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }
@@ -340,9 +362,11 @@ pub(crate) struct DeploymentWindowArgs {
     pub(crate) target: ResourceTarget,
     #[command(flatten)]
     pub(crate) namespaces: NamespaceArgs,
-    /// Window the figures cover
+    /// Window the figures cover, ending now (or at --until)
     #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
     pub(crate) time_window: Duration,
+    #[command(flatten)]
+    pub(crate) bounds: TimeBounds,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
 }

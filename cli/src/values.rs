@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use conduit_api::deployment::validate_namespace;
+use conduit_api::time_range::TimePoint;
 
 /// A Deployment named as `deploy/NAME` (also `deployment/NAME`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +26,12 @@ impl FromStr for DeployName {
 /// A metrics window: `30s`, `1m`, `1h`; 1 s to 24 h.
 pub(crate) fn window(s: &str) -> Result<Duration, String> {
     conduit_api::duration::parse_window(s).map_err(|e| e.to_string())
+}
+
+/// One end of a window: how long ago (`2h`) or an RFC 3339 time.
+pub(crate) fn time_point(s: &str) -> Result<TimePoint, String> {
+    s.parse()
+        .map_err(|e: conduit_api::time_range::TimePointError| e.to_string())
 }
 
 /// A look-back span such as `10m`.
@@ -76,6 +83,9 @@ mod tests {
         assert!("pod/web".parse::<DeployName>().is_err());
         assert!(window("0s").is_err());
         assert!(window("1x").is_err());
+        assert!(time_point("2h").is_ok());
+        assert!(time_point("2026-12-07T13:00:00Z").is_ok());
+        assert!(time_point("yesterday").unwrap_err().contains("RFC 3339"));
         assert!(path_prefix("api").is_err());
         assert!(method("get").is_err());
         assert_eq!(method("DELETE"), Ok("DELETE".into()));

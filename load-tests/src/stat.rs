@@ -126,6 +126,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
                 nanos: 0,
             }),
             end_unix_ms: 0,
+            start_unix_ms: 0,
         };
         rt.block_on(query.golden(req))
             .map(drop)

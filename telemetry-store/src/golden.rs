@@ -42,6 +42,14 @@ pub(crate) enum GoldenError {
     Corrupt(#[from] CorruptWindow),
 }
 
+/// What `Golden` answers.
+pub(crate) struct GoldenAnswer {
+    pub(crate) rows: Vec<pb::GoldenRow>,
+    /// The longest histogram window merged: the quantiles cover the
+    /// query's window widened to the edges of windows this long.
+    pub(crate) latency_resolution_ms: i64,
+}
+
 /// One output row while it is being summed up.
 #[derive(Default)]
 struct Row {
@@ -141,7 +149,7 @@ fn row_of<'a>(
 }
 
 /// The rows of `q`, one per group, in group order.
-pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, GoldenError> {
+pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<GoldenAnswer, GoldenError> {
     let group_names: Vec<&str> = q.group_by.iter().map(String::as_str).collect();
     let with_name = |name: &str| {
         let mut m = q.matchers.clone();
@@ -167,6 +175,7 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
         },
     )?;
     let mut corrupt = None;
+    let mut resolution = 0;
     db.for_each::<Windows>(
         &with_name(family::RESPONSE_LATENCY_MS.name()),
         q.start,
@@ -174,6 +183,7 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
         |l, windows| {
             let row = row_of(&mut rows, &group_names, l);
             for w in windows {
+                resolution = resolution.max(w.end_ms - w.start_ms);
                 if let Err(e) = row.latency.add(w) {
                     corrupt = Some(e);
                 }
@@ -194,7 +204,7 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
         },
     )?;
     let secs = (q.end - q.start) as f64 / 1000.0;
-    Ok(rows
+    let rows = rows
         .into_iter()
         .map(|(group, mut row)| {
             row.latency.sort();
@@ -210,7 +220,11 @@ pub(crate) fn golden(db: &Db, q: &GoldenQuery) -> Result<Vec<pb::GoldenRow>, Gol
                 tcp_open_connections: row.tcp_open,
             }
         })
-        .collect())
+        .collect();
+    Ok(GoldenAnswer {
+        rows,
+        latency_resolution_ms: resolution,
+    })
 }
 
 #[cfg(test)]

@@ -171,6 +171,7 @@ async fn encoder_reports_give_exact_counts_and_quantiles() {
                 nanos: 0,
             }),
             end_unix_ms: end0 + 30_000,
+            start_unix_ms: 0,
         })
         .await
         .expect("golden")
@@ -440,6 +441,7 @@ async fn a_real_proxy_reports_what_it_carried() {
                     nanos: 0,
                 }),
                 end_unix_ms: 0,
+                start_unix_ms: 0,
             })
             .await
             .unwrap()

@@ -12,23 +12,25 @@
 //! |---|---|---|
 //! | `/api/v1/version` | | `Version` |
 //! | `/api/v1/deployments` | `namespace`, `all_namespaces`, `name` | `DeploymentList` |
-//! | `/api/v1/stat` | selector, `from`, `to`, `window` | `Stat` |
-//! | `/api/v1/stat/stream` | as `stat`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
-//! | `/api/v1/stat/history` | selector, `range` (15m), `step` (15s), `window` (1m) | `StatHistory` |
+//! | `/api/v1/stat` | selector, `from`, `to`, `window` or `since`/`until` | `Stat` |
+//! | `/api/v1/stat/stream` | as `stat` without `until`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
+//! | `/api/v1/stat/history` | selector, `range` (15m) or `since`/`until`, `step` (15s), `window` (1m) | `StatHistory` |
 //! | `/api/v1/top` | `namespace`, `name`, `window` (default 10s), `limit` | `Top` after one tick |
 //! | `/api/v1/top/stream` | as `top` | SSE: `top` events (`Top`), one a second |
 //! | `/api/v1/tap/stream` | `namespace`, `name`, `to`, `path`, `method`, `authority`, `max_rps` | SSE: `tap` events (`TapEvent`) |
 //! | `/api/v1/tap/search` | `query`, `since` or `start_ms`/`end_ms`, `limit`, `namespace`, `name`, `to`, `path`, `method`, `authority` | `TapSearch` |
-//! | `/api/v1/edges` | selector | `Edges` |
-//! | `/api/v1/routes` | `namespace`, `name`, `window` | `Routes` |
-//! | `/api/v1/authz` | `namespace`, `name`, `window` | `Authz` |
+//! | `/api/v1/edges` | selector, `window` (5m) or `since`/`until` | `Edges` |
+//! | `/api/v1/routes` | `namespace`, `name`, `window` or `since`/`until` | `Routes` |
+//! | `/api/v1/authz` | `namespace`, `name`, `window` or `since`/`until` | `Authz` |
 //! | `/api/v1/check` | | `Check` |
 //! | `/healthz` | | `ok` |
 //!
 //! The selector is `namespace` (default `default`), `all_namespaces=true`,
 //! and `name` (one Deployment). `from`/`to` name a Deployment as
 //! `namespace/name` or `name` (in the selector's namespace). Windows and
-//! durations are written `30s`, `1m`, `1h`. A stream whose source fails
+//! durations are written `30s`, `1m`, `1h`; `since` and `until` are how
+//! long ago (`2h`) or RFC 3339 times, and a window with `until` in the past
+//! is the same at every request. A stream whose source fails
 //! sends an `error` event; the stat stream then keeps trying each interval,
 //! the others end (the browser's `EventSource` reconnects by itself).
 
@@ -45,6 +47,7 @@ use axum::{Json, Router};
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1::{self as pb, api_server::Api};
 use conduit_api::proto::tap::v1 as tap;
+use conduit_api::time_range::TimePoint;
 use conduit_api::{DeploymentRef, json};
 use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
@@ -248,6 +251,22 @@ fn duration_param(
     Ok(Some(crate::profile::duration(d)))
 }
 
+/// `since` and `until` (how long ago, or RFC 3339) as a request's
+/// `start_unix_ms` and `end_unix_ms`, 0 where absent; the API checks the
+/// window they make.
+fn range_params(since: &Option<String>, until: &Option<String>) -> Result<(i64, i64), ApiError> {
+    let now = now_unix_ms();
+    let at = |what: &str, text: &Option<String>| {
+        let Some(text) = text.as_deref().filter(|t| !t.is_empty()) else {
+            return Ok(0);
+        };
+        text.parse::<TimePoint>()
+            .map(|p| p.at(now))
+            .map_err(|e| bad(format!("{what}: {e}")))
+    };
+    Ok((at("since", since)?, at("until", until)?))
+}
+
 fn named(ns: &Option<String>, name: &Option<String>) -> Result<mesh::DeploymentRef, ApiError> {
     let name = name
         .as_deref()
@@ -288,36 +307,29 @@ struct StatQuery {
     from: Option<String>,
     to: Option<String>,
     window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
     interval: Option<String>,
 }
 
 impl StatQuery {
     fn request(&self) -> Result<pb::StatRequest, ApiError> {
         let ns = namespace_or_default(&self.namespace);
+        let (start_unix_ms, end_unix_ms) = range_params(&self.since, &self.until)?;
         Ok(pb::StatRequest {
             selector: Some(selector(&self.namespace, self.all_namespaces, &self.name)),
             from: deployment_param("from", self.from.as_deref(), &ns)?,
             to: deployment_param("to", self.to.as_deref(), &ns)?,
             window: duration_param("window", &self.window)?,
+            start_unix_ms,
+            end_unix_ms,
         })
     }
 }
 
 async fn stat_once(api: &PublicApi, req: pb::StatRequest) -> Result<json::Stat, ApiError> {
-    let window = req.window.map_or(crate::public::DEFAULT_WINDOW, |w| {
-        Duration::new(w.seconds.max(0) as u64, w.nanos.max(0) as u32)
-    });
     let reply = api.stat(tonic::Request::new(req)).await?;
-    Ok(json::Stat {
-        window: conduit_api::duration::format(window),
-        time_unix_ms: now_unix_ms(),
-        rows: reply
-            .into_inner()
-            .rows
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    })
+    Ok(reply.into_inner().into())
 }
 
 async fn stat(
@@ -347,6 +359,11 @@ async fn stat_stream(
     q: Result<Query<StatQuery>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Query(q) = q?;
+    if q.until.is_some() {
+        return Err(bad(
+            "until: a window that has ended does not change; ask /api/v1/stat for it",
+        ));
+    }
     let req = q.request()?;
     let interval = match &q.interval {
         None => DEFAULT_INTERVAL,
@@ -400,6 +417,9 @@ struct HistoryQuery {
     window: Option<String>,
     range: Option<String>,
     step: Option<String>,
+    /// Instead of `range`: the points from `since` to `until` (default now).
+    since: Option<String>,
+    until: Option<String>,
 }
 
 async fn stat_history(
@@ -411,15 +431,24 @@ async fn stat_history(
         conduit_api::duration::parse(text.as_deref().unwrap_or(default))
             .map_err(|e| bad(format!("{what}: {e}")))
     };
-    let (range, step) = (
-        parse("range", &q.range, "15m")?,
-        parse("step", &q.step, "15s")?,
-    );
+    let step = parse("step", &q.step, "15s")?;
+    let (start, end) = range_params(&q.since, &q.until)?;
+    let (range, end) = match (start, q.range.is_some()) {
+        (0, _) => (parse("range", &q.range, "15m")?, (end > 0).then_some(end)),
+        (_, true) => return Err(bad("since: give either since or range, not both")),
+        (start, false) => {
+            let end = if end > 0 { end } else { now_unix_ms() };
+            let span = u64::try_from(end - start)
+                .map_err(|_| bad("since must be earlier than until: the window would be empty"))?;
+            // The first point ends one step after `since`.
+            (Duration::from_millis(span), Some(end))
+        }
+    };
     let selector = selector(&q.namespace, q.all_namespaces, &q.name);
     let window = duration_param("window", &q.window)?;
     let window_text = q.window.clone().unwrap_or_else(|| "1m".into());
     let history = api
-        .stat_history(Some(selector), window, range, step)
+        .stat_history(Some(selector), window, (range, step), end)
         .await?;
     Ok(Json(json::StatHistory {
         window: window_text,
@@ -608,14 +637,30 @@ async fn tap_search(
     }))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgesQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    all_namespaces: bool,
+    name: Option<String>,
+    window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
 async fn edges(
     State(api): State<PublicApi>,
-    q: Result<Query<SelectorQuery>, QueryRejection>,
+    q: Result<Query<EdgesQuery>, QueryRejection>,
 ) -> ApiResult<json::Edges> {
     let Query(q) = q?;
+    let (start_unix_ms, end_unix_ms) = range_params(&q.since, &q.until)?;
     let reply = api
         .edges(tonic::Request::new(pb::EdgesRequest {
-            selector: Some(q.selector()),
+            selector: Some(selector(&q.namespace, q.all_namespaces, &q.name)),
+            window: duration_param("window", &q.window)?,
+            start_unix_ms,
+            end_unix_ms,
         }))
         .await?;
     Ok(Json(reply.into_inner().into()))
@@ -627,6 +672,8 @@ struct RoutesQuery {
     namespace: Option<String>,
     name: Option<String>,
     window: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
 }
 
 async fn routes(
@@ -634,10 +681,13 @@ async fn routes(
     q: Result<Query<RoutesQuery>, QueryRejection>,
 ) -> ApiResult<json::Routes> {
     let Query(q) = q?;
+    let (start_unix_ms, end_unix_ms) = range_params(&q.since, &q.until)?;
     let reply = api
         .routes(tonic::Request::new(pb::RoutesRequest {
             deployment: Some(named(&q.namespace, &q.name)?),
             window: duration_param("window", &q.window)?,
+            start_unix_ms,
+            end_unix_ms,
         }))
         .await?;
     Ok(Json(reply.into_inner().into()))
@@ -649,10 +699,13 @@ async fn authz(
     q: Result<Query<RoutesQuery>, QueryRejection>,
 ) -> ApiResult<json::Authz> {
     let Query(q) = q?;
+    let (start_unix_ms, end_unix_ms) = range_params(&q.since, &q.until)?;
     let reply = api
         .authz(tonic::Request::new(pb::AuthzRequest {
             deployment: Some(named(&q.namespace, &q.name)?),
             window: duration_param("window", &q.window)?,
+            start_unix_ms,
+            end_unix_ms,
         }))
         .await?;
     Ok(Json(reply.into_inner().into()))

@@ -73,8 +73,16 @@ impl Store {
     }
 
     pub async fn golden(&self, req: pb::GoldenRequest) -> Result<Vec<pb::GoldenRow>, Status> {
+        Ok(self.golden_answer(req).await?.rows)
+    }
+
+    /// `Golden` with the window it answered and its latency resolution.
+    pub async fn golden_answer(
+        &self,
+        req: pb::GoldenRequest,
+    ) -> Result<pb::GoldenResponse, Status> {
         let reply = self.client.clone().golden(req).await;
-        Ok(self.check(reply)?.into_inner().rows)
+        Ok(self.check(reply)?.into_inner())
     }
 
     pub async fn series(&self, req: pb::SeriesRequest) -> Result<Vec<pb::LabelSet>, Status> {
@@ -84,12 +92,21 @@ impl Store {
 
     /// A PromQL instant query, evaluated now.
     pub async fn instant(&self, query: String) -> Result<Vec<pb::Series>, Status> {
+        self.instant_at(query, 0).await
+    }
+
+    /// A PromQL instant query, evaluated at `time_unix_ms` (0: now).
+    pub async fn instant_at(
+        &self,
+        query: String,
+        time_unix_ms: i64,
+    ) -> Result<Vec<pb::Series>, Status> {
         let reply = self
             .client
             .clone()
             .instant(pb::InstantQuery {
                 query,
-                time_unix_ms: 0,
+                time_unix_ms,
             })
             .await;
         Ok(self.check(reply)?.into_inner().series)

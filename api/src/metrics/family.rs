@@ -107,13 +107,6 @@ use crate::proto::{mesh::v1 as mesh, store::v1 as store};
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-/// `__name__=~"a|b"`: the series of several families.
-#[cfg(feature = "proto")]
-pub fn select_any(families: &[Meta]) -> store::Matcher {
-    let names: Vec<&str> = families.iter().map(|m| m.name).collect();
-    matcher(METRIC_NAME, store::matcher::Op::Regex, &names.join("|"))
-}
-
 #[cfg(feature = "proto")]
 fn matcher(name: &str, op: store::matcher::Op, value: &str) -> store::Matcher {
     store::Matcher {

@@ -8,11 +8,12 @@ use conduit_api::proto::public::v1::AuthzRequest;
 
 use crate::api;
 use crate::args::DeploymentWindowArgs;
-use crate::cmd::{block_on, required_name};
+use crate::cmd::{block_on, request_range, required_name};
 use crate::output::{Format, Table, outln, print_json};
 
 pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
     let name = required_name(&args.target, "authz")?;
+    let (start_unix_ms, end_unix_ms) = request_range(&args.bounds, args.time_window)?;
     let authz = block_on(async {
         let mut conn = api::connect(&args.common.api).await?;
         let req = AuthzRequest {
@@ -21,6 +22,8 @@ pub(crate) fn run(args: DeploymentWindowArgs) -> anyhow::Result<()> {
                 name,
             }),
             window: Some(super::stat::prost_duration(args.time_window)),
+            start_unix_ms,
+            end_unix_ms,
         };
         let reply = conn.client.authz(req).await.map_err(api::status_error)?;
         anyhow::Ok(Authz::from(reply.into_inner()))

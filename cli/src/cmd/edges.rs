@@ -5,10 +5,11 @@ use conduit_api::proto::public::v1::{EdgesRequest, Selector};
 
 use crate::api;
 use crate::args::EdgesArgs;
-use crate::cmd::block_on;
+use crate::cmd::{block_on, request_range};
 use crate::output::{Format, Table, outln, print_json};
 
 pub(crate) fn run(args: EdgesArgs) -> anyhow::Result<()> {
+    let (start_unix_ms, end_unix_ms) = request_range(&args.bounds, args.time_window)?;
     let edges = block_on(async {
         let mut conn = api::connect(&args.common.api).await?;
         let req = EdgesRequest {
@@ -17,6 +18,9 @@ pub(crate) fn run(args: EdgesArgs) -> anyhow::Result<()> {
                 all_namespaces: args.namespaces.all_namespaces,
                 name: args.target.name.clone().unwrap_or_default(),
             }),
+            window: Some(super::stat::prost_duration(args.time_window)),
+            start_unix_ms,
+            end_unix_ms,
         };
         let reply = conn.client.edges(req).await.map_err(api::status_error)?;
         anyhow::Ok(Edges::from(reply.into_inner()))

@@ -57,3 +57,27 @@ pub(crate) fn required_name(
         .clone()
         .ok_or_else(|| anyhow::anyhow!("`conduit {command}` needs one Deployment: deploy/NAME"))
 }
+
+/// The `start_unix_ms` and `end_unix_ms` of a request for `bounds` and
+/// `-t window`: both 0 (the window ending now) without --since and
+/// --until; the end stays 0 (now, on the controller's clock) without
+/// --until. A window that cannot hold data is refused before any request.
+pub(crate) fn request_range(
+    bounds: &crate::args::TimeBounds,
+    window: std::time::Duration,
+) -> anyhow::Result<(i64, i64)> {
+    use conduit_api::time_range::TimeRange;
+    if bounds.since.is_none() && bounds.until.is_none() {
+        return Ok((0, 0));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let range = TimeRange::resolve(bounds.since, bounds.until, window, now)?;
+    let end = if bounds.until.is_some() {
+        range.end_ms
+    } else {
+        0
+    };
+    Ok((range.start_ms, end))
+}

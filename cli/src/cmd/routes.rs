@@ -8,12 +8,13 @@ use conduit_api::proto::public::v1::RoutesRequest;
 
 use crate::api;
 use crate::args::RoutesArgs;
-use crate::cmd::{block_on, required_name};
+use crate::cmd::{block_on, request_range, required_name};
 use crate::output::{Format, Table, latency, print_json, rps, success};
 
 pub(crate) fn run(args: RoutesArgs) -> anyhow::Result<()> {
     let window = &args.window;
     let name = required_name(&window.target, "routes")?;
+    let (start_unix_ms, end_unix_ms) = request_range(&window.bounds, window.time_window)?;
     let mut routes = block_on(async {
         let mut conn = api::connect(&window.common.api).await?;
         let req = RoutesRequest {
@@ -22,6 +23,8 @@ pub(crate) fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 name,
             }),
             window: Some(super::stat::prost_duration(window.time_window)),
+            start_unix_ms,
+            end_unix_ms,
         };
         let reply = conn.client.routes(req).await.map_err(api::status_error)?;
         anyhow::Ok(Routes::from(reply.into_inner()))

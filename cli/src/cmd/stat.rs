@@ -7,7 +7,7 @@ use conduit_api::proto::public::v1::{Selector, StatRequest};
 
 use crate::api;
 use crate::args::StatArgs;
-use crate::cmd::block_on;
+use crate::cmd::{block_on, request_range};
 use crate::output::{Format, Table, latency, outln, print_json, rps, success};
 
 pub(crate) fn run(args: StatArgs) -> anyhow::Result<()> {
@@ -30,6 +30,7 @@ fn edge_ref(
 }
 
 async fn fetch(args: &StatArgs) -> anyhow::Result<Stat> {
+    let (start_unix_ms, end_unix_ms) = request_range(&args.bounds, args.time_window)?;
     let mut conn = api::connect(&args.common.api).await?;
     let ns = &args.namespaces.namespace;
     let req = StatRequest {
@@ -49,18 +50,11 @@ async fn fetch(args: &StatArgs) -> anyhow::Result<Stat> {
             ns,
         ),
         window: Some(prost_duration(args.time_window)),
+        start_unix_ms,
+        end_unix_ms,
     };
     let reply = conn.client.stat(req).await.map_err(api::status_error)?;
-    Ok(Stat {
-        window: conduit_api::duration::format(args.time_window),
-        time_unix_ms: now_ms(),
-        rows: reply
-            .into_inner()
-            .rows
-            .into_iter()
-            .map(Into::into)
-            .collect(),
-    })
+    Ok(reply.into_inner().into())
 }
 
 pub(crate) fn prost_duration(d: std::time::Duration) -> prost_types::Duration {
@@ -68,13 +62,6 @@ pub(crate) fn prost_duration(d: std::time::Duration) -> prost_types::Duration {
         seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
         nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(0))
-        .unwrap_or(0)
 }
 
 fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow::Result<()> {

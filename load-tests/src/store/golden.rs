@@ -306,6 +306,7 @@ pub(crate) async fn measure(
             nanos: 0,
         }),
         end_unix_ms: end,
+        start_unix_ms: 0,
     };
     let (mut golden, mut prom, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = 0;

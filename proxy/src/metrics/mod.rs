@@ -465,7 +465,7 @@ impl Registry {
     /// The `route_*` series of an outbound authority's learned template.
     pub(crate) fn learned_route(&self, authority: &str, template: &str) -> Arc<HttpStats> {
         let pairs = labels::learned_route(authority, template);
-        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l)))
+        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l, None)))
     }
 
     /// The `tcp_*` series of one side's connections.

@@ -149,6 +149,12 @@ pub(crate) enum DbError {
 }
 
 impl Db {
+    /// How long data is kept (`--retention-time`): older windows have
+    /// nothing to answer from.
+    pub(crate) fn retention_ms(&self) -> i64 {
+        self.opts.retention_ms
+    }
+
     /// How far past the clock a sample may be dated.
     pub(crate) fn max_future_ms(&self) -> i64 {
         self.opts.max_future_ms

@@ -13,6 +13,8 @@ use conduit_api::proto::store::v1::query_server::Query;
 use conduit_api::proto::tap::v1::TapEvent;
 use tonic::{Request, Response, Status};
 
+use conduit_api::time_range::TimeRange;
+
 use crate::db::Db;
 use crate::golden::{GoldenQuery, golden};
 use crate::ingest::Ingester;
@@ -120,8 +122,14 @@ fn result_of(v: QueryValue) -> pb::QueryResult {
     }
 }
 
-/// Checks a `Golden` request and fills in its defaults.
-fn golden_query(req: pb::GoldenRequest, lookback_ms: i64) -> Result<GoldenQuery, Status> {
+/// Checks a `Golden` request and fills in its defaults: the window ends
+/// at `end_unix_ms` (default now) and starts at `start_unix_ms` (default
+/// `window`, 1 minute, before the end), within the store's retention.
+fn golden_query(
+    req: pb::GoldenRequest,
+    lookback_ms: i64,
+    retention_ms: i64,
+) -> Result<GoldenQuery, Status> {
     let base = matchers(&req.matchers)?;
     for g in &req.group_by {
         if !conduit_api::labels::is_valid_name(g) {
@@ -142,15 +150,31 @@ fn golden_query(req: pb::GoldenRequest, lookback_ms: i64) -> Result<GoldenQuery,
     } else {
         DEFAULT_WINDOW_MS
     };
+    let now = crate::time::now_ms();
     let end = if req.end_unix_ms > 0 {
         req.end_unix_ms
     } else {
-        crate::time::now_ms()
+        now
     };
+    let start = if req.start_unix_ms > 0 {
+        req.start_unix_ms
+    } else {
+        end.saturating_sub(window)
+    };
+    let range = TimeRange {
+        start_ms: start,
+        end_ms: end,
+    };
+    range
+        .check(now)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    range
+        .check_retention(retention_ms, now)
+        .map_err(|e| Status::out_of_range(e.to_string()))?;
     Ok(GoldenQuery {
         matchers: base,
         group_by: req.group_by,
-        start: end - window,
+        start,
         end,
         lookback_ms,
     })
@@ -193,14 +217,24 @@ impl Query for QueryService {
         &self,
         request: Request<pb::GoldenRequest>,
     ) -> Result<Response<pb::GoldenResponse>, Status> {
-        let q = golden_query(request.into_inner(), self.engine.options().lookback_ms)?;
+        let q = golden_query(
+            request.into_inner(),
+            self.engine.options().lookback_ms,
+            self.db.retention_ms(),
+        )?;
+        let (start_unix_ms, end_unix_ms) = (q.start, q.end);
         let db = self.db.clone();
         let work = tokio::task::spawn_blocking(move || golden(&db, &q));
-        let rows = within_query_timeout(self.timeout, work)
+        let answer = within_query_timeout(self.timeout, work)
             .await?
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::internal(e.to_string()))?;
-        Ok(Response::new(pb::GoldenResponse { rows }))
+        Ok(Response::new(pb::GoldenResponse {
+            rows: answer.rows,
+            start_unix_ms,
+            end_unix_ms,
+            latency_resolution_ms: answer.latency_resolution_ms,
+        }))
     }
 
     async fn instant(
@@ -350,6 +384,7 @@ impl Query for QueryService {
                     dropped_reports: p.dropped_reports,
                 })
                 .collect(),
+            retention_ms: self.db.retention_ms(),
         }))
     }
 }

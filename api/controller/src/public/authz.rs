@@ -19,7 +19,7 @@ use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 use tonic::Status;
 
-use super::{PublicApi, deployment_arg, not_found, window};
+use super::{PublicApi, deployment_arg, not_found, time_range};
 use crate::policy::PolicyIndex;
 
 /// The route every request of a Server without routes is on (as the
@@ -35,16 +35,24 @@ impl PublicApi {
         req: pb::AuthzRequest,
     ) -> Result<pb::AuthzResponse, Status> {
         let d = deployment_arg("deployment", req.deployment)?;
-        let window = window(req.window, super::DEFAULT_WINDOW)?;
+        let range = time_range(
+            req.window,
+            req.start_unix_ms,
+            req.end_unix_ms,
+            super::DEFAULT_WINDOW,
+        )?;
         let snap = self.snapshot();
         if !snap.deployments.contains_key(&d) {
             return Err(not_found(&d));
         }
         let mut rows = configured(&snap.policy, &d);
-        let w = format!("{}s", window.as_secs().max(1));
+        self.within_retention(&range).await?;
+        let w = format!("{}ms", range.end_ms - range.start_ms);
         let (allowed, denied) = tokio::try_join!(
-            self.store().instant(counts_query(&d, "allow", &w)),
-            self.store().instant(counts_query(&d, "deny", &w)),
+            self.store()
+                .instant_at(counts_query(&d, "allow", &w), range.end_ms),
+            self.store()
+                .instant_at(counts_query(&d, "deny", &w), range.end_ms),
         )?;
         for s in &allowed {
             let audited =
@@ -64,6 +72,8 @@ impl PublicApi {
         Ok(pb::AuthzResponse {
             default_policy: snap.policy.default_for(&d).to_string(),
             rows: rows.into_values().collect(),
+            start_unix_ms: range.start_ms,
+            end_unix_ms: range.end_ms,
         })
     }
 }

@@ -1,11 +1,12 @@
 //! `Edges`: which Deployment talks to which, from the proxies' outbound
-//! series (`deployment` → `dst_deployment`) seen in the last minutes, with
-//! the identities the proxies proved and whether mTLS secured the traffic.
+//! series (`deployment` → `dst_deployment`) with samples in a window (the
+//! last 5 minutes by default), with the identities the proxies proved and
+//! whether mTLS secured the traffic.
 
 use std::collections::BTreeMap;
 
-use conduit_api::metrics::family::{self, select_any};
-use conduit_api::metrics::labels::Http;
+use conduit_api::metrics::family;
+use conduit_api::metrics::labels::{Http, Label};
 use conduit_api::metrics::{NoTlsReason, Tls};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
@@ -13,10 +14,34 @@ use conduit_api::{DeploymentRef, Direction};
 use tonic::Status;
 
 use super::{PublicApi, Scope};
-use crate::store::now_unix_ms;
 
-/// How far back a series counts as a live edge.
-const EDGE_WINDOW_MS: i64 = 5 * 60_000;
+/// How far back a series counts as a live edge, by default.
+pub(super) const DEFAULT_EDGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The labels of an outbound series that [`edges_of`] reads.
+const EDGE_LABELS: [Http; 8] = [
+    Http::Namespace,
+    Http::Deployment,
+    Http::DstNamespace,
+    Http::DstDeployment,
+    Http::Tls,
+    Http::NoTlsReason,
+    Http::ClientId,
+    Http::ServerId,
+];
+
+/// The label sets of `family`'s outbound series with samples in the
+/// `window_ms` before the query's time. Per family: `__name__` is dropped
+/// by `count_over_time`, so two families in one selector would collide.
+fn edge_query(family: &str, window_ms: i64) -> String {
+    let by: Vec<&str> = EDGE_LABELS.iter().map(|l| l.name()).collect();
+    format!(
+        "count by ({}) (count_over_time({family}{{{}=\"{}\"}}[{window_ms}ms]))",
+        by.join(", "),
+        Http::Direction.name(),
+        Direction::Outbound.as_str()
+    )
+}
 
 /// Why an edge is plaintext when its series carry no reason.
 pub(super) const NO_REASON: &str = "not secured: the client's proxy gave no reason";
@@ -76,19 +101,33 @@ impl PublicApi {
         req: pb::EdgesRequest,
     ) -> Result<pb::EdgesResponse, Status> {
         let scope = Scope::from_selector(req.selector)?;
-        let end = now_unix_ms();
-        let families = select_any(&[family::REQUEST_TOTAL.meta, family::TCP_OPEN_TOTAL.meta]);
-        let outbound = family::REQUEST_TOTAL.eq(Http::Direction, Direction::Outbound.as_str());
-        let series = self
-            .store()
-            .series(store::SeriesRequest {
-                matchers: vec![families, outbound],
-                start_unix_ms: end - EDGE_WINDOW_MS,
-                end_unix_ms: end,
-            })
-            .await?;
+        let range = super::time_range(
+            req.window,
+            req.start_unix_ms,
+            req.end_unix_ms,
+            DEFAULT_EDGE_WINDOW,
+        )?;
+        self.within_retention(&range).await?;
+        let window_ms = range.end_ms - range.start_ms;
+        let (http, tcp) = tokio::try_join!(
+            self.store().instant_at(
+                edge_query(family::REQUEST_TOTAL.name(), window_ms),
+                range.end_ms
+            ),
+            self.store().instant_at(
+                edge_query(family::TCP_OPEN_TOTAL.name(), window_ms),
+                range.end_ms
+            ),
+        )?;
+        let series: Vec<store::LabelSet> = http
+            .into_iter()
+            .chain(tcp)
+            .map(|s| store::LabelSet { labels: s.labels })
+            .collect();
         Ok(pb::EdgesResponse {
             edges: edges_of(&series, &scope),
+            start_unix_ms: range.start_ms,
+            end_unix_ms: range.end_ms,
         })
     }
 }

@@ -14,6 +14,7 @@ use conduit_api::deployment::{ParseError, validate_name, validate_namespace};
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::public::v1::{self as pb, api_server::Api};
 use conduit_api::proto::tap::v1 as tap_pb;
+use conduit_api::time_range::TimeRange;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -233,6 +234,48 @@ pub fn window(d: Option<prost_types::Duration>, default: Duration) -> Result<Dur
         return Err(out_of_range());
     }
     Ok(w)
+}
+
+/// The window `(start, end]` of a request: from `start_unix_ms` (0: the
+/// `window`, default `default`, before the end) to `end_unix_ms` (0: now).
+pub fn time_range(
+    window_field: Option<prost_types::Duration>,
+    start_unix_ms: i64,
+    end_unix_ms: i64,
+    default: Duration,
+) -> Result<TimeRange, Status> {
+    if start_unix_ms < 0 || end_unix_ms < 0 {
+        return Err(Status::invalid_argument(
+            "start_unix_ms and end_unix_ms must not be negative (0 means the default)",
+        ));
+    }
+    let now = crate::store::now_unix_ms();
+    let end_ms = if end_unix_ms > 0 { end_unix_ms } else { now };
+    let start_ms = if start_unix_ms > 0 {
+        start_unix_ms
+    } else {
+        let w = window(window_field, default)?;
+        end_ms.saturating_sub(i64::try_from(w.as_millis()).unwrap_or(i64::MAX))
+    };
+    let range = TimeRange { start_ms, end_ms };
+    range
+        .check(now)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(range)
+}
+
+impl PublicApi {
+    /// Refuses a window older than the store keeps (its status says how
+    /// long), so an empty answer never passes for "no traffic".
+    async fn within_retention(&self, range: &TimeRange) -> Result<(), Status> {
+        let status = self.store().status().await?;
+        if status.retention_ms <= 0 {
+            return Ok(());
+        }
+        range
+            .check_retention(status.retention_ms, crate::store::now_unix_ms())
+            .map_err(|e| Status::out_of_range(e.to_string()))
+    }
 }
 
 pub fn not_found(d: &DeploymentRef) -> Status {

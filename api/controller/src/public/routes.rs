@@ -19,10 +19,11 @@ use conduit_api::metrics::labels::{Label, Route, RouteResponse};
 use conduit_api::metrics::{LEARNED_ROUTE, family};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
+use conduit_api::time_range::TimeRange;
 use conduit_api::{Classification, Direction};
 use tonic::Status;
 
-use super::{PublicApi, deployment_arg, not_found, window};
+use super::{PublicApi, deployment_arg, not_found, time_range};
 use crate::discovery::Snapshot;
 
 pub(super) const DEFAULT_ROUTE: &str = "[DEFAULT]";
@@ -99,11 +100,17 @@ impl PublicApi {
         req: pb::RoutesRequest,
     ) -> Result<pb::RoutesResponse, Status> {
         let d = deployment_arg("deployment", req.deployment)?;
-        let window = window(req.window, super::DEFAULT_WINDOW)?;
+        let range = time_range(
+            req.window,
+            req.start_unix_ms,
+            req.end_unix_ms,
+            super::DEFAULT_WINDOW,
+        )?;
         let snap = self.snapshot();
         if !snap.deployments.contains_key(&d) {
             return Err(not_found(&d));
         }
+        self.within_retention(&range).await?;
         let mut rows: Vec<pb::RouteRow> = Vec::new();
         for service in snap.services_of(&d) {
             let Some(profile) = snap.profiles.get(&service) else {
@@ -117,9 +124,9 @@ impl PublicApi {
             }));
         }
         let Some(authority) = authority_regex(&snap, &d) else {
-            return Ok(pb::RoutesResponse { rows });
+            return Ok(range_rows(rows, range));
         };
-        let w = format!("{}s", window.as_secs().max(1));
+        let w = format!("{}ms", range.end_ms - range.start_ms);
         // Both route families carry these labels.
         let selector = format!(
             "{{{}=\"{}\",{}=~\"{}\"}}",
@@ -144,10 +151,10 @@ impl PublicApi {
             )
         };
         let (counts, p50, p95, p99) = tokio::try_join!(
-            self.store().instant(counts),
-            self.store().instant(quantile(0.5)),
-            self.store().instant(quantile(0.95)),
-            self.store().instant(quantile(0.99)),
+            self.store().instant_at(counts, range.end_ms),
+            self.store().instant_at(quantile(0.5), range.end_ms),
+            self.store().instant_at(quantile(0.95), range.end_ms),
+            self.store().instant_at(quantile(0.99), range.end_ms),
         )?;
         let counts = by_route(&counts);
         let mut routes: Vec<RouteKey> = counts.keys().map(|(r, _)| r.clone()).collect();
@@ -166,7 +173,7 @@ impl PublicApi {
             let metrics = pb::GoldenMetrics {
                 success_count: success,
                 failure_count: failure,
-                requests_per_second: (success + failure) as f64 / window.as_secs_f64(),
+                requests_per_second: (success + failure) as f64 / range.len().as_secs_f64(),
                 latency_p50_ms: quantile_of(&p50, &route),
                 latency_p95_ms: quantile_of(&p95, &route),
                 latency_p99_ms: quantile_of(&p99, &route),
@@ -194,7 +201,15 @@ impl PublicApi {
                 learned: false,
             });
         }
-        Ok(pb::RoutesResponse { rows })
+        Ok(range_rows(rows, range))
+    }
+}
+
+fn range_rows(rows: Vec<pb::RouteRow>, range: TimeRange) -> pb::RoutesResponse {
+    pb::RoutesResponse {
+        rows,
+        start_unix_ms: range.start_ms,
+        end_unix_ms: range.end_ms,
     }
 }
 

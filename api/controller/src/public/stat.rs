@@ -18,7 +18,7 @@ use conduit_api::proto::store::v1 as store;
 use conduit_api::{DeploymentRef, Direction};
 use tonic::Status;
 
-use super::{PublicApi, Scope, not_found, optional_deployment, window};
+use super::{PublicApi, Scope, not_found, optional_deployment};
 use crate::discovery::Snapshot;
 use crate::store::now_unix_ms;
 
@@ -155,6 +155,7 @@ pub(super) fn stat_query(
         group_by: key.iter().map(|l| l.name().to_string()).collect(),
         window: Some(prost_duration(window)),
         end_unix_ms: 0,
+        start_unix_ms: 0,
     };
     (req, key)
 }
@@ -177,15 +178,16 @@ pub type History = BTreeMap<DeploymentRef, Vec<(i64, Option<pb::GoldenMetrics>)>
 
 impl PublicApi {
     /// Golden metrics of the selected Deployments at each `step` of the
-    /// last `range`, each over the trailing `window`, from the store's
-    /// `Golden` at those end times. For the dashboard's charts; the gRPC
-    /// API has no counterpart.
+    /// `range` before `end` (default: the last step boundary before now),
+    /// each over the trailing `window`, from the store's `Golden` at those
+    /// end times. For the dashboard's charts; the gRPC API has no
+    /// counterpart.
     pub async fn stat_history(
         &self,
         selector: Option<pb::Selector>,
         window: Option<prost_types::Duration>,
-        range: Duration,
-        step: Duration,
+        (range, step): (Duration, Duration),
+        end: Option<i64>,
     ) -> Result<History, Status> {
         use futures_util::StreamExt;
         let scope = Scope::from_selector(selector)?;
@@ -199,7 +201,9 @@ impl PublicApi {
         let points = range_ms / step_ms;
         // Align to the step so successive requests share their points.
         let now = now_unix_ms();
-        let last = now - now % step_ms as i64;
+        let last = end.unwrap_or(now - now % step_ms as i64);
+        let first = last - (range_ms - step_ms) as i64;
+        super::time_range(None, first - window.as_millis() as i64, last, window)?;
         let ends: Vec<i64> = (0..points)
             .rev()
             .map(|i| last - (i * step_ms) as i64)
@@ -251,9 +255,18 @@ impl PublicApi {
         let scope = Scope::from_selector(req.selector)?;
         let from = optional_deployment("from", req.from)?;
         let to = optional_deployment("to", req.to)?;
-        let window = window(req.window, super::DEFAULT_WINDOW)?;
-        let (query, key) = stat_query(&scope, from.as_ref(), to.as_ref(), window);
-        let (rows, status) = tokio::try_join!(self.store().golden(query), self.store().status())?;
+        let range = super::time_range(
+            req.window,
+            req.start_unix_ms,
+            req.end_unix_ms,
+            super::DEFAULT_WINDOW,
+        )?;
+        let (mut query, key) = stat_query(&scope, from.as_ref(), to.as_ref(), range.len());
+        query.start_unix_ms = range.start_ms;
+        query.end_unix_ms = range.end_ms;
+        let (answer, status) =
+            tokio::try_join!(self.store().golden_answer(query), self.store().status())?;
+        let rows = answer.rows;
         let snap = self.snapshot();
         let pods = PodCounts::from_status(&status);
         let known =
@@ -305,6 +318,9 @@ impl PublicApi {
         }
         Ok(pb::StatResponse {
             rows: out.into_values().collect(),
+            start_unix_ms: answer.start_unix_ms,
+            end_unix_ms: answer.end_unix_ms,
+            latency_resolution_ms: answer.latency_resolution_ms,
         })
     }
 

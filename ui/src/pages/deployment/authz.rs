@@ -73,6 +73,7 @@ fn AuthzTable(authz: Authz, asked_ms: f64) -> impl IntoView {
     let Authz {
         default_policy,
         rows,
+        ..
     } = authz;
     let default_line = view! {
         <p class="footnote" data-testid="authz-default">
