@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `/api/v1/version` | | `Version` |
 //! | `/api/v1/deployments` | `namespace`, `all_namespaces`, `name` | `DeploymentList` |
-//! | `/api/v1/stat` | selector, `from`, `to`, `window` | `Stat` |
+//! | `/api/v1/stat` | selector, `from`, `to`, `window`, `by` (`deployment`, `version`) | `Stat` |
 //! | `/api/v1/stat/stream` | as `stat`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
 //! | `/api/v1/stat/history` | selector, `range` (15m), `step` (15s), `window` (1m) | `StatHistory` |
 //! | `/api/v1/top` | `namespace`, `name`, `window` (default 10s), `limit` | `Top` after one tick |
@@ -289,6 +289,7 @@ struct StatQuery {
     to: Option<String>,
     window: Option<String>,
     interval: Option<String>,
+    by: Option<String>,
 }
 
 impl StatQuery {
@@ -299,7 +300,19 @@ impl StatQuery {
             from: deployment_param("from", self.from.as_deref(), &ns)?,
             to: deployment_param("to", self.to.as_deref(), &ns)?,
             window: duration_param("window", &self.window)?,
+            by: grouping_param(self.by.as_deref())? as i32,
         })
+    }
+}
+
+/// `by=deployment` (the default) or `by=version`.
+fn grouping_param(text: Option<&str>) -> Result<pb::StatGrouping, ApiError> {
+    match text {
+        None | Some("deployment") => Ok(pb::StatGrouping::Deployment),
+        Some("version") => Ok(pb::StatGrouping::Version),
+        Some(other) => Err(bad(format!(
+            "by: {other:?} is not a grouping: use `deployment` or `version`"
+        ))),
     }
 }
 
