@@ -109,6 +109,12 @@ pub fn validate_namespace(namespace: &str) -> Result<(), ParseError> {
     }
 }
 
+/// The label Kubernetes' Deployment controller gives each pod: the hash of
+/// its ReplicaSet's pod template, so one value per version of the
+/// Deployment. `conduit inject` passes it to the proxy, whose series carry
+/// it as `pod_template_hash`.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
 /// A workload's version (the `pod_template_hash` label's value) is a
 /// Kubernetes label value: what the pod's `pod-template-hash` label can
 /// hold, so one rule fits both modes. Empty means no version.
