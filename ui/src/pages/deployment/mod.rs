@@ -2,7 +2,8 @@
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
 //! traffic: [`edges`], drawn by [`graph`]), its authorization policy
-//! ([`authz`]), and its top paths.
+//! ([`authz`]), its versions side by side during a rollout ([`versions`]),
+//! and its top paths.
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
 //! points, one a second) and a `top` stream. Edges and authorization have
@@ -11,6 +12,7 @@
 mod authz;
 mod edges;
 mod graph;
+mod versions;
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use conduit_api::json::StatHistory;
 
 use self::authz::AuthzPanel;
 use self::edges::EdgesView;
+use self::versions::VersionsPanel;
 
 /// How often the views the API has no stream for are polled.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -175,6 +178,7 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                     <LineChart title="Requests per second" testid="chart-rps" unit=Unit::Rps lines=rps span=span/>
                     <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
                 </div>
+                <VersionsPanel namespace=namespace name=name/>
                 <EdgesView namespace=namespace name=name/>
                 <AuthzPanel namespace=namespace name=name/>
                 <h2>"Top paths"</h2>
