@@ -665,4 +665,16 @@ fn a_rollout_shows_two_versions_of_voting_with_their_own_success_rates() {
     for row in &stat.rows {
         assert_eq!((row.meshed_pods, row.total_pods), (1, 1), "{row:?}");
     }
+
+    // Stopped, the demo stops the rolled-out pod too.
+    let mut demo = demo;
+    let term = Command::new("kill")
+        .args(["-TERM", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = demo.child.wait().unwrap();
+    assert!(status.success(), "demo exited with {status}");
+    let left = demo.processes();
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
 }
