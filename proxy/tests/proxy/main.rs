@@ -10,6 +10,7 @@ mod controller;
 mod discovery;
 mod grpc;
 mod http;
+mod learned_routes;
 mod limits;
 mod reliability;
 mod support;

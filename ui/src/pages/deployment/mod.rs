@@ -2,16 +2,18 @@
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
 //! traffic: [`edges`], drawn by [`graph`]), its authorization policy
-//! ([`authz`]), its versions side by side during a rollout ([`versions`]),
-//! and its top paths.
+//! ([`authz`]), its routes, declared and learned ([`routes`]), its
+//! versions side by side during a rollout ([`versions`]), and its top
+//! paths.
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
-//! points, one a second) and a `top` stream. Edges and authorization have
-//! no stream in the API; they are polled every few seconds.
+//! points, one a second) and a `top` stream. Edges, authorization and
+//! routes have no stream in the API; they are polled every few seconds.
 
 mod authz;
 mod edges;
 mod graph;
+mod routes;
 mod versions;
 
 use std::time::Duration;
@@ -33,6 +35,7 @@ use conduit_api::json::StatHistory;
 
 use self::authz::AuthzPanel;
 use self::edges::EdgesView;
+use self::routes::RoutesPanel;
 use self::versions::VersionsPanel;
 
 /// How often the views the API has no stream for are polled.
@@ -180,6 +183,7 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                 </div>
                 <VersionsPanel namespace=namespace name=name/>
                 <EdgesView namespace=namespace name=name/>
+                <RoutesPanel namespace=namespace name=name/>
                 <AuthzPanel namespace=namespace name=name/>
                 <h2>"Top paths"</h2>
                 <TopTable namespace=namespace name=name limit=10/>
