@@ -64,6 +64,12 @@ pub enum ParseError {
     )]
     InvalidNamespace(String),
     #[error(
+        "{0:?} is not a valid version: a Kubernetes label value (such as a pod's \
+         pod-template-hash), letters, digits, '-', '_' and '.', at most 63 characters, \
+         starting and ending with a letter or digit"
+    )]
+    InvalidVersion(String),
+    #[error(
         "unsupported resource {0:?}: use `deploy`, `deploy/NAME` (also `deployment`, `deployments`)"
     )]
     UnsupportedKind(String),
@@ -100,6 +106,30 @@ pub fn validate_namespace(namespace: &str) -> Result<(), ParseError> {
         Ok(())
     } else {
         Err(ParseError::InvalidNamespace(namespace.to_string()))
+    }
+}
+
+/// The label Kubernetes' Deployment controller gives each pod: the hash of
+/// its ReplicaSet's pod template, so one value per version of the
+/// Deployment. `conduit inject` passes it to the proxy, whose series carry
+/// it as `pod_template_hash`.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// A workload's version (the `pod_template_hash` label's value) is a
+/// Kubernetes label value: what the pod's `pod-template-hash` label can
+/// hold, so one rule fits both modes. Empty means no version.
+pub fn validate_version(version: &str) -> Result<(), ParseError> {
+    let edge = |b: Option<&u8>| b.is_none_or(u8::is_ascii_alphanumeric);
+    let valid = version.len() <= 63
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && edge(version.as_bytes().first())
+        && edge(version.as_bytes().last());
+    if valid {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidVersion(version.to_string()))
     }
 }
 
@@ -207,6 +237,17 @@ mod tests {
             Err(ParseError::InvalidNamespace(_))
         ));
         assert!("demo/web.v2".parse::<DeploymentRef>().is_ok());
+    }
+
+    #[test]
+    fn versions_are_label_values() {
+        for ok in ["", "7d4b9c8f6", "v2", "canary_2.1", &"a".repeat(63)] {
+            assert_eq!(validate_version(ok), Ok(()), "{ok}");
+        }
+        for bad in ["-v2", "v2.", "v 2", "v2/b", &"a".repeat(64)] {
+            let err = validate_version(bad).unwrap_err();
+            assert!(err.to_string().contains("pod-template-hash"), "{err}");
+        }
     }
 
     #[test]

@@ -72,6 +72,11 @@ pub struct StatRow {
     /// `null` when no request was seen in the window.
     pub metrics: Option<Golden>,
     pub tcp_open_connections: u64,
+    /// Grouped by version (`by=version`): the `pod_template_hash` the
+    /// row's pods report (empty for pods that report none); the pod
+    /// counts are then that version's reporting pods. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// The window figures cover, `(start, end]`: as RFC 3339 times in UTC and
@@ -374,6 +379,7 @@ mod from_proto {
                 total_pods: d.total_pods,
                 metrics: r.metrics.map(Into::into),
                 tcp_open_connections: r.tcp_open_connections,
+                version: r.version,
             }
         }
     }

@@ -256,10 +256,24 @@ pub(crate) struct StatArgs {
     /// e.g. 30s, 1m, 10m
     #[arg(short = 't', long, default_value = "1m", value_parser = values::window)]
     pub(crate) time_window: Duration,
+    /// One row per Deployment, or per version of each Deployment (its
+    /// pods' `pod_template_hash`) to compare them during a rollout
+    #[arg(long, value_enum, default_value_t = StatBy::Deployment, conflicts_with = "from")]
+    pub(crate) by: StatBy,
     #[command(flatten)]
     pub(crate) bounds: TimeBounds,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+/// What a row of `conduit stat` stands for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum StatBy {
+    /// A Deployment
+    Deployment,
+    /// A version of a Deployment: its pods with one `pod_template_hash`
+    /// (a ReplicaSet on Kubernetes)
+    Version,
 }
 
 #[derive(Args, Debug)]

@@ -16,6 +16,8 @@ use conduit_testbed::{TempDir, bin};
 /// Demo ports with this offset sit outside Linux's ephemeral port range
 /// (32768–60999), so sockets other tests open cannot take them.
 const PORT_OFFSETS: &[u16] = &[14_000, 14_100, 14_200];
+/// The rollout demo's, apart so both demos can run at once.
+const ROLLOUT_PORT_OFFSETS: &[u16] = &[14_300, 14_400, 14_500];
 const DURATION_S: u64 = 60;
 /// Demo Deployments that serve HTTP/gRPC and so must show requests.
 const HTTP_DEPLOYMENTS: &[&str] = &["web", "emoji", "voting"];
@@ -32,8 +34,13 @@ struct Demo {
 impl Demo {
     /// Starts the demo, moving to the next offset when a port is taken.
     fn start() -> Self {
-        for &offset in PORT_OFFSETS {
-            let mut demo = Self::spawn(offset);
+        Self::start_with(PORT_OFFSETS, &["--with-intruder"])
+    }
+
+    /// Starts the demo with `extra` flags on the first free offset.
+    fn start_with(offsets: &[u16], extra: &[&str]) -> Self {
+        for &offset in offsets {
+            let mut demo = Self::spawn(offset, extra);
             let deadline = Instant::now() + Duration::from_secs(120);
             while Instant::now() < deadline {
                 if demo.stdout().contains("Conduit demo is running") {
@@ -54,16 +61,16 @@ impl Demo {
                 demo.stderr()
             );
         }
-        panic!("every port offset tried was taken: {PORT_OFFSETS:?}");
+        panic!("every port offset tried was taken: {offsets:?}");
     }
 
-    fn spawn(offset: u16) -> Self {
+    fn spawn(offset: u16, extra: &[&str]) -> Self {
         let data = TempDir::new("demo");
         let mut child = Command::new(bin("conduit"))
             .args(["demo", "--duration", &format!("{DURATION_S}s")])
             .args(["--port-offset", &offset.to_string()])
             .args(["--failure-rate", &FAILURE_RATE.to_string()])
-            .arg("--with-intruder")
+            .args(extra)
             .arg("--data-dir")
             .arg(data.path())
             .stdout(Stdio::piped())
@@ -617,4 +624,89 @@ fn kill_a_proxy_and_see_it_recover(demo: &Demo) {
             Err(result.to_string())
         }
     });
+}
+
+/// `conduit demo --rollout`: voting's second version starts beside the
+/// first after the delay asked for, the demo says how to compare them, and
+/// `conduit stat --by version` shows both with their own success rates,
+/// the new one's clearly worse (30 points more failures).
+#[test]
+fn a_rollout_shows_two_versions_of_voting_with_their_own_success_rates() {
+    let demo = Demo::start_with(
+        ROLLOUT_PORT_OFFSETS,
+        &["--rollout", "--rollout-after", "5s"],
+    );
+    assert!(
+        demo.stdout().contains("In 5s, voting v2 rolls out"),
+        "{}",
+        demo.stdout()
+    );
+    let hint = "conduit stat deploy/voting -n demo --by version";
+    eventually("the rollout's hint", Duration::from_secs(60), || {
+        let out = demo.stdout();
+        if out.contains("voting v2 now runs beside v1") && out.contains(hint) {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    let stat = eventually("both versions of voting", Duration::from_secs(40), || {
+        let out = demo.conduit(&[
+            "stat",
+            "deploy/voting",
+            "-n",
+            "demo",
+            "--by",
+            "version",
+            "-t",
+            "30s",
+            "-o",
+            "json",
+        ]);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let stat: Stat = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+        let requests = |v: &str| {
+            stat.rows
+                .iter()
+                .find(|r| r.version.as_deref() == Some(v))
+                .and_then(|r| r.metrics.as_ref())
+                .map_or(0, |m| m.total())
+        };
+        // Enough requests that the success rates are not noise.
+        if requests("v1") >= 200 && requests("v2") >= 60 {
+            Ok(stat)
+        } else {
+            Err(format!("{stat:?}"))
+        }
+    });
+    assert_eq!(stat.rows.len(), 2, "{stat:#?}");
+    let success = |v: &str| {
+        stat.rows
+            .iter()
+            .find(|r| r.version.as_deref() == Some(v))
+            .and_then(|r| r.metrics.as_ref())
+            .map(|m| m.success_rate)
+            .unwrap()
+    };
+    assert!(
+        success("v2") < success("v1") - 0.15,
+        "v2 fails more: {stat:#?}"
+    );
+    for row in &stat.rows {
+        assert_eq!((row.meshed_pods, row.total_pods), (1, 1), "{row:?}");
+    }
+
+    // Stopped, the demo stops the rolled-out pod too.
+    let mut demo = demo;
+    let term = Command::new("kill")
+        .args(["-TERM", &demo.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let status = demo.child.wait().unwrap();
+    assert!(status.success(), "demo exited with {status}");
+    let left = demo.processes();
+    assert!(left.is_empty(), "processes left behind: {left:#?}");
 }

@@ -541,3 +541,42 @@ fn the_default_inbound_policy_reaches_the_proxy_and_the_workload_annotation_wins
         "{err}"
     );
 }
+
+/// A Deployment's proxy learns its pod's version (the ReplicaSet's
+/// `pod-template-hash` label) from the downward API, so its series tell
+/// the versions of a rollout apart; a bare pod has no such label and gets
+/// no such variable.
+#[test]
+fn a_deployments_proxy_reads_its_pods_version_from_the_downward_api() {
+    const VAR: &str = "CONDUIT_PROXY_WORKLOAD_VERSION";
+    let (out, _) = conduit_ok(&["inject", "-"], DEPLOYMENT);
+    let deployment = &objects(&out)[0];
+    let proxy = deployment["spec"]["template"]["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "conduit-proxy")
+        .unwrap();
+    let var = proxy["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == VAR)
+        .unwrap_or_else(|| panic!("{VAR} missing: {proxy}"));
+    assert_eq!(
+        var["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['pod-template-hash']"
+    );
+    if let Err(e) = kubernetes_validate("inject-version", &[("web.yaml", &out)]) {
+        panic!("{e}");
+    }
+
+    let pod = "apiVersion: v1
+kind: Pod
+metadata: {name: debug, namespace: demo}
+spec:
+  containers: [{name: debug, image: debug:1}]
+";
+    let (out, _) = conduit_ok(&["inject", "-"], pod);
+    assert!(!out.contains(VAR), "{out}");
+}

@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// Share of Vote calls that fail with UNAVAILABLE
     #[arg(long, default_value_t = 0.1)]
     failure_rate: f64,
+    /// Delay added to every Vote call (a slower version of voting)
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
     /// Votes for this emoji are slow
     #[arg(long, default_value = ":doughnut:")]
     slow_emoji: String,
@@ -109,6 +112,9 @@ impl Service {
 impl Voting for Arc<Service> {
     async fn vote(&self, request: Request<VoteRequest>) -> Result<Response<VoteResponse>, Status> {
         let shortcode = request.into_inner().shortcode;
+        if self.args.delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(self.args.delay_ms)).await;
+        }
         if self.random.chance(self.args.failure_rate) {
             return Err(Status::unavailable("injected failure (--failure-rate)"));
         }

@@ -112,6 +112,15 @@ pub(crate) fn proxy_container(
     ];
     if let Some(deployment) = deployment {
         env.push(env_value("CONDUIT_PROXY_DEPLOYMENT", deployment));
+        // The pod's ReplicaSet, so series tell the Deployment's versions
+        // apart during a rollout.
+        env.push(env_field(
+            "CONDUIT_PROXY_WORKLOAD_VERSION",
+            &format!(
+                "metadata.labels['{}']",
+                conduit_api::deployment::POD_TEMPLATE_HASH_LABEL
+            ),
+        ));
     }
     // With trust anchors, every control-plane link is mTLS.
     let scheme = match &options.trust_anchors_pem {

@@ -289,6 +289,7 @@ fn report(name: &str, start: i64, seq: u64) -> Report {
             identity: String::new(),
             version: conduit_api::VERSION.into(),
             process_start_unix_ms: start - 1000,
+            ..Default::default()
         }),
         sequence: seq,
         start_unix_ms: start + (seq as i64 - 1) * 1000,

@@ -64,8 +64,13 @@ impl Proxy {
 
         let config = Arc::new(config);
         let registry = Arc::new(
-            Registry::new(&config.namespace, &config.deployment, &config.pod)
-                .with_limits(config.series_limits()),
+            Registry::new(
+                &config.namespace,
+                &config.deployment,
+                &config.pod,
+                &config.workload_version,
+            )
+            .with_limits(config.series_limits()),
         );
         let identity = Identity::start(&config, &registry)?;
         let tap = Arc::new(Tap::new(

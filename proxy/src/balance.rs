@@ -340,7 +340,7 @@ mod tests {
     fn factory() -> Arc<EndpointFactory> {
         Arc::new(EndpointFactory {
             identity: None,
-            registry: Arc::new(Registry::new("ns", "d", "p")),
+            registry: Arc::new(Registry::new("ns", "d", "p", "")),
             connect_timeout: Duration::from_secs(1),
             breaker: BreakerConfig {
                 threshold: 2,

@@ -116,6 +116,19 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_POD", default_value = "")]
     pub pod: String,
 
+    /// The version of the proxy's workload, the `pod_template_hash` label
+    /// on every series, so `conduit stat --by version` compares versions
+    /// during a rollout. `conduit inject` sets it to the pod's
+    /// `pod-template-hash` label (its ReplicaSet); a Kubernetes label
+    /// value, at most 63 characters. Empty: no version.
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_WORKLOAD_VERSION",
+        default_value = "",
+        value_parser = parse_version
+    )]
+    pub workload_version: String,
+
     /// The service account of the workload: its identity name once mTLS is
     /// on.
     #[arg(long, env = "CONDUIT_PROXY_SERVICE_ACCOUNT", default_value = "")]
@@ -555,6 +568,12 @@ impl fmt::Display for GrpcAddr {
 }
 
 /// An authority must be `host:port` so it names one service port.
+fn parse_version(s: &str) -> Result<String, String> {
+    conduit_api::deployment::validate_version(s)
+        .map(|()| s.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn validate_authority(authority: &str) -> Result<(), String> {
     let valid = authority
         .parse::<http::uri::Authority>()

@@ -151,7 +151,7 @@ mod tests {
         Recorder::new(
             max_rps,
             slow,
-            Arc::new(Registry::new("demo", "web", "web-1")),
+            Arc::new(Registry::new("demo", "web", "web-1", "")),
         )
     }
 

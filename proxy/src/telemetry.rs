@@ -63,6 +63,7 @@ impl Telemetry {
                 .unwrap_or_default(),
             version: conduit_api::VERSION.to_string(),
             process_start_unix_ms: registry.process_start_unix_ms(),
+            pod_template_hash: registry.version().to_string(),
         };
         Self {
             registry,

@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
-/// The workspace root (xtask lives one level below it).
+/// The workspace root (xtask lives one level below it). `cargo run` says
+/// where xtask is at run time; the path baked in at build time is only a
+/// fallback, since checkouts sharing a target directory share this binary.
 pub(crate) fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("xtask is inside the workspace")
         .to_path_buf()

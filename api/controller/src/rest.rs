@@ -12,7 +12,7 @@
 //! |---|---|---|
 //! | `/api/v1/version` | | `Version` |
 //! | `/api/v1/deployments` | `namespace`, `all_namespaces`, `name` | `DeploymentList` |
-//! | `/api/v1/stat` | selector, `from`, `to`, `window` or `since`/`until` | `Stat` |
+//! | `/api/v1/stat` | selector, `from`, `to`, `window` or `since`/`until`, `by` (`deployment`, `version`) | `Stat` |
 //! | `/api/v1/stat/stream` | as `stat` without `until`, `interval` (default 1s) | SSE: `stat` events (`Stat`), `error` events (`ApiError`) |
 //! | `/api/v1/stat/history` | selector, `range` (15m) or `since`/`until`, `step` (15s), `window` (1m) | `StatHistory` |
 //! | `/api/v1/top` | `namespace`, `name`, `window` (default 10s), `limit` | `Top` after one tick |
@@ -310,6 +310,7 @@ struct StatQuery {
     since: Option<String>,
     until: Option<String>,
     interval: Option<String>,
+    by: Option<String>,
 }
 
 impl StatQuery {
@@ -323,7 +324,19 @@ impl StatQuery {
             window: duration_param("window", &self.window)?,
             start_unix_ms,
             end_unix_ms,
+            by: grouping_param(self.by.as_deref())? as i32,
         })
+    }
+}
+
+/// `by=deployment` (the default) or `by=version`.
+fn grouping_param(text: Option<&str>) -> Result<pb::StatGrouping, ApiError> {
+    match text {
+        None | Some("deployment") => Ok(pb::StatGrouping::Deployment),
+        Some("version") => Ok(pb::StatGrouping::Version),
+        Some(other) => Err(bad(format!(
+            "by: {other:?} is not a grouping: use `deployment` or `version`"
+        ))),
     }
 }
 

@@ -30,7 +30,7 @@ macro_rules! labels {
 }
 
 /// Labels of the proxy's own counters, `namespace`, `deployment`, `pod`,
-/// then the family's.
+/// `pod_template_hash`, then the family's.
 macro_rules! own_labels {
     ($(#[$doc:meta])* $ty:ident { $($rest:tt)* }) => {
         labels! {
@@ -39,6 +39,7 @@ macro_rules! own_labels {
                 Namespace = label::NAMESPACE,
                 Deployment = label::DEPLOYMENT,
                 Pod = label::POD,
+                PodTemplateHash = label::POD_TEMPLATE_HASH,
                 $($rest)*
             }
         }

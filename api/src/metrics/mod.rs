@@ -137,6 +137,12 @@ pub mod label {
     pub const NAMESPACE: &str = "namespace";
     pub const DEPLOYMENT: &str = "deployment";
     pub const POD: &str = "pod";
+    /// The version of the proxy's workload: on Kubernetes the pod's
+    /// ReplicaSet hash (its `pod-template-hash` label, which Linkerd's
+    /// Prometheus relabels to this name), in local mode what the proxy's
+    /// `--workload-version` says. One value per pod, so a Deployment has
+    /// one per version running: what compares versions during a rollout.
+    pub const POD_TEMPLATE_HASH: &str = "pod_template_hash";
     pub const DST_NAMESPACE: &str = "dst_namespace";
     pub const DST_DEPLOYMENT: &str = "dst_deployment";
     pub const AUTHORITY: &str = "authority";

@@ -1,12 +1,12 @@
 //! `conduit stat deploy [NAME]`: golden metrics per Deployment, like
-//! `linkerd viz stat`.
+//! `linkerd viz stat`; with `--by version`, per version of each.
 
 use conduit_api::json::{Stat, StatRow};
 use conduit_api::proto::mesh::v1::DeploymentRef;
-use conduit_api::proto::public::v1::{Selector, StatRequest};
+use conduit_api::proto::public::v1::{Selector, StatGrouping, StatRequest};
 
 use crate::api;
-use crate::args::StatArgs;
+use crate::args::{StatArgs, StatBy};
 use crate::cmd::{block_on, request_range};
 use crate::output::{Format, Table, latency, outln, print_json, rps, success};
 
@@ -14,7 +14,7 @@ pub(crate) fn run(args: StatArgs) -> anyhow::Result<()> {
     let stat = block_on(fetch(&args))?;
     match args.common.output {
         Format::Json => print_json(&stat),
-        format => print_table(&stat.rows, format, args.namespaces.all_namespaces),
+        format => print_table(&stat.rows, format, args.namespaces.all_namespaces, args.by),
     }
 }
 
@@ -52,6 +52,10 @@ async fn fetch(args: &StatArgs) -> anyhow::Result<Stat> {
         window: Some(prost_duration(args.time_window)),
         start_unix_ms,
         end_unix_ms,
+        by: match args.by {
+            StatBy::Deployment => StatGrouping::Deployment,
+            StatBy::Version => StatGrouping::Version,
+        } as i32,
     };
     let reply = conn.client.stat(req).await.map_err(api::status_error)?;
     Ok(reply.into_inner().into())
@@ -64,7 +68,12 @@ pub(crate) fn prost_duration(d: std::time::Duration) -> prost_types::Duration {
     }
 }
 
-fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow::Result<()> {
+fn print_table(
+    rows: &[StatRow],
+    format: Format,
+    all_namespaces: bool,
+    by: StatBy,
+) -> anyhow::Result<()> {
     if rows.is_empty() {
         outln!("No traffic found.")?;
         return Ok(());
@@ -74,8 +83,11 @@ fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow
     if all_namespaces || wide {
         header.push("NAMESPACE");
     }
+    header.push("NAME");
+    if by == StatBy::Version {
+        header.push("VERSION");
+    }
     header.extend([
-        "NAME",
         "MESHED",
         "SUCCESS",
         "RPS",
@@ -94,8 +106,11 @@ fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow
         if all_namespaces || wide {
             cells.push(r.namespace.clone());
         }
+        cells.push(r.name.clone());
+        if by == StatBy::Version {
+            cells.push(version_cell(r.version.as_deref()));
+        }
         cells.extend([
-            r.name.clone(),
             format!("{}/{}", r.meshed_pods, r.total_pods),
             success(m),
             rps(m),
@@ -111,4 +126,12 @@ fn print_table(rows: &[StatRow], format: Format, all_namespaces: bool) -> anyhow
         table.row(cells);
     }
     table.print()
+}
+
+/// A row's version; `-` for pods that report none.
+fn version_cell(version: Option<&str>) -> String {
+    match version {
+        Some(v) if !v.is_empty() => v.to_string(),
+        _ => "-".into(),
+    }
 }

@@ -30,8 +30,8 @@ use self::label_sets::{Found, Key, LabelSets};
 use crate::recorder::Recorder;
 pub(crate) use latency::{IntervalLatency, LatencyHistogram, PromHistogram};
 
-/// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`)
-/// followed by the series' pairs. Empty values are left out, as Prometheus
+/// A series' labels: the proxy's own (`namespace`, `deployment`, `pod`,
+/// `pod_template_hash`) followed by the series' pairs. Empty values are left out, as Prometheus
 /// does.
 pub(crate) struct SeriesLabels {
     prom: String,
@@ -364,13 +364,14 @@ impl AuthzKey {
 }
 
 impl Registry {
-    /// `namespace`, `deployment` and `pod` of the proxy's workload go on
-    /// every series.
-    pub(crate) fn new(namespace: &str, deployment: &str, pod: &str) -> Self {
+    /// `namespace`, `deployment`, `pod` and version (`pod_template_hash`)
+    /// of the proxy's workload go on every series.
+    pub(crate) fn new(namespace: &str, deployment: &str, pod: &str, version: &str) -> Self {
         let local = vec![
             (label::NAMESPACE, namespace.to_string()),
             (label::DEPLOYMENT, deployment.to_string()),
             (label::POD, pod.to_string()),
+            (label::POD_TEMPLATE_HASH, version.to_string()),
         ];
         let local_labels = SeriesLabels::new(&local, &[]);
         let limits = SeriesLimits::default();
@@ -568,6 +569,14 @@ impl Registry {
     }
 
     /// Labels of the proxy-level series: the proxy's own only.
+    /// The workload's version, empty when unknown.
+    pub(crate) fn version(&self) -> &str {
+        self.local_labels
+            .labels()
+            .get(label::POD_TEMPLATE_HASH)
+            .unwrap_or_default()
+    }
+
     pub(crate) fn local_labels(&self) -> &SeriesLabels {
         &self.local_labels
     }

@@ -293,7 +293,7 @@ mod tests {
 
     #[test]
     fn renders_linkerd_names_with_escaped_labels() {
-        let reg = Registry::new("demo", "web", "web-0");
+        let reg = Registry::new("demo", "web", "web-0", "");
         let s = reg.http(
             conduit_api::Direction::Inbound,
             &conduit_api::metrics::labels::Endpoint::authority("a\"b:80"),

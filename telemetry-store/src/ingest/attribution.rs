@@ -8,7 +8,8 @@
 //! - the report's namespace is its sender's, and its Deployment runs as
 //!   the sender's ServiceAccount;
 //! - a series may not relabel itself into another workload
-//!   (`namespace`/`deployment`/`pod` other than the report's), nor claim
+//!   (`namespace`/`deployment`/`pod`/`pod_template_hash` other than the
+//!   report's, so a pod's series carry its one version), nor claim
 //!   another identity on the proxy's own side of a connection
 //!   (`client_id` of an outbound series, `server_id` of an inbound one);
 //! - a tap event's own side (the source of an outbound request, the
@@ -170,6 +171,7 @@ pub(crate) fn foreign_label(
         (label::NAMESPACE, d.namespace.as_str()),
         (label::DEPLOYMENT, d.name.as_str()),
         (label::POD, meta.pod.as_str()),
+        (label::POD_TEMPLATE_HASH, meta.pod_template_hash.as_str()),
     ] {
         if labels.get(name).is_some_and(|v| v != own) {
             return Some(name.to_string());
@@ -311,6 +313,22 @@ mod tests {
         assert_eq!(
             foreign_label(&relabelled, &m, &web).as_deref(),
             Some("deployment")
+        );
+        // A pod reports its own version, and only that one.
+        let versioned = ProxyMeta {
+            pod_template_hash: "7d4b9c8f6".into(),
+            ..m.clone()
+        };
+        let own_version = labels(&[("pod_template_hash", "7d4b9c8f6")]);
+        assert_eq!(foreign_label(&own_version, &versioned, &web), None);
+        let other_version = labels(&[("pod_template_hash", "5f6d8b7c9")]);
+        assert_eq!(
+            foreign_label(&other_version, &versioned, &web).as_deref(),
+            Some("pod_template_hash")
+        );
+        assert_eq!(
+            foreign_label(&own_version, &m, &web).as_deref(),
+            Some("pod_template_hash")
         );
         let other = IdentityName::new("voting", "demo").to_string();
         let claims = labels(&[("direction", "outbound"), ("client_id", &other)]);

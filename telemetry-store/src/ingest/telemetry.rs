@@ -302,7 +302,7 @@ impl Ingester {
 }
 
 /// The series' labels: its own, plus the reporting proxy's namespace,
-/// deployment and pod where it does not set them; a series that names
+/// deployment, pod and version where it does not set them; a series that names
 /// another workload, or another identity on the proxy's own side, is
 /// refused.
 fn series_labels(
@@ -334,6 +334,7 @@ fn series_labels(
         (label::NAMESPACE, d.namespace),
         (label::DEPLOYMENT, d.name),
         (label::POD, meta.pod.clone()),
+        (label::POD_TEMPLATE_HASH, meta.pod_template_hash.clone()),
     ] {
         if l.get(name).is_none() && !value.is_empty() {
             l.insert(name, value);

@@ -8,6 +8,10 @@
 //! intruder (plaintext, no identity) ──────> voting-0 proxy: 403, denied by policy
 //! ```
 //!
+//! Every pod runs version `v1`; [`Mesh::roll_out_voting`] starts voting's
+//! `v2` beside it (every [`ROLLOUT_FAIL_EVERY`]-th request fails), as
+//! `conduit demo --rollout` does.
+//!
 //! Identity is on, as in `conduit demo`: the controller issues each proxy
 //! (and the store) a certificate, so meshed traffic is mTLS and the policy
 //! can name who may call: voting's application port is a Server only
@@ -49,6 +53,11 @@ pub const INTRUDER_PATHS: &[&str] = &["/intruder"];
 /// Denied requests per second: steady, so a counter over a window grows
 /// (a single burst would be one sample, which `increase` reads as 0).
 pub const INTRUDER_RPS: u32 = 1;
+/// The version of every pod, and of voting's rolled-out pod, which fails
+/// every `ROLLOUT_FAIL_EVERY`-th request.
+pub const FIRST_VERSION: &str = "v1";
+pub const ROLLOUT_VERSION: &str = "v2";
+pub const ROLLOUT_FAIL_EVERY: u64 = 2;
 const NAMESPACE: &str = "demo";
 const DEPLOYMENTS: [&str; 3] = ["web", "voting", "emoji"];
 
@@ -58,8 +67,10 @@ pub struct Mesh {
     dir: TempDir,
     bundle: PathBuf,
     identity: MeshIdentity,
-    _proxies: [Proxy; 3],
-    _apps: [Upstream; 3],
+    proxies: [Proxy; 3],
+    apps: [Upstream; 3],
+    /// Voting's second version, once rolled out.
+    rollout: Option<(Proxy, Upstream)>,
     load: Option<Load>,
 }
 
@@ -91,28 +102,13 @@ impl Mesh {
             &identity.workload_args(&controller, &store_identity()),
         );
         let proxy = |deployment: &str, app: SocketAddr| {
-            let mut extra =
-                identity.workload_args(&controller, &IdentityName::new(deployment, NAMESPACE));
-            extra.extend(
-                [
-                    "--service-account",
-                    deployment,
-                    "--tap-sample-rate",
-                    "1",
-                    "--tap-sample-max-rps",
-                    "1000",
-                ]
-                .map(String::from),
-            );
-            Proxy::start(ProxySpec {
-                namespace: NAMESPACE,
-                deployment,
-                pod: &format!("{deployment}-0"),
-                app,
-                telemetry: Some(format!("https://{}", store.grpc)),
-                destination: Some(format!("https://{}", controller.mesh)),
-                extra,
-            })
+            let pod = format!("{deployment}-0");
+            let ends = Ends {
+                identity: &identity,
+                controller: &controller,
+                store: &store,
+            };
+            ends.proxy(deployment, &pod, FIRST_VERSION, app)
         };
         let voting_app = Upstream::start(UpstreamSpec {
             delay: Duration::from_millis(20),
@@ -128,7 +124,11 @@ impl Mesh {
         let web = proxy("web", web_app.addr);
         publish(
             &discovery,
-            &[("web", &web), ("voting", &voting), ("emoji", &emoji)],
+            &[
+                ("web", "web-0", &web),
+                ("voting", "voting-0", &voting),
+                ("emoji", "emoji-0", &emoji),
+            ],
             voting_app.addr.port(),
         )?;
         let load = Load::start(web.outbound, voting.inbound);
@@ -138,12 +138,47 @@ impl Mesh {
             dir,
             bundle: bundle.to_path_buf(),
             identity,
-            _proxies: [web, voting, emoji],
-            _apps: [web_app, voting_app, emoji_app],
+            proxies: [web, voting, emoji],
+            apps: [web_app, voting_app, emoji_app],
+            rollout: None,
             load: Some(load),
         };
         mesh.wait_for_traffic(Duration::from_secs(30))?;
         Ok(mesh)
+    }
+
+    /// Starts voting's second version beside the first and adds it to
+    /// voting's endpoints, so web's traffic splits between them.
+    pub fn roll_out_voting(&mut self) -> Result<(), String> {
+        let app = Upstream::start(UpstreamSpec {
+            delay: Duration::from_millis(20),
+            fail_every: ROLLOUT_FAIL_EVERY,
+        });
+        let ends = Ends {
+            identity: &self.identity,
+            controller: &self.controller,
+            store: &self.store,
+        };
+        let v2 = ends.proxy("voting", "voting-v2-0", ROLLOUT_VERSION, app.addr);
+        let [web, voting, emoji] = &self.proxies;
+        publish(
+            &self.dir.path().join("discovery.yaml"),
+            &[
+                ("web", "web-0", web),
+                ("voting", "voting-0", voting),
+                ("voting", "voting-v2-0", &v2),
+                ("emoji", "emoji-0", emoji),
+            ],
+            self.apps[1].addr.port(),
+        )?;
+        self.rollout = Some((v2, app));
+        Ok(())
+    }
+
+    /// `GET /api/v1/stat` of `demo/NAME` by version over the last minute.
+    pub fn stat_by_version(&self, name: &str) -> Option<Stat> {
+        let path = format!("/api/v1/stat?namespace=demo&name={name}&window=1m&by=version");
+        serde_json::from_str(&self.get(&path)?).ok()
     }
 
     /// `http://ip:port` of the dashboard.
@@ -256,6 +291,45 @@ impl Drop for Mesh {
     }
 }
 
+/// What a proxy of the mesh talks to.
+struct Ends<'a> {
+    identity: &'a MeshIdentity,
+    controller: &'a Controller,
+    store: &'a Store,
+}
+
+impl Ends<'_> {
+    /// A proxy of pod `pod` of `deployment`, running `version`, with
+    /// identity and every request tapped.
+    fn proxy(&self, deployment: &str, pod: &str, version: &str, app: SocketAddr) -> Proxy {
+        let mut extra = self
+            .identity
+            .workload_args(self.controller, &IdentityName::new(deployment, NAMESPACE));
+        extra.extend(
+            [
+                "--service-account",
+                deployment,
+                "--workload-version",
+                version,
+                "--tap-sample-rate",
+                "1",
+                "--tap-sample-max-rps",
+                "1000",
+            ]
+            .map(String::from),
+        );
+        Proxy::start(ProxySpec {
+            namespace: NAMESPACE,
+            deployment,
+            pod,
+            app,
+            telemetry: Some(format!("https://{}", self.store.grpc)),
+            destination: Some(format!("https://{}", self.controller.mesh)),
+            extra,
+        })
+    }
+}
+
 fn store_identity() -> IdentityName {
     IdentityName::store(
         conduit_api::identity::CONTROL_PLANE_NAMESPACE,
@@ -271,24 +345,31 @@ fn controller_args(identity: &MeshIdentity, bundle: &Path) -> Vec<String> {
     args
 }
 
-/// Publishes the proxies in the discovery file, which the controller
+/// Publishes the proxies (Deployment, pod, proxy; a Deployment's pods
+/// next to each other) in the discovery file, which the controller
 /// watches (as with `conduit demo`), with the policy on voting's
 /// application port `voting_port`; written whole, then renamed.
 fn publish(
     discovery: &Path,
-    deployments: &[(&str, &Proxy)],
+    pods: &[(&str, &str, &Proxy)],
     voting_port: u16,
 ) -> Result<(), String> {
     let mut yaml = String::from("version: 1\nnamespaces:\n  demo:\n    deployments:\n");
-    for (name, p) in deployments {
+    let mut deployments: Vec<&str> = Vec::new();
+    for (name, pod, p) in pods {
+        if deployments.last() != Some(name) {
+            deployments.push(name);
+            yaml.push_str(&format!(
+                "      {name}:\n        service_account: {name}\n        pods:\n"
+            ));
+        }
         yaml.push_str(&format!(
-            "      {name}:\n        service_account: {name}\n        pods:\n          \
-             - {{name: {name}-0, addr: {}, tap: {}, admin: {}}}\n",
+            "          - {{name: {pod}, addr: {}, tap: {}, admin: {}}}\n",
             p.inbound, p.tap, p.admin
         ));
     }
     yaml.push_str("    services:\n");
-    for (name, _) in deployments {
+    for name in deployments {
         yaml.push_str(&format!(
             "      {name}: {{deployment: {name}, ports: [{{port: 8080}}]}}\n"
         ));

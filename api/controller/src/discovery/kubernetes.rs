@@ -321,7 +321,7 @@ fn build(
             .and_then(|m| m.labels.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|(k, _)| k != "pod-template-hash")
+            .filter(|(k, _)| k != conduit_api::deployment::POD_TEMPLATE_HASH_LABEL)
             .collect();
         snap.deployments.entry(dref.clone()).or_default().labels = labels;
     }

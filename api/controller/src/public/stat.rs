@@ -7,6 +7,11 @@
 //! `to`; with `from`, the outbound traffic of `from` to each selected
 //! Deployment. MESHED is the number of the Deployment's pods whose proxy
 //! reports to the store out of the pods discovery knows.
+//!
+//! Grouped by version, each Deployment's rows split further by
+//! `pod_template_hash` (the pod's ReplicaSet, or the local demo's
+//! version), the proxy's own label: so it compares the versions of the
+//! selected Deployments, never of `from`'s destinations.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -27,16 +32,17 @@ use crate::store::now_unix_ms;
 /// against a store that keeps them longer.
 const REPORTING_WITHIN_MS: i64 = 60_000;
 
-/// Pods per Deployment: (reporting pod names, pods discovery knows).
+/// Pods per Deployment: reporting pod names and their versions, and pods
+/// discovery knows.
 #[derive(Default)]
 struct PodCounts {
-    reporting: BTreeMap<DeploymentRef, BTreeSet<String>>,
+    reporting: BTreeMap<DeploymentRef, BTreeMap<String, String>>,
 }
 
 impl PodCounts {
     fn from_status(status: &store::StatusResponse) -> Self {
         let now = now_unix_ms();
-        let mut reporting: BTreeMap<DeploymentRef, BTreeSet<String>> = BTreeMap::new();
+        let mut reporting: BTreeMap<DeploymentRef, BTreeMap<String, String>> = BTreeMap::new();
         for p in &status.proxies {
             if now - p.last_report_unix_ms > REPORTING_WITHIN_MS {
                 continue;
@@ -46,7 +52,7 @@ impl PodCounts {
             reporting
                 .entry(DeploymentRef::new(&d.namespace, &d.name))
                 .or_default()
-                .insert(meta.pod.clone());
+                .insert(meta.pod.clone(), meta.pod_template_hash.clone());
         }
         Self { reporting }
     }
@@ -60,15 +66,26 @@ impl PodCounts {
                 let meshed = info
                     .pods
                     .iter()
-                    .filter(|p| reporting.is_some_and(|r| r.contains(&p.name)))
+                    .filter(|p| reporting.is_some_and(|r| r.contains_key(&p.name)))
                     .count();
                 (count(meshed), count(info.pods.len()))
             }
             None => {
-                let n = count(reporting.map_or(0, BTreeSet::len));
+                let n = count(reporting.map_or(0, BTreeMap::len));
                 (n, n)
             }
         }
+    }
+
+    /// (meshed, total) pods of one version of `d`: its reporting pods, the
+    /// only ones whose version is known.
+    fn of_version(&self, d: &DeploymentRef, version: &str) -> (u32, u32) {
+        let n = self
+            .reporting
+            .get(d)
+            .map_or(0, |r| r.values().filter(|v| *v == version).count());
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        (n, n)
     }
 
     fn deployments(&self) -> impl Iterator<Item = &DeploymentRef> {
@@ -108,6 +125,7 @@ pub(super) fn stat_query(
     from: Option<&DeploymentRef>,
     to: Option<&DeploymentRef>,
     window: Duration,
+    by_version: bool,
 ) -> (store::GoldenRequest, [Http; 2]) {
     let family = family::RESPONSE_LATENCY_MS;
     let mut matchers = Vec::new();
@@ -150,9 +168,13 @@ pub(super) fn stat_query(
             source
         }
     };
+    let mut group_by: Vec<String> = key.iter().map(|l| l.name().to_string()).collect();
+    if by_version {
+        group_by.push(Http::PodTemplateHash.name().to_string());
+    }
     let req = store::GoldenRequest {
         matchers,
-        group_by: key.iter().map(|l| l.name().to_string()).collect(),
+        group_by,
         window: Some(prost_duration(window)),
         end_unix_ms: 0,
         start_unix_ms: 0,
@@ -167,6 +189,26 @@ fn row_deployment(
 ) -> DeploymentRef {
     let family = family::RESPONSE_LATENCY_MS;
     DeploymentRef::new(family.label(group, ns), family.label(group, name))
+}
+
+/// The version a Golden row is about (grouped by version).
+fn row_version(group: &[conduit_api::proto::mesh::v1::Label]) -> &str {
+    family::RESPONSE_LATENCY_MS.label(group, Http::PodTemplateHash)
+}
+
+/// Whether a request groups by version; `from` cannot, since its rows
+/// are destinations and the series carry the caller's version.
+fn by_version(by: i32, from: Option<&DeploymentRef>) -> Result<bool, Status> {
+    let by = pb::StatGrouping::try_from(by)
+        .map_err(|_| Status::invalid_argument(format!("unknown stat grouping {by}")))?;
+    match (by, from) {
+        (pb::StatGrouping::Deployment, _) => Ok(false),
+        (pb::StatGrouping::Version, None) => Ok(true),
+        (pb::StatGrouping::Version, Some(_)) => Err(Status::invalid_argument(
+            "grouping by version compares the versions of the selected Deployments' own \
+             pods; it cannot be combined with `from` (use `to`, or stat the destination itself)",
+        )),
+    }
 }
 
 /// Points of a history: one `Golden` per step, a few at a time.
@@ -211,7 +253,7 @@ impl PublicApi {
         let queries: Vec<_> = ends
             .iter()
             .map(|&end| {
-                let (mut q, key) = stat_query(&scope, None, None, window);
+                let (mut q, key) = stat_query(&scope, None, None, window, false);
                 q.end_unix_ms = end;
                 let store = self.store().clone();
                 async move { store.golden(q).await.map(|rows| (end, key, rows)) }
@@ -261,7 +303,9 @@ impl PublicApi {
             req.end_unix_ms,
             super::DEFAULT_WINDOW,
         )?;
-        let (mut query, key) = stat_query(&scope, from.as_ref(), to.as_ref(), range.len());
+        let by_version = by_version(req.by, from.as_ref())?;
+        let (mut query, key) =
+            stat_query(&scope, from.as_ref(), to.as_ref(), range.len(), by_version);
         query.start_unix_ms = range.start_ms;
         query.end_unix_ms = range.end_ms;
         let (answer, status) =
@@ -277,18 +321,24 @@ impl PublicApi {
             }
         }
 
-        let mut out: BTreeMap<DeploymentRef, pb::StatRow> = BTreeMap::new();
+        let mut out: BTreeMap<(DeploymentRef, Option<String>), pb::StatRow> = BTreeMap::new();
         for row in &rows {
             let d = row_deployment(&row.group, key);
             if d.name.is_empty() {
                 continue;
             }
+            let version = by_version.then(|| row_version(&row.group).to_string());
+            let counts = match &version {
+                Some(v) => pods.of_version(&d, v),
+                None => pods.of(&snap, &d),
+            };
             out.insert(
-                d.clone(),
+                (d.clone(), version.clone()),
                 pb::StatRow {
-                    deployment: Some(deployment(&d, pods.of(&snap, &d))),
+                    deployment: Some(deployment(&d, counts)),
                     metrics: Some(golden(row)).filter(|m| m.success_count + m.failure_count > 0),
                     tcp_open_connections: row.tcp_open_connections.max(0.0).round() as u64,
+                    version,
                 },
             );
         }
@@ -302,16 +352,22 @@ impl PublicApi {
                 .filter(|d| scope.contains(d))
                 .cloned()
                 .collect::<Vec<_>>();
+            let mut seen: BTreeSet<DeploymentRef> = out.keys().map(|(d, _)| d.clone()).collect();
             for d in idle {
-                out.entry(d.clone()).or_insert_with(|| pb::StatRow {
+                if !seen.insert(d.clone()) {
+                    continue;
+                }
+                let row = pb::StatRow {
                     deployment: Some(deployment(&d, pods.of(&snap, &d))),
                     metrics: None,
                     tcp_open_connections: 0,
-                });
+                    version: by_version.then(String::new),
+                };
+                out.insert((d, row.version.clone()), row);
             }
             if let (Some(ns), Some(name)) = (&scope.namespace, &scope.name) {
                 let d = DeploymentRef::new(ns, name);
-                if !out.contains_key(&d) {
+                if !seen.contains(&d) {
                     return Err(not_found(&d));
                 }
             }
@@ -387,11 +443,32 @@ mod tests {
             namespace: Some("demo".into()),
             name: None,
         };
-        let (req, key) = stat_query(&scope, None, None, Duration::from_secs(60));
+        let (req, key) = stat_query(&scope, None, None, Duration::from_secs(60), false);
         assert_eq!(key.map(Label::name), ["namespace", "deployment"]);
         assert_eq!(matchers(&req), ["namespace=demo", "direction=inbound"]);
         assert_eq!(req.group_by, ["namespace", "deployment"]);
         assert_eq!(req.window.unwrap().seconds, 60);
+    }
+
+    #[test]
+    fn by_version_adds_the_pods_version_to_the_groups_but_not_with_from() {
+        let scope = Scope {
+            namespace: Some("demo".into()),
+            name: Some("voting".into()),
+        };
+        let (req, _) = stat_query(&scope, None, None, Duration::from_secs(60), true);
+        assert_eq!(
+            req.group_by,
+            ["namespace", "deployment", "pod_template_hash"]
+        );
+        let version = pb::StatGrouping::Version as i32;
+        let web = DeploymentRef::new("demo", "web");
+        assert_eq!(by_version(version, None).ok(), Some(true));
+        assert_eq!(by_version(0, Some(&web)).ok(), Some(false));
+        let err = by_version(version, Some(&web)).unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().contains("from"), "{err}");
+        assert!(by_version(7, None).is_err());
     }
 
     #[test]
@@ -401,7 +478,7 @@ mod tests {
             name: None,
         };
         let web = DeploymentRef::new("demo", "web");
-        let (req, key) = stat_query(&scope, Some(&web), None, Duration::from_secs(10));
+        let (req, key) = stat_query(&scope, Some(&web), None, Duration::from_secs(10), false);
         assert_eq!(key.map(Label::name), ["dst_namespace", "dst_deployment"]);
         assert_eq!(
             matchers(&req),
@@ -412,7 +489,7 @@ mod tests {
                 "deployment=web"
             ]
         );
-        let (req, key) = stat_query(&scope, None, Some(&web), Duration::from_secs(10));
+        let (req, key) = stat_query(&scope, None, Some(&web), Duration::from_secs(10), false);
         assert_eq!(key.map(Label::name), ["namespace", "deployment"]);
         assert_eq!(
             matchers(&req),

@@ -5,6 +5,10 @@
 //! `conduit-proxy` beside every pod, all on loopback and all mTLS with
 //! identities the controller issues; prints where to look; supervises everything until
 //! Ctrl-C or `--duration`, then stops every process it started.
+//!
+//! With `--rollout`, a second version of voting (slower, failing more)
+//! starts beside the first partway through, as more pods of the same
+//! Deployment, so `conduit stat --by version` can compare them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,7 +50,21 @@ pub(crate) struct DemoArgs {
     /// directly, which the demo's policy denies (see `conduit authz`)
     #[arg(long)]
     with_intruder: bool,
+    /// Partway through, start a second version of voting (`v2`: 50 ms
+    /// slower, 30 points more failures) beside the first (`v1`), as more
+    /// pods of the same Deployment, so web's traffic splits between them
+    /// (compare with `conduit stat deploy/voting --by version`)
+    #[arg(long)]
+    rollout: bool,
+    /// When --rollout starts the second version [default: halfway through
+    /// --duration, else 30s]
+    #[arg(long, requires = "rollout", value_parser = conduit_api::duration::parse)]
+    rollout_after: Option<Duration>,
 }
+
+/// When `--rollout` starts the second version without `--duration` or
+/// `--rollout-after`.
+const DEFAULT_ROLLOUT_AFTER: Duration = Duration::from_secs(30);
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The token that opens tap, in the data directory (owner-only), made anew
@@ -66,14 +84,24 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.map_or_else(default_data_dir, Ok)?,
         bin_dir: bin_dir()?,
         with_intruder: args.with_intruder,
+        rollout: args.rollout,
     };
+    let rollout_after = args.rollout.then(|| {
+        args.rollout_after
+            .or(args.duration.map(|d| d / 2))
+            .unwrap_or(DEFAULT_ROLLOUT_AFTER)
+    });
     let topology = Topology::new(settings)?;
     ready::ports_free(&topology.listeners())?;
     prepare_dirs(&topology)?;
-    block_on(run_demo(topology, args.duration))
+    block_on(run_demo(topology, args.duration, rollout_after))
 }
 
-async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Result<()> {
+async fn run_demo(
+    topology: Topology,
+    duration: Option<Duration>,
+    rollout_after: Option<Duration>,
+) -> anyhow::Result<()> {
     let (mut supervisor, restarts) = Supervisor::new();
     let started = start_all(&topology, &mut supervisor).await;
     if let Err(e) = started {
@@ -83,15 +111,77 @@ async fn run_demo(topology: Topology, duration: Option<Duration>) -> anyhow::Res
             topology.log_dir().display()
         )));
     }
-    if let Err(e) = print_ready(&topology) {
+    if let Err(e) = print_ready(&topology, rollout_after) {
         supervisor.shutdown().await;
         return Err(e.into());
     }
-    let outcome = supervise(restarts, duration).await;
+    let outcome = run_with_rollout(
+        &topology,
+        &mut supervisor,
+        restarts,
+        duration,
+        rollout_after,
+    )
+    .await;
     eprintln!("\nStopping the demo...");
     supervisor.shutdown().await;
     eprintln!("Stopped; every demo process has exited.");
     outcome
+}
+
+/// Supervises until the end, rolling voting's second version out on the
+/// way when asked.
+async fn run_with_rollout(
+    topology: &Topology,
+    supervisor: &mut Supervisor,
+    mut restarts: tokio::sync::mpsc::UnboundedReceiver<Restarted>,
+    duration: Option<Duration>,
+    rollout_after: Option<Duration>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let Some(after) = rollout_after.filter(|a| duration.is_none_or(|d| *a < d)) else {
+        return supervise(&mut restarts, duration).await.map(drop);
+    };
+    if supervise(&mut restarts, Some(after)).await? == Ended::Stopped {
+        return Ok(());
+    }
+    roll_out(topology, supervisor).await?;
+    supervise(
+        &mut restarts,
+        duration.map(|d| d.saturating_sub(started.elapsed())),
+    )
+    .await
+    .map(drop)
+}
+
+/// Starts voting's second version and adds it to voting's endpoints.
+async fn roll_out(topology: &Topology, supervisor: &mut Supervisor) -> anyhow::Result<()> {
+    let Some(pod) = &topology.rollout else {
+        return Ok(());
+    };
+    eprintln!("\nRolling out voting {}...", pod.version);
+    step(
+        &format!("{} with its proxy", pod.name),
+        supervisor,
+        vec![topology.app(pod), topology.proxy(pod)],
+        &[
+            (Probe::Tcp(pod.app), pod.name.clone()),
+            (
+                Probe::Http(pod.admin, "/ready"),
+                format!("proxy of {}", pod.name),
+            ),
+        ],
+    )
+    .await?;
+    write_discovery(topology, true)?;
+    let api = api_flags(topology);
+    outln!(
+        "\nvoting {} now runs beside {} (slower, failing more) and takes part of web's traffic. \
+         Compare them:\n  conduit stat deploy/voting -n {NAMESPACE} --by version{api}",
+        pod.version,
+        topology::FIRST_VERSION,
+    )?;
+    Ok(())
 }
 
 /// Starts the components in dependency order, reporting each as it comes up.
@@ -189,16 +279,22 @@ async fn step(
     Ok(())
 }
 
-fn print_ready(topology: &Topology) -> std::io::Result<()> {
-    let c = &topology.control;
+/// The flags a printed command needs to reach this demo.
+fn api_flags(topology: &Topology) -> String {
     let mut api = if topology.settings.port_offset == 0 {
         String::new()
     } else {
-        format!(" --api-addr {}", c.controller_grpc)
+        format!(" --api-addr {}", topology.control.controller_grpc)
     };
     if default_data_dir().ok().as_ref() != Some(&topology.settings.data_dir) {
         api += &format!(" --api-token-file {}", topology.api_token_path().display());
     }
+    api
+}
+
+fn print_ready(topology: &Topology, rollout_after: Option<Duration>) -> std::io::Result<()> {
+    let c = &topology.control;
+    let api = api_flags(topology);
     outln!(
         "\nConduit demo is running: namespace `{NAMESPACE}`, {} Deployments, {} pods, {} requests/s.\n",
         topology.deployment_count(),
@@ -230,14 +326,32 @@ fn print_ready(topology: &Topology) -> std::io::Result<()> {
              conduit tap deploy/voting -n {NAMESPACE}{api}"
         )?;
     }
+    if let Some(after) = rollout_after {
+        outln!(
+            "\nIn {}, voting {} rolls out beside {}; then compare the versions:\n  \
+             conduit stat deploy/voting -n {NAMESPACE} --by version{api}",
+            conduit_api::duration::format(after),
+            topology::ROLLOUT_VERSION,
+            topology::FIRST_VERSION,
+        )?;
+    }
     outln!("\nCtrl-C stops everything.")
+}
+
+/// Why supervision ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Ctrl-C or SIGTERM.
+    Stopped,
+    /// The time given ran out.
+    Elapsed,
 }
 
 /// Reports restarts until Ctrl-C, SIGTERM or the duration ends.
 async fn supervise(
-    mut restarts: tokio::sync::mpsc::UnboundedReceiver<Restarted>,
+    restarts: &mut tokio::sync::mpsc::UnboundedReceiver<Restarted>,
     duration: Option<Duration>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ended> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot listen for SIGTERM")?;
     let deadline = async {
@@ -252,9 +366,9 @@ async fn supervise(
             Some(r) = restarts.recv() => {
                 eprintln!("! {} exited ({}); restarting it", r.name, r.status);
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
-            _ = terminate.recv() => return Ok(()),
-            _ = &mut deadline => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(Ended::Stopped),
+            _ = terminate.recv() => return Ok(Ended::Stopped),
+            _ = &mut deadline => return Ok(Ended::Elapsed),
         }
     }
 }
@@ -267,10 +381,18 @@ fn prepare_dirs(topology: &Topology) -> anyhow::Result<()> {
     conduit_identity::bearer::BearerToken::generate()
         .write(&token)
         .with_context(|| format!("cannot write {}", token.display()))?;
-    let discovery = serde_saphyr::to_string(&topology.discovery())
+    write_discovery(topology, false)
+}
+
+/// Writes the discovery file whole (the controller follows it live and
+/// must never read half of it).
+fn write_discovery(topology: &Topology, rolled_out: bool) -> anyhow::Result<()> {
+    let discovery = serde_saphyr::to_string(&topology.discovery(rolled_out))
         .context("cannot encode the discovery file")?;
     let path = topology.discovery_path();
-    std::fs::write(&path, discovery).with_context(|| format!("cannot write {}", path.display()))
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, discovery).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
 /// Where the demo keeps its state unless `--data-dir` says otherwise.

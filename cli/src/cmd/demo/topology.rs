@@ -64,6 +64,14 @@ const APPLICATION: &[DeploymentSpec] = &[
     },
 ];
 
+/// The version every demo pod runs, and the one `--rollout` brings
+/// (`pod_template_hash` on their series).
+pub(crate) const FIRST_VERSION: &str = "v1";
+pub(crate) const ROLLOUT_VERSION: &str = "v2";
+/// The rolled-out voting: slower and failing more than the first version.
+const ROLLOUT_DELAY_MS: u64 = 50;
+const ROLLOUT_EXTRA_FAILURES: f64 = 0.3;
+
 /// Knobs of the demo that reach its processes.
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
@@ -74,6 +82,8 @@ pub(crate) struct Settings {
     pub(crate) bin_dir: PathBuf,
     /// Run an unmeshed client that the policy denies.
     pub(crate) with_intruder: bool,
+    /// Lay out a second version of voting, started later.
+    pub(crate) rollout: bool,
 }
 
 /// Where one pod's processes listen.
@@ -81,6 +91,8 @@ pub(crate) struct Settings {
 pub(crate) struct Pod {
     pub(crate) deployment: &'static str,
     pub(crate) name: String,
+    /// The workload version its proxy reports.
+    pub(crate) version: &'static str,
     pub(crate) app: SocketAddr,
     pub(crate) inbound: SocketAddr,
     pub(crate) outbound: SocketAddr,
@@ -104,7 +116,11 @@ pub(crate) struct ControlPlane {
 pub(crate) struct Topology {
     pub(crate) settings: Settings,
     pub(crate) control: ControlPlane,
+    /// The pods running from the start.
     pub(crate) pods: Vec<Pod>,
+    /// With `--rollout`: voting's second version, started later beside
+    /// the first as more pods of the same Deployment.
+    pub(crate) rollout: Option<Pod>,
 }
 
 fn loopback(port: u16) -> SocketAddr {
@@ -126,28 +142,42 @@ impl Topology {
             controller_grpc: loopback(port(50_751)?),
             controller_mesh: loopback(port(50_752)?),
         };
+        let pod = |k: usize, deployment: &'static str, name: String, version| {
+            let base = port(POD_PORT_BASE + PORTS_PER_POD * k as u16)?;
+            anyhow::Ok(Pod {
+                deployment,
+                name,
+                version,
+                app: loopback(base),
+                inbound: loopback(base + 1),
+                outbound: loopback(base + 2),
+                admin: loopback(base + 3),
+                tap: loopback(base + 4),
+                vote_store_route: loopback(base + 5),
+            })
+        };
         let mut pods = Vec::new();
         for deployment in APPLICATION {
             for replica in 0..deployment.replicas {
-                let k = pods.len() as u16;
-                let base = port(POD_PORT_BASE + PORTS_PER_POD * k)?;
-                pods.push(Pod {
-                    deployment: deployment.name,
-                    name: format!("{}-{replica}", deployment.name),
-                    app: loopback(base),
-                    inbound: loopback(base + 1),
-                    outbound: loopback(base + 2),
-                    admin: loopback(base + 3),
-                    tap: loopback(base + 4),
-                    vote_store_route: loopback(base + 5),
-                });
+                let name = format!("{}-{replica}", deployment.name);
+                pods.push(pod(pods.len(), deployment.name, name, FIRST_VERSION)?);
             }
         }
+        let rollout = settings
+            .rollout
+            .then(|| pod(pods.len(), "voting", "voting-v2-0".into(), ROLLOUT_VERSION))
+            .transpose()?;
         Ok(Self {
             settings,
             control,
             pods,
+            rollout,
         })
+    }
+
+    /// Every pod, the rollout's included.
+    fn all_pods(&self) -> impl Iterator<Item = &Pod> {
+        self.pods.iter().chain(&self.rollout)
     }
 
     pub(crate) fn deployment_count(&self) -> usize {
@@ -219,7 +249,7 @@ impl Topology {
                 "controller gRPC for proxies (destination, identity)".to_string(),
             ),
         ];
-        for pod in &self.pods {
+        for pod in self.all_pods() {
             if pod.deployment != "vote-bot" {
                 all.push((pod.app, format!("{} application", pod.name)));
             }
@@ -237,12 +267,15 @@ impl Topology {
         all
     }
 
-    /// The static discovery file the controller serves destinations from.
-    pub(crate) fn discovery(&self) -> DiscoveryFile {
+    /// The static discovery file the controller serves destinations from;
+    /// `rolled_out`: with the rollout's pods among voting's, so web's
+    /// traffic splits between both versions.
+    pub(crate) fn discovery(&self, rolled_out: bool) -> DiscoveryFile {
         let mut namespace = file::Namespace::default();
+        let rollout = self.rollout.iter().filter(|_| rolled_out);
+        let running: Vec<&Pod> = self.pods.iter().chain(rollout).collect();
         for deployment in APPLICATION {
-            let pods = self
-                .pods
+            let pods = running
                 .iter()
                 .filter(|p| p.deployment == deployment.name)
                 .map(|p| file::Pod {
@@ -435,6 +468,8 @@ impl Topology {
             pod.deployment,
             "--pod",
             &pod.name,
+            "--workload-version",
+            pod.version,
             "--service-account",
             pod.deployment,
             "--telemetry-addr",
@@ -497,15 +532,26 @@ impl Topology {
                 "--outbound-proxy",
                 &outbound,
             ]),
-            "voting" => strings([
-                "voting",
-                "--listen",
-                &listen,
-                "--vote-store",
-                &pod.vote_store_route.to_string(),
-                "--failure-rate",
-                &self.settings.failure_rate.to_string(),
-            ]),
+            "voting" => {
+                let (failure_rate, delay_ms) = match pod.version {
+                    ROLLOUT_VERSION => (
+                        (self.settings.failure_rate + ROLLOUT_EXTRA_FAILURES).min(1.0),
+                        ROLLOUT_DELAY_MS,
+                    ),
+                    _ => (self.settings.failure_rate, 0),
+                };
+                strings([
+                    "voting",
+                    "--listen",
+                    &listen,
+                    "--vote-store",
+                    &pod.vote_store_route.to_string(),
+                    "--failure-rate",
+                    &failure_rate.to_string(),
+                    "--delay-ms",
+                    &delay_ms.to_string(),
+                ])
+            }
             "vote-bot" => strings([
                 "vote-bot",
                 "--web",

@@ -2,7 +2,8 @@
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
 //! traffic: [`edges`], drawn by [`graph`]), its authorization policy
-//! ([`authz`]), its routes, declared and learned ([`routes`]), and its top
+//! ([`authz`]), its routes, declared and learned ([`routes`]), its
+//! versions side by side during a rollout ([`versions`]), and its top
 //! paths. A click (or a drag) on the success or latency chart opens the
 //! recorded requests behind it ([`recorded`]).
 //!
@@ -15,6 +16,7 @@ mod edges;
 mod graph;
 mod recorded;
 mod routes;
+mod versions;
 
 use std::time::Duration;
 
@@ -37,6 +39,7 @@ use self::authz::AuthzPanel;
 use self::edges::EdgesView;
 use self::recorded::{Behind, Picked, RecordedRequests};
 use self::routes::RoutesPanel;
+use self::versions::VersionsPanel;
 
 /// How often the views the API has no stream for are polled.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -187,6 +190,7 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                         on_pick=pick(Behind::SlowRequests)/>
                 </div>
                 <RecordedRequests namespace=namespace name=name picked=picked/>
+                <VersionsPanel namespace=namespace name=name/>
                 <EdgesView namespace=namespace name=name/>
                 <RoutesPanel namespace=namespace name=name/>
                 <AuthzPanel namespace=namespace name=name/>
