@@ -24,6 +24,7 @@ pub mod deployment;
 pub mod direction;
 pub mod discovery_file;
 pub mod duration;
+pub mod error_reason;
 #[cfg(feature = "proto")]
 pub mod histogram;
 pub mod identity;
@@ -42,6 +43,7 @@ pub mod tap_rbac;
 pub use classify::Classification;
 pub use deployment::{DeploymentRef, ResourceTarget};
 pub use direction::Direction;
+pub use error_reason::ErrorReason;
 pub use identity::IdentityName;
 pub use labels::{Label, Labels};
 

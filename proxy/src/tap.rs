@@ -37,7 +37,8 @@ pub(crate) struct Subscriber {
 /// One side of a request, as the filter and the event see it.
 #[derive(Clone, Copy)]
 pub(crate) struct PeerMeta<'a> {
-    pub(crate) addr: SocketAddr,
+    /// None for a request the proxy failed before it picked an endpoint.
+    pub(crate) addr: Option<SocketAddr>,
     pub(crate) deployment: Option<&'a DeploymentRef>,
     pub(crate) identity: &'a str,
 }
@@ -223,15 +224,18 @@ impl Tap {
 }
 
 fn peer(p: PeerMeta<'_>) -> pb::Peer {
-    let ip = match p.addr.ip() {
-        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    let address = |addr: SocketAddr| {
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        mesh::TcpAddress {
+            ip,
+            port: u32::from(addr.port()),
+        }
     };
     pb::Peer {
-        address: Some(mesh::TcpAddress {
-            ip,
-            port: u32::from(p.addr.port()),
-        }),
+        address: p.addr.map(address),
         deployment: p.deployment.cloned().map(Into::into),
         identity: p.identity.to_string(),
     }
@@ -274,6 +278,7 @@ pub(crate) struct TapResponse<'a> {
     pub(crate) duration: Duration,
     pub(crate) response_bytes: u64,
     pub(crate) error: Option<&'a str>,
+    pub(crate) error_reason: Option<conduit_api::ErrorReason>,
 }
 
 impl TapCapture {
@@ -291,6 +296,7 @@ impl TapCapture {
         e.response_bytes = rsp.response_bytes;
         e.request_bytes = self.request_bytes.load(Relaxed);
         e.error = rsp.error.unwrap_or_default().to_string();
+        e.error_reason = rsp.error_reason.map_or("", |r| r.as_str()).to_string();
         self.tap
             .publish(self.event, &self.subscribers, self.sampled);
     }
@@ -342,7 +348,7 @@ mod tests {
         let uri: http::Uri = "/books/1".parse().unwrap();
         let headers = http::HeaderMap::new();
         let web = DeploymentRef::new("demo", "web");
-        let addr = "127.0.0.1:1".parse().unwrap();
+        let addr = Some("127.0.0.1:1".parse().unwrap());
         let req = RequestMeta {
             direction: Direction::Outbound,
             method: &http::Method::GET,

@@ -93,6 +93,7 @@ peer_labels! {
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
+        ErrorReason = label::ERROR_REASON,
     }
 }
 
@@ -116,6 +117,7 @@ route_labels! {
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
+        ErrorReason = label::ERROR_REASON,
     }
 }
 

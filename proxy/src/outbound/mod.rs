@@ -148,6 +148,11 @@ impl Outbound {
                      use --outbound-tcp-route for TCP; closing it"
                 ),
             },
+            Sniffed::Rejected { error, start } => {
+                let nowhere = labels::Endpoint::authority("");
+                let stats = self.registry.http(Direction::Outbound, &nowhere);
+                crate::http::observe::rejected(stats, start, &error);
+            }
             Sniffed::Done => {}
         }
     }
