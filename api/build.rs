@@ -24,7 +24,10 @@ fn main() {}
 
 #[cfg(feature = "proto")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read when the script runs, not baked in when it is compiled: checkouts
+    // of the workspace at other paths that share a target directory share
+    // this script's binary, and each must compile its own protos.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
 
     let descriptors = protox::compile(PROTOS, [&root])?;

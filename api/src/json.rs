@@ -160,6 +160,10 @@ pub struct TapEvent {
     pub response_bytes: u64,
     /// The proxy's reason when it answered itself; empty otherwise.
     pub error: String,
+    /// Its cause from the closed set ([`crate::ErrorReason`]), as the
+    /// `error_reason` metric label spells it; empty otherwise.
+    #[serde(default)]
+    pub error_reason: String,
 }
 
 /// `GET /api/v1/tap/search`
@@ -399,6 +403,7 @@ mod from_proto {
                 request_bytes: e.request_bytes,
                 response_bytes: e.response_bytes,
                 error: e.error,
+                error_reason: e.error_reason,
             }
         }
     }

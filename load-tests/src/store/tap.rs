@@ -111,6 +111,11 @@ fn event(rng: &mut Rng, t_us: i64) -> TapEvent {
         } else {
             String::new()
         },
+        error_reason: if status >= 500 {
+            "upstream_reset".into()
+        } else {
+            String::new()
+        },
     }
 }
 

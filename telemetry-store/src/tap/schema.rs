@@ -32,6 +32,8 @@ pub(crate) struct Fields {
     pub(crate) response_bytes: Field,
     pub(crate) request_id: Field,
     pub(crate) error: Field,
+    /// The closed-set cause (`fail_fast`, `breaker_open`...), exact.
+    pub(crate) error_reason: Field,
     pub(crate) event: Field,
 }
 
@@ -63,6 +65,7 @@ impl Fields {
             response_bytes: b.add_u64_field("response_bytes", num()),
             request_id: b.add_text_field("request_id", STRING),
             error: b.add_text_field("error", TEXT),
+            error_reason: b.add_text_field("error_reason", STRING),
             event: b.add_bytes_field("event", STORED),
         };
         (b.build(), fields)
@@ -78,6 +81,7 @@ impl Fields {
             self.dst_deployment,
             self.request_id,
             self.error,
+            self.error_reason,
         ]
     }
 
@@ -121,6 +125,9 @@ impl Fields {
         }
         if !e.error.is_empty() {
             d.add_text(self.error, &e.error);
+        }
+        if !e.error_reason.is_empty() {
+            d.add_text(self.error_reason, &e.error_reason);
         }
         d.add_bytes(self.event, &e.encode_to_vec());
         d
@@ -183,5 +190,6 @@ pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
         "request_bytes": e.request_bytes,
         "response_bytes": e.response_bytes,
         "error": e.error,
+        "error_reason": e.error_reason,
     })
 }
