@@ -9,6 +9,7 @@
 const PROTOS: &[&str] = &[
     "conduit/mesh/v1/mesh.proto",
     "conduit/tap/v1/tap.proto",
+    "conduit/diagnostics/v1/diagnostics.proto",
     "conduit/telemetry/v1/telemetry.proto",
     "conduit/destination/v1/destination.proto",
     "conduit/identity/v1/identity.proto",

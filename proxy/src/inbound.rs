@@ -61,7 +61,7 @@ pub(crate) struct Inbound {
     limits: Limits,
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
-    policies: Policies,
+    policies: Arc<Policies>,
     /// The authorities that keep their own `authority` label.
     served: ServedNames,
     dst_tcp: Arc<TcpStats>,
@@ -117,7 +117,7 @@ impl Inbound {
         server: Server,
         limits: Limits,
         identity: Option<Arc<Identity>>,
-        policies: Policies,
+        policies: Arc<Policies>,
     ) -> Self {
         let dst_tcp = registry.tcp(
             Direction::Inbound,
