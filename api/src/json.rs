@@ -198,6 +198,9 @@ pub struct RouteRow {
     pub route: String,
     pub authority: String,
     pub metrics: Option<Golden>,
+    /// A path template the proxies learned, not a profile's route.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 /// `GET /api/v1/routes`
@@ -435,6 +438,7 @@ mod from_proto {
                 route: r.route,
                 authority: r.authority,
                 metrics: r.metrics.map(Into::into),
+                learned: r.learned,
             }
         }
     }

@@ -65,8 +65,9 @@ pub(crate) enum Command {
     Tap(TapArgs),
     /// Connections between Deployments and whether mTLS secures them
     Edges(EdgesArgs),
-    /// Per-route metrics of a Deployment, from its service profiles
-    Routes(DeploymentWindowArgs),
+    /// Per-route metrics of a Deployment: its service profiles' routes,
+    /// then the path templates the proxies learned for the rest
+    Routes(RoutesArgs),
     /// The inbound policy of a Deployment and what it allowed and denied
     Authz(DeploymentWindowArgs),
     /// The mTLS certificate of each pod of a Deployment (subject, names,
@@ -348,6 +349,18 @@ pub(crate) enum DiagnosticsKind {
     Endpoints,
     /// The inbound policy it enforces on each port, and where it came from
     Policy,
+}
+
+/// `routes`: a Deployment's routes over a window.
+#[derive(Args, Debug)]
+pub(crate) struct RoutesArgs {
+    #[command(flatten)]
+    pub(crate) window: DeploymentWindowArgs,
+    /// List only the path templates the proxies learned (`GET
+    /// /api/vote/{id}`; `_overflow` counts requests past their template
+    /// budget), with their request counts
+    #[arg(long)]
+    pub(crate) learned: bool,
 }
 
 /// One Deployment's figures over a window: `routes` and `authz`.

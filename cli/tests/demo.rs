@@ -458,6 +458,38 @@ fn demo_runs_the_mesh_and_cleans_up() {
         "{tap}"
     );
 
+    // Routes with no profile: vote-bot's proxy learned web's paths (the
+    // query string does not count), and `conduit routes` shows them.
+    let routes = eventually(
+        "web's learned routes",
+        Duration::from_secs(30),
+        || -> Result<conduit_api::json::Routes, String> {
+            let out = demo.conduit(&["routes", "deploy/web", "-n", "demo", "-o", "json"]);
+            let routes: conduit_api::json::Routes =
+                serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            let seen = |name: &str| {
+                routes
+                    .rows
+                    .iter()
+                    .any(|r| r.route == name && r.learned && r.metrics.is_some())
+            };
+            if seen("GET /api/vote") && seen("GET /api/list") {
+                Ok(routes)
+            } else {
+                Err(format!("{routes:?}"))
+            }
+        },
+    );
+    assert!(routes.rows.iter().all(|r| r.learned), "{routes:?}");
+    let out = demo.conduit(&["routes", "deploy/web", "-n", "demo"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("GET /api/vote ") && l.contains("learned")),
+        "{table}"
+    );
+
     // Each pod's certificate, as the controller reads it in a handshake.
     let out = demo.conduit(&["identity", "deploy/emoji", "-n", "demo", "-o", "json"]);
     assert!(

@@ -692,3 +692,87 @@ fn diagnostics_show_what_each_proxy_sees() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no meshed pod named \"web-9\""), "{err}");
 }
+
+/// Routes that discover themselves: emoji has no profile, yet `conduit
+/// routes` shows its traffic per learned path template, through the real
+/// store and controller.
+#[test]
+fn routes_show_learned_templates_without_a_profile() {
+    const IDS: usize = 50;
+    const RPS: u32 = 100;
+    const SECONDS: u64 = 5;
+    /// `increase` extrapolates a series that lived five seconds by up to
+    /// half a report interval at each end.
+    const EXTRAPOLATED: f64 = 0.12;
+    let mesh = mesh();
+    warm_up(&mesh);
+    let paths: Vec<String> = (0..IDS).map(|i| format!("/emoji/{}", 1000 + i)).collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    let (sent, _) = drive_load(
+        mesh.web.outbound,
+        EMOJI,
+        &paths,
+        RPS,
+        Duration::from_secs(SECONDS),
+    );
+    let sent = sent.get(&200).copied().unwrap_or(0);
+    assert_eq!(sent, u64::from(RPS) * SECONDS, "every request answered");
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["routes", "deploy/emoji", "-n", "demo", "-t", "5m"];
+        a.extend_from_slice(extra);
+        a
+    };
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let learned = loop {
+        let out = conduit(&mesh.controller, &args(&["--learned", "-o", "json"]));
+        let routes: conduit_api::json::Routes = serde_json::from_slice(&out.stdout).unwrap();
+        let total = |name: &str| {
+            routes
+                .rows
+                .iter()
+                .find(|r| r.route == name)
+                .and_then(|r| r.metrics.as_ref())
+                .map_or(0, |m| m.total())
+        };
+        let counted = total("GET /emoji/{id}") as f64;
+        if counted >= sent as f64 * 0.98 && total("GET /warmup") > 0 {
+            break routes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the learned routes never showed: {routes:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let mut names: Vec<&str> = learned.rows.iter().map(|r| r.route.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["GET /emoji/{id}", "GET /warmup"], "{learned:#?}");
+    assert!(learned.rows.iter().all(|r| r.learned));
+    let ids = learned.rows.iter().find(|r| r.route == "GET /emoji/{id}");
+    let m = ids.and_then(|r| r.metrics.clone()).expect("traffic");
+    assert!(within(m.total() as f64, sent as f64, EXTRAPOLATED), "{m:?}");
+    assert_eq!(m.failure_count, 0);
+    assert!(m.latency_ms_p50 >= EMOJI_DELAY_MS, "{m:?}");
+
+    // The plain table marks them learned; `--learned -o wide` adds latency.
+    let out = conduit(&mesh.controller, &args(&[]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("GET /emoji/{id}"))
+        .unwrap_or_else(|| panic!("no learned route in\n{text}"));
+    assert!(line.contains("learned"), "{text}");
+    let out = conduit(&mesh.controller, &args(&["--learned", "-o", "wide"]));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap_or_default();
+    for column in ["TEMPLATE", "REQUESTS", "LATENCY_P99"] {
+        assert!(header.contains(column), "{text}");
+    }
+    let requests: u64 = text
+        .lines()
+        .find(|l| l.starts_with("GET /emoji/{id}"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no request count in\n{text}"));
+    assert!(within(requests as f64, sent as f64, EXTRAPOLATED), "{text}");
+}

@@ -8,6 +8,7 @@ mod plot;
 mod policy;
 mod proxy;
 mod report;
+mod routes;
 mod scratch;
 mod stat;
 mod store;
@@ -22,6 +23,7 @@ scenarios:
                               the inbound policy check with 100 authorizations, and a proxy pair with and without policy
   proxy [--rate RPS] [--seconds S] [--rounds R]
                               conduit-proxy vs a direct connection and haproxy (latency, max RPS, RSS)
+  routes [--requests N]       the proxy's path template learner per request, vs writing templates out
   stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
   store [--series N] [--hours H] [--deployments D] [--runs R]
                               the telemetry store vs Prometheus and VictoriaMetrics
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Some("mtls") => mtls::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
         Some("proxy") => proxy::run(&args[1..]),
+        Some("routes") => routes::run(&args[1..]),
         Some("stat") => stat::run(&args[1..]),
         Some("store") => store::run(&args[1..]),
         Some("ui") => ui::run(&args[1..]),

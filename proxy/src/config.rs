@@ -293,6 +293,14 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_PROXY_METRICS_MAX_LABEL_SETS", default_value_t = crate::metrics::DEFAULT_MAX_LABEL_SETS, value_parser = clap::value_parser!(u32).range(1..))]
     pub metrics_max_label_sets: u32,
 
+    /// Path templates learned per outbound authority at most (requests no
+    /// profile route matches get per-route metrics under their template,
+    /// `GET /api/vote/{id}`); requests with a new template past that count
+    /// under the authority's `_overflow` route and in
+    /// `learned_routes_overflow_total`. 0 turns learning off.
+    #[arg(long, env = "CONDUIT_PROXY_LEARNED_ROUTES_MAX", default_value_t = crate::learned_routes::DEFAULT_MAX_TEMPLATES)]
+    pub learned_routes_max: u32,
+
     /// A label set unused for this long is forgotten (its series leave
     /// /metrics and the telemetry reports).
     #[arg(long, env = "CONDUIT_PROXY_METRICS_RETAIN_IDLE", default_value = "10m", value_parser = conduit_api::duration::parse)]

@@ -33,6 +33,7 @@ mod identity;
 mod idle;
 mod inbound;
 mod io;
+pub mod learned_routes;
 mod metrics;
 mod outbound;
 pub mod policy;

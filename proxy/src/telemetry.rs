@@ -285,6 +285,9 @@ impl Telemetry {
             with(&refused_labels()),
             refused,
         );
+        for (labels, n) in p.learned_overflow() {
+            out.counter(names::LEARNED_ROUTES_OVERFLOW_TOTAL, with(&labels), n);
+        }
         for ((family, reason), n) in reg.overflow_counts() {
             let l = with(&overflow_labels(family, reason));
             out.counter(names::METRICS_LABEL_SETS_OVERFLOW_TOTAL, l, n);

@@ -171,6 +171,11 @@ families! {
         Counter,
         "Retryable failures not retried because the retry budget was spent."
     );
+    LEARNED_ROUTES_OVERFLOW_TOTAL: OwnReason = (
+        super::LEARNED_ROUTES_OVERFLOW_TOTAL,
+        Counter,
+        "Requests counted under their authority's overflow learned route instead of a template of their own, by reason."
+    );
     TCP_OPEN_TOTAL: Tcp = (super::TCP_OPEN_TOTAL, Counter, "Total count of opened connections.");
     TCP_CLOSE_TOTAL: Tcp = (super::TCP_CLOSE_TOTAL, Counter, "Total count of closed connections.");
     TCP_READ_BYTES_TOTAL: Tcp = (

@@ -66,7 +66,8 @@ macro_rules! peer_labels {
     };
 }
 
-/// The proxy's own labels and a profile route, then the family's.
+/// The proxy's own labels and a route (a profile's, or a learned path
+/// template marked `learned`), then the family's.
 macro_rules! route_labels {
     ($(#[$doc:meta])* $ty:ident { $($rest:tt)* }) => {
         own_labels! {
@@ -75,6 +76,7 @@ macro_rules! route_labels {
                 Direction = label::DIRECTION,
                 Authority = label::AUTHORITY,
                 Route = label::ROUTE,
+                Learned = label::LEARNED,
                 $($rest)*
             }
         }
@@ -107,7 +109,8 @@ peer_labels! {
 route_labels! {
     /// The route families (`route_request_total`,
     /// `route_response_latency_ms`, retries): outbound requests by the
-    /// destination profile's route.
+    /// destination profile's route, or the path template learned for
+    /// requests no profile route matches.
     Route {}
 }
 
@@ -235,13 +238,20 @@ pub fn http<'a>(direction: Direction, endpoint: &Endpoint<'a>) -> Vec<(&'static 
     pairs
 }
 
-/// The label set of a route's series.
+/// The label set of a profile route's series.
 pub fn route<'a>(authority: &'a str, route: &'a str) -> Vec<(&'static str, &'a str)> {
     vec![
         (Route::Direction.name(), Direction::Outbound.as_str()),
         (Route::Authority.name(), authority),
         (Route::Route.name(), route),
     ]
+}
+
+/// The label set of a learned route's series: its template is the route.
+pub fn learned_route<'a>(authority: &'a str, template: &'a str) -> Vec<(&'static str, &'a str)> {
+    let mut pairs = route(authority, template);
+    pairs.push((Route::Learned.name(), super::LEARNED_ROUTE));
+    pairs
 }
 
 /// The label set of a TCP series.

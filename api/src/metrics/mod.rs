@@ -46,6 +46,19 @@ pub const ROUTE_RETRY_TOTAL: &str = "route_retry_total";
 /// budget was spent.
 pub const ROUTE_RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "route_retry_budget_exhausted_total";
 
+/// Requests a proxy could not count under a learned route of their own,
+/// by `reason`: `budget` (the authority holds its maximum number of
+/// learned templates) or `too_long` (a path longer than a template may
+/// be). Each was counted under the authority's `route="_overflow"`
+/// learned route instead, so clients choosing paths cannot grow series.
+pub const LEARNED_ROUTES_OVERFLOW_TOTAL: &str = "learned_routes_overflow_total";
+/// `reason` value of [`LEARNED_ROUTES_OVERFLOW_TOTAL`] for paths over the
+/// template length (the budget's is [`OVERFLOW_REASON_BUDGET`]).
+pub const OVERFLOW_REASON_TOO_LONG: &str = "too_long";
+/// The value of `learned` on the route series of a learned path template;
+/// a profile's (declared) routes carry no `learned` label.
+pub const LEARNED_ROUTE: &str = "true";
+
 /// Proxy self-observability: what it dropped so that it never blocks
 /// traffic. Labeled with the proxy's own `namespace`, `deployment`, `pod`.
 pub const TELEMETRY_REPORTS_SENT_TOTAL: &str = "telemetry_reports_sent_total";
@@ -137,6 +150,9 @@ pub mod label {
     /// ([`crate::ErrorReason`]); absent on the application's responses.
     pub const ERROR_REASON: &str = "error_reason";
     pub const ROUTE: &str = "route";
+    /// `true` on a route the proxy learned from paths (see
+    /// [`super::LEARNED_ROUTE`]); absent on a profile's routes.
+    pub const LEARNED: &str = "learned";
     pub const PEER: &str = "peer";
     pub const SRV_NAME: &str = "srv_name";
     pub const ROUTE_NAME: &str = "route_name";

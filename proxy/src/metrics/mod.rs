@@ -232,6 +232,37 @@ pub(crate) struct ProxyCounters {
     pub(crate) profiles_rejected: AtomicU64,
     /// Transparent inbound connections addressed to the proxy's own ports.
     pub(crate) inbound_proxy_port_refused: AtomicU64,
+    /// Requests counted under a learned `_overflow` route: the authority's
+    /// templates were all spent, or theirs was too long.
+    pub(crate) learned_overflow_budget: AtomicU64,
+    pub(crate) learned_overflow_too_long: AtomicU64,
+}
+
+impl ProxyCounters {
+    /// Counts a request folded into its authority's learned overflow route.
+    pub(crate) fn learned_folded(&self, reason: &'static str) {
+        let counter = if reason == names::OVERFLOW_REASON_TOO_LONG {
+            &self.learned_overflow_too_long
+        } else {
+            &self.learned_overflow_budget
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+
+    /// `learned_routes_overflow_total` by reason, as labels and value.
+    pub(crate) fn learned_overflow(&self) -> [([(&'static str, &'static str); 1], u64); 2] {
+        let reason = OwnReason::Reason.name();
+        [
+            (
+                [(reason, names::OVERFLOW_REASON_BUDGET)],
+                self.learned_overflow_budget.load(Relaxed),
+            ),
+            (
+                [(reason, names::OVERFLOW_REASON_TOO_LONG)],
+                self.learned_overflow_too_long.load(Relaxed),
+            ),
+        ]
+    }
 }
 
 /// Label sets per family at most, by default (`--metrics-max-label-sets`).
@@ -406,9 +437,15 @@ impl Registry {
         self.get_or_insert(&self.http, &pairs, |l| Arc::new(HttpStats::new(l)))
     }
 
-    /// The `route_*` series of an outbound authority's route.
+    /// The `route_*` series of an outbound authority's profile route.
     pub(crate) fn route(&self, authority: &str, route: &str) -> Arc<HttpStats> {
         let pairs = labels::route(authority, route);
+        self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l)))
+    }
+
+    /// The `route_*` series of an outbound authority's learned template.
+    pub(crate) fn learned_route(&self, authority: &str, template: &str) -> Arc<HttpStats> {
+        let pairs = labels::learned_route(authority, template);
         self.get_or_insert(&self.routes, &pairs, |l| Arc::new(HttpStats::new(l)))
     }
 

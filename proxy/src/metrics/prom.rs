@@ -223,6 +223,11 @@ fn proxy_family(out: &mut String, reg: &Registry) {
     header(out, refused);
     let n = p.inbound_proxy_port_refused.load(Relaxed);
     sample(out, refused.name, local, &refused_labels(), n);
+    let learned = family::LEARNED_ROUTES_OVERFLOW_TOTAL.meta;
+    header(out, learned);
+    for (labels, n) in p.learned_overflow() {
+        sample(out, learned.name, local, &labels, n);
+    }
     let start_time = family::PROCESS_START_TIME_SECONDS.meta;
     header(out, start_time);
     let start = reg.process_start_unix_ms() as f64 / 1000.0;

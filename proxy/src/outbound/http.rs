@@ -6,6 +6,8 @@
 //! Two levels are measured: every attempt on its endpoint's series
 //! (`request_total`...), and the logical request on its route's series
 //! (`route_request_total`...), so retries are visible as the difference.
+//! A request no profile route matches is counted on its learned path
+//! template's route series ([`crate::learned_routes`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -119,9 +121,18 @@ impl OutboundConn {
             .or(Some(self.outbound.config.outbound_request_timeout))
             .filter(|t| !t.is_zero());
         let deadline = timeout.map(|t| start + t);
-        let route_stats = route.map(|r| logical.route_stats(&self.outbound.registry, r));
-        let route_obs = route.zip(route_stats.clone()).map(|(r, stats)| {
-            Observation::begin(stats, start, None).with_classes(r.classes.clone())
+        let registry = &self.outbound.registry;
+        // A profile route wins; a learned template counts the rest.
+        let route_stats = match route {
+            Some(r) => Some(logical.route_stats(registry, r)),
+            None => logical.learned_stats(registry, &req),
+        };
+        let route_obs = route_stats.clone().map(|stats| {
+            let obs = Observation::begin(stats, start, None);
+            match route {
+                Some(r) => obs.with_classes(r.classes.clone()),
+                None => obs,
+            }
         });
         let plan = Plan {
             logical: &logical,

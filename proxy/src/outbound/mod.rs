@@ -34,6 +34,7 @@ use crate::config::{Config, Mode};
 use crate::errors::ProxyError;
 use crate::http::server::Server;
 use crate::io::{MeteredIo, PrefixedIo};
+use crate::learned_routes::{LearnedRoutes, Lookup};
 use crate::metrics::{HttpStats, Registry, TcpStats, lock};
 use crate::profile::{self, Profile, Route};
 use crate::resolve::{Resolution, Resolve, Resolved, Target};
@@ -306,6 +307,7 @@ impl Outbound {
             profile: res.profile,
             budget: Mutex::new(Arc::new(Budget::new(profile::DEFAULT_BUDGET))),
             routes: Mutex::default(),
+            learned: LearnedRoutes::new(self.config.learned_routes_max),
             unbalanced,
             expires,
         })
@@ -371,6 +373,8 @@ pub(crate) struct Logical {
     profile: watch::Receiver<Arc<Profile>>,
     budget: Mutex<Arc<Budget>>,
     routes: Mutex<HashMap<String, Arc<HttpStats>>>,
+    /// Templates of the requests no profile route matches.
+    learned: LearnedRoutes<HttpStats>,
     /// Requests that never reached an endpoint (none, or all unavailable).
     pub(crate) unbalanced: Arc<HttpStats>,
     expires: Option<Instant>,
@@ -419,5 +423,26 @@ impl Logical {
             .entry(route.name.clone())
             .or_insert_with(|| registry.route(&self.authority, &route.name))
             .clone()
+    }
+
+    /// The series of the template a request no profile route matched
+    /// falls under; `None` when learning is off.
+    pub(crate) fn learned_stats<B>(
+        &self,
+        registry: &Registry,
+        req: &::http::Request<B>,
+    ) -> Option<Arc<HttpStats>> {
+        let found = self
+            .learned
+            .lookup(req.method(), req.uri().path(), |route| {
+                registry.learned_route(&self.authority, route)
+            })?;
+        Some(match found {
+            Lookup::Own(stats) => stats,
+            Lookup::Overflow(reason, stats) => {
+                registry.proxy.learned_folded(reason);
+                stats
+            }
+        })
     }
 }

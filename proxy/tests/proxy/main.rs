@@ -11,6 +11,7 @@ mod discovery;
 mod error_reasons;
 mod grpc;
 mod http;
+mod learned_routes;
 mod limits;
 mod reliability;
 mod support;

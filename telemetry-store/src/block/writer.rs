@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::hash::BuildHasher;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use arrow_array::builder::{
@@ -25,13 +25,16 @@ use crate::wal::sync_dir;
 /// Samples per row: a row is the unit a query decodes.
 const ROW_SAMPLES: usize = 7200;
 
+/// One data file being written.
+type DataFile = FileWriter<BufWriter<Checksummed>>;
+
 pub(crate) struct BlockWriter {
     tmp: PathBuf,
     dir: PathBuf,
-    chunks: FileWriter<BufWriter<File>>,
-    timestamps: FileWriter<BufWriter<File>>,
-    windows: FileWriter<BufWriter<File>>,
-    index: FileWriter<BufWriter<File>>,
+    chunks: DataFile,
+    timestamps: DataFile,
+    windows: DataFile,
+    index: DataFile,
     chunk_rows: ChunkRows,
     timestamp_rows: TimestampRows,
     window_rows: WindowRows,
@@ -109,16 +112,15 @@ impl BlockWriter {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        let open =
-            |file: &str, schema: &arrow_schema::Schema| -> Result<FileWriter<BufWriter<File>>> {
-                let f = BufWriter::new(File::create(tmp.join(file))?);
-                // LZ4 frames: label sets and row bounds shrink several
-                // times, and a batch decompresses in well under a
-                // millisecond.
-                let options = IpcWriteOptions::default()
-                    .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))?;
-                Ok(FileWriter::try_new_with_options(f, schema, options)?)
-            };
+        let open = |file: &str, schema: &arrow_schema::Schema| -> Result<DataFile> {
+            let f = BufWriter::new(Checksummed::new(File::create(tmp.join(file))?));
+            // LZ4 frames: label sets and row bounds shrink several
+            // times, and a batch decompresses in well under a
+            // millisecond.
+            let options = IpcWriteOptions::default()
+                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))?;
+            Ok(FileWriter::try_new_with_options(f, schema, options)?)
+        };
         Ok(Self {
             chunks: open(schema::CHUNKS_FILE, &schema::chunks())?,
             timestamps: open(schema::TIMESTAMPS_FILE, &schema::timestamps())?,
@@ -338,21 +340,19 @@ impl BlockWriter {
         self.flush_timestamps()?;
         self.flush_windows()?;
         self.flush_index()?;
-        for w in [
-            &mut self.chunks,
-            &mut self.timestamps,
-            &mut self.windows,
-            &mut self.index,
+        let mut bytes = 0;
+        for (file, w) in [
+            (schema::CHUNKS_FILE, &mut self.chunks),
+            (schema::TIMESTAMPS_FILE, &mut self.timestamps),
+            (schema::WINDOWS_FILE, &mut self.windows),
+            (schema::INDEX_FILE, &mut self.index),
         ] {
             w.finish()?;
             w.flush()?;
-            w.get_mut().get_ref().sync_all()?;
-        }
-        let mut bytes = 0;
-        for file in schema::DATA_FILES {
-            let path = self.tmp.join(file);
-            bytes += fs::metadata(&path)?.len();
-            let crc = schema::checksum(&path)?;
+            let written = w.get_ref().get_ref();
+            written.file.sync_all()?;
+            bytes += written.bytes;
+            let crc = written.hasher.clone().finalize();
             self.meta.checksums.insert(file.to_string(), crc);
         }
         self.meta.bytes = bytes;
@@ -379,5 +379,36 @@ impl Drop for BlockWriter {
         if self.tmp.exists() {
             let _ = fs::remove_dir_all(&self.tmp);
         }
+    }
+}
+
+/// A data file that hashes what it writes, so the block's checksums need
+/// no second read of files that may be hundreds of megabytes.
+struct Checksummed {
+    file: File,
+    hasher: crc32fast::Hasher,
+    bytes: u64,
+}
+
+impl Checksummed {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            hasher: crc32fast::Hasher::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for Checksummed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
-use conduit_api::json::{Authz, Edges, Stat};
+use conduit_api::json::{Authz, Edges, Routes, Stat};
 use conduit_testbed::{
     Controller, MeshIdentity, Process, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec,
     drive_load, free_addr, http_get, wait_for_http,
@@ -170,6 +170,13 @@ impl Mesh {
     /// minute, as the controller answers.
     pub fn authz(&self, name: &str) -> Option<Authz> {
         let path = format!("/api/v1/authz?namespace=demo&name={name}&window=1m");
+        serde_json::from_str(&self.get(&path)?).ok()
+    }
+
+    /// `GET /api/v1/routes` of Deployment `demo/NAME` over the last
+    /// minute, as the controller answers.
+    pub fn routes(&self, name: &str) -> Option<Routes> {
+        let path = format!("/api/v1/routes?namespace=demo&name={name}&window=1m");
         serde_json::from_str(&self.get(&path)?).ok()
     }
 

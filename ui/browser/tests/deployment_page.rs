@@ -14,6 +14,9 @@
 //!   `GET /api/v1/edges` lists, each with a request rate above zero, a
 //!   success rate and its mTLS status; callers left of the Deployment,
 //!   callees right of it, every text inside the drawing.
+//! - The route table: voting has no service profile, yet its page lists
+//!   the path templates web's proxy learned for it, each marked learned,
+//!   exactly the learned routes `GET /api/v1/routes` lists, with figures.
 //!
 //! Screenshots go to `target/ui-screenshots/`.
 
@@ -302,5 +305,50 @@ async fn the_graph_shows_a_deployments_callers_and_callees() {
         &[("callee", "demo/voting"), ("callee", "demo/emoji")],
     )
     .await;
+    b.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_table_shows_learned_routes_without_a_profile() {
+    let (mesh, b) = start().await;
+    // Voting's paths hold no identifier: each is a template of its own.
+    let expected: BTreeSet<String> = mesh::VOTING_PATHS
+        .iter()
+        .map(|p| format!("GET {p}"))
+        .collect();
+    let listed = wait_for(WAIT, "voting's learned routes in the API", || async {
+        let routes = mesh.routes("voting").ok_or("no routes")?;
+        let learned: BTreeSet<String> = routes
+            .rows
+            .iter()
+            .filter(|r| r.learned && r.metrics.is_some())
+            .map(|r| r.route.clone())
+            .collect();
+        Ok((learned == expected).then_some(learned))
+    })
+    .await
+    .unwrap();
+    open(&b, &mesh, "voting").await;
+    let row = "tr[data-testid=route-row][data-learned=true]";
+    wait_for(WAIT, "the learned routes in the table", || async {
+        let shown: BTreeSet<String> = b.attrs(row, "data-route").await?.into_iter().collect();
+        Ok((shown == listed).then_some(()))
+    })
+    .await
+    .unwrap();
+    let badges = b.texts(&format!("{row} td.source")).await.unwrap();
+    assert_eq!(badges.len(), listed.len());
+    assert!(badges.iter().all(|t| t == "learned"), "{badges:?}");
+    let rates = b.texts(&format!("{row} td.success")).await.unwrap();
+    assert!(rates.iter().all(|r| r.ends_with('%')), "{rates:?}");
+    b.driver
+        .find(By::Css("table[data-testid=routes-table]"))
+        .await
+        .unwrap()
+        .scroll_into_view()
+        .await
+        .unwrap();
+    let path = b.screenshot("deployment-routes-voting").await.unwrap();
+    eprintln!("screenshot: {}", path.display());
     b.quit().await;
 }

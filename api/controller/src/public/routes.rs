@@ -1,19 +1,22 @@
 //! `Routes`: per-route golden metrics of a Deployment, one row per route
-//! of the service profiles of its services.
+//! of the service profiles of its services, then one per path template
+//! the proxies learned for the requests no profile route matched.
 //!
 //! The proxies count routes on the client side (`route_*` series, labelled
-//! `direction="outbound"`, `authority`, `route`), so a Deployment's route
-//! figures are the sums over every client that called one of its services'
-//! authorities. Those series are not `response_total`, which `Golden`
-//! reads, so they are asked of the store's PromQL engine; latency
-//! quantiles therefore come from `histogram_quantile` over the store's
-//! bucket view of the histograms. Requests no route matched show as
-//! `[DEFAULT]`.
+//! `direction="outbound"`, `authority`, `route`, and `learned="true"` on a
+//! learned template), so a Deployment's route figures are the sums over
+//! every client that called one of its services' authorities; templates
+//! are the same in every proxy, so their sums are too. Those series are
+//! not `response_total`, which `Golden` reads, so they are asked of the
+//! store's PromQL engine; latency quantiles therefore come from
+//! `histogram_quantile` over the store's bucket view of the histograms.
+//! With no learned route (learning off), requests no route matched show
+//! as `[DEFAULT]`.
 
 use std::collections::BTreeMap;
 
-use conduit_api::metrics::family;
 use conduit_api::metrics::labels::{Label, Route, RouteResponse};
+use conduit_api::metrics::{LEARNED_ROUTE, family};
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 use conduit_api::{Classification, Direction};
@@ -50,23 +53,44 @@ fn promql_string(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn by_route(series: &[store::Series]) -> BTreeMap<(String, String), f64> {
+/// A route's row key: its name and whether it was learned.
+type RouteKey = (String, bool);
+
+fn route_key(s: &store::Series) -> RouteKey {
+    let label_of = |l| family::ROUTE_RESPONSE_TOTAL.label(&s.labels, l);
+    let route = match label_of(RouteResponse::Route) {
+        "" => DEFAULT_ROUTE,
+        r => r,
+    };
+    let learned = label_of(RouteResponse::Learned) == LEARNED_ROUTE;
+    (route.to_string(), learned)
+}
+
+fn last_value(s: &store::Series) -> Option<f64> {
+    let v = s.samples.last()?.value;
+    Some(if v.is_finite() { v } else { 0.0 })
+}
+
+/// Responses by route and classification.
+fn by_route(series: &[store::Series]) -> BTreeMap<(RouteKey, String), f64> {
     series
         .iter()
         .filter_map(|s| {
-            let v = s.samples.last()?.value;
-            let label_of = |l| family::ROUTE_RESPONSE_TOTAL.label(&s.labels, l);
-            let route = match label_of(RouteResponse::Route) {
-                "" => DEFAULT_ROUTE,
-                r => r,
-            };
-            let class = label_of(RouteResponse::Classification).to_string();
-            Some((
-                (route.to_string(), class),
-                if v.is_finite() { v } else { 0.0 },
-            ))
+            let class = family::ROUTE_RESPONSE_TOTAL
+                .label(&s.labels, RouteResponse::Classification)
+                .to_string();
+            Some(((route_key(s), class), last_value(s)?))
         })
         .collect()
+}
+
+/// A quantile by route.
+fn quantile_of(series: &[store::Series], route: &RouteKey) -> f64 {
+    series
+        .iter()
+        .find(|s| route_key(s) == *route)
+        .and_then(last_value)
+        .unwrap_or(0.0)
 }
 
 impl PublicApi {
@@ -89,6 +113,7 @@ impl PublicApi {
                 route: r.name.clone(),
                 authority: profile.fully_qualified_name.clone(),
                 metrics: None,
+                learned: false,
             }));
         }
         let Some(authority) = authority_regex(&snap, &d) else {
@@ -104,15 +129,17 @@ impl PublicApi {
             promql_string(&authority)
         );
         let counts = format!(
-            "sum by ({}, {}) (increase({}{selector}[{w}]))",
+            "sum by ({}, {}, {}) (increase({}{selector}[{w}]))",
             RouteResponse::Route.name(),
+            RouteResponse::Learned.name(),
             RouteResponse::Classification.name(),
             family::ROUTE_RESPONSE_TOTAL.name()
         );
         let quantile = |q: f64| {
             format!(
-                "histogram_quantile({q}, sum by ({}, le) (rate({}_bucket{selector}[{w}])))",
+                "histogram_quantile({q}, sum by ({}, {}, le) (rate({}_bucket{selector}[{w}])))",
                 Route::Route.name(),
+                Route::Learned.name(),
                 family::ROUTE_RESPONSE_LATENCY_MS.name()
             )
         };
@@ -123,13 +150,7 @@ impl PublicApi {
             self.store().instant(quantile(0.99)),
         )?;
         let counts = by_route(&counts);
-        let latency = |s: &[store::Series], route: &str| {
-            by_route(s)
-                .into_iter()
-                .find(|((r, _), _)| r == route)
-                .map_or(0.0, |(_, v)| v)
-        };
-        let mut routes: Vec<String> = counts.keys().map(|(r, _)| r.clone()).collect();
+        let mut routes: Vec<RouteKey> = counts.keys().map(|(r, _)| r.clone()).collect();
         routes.dedup();
         for route in routes {
             let count = |failure: bool| {
@@ -146,24 +167,31 @@ impl PublicApi {
                 success_count: success,
                 failure_count: failure,
                 requests_per_second: (success + failure) as f64 / window.as_secs_f64(),
-                latency_p50_ms: latency(&p50, &route),
-                latency_p95_ms: latency(&p95, &route),
-                latency_p99_ms: latency(&p99, &route),
+                latency_p50_ms: quantile_of(&p50, &route),
+                latency_p95_ms: quantile_of(&p95, &route),
+                latency_p99_ms: quantile_of(&p99, &route),
             };
-            match rows.iter_mut().find(|r| r.route == route) {
+            let (name, learned) = route;
+            match rows
+                .iter_mut()
+                .find(|r| r.route == name && r.learned == learned)
+            {
                 Some(row) => row.metrics = Some(metrics),
                 None => rows.push(pb::RouteRow {
-                    route,
+                    route: name,
                     authority: String::new(),
                     metrics: Some(metrics),
+                    learned,
                 }),
             }
         }
-        if !rows.iter().any(|r| r.route == DEFAULT_ROUTE) {
+        let unmatched_shown = rows.iter().any(|r| r.learned || r.route == DEFAULT_ROUTE);
+        if !unmatched_shown {
             rows.push(pb::RouteRow {
                 route: DEFAULT_ROUTE.to_string(),
                 authority: String::new(),
                 metrics: None,
+                learned: false,
             });
         }
         Ok(pb::RoutesResponse { rows })

@@ -2,15 +2,17 @@
 //! request rate and latency quantiles over 5, 15 or 60 minutes, the
 //! Deployments it talks to and that talk to it (with mTLS status and their
 //! traffic: [`edges`], drawn by [`graph`]), its authorization policy
-//! ([`authz`]), and its top paths.
+//! ([`authz`]), its routes, declared and learned ([`routes`]), and its top
+//! paths.
 //!
 //! Live parts: a `stat` stream for this Deployment (numbers and chart
-//! points, one a second) and a `top` stream. Edges and authorization have
-//! no stream in the API; they are polled every few seconds.
+//! points, one a second) and a `top` stream. Edges, authorization and
+//! routes have no stream in the API; they are polled every few seconds.
 
 mod authz;
 mod edges;
 mod graph;
+mod routes;
 
 use std::time::Duration;
 
@@ -31,6 +33,7 @@ use conduit_api::json::StatHistory;
 
 use self::authz::AuthzPanel;
 use self::edges::EdgesView;
+use self::routes::RoutesPanel;
 
 /// How often the views the API has no stream for are polled.
 const REFRESH: Duration = Duration::from_secs(5);
@@ -176,6 +179,7 @@ pub(crate) fn DeploymentPage() -> impl IntoView {
                     <LineChart title="Latency" testid="chart-latency" unit=Unit::Millis lines=latency span=span/>
                 </div>
                 <EdgesView namespace=namespace name=name/>
+                <RoutesPanel namespace=namespace name=name/>
                 <AuthzPanel namespace=namespace name=name/>
                 <h2>"Top paths"</h2>
                 <TopTable namespace=namespace name=name limit=10/>
