@@ -9,6 +9,7 @@
 const PROTOS: &[&str] = &[
     "conduit/mesh/v1/mesh.proto",
     "conduit/tap/v1/tap.proto",
+    "conduit/diagnostics/v1/diagnostics.proto",
     "conduit/telemetry/v1/telemetry.proto",
     "conduit/destination/v1/destination.proto",
     "conduit/identity/v1/identity.proto",
@@ -24,9 +25,9 @@ fn main() {}
 
 #[cfg(feature = "proto")]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // Read at run time, not baked in with `env!`: checkouts that share a
-    // target directory share this script's binary, and each must compile
-    // its own protos.
+    // Read when the script runs, not baked in when it is compiled: checkouts
+    // of the workspace at other paths that share a target directory share
+    // this script's binary, and each must compile its own protos.
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     println!("cargo:rerun-if-changed={}", root.display());
 

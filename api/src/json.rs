@@ -200,6 +200,10 @@ pub struct TapEvent {
     /// `slow` (the flight recorder); empty on live tap streams.
     #[serde(default)]
     pub kept: String,
+    /// Its cause from the closed set ([`crate::ErrorReason`]), as the
+    /// `error_reason` metric label spells it; empty otherwise.
+    #[serde(default)]
+    pub error_reason: String,
 }
 
 /// `GET /api/v1/tap/search`
@@ -467,6 +471,7 @@ mod from_proto {
                 response_bytes: e.response_bytes,
                 kept: kept.to_string(),
                 error: e.error,
+                error_reason: e.error_reason,
             }
         }
     }

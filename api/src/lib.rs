@@ -25,6 +25,7 @@ pub mod deployment;
 pub mod direction;
 pub mod discovery_file;
 pub mod duration;
+pub mod error_reason;
 #[cfg(feature = "proto")]
 pub mod histogram;
 pub mod identity;
@@ -44,6 +45,7 @@ pub mod time_range;
 pub use classify::Classification;
 pub use deployment::{DeploymentRef, ResourceTarget};
 pub use direction::Direction;
+pub use error_reason::ErrorReason;
 pub use identity::IdentityName;
 pub use labels::{Label, Labels};
 

@@ -17,6 +17,12 @@ pub mod tap {
     }
 }
 
+pub mod diagnostics {
+    pub mod v1 {
+        tonic::include_proto!("conduit.diagnostics.v1");
+    }
+}
+
 pub mod telemetry {
     pub mod v1 {
         tonic::include_proto!("conduit.telemetry.v1");

@@ -87,6 +87,9 @@ pub(crate) enum Command {
     /// The mTLS certificate of each pod of a Deployment (subject, names,
     /// issuer, validity), as its peers see it
     Identity(IdentityArgs),
+    /// What one Deployment's proxies see: their metrics, resolved
+    /// destinations or inbound policy (read through the controller)
+    Diagnostics(DiagnosticsArgs),
     /// Open the web dashboard
     Dashboard(DashboardArgs),
     /// Run the whole mesh with a demo application on this machine
@@ -355,6 +358,33 @@ pub(crate) struct IdentityArgs {
     pub(crate) namespaces: NamespaceArgs,
     #[command(flatten)]
     pub(crate) common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DiagnosticsArgs {
+    /// What to show
+    #[arg(value_enum)]
+    pub(crate) kind: DiagnosticsKind,
+    /// `deploy/NAME`
+    pub(crate) target: ResourceTarget,
+    #[command(flatten)]
+    pub(crate) namespaces: NamespaceArgs,
+    /// One pod by name [default: every meshed pod, each under its name]
+    #[arg(long, value_name = "NAME")]
+    pub(crate) pod: Option<String>,
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DiagnosticsKind {
+    /// The proxy's Prometheus metrics, as its admin port's /metrics serves them
+    ProxyMetrics,
+    /// Its outbound destination cache: each authority's endpoints, their
+    /// identities, protocol hints and breaker state
+    Endpoints,
+    /// The inbound policy it enforces on each port, and where it came from
+    Policy,
 }
 
 /// `routes`: a Deployment's routes over a window.

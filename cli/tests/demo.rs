@@ -523,6 +523,40 @@ fn demo_runs_the_mesh_and_cleans_up() {
         );
     }
 
+    // What web's proxies resolved, read from them over mTLS through the
+    // controller: voting's endpoints and the identity each must prove.
+    let out = demo.conduit(&[
+        "diagnostics",
+        "endpoints",
+        "deploy/web",
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pods: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let voting_endpoints: Vec<&serde_json::Value> = pods
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["destinations"].as_array().unwrap())
+        .filter(|d| d["authority"].as_str().unwrap().starts_with("voting."))
+        .flat_map(|d| d["endpoints"].as_array().unwrap())
+        .collect();
+    assert!(!voting_endpoints.is_empty(), "{pods:#}");
+    for e in voting_endpoints {
+        assert_eq!(
+            e["identity"], "voting.demo.serviceaccount.identity.conduit.cluster.local",
+            "{e}"
+        );
+        assert_eq!(e["protocol_hint"], "h2", "{e}");
+    }
+
     // The dashboard URL serves a page.
     let (status, page) = http_get(SocketAddr::from(([127, 0, 0, 1], demo.port(50_750))), "/");
     assert_eq!(status, 200, "{page}");

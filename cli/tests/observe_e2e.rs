@@ -590,6 +590,109 @@ fn history_search_finds_a_past_request_by_path() {
     }
 }
 
+/// `conduit diagnostics` reads each proxy through the controller: what the
+/// web proxy resolved while carrying traffic, its metrics text, the policy
+/// the voting proxy enforces, and a clear error for a pod that is not there.
+#[test]
+fn diagnostics_show_what_each_proxy_sees() {
+    let mesh = mesh();
+    warm_up(&mesh);
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = conduit(&mesh.controller, args);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+
+    let pods = json(&[
+        "diagnostics",
+        "endpoints",
+        "deploy/web",
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(pods[0]["pod"], "web-0", "{pods:#}");
+    let destinations = pods[0]["destinations"].as_array().unwrap();
+    let voting = destinations
+        .iter()
+        .find(|d| d["authority"] == VOTING)
+        .unwrap_or_else(|| panic!("the web proxy resolved {VOTING}: {pods:#}"));
+    let endpoint = &voting["endpoints"][0];
+    assert_eq!(endpoint["address"], mesh._voting.0.inbound.to_string());
+    assert_eq!(endpoint["deployment"]["name"], "voting");
+    assert_eq!(endpoint["protocol_hint"], "h2", "a meshed endpoint");
+    assert_eq!(endpoint["available"], true);
+    assert_eq!(voting["fallback"], false, "resolved by the controller");
+
+    let table = conduit(
+        &mesh.controller,
+        &["diagnostics", "endpoints", "deploy/web", "-n", "demo"],
+    );
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("# POD web-0\nAUTHORITY"), "{table}");
+    assert!(
+        table.contains(&mesh._voting.0.inbound.to_string()),
+        "{table}"
+    );
+
+    let metrics = conduit(
+        &mesh.controller,
+        &[
+            "diagnostics",
+            "proxy-metrics",
+            "deploy/web",
+            "-n",
+            "demo",
+            "--pod",
+            "web-0",
+        ],
+    );
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(metrics.starts_with("# POD web-0\n"), "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("request_total{") && l.contains("dst_deployment=\"voting\"")),
+        "the raw metrics of the web proxy: {metrics}"
+    );
+
+    let policy = json(&[
+        "diagnostics",
+        "policy",
+        "deploy/voting",
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]);
+    let ports = policy[0]["policies"].as_array().unwrap();
+    let app_port = u64::from(mesh._voting.1.addr.port());
+    assert!(
+        ports
+            .iter()
+            .any(|p| p["port"] == app_port && !p["server"].as_str().unwrap().is_empty()),
+        "the policy of the application's port: {policy:#}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_conduit"))
+        .args([
+            "diagnostics",
+            "policy",
+            "deploy/web",
+            "-n",
+            "demo",
+            "--pod",
+            "web-9",
+        ])
+        .args(["--api-addr", &mesh.controller.grpc.to_string()])
+        .env("CONDUIT_API_TOKEN_FILE", &mesh.controller.api_token_file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no meshed pod named \"web-9\""), "{err}");
+}
+
 /// Routes that discover themselves: emoji has no profile, yet `conduit
 /// routes` shows its traffic per learned path template, through the real
 /// store and controller.

@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
 use crate::detect::{self, DetectOutcome, Protocol};
+use crate::errors::ProxyError;
 use crate::http::head::{self, HeadError};
 use crate::http::server::Version;
 use crate::io::PrefixedIo;
@@ -68,8 +69,14 @@ pub(crate) enum Sniffed<I> {
     Http(Version, PrefixedIo<I>),
     /// Not HTTP (TLS, a binary protocol, a silent client): forward bytes.
     Opaque(PrefixedIo<I>),
-    /// Nothing left to do: the client left, or was answered and closed.
+    /// Nothing left to do: the client left.
     Done,
+    /// The proxy answered the first request head with this error and
+    /// closed; the request took since `start`.
+    Rejected {
+        error: ProxyError,
+        start: Instant,
+    },
 }
 
 pub(crate) async fn sniff<I>(mut io: I, limits: Limits) -> Sniffed<I>
@@ -101,7 +108,10 @@ where
                     tracing::debug!(error = %e, "rejected the first request head");
                     let _ = io.write_all(&e.raw_http1_response()).await;
                     linger_close(&mut io).await;
-                    Sniffed::Done
+                    Sniffed::Rejected {
+                        error: e,
+                        start: accepted,
+                    }
                 }
                 Err(HeadError::Closed) => Sniffed::Done,
                 Err(HeadError::Io(e)) => {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use conduit_api::proto::diagnostics::v1::proxy_diagnostics_server::ProxyDiagnosticsServer;
 use conduit_api::proto::tap::v1::tap_server::TapServer;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -18,6 +19,7 @@ use crate::balance::EndpointFactory;
 use crate::breaker::BreakerConfig;
 use crate::config::Config;
 use crate::destination::DestinationResolver;
+use crate::diagnostics::DiagnosticsService;
 use crate::http::server::Server;
 use crate::identity::Identity;
 use crate::inbound::Inbound;
@@ -95,6 +97,7 @@ impl Proxy {
             config.header_read_timeout,
             config.h2_limits(),
         );
+        let policies = Arc::new(Policies::new(&config, identity.as_deref())?);
         let inbound = Inbound::new(
             config.clone(),
             registry.clone(),
@@ -102,7 +105,7 @@ impl Proxy {
             server.clone(),
             limits,
             identity.clone(),
-            Policies::new(&config, identity.as_deref())?,
+            policies.clone(),
         );
         let mut proxy_ports = vec![
             inbound_listener.local_addr()?.port(),
@@ -171,7 +174,9 @@ impl Proxy {
                     authority,
                 )));
         }
-        proxy.tasks.push(tokio::spawn(outbound.evict_idle()));
+        proxy
+            .tasks
+            .push(tokio::spawn(outbound.clone().evict_idle()));
         proxy
             .tasks
             .push(tokio::spawn(registry.clone().evict_idle()));
@@ -184,9 +189,14 @@ impl Proxy {
                 max_connections: config.admin_max_connections as usize,
             },
         )));
+        let diagnostics = DiagnosticsService {
+            registry: registry.clone(),
+            outbound: outbound.clone(),
+            policies,
+        };
         proxy.tasks.push(tokio::spawn(serve_tap(
             tap_listener,
-            TapService { tap: tap.clone() },
+            (TapService { tap: tap.clone() }, diagnostics),
             &config,
             identity.clone(),
         )?));
@@ -250,13 +260,14 @@ fn resolver(
     Ok(Arc::new(Chain(chain)))
 }
 
-/// Tap reveals request data: with identity on, it is served over mTLS to
-/// the controller's identity only. tonic's defaults leave HTTP/2 streams,
+/// Tap reveals request data, diagnostics the proxy's view of the mesh:
+/// with identity on, both are served over mTLS to the controller's
+/// identity only. tonic's defaults leave HTTP/2 streams,
 /// keep-alive and h2's cap on locally reset streams unbounded, so the
 /// proxy's HTTP/2 limits are set explicitly.
 fn serve_tap(
     listener: TcpListener,
-    service: TapService,
+    (service, diagnostics): (TapService, DiagnosticsService),
     config: &Config,
     identity: Option<Arc<Identity>>,
 ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
@@ -269,7 +280,8 @@ fn serve_tap(
         .http2_max_local_error_reset_streams(Some(h2.max_local_error_reset_streams))
         .http2_keepalive_interval(h2.keepalive_interval)
         .http2_keepalive_timeout(Some(h2.keepalive_timeout))
-        .add_service(service);
+        .add_service(service)
+        .add_service(ProxyDiagnosticsServer::new(diagnostics));
     let tls = match &identity {
         Some(id) => Some((
             server_config(

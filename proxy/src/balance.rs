@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use conduit_api::Direction;
 use conduit_api::metrics::labels;
+use conduit_api::proto::diagnostics::v1 as diagnostics;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -93,6 +94,31 @@ pub(crate) struct Endpoint {
 impl Endpoint {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.target.addr
+    }
+
+    /// The endpoint as `conduit diagnostics endpoints` shows it.
+    pub(crate) fn diagnostics(&self, now: Instant) -> diagnostics::Endpoint {
+        let meta = &self.target.meta;
+        let hint = match (meta.opaque, meta.h2) {
+            (true, _) => "opaque",
+            (false, true) => "h2",
+            (false, false) => "http",
+        };
+        let addr = self.addr();
+        let ip = match addr.ip() {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+        };
+        diagnostics::Endpoint {
+            address: Some(conduit_api::proto::mesh::v1::TcpAddress {
+                ip,
+                port: u32::from(addr.port()),
+            }),
+            deployment: meta.deployment.clone().map(Into::into),
+            identity: meta.identity.clone().unwrap_or_default(),
+            protocol_hint: hint.to_string(),
+            available: self.breaker.is_available(now),
+        }
     }
 
     pub(crate) fn client_connect_timeout(&self) -> Duration {

@@ -7,9 +7,11 @@
 //! its own fault (400, 408, 431), nothing there (404, 503), the upstream's
 //! fault (502, 504).
 
+use conduit_api::ErrorReason;
 use http::{HeaderValue, Response, StatusCode, header};
 
 use crate::http::body::ResponseBody;
+use crate::http::observe::Failure;
 
 /// Names the cause of a response the proxy wrote itself.
 pub const PROXY_ERROR_HEADER: &str = "conduit-proxy-error";
@@ -59,6 +61,33 @@ impl ProxyError {
             Unreachable(_) | Upstream(_) => StatusCode::BAD_GATEWAY,
             ConnectTimeout | RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
             Unauthorized => StatusCode::FORBIDDEN,
+        }
+    }
+
+    /// The cause from the closed set the metrics and tap events carry.
+    pub(crate) fn reason(&self) -> ErrorReason {
+        use ProxyError::*;
+        match self {
+            Malformed(_) | MissingAuthority => ErrorReason::MalformedRequest,
+            HeadersTooLarge => ErrorReason::HeadersTooLarge,
+            HeaderTimeout => ErrorReason::DetectTimeout,
+            NoRoute(_) => ErrorReason::NoRoute,
+            NoEndpoints(_) => ErrorReason::FailFast,
+            Unavailable(_) => ErrorReason::BreakerOpen,
+            TooManyAuthorities => ErrorReason::DestinationCacheFull,
+            Unreachable(_) => ErrorReason::Unreachable,
+            ConnectTimeout => ErrorReason::ConnectTimeout,
+            Upstream(_) => ErrorReason::UpstreamReset,
+            RequestTimeout => ErrorReason::ResponseTimeout,
+            Unauthorized => ErrorReason::Unauthorized,
+        }
+    }
+
+    /// What the observation of the request records about this error.
+    pub(crate) fn failure(&self) -> Failure {
+        Failure {
+            reason: self.reason(),
+            text: self.to_string(),
         }
     }
 

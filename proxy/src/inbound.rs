@@ -27,7 +27,7 @@ use bytes::{Bytes, BytesMut};
 use conduit_api::metrics::labels;
 use conduit_api::metrics::{self as names, NoTlsReason, Tls};
 use conduit_api::proto::policy::v1::ProxyProtocol;
-use conduit_api::{DeploymentRef, Direction};
+use conduit_api::{DeploymentRef, Direction, ErrorReason};
 use conduit_identity::tls::Alpn;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response};
@@ -42,7 +42,7 @@ use crate::detect::{self, ClientHello};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
 use crate::http::client::EndpointClient;
-use crate::http::observe::{self, Observation, ObservedBody};
+use crate::http::observe::{self, Failure, Observation, ObservedBody};
 use crate::http::server::Version;
 use crate::http::server::{Handler, Server};
 use crate::http::{authority, head, headers, orig_proto, upgrade};
@@ -61,7 +61,7 @@ pub(crate) struct Inbound {
     limits: Limits,
     own: Option<DeploymentRef>,
     identity: Option<Arc<Identity>>,
-    policies: Policies,
+    policies: Arc<Policies>,
     /// The authorities that keep their own `authority` label.
     served: ServedNames,
     dst_tcp: Arc<TcpStats>,
@@ -117,7 +117,7 @@ impl Inbound {
         server: Server,
         limits: Limits,
         identity: Option<Arc<Identity>>,
-        policies: Policies,
+        policies: Arc<Policies>,
     ) -> Self {
         let dst_tcp = registry.tcp(
             Direction::Inbound,
@@ -310,6 +310,10 @@ impl Inbound {
                 self.server.serve(io, version, conn).await;
             }
             Sniffed::Opaque(io) => self.forward_tcp(io, target, &peer).await,
+            Sniffed::Rejected { error, start } => {
+                let (_, stats) = self.conn(client, target, peer).stats_for(None);
+                observe::rejected(stats, start, &error);
+            }
             Sniffed::Done => {}
         }
     }
@@ -541,12 +545,12 @@ impl Handler for InboundConn {
             authority: &authority,
             headers: req.headers(),
             source: PeerMeta {
-                addr: self.client,
+                addr: Some(self.client),
                 deployment: None,
                 identity: self.peer.client_id.as_deref().unwrap_or(""),
             },
             destination: PeerMeta {
-                addr: self.target,
+                addr: Some(self.target),
                 deployment: inbound.own.as_ref(),
                 identity: match (&inbound.identity, self.peer.tls) {
                     (Some(own), Tls::Secured) => own.name(),
@@ -567,14 +571,17 @@ impl Handler for InboundConn {
             } else {
                 ProxyError::Unauthorized.response()
             };
-            return obs.respond(rsp, Some(denial(&decision)));
+            let failure = Failure {
+                reason: ErrorReason::Unauthorized,
+                text: denial(&decision),
+            };
+            return obs.respond(rsp, Some(failure));
         }
         match self.forward(req, &obs).await {
             Ok(rsp) => obs.respond(rsp, None),
             Err(e) => {
                 tracing::debug!(error = %e, target = %self.target, "inbound request failed");
-                let rsp = e.response();
-                obs.respond(rsp, Some(e.to_string()))
+                obs.respond(e.response(), Some(e.failure()))
             }
         }
     }

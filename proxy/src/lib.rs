@@ -26,6 +26,7 @@ mod clock;
 pub mod config;
 mod destination;
 pub mod detect;
+mod diagnostics;
 mod errors;
 pub mod http;
 mod identity;

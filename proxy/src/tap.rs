@@ -40,7 +40,8 @@ pub(crate) struct Subscriber {
 /// One side of a request, as the filter and the event see it.
 #[derive(Clone, Copy)]
 pub(crate) struct PeerMeta<'a> {
-    pub(crate) addr: SocketAddr,
+    /// None for a request the proxy failed before it picked an endpoint.
+    pub(crate) addr: Option<SocketAddr>,
     pub(crate) deployment: Option<&'a DeploymentRef>,
     pub(crate) identity: &'a str,
 }
@@ -217,6 +218,17 @@ impl Tap {
     }
 }
 
+fn address(addr: SocketAddr) -> mesh::TcpAddress {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    };
+    mesh::TcpAddress {
+        ip,
+        port: u32::from(addr.port()),
+    }
+}
+
 /// What an event needs of a request, taken when it starts: the strings
 /// in one buffer, the rest cheap clones (`Uri` and header values share
 /// the request's bytes), so a request nobody keeps costs one allocation.
@@ -225,7 +237,7 @@ struct Seed {
     method: http::Method,
     uri: http::Uri,
     request_id: Option<http::HeaderValue>,
-    addrs: [SocketAddr; 2],
+    addrs: [Option<SocketAddr>; 2],
     has_deployment: [bool; 2],
     /// The authority, then per peer (source, destination) its namespace,
     /// name and identity.
@@ -268,20 +280,12 @@ impl Seed {
     }
 
     fn peer(&self, side: usize) -> pb::Peer {
-        let addr = self.addrs[side];
-        let ip = match addr.ip() {
-            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
-            std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
-        };
         let deployment = self.has_deployment[side].then(|| mesh::DeploymentRef {
             namespace: self.part(1 + 3 * side).to_string(),
             name: self.part(2 + 3 * side).to_string(),
         });
         pb::Peer {
-            address: Some(mesh::TcpAddress {
-                ip,
-                port: u32::from(addr.port()),
-            }),
+            address: self.addrs[side].map(address),
             deployment,
             identity: self.part(3 + 3 * side).to_string(),
         }
@@ -345,6 +349,7 @@ pub(crate) struct TapResponse<'a> {
     pub(crate) error: Option<&'a str>,
     /// Classified as a failure, or answered by the proxy itself.
     pub(crate) failed: bool,
+    pub(crate) error_reason: Option<conduit_api::ErrorReason>,
 }
 
 /// An event that went to the tap history: the request behind an exemplar.
@@ -380,6 +385,7 @@ impl TapCapture {
         e.response_bytes = rsp.response_bytes;
         e.request_bytes = self.request_bytes.load(Relaxed);
         e.error = rsp.error.unwrap_or_default().to_string();
+        e.error_reason = rsp.error_reason.map_or("", |r| r.as_str()).to_string();
         e.kept = kept.unwrap_or(Kept::Unspecified).into();
         let recorded = kept.map(|_| Recorded {
             request_id: e.request_id.clone(),
@@ -452,7 +458,7 @@ mod tests {
         let uri: http::Uri = "/books/1".parse().unwrap();
         let headers = http::HeaderMap::new();
         let web = DeploymentRef::new("demo", "web");
-        let addr = "127.0.0.1:1".parse().unwrap();
+        let addr = Some("127.0.0.1:1".parse().unwrap());
         let req = RequestMeta {
             direction: Direction::Outbound,
             method: &http::Method::GET,

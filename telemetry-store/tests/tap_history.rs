@@ -71,6 +71,12 @@ fn event(id: usize, t_ms: i64, s: &Spec) -> TapEvent {
         response_bytes: 2000 + id as u64,
         error: s.error.into(),
         kept: 0,
+        // The store indexes the reason as it is; the proxy decides it.
+        error_reason: if s.error.is_empty() {
+            String::new()
+        } else {
+            "response_timeout".into()
+        },
     }
 }
 
@@ -245,6 +251,9 @@ async fn every_query_form_finds_exactly_its_events_newest_first() {
         ("NOT status:200", vec![7, 5, 3, 1]),
         ("src_deployment:web -method:GET", vec![7, 6, 3, 1]),
         ("error:timeout", vec![7]),
+        ("error_reason:response_timeout", vec![7]),
+        ("response_timeout", vec![7]),
+        ("error_reason:fail_fast", vec![]),
         ("method:GET AND authority:\"voting.demo:8080\"", vec![5, 0]),
         ("tls:false", vec![7]),
         ("path:/api/vote*", vec![7, 3, 1, 0]),
@@ -305,6 +314,7 @@ async fn every_query_form_finds_exactly_its_events_newest_first() {
     assert_eq!(e["source"]["deployment"], "web");
     assert_eq!(e["destination"]["address"], "10.0.0.7:8080");
     assert_eq!(e["error"], "upstream timeout");
+    assert_eq!(e["error_reason"], "response_timeout");
 
     // Bad queries: 400 with the parser's message, over HTTP and gRPC.
     for (q, msg) in [

@@ -96,6 +96,7 @@ peer_labels! {
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
+        ErrorReason = label::ERROR_REASON,
     }
 }
 
@@ -120,6 +121,7 @@ route_labels! {
         StatusCode = label::STATUS_CODE,
         GrpcStatus = label::GRPC_STATUS,
         Classification = label::CLASSIFICATION,
+        ErrorReason = label::ERROR_REASON,
     }
 }
 

@@ -18,8 +18,9 @@ pub use tls::{NoTlsReason, Tls};
 
 /// Requests received, by `direction`, `authority`, peer labels.
 pub const REQUEST_TOTAL: &str = "request_total";
-/// Responses, additionally by `status_code`, `grpc_status` and
-/// `classification`.
+/// Responses, additionally by `status_code`, `grpc_status`,
+/// `classification` and, for the responses the proxy wrote itself or the
+/// requests it failed, `error_reason`.
 pub const RESPONSE_TOTAL: &str = "response_total";
 /// Time to response headers. Reported as an HdrHistogram; served as
 /// `response_latency_ms_bucket/_sum/_count`.
@@ -34,8 +35,8 @@ pub const TCP_OPEN_CONNECTIONS: &str = "tcp_open_connections";
 /// requests, as the application sent them, whatever retries happened.
 /// Labeled like the outbound HTTP series plus `route`.
 pub const ROUTE_REQUEST_TOTAL: &str = "route_request_total";
-/// Adds `status_code`, `grpc_status` and `classification` (the route's
-/// response classes decide it) to the route's labels.
+/// Adds `status_code`, `grpc_status`, `classification` (the route's
+/// response classes decide it) and `error_reason` to the route's labels.
 pub const ROUTE_RESPONSE_TOTAL: &str = "route_response_total";
 /// Time to response headers of the logical request, retries included.
 pub const ROUTE_RESPONSE_LATENCY_MS: &str = "route_response_latency_ms";
@@ -155,6 +156,9 @@ pub mod label {
     pub const STATUS_CODE: &str = "status_code";
     pub const GRPC_STATUS: &str = "grpc_status";
     pub const CLASSIFICATION: &str = "classification";
+    /// Why the proxy answered itself or failed the request
+    /// ([`crate::ErrorReason`]); absent on the application's responses.
+    pub const ERROR_REASON: &str = "error_reason";
     pub const ROUTE: &str = "route";
     /// `true` on a route the proxy learned from paths (see
     /// [`super::LEARNED_ROUTE`]); absent on a profile's routes.

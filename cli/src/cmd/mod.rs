@@ -7,6 +7,7 @@ mod check;
 mod completion;
 mod dashboard;
 pub(crate) mod demo;
+mod diagnostics;
 mod edges;
 mod identity;
 mod inject;
@@ -33,6 +34,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Routes(args) => routes::run(args),
         Command::Authz(args) => authz::run(args),
         Command::Identity(args) => identity::run(args),
+        Command::Diagnostics(args) => diagnostics::run(args),
         Command::Dashboard(args) => dashboard::run(args),
         Command::Demo(args) => demo::run(args),
     }

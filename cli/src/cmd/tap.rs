@@ -145,20 +145,22 @@ pub(crate) fn lines(e: &TapEvent, wide: bool) -> [String; 3] {
         "req {peers} :method={} :authority={} :path={}",
         e.method, e.authority, e.path
     );
-    let rsp = if e.http_status == 0 {
-        format!("rsp {peers} error={:?}", e.error)
-    } else if e.error.is_empty() {
+    let mut rsp = if e.http_status == 0 {
+        format!("rsp {peers}")
+    } else {
         format!(
             "rsp {peers} :status={} latency={}µs",
             e.http_status, e.response_latency_us
         )
-    } else {
-        // The proxy answered itself (a policy denial, a timeout): why.
-        format!(
-            "rsp {peers} :status={} latency={}µs error={:?}",
-            e.http_status, e.response_latency_us, e.error
-        )
     };
+    // The proxy answered itself or gave up (a denial, a timeout): why, as
+    // the `error_reason` label says it, then in its own words.
+    if !e.error_reason.is_empty() {
+        rsp.push_str(&format!(" error_reason={}", e.error_reason));
+    }
+    if !e.error.is_empty() || e.http_status == 0 {
+        rsp.push_str(&format!(" error={:?}", e.error));
+    }
     let grpc = e
         .grpc_status
         .map(|g| format!(" grpc-status={g}"))
@@ -218,11 +220,12 @@ mod tests {
             http_status: 403,
             error: "unauthorized: no authorization of server s route default admits the client"
                 .into(),
+            error_reason: "unauthorized".into(),
             ..e
         };
         let [_, rsp, _] = lines(&denied, false);
         assert!(
-            rsp.contains(":status=403") && rsp.contains("error=\"unauthorized: no authorization"),
+            rsp.contains(":status=403 latency=1500µs error_reason=unauthorized error=\"unauthorized: no authorization"),
             "a denial says why: {rsp}"
         );
     }

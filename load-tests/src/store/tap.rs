@@ -112,6 +112,11 @@ fn event(rng: &mut Rng, t_us: i64) -> TapEvent {
             String::new()
         },
         kept: 0,
+        error_reason: if status >= 500 {
+            "upstream_reset".into()
+        } else {
+            String::new()
+        },
     }
 }
 

@@ -12,15 +12,24 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use conduit_api::Classification;
+use conduit_api::{Classification, ErrorReason};
 use http::{HeaderMap, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
+use crate::errors::ProxyError;
 use crate::http::body::BoxError;
 use crate::metrics::{HttpStats, ResponseKey};
 use crate::profile::ResponseClasses;
 use crate::tap::{TapCapture, TapResponse};
+
+/// Why the proxy answered a request itself or failed it: the closed-set
+/// reason the counters and tap events carry, and the text with details.
+#[derive(Clone, Debug)]
+pub(crate) struct Failure {
+    pub(crate) reason: ErrorReason,
+    pub(crate) text: String,
+}
 
 /// A request in flight, from its start to its response headers.
 pub(crate) struct Observation {
@@ -54,11 +63,11 @@ impl Observation {
     }
 
     /// The response headers arrived (or the proxy answered itself, with
-    /// `error` saying why).
+    /// `failure` saying why).
     pub(crate) fn respond<B>(
         self,
         rsp: Response<B>,
-        error: Option<String>,
+        failure: Option<Failure>,
     ) -> Response<ObservedBody<B>>
     where
         B: Body,
@@ -79,7 +88,8 @@ impl Observation {
             start: self.start,
             latency,
             bytes: 0,
-            error,
+            failure,
+            gave_up: None,
             tap: self.tap,
             classes: self.classes,
         };
@@ -88,6 +98,15 @@ impl Observation {
             pending: Some(pending),
         })
     }
+}
+
+/// Counts a request the proxy answered with `error` before any HTTP server
+/// saw it (its first head was rejected as it arrived).
+pub(crate) fn rejected(stats: Arc<HttpStats>, start: Instant, error: &ProxyError) {
+    let rsp =
+        Observation::begin(stats, start, None).respond(error.response(), Some(error.failure()));
+    // Dropping the body ends the observation: the response was written.
+    drop(rsp);
 }
 
 /// What is needed to count the response once its body ends.
@@ -99,7 +118,10 @@ struct Pending {
     start: Instant,
     latency: std::time::Duration,
     bytes: u64,
-    error: Option<String>,
+    failure: Option<Failure>,
+    /// Why the proxy stopped trying after this response (its tap event
+    /// says so; the endpoint's counters keep the response's own outcome).
+    gave_up: Option<ErrorReason>,
     tap: Option<TapCapture>,
     classes: Option<Arc<ResponseClasses>>,
 }
@@ -107,7 +129,7 @@ struct Pending {
 impl Pending {
     fn finish(self) {
         let grpc_status = self.grpc_status.filter(|_| self.is_grpc);
-        let class = match (&self.error, &self.classes) {
+        let class = match (&self.failure, &self.classes) {
             (Some(_), _) if self.status < 400 => Classification::Failure,
             (_, Some(classes)) => classes.classify(self.status, grpc_status),
             (_, None) => Classification::of_response(self.status, grpc_status),
@@ -116,18 +138,21 @@ impl Pending {
             status: self.status,
             grpc_status,
             class,
+            error_reason: self.failure.as_ref().map(|f| f.reason),
         });
         let Some(tap) = self.tap else { return };
+        let reason = self.failure.as_ref().map(|f| f.reason);
         let recorded = tap.finish(TapResponse {
             status: self.status,
             grpc_status,
             latency: self.latency,
             duration: self.start.elapsed(),
             response_bytes: self.bytes,
-            error: self.error.as_deref(),
+            error: self.failure.as_ref().map(|f| f.text.as_str()),
             // Denials are 403s, which count as successes: the proxy's own
             // answers are all worth recording.
-            failed: class == Classification::Failure || self.error.is_some(),
+            failed: class == Classification::Failure || self.failure.is_some(),
+            error_reason: self.gave_up.or(reason),
         });
         if let Some(r) = recorded {
             self.stats.exemplar(r.request_id, self.latency, r.unix_ms);
@@ -151,10 +176,18 @@ impl<B> ObservedBody<B> {
         }
     }
 
-    fn finish(&mut self, error: Option<String>) {
+    /// Marks the request as given up on by the proxy after this response
+    /// (a retry it could not make), for the request's tap event.
+    pub(crate) fn gave_up(&mut self, reason: ErrorReason) {
+        if let Some(p) = &mut self.pending {
+            p.gave_up = Some(reason);
+        }
+    }
+
+    fn finish(&mut self, failure: Option<Failure>) {
         if let Some(mut p) = self.pending.take() {
-            if error.is_some() {
-                p.error = error;
+            if failure.is_some() {
+                p.failure = failure;
             }
             p.finish();
         }
@@ -189,7 +222,10 @@ where
                     this.finish(None);
                 }
             }
-            Some(Err(e)) => this.finish(Some(format!("response body: {e}"))),
+            Some(Err(e)) => this.finish(Some(Failure {
+                reason: ErrorReason::UpstreamReset,
+                text: format!("response body: {e}"),
+            })),
             None => this.finish(None),
         }
         Poll::Ready(frame)

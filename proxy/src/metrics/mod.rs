@@ -23,7 +23,7 @@ use conduit_api::metrics::labels::{
 };
 use conduit_api::metrics::{self as names, label};
 use conduit_api::proto::telemetry::v1::Exemplar;
-use conduit_api::{Classification, Direction, Labels};
+use conduit_api::{Classification, Direction, ErrorReason, Labels};
 use conduit_identity::Credentials;
 
 use self::label_sets::{Found, Key, LabelSets};
@@ -72,6 +72,8 @@ pub(crate) struct ResponseKey {
     pub(crate) status: u16,
     pub(crate) grpc_status: Option<i32>,
     pub(crate) class: Classification,
+    /// Set when the proxy answered itself or failed the request.
+    pub(crate) error_reason: Option<ErrorReason>,
 }
 
 impl ResponseKey {
@@ -82,6 +84,9 @@ impl ResponseKey {
             l.push((Response::GrpcStatus.name(), g.to_string()));
         }
         l.push((Response::Classification.name(), self.class.as_str().into()));
+        if let Some(r) = self.error_reason {
+            l.push((Response::ErrorReason.name(), r.as_str().into()));
+        }
         l
     }
 }
@@ -171,7 +176,7 @@ impl HttpStats {
 
     pub(crate) fn responses(&self) -> Vec<(ResponseKey, u64)> {
         let mut r = lock(&self.responses).clone();
-        r.sort_by_key(|(k, _)| (k.status, k.grpc_status, k.class.as_str()));
+        r.sort_by_key(|(k, _)| (k.status, k.grpc_status, k.class.as_str(), k.error_reason));
         r
     }
 

@@ -304,6 +304,7 @@ mod tests {
             status: 200,
             grpc_status: None,
             class: Classification::Success,
+            error_reason: None,
         });
         let text = reg.render_prometheus();
         let base = r#"namespace="demo",deployment="web",pod="web-0",direction="inbound",authority="a\"b:80""#;

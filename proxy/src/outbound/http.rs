@@ -12,9 +12,9 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use conduit_api::Direction;
 use conduit_api::metrics as names;
 use conduit_api::metrics::labels;
+use conduit_api::{Direction, ErrorReason};
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Version};
 use hyper::body::Incoming;
@@ -25,7 +25,7 @@ use super::{Logical, Outbound, Slot};
 use crate::balance::{Endpoint, PickError};
 use crate::errors::ProxyError;
 use crate::http::body::{RequestBody, ResponseBody};
-use crate::http::observe::{self, Observation, ObservedBody};
+use crate::http::observe::{self, Failure, Observation, ObservedBody};
 use crate::http::server::Handler;
 use crate::http::{authority, head, headers, orig_proto, upgrade};
 use crate::metrics::{HttpStats, lock};
@@ -63,7 +63,13 @@ struct Attempt {
     grpc_status: Option<i32>,
     /// The request certainly never reached the application.
     unsent: bool,
+    /// Set when the proxy answered itself.
+    failure: Option<Failure>,
 }
+
+/// The response to the logical request, and why the proxy failed it, if
+/// it did.
+type Dispatched = (Response<ObservedBody<ResponseBody>>, Option<Failure>);
 
 impl OutboundConn {
     pub(super) fn new(
@@ -135,9 +141,9 @@ impl OutboundConn {
             budget: logical.budget(&profile),
             deadline,
         };
-        let rsp = self.dispatch(&plan, req, authority).await;
+        let (rsp, failure) = self.dispatch(&plan, req, authority).await;
         match route_obs {
-            Some(obs) => obs.respond(rsp, None),
+            Some(obs) => obs.respond(rsp, failure),
             None => rsp.map(ObservedBody::unobserved),
         }
     }
@@ -159,7 +165,7 @@ impl OutboundConn {
         };
         let stats = registry.http(Direction::Outbound, &labels::Endpoint::authority(label));
         Observation::begin(stats, start, None)
-            .respond(e.response(), Some(e.to_string()))
+            .respond(e.response(), Some(e.failure()))
             .map(ObservedBody::unobserved)
     }
 
@@ -168,11 +174,12 @@ impl OutboundConn {
         plan: &Plan<'_>,
         mut req: Request<Incoming>,
         authority: http::uri::Authority,
-    ) -> Response<ObservedBody<ResponseBody>> {
+    ) -> Dispatched {
         let upgrading = headers::is_upgrade(&req) || headers::is_connect(&req);
         headers::strip_hop_by_hop(req.headers_mut(), upgrading);
         if let Err(e) = authority::absolutize(&mut req, &authority) {
-            return self.fail(plan.logical, e);
+            let failure = e.failure();
+            return (self.fail(plan.logical, e), Some(failure));
         }
         let limit = u64::from(self.outbound.config.retry_max_body_bytes);
         let policy = plan
@@ -186,9 +193,10 @@ impl OutboundConn {
         }
         let downstream_upgrade = upgrading.then(|| hyper::upgrade::on(&mut req));
         let req = req.map(RequestBody::incoming);
-        self.attempt(plan.logical, req, plan.deadline, downstream_upgrade)
-            .await
-            .rsp
+        let done = self
+            .attempt(plan.logical, req, plan.deadline, downstream_upgrade)
+            .await;
+        (done.rsp, done.failure)
     }
 
     async fn with_retries(
@@ -196,7 +204,7 @@ impl OutboundConn {
         plan: &Plan<'_>,
         policy: &RetryPolicy,
         req: Request<Incoming>,
-    ) -> Response<ObservedBody<ResponseBody>> {
+    ) -> Dispatched {
         let Plan {
             logical,
             route_stats,
@@ -209,7 +217,11 @@ impl OutboundConn {
         let limit = self.outbound.config.retry_max_body_bytes as usize;
         let (data, trailers) = match retry::buffer(body, limit).await {
             Ok(b) => b,
-            Err(e) => return self.fail(logical, ProxyError::Malformed(e)),
+            Err(e) => {
+                let e = ProxyError::Malformed(e);
+                let failure = e.failure();
+                return (self.fail(logical, e), Some(failure));
+            }
         };
         let mut attempt = 1;
         loop {
@@ -226,14 +238,14 @@ impl OutboundConn {
             let retryable = done.unsent || policy.is_retryable(done.status, done.grpc_status);
             let expired = deadline.is_some_and(|d| Instant::now() >= d);
             if !retryable || attempt >= policy.max_attempts || expired {
-                return done.rsp;
+                return (done.rsp, done.failure);
             }
             if !budget.withdraw() {
                 if let Some(s) = &route_stats {
                     s.retry_skipped();
                 }
                 tracing::debug!(authority = %logical.authority, "retry budget exhausted");
-                return done.rsp;
+                return budget_exhausted(done);
             }
             if let Some(s) = &route_stats {
                 s.retry();
@@ -246,7 +258,7 @@ impl OutboundConn {
     /// The proxy's own answer for a request no endpoint saw.
     fn fail(&self, logical: &Logical, e: ProxyError) -> Response<ObservedBody<ResponseBody>> {
         Observation::begin(logical.unbalanced.clone(), Instant::now(), None)
-            .respond(e.response(), Some(e.to_string()))
+            .respond(e.response(), Some(e.failure()))
     }
 
     async fn attempt(
@@ -260,6 +272,7 @@ impl OutboundConn {
         let ep = match logical.balancer.pick() {
             Ok(ep) => ep,
             Err(e) => {
+                let tap = self.capture(logical, None, &req);
                 let (e, unsent) = match e {
                     PickError::NoEndpoints => {
                         (ProxyError::NoEndpoints(logical.authority.clone()), false)
@@ -269,15 +282,19 @@ impl OutboundConn {
                     }
                 };
                 let status = e.status().as_u16();
+                let failure = e.failure();
+                let rsp = Observation::begin(logical.unbalanced.clone(), start, tap)
+                    .respond(e.response(), Some(e.failure()));
                 return Attempt {
-                    rsp: self.fail(logical, e),
+                    rsp,
                     status,
                     grpc_status: None,
                     unsent,
+                    failure: Some(failure),
                 };
             }
         };
-        let tap = self.capture(logical, &ep, &req);
+        let tap = self.capture(logical, Some(&ep), &req);
         if let Some(t) = &tap {
             req.body_mut().count_into(t.request_bytes());
         }
@@ -303,7 +320,8 @@ impl OutboundConn {
                     status: e.status().as_u16(),
                     grpc_status: None,
                     unsent: e.is_unsent(),
-                    rsp: obs.respond(e.response(), Some(e.to_string())),
+                    rsp: obs.respond(e.response(), Some(e.failure())),
+                    failure: Some(e.failure()),
                 };
             }
         };
@@ -325,15 +343,19 @@ impl OutboundConn {
             status,
             grpc_status,
             unsent: false,
+            failure: None,
         }
     }
 
+    /// The request's tap event, if one is wanted; `ep` is None when the
+    /// proxy failed the request before picking an endpoint.
     fn capture(
         &self,
         logical: &Logical,
-        ep: &Endpoint,
+        ep: Option<&Endpoint>,
         req: &Request<RequestBody>,
     ) -> Option<crate::tap::TapCapture> {
+        let mtls = ep.and_then(|ep| ep.mtls.as_ref());
         let outbound = &self.outbound;
         outbound.tap.capture(&RequestMeta {
             direction: Direction::Outbound,
@@ -343,17 +365,31 @@ impl OutboundConn {
             headers: req.headers(),
             // Identities as the mTLS connection proves them.
             source: PeerMeta {
-                addr: self.client,
+                addr: Some(self.client),
                 deployment: outbound.own.as_ref(),
-                identity: ep.mtls.as_ref().map_or("", |(own, _)| own.name()),
+                identity: mtls.map_or("", |(own, _)| own.name()),
             },
             destination: PeerMeta {
-                addr: ep.addr(),
-                deployment: ep.target.meta.deployment.as_ref(),
-                identity: ep.mtls.as_ref().map_or("", |(_, server)| server.as_str()),
+                addr: ep.map(|ep| ep.addr()),
+                deployment: ep.and_then(|ep| ep.target.meta.deployment.as_ref()),
+                identity: mtls.map_or("", |(_, server)| server.as_str()),
             },
         })
     }
+}
+
+/// The last attempt's response, as the request's: the retry it called for
+/// was not allowed. The attempt's own tap event and the route's counters
+/// say so; the endpoint's counters keep the response's own outcome.
+fn budget_exhausted(done: Attempt) -> Dispatched {
+    let mut rsp = done.rsp;
+    let reason = ErrorReason::RetryBudgetExhausted;
+    rsp.body_mut().gave_up(reason);
+    let text = match done.failure {
+        Some(f) => format!("retry budget exhausted after: {}", f.text),
+        None => format!("retry budget exhausted after status {}", done.status),
+    };
+    (rsp, Some(Failure { reason, text }))
 }
 
 impl Handler for OutboundConn {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use conduit_api::metrics::labels;
 use conduit_api::metrics::{NoTlsReason, Tls};
+use conduit_api::proto::diagnostics::v1 as pb;
 use conduit_api::{DeploymentRef, Direction};
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
@@ -149,6 +150,11 @@ impl Outbound {
                      use --outbound-tcp-route for TCP; closing it"
                 ),
             },
+            Sniffed::Rejected { error, start } => {
+                let nowhere = labels::Endpoint::authority("");
+                let stats = self.registry.http(Direction::Outbound, &nowhere);
+                crate::http::observe::rejected(stats, start, &error);
+            }
             Sniffed::Done => {}
         }
     }
@@ -238,6 +244,18 @@ impl Outbound {
                 Err(e)
             }
         }
+    }
+
+    /// The destination cache as it stands: each resolved authority and
+    /// its endpoints, sorted by authority.
+    pub(crate) fn destinations(&self) -> Vec<pb::Destination> {
+        let logicals: Vec<Arc<Logical>> = lock(&self.logicals)
+            .values()
+            .filter_map(|slot| slot.logical.get().cloned())
+            .collect();
+        let mut out: Vec<pb::Destination> = logicals.iter().map(|l| l.diagnostics()).collect();
+        out.sort_by(|a, b| a.authority.cmp(&b.authority));
+        out
     }
 
     /// Marks a destination used, which keeps it from idle eviction.
@@ -365,6 +383,16 @@ pub(crate) struct Logical {
 impl Logical {
     pub(crate) fn is_expired(&self) -> bool {
         self.expires.is_some_and(|e| Instant::now() >= e)
+    }
+
+    fn diagnostics(&self) -> pb::Destination {
+        let now = Instant::now();
+        let endpoints = self.balancer.endpoints();
+        pb::Destination {
+            authority: self.authority.clone(),
+            endpoints: endpoints.iter().map(|e| e.diagnostics(now)).collect(),
+            fallback: self.expires.is_some(),
+        }
     }
 
     pub(crate) fn is_opaque(&self) -> bool {

@@ -89,6 +89,36 @@ const DEFAULT_ROUTE: &str = "default";
 impl PortPolicy {
     /// Compiles the controller's (or the default policy's) `Server`;
     /// service accounts are named in `trust_domain`.
+    /// The policy as `conduit diagnostics policy` shows it: route-level
+    /// authorizations as `route/authorization`.
+    pub(crate) fn diagnostics(
+        &self,
+        port: u16,
+        source: &str,
+    ) -> conduit_api::proto::diagnostics::v1::PortPolicy {
+        let mut authorizations: Vec<String> = self
+            .authorizations
+            .iter()
+            .map(|a| a.name.to_string())
+            .collect();
+        for r in &self.routes {
+            authorizations.extend(
+                r.authorizations
+                    .iter()
+                    .map(|a| format!("{}/{}", r.name, a.name)),
+            );
+        }
+        conduit_api::proto::diagnostics::v1::PortPolicy {
+            port: u32::from(port),
+            server: self.name.to_string(),
+            source: source.to_string(),
+            protocol: self.protocol.as_str_name().to_ascii_lowercase(),
+            routes: self.routes.iter().map(|r| r.name.to_string()).collect(),
+            authorizations,
+            audit: self.audit,
+        }
+    }
+
     pub fn compile(server: &pb::Server, trust_domain: &str) -> Result<Self, String> {
         let authorizations = |list: &[pb::Authorization]| {
             list.iter()

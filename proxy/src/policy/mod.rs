@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use conduit_api::DeploymentRef;
 use conduit_api::policy::DefaultPolicy;
+use conduit_api::proto::diagnostics::v1 as diagnostics;
 use conduit_api::proto::policy::v1::PortSpec;
 use conduit_api::proto::policy::v1::inbound_server_policies_client::InboundServerPoliciesClient;
 use tokio::sync::watch;
@@ -43,6 +44,8 @@ pub(crate) struct Policies {
     ports: Mutex<HashMap<u16, watch::Receiver<Option<Arc<PortPolicy>>>>>,
     /// How long a connection waits for the controller's first answer.
     first_answer_timeout: Duration,
+    /// The application's port, whose policy applies from start-up.
+    app_port: u16,
 }
 
 struct Watch {
@@ -78,6 +81,7 @@ impl Policies {
             watch,
             ports: Mutex::default(),
             first_answer_timeout: config.inbound_policy_timeout,
+            app_port: config.inbound_app_addr.port(),
         };
         // The application's port gets its policy before any client comes.
         policies.receiver(config.inbound_app_addr.port());
@@ -99,6 +103,29 @@ impl Policies {
             Ok(Ok(policy)) => policy.clone().unwrap_or_else(|| self.default.clone()),
             _ => self.default.clone(),
         }
+    }
+
+    /// The policy of each port in force now, without waiting: the
+    /// application's port and every port watched, by port.
+    pub(crate) fn enforced(&self) -> Vec<diagnostics::PortPolicy> {
+        let mut ports: Vec<(u16, Option<Arc<PortPolicy>>)> = lock(&self.ports)
+            .iter()
+            .map(|(port, rx)| (*port, rx.borrow().clone()))
+            .collect();
+        if !ports.iter().any(|(p, _)| *p == self.app_port) {
+            ports.push((self.app_port, None));
+        }
+        ports.sort_by_key(|(p, _)| *p);
+        ports
+            .into_iter()
+            .map(|(port, answered)| {
+                let (policy, source) = match answered {
+                    Some(p) => (p, "controller"),
+                    None => (self.default.clone(), "default"),
+                };
+                policy.diagnostics(port, source)
+            })
+            .collect()
     }
 
     /// The watch of `port`'s policy, started on first use; `None` without

@@ -8,6 +8,7 @@ mod cardinality;
 mod cli;
 mod controller;
 mod discovery;
+mod error_reasons;
 mod grpc;
 mod http;
 mod learned_routes;

@@ -34,6 +34,8 @@ pub(crate) struct Fields {
     pub(crate) error: Field,
     /// Why the proxy kept the event: `sampled`, `failed` or `slow`.
     pub(crate) kept: Field,
+    /// The closed-set cause (`fail_fast`, `breaker_open`...), exact.
+    pub(crate) error_reason: Field,
     pub(crate) event: Field,
 }
 
@@ -66,6 +68,7 @@ impl Fields {
             request_id: b.add_text_field("request_id", STRING),
             error: b.add_text_field("error", TEXT),
             kept: b.add_text_field("kept", STRING),
+            error_reason: b.add_text_field("error_reason", STRING),
             event: b.add_bytes_field("event", STORED),
         };
         (b.build(), fields)
@@ -81,6 +84,7 @@ impl Fields {
             self.dst_deployment,
             self.request_id,
             self.error,
+            self.error_reason,
         ]
     }
 
@@ -127,6 +131,9 @@ impl Fields {
         }
         if let Some(kept) = e.kept().name() {
             d.add_text(self.kept, kept);
+        }
+        if !e.error_reason.is_empty() {
+            d.add_text(self.error_reason, &e.error_reason);
         }
         d.add_bytes(self.event, &e.encode_to_vec());
         d
@@ -190,5 +197,6 @@ pub(crate) fn json(e: &TapEvent) -> serde_json::Value {
         "response_bytes": e.response_bytes,
         "error": e.error,
         "kept": e.kept().name(),
+        "error_reason": e.error_reason,
     })
 }

@@ -294,12 +294,18 @@ pub(crate) fn TapTable(
                         .as_ref()
                         .map_or_else(|| p.address.clone(), ToString::to_string)
                 };
-                let status = match (e.http_status, e.grpc_status, e.error.is_empty()) {
-                    (_, _, false) => e.error.clone(),
-                    (0, _, true) => "no response".to_string(),
-                    (h, Some(g), true) => format!("{h} grpc:{g}"),
-                    (h, None, true) => h.to_string(),
+                let status = match (e.http_status, e.grpc_status) {
+                    (0, _) => "no response".to_string(),
+                    (h, Some(g)) => format!("{h} grpc:{g}"),
+                    (h, None) => h.to_string(),
                 };
+                // The mesh's own failures: the closed-set reason (the
+                // `error_reason` label's value), with the proxy's words on
+                // hover; an older proxy's event has only the words.
+                let why = if e.error_reason.is_empty() { e.error.clone() } else { e.error_reason.clone() };
+                let reason = (!why.is_empty()).then(|| view! {
+                    " "<span class="error-reason" data-testid="error-reason" title=e.error.clone()>{why}</span>
+                });
                 let failed = !e.error.is_empty()
                     || e.http_status == 0
                     || e.http_status >= 500
@@ -312,7 +318,7 @@ pub(crate) fn TapTable(
                         <td class="tls">{if e.tls { "🔒" } else { "" }}</td>
                         <td class="method">{e.method.clone()}</td>
                         <td class="path" title=e.authority.clone()><code>{e.path.clone()}</code></td>
-                        <td class="status">{status}</td>
+                        <td class="status">{status}{reason}</td>
                         <td class="num">{format::latency_us(e.response_latency_us)}</td>
                         <td class="num">{format::bytes(e.response_bytes)}</td>
                         <td class="kept">{e.kept.clone()}</td>

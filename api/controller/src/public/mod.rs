@@ -27,6 +27,7 @@ use crate::store::Store;
 mod authz;
 mod certificates;
 mod check;
+mod diagnostics;
 mod edges;
 mod exposure;
 mod identity_check;
@@ -360,6 +361,18 @@ impl Api for PublicApi {
         req: Request<pb::CertificatesRequest>,
     ) -> Result<Response<pb::CertificatesResponse>, Status> {
         self.pod_certificates(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn proxy_diagnostics(
+        &self,
+        req: Request<pb::ProxyDiagnosticsRequest>,
+    ) -> Result<Response<pb::ProxyDiagnosticsResponse>, Status> {
+        // What a proxy sees describes the mesh as tap does: tap's check.
+        self.may_tap(&req, req.get_ref().deployment.as_ref())
+            .await?;
+        self.pod_diagnostics(req.into_inner())
             .await
             .map(Response::new)
     }
