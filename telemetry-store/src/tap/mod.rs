@@ -10,6 +10,7 @@
 
 pub(crate) mod query;
 mod schema;
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,7 +49,9 @@ pub(crate) enum TapError {
     BadQuery(String),
     #[error("tap index: {0}")]
     Index(#[from] tantivy::TantivyError),
-    #[error("cannot open the tap index at {0}: {1} (delete the directory to start a fresh index)")]
+    #[error(
+        "cannot open the tap index at {0}: {1} (move the directory aside to start a fresh index)"
+    )]
     Open(PathBuf, String),
     #[error(
         "{0} clients already follow the tap history (--tap-max-followers): close one of them, or raise the limit"
@@ -113,6 +116,11 @@ impl TapIndex {
         let open_err = |e: &dyn std::fmt::Display| TapError::Open(opts.dir.clone(), e.to_string());
         std::fs::create_dir_all(&opts.dir).map_err(|e| open_err(&e))?;
         let (schema, fields) = Fields::schema();
+        if let Some(carried) = upgrade::upgrade(&opts.dir, &schema, &fields, WRITER_MEMORY)
+            .map_err(|e| open_err(&e))?
+        {
+            tracing::info!(events = carried, dir = %opts.dir.display(), "rebuilt the tap index with this version's fields");
+        }
         let dir = MmapDirectory::open(&opts.dir).map_err(|e| open_err(&e))?;
         let index = Index::open_or_create(dir, schema).map_err(|e| open_err(&e))?;
         let reader = index.reader()?;
@@ -561,14 +569,9 @@ mod tests {
         vec![old, late.to_vec(), early.to_vec()]
     }
 
-    /// Which event ids a query matches.
-    type Matches = fn(usize) -> bool;
-
-    #[test]
-    fn windowed_search_returns_what_one_pass_would() {
-        let dir = tempfile::tempdir().unwrap();
-        let tap = TapIndex::open(TapOptions {
-            dir: dir.path().to_path_buf(),
+    fn options(dir: &Path) -> TapOptions {
+        TapOptions {
+            dir: dir.to_path_buf(),
             queue: 100_000,
             retention_ms: 86_400_000,
             max_bytes: u64::MAX,
@@ -580,8 +583,73 @@ mod tests {
                 max_bytes: 1000,
                 max_depth: 10,
             },
-        })
-        .unwrap();
+        }
+    }
+
+    /// An index as a store without the `kept` and `error_reason` fields
+    /// wrote it: the current store opens it, and finds its events by the
+    /// fields it lacked (read again from the stored events).
+    #[test]
+    fn an_index_from_an_older_store_is_rebuilt_with_its_events() {
+        use prost::Message;
+        use tantivy::schema::{NumericOptions, STORED, STRING, SchemaBuilder};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tap");
+        std::fs::create_dir_all(&path).unwrap();
+        let mut b = SchemaBuilder::new();
+        let time = b.add_i64_field(TIME, NumericOptions::default().set_indexed().set_fast());
+        let path_field = b.add_text_field("path", STRING);
+        let stored = b.add_bytes_field("event", STORED);
+        let old = Index::create_in_dir(&path, b.build()).unwrap();
+        let mut writer = old.writer_with_num_threads(1, WRITER_MEMORY).unwrap();
+        let now = crate::time::now_ms();
+        for id in 0..50 {
+            let mut e = event(id, now - 60_000 + id as i64);
+            if id % 10 == 0 {
+                e.error_reason = "fail_fast".into();
+            }
+            let mut d = TantivyDocument::new();
+            d.add_i64(time, now - 60_000 + id as i64);
+            d.add_text(path_field, &e.path);
+            d.add_bytes(stored, &e.encode_to_vec());
+            writer.add_document(d).unwrap();
+        }
+        writer.commit().unwrap();
+        drop(writer);
+        drop(old);
+
+        let tap = TapIndex::open(options(&path)).unwrap();
+        assert_eq!(tap.num_docs(), 50);
+        let found: Vec<String> = tap
+            .search("error_reason:fail_fast", 0, i64::MAX, 100, true)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+        assert_eq!(found, ["e0", "e10", "e20", "e30", "e40"]);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            leftovers,
+            ["tap"],
+            "the rebuild leaves nothing beside the index"
+        );
+        drop(tap);
+        // Opened again, it is the current schema's and is left as it is.
+        let tap = TapIndex::open(options(&path)).unwrap();
+        assert_eq!(tap.num_docs(), 50);
+    }
+
+    /// Which event ids a query matches.
+    type Matches = fn(usize) -> bool;
+
+    #[test]
+    fn windowed_search_returns_what_one_pass_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let tap = TapIndex::open(options(dir.path())).unwrap();
         let now = crate::time::now_ms();
         let batches = events(now);
         let mut all = Vec::new();
