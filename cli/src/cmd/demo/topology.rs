@@ -340,17 +340,6 @@ impl Topology {
             ),
         ];
         for (server, deployment, protocol, authorization, client) in guarded {
-            let Some(pod) = self.pods.iter().find(|p| p.deployment == deployment) else {
-                continue;
-            };
-            policy.servers.insert(
-                server.to_string(),
-                file::Server {
-                    deployment: deployment.to_string(),
-                    port: pod.app.port(),
-                    protocol,
-                },
-            );
             policy.mesh_tls_authentications.insert(
                 client.to_string(),
                 file::MeshTlsAuthentication {
@@ -361,16 +350,37 @@ impl Topology {
                     ..Default::default()
                 },
             );
-            policy.authorization_policies.insert(
-                authorization.to_string(),
-                file::AuthorizationPolicy {
-                    target: file::PolicyTarget::Server(server.to_string()),
-                    required_authentications: vec![file::AuthenticationRef::MeshTls(
-                        client.to_string(),
-                    )],
-                    audit: false,
-                },
-            );
+            // Local pods answer on ports of their own, and a Server names
+            // one port: each pod after the first (the rollout's too) gets
+            // a Server and an authorization of its own, or it would admit
+            // every client.
+            let pods = self.all_pods().filter(|p| p.deployment == deployment);
+            for (i, pod) in pods.enumerate() {
+                let suffix = if i == 0 {
+                    String::new()
+                } else {
+                    format!("-{}", pod.name)
+                };
+                let server = format!("{server}{suffix}");
+                policy.servers.insert(
+                    server.clone(),
+                    file::Server {
+                        deployment: deployment.to_string(),
+                        port: pod.app.port(),
+                        protocol,
+                    },
+                );
+                policy.authorization_policies.insert(
+                    format!("{authorization}{suffix}"),
+                    file::AuthorizationPolicy {
+                        target: file::PolicyTarget::Server(server),
+                        required_authentications: vec![file::AuthenticationRef::MeshTls(
+                            client.to_string(),
+                        )],
+                        audit: false,
+                    },
+                );
+            }
         }
         policy
     }
@@ -573,4 +583,44 @@ fn strings<const N: usize>(items: [&str; N]) -> Vec<String> {
 
 fn path(p: &Path) -> String {
     p.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every pod of a guarded Deployment, the rollout's included, answers
+    /// on a port a Server names, and each such Server has an
+    /// authorization admitting its one client.
+    #[test]
+    fn the_policy_guards_every_pod_of_voting_and_vote_store() {
+        let topology = Topology::new(Settings {
+            port_offset: 0,
+            rps: 1,
+            failure_rate: 0.0,
+            data_dir: PathBuf::new(),
+            bin_dir: PathBuf::new(),
+            with_intruder: false,
+            rollout: true,
+        })
+        .unwrap();
+        let policy = topology.policy();
+        let guarded: Vec<&Pod> = topology
+            .all_pods()
+            .filter(|p| ["voting", "vote-store"].contains(&p.deployment))
+            .collect();
+        assert!(guarded.iter().any(|p| p.version == ROLLOUT_VERSION));
+        for pod in guarded {
+            let (server, _) = policy
+                .servers
+                .iter()
+                .find(|(_, s)| s.deployment == pod.deployment && s.port == pod.app.port())
+                .unwrap_or_else(|| panic!("no Server for {}", pod.name));
+            let admits = policy
+                .authorization_policies
+                .values()
+                .any(|a| a.target == file::PolicyTarget::Server(server.clone()));
+            assert!(admits, "nothing authorizes {server} ({})", pod.name);
+        }
+    }
 }
