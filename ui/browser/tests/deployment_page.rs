@@ -392,10 +392,11 @@ async fn a_point_of_the_success_chart_opens_its_failed_requests() {
     let (kept, status) = rows.unwrap_or_else(|e| panic!("{e}; the page shows {section:?}"));
     assert!(kept.iter().all(|k| k == "failed"), "{kept:?}");
     // Upstream 500s, and the mesh's policy denials (the proxy's own
-    // answers, shown with their reason).
+    // answers, shown with their reason after the status: "403
+    // unauthorized").
     let code = |s: &str| s.split_whitespace().next()?.parse::<u16>().ok();
     for s in &status {
-        let failed = code(s).is_some_and(|c| c >= 500) || s.starts_with("unauthorized");
+        let failed = code(s).is_some_and(|c| c >= 500) || s.ends_with(" unauthorized");
         assert!(failed, "a recorded failure answered {s}");
     }
     assert!(status.iter().any(|s| code(s) == Some(500)), "{status:?}");
