@@ -60,13 +60,6 @@ struct Mesh {
     _web_app: Upstream,
 }
 
-fn pod_yaml(name: &str, p: &Proxy) -> String {
-    format!(
-        "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
-        p.inbound, p.tap, p.admin
-    )
-}
-
 /// Starts the store, an empty-discovery controller, the proxies, then
 /// publishes the proxies in the discovery file (which the controller
 /// picks up live, as with `conduit demo`).
@@ -128,9 +121,9 @@ namespaces:
           - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
           - {{name: list, condition: {{path: '^/api/list$'}}}}
 ",
-        pod_yaml("web-0", &web),
-        pod_yaml("voting-0", &voting),
-        pod_yaml("emoji-0", &emoji),
+        web.discovery_pod("web-0"),
+        voting.discovery_pod("voting-0"),
+        emoji.discovery_pod("emoji-0"),
     );
     write_atomically(&discovery, &yaml);
     Mesh {

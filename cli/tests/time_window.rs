@@ -92,12 +92,6 @@ fn mesh() -> Mesh {
     let web_app = Upstream::start(UpstreamSpec::default());
     let voting = proxy("voting", "voting-0", voting_app.addr);
     let web = proxy("web", "web-0", web_app.addr);
-    let pod = |name: &str, p: &Proxy| {
-        format!(
-            "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
-            p.inbound, p.tap, p.admin
-        )
-    };
     let yaml = format!(
         "version: 1
 namespaces:
@@ -117,8 +111,8 @@ namespaces:
         routes:
           - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
 ",
-        pod("web-0", &web),
-        pod("voting-0", &voting),
+        web.discovery_pod("web-0"),
+        voting.discovery_pod("voting-0"),
     );
     let tmp = discovery.with_extension("tmp");
     std::fs::write(&tmp, yaml).unwrap();

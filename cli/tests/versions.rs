@@ -63,13 +63,6 @@ struct Mesh {
     emoji: Pod,
 }
 
-fn pod_yaml(name: &str, p: &Proxy) -> String {
-    format!(
-        "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
-        p.inbound, p.tap, p.admin
-    )
-}
-
 fn mesh() -> Mesh {
     let dir = TempDir::new("versions");
     let discovery = dir.path().join("discovery.yaml");
@@ -136,10 +129,10 @@ namespaces:
       voting: {{deployment: voting, ports: [{{port: 8080}}]}}
       emoji: {{deployment: emoji, ports: [{{port: 8080}}]}}
 ",
-        pod_yaml("web-0", &web),
-        pod_yaml("voting-v1", &v1.proxy),
-        pod_yaml("voting-v2", &v2.proxy),
-        pod_yaml("emoji-0", &emoji.proxy),
+        web.discovery_pod("web-0"),
+        v1.proxy.discovery_pod("voting-v1"),
+        v2.proxy.discovery_pod("voting-v2"),
+        emoji.proxy.discovery_pod("emoji-0"),
     );
     write_atomically(&discovery, &yaml);
     Mesh {

@@ -12,43 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use support::*;
-
-/// A backend: `/fail` answers 503, `/slow` takes 150 ms, the rest 200 at
-/// once.
-async fn backend() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let (ms, status) = match req.uri().path() {
-                        "/slow" => (150, 200),
-                        "/fail" => (0, 503),
-                        _ => (0, 200),
-                    };
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from_static(b"ok")))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
 
 async fn proxy(store: &TestStore, app: SocketAddr, extra: &[&str]) -> conduit_proxy::Proxy {
     use clap::Parser;
@@ -126,7 +90,7 @@ async fn wait_for(store: &TestStore, q: &str, n: usize) -> Vec<serde_json::Value
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn failed_and_slow_requests_are_recorded_at_a_zero_sample_rate() {
     let store = start_store(|_| {}).await;
-    let app = backend().await;
+    let app = path_backend(&[("/slow", 150, 200), ("/fail", 0, 503)], (0, 200)).await;
     let proxy = proxy(&store, app, &["--recorder-slow-threshold=100ms"]).await;
     let started = now_ms();
     for i in 0..20 {
@@ -232,7 +196,7 @@ async fn failed_and_slow_requests_are_recorded_at_a_zero_sample_rate() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_recorder_budget_holds_and_counts_its_overflow() {
     let store = start_store(|_| {}).await;
-    let app = backend().await;
+    let app = path_backend(&[("/slow", 150, 200), ("/fail", 0, 503)], (0, 200)).await;
     let proxy = proxy(&store, app, &["--recorder-max-rps=5"]).await;
     let began = Instant::now();
     let sent = 60;

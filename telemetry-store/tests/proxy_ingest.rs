@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use conduit_api::histogram::{self, LATENCY_VALUE_SCALE};
 use conduit_api::metrics::{self, label};
 use conduit_api::proto::mesh::v1::{DeploymentRef, Label};
@@ -23,9 +22,6 @@ use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
 use conduit_api::proto::telemetry::v1::{
     CounterSeries, GaugeSeries, HistogramSeries, ProxyMeta, Report,
 };
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use support::*;
 use tonic::transport::Channel;
 
@@ -332,41 +328,6 @@ async fn bad_reports_are_counted_and_good_series_kept() {
     assert_eq!(v["data"]["result"][0]["metric"]["pod"], "p");
 }
 
-/// A backend whose latency and status depend on the request path.
-async fn backend() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let (ms, status) = match path.as_str() {
-                        "/slow" => (80, 200),
-                        "/medium" => (20, 200),
-                        "/fail" => (5, 503),
-                        _ => (5, 200),
-                    };
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    Ok::<_, std::convert::Infallible>(
-                        hyper::Response::builder()
-                            .status(status)
-                            .body(Full::new(Bytes::from_static(b"ok")))
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_proxy_reports_what_it_carried() {
     use clap::Parser;
@@ -377,7 +338,11 @@ async fn a_real_proxy_reports_what_it_carried() {
         config: conduit_proxy::config::Config,
     }
     let store = start_store(|_| {}).await;
-    let app = backend().await;
+    let app = path_backend(
+        &[("/slow", 80, 200), ("/medium", 20, 200), ("/fail", 5, 503)],
+        (5, 200),
+    )
+    .await;
     let config = ProxyArgs::try_parse_from([
         "conduit-proxy",
         "--inbound-listen=127.0.0.1:0",

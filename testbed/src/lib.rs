@@ -297,4 +297,13 @@ impl Proxy {
             process,
         }
     }
+
+    /// This proxy as a pod of a Deployment in a local discovery file (an
+    /// entry of its `pods:` list, indented as the tests' files nest it).
+    pub fn discovery_pod(&self, name: &str) -> String {
+        format!(
+            "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
+            self.inbound, self.tap, self.admin
+        )
+    }
 }

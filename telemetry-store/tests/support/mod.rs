@@ -271,3 +271,41 @@ pub async fn query(addr: SocketAddr, q: &str, t_ms: i64) -> serde_json::Value {
     );
     json(&get(&url).await.1)
 }
+
+/// A backend whose latency and status depend on the request path:
+/// `(path, milliseconds, status)`, and `other` for any other path.
+pub async fn path_backend(
+    paths: &'static [(&'static str, u64, u16)],
+    other: (u64, u16),
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let (ms, status) = paths
+                            .iter()
+                            .find(|(p, _, _)| *p == req.uri().path())
+                            .map_or(other, |&(_, ms, status)| (ms, status));
+                        tokio::time::sleep(Duration::from_millis(ms)).await;
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(Bytes::from_static(b"ok")))
+                                .unwrap(),
+                        )
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
