@@ -71,7 +71,7 @@ impl Exemplars {
         let bucket_name = format!("{name}_bucket");
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         for r in reported {
-            if !r.value.is_finite() || r.request_id.is_empty() {
+            if !r.value.is_finite() || !trace_id_fits(&r.request_id) {
                 continue;
             }
             let mut series = labels.with(METRIC_NAME, &bucket_name);
@@ -158,6 +158,16 @@ fn forget_stalest_quarter(series: &mut HashMap<Labels, Series>) -> u64 {
     (before - series.len()) as u64
 }
 
+/// OpenMetrics bounds an exemplar's labels to 128 characters in all, so
+/// `trace_id` leaves 120 for the id; a longer one (a client's
+/// `x-request-id` can be kilobytes) would cost the store that much per
+/// exemplar kept.
+const MAX_TRACE_ID_CHARS: usize = 128 - "trace_id".len();
+
+fn trace_id_fits(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_TRACE_ID_CHARS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +189,27 @@ mod tests {
 
     fn all() -> Vec<Vec<Matcher>> {
         vec![vec![Matcher::regex(METRIC_NAME, ".+", false).unwrap()]]
+    }
+
+    #[test]
+    fn ids_longer_than_openmetrics_allows_are_not_kept() {
+        let ex = Exemplars::new(4, 100);
+        let fits = "x".repeat(MAX_TRACE_ID_CHARS);
+        let long = "y".repeat(MAX_TRACE_ID_CHARS + 1);
+        ex.add(
+            &latency("web"),
+            &[
+                reported(&fits, 1.0, 10),
+                reported(&long, 1.0, 11),
+                reported("", 1.0, 12),
+            ],
+        );
+        let got = ex.select(&all(), 0, 100);
+        let ids: Vec<&str> = got
+            .iter()
+            .flat_map(|(_, e)| e.iter().map(|e| e.trace_id.as_str()))
+            .collect();
+        assert_eq!(ids, [fits.as_str()]);
     }
 
     #[test]
