@@ -7,6 +7,7 @@ mod mtls;
 mod plot;
 mod policy;
 mod proxy;
+mod recorder;
 mod report;
 mod routes;
 mod scratch;
@@ -17,12 +18,16 @@ mod ui;
 const USAGE: &str = "usage: conduit-load-tests SCENARIO [ARGS...]
 
 scenarios:
+  fleet [--proxies N] [--seconds S] [--rates R,R,...]
+                              the store's tap history fed by 1000 proxies' flight recorders, rate raised until it falls behind
   mtls [--rate RPS] [--seconds S] [--rounds R]
                               mTLS between two proxies vs plaintext, conduit vs haproxy (latency, RPS, handshakes)
   policy [--rate RPS] [--seconds S] [--rounds R]
                               the inbound policy check with 100 authorizations, and a proxy pair with and without policy
   proxy [--rate RPS] [--seconds S] [--rounds R]
                               conduit-proxy vs a direct connection and haproxy (latency, max RPS, RSS)
+  recorder [--rate RPS] [--seconds S] [--rounds R]
+                              the flight recorder and route learning per request: the parts alone, and proxies with and without
   routes [--requests N]       the proxy's path template learner per request, vs writing templates out
   stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
   store [--series N] [--hours H] [--deployments D] [--runs R]
@@ -33,9 +38,11 @@ scenarios:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("fleet") => store::fleet::run(&args[1..]),
         Some("mtls") => mtls::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
         Some("proxy") => proxy::run(&args[1..]),
+        Some("recorder") => recorder::run(&args[1..]),
         Some("routes") => routes::run(&args[1..]),
         Some("stat") => stat::run(&args[1..]),
         Some("store") => store::run(&args[1..]),

@@ -68,6 +68,14 @@ pub(crate) fn today() -> String {
         .unwrap_or_default()
 }
 
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`): other work on
+/// the machine while a scenario ran.
+pub(crate) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Proto labels of a report, in the order given (as a proxy sends them).
 pub(crate) fn labels(pairs: &[(&str, &str)]) -> Vec<conduit_api::proto::mesh::v1::Label> {
     pairs

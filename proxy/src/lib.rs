@@ -49,3 +49,6 @@ mod telemetry;
 pub use app::Proxy;
 pub use errors::PROXY_ERROR_HEADER;
 pub use retry::RETRY_ATTEMPT_HEADER;
+/// For the recorder benchmark in `load-tests/` only.
+#[doc(hidden)]
+pub use tap::{BenchRequest, BenchTap};

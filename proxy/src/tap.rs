@@ -449,6 +449,93 @@ impl pb::tap_server::Tap for TapService {
     }
 }
 
+/// The flight recorder's per-request work as the proxy does it, for the
+/// benchmark in `load-tests/` (`conduit-load-tests recorder`): the seed of
+/// an outbound `GET /api/vote/123` between two Deployments taken when it
+/// starts ([`BenchTap::start`]), and the recorder's decision when its
+/// response ends ([`BenchRequest::end`]). Sampling and live subscribers
+/// are off, so what is timed is the recorder's work alone.
+#[doc(hidden)]
+pub struct BenchTap {
+    tap: Arc<Tap>,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    own: DeploymentRef,
+    peer: DeploymentRef,
+}
+
+impl BenchTap {
+    /// A tap whose recorder keeps at most `max_rps` events a second (0
+    /// turns it off) and judges "slow" by its measured p99, as by default.
+    pub fn new(max_rps: u32) -> Self {
+        let registry = Arc::new(Registry::new("bench", "web", "web-0", ""));
+        let recorder = Recorder::new(max_rps, None, registry.clone());
+        Self {
+            tap: Arc::new(Tap::new(1, 100, 0.0, 0, recorder, registry)),
+            uri: http::Uri::from_static("/api/vote/123"),
+            headers: http::HeaderMap::new(),
+            own: DeploymentRef::new("bench", "web"),
+            peer: DeploymentRef::new("bench", "voting"),
+        }
+    }
+
+    /// What the proxy does when a request starts: `None` when nobody may
+    /// want its event (the recorder off, nothing sampled or subscribed).
+    pub fn start(&self) -> Option<BenchRequest> {
+        let addr = Some(SocketAddr::from(([10, 1, 2, 3], 8080)));
+        let identity = "web.bench.serviceaccount.identity.conduit.cluster.local";
+        self.tap
+            .capture(&RequestMeta {
+                direction: Direction::Outbound,
+                method: &http::Method::GET,
+                uri: &self.uri,
+                authority: "voting.bench.svc.cluster.local:8080",
+                headers: &self.headers,
+                source: PeerMeta {
+                    addr,
+                    deployment: Some(&self.own),
+                    identity,
+                },
+                destination: PeerMeta {
+                    addr,
+                    deployment: Some(&self.peer),
+                    identity: "voting.bench.serviceaccount.identity.conduit.cluster.local",
+                },
+            })
+            .map(BenchRequest)
+    }
+
+    /// Takes the events that went to the tap history, as a telemetry
+    /// report does; returns how many there were.
+    pub fn drain(&self) -> usize {
+        self.tap.drain_sampled().len()
+    }
+}
+
+/// A request of [`BenchTap`], until its response ends.
+#[doc(hidden)]
+pub struct BenchRequest(TapCapture);
+
+impl BenchRequest {
+    /// What the proxy does when the response ends (1 KiB, `status`, after
+    /// `latency`; 5xx is a failure): whether its event went to the tap
+    /// history.
+    pub fn end(self, status: u16, latency: Duration) -> bool {
+        self.0
+            .finish(TapResponse {
+                status,
+                grpc_status: None,
+                latency,
+                duration: latency,
+                response_bytes: 1024,
+                error: None,
+                failed: status >= 500,
+                error_reason: None,
+            })
+            .is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

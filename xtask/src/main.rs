@@ -28,7 +28,8 @@ Tasks:
   test            format check, clippy -D warnings, the whole test suite (what CI runs)
   demo [ARGS...]  build everything and run `conduit demo ARGS...`
   ui              build the dashboard bundle (WASM) where the controller serves it
-  bench [NAME]    run load-tests benchmarks and update load-tests/RESULTS.md
+  bench [NAME]    run a load-tests benchmark and update load-tests/RESULTS.md (proxy, mtls,
+                  policy, routes, recorder, store, fleet, stat, ui)
   fuzz [SECONDS]  fuzz each proxy and store parser for SECONDS (20) from its seeds (nightly)
 ";
 

@@ -21,7 +21,7 @@ pub(crate) struct Target {
     pub(crate) host: String,
 }
 
-async fn connect(t: &Target) -> Result<SendRequest<Empty<Bytes>>, String> {
+pub(crate) async fn connect(t: &Target) -> Result<SendRequest<Empty<Bytes>>, String> {
     let stream = TcpStream::connect(t.addr)
         .await
         .map_err(|e| format!("{}: connect {}: {e}", t.name, t.addr))?;

@@ -37,11 +37,21 @@ pub(crate) struct Options {
 
 /// `--rate`, `--seconds` and `--rounds`, shared with the mTLS scenario.
 pub(crate) fn options(args: &[String], usage: &str) -> Result<Options, String> {
-    let mut o = Options {
+    let defaults = Options {
         rate: 1000,
         seconds: 5,
         rounds: 2,
     };
+    options_from(defaults, args, usage)
+}
+
+/// Like [`options`], for a scenario with other defaults.
+pub(crate) fn options_from(
+    defaults: Options,
+    args: &[String],
+    usage: &str,
+) -> Result<Options, String> {
+    let mut o = defaults;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it

@@ -29,30 +29,39 @@ impl Process {
     /// Resident memory in KiB: all of it (`VmRSS`), and the private part
     /// (`RssAnon`; the rest is the binary's and libraries' shared pages).
     pub(crate) fn rss_kib(&self) -> Result<(u64, u64), String> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .map_err(|e| format!("{}: {e}", self.name))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-                .ok_or_else(|| format!("{}: no {name}", self.name))
-        };
-        Ok((field("VmRSS:")?, field("RssAnon:")?))
+        rss_kib(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
 
     /// CPU time (user + system) used so far, in seconds.
     pub(crate) fn cpu_seconds(&self) -> Result<f64, String> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .map_err(|e| format!("{}: {e}", self.name))?;
-        // Fields after the command name (which may contain spaces).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-        // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
-        let (user, system) = ticks(11).zip(ticks(12)).ok_or("bad /proc stat")?;
-        Ok((user + system) / 100.0)
+        cpu_seconds(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
+}
+
+/// [`Process::rss_kib`] of any process.
+pub(crate) fn rss_kib(pid: u32) -> Result<(u64, u64), String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("no {name}"))
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?))
+}
+
+/// [`Process::cpu_seconds`] of any process.
+pub(crate) fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    // Fields after the command name (which may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 here.
+    let (user, system) = ticks(11).zip(ticks(12)).ok_or("bad /proc stat")?;
+    Ok((user + system) / 100.0)
 }
 
 impl Drop for Process {
@@ -187,9 +196,9 @@ pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
                     let _ = s.set_nodelay(true);
                     let body = body.clone();
                     tokio::spawn(async move {
-                        let svc = hyper::service::service_fn(move |_req| {
+                        let svc = hyper::service::service_fn(move |req| {
                             let body = body.clone();
-                            async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                            async move { Ok::<_, Infallible>(answer(&req, body).await) }
                         });
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(s), svc)
@@ -204,6 +213,21 @@ pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
         Ok(())
     })
 }
+
+/// The upstream's answer: 1 KiB, and for the recorder scenario a 500
+/// when the query says `fail`, or after [`SLOW`] when it says `slow`.
+async fn answer<B>(req: &http::Request<B>, body: Bytes) -> http::Response<Full<Bytes>> {
+    let mut rsp = http::Response::new(Full::new(body));
+    match req.uri().query() {
+        Some("fail") => *rsp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR,
+        Some("slow") => tokio::time::sleep(SLOW).await,
+        _ => {}
+    }
+    rsp
+}
+
+/// How long the upstream takes over a `?slow` request.
+pub(crate) const SLOW: Duration = Duration::from_millis(3);
 
 /// The proxy binary next to this one (built first), or the one named by
 /// `CONDUIT_LT_PROXY_BIN` (e.g. a build with symbols, for profiling).

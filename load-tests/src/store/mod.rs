@@ -14,6 +14,7 @@
 //! figures and plots go to `load-tests/RESULTS.md` and
 //! `load-tests/plots/store-*.svg`.
 
+pub(crate) mod fleet;
 mod forward;
 mod golden;
 mod http;
