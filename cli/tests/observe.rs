@@ -185,7 +185,7 @@ fn unknown_deployments_and_untappable_pods_are_named() {
 }
 
 #[test]
-fn tap_and_top_need_the_control_planes_token() {
+fn tap_top_and_diagnostics_need_the_control_planes_token() {
     let dir = TempDir::new("observe");
     let (controller, _) = controller_without_store(dir.path());
     let api = controller.grpc.to_string();
@@ -196,11 +196,12 @@ fn tap_and_top_need_the_control_planes_token() {
         vec!["tap", "deploy/web", "-n", "demo"],
         vec!["tap", "deploy/web", "-n", "demo", "--since", "1h"],
         vec!["top", "deploy/web", "-n", "demo", "--once"],
+        vec!["diagnostics", "proxy-metrics", "deploy/web", "-n", "demo"],
     ] {
         let without = conduit(&[&args[..], &["--api-addr", &api]].concat());
         assert_eq!(without.status.code(), Some(1), "{args:?}");
         assert!(
-            stderr(&without).contains("needs the control plane's API token"),
+            stderr(&without).contains("need the control plane's API token"),
             "{args:?}: {}",
             stderr(&without)
         );
