@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use conduit_testbed::discovery::{self, Discovery};
 use conduit_testbed::{Controller, TempDir, free_addr};
 
 fn conduit(args: &[&str]) -> Output {
@@ -26,14 +27,14 @@ fn stderr(o: &Output) -> String {
 
 fn controller_without_store(dir: &Path) -> (Controller, String) {
     let path = dir.join("discovery.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nnamespaces:\n  demo:\n    deployments:\n      web:\n        pods: [{{name: web-0, addr: 127.0.0.1:1, tap: {}}}]\n",
-            free_addr()
-        ),
-    )
-    .unwrap();
+    // A pod whose proxy is gone: nothing answers at either address.
+    let pod = conduit_api::discovery_file::Pod {
+        tap: Some(free_addr()),
+        ..discovery::pod("web-0", "127.0.0.1:1".parse().unwrap())
+    };
+    Discovery::new("demo")
+        .deployment("web", vec![pod])
+        .write(&path);
     let store = format!("http://{}", free_addr());
     (Controller::start_with_store_url(&store, &path), store)
 }
