@@ -134,13 +134,21 @@ async fn a_past_window_is_a_still_picture_of_its_own_traffic() {
     let b_end = whole_second();
     mesh.resume_load();
     let (since_a, until_a) = (rfc(a_start), rfc(a_end));
-    // The API's answer for A, which the page must show.
-    let api_a = mesh
-        .stat_between("voting", &since_a, &until_a)
-        .and_then(|s| s.rows.into_iter().next())
-        .and_then(|r| r.metrics)
-        .expect("voting's figures over A");
-    assert_eq!(api_a.total(), sent_a, "the store holds all of period A");
+    // The API's answer for A, which the page must show, once the store
+    // holds every report of A (reports are dated by the proxies, so a
+    // late one still falls in A).
+    let api_a = wait_for(WAIT, "all of period A in the store", || async {
+        let m = mesh
+            .stat_between("voting", &since_a, &until_a)
+            .and_then(|s| s.rows.into_iter().next())
+            .and_then(|r| r.metrics);
+        match m {
+            Some(m) if m.total() == sent_a => Ok(Some(m)),
+            other => Err(format!("voting's figures over A: {other:?}")),
+        }
+    })
+    .await
+    .unwrap();
 
     let b = Browser::start().await.unwrap_or_else(|e| panic!("{e}"));
     b.watch_event_sources().await.unwrap();
