@@ -454,7 +454,10 @@ fn report_figures(
         "| route learner, `/api/vote/{{id}}` known (mean over 2 M requests, the `routes` scenario's `bench_lookups`) | {learner_ns:.0} ns | – | – |\n\n\
          An ordinary request (a fast 200) with both on pays the seed over what the start costs with the recorder off \
          ({seed:.0} ns), the decision at its end less the timing ({end_fast:.0} ns) and the learner ({learner_ns:.0} ns): \
-         **{alone:.0} ns**. A kept failure builds and queues its event on top (the row above), at most 20 a second.\n\n"
+         **{alone:.0} ns**. A kept failure builds and queues its event on top (the row above), at most 20 a second. \
+         Not in these parts: what a learned route's series costs a request besides its lookup (a second observation \
+         of the request: its count, its response's and its latency on the route's series, as for a profile's route); \
+         the end-to-end rows below include it.\n\n"
     );
 
     let [on, off] = &e2e.sides;
@@ -531,7 +534,7 @@ fn report_figures(
     let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
     md += &format!(
         "| goal | measured | |\n|---|---:|---|\n\
-         | flight recorder + route learning ≤ 2 µs p50 per request: the parts alone (ordinary request) | {:.2} µs | {} |\n\
+         | flight recorder + route learning ≤ 2 µs p50 per request: the parts alone (ordinary request, without the route series' counting) | {:.2} µs | {} |\n\
          | the same, end to end: median of per-round p50 differences | {d50:+.0} µs [{d50_min:+.0}, {d50_max:+.0}] | {} |\n\n\
          ![latency percentiles](plots/recorder-latency.svg)\n",
         alone / 1000.0,
