@@ -48,6 +48,9 @@ mod telemetry;
 
 pub use app::Proxy;
 pub use errors::PROXY_ERROR_HEADER;
+/// For the recorder benchmark in `load-tests/` only.
+#[doc(hidden)]
+pub use http::observe::BenchRouteSeries;
 pub use retry::RETRY_ATTEMPT_HEADER;
 /// For the recorder benchmark in `load-tests/` only.
 #[doc(hidden)]

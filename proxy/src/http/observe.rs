@@ -246,6 +246,34 @@ impl<B> Drop for ObservedBody<B> {
     }
 }
 
+/// A learned route's own counting of a request, on top of its endpoint's,
+/// for the benchmark in `load-tests/` (`conduit-load-tests recorder`): the
+/// request counted when it starts, its latency at the response headers and
+/// its response when the body ends, on the series of `GET /api/vote/{id}`.
+#[doc(hidden)]
+pub struct BenchRouteSeries(Arc<HttpStats>);
+
+impl BenchRouteSeries {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        let registry = crate::metrics::Registry::new("bench", "web", "web-0", "");
+        Self(registry.learned_route("voting.bench.svc.cluster.local:8080", "GET /api/vote/{id}"))
+    }
+
+    /// One request whose response (`status`, no body) ends at once.
+    pub fn observe(&self, status: u16) {
+        let obs = Observation::begin(self.0.clone(), Instant::now(), None);
+        let mut rsp = Response::new(http_body_util::Empty::<Bytes>::new());
+        *rsp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+        drop(obs.respond(rsp, None));
+    }
+
+    /// Requests counted so far.
+    pub fn requests(&self) -> u64 {
+        self.0.requests()
+    }
+}
+
 pub(crate) fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
