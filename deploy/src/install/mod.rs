@@ -19,8 +19,8 @@
 //! - the telemetry store as a StatefulSet with a PersistentVolumeClaim;
 //! - NetworkPolicies that admit only meshed pods and the control plane to
 //!   the controller's and the store's ports;
-//! - with `--ha`: three controller replicas spread over nodes, and a
-//!   PodDisruptionBudget.
+//! - with `--ha`: three controller replicas and a pair of stores, each
+//!   spread over nodes with a PodDisruptionBudget.
 //!
 //! `uninstall` lists the same objects by name for `kubectl delete`.
 
@@ -31,6 +31,8 @@ mod pod;
 mod policy;
 mod rbac;
 mod store;
+
+pub(crate) use store::grpc_addrs as store_grpc_addrs;
 
 use conduit_api::VERSION;
 use conduit_api::policy::DefaultPolicy;
