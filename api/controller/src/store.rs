@@ -72,10 +72,6 @@ impl Store {
         rest.trim_end_matches('/').parse().ok()
     }
 
-    pub async fn golden(&self, req: pb::GoldenRequest) -> Result<Vec<pb::GoldenRow>, Status> {
-        Ok(self.golden_answer(req).await?.rows)
-    }
-
     /// `Golden` with the window it answered and its latency resolution.
     pub async fn golden_answer(
         &self,
@@ -88,11 +84,6 @@ impl Store {
     pub async fn series(&self, req: pb::SeriesRequest) -> Result<Vec<pb::LabelSet>, Status> {
         let reply = self.client.clone().series(req).await;
         Ok(self.check(reply)?.into_inner().series)
-    }
-
-    /// A PromQL instant query, evaluated now.
-    pub async fn instant(&self, query: String) -> Result<Vec<pb::Series>, Status> {
-        self.instant_at(query, 0).await
     }
 
     /// A PromQL instant query, evaluated at `time_unix_ms` (0: now).
