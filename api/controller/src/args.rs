@@ -99,7 +99,7 @@ pub struct MetricsArgs {
         default_value = "embedded",
         value_name = "BACKEND"
     )]
-    pub metrics_backend: crate::metrics_backend::Choice,
+    pub metrics_backend: conduit_api::metrics_backend::MetricsBackend,
     /// External metrics backend: longest wait for one answer (connecting,
     /// sending the query, reading the whole answer)
     #[arg(long, env = "CONDUIT_CONTROLLER_METRICS_BACKEND_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]

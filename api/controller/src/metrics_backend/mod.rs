@@ -17,40 +17,15 @@
 mod golden;
 mod prometheus;
 
-use std::str::FromStr;
 use std::time::Duration;
 
+use conduit_api::metrics_backend::MetricsBackend as Choice;
 use conduit_api::proto::store::v1 as store;
 use tonic::Status;
 
 use crate::store::Store;
 
 pub use prometheus::Limits;
-
-/// The value of `--metrics-backend`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Choice {
-    Embedded,
-    /// The base URL of the query API (`/api/v1/query` is appended).
-    Prometheus(String),
-}
-
-impl FromStr for Choice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "embedded" {
-            return Ok(Self::Embedded);
-        }
-        let Some(url) = s.strip_prefix("prometheus:") else {
-            return Err(format!(
-                "unknown metrics backend {s:?}: use `embedded` or `prometheus:http://HOST:PORT` \
-                 (Prometheus, VictoriaMetrics, Thanos Query, Mimir's /prometheus)"
-            ));
-        };
-        prometheus::base_url(url).map(|_| Self::Prometheus(url.trim_end_matches('/').to_string()))
-    }
-}
 
 #[derive(Clone)]
 pub enum MetricsBackend {
@@ -115,29 +90,5 @@ impl MetricsBackend {
         };
         let ms = store.status().await?.retention_ms;
         Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn choices_parse_and_bad_ones_say_what_is_expected() {
-        assert_eq!("embedded".parse::<Choice>(), Ok(Choice::Embedded));
-        assert_eq!(
-            "prometheus:http://127.0.0.1:9090/".parse::<Choice>(),
-            Ok(Choice::Prometheus("http://127.0.0.1:9090".into()))
-        );
-        assert_eq!(
-            "prometheus:http://mimir:8080/prometheus".parse::<Choice>(),
-            Ok(Choice::Prometheus("http://mimir:8080/prometheus".into()))
-        );
-        let unknown = "influx:http://x".parse::<Choice>().unwrap_err();
-        assert!(unknown.contains("prometheus:http://HOST:PORT"), "{unknown}");
-        let https = "prometheus:https://x:9090".parse::<Choice>().unwrap_err();
-        assert!(https.contains("http://"), "{https}");
-        assert!("prometheus:".parse::<Choice>().is_err());
-        assert!("prometheus:http://a b".parse::<Choice>().is_err());
     }
 }
