@@ -20,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
 use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use conduit_api::time_range::Rfc3339;
+use conduit_testbed::discovery::{Discovery, pod};
 use conduit_testbed::{
     Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load, free_addr,
     http_get, query_escape, wait_for_http,
@@ -197,31 +198,13 @@ fn mesh(engine: &Engine) -> Mesh {
     let web_app = Upstream::start(UpstreamSpec::default());
     let voting = proxy("voting", "voting-0", voting_app.addr);
     let web = proxy("web", "web-0", web_app.addr);
-    let yaml = format!(
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      web:
-        service_account: web
-        pods:
-{}      voting:
-        service_account: voting
-        pods:
-{}    services:
-      web: {{deployment: web, ports: [{{port: 8080}}]}}
-      voting: {{deployment: voting, ports: [{{port: 8080}}]}}
-    profiles:
-      voting:
-        routes:
-          - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
-",
-        web.discovery_pod("web-0"),
-        voting.discovery_pod("voting-0"),
-    );
-    let tmp = discovery.with_extension("tmp");
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(tmp, &discovery).unwrap();
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment("voting", vec![voting.discovery_pod("voting-0")])
+        .service("web", 8080)
+        .service("voting", 8080)
+        .path_routes("voting", &[("vote", "^/api/vote.*$")])
+        .write(&discovery);
     Mesh {
         _dir: dir,
         _store: store,
@@ -487,12 +470,10 @@ fn hostile_backend(answer: &'static [u8], delay: Duration, endless: bool) -> Soc
 fn a_broken_backend_is_an_error_naming_it_within_the_limits() {
     let dir = TempDir::new("metrics-backend-bad");
     let discovery = dir.path().join("discovery.yaml");
-    std::fs::write(
-        &discovery,
-        "version: 1\nnamespaces: {demo: {deployments: {web: {pods: [{name: web-0, addr: 127.0.0.1:1}]}}, \
-         services: {web: {deployment: web, ports: [{port: 8080}]}}}}\n",
-    )
-    .unwrap();
+    Discovery::new("demo")
+        .deployment("web", vec![pod("web-0", free_addr())])
+        .service("web", 8080)
+        .write(&discovery);
     let store = Store::start();
     let controller = |url: &str, extra: &[&str]| {
         let backend = format!("prometheus:{url}");

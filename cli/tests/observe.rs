@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use conduit_testbed::discovery::{self, Discovery};
 use conduit_testbed::{Controller, TempDir, free_addr};
 
 fn conduit(args: &[&str]) -> Output {
@@ -26,14 +27,14 @@ fn stderr(o: &Output) -> String {
 
 fn controller_without_store(dir: &Path) -> (Controller, String) {
     let path = dir.join("discovery.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "version: 1\nnamespaces:\n  demo:\n    deployments:\n      web:\n        pods: [{{name: web-0, addr: 127.0.0.1:1, tap: {}}}]\n",
-            free_addr()
-        ),
-    )
-    .unwrap();
+    // A pod whose proxy is gone: nothing answers at either address.
+    let pod = conduit_api::discovery_file::Pod {
+        tap: Some(free_addr()),
+        ..discovery::pod("web-0", "127.0.0.1:1".parse().unwrap())
+    };
+    Discovery::new("demo")
+        .deployment("web", vec![pod])
+        .write(&path);
     let store = format!("http://{}", free_addr());
     (Controller::start_with_store_url(&store, &path), store)
 }
@@ -185,7 +186,7 @@ fn unknown_deployments_and_untappable_pods_are_named() {
 }
 
 #[test]
-fn tap_and_top_need_the_control_planes_token() {
+fn tap_top_and_diagnostics_need_the_control_planes_token() {
     let dir = TempDir::new("observe");
     let (controller, _) = controller_without_store(dir.path());
     let api = controller.grpc.to_string();
@@ -196,11 +197,12 @@ fn tap_and_top_need_the_control_planes_token() {
         vec!["tap", "deploy/web", "-n", "demo"],
         vec!["tap", "deploy/web", "-n", "demo", "--since", "1h"],
         vec!["top", "deploy/web", "-n", "demo", "--once"],
+        vec!["diagnostics", "proxy-metrics", "deploy/web", "-n", "demo"],
     ] {
         let without = conduit(&[&args[..], &["--api-addr", &api]].concat());
         assert_eq!(without.status.code(), Some(1), "{args:?}");
         assert!(
-            stderr(&without).contains("needs the control plane's API token"),
+            stderr(&without).contains("need the control plane's API token"),
             "{args:?}: {}",
             stderr(&without)
         );

@@ -18,11 +18,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use conduit_api::json::{Edges, Stat, TapEvent, Top};
+use conduit_testbed::discovery::Discovery;
 use conduit_testbed::{
     Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
 };
@@ -97,35 +97,18 @@ fn mesh() -> Mesh {
     let voting = proxy("voting", "voting-0", voting_app.addr);
     let emoji = proxy("emoji", "emoji-0", emoji_app.addr);
     let web = proxy("web", "web-0", web_app.addr);
-    let yaml = format!(
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      web:
-        service_account: web
-        pods:
-{}      voting:
-        service_account: voting
-        pods:
-{}      emoji:
-        service_account: emoji
-        pods:
-{}    services:
-      web: {{deployment: web, ports: [{{port: 8080}}]}}
-      voting: {{deployment: voting, ports: [{{port: 8080}}]}}
-      emoji: {{deployment: emoji, ports: [{{port: 8080}}]}}
-    profiles:
-      voting:
-        routes:
-          - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
-          - {{name: list, condition: {{path: '^/api/list$'}}}}
-",
-        web.discovery_pod("web-0"),
-        voting.discovery_pod("voting-0"),
-        emoji.discovery_pod("emoji-0"),
-    );
-    write_atomically(&discovery, &yaml);
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment("voting", vec![voting.discovery_pod("voting-0")])
+        .deployment("emoji", vec![emoji.discovery_pod("emoji-0")])
+        .service("web", 8080)
+        .service("voting", 8080)
+        .service("emoji", 8080)
+        .path_routes(
+            "voting",
+            &[("vote", "^/api/vote.*$"), ("list", "^/api/list$")],
+        )
+        .write(&discovery);
     Mesh {
         _dir: dir,
         store,
@@ -135,12 +118,6 @@ namespaces:
         _emoji: (emoji, emoji_app),
         _web_app: web_app,
     }
-}
-
-fn write_atomically(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(tmp, path).unwrap();
 }
 
 fn stat(mesh: &Mesh, window: &str) -> Stat {

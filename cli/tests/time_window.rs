@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Routes, Stat};
 use conduit_api::time_range::Rfc3339;
+use conduit_testbed::discovery::{self, Discovery};
 use conduit_testbed::{
     Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
 };
@@ -92,31 +93,13 @@ fn mesh() -> Mesh {
     let web_app = Upstream::start(UpstreamSpec::default());
     let voting = proxy("voting", "voting-0", voting_app.addr);
     let web = proxy("web", "web-0", web_app.addr);
-    let yaml = format!(
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      web:
-        service_account: web
-        pods:
-{}      voting:
-        service_account: voting
-        pods:
-{}    services:
-      web: {{deployment: web, ports: [{{port: 8080}}]}}
-      voting: {{deployment: voting, ports: [{{port: 8080}}]}}
-    profiles:
-      voting:
-        routes:
-          - {{name: vote, condition: {{path: '^/api/vote.*$'}}}}
-",
-        web.discovery_pod("web-0"),
-        voting.discovery_pod("voting-0"),
-    );
-    let tmp = discovery.with_extension("tmp");
-    std::fs::write(&tmp, yaml).unwrap();
-    std::fs::rename(tmp, &discovery).unwrap();
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment("voting", vec![voting.discovery_pod("voting-0")])
+        .service("web", 8080)
+        .service("voting", 8080)
+        .path_routes("voting", &[("vote", "^/api/vote.*$")])
+        .write(&discovery);
     Mesh {
         _dir: dir,
         _store: store,
@@ -349,15 +332,8 @@ fn bad_windows_say_what_to_do() {
 }
 
 fn write_discovery(path: &Path) {
-    std::fs::write(
-        path,
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      voting:
-        pods: [{name: voting-0, addr: 127.0.0.1:1}]
-",
-    )
-    .unwrap();
+    let unreachable = "127.0.0.1:1".parse().unwrap();
+    Discovery::new("demo")
+        .deployment("voting", vec![discovery::pod("voting-0", unreachable)])
+        .write(path);
 }

@@ -15,12 +15,12 @@
 //! flight), success rates within 2 points of the upstream's exact share.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use conduit_api::json::{Stat, StatRow};
+use conduit_testbed::discovery::Discovery;
 use conduit_testbed::{
     Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load, http_get,
     http_get_with,
@@ -111,30 +111,19 @@ fn mesh() -> Mesh {
     let emoji = pod("emoji", "emoji-0", "e1", UpstreamSpec::default());
     let web_app = Upstream::start(UpstreamSpec::default());
     let web = proxy("web", "web-0", None, web_app.addr);
-    let yaml = format!(
-        "version: 1
-namespaces:
-  demo:
-    deployments:
-      web:
-        service_account: web
-        pods:
-{}      voting:
-        service_account: voting
-        pods:
-{}{}      emoji:
-        service_account: emoji
-        pods:
-{}    services:
-      voting: {{deployment: voting, ports: [{{port: 8080}}]}}
-      emoji: {{deployment: emoji, ports: [{{port: 8080}}]}}
-",
-        web.discovery_pod("web-0"),
-        v1.proxy.discovery_pod("voting-v1"),
-        v2.proxy.discovery_pod("voting-v2"),
-        emoji.proxy.discovery_pod("emoji-0"),
-    );
-    write_atomically(&discovery, &yaml);
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment(
+            "voting",
+            vec![
+                v1.proxy.discovery_pod("voting-v1"),
+                v2.proxy.discovery_pod("voting-v2"),
+            ],
+        )
+        .deployment("emoji", vec![emoji.proxy.discovery_pod("emoji-0")])
+        .service("voting", 8080)
+        .service("emoji", 8080)
+        .write(&discovery);
     Mesh {
         _dir: dir,
         _store: store,
@@ -145,12 +134,6 @@ namespaces:
         v2,
         emoji,
     }
-}
-
-fn write_atomically(path: &Path, text: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
-    std::fs::rename(tmp, path).unwrap();
 }
 
 fn stat_by_version(mesh: &Mesh, target: &str) -> Stat {

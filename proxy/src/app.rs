@@ -29,7 +29,7 @@ use crate::policy::Policies;
 use crate::recorder::Recorder;
 use crate::resolve::{Chain, Resolve, StaticResolver};
 use crate::tap::{Tap, TapService};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{Stores, Telemetry};
 use conduit_identity::grpc::Allow;
 use conduit_identity::tls::{Alpn, ClientAuth, server_config};
 
@@ -205,17 +205,15 @@ impl Proxy {
             registry,
             tap,
             config.telemetry_interval,
-            config.telemetry_buffer as usize,
+            Stores {
+                addrs: config.telemetry_addr.clone(),
+                buffer: config.telemetry_buffer as usize,
+            },
             config.deployment_ref(),
             config.pod.clone(),
             identity.clone(),
         ));
-        proxy.tasks.push(tokio::spawn(
-            telemetry.clone().collect(config.telemetry_addr.is_some()),
-        ));
-        if let Some(addr) = config.telemetry_addr.clone() {
-            proxy.tasks.push(tokio::spawn(telemetry.send(addr)));
-        }
+        proxy.tasks.push(tokio::spawn(telemetry.run()));
         tracing::info!(
             mode = ?config.mode,
             inbound = %proxy.inbound_addr,

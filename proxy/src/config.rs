@@ -196,17 +196,23 @@ pub struct Config {
     pub cluster_networks: Vec<String>,
 
     /// The telemetry store's gRPC address, e.g. `http://127.0.0.1:9096`
-    /// (`https://` for mTLS).
+    /// (`https://` for mTLS). Give two (comma-separated or the flag twice)
+    /// for a pair of stores: each gets every report, with a buffer of its own.
     /// Unset: nothing is pushed (metrics stay on /metrics).
-    #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_ADDR", value_name = "URL")]
-    pub telemetry_addr: Option<GrpcAddr>,
+    #[arg(
+        long,
+        env = "CONDUIT_PROXY_TELEMETRY_ADDR",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub telemetry_addr: Vec<GrpcAddr>,
 
     /// How often a report is pushed to the telemetry store.
     #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_INTERVAL", default_value = "1s", value_parser = conduit_api::duration::parse)]
     pub telemetry_interval: Duration,
 
-    /// Reports kept while the store is slow or down; the oldest is dropped
-    /// (and counted) when full.
+    /// Reports kept per store until it acknowledges them (while it is slow,
+    /// down or restarting); the oldest is dropped (and counted) when full.
     #[arg(long, env = "CONDUIT_PROXY_TELEMETRY_BUFFER", default_value_t = 60, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub telemetry_buffer: u32,
 

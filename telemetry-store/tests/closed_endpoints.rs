@@ -1,6 +1,6 @@
 //! What writes data or reveals requests answers only a bearer token:
-//! remote write in (`--remote-write-token-file`) and the tap history
-//! (`--tap-token-file`). Without the header, with another token, or with
+//! remote write in (`--remote-write-token-file`) and the tap history with
+//! the exemplars that name its requests (`--tap-token-file`). Without the header, with another token, or with
 //! no token configured at all, the answer is 401 and nothing is stored.
 //! PromQL stays open, as Prometheus' does.
 
@@ -79,7 +79,11 @@ async fn without_a_token_file_remote_write_and_tap_are_closed_to_everyone() {
         body.contains("--remote-write-token-file"),
         "says what to do: {body}"
     );
-    for path in ["/api/v1/tap/search?q=*", "/api/v1/tap/follow?q=*"] {
+    for path in [
+        "/api/v1/tap/search?q=*",
+        "/api/v1/tap/follow?q=*",
+        "/api/v1/query_exemplars?query=up",
+    ] {
         let url = format!("http://{}{path}", s.http());
         let (status, body) = call(&url, hyper::Method::GET, Some(&bearer), vec![]).await;
         assert_eq!(status, 401, "{path}: {body}");
@@ -95,13 +99,15 @@ async fn without_a_token_file_remote_write_and_tap_are_closed_to_everyone() {
 }
 
 #[tokio::test]
-async fn the_tap_history_answers_its_token_only() {
+async fn the_tap_history_and_exemplars_answer_their_token_only() {
     let s = start_store(|_| {}).await;
-    let search = format!("http://{}/api/v1/tap/search?q=*", s.http());
-    let (status, _) = call(&search, hyper::Method::GET, None, vec![]).await;
-    assert_eq!(status, 401);
-    let (status, _) = call(&search, hyper::Method::GET, Some("Bearer nope"), vec![]).await;
-    assert_eq!(status, 401);
-    let (status, body) = get(&search).await;
-    assert_eq!(status, 200, "{body}");
+    for path in ["/api/v1/tap/search?q=*", "/api/v1/query_exemplars?query=up"] {
+        let url = format!("http://{}{path}", s.http());
+        let (status, body) = call(&url, hyper::Method::GET, None, vec![]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let (status, body) = call(&url, hyper::Method::GET, Some("Bearer nope"), vec![]).await;
+        assert_eq!(status, 401, "{path}: {body}");
+        let (status, body) = get(&url).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
 }

@@ -15,31 +15,8 @@ use http_body_util::Full;
 use support::*;
 
 async fn proxy(store: &TestStore, app: SocketAddr, extra: &[&str]) -> conduit_proxy::Proxy {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct ProxyArgs {
-        #[command(flatten)]
-        config: conduit_proxy::config::Config,
-    }
-    let mut args = vec![
-        "conduit-proxy".to_string(),
-        "--inbound-listen=127.0.0.1:0".into(),
-        "--outbound-listen=127.0.0.1:0".into(),
-        "--admin-listen=127.0.0.1:0".into(),
-        "--tap-listen=127.0.0.1:0".into(),
-        format!("--inbound-app-addr={app}"),
-        format!("--telemetry-addr=http://{}", store.grpc()),
-        "--telemetry-interval=200ms".into(),
-        "--tap-sample-rate=0".into(),
-        "--namespace=demo".into(),
-        "--deployment=web".into(),
-        "--pod=web-1".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let config = ProxyArgs::try_parse_from(args).expect("proxy flags").config;
-    conduit_proxy::Proxy::start(config)
-        .await
-        .expect("proxy starts")
+    let extra = [&["--tap-sample-rate=0"], extra].concat();
+    start_proxy(app, &[store.grpc()], &extra).await
 }
 
 /// Sends `path` with `x-request-id: id`; its status.

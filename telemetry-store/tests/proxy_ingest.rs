@@ -330,37 +330,13 @@ async fn bad_reports_are_counted_and_good_series_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_real_proxy_reports_what_it_carried() {
-    use clap::Parser;
-    /// The proxy's flags, parsed exactly as its binary does.
-    #[derive(Parser)]
-    struct ProxyArgs {
-        #[command(flatten)]
-        config: conduit_proxy::config::Config,
-    }
     let store = start_store(|_| {}).await;
     let app = path_backend(
         &[("/slow", 80, 200), ("/medium", 20, 200), ("/fail", 5, 503)],
         (5, 200),
     )
     .await;
-    let config = ProxyArgs::try_parse_from([
-        "conduit-proxy",
-        "--inbound-listen=127.0.0.1:0",
-        "--outbound-listen=127.0.0.1:0",
-        "--admin-listen=127.0.0.1:0",
-        "--tap-listen=127.0.0.1:0",
-        &format!("--inbound-app-addr={app}"),
-        &format!("--telemetry-addr=http://{}", store.grpc()),
-        "--telemetry-interval=200ms",
-        "--namespace=demo",
-        "--deployment=web",
-        "--pod=web-1",
-    ])
-    .expect("proxy flags")
-    .config;
-    let proxy = conduit_proxy::Proxy::start(config)
-        .await
-        .expect("proxy starts");
+    let proxy = start_proxy(app, &[store.grpc()], &[]).await;
     let started = now_ms();
 
     // 100 requests: 50 fast, 35 medium, 10 slow, 5 failing.

@@ -19,6 +19,7 @@
 //! (`target/debug`), or from `CONDUIT_BIN_DIR`; build them first with
 //! `cargo build --bins`.
 
+pub mod discovery;
 pub mod hostile;
 mod process;
 pub mod raw_h2;
@@ -298,12 +299,12 @@ impl Proxy {
         }
     }
 
-    /// This proxy as a pod of a Deployment in a local discovery file (an
-    /// entry of its `pods:` list, indented as the tests' files nest it).
-    pub fn discovery_pod(&self, name: &str) -> String {
-        format!(
-            "          - {{name: {name}, addr: {}, tap: {}, admin: {}}}\n",
-            self.inbound, self.tap, self.admin
-        )
+    /// This proxy as pod `name` of a Deployment in a local discovery file.
+    pub fn discovery_pod(&self, name: &str) -> conduit_api::discovery_file::Pod {
+        conduit_api::discovery_file::Pod {
+            tap: Some(self.tap),
+            admin: Some(self.admin),
+            ..discovery::pod(name, self.inbound)
+        }
     }
 }

@@ -243,15 +243,18 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
-/// Runs `f` now, every `every`, and at once when the controller comes
-/// back, for as long as the calling component lives: for views the API
-/// offers no stream for (edges).
-pub(crate) fn poll(every: Duration, f: impl Fn() + 'static) {
+/// Runs `f` now, every `every` while `live()`, and at once when the
+/// controller comes back, for as long as the calling component lives: for
+/// views the API offers no stream for (edges). A view of a window that
+/// has ended (`live()` false) is asked for once: its answer cannot change.
+pub(crate) fn poll(every: Duration, live: impl Fn() -> bool + 'static, f: impl Fn() + 'static) {
     let generation = connection::current().generation;
     let tick = RwSignal::new(0u32);
     Effect::new(move |_| {
         generation.track();
-        tick.track();
+        if live() {
+            tick.track();
+        }
         f();
     });
     let handle = set_interval_with_handle(

@@ -1,7 +1,8 @@
 //! The dashboard's URLs, in one place so links and routes agree.
 //!
 //! - `/`                         overview (`?ns=`, `?sort=`, `?dir=`)
-//! - `/deployments/NS/NAME`      one Deployment (`?range=5m|15m|1h`)
+//! - `/deployments/NS/NAME`      one Deployment, live (`?range=5m|15m|1h`) or
+//!   over a fixed window (`?since=&until=`, how long ago or RFC 3339)
 //! - `/tap`, `/tap/NS/NAME`      live requests (`?path=&method=&to=&authority=`,
 //!   history search `?q=&since=`)
 //! - `/top`, `/top/NS/NAME`      live top paths

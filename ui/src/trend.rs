@@ -2,10 +2,10 @@
 //! page charts and the overview's sparklines draw.
 //!
 //! History comes from `/api/v1/stat/history` when the view opens; after
-//! that each live `stat` event appends a point. Every point is the
+//! that each live `stat` event appends a point. Every live point is the
 //! Deployment's golden metrics over the trailing minute at that moment,
 //! the same figures `conduit stat` prints, so history and live points line
-//! up. A window without requests has a request rate of zero but no success
+//! up (a fixed window's points each cover their own step instead). A window without requests has a request rate of zero but no success
 //! rate or latency: those points are gaps, not zeros.
 
 use conduit_api::json::{Golden, StatPoint};

@@ -71,8 +71,8 @@ impl Access {
         let scope = namespace.map_or("every namespace".to_string(), |n| format!("namespace {n}"));
         match self {
             Self::Closed => Err(Status::unauthenticated(
-                "tap is closed: the controller was started without --api-token-file (local mode) \
-                 or Kubernetes discovery",
+                "tap, top and diagnostics are closed: the controller was started without \
+                 --api-token-file (local mode) or Kubernetes discovery",
             )),
             Self::Local(token) => match credential {
                 Some(c) if token.matches(c) => Ok(()),
@@ -81,15 +81,15 @@ impl Access {
                      of the running `conduit demo` (--api-token-file or CONDUIT_API_TOKEN_FILE)",
                 )),
                 None => Err(Status::unauthenticated(format!(
-                    "tapping {scope} needs the control plane's API token; the CLI sends the \
-                     demo's by itself, or give --api-token-file"
+                    "tap, top and diagnostics of {scope} need the control plane's API token; \
+                     the CLI sends the demo's by itself, or give --api-token-file"
                 ))),
             },
             Self::Kubernetes(k) => {
                 let token = credential.ok_or_else(|| {
                     Status::unauthenticated(format!(
-                        "tapping {scope} needs a Kubernetes bearer token (the CLI sends the \
-                         kubeconfig's token)"
+                        "tap, top and diagnostics of {scope} need a Kubernetes bearer token (the \
+                         CLI sends the kubeconfig's token)"
                     ))
                 })?;
                 k.may_tap(token, namespace.unwrap_or("")).await

@@ -29,13 +29,16 @@ pub struct Args {
         default_value = "127.0.0.1:50750"
     )]
     pub http_listen: SocketAddr,
-    /// The telemetry store's gRPC query API
+    /// The telemetry store's gRPC query API. Two, comma-separated, for a
+    /// pair of stores fed by the same proxies: a call one cannot answer is
+    /// asked of the other.
     #[arg(
         long,
         env = "CONDUIT_CONTROLLER_STORE_ADDR",
-        default_value = "http://127.0.0.1:9096"
+        default_value = "http://127.0.0.1:9096",
+        value_delimiter = ','
     )]
-    pub store_addr: String,
+    pub store_addr: Vec<String>,
     /// Where endpoints come from: `static:PATH` (a YAML file, watched) or `kubernetes`
     #[arg(
         long,

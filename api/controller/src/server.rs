@@ -258,7 +258,7 @@ pub async fn run(
     info!(
         grpc = %grpc.local_addr()?,
         http = %http_addr,
-        store = %args.store_addr,
+        store = %args.store_addr.join(","),
         metrics = %metrics_backend,
         mesh = %mesh.local_addr()?,
         identity = identity.as_ref().map(|i| i.creds.dns_name().to_string()),

@@ -5,7 +5,13 @@
 //! has a deadline, and a store that cannot be reached becomes one
 //! `UNAVAILABLE` status naming the address and what to do, which the CLI
 //! prints as is.
+//!
+//! With a pair of stores (`--store-addr A,B`, both fed by every proxy),
+//! a call that cannot reach one is asked of the other, which then answers
+//! until it fails in turn: losing a store costs no answer.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use conduit_api::IdentityName;
@@ -27,16 +33,145 @@ fn deadline(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
     Ok(req)
 }
 
+type Client = QueryClient<InterceptedService<Channel, Deadline>>;
+
 #[derive(Clone)]
 pub struct Store {
-    client: QueryClient<InterceptedService<Channel, Deadline>>,
+    replicas: Arc<[Replica]>,
+    /// The replica asked first: the last one that answered.
+    preferred: Arc<AtomicUsize>,
+}
+
+#[derive(Clone)]
+struct Replica {
+    client: Client,
     addr: String,
 }
 
 impl Store {
-    /// `addr` is `https://host:port` (mTLS: the store must prove `store`,
-    /// with identity on) or `http://host:port` (plaintext).
-    pub fn connect_lazy(addr: &str, links: &Links, store: &IdentityName) -> anyhow::Result<Self> {
+    /// Each of `addrs` is `https://host:port` (mTLS: the store must prove
+    /// `store`, with identity on) or `http://host:port` (plaintext).
+    pub fn connect_lazy(
+        addrs: &[String],
+        links: &Links,
+        store: &IdentityName,
+    ) -> anyhow::Result<Self> {
+        anyhow::ensure!(!addrs.is_empty(), "--store-addr names no store");
+        let replicas = addrs
+            .iter()
+            .map(|addr| Replica::connect_lazy(addr, links, store))
+            .collect::<anyhow::Result<Arc<[Replica]>>>()?;
+        Ok(Self {
+            replicas,
+            preferred: Arc::default(),
+        })
+    }
+
+    /// The stores' addresses, as given.
+    pub fn addrs(&self) -> impl Iterator<Item = &str> {
+        self.replicas.iter().map(|r| r.addr.as_str())
+    }
+
+    /// `call` of the preferred store; of the next one while a store is
+    /// unreachable. All unreachable: one error naming each.
+    async fn ask<T, F, Fut>(&self, call: F) -> Result<T, Status>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut unreachable = Vec::new();
+        for k in (0..self.replicas.len()).map(|i| (first + i) % self.replicas.len()) {
+            let replica = &self.replicas[k];
+            match replica.check(call(replica.client.clone()).await) {
+                Ok(reply) => {
+                    if k != first {
+                        self.preferred.store(k, Ordering::Relaxed);
+                        tracing::warn!(
+                            store = replica.addr,
+                            "answering from this telemetry store: the one before is unreachable"
+                        );
+                    }
+                    return Ok(reply.into_inner());
+                }
+                Err(e) if e.code() == Code::Unavailable => unreachable.push(e),
+                Err(e) => return Err(e),
+            }
+        }
+        let messages: Vec<&str> = unreachable.iter().map(Status::message).collect();
+        Err(Status::unavailable(messages.join("; ")))
+    }
+
+    /// `Golden` with the window it answered and its latency resolution.
+    pub async fn golden_answer(
+        &self,
+        req: pb::GoldenRequest,
+    ) -> Result<pb::GoldenResponse, Status> {
+        self.ask(|mut c| {
+            let req = req.clone();
+            async move { c.golden(req).await }
+        })
+        .await
+    }
+
+    pub async fn series(&self, req: pb::SeriesRequest) -> Result<Vec<pb::LabelSet>, Status> {
+        let reply = self
+            .ask(|mut c| {
+                let req = req.clone();
+                async move { c.series(req).await }
+            })
+            .await?;
+        Ok(reply.series)
+    }
+
+    /// A PromQL instant query, evaluated at `time_unix_ms` (0: now).
+    pub async fn instant_at(
+        &self,
+        query: String,
+        time_unix_ms: i64,
+    ) -> Result<Vec<pb::Series>, Status> {
+        let req = pb::InstantQuery {
+            query,
+            time_unix_ms,
+        };
+        let reply = self
+            .ask(|mut c| {
+                let req = req.clone();
+                async move { c.instant(req).await }
+            })
+            .await?;
+        Ok(reply.series)
+    }
+
+    pub async fn status(&self) -> Result<pb::StatusResponse, Status> {
+        self.ask(|mut c| async move { c.status(pb::StatusRequest {}).await })
+            .await
+    }
+
+    /// Each store's own status, asked of each, in `--store-addr` order.
+    pub async fn each_status(&self) -> Vec<(&str, Result<pb::StatusResponse, Status>)> {
+        let mut out = Vec::new();
+        for r in self.replicas.iter() {
+            let reply = r.client.clone().status(pb::StatusRequest {}).await;
+            out.push((r.addr.as_str(), r.check(reply).map(|s| s.into_inner())));
+        }
+        out
+    }
+
+    pub async fn search_tap(
+        &self,
+        req: pb::SearchTapRequest,
+    ) -> Result<pb::SearchTapResponse, Status> {
+        self.ask(|mut c| {
+            let req = req.clone();
+            async move { c.search_tap(req).await }
+        })
+        .await
+    }
+}
+
+impl Replica {
+    fn connect_lazy(addr: &str, links: &Links, store: &IdentityName) -> anyhow::Result<Self> {
         let channel = match addr.strip_prefix("https://") {
             Some(authority) => {
                 anyhow::ensure!(
@@ -57,63 +192,6 @@ impl Store {
             client,
             addr: addr.to_string(),
         })
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addr
-    }
-
-    /// The store's `ip:port`, when its address names one (not a DNS name).
-    pub fn socket_addr(&self) -> Option<std::net::SocketAddr> {
-        let rest = self
-            .addr
-            .split_once("://")
-            .map_or(self.addr.as_str(), |(_, r)| r);
-        rest.trim_end_matches('/').parse().ok()
-    }
-
-    /// `Golden` with the window it answered and its latency resolution.
-    pub async fn golden_answer(
-        &self,
-        req: pb::GoldenRequest,
-    ) -> Result<pb::GoldenResponse, Status> {
-        let reply = self.client.clone().golden(req).await;
-        Ok(self.check(reply)?.into_inner())
-    }
-
-    pub async fn series(&self, req: pb::SeriesRequest) -> Result<Vec<pb::LabelSet>, Status> {
-        let reply = self.client.clone().series(req).await;
-        Ok(self.check(reply)?.into_inner().series)
-    }
-
-    /// A PromQL instant query, evaluated at `time_unix_ms` (0: now).
-    pub async fn instant_at(
-        &self,
-        query: String,
-        time_unix_ms: i64,
-    ) -> Result<Vec<pb::Series>, Status> {
-        let reply = self
-            .client
-            .clone()
-            .instant(pb::InstantQuery {
-                query,
-                time_unix_ms,
-            })
-            .await;
-        Ok(self.check(reply)?.into_inner().series)
-    }
-
-    pub async fn status(&self) -> Result<pb::StatusResponse, Status> {
-        let reply = self.client.clone().status(pb::StatusRequest {}).await;
-        Ok(self.check(reply)?.into_inner())
-    }
-
-    pub async fn search_tap(
-        &self,
-        req: pb::SearchTapRequest,
-    ) -> Result<pb::SearchTapResponse, Status> {
-        let reply = self.client.clone().search_tap(req).await;
-        Ok(self.check(reply)?.into_inner())
     }
 
     /// Turns transport failures into one actionable message; the store's
@@ -143,6 +221,12 @@ impl Store {
             Status::new(s.code(), format!("telemetry store: {}", s.message()))
         })
     }
+}
+
+/// A store address's `ip:port`, when it names one (not a DNS name).
+pub fn socket_addr(addr: &str) -> Option<std::net::SocketAddr> {
+    let rest = addr.split_once("://").map_or(addr, |(_, r)| r);
+    rest.trim_end_matches('/').parse().ok()
 }
 
 fn is_transport(s: &Status) -> bool {

@@ -12,7 +12,7 @@ use conduit_api::proto::tap::v1::tap_server::{Tap, TapServer};
 use conduit_api::proto::tap::v1::{Filter, ObserveRequest, TapEvent};
 use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
 use conduit_api::proto::telemetry::v1::telemetry_server::{Telemetry, TelemetryServer};
-use conduit_api::proto::telemetry::v1::{Report, ReportSummary};
+use conduit_api::proto::telemetry::v1::{Report, ReportAck, ReportSummary};
 use conduit_proxy::Proxy;
 use futures_util::{Stream, StreamExt};
 use tokio::net::TcpListener;
@@ -80,6 +80,17 @@ impl Telemetry for App {
             accepted_reports: n,
             rejected_series: 0,
         }))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<ReportAck, Status>> + Send>>;
+
+    async fn stream(
+        &self,
+        _: Request<Streaming<Report>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        Err(Status::unimplemented(
+            "this application takes client streams only",
+        ))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use conduit_api::histogram;
 use conduit_api::proto::telemetry::v1::telemetry_server::{Telemetry, TelemetryServer};
-use conduit_api::proto::telemetry::v1::{Report, ReportSummary};
+use conduit_api::proto::telemetry::v1::{Report, ReportAck, ReportSummary};
 use conduit_api::{DeploymentRef, Labels};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -34,6 +34,35 @@ impl Telemetry for Receiver {
             accepted_reports: n,
             rejected_series: 0,
         }))
+    }
+
+    type StreamStream = tokio_stream::wrappers::UnboundedReceiverStream<Result<ReportAck, Status>>;
+
+    /// Takes each report and acknowledges it, as the store does once it
+    /// has committed one.
+    async fn stream(
+        &self,
+        req: Request<Streaming<Report>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let mut stream = req.into_inner();
+        let (acks, rx) = mpsc::unbounded_channel();
+        let reports = self.0.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = stream.message().await {
+                let sequence = r.sequence;
+                let _ = reports.send(r);
+                let ack = ReportAck {
+                    sequence,
+                    rejected_series: 0,
+                };
+                if acks.send(Ok(ack)).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        ))
     }
 }
 

@@ -35,6 +35,10 @@ use gather::Gathered;
 pub(crate) struct IngestStats {
     pub(crate) reports: AtomicU64,
     pub(crate) reports_refused_time: AtomicU64,
+    /// Reports a proxy sent again that were already stored.
+    pub(crate) reports_repeated: AtomicU64,
+    /// Reports proxies dropped before they reached this store.
+    pub(crate) reports_missed: AtomicU64,
     pub(crate) report_series_cut: AtomicU64,
     pub(crate) proxy_series_refused: AtomicU64,
     pub(crate) metadata_evicted: AtomicU64,

@@ -1,8 +1,15 @@
-//! The proxies' report stream (`conduit.telemetry.v1.Telemetry/Report`).
+//! The proxies' report streams (`conduit.telemetry.v1.Telemetry/Report`,
+//! and `/Stream`, which acknowledges each report).
 //!
 //! Each report is committed (WAL first) before the next one is read, so a
 //! proxy's stream applies back-pressure instead of piling up in memory;
 //! proxies drop their oldest reports themselves when the store is slow.
+//!
+//! A proxy sends again what was not acknowledged when it reconnects, so
+//! the store may get a report twice (its acknowledgement was lost with the
+//! connection). The proxy table remembers each proxy's last report and
+//! skips a repeat whole: its counters would be harmless, but its tap events
+//! would be indexed twice.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use conduit_api::metrics::label;
 use conduit_api::proto::mesh::v1 as mesh;
 use conduit_api::proto::telemetry::v1::telemetry_server::Telemetry;
-use conduit_api::proto::telemetry::v1::{ProxyMeta, Report, ReportSummary};
+use conduit_api::proto::telemetry::v1::{ProxyMeta, Report, ReportAck, ReportSummary};
 use conduit_api::{IdentityName, Labels};
 use conduit_identity::grpc::PeerInfo;
 use tonic::{Request, Response, Status, Streaming};
@@ -40,6 +47,17 @@ struct ProxyEntry {
     series: ProxySeries,
     /// The order of its last report (many share a millisecond).
     order: u64,
+    /// The `sequence` of its last report.
+    sequence: u64,
+}
+
+/// What the proxy table says of a report.
+enum Seen {
+    /// A report this store has not stored yet; `missed`: how many reports
+    /// meant for this store the proxy dropped since its last one here.
+    New { series: ProxySeries, missed: u64 },
+    /// One this store already stored.
+    Repeat,
 }
 
 type ProxyKey = (String, String, String);
@@ -68,11 +86,21 @@ impl Proxies {
         }
     }
 
-    /// Notes a report from the proxy; returns the series its reports write.
-    fn seen(&self, meta: &ProxyMeta, dropped_reports: u64) -> ProxySeries {
+    /// Notes a report of the proxy's, unless it is one already stored.
+    /// Sequence 0 means a sender that does not number its reports.
+    fn seen(&self, meta: &ProxyMeta, sequence: u64, dropped_reports: u64) -> Seen {
         let d = meta.deployment.clone().unwrap_or_default();
         let key = (d.namespace, d.name, meta.pod.clone());
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = table
+            .map
+            .get(&key)
+            .filter(|p| p.status.meta.process_start_unix_ms == meta.process_start_unix_ms);
+        if previous.is_some_and(|p| sequence != 0 && sequence <= p.sequence) {
+            return Seen::Repeat;
+        }
+        let missed =
+            dropped_reports.saturating_sub(previous.map_or(0, |p| p.status.dropped_reports));
         if !table.map.contains_key(&key) && table.map.len() >= self.max {
             let evicted = evict_oldest_quarter(&mut table.map);
             self.evicted.fetch_add(evicted, Ordering::Relaxed);
@@ -89,7 +117,11 @@ impl Proxies {
                 let entry = o.get_mut();
                 entry.status = status;
                 entry.order = order;
-                entry.series.clone()
+                entry.sequence = sequence;
+                Seen::New {
+                    series: entry.series.clone(),
+                    missed,
+                }
             }
             std::collections::hash_map::Entry::Vacant(v) => {
                 let series = ProxySeries::default();
@@ -97,8 +129,9 @@ impl Proxies {
                     status,
                     series: series.clone(),
                     order,
+                    sequence,
                 });
-                series
+                Seen::New { series, missed }
             }
         }
     }
@@ -151,6 +184,27 @@ impl Ingester {
     ) -> std::io::Result<WriteSummary> {
         self.stats.reports.fetch_add(1, Ordering::Relaxed);
         let meta = report.proxy.clone().unwrap_or_default();
+        let Seen::New {
+            series: owned,
+            missed,
+        } = proxies.seen(&meta, report.sequence, report.dropped_reports)
+        else {
+            self.stats.reports_repeated.fetch_add(1, Ordering::Relaxed);
+            return Ok(WriteSummary::default());
+        };
+        if missed > 0 {
+            self.stats
+                .reports_missed
+                .fetch_add(missed, Ordering::Relaxed);
+            let d = meta.deployment.clone().unwrap_or_default();
+            tracing::info!(
+                namespace = d.namespace,
+                deployment = d.name,
+                pod = meta.pod,
+                missed,
+                "reports meant for this store were dropped by the proxy (its buffer filled while this store was unreachable)"
+            );
+        }
         if let Some(tap) = &self.tap
             && !report.tap_events.is_empty()
         {
@@ -160,7 +214,6 @@ impl Ingester {
             }
             tap.offer(events);
         }
-        let owned = proxies.seen(&meta, report.dropped_reports);
         let t = if report.end_unix_ms > 0 {
             report.end_unix_ms
         } else {
@@ -343,6 +396,7 @@ fn series_labels(
     Ok(l)
 }
 
+#[derive(Clone)]
 pub(crate) struct TelemetryService {
     pub(crate) ingester: Arc<Ingester>,
     pub(crate) proxies: Arc<Proxies>,
@@ -384,6 +438,32 @@ fn attribute(
     Ok(())
 }
 
+impl TelemetryService {
+    /// Attributes and commits one report of a stream whose peer proved
+    /// `sender`.
+    async fn commit(
+        &self,
+        mut report: Report,
+        sender: Option<&IdentityName>,
+    ) -> Result<WriteSummary, Status> {
+        attribute(&self.ingester, &mut report, sender)?;
+        let (ingester, proxies, sender) =
+            (self.ingester.clone(), self.proxies.clone(), sender.cloned());
+        let summary =
+            tokio::task::spawn_blocking(move || ingester.report(report, &proxies, sender.as_ref()))
+                .await
+                .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
+                .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
+        if let Some(err) = &summary.first_error {
+            tracing::debug!(
+                rejected = summary.rejected_series,
+                "report with rejected series: {err}"
+            );
+        }
+        Ok(summary)
+    }
+}
+
 #[tonic::async_trait]
 impl Telemetry for TelemetryService {
     async fn report(
@@ -393,25 +473,49 @@ impl Telemetry for TelemetryService {
         let sender = PeerInfo::of(&request).and_then(|p| p.identity.clone());
         let mut stream = request.into_inner();
         let mut out = ReportSummary::default();
-        while let Some(mut report) = self.next_report(&mut stream).await? {
-            attribute(&self.ingester, &mut report, sender.as_ref())?;
-            let (ingester, proxies, sender) =
-                (self.ingester.clone(), self.proxies.clone(), sender.clone());
-            let summary = tokio::task::spawn_blocking(move || {
-                ingester.report(report, &proxies, sender.as_ref())
-            })
-            .await
-            .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
-            .map_err(|e| Status::unavailable(format!("cannot write the WAL: {e}")))?;
-            if let Some(err) = &summary.first_error {
-                tracing::debug!(
-                    rejected = summary.rejected_series,
-                    "report with rejected series: {err}"
-                );
-            }
+        while let Some(report) = self.next_report(&mut stream).await? {
+            let summary = self.commit(report, sender.as_ref()).await?;
             out.accepted_reports += 1;
             out.rejected_series += summary.rejected_series;
         }
         Ok(Response::new(out))
+    }
+
+    type StreamStream = tokio_stream::wrappers::ReceiverStream<Result<ReportAck, Status>>;
+
+    async fn stream(
+        &self,
+        request: Request<Streaming<Report>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let sender = PeerInfo::of(&request).and_then(|p| p.identity.clone());
+        let mut stream = request.into_inner();
+        // One acknowledgement in flight: the next report is read only once
+        // the proxy's side takes it, as `report` reads one at a time.
+        let (acks, rx) = tokio::sync::mpsc::channel(1);
+        let service = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let report = match service.next_report(&mut stream).await {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => return drop(acks.send(Err(e)).await),
+                };
+                let sequence = report.sequence;
+                let ack = service
+                    .commit(report, sender.as_ref())
+                    .await
+                    .map(|s| ReportAck {
+                        sequence,
+                        rejected_series: s.rejected_series,
+                    });
+                let failed = ack.is_err();
+                if acks.send(ack).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
     }
 }

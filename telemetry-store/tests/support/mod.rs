@@ -71,13 +71,15 @@ impl StoreProcess {
     /// Starts the binary on `dir` with `args`, and reads its HTTP address
     /// from its log.
     pub fn spawn(dir: &Path, args: &[&str]) -> Self {
+        Self::spawn_on(dir, ([127, 0, 0, 1], 0).into(), args)
+    }
+
+    /// As [`Self::spawn`], its gRPC server on `grpc`: a store restarted
+    /// where its proxies already send.
+    pub fn spawn_on(dir: &Path, grpc: SocketAddr, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_conduit-telemetry-store"))
-            .args([
-                "--http-listen",
-                "127.0.0.1:0",
-                "--grpc-listen",
-                "127.0.0.1:0",
-            ])
+            .args(["--http-listen", "127.0.0.1:0", "--grpc-listen"])
+            .arg(grpc.to_string())
             .args(args)
             .arg("--data-dir")
             .arg(dir)
@@ -111,6 +113,16 @@ impl StoreProcess {
             .parse()
             .unwrap();
         Self { child, http, log }
+    }
+
+    /// Sends `signal` (e.g. `STOP`) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal}");
     }
 
     /// SIGKILL, as `kill -9`.
@@ -147,6 +159,40 @@ pub async fn start_store(configure: impl FnOnce(&mut Config)) -> TestStore {
     let store = Store::open(config).expect("store opens");
     let running = store.start().await.expect("store starts");
     TestStore { running, dir }
+}
+
+/// A real `conduit-proxy` in front of `app` as pod demo/web/web-1,
+/// reporting every 200 ms to each of `stores` (gRPC addresses).
+pub async fn start_proxy(
+    app: SocketAddr,
+    stores: &[SocketAddr],
+    extra: &[&str],
+) -> conduit_proxy::Proxy {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct ProxyArgs {
+        #[command(flatten)]
+        config: conduit_proxy::config::Config,
+    }
+    let stores: Vec<String> = stores.iter().map(|s| format!("http://{s}")).collect();
+    let mut args = vec![
+        "conduit-proxy".to_string(),
+        "--inbound-listen=127.0.0.1:0".into(),
+        "--outbound-listen=127.0.0.1:0".into(),
+        "--admin-listen=127.0.0.1:0".into(),
+        "--tap-listen=127.0.0.1:0".into(),
+        format!("--inbound-app-addr={app}"),
+        format!("--telemetry-addr={}", stores.join(",")),
+        "--telemetry-interval=200ms".into(),
+        "--namespace=demo".into(),
+        "--deployment=web".into(),
+        "--pod=web-1".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let config = ProxyArgs::try_parse_from(args).expect("proxy flags").config;
+    conduit_proxy::Proxy::start(config)
+        .await
+        .expect("proxy starts")
 }
 
 pub fn now_ms() -> i64 {

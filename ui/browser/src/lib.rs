@@ -42,6 +42,19 @@ const CHROMIUM_ARGS: &[&str] = &[
     "--window-size=1400,1000",
 ];
 
+/// Replaces the page's `EventSource` with a subclass that keeps a list of
+/// its instances.
+const WATCH_EVENT_SOURCES: &str = r"
+(() => {
+  const Real = window.EventSource;
+  const all = [];
+  window.__conduitEventSources = all;
+  window.EventSource = class extends Real {
+    constructor(...args) { super(...args); all.push(this); }
+  };
+})();
+";
+
 /// How long chromedriver may take to answer after starting.
 const DRIVER_START: Duration = Duration::from_secs(30);
 
@@ -214,6 +227,34 @@ impl Browser {
             .await
             .map_err(|e| e.to_string())?;
         Ok(ret.json().clone())
+    }
+
+    /// From the next page load on, records every `EventSource` the page
+    /// opens (in `window.__conduitEventSources`), for
+    /// [`Self::open_event_sources`]: the page's own code runs unchanged.
+    pub async fn watch_event_sources(&self) -> Result<(), String> {
+        self.driver
+            .cdp()
+            .send_raw(
+                "Page.addScriptToEvaluateOnNewDocument",
+                serde_json::json!({ "source": WATCH_EVENT_SOURCES }),
+            )
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The URLs of the page's `EventSource`s that are not closed
+    /// (connecting or open), once [`Self::watch_event_sources`] watches.
+    pub async fn open_event_sources(&self) -> Result<Vec<String>, String> {
+        let v = self
+            .eval(
+                "const all = window.__conduitEventSources;\n\
+                 if (!all) { throw new Error('EventSources are not watched'); }\n\
+                 return all.filter(s => s.readyState !== EventSource.CLOSED).map(s => s.url);",
+            )
+            .await?;
+        serde_json::from_value(v).map_err(|e| e.to_string())
     }
 
     /// Ends the session, then chromedriver.

@@ -6,7 +6,11 @@
 //! load ──> web-0 proxy (outbound) ─mTLS─┬─> voting-0 proxy ──> upstream: 20 ms, every 10th request 500
 //!                                       └─> emoji-0 proxy  ──> upstream: 2 ms, never fails
 //! intruder (plaintext, no identity) ──────> voting-0 proxy: 403, denied by policy
+//! web-0 proxy (outbound) ──> gone.demo:8080, a closed port: 502, unreachable
 //! ```
+//!
+//! The steady load can be paused ([`Mesh::pause_load`]) so a test sends a
+//! known number of requests of its own ([`Mesh::send_to_voting`]).
 //!
 //! Every pod runs version `v1`; [`Mesh::roll_out_voting`] starts voting's
 //! `v2` beside it (every [`ROLLOUT_FAIL_EVERY`]-th request fails), as
@@ -36,6 +40,11 @@ use conduit_testbed::{
 
 pub const VOTING: &str = "voting.demo.svc.cluster.local:8080";
 pub const EMOJI: &str = "emoji.demo:8080";
+/// An authority web's proxy sends to a closed port (its static endpoint):
+/// the proxy answers 502 itself, reason `unreachable`.
+pub const GONE: &str = "gone.demo:8080";
+/// Nothing listens on port 1 of loopback (a privileged port no test binds).
+const CLOSED_PORT: &str = "127.0.0.1:1";
 pub const VOTING_PATHS: &[&str] = &["/vote/cat", "/vote/dog", "/results"];
 pub const EMOJI_PATHS: &[&str] = &["/list", "/find/cat"];
 /// Requests per second sent to each Deployment.
@@ -121,7 +130,20 @@ impl Mesh {
         let web_app = Upstream::start(UpstreamSpec::default());
         let voting = proxy("voting", voting_app.addr);
         let emoji = proxy("emoji", emoji_app.addr);
-        let web = proxy("web", web_app.addr);
+        let web = {
+            let ends = Ends {
+                identity: &identity,
+                controller: &controller,
+                store: &store,
+            };
+            ends.proxy_with(
+                "web",
+                "web-0",
+                FIRST_VERSION,
+                web_app.addr,
+                &["--outbound-endpoint", &format!("{GONE}={CLOSED_PORT}")],
+            )
+        };
         publish(
             &discovery,
             &[
@@ -173,6 +195,56 @@ impl Mesh {
         )?;
         self.rollout = Some((v2, app));
         Ok(())
+    }
+
+    /// Stops the steady load (every thread's round ends first).
+    pub fn pause_load(&mut self) {
+        self.load.take();
+    }
+
+    /// Starts the steady load again.
+    pub fn resume_load(&mut self) {
+        let [web, voting, _] = &self.proxies;
+        self.load = Some(Load::start(web.outbound, voting.inbound));
+    }
+
+    /// Sends `rps` requests a second for `secs` seconds from web to
+    /// voting; returns how many voting answered (200, or its upstream's
+    /// 500), failing if any did not reach it.
+    pub fn send_to_voting(&self, rps: u32, secs: u64) -> Result<u64, String> {
+        let (codes, _) = drive_load(
+            self.proxies[0].outbound,
+            VOTING,
+            VOTING_PATHS,
+            rps,
+            Duration::from_secs(secs),
+        );
+        if codes.keys().any(|c| *c != 200 && *c != 500) {
+            return Err(format!("not every request reached voting: {codes:?}"));
+        }
+        Ok(codes.values().sum())
+    }
+
+    /// Sends one request from web to [`GONE`]; returns its status.
+    pub fn call_gone(&self) -> Result<u16, String> {
+        let (codes, _) = drive_load(
+            self.proxies[0].outbound,
+            GONE,
+            &["/gone"],
+            1,
+            Duration::from_secs(1),
+        );
+        codes
+            .into_keys()
+            .next()
+            .ok_or_else(|| "no answer from web's proxy".to_string())
+    }
+
+    /// `GET /api/v1/stat` of Deployment `demo/NAME` from `since` to
+    /// `until` (RFC 3339 or how long ago), as the controller answers.
+    pub fn stat_between(&self, name: &str, since: &str, until: &str) -> Option<Stat> {
+        let path = format!("/api/v1/stat?namespace=demo&name={name}&since={since}&until={until}");
+        serde_json::from_str(&self.get(&path)?).ok()
     }
 
     /// `GET /api/v1/stat` of `demo/NAME` by version over the last minute.
@@ -302,6 +374,18 @@ impl Ends<'_> {
     /// A proxy of pod `pod` of `deployment`, running `version`, with
     /// identity and every request tapped.
     fn proxy(&self, deployment: &str, pod: &str, version: &str, app: SocketAddr) -> Proxy {
+        self.proxy_with(deployment, pod, version, app, &[])
+    }
+
+    /// [`Self::proxy`] with `more` flags.
+    fn proxy_with(
+        &self,
+        deployment: &str,
+        pod: &str,
+        version: &str,
+        app: SocketAddr,
+        more: &[&str],
+    ) -> Proxy {
         let mut extra = self
             .identity
             .workload_args(self.controller, &IdentityName::new(deployment, NAMESPACE));
@@ -318,6 +402,7 @@ impl Ends<'_> {
             ]
             .map(String::from),
         );
+        extra.extend(more.iter().map(ToString::to_string));
         Proxy::start(ProxySpec {
             namespace: NAMESPACE,
             deployment,

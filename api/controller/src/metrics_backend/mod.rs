@@ -30,21 +30,28 @@ pub use prometheus::Limits;
 #[derive(Clone)]
 pub enum MetricsBackend {
     Embedded(Store),
-    Prometheus(prometheus::Client),
+    /// Boxed: the HTTP client with its connection pool is many times the
+    /// store client's size.
+    Prometheus(Box<prometheus::Client>),
 }
 
 impl MetricsBackend {
     pub fn new(choice: &Choice, store: &Store, limits: Limits) -> anyhow::Result<Self> {
         Ok(match choice {
             Choice::Embedded => Self::Embedded(store.clone()),
-            Choice::Prometheus(url) => Self::Prometheus(prometheus::Client::new(url, limits)?),
+            Choice::Prometheus(url) => {
+                Self::Prometheus(Box::new(prometheus::Client::new(url, limits)?))
+            }
         })
     }
 
     /// What `check` and the logs call it.
     pub fn describe(&self) -> String {
         match self {
-            Self::Embedded(store) => format!("the telemetry store at {}", store.addr()),
+            Self::Embedded(store) => {
+                let addrs: Vec<&str> = store.addrs().collect();
+                format!("the telemetry store at {}", addrs.join(","))
+            }
             Self::Prometheus(client) => client.describe(),
         }
     }

@@ -74,11 +74,12 @@ impl PublicApi {
             }
             Err(e) => results.push(result(
                 STORE,
-                format!("the telemetry store at {} answers", self.store().addr()),
+                "a telemetry store answers",
                 pb::CheckStatus::Failed,
                 e.message(),
             )),
         }
+        results.extend(self.pair_checks().await);
         if !self.metrics().is_embedded() {
             results.push(self.metrics_backend_check().await);
         }
@@ -114,6 +115,31 @@ impl PublicApi {
             ),
             Ok(_) => ok(METRICS_BACKEND, description),
         }
+    }
+}
+
+impl PublicApi {
+    /// With a pair of stores, whether each answers: the other hides a
+    /// store that is down from every other check.
+    async fn pair_checks(&self) -> Vec<pb::CheckResult> {
+        let each = self.store().each_status().await;
+        if each.len() < 2 {
+            return Vec::new();
+        }
+        each.into_iter()
+            .map(|(addr, status)| {
+                let what = format!("the telemetry store at {addr} answers");
+                match status {
+                    Ok(_) => ok(STORE, what),
+                    Err(e) => result(
+                        STORE,
+                        what,
+                        pb::CheckStatus::Failed,
+                        format!("{}; its twin answers meanwhile", e.message()),
+                    ),
+                }
+            })
+            .collect()
     }
 }
 

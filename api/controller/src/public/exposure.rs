@@ -78,32 +78,29 @@ impl PublicApi {
     }
 
     async fn store_exposure(&self) -> pb::CheckResult {
-        let Some(addr) = self.store().socket_addr() else {
-            return result(
-                SECURITY,
-                "the store's gRPC API refuses callers without a mesh certificate",
-                pb::CheckStatus::Warning,
-                format!(
-                    "{} is not an address this check can probe",
-                    self.store().addr()
-                ),
-            );
-        };
-        if speaks_plaintext_h2(addr).await {
-            return result(
-                SECURITY,
-                "the store's gRPC API refuses callers without a mesh certificate",
-                pb::CheckStatus::Failed,
-                format!(
-                    "{addr} answers plaintext gRPC: anyone who reaches it can send telemetry \
-                     and read the tap history; start the store with --identity-addr"
-                ),
-            );
+        const WHAT: &str = "the store's gRPC API refuses callers without a mesh certificate";
+        for addr in self.store().addrs() {
+            let Some(socket) = crate::store::socket_addr(addr) else {
+                return result(
+                    SECURITY,
+                    WHAT,
+                    pb::CheckStatus::Warning,
+                    format!("{addr} is not an address this check can probe"),
+                );
+            };
+            if speaks_plaintext_h2(socket).await {
+                return result(
+                    SECURITY,
+                    WHAT,
+                    pb::CheckStatus::Failed,
+                    format!(
+                        "{socket} answers plaintext gRPC: anyone who reaches it can send telemetry \
+                         and read the tap history; start the store with --identity-addr"
+                    ),
+                );
+            }
         }
-        ok(
-            SECURITY,
-            "the store's gRPC API refuses callers without a mesh certificate",
-        )
+        ok(SECURITY, WHAT)
     }
 
     async fn proxies_exposure(&self) -> pb::CheckResult {

@@ -1,5 +1,5 @@
 //! Bearer tokens in front of what writes data or reveals requests: remote
-//! write in, and the tap history. PromQL stays open, as Prometheus' is:
+//! write in, and the tap history with its exemplars. PromQL stays open, as Prometheus' is:
 //! Grafana reads it and it holds aggregates, not requests.
 //!
 //! The token is checked before the body is read, so an unauthenticated

@@ -114,6 +114,18 @@ pub(super) async fn handler(State(s): State<Gauges>) -> impl IntoResponse {
         load(&i.reports_refused_time),
     );
     metric(
+        "conduit_store_reports_repeated_total",
+        "counter",
+        "Proxy reports sent again after a lost acknowledgement, already stored and skipped.",
+        load(&i.reports_repeated),
+    );
+    metric(
+        "conduit_store_reports_missed_total",
+        "counter",
+        "Proxy reports meant for this store that their proxy dropped (its buffer filled while the store was unreachable).",
+        load(&i.reports_missed),
+    );
+    metric(
         "conduit_store_series_created_total",
         "counter",
         "Series created in the head.",

@@ -95,16 +95,21 @@ pub(crate) fn router(c: &Config, routes: Routes) -> Router {
     let tap = Router::new()
         .route("/api/v1/tap/search", get(tap::search).post(tap::search))
         .route("/api/v1/tap/follow", get(tap::follow))
-        .layer(read_body())
-        .route_layer(from_fn_with_state(routes.tokens, auth::tap))
         .with_state(routes.tap);
+    // An exemplar names one request (its id, latency and time), so it is
+    // closed with the tap history rather than open with the aggregates.
+    let requests = Router::new()
+        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
+        .with_state(routes.reads.clone())
+        .merge(tap)
+        .layer(read_body())
+        .route_layer(from_fn_with_state(routes.tokens, auth::tap));
     let queries = Router::new()
         .route("/api/v1/query", get(query).post(query))
         .route("/api/v1/query_range", get(query_range).post(query_range))
         .route("/api/v1/series", get(series).post(series))
         .route("/api/v1/labels", get(labels).post(labels))
         .route("/api/v1/label/{name}/values", get(label_values))
-        .route("/api/v1/query_exemplars", get(exemplars).post(exemplars))
         .with_state(routes.reads);
     let reads = Router::new()
         .merge(queries)
@@ -124,7 +129,7 @@ pub(crate) fn router(c: &Config, routes: Routes) -> Router {
         .layer(read_body());
     // The bodies are whole and within their limits once a handler runs.
     writes
-        .merge(tap)
+        .merge(requests)
         .merge(reads)
         .layer(DefaultBodyLimit::disable())
 }

@@ -4,7 +4,8 @@
 //! selects) and what each allowed, denied and audited over the last
 //! minute; what `conduit authz deploy/NAME -o wide` prints.
 //!
-//! The API has no stream for it, so it is polled like the edges. Each row
+//! The API has no stream for it, so it is polled like the edges (a fixed
+//! window's once). Each row
 //! of an empty authorization counts what no authorization admitted: those
 //! are the denials, marked as such, since they are what an operator looks
 //! for here.
@@ -13,12 +14,10 @@ use conduit_api::json::{Authz, AuthzRow};
 use conduit_chart::format;
 use leptos::prelude::*;
 
+use super::window::Window;
 use crate::api::{self, FetchError};
 use crate::components::status::{Empty, ErrorBox};
 use crate::live;
-
-/// The window the counts cover: the minute the page's other figures cover.
-const WINDOW: &str = "1m";
 
 /// One poll's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,23 +29,26 @@ struct Answer {
 }
 
 #[component]
-pub(crate) fn AuthzPanel(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
+pub(crate) fn AuthzPanel(
+    namespace: Memo<String>,
+    name: Memo<String>,
+    window: Memo<Window>,
+) -> impl IntoView {
     let answer = RwSignal::new(None::<Answer>);
-    live::poll(super::REFRESH, move || {
-        let url = api::url(
-            "/api/v1/authz",
-            &[
-                ("namespace", &namespace.get()),
-                ("name", &name.get()),
-                ("window", WINDOW),
-            ],
-        );
-        leptos::task::spawn_local(async move {
-            let asked_ms = js_sys::Date::now();
-            let result = api::get::<Authz>(&url).await;
-            answer.try_set(Some(Answer { asked_ms, result }));
-        });
-    });
+    live::poll(
+        super::REFRESH,
+        move || window.with(Window::is_live),
+        move || {
+            let mut params = vec![("namespace", namespace.get()), ("name", name.get())];
+            params.extend(window.get().api_params());
+            let url = api::url("/api/v1/authz", &super::pairs(&params));
+            leptos::task::spawn_local(async move {
+                let asked_ms = js_sys::Date::now();
+                let result = api::get::<Authz>(&url).await;
+                answer.try_set(Some(Answer { asked_ms, result }));
+            });
+        },
+    );
     let body = move || match answer.get() {
         None => {
             view! { <p class="status loading">"Loading the authorization policy…"</p> }.into_any()
@@ -62,7 +64,7 @@ pub(crate) fn AuthzPanel(namespace: Memo<String>, name: Memo<String>) -> impl In
     view! {
         <h2>"Authorization"</h2>
         <p class="hint">
-            "Who may call this Deployment, and what its proxies allowed and denied over the last minute."
+            {move || format!("Who may call this Deployment, and what its proxies allowed and denied {}.", window.with(Window::describe))}
         </p>
         {body}
     }

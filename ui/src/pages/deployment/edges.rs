@@ -2,7 +2,8 @@
 //! mTLS status and traffic over the last minute, drawn as a graph
 //! ([`super::graph`]) above a table with the identities and latencies.
 //!
-//! The API has no stream for edges, so they are polled. Peers come from
+//! The API has no stream for edges, so they are polled (a fixed window's
+//! once). Peers come from
 //! `/api/v1/edges` (identities, mTLS) joined with `/api/v1/stat` `to` and
 //! `from` the Deployment (traffic per edge).
 
@@ -13,6 +14,7 @@ use conduit_api::json::{Edges, Golden, Stat};
 use leptos::prelude::*;
 
 use super::graph::NeighbourGraph;
+use super::window::Window;
 use crate::api::{self, FetchError};
 use crate::components::metric::GoldenCells;
 use crate::components::status::{Empty, ErrorBox};
@@ -80,25 +82,22 @@ fn join_edges(me: &DeploymentRef, edges: &Edges, inbound: &Stat, outbound: &Stat
     rows.into_values().collect()
 }
 
-async fn fetch_edges(me: DeploymentRef) -> Result<Vec<EdgeRow>, FetchError> {
+async fn fetch_edges(me: DeploymentRef, window: Window) -> Result<Vec<EdgeRow>, FetchError> {
     let me_text = me.to_string();
-    let edges_url = api::url("/api/v1/edges", &[("all_namespaces", "true")]);
-    let to_url = api::url(
-        "/api/v1/stat",
-        &[
-            ("all_namespaces", "true"),
-            ("to", &me_text),
-            ("window", "1m"),
-        ],
-    );
-    let from_url = api::url(
-        "/api/v1/stat",
-        &[
-            ("all_namespaces", "true"),
-            ("from", &me_text),
-            ("window", "1m"),
-        ],
-    );
+    let url = |path: &str, edge: Option<(&'static str, String)>| {
+        // A live page's edges are those of the last five minutes (the
+        // API's default), its traffic that of the last minute.
+        let windowed = edge.is_some() || !window.is_live();
+        let mut params = vec![("all_namespaces", "true".to_string())];
+        params.extend(edge);
+        if windowed {
+            params.extend(window.api_params());
+        }
+        api::url(path, &super::pairs(&params))
+    };
+    let edges_url = url("/api/v1/edges", None);
+    let to_url = url("/api/v1/stat", Some(("to", me_text.clone())));
+    let from_url = url("/api/v1/stat", Some(("from", me_text)));
     let edges: Edges = api::get(&edges_url).await?;
     let inbound: Stat = api::get(&to_url).await?;
     let outbound: Stat = api::get(&from_url).await?;
@@ -106,21 +105,38 @@ async fn fetch_edges(me: DeploymentRef) -> Result<Vec<EdgeRow>, FetchError> {
 }
 
 #[component]
-pub(super) fn EdgesView(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
+pub(super) fn EdgesView(
+    namespace: Memo<String>,
+    name: Memo<String>,
+    window: Memo<Window>,
+) -> impl IntoView {
     let result = RwSignal::new(None::<Result<Vec<EdgeRow>, FetchError>>);
-    live::poll(super::REFRESH, move || {
-        let me = DeploymentRef::new(namespace.get(), name.get());
-        leptos::task::spawn_local(async move {
-            let r = fetch_edges(me).await;
-            result.try_set(Some(r));
-        });
-    });
+    live::poll(
+        super::REFRESH,
+        move || window.with(Window::is_live),
+        move || {
+            let me = DeploymentRef::new(namespace.get(), name.get());
+            let w = window.get();
+            leptos::task::spawn_local(async move {
+                let r = fetch_edges(me, w).await;
+                result.try_set(Some(r));
+            });
+        },
+    );
     let rows = move || {
         let rows = match result.get() {
             None => return view! { <p class="status loading">"Loading edges…"</p> }.into_any(),
             Some(Err(e)) => return view! { <ErrorBox message=e.to_string()/> }.into_any(),
             Some(Ok(rows)) if rows.is_empty() => {
-                return view! { <Empty><p>"No traffic to or from other meshed Deployments yet."</p></Empty> }.into_any();
+                let text = if window.with(Window::is_live) {
+                    "No traffic to or from other meshed Deployments yet.".to_string()
+                } else {
+                    format!(
+                        "No traffic to or from other meshed Deployments {}.",
+                        window.with(Window::describe)
+                    )
+                };
+                return view! { <Empty><p>{text}</p></Empty> }.into_any();
             }
             Some(Ok(rows)) => rows,
         };

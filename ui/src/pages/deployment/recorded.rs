@@ -13,8 +13,8 @@ use crate::components::chart::Pick;
 use crate::components::status::{Empty, ErrorBox};
 use crate::pages::tap::TapTable;
 
-/// A chart point stands for the stat window that ends at it.
-const POINT_WINDOW_MS: i64 = 60_000;
+/// A live chart point stands for the stat window that ends at it.
+pub(super) const LIVE_POINT_MS: i64 = 60_000;
 
 /// Requests listed at most.
 const LIMIT: &str = "100";
@@ -53,9 +53,11 @@ pub(crate) struct Picked {
 }
 
 impl Picked {
-    pub(crate) fn new(behind: Behind, pick: Pick) -> Self {
+    /// What `pick` on a chart whose points each cover the `point_ms`
+    /// before them stands for.
+    pub(crate) fn new(behind: Behind, pick: Pick, point_ms: i64) -> Self {
         let (start, end) = match pick {
-            Pick::Point(t) => (t - POINT_WINDOW_MS, t),
+            Pick::Point(t) => (t - point_ms, t),
             Pick::Range(a, b) => (a, b),
         };
         Self { behind, start, end }

@@ -3,53 +3,57 @@
 //! templates its callers' proxies learned (`GET /api/vote/{id}`), marked
 //! learned; what `conduit routes deploy/NAME` prints.
 //!
-//! The API has no stream for it, so it is polled like the edges.
+//! The API has no stream for it, so it is polled like the edges (a fixed
+//! window's once).
 
 use conduit_api::json::{RouteRow, Routes};
 use conduit_chart::format;
 use leptos::prelude::*;
 
+use super::window::Window;
 use crate::api::{self, FetchError};
 use crate::components::status::{Empty, ErrorBox};
 use crate::live;
 
-/// The window the figures cover: the minute the page's other figures cover.
-const WINDOW: &str = "1m";
-
 #[component]
-pub(crate) fn RoutesPanel(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
+pub(crate) fn RoutesPanel(
+    namespace: Memo<String>,
+    name: Memo<String>,
+    window: Memo<Window>,
+) -> impl IntoView {
     let answer = RwSignal::new(None::<Result<Routes, FetchError>>);
-    live::poll(super::REFRESH, move || {
-        let url = api::url(
-            "/api/v1/routes",
-            &[
-                ("namespace", &namespace.get()),
-                ("name", &name.get()),
-                ("window", WINDOW),
-            ],
-        );
-        leptos::task::spawn_local(async move {
-            answer.try_set(Some(api::get::<Routes>(&url).await));
-        });
-    });
+    live::poll(
+        super::REFRESH,
+        move || window.with(Window::is_live),
+        move || {
+            let w = window.get().api_params();
+            let mut params = vec![("namespace", namespace.get()), ("name", name.get())];
+            params.extend(w);
+            let url = api::url("/api/v1/routes", &super::pairs(&params));
+            leptos::task::spawn_local(async move {
+                answer.try_set(Some(api::get::<Routes>(&url).await));
+            });
+        },
+    );
+    let when = move || window.with(Window::describe);
     let body = move || match answer.get() {
         None => view! { <p class="status loading">"Loading the routes…"</p> }.into_any(),
         Some(Err(e)) => view! { <ErrorBox message=e.to_string()/> }.into_any(),
-        Some(Ok(routes)) => view! { <RoutesTable rows=routes.rows/> }.into_any(),
+        Some(Ok(routes)) => view! { <RoutesTable rows=routes.rows when=when()/> }.into_any(),
     };
     view! {
         <h2>"Routes"</h2>
         <p class="hint">
-            "Requests to this Deployment per route over the last minute: its service profiles' routes, then the path templates its callers' proxies learned."
+            {move || format!("Requests to this Deployment per route {}: its service profiles' routes, then the path templates its callers' proxies learned.", when())}
         </p>
         {body}
     }
 }
 
 #[component]
-fn RoutesTable(rows: Vec<RouteRow>) -> impl IntoView {
+fn RoutesTable(rows: Vec<RouteRow>, when: String) -> impl IntoView {
     if rows.iter().all(|r| r.metrics.is_none()) && !rows.iter().any(|r| r.learned) {
-        return view! { <Empty><p>"No route has seen a request in the last minute."</p></Empty> }
+        return view! { <Empty><p>{format!("No route has seen a request {when}.")}</p></Empty> }
             .into_any();
     }
     let body = rows

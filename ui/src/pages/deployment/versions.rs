@@ -5,45 +5,46 @@
 //! window: with one, the page's figures already are that version's.
 //!
 //! The API has no stream grouped by version, so it is polled like the
-//! edges.
+//! edges (a fixed window's once).
 
 use conduit_api::json::{Golden, Stat, StatRow};
 use conduit_chart::format;
 use conduit_chart::health::Health;
 use leptos::prelude::*;
 
+use super::window::Window;
 use crate::api;
 use crate::live;
 
-/// The minute the page's other figures cover.
-const WINDOW: &str = "1m";
-
 #[component]
-pub(crate) fn VersionsPanel(namespace: Memo<String>, name: Memo<String>) -> impl IntoView {
+pub(crate) fn VersionsPanel(
+    namespace: Memo<String>,
+    name: Memo<String>,
+    window: Memo<Window>,
+) -> impl IntoView {
     let rows = RwSignal::new(Vec::<Version>::new());
-    live::poll(super::REFRESH, move || {
-        let url = api::url(
-            "/api/v1/stat",
-            &[
-                ("namespace", &namespace.get()),
-                ("name", &name.get()),
-                ("window", WINDOW),
-                ("by", "version"),
-            ],
-        );
-        leptos::task::spawn_local(async move {
-            // A failed poll keeps the last answer; the page's stream
-            // already says when the API is unreachable.
-            if let Ok(stat) = api::get::<Stat>(&url).await {
-                rows.try_set(serving(stat.rows));
-            }
-        });
-    });
+    live::poll(
+        super::REFRESH,
+        move || window.with(Window::is_live),
+        move || {
+            let mut params = vec![("namespace", namespace.get()), ("name", name.get())];
+            params.extend(window.get().api_params());
+            params.push(("by", "version".into()));
+            let url = api::url("/api/v1/stat", &super::pairs(&params));
+            leptos::task::spawn_local(async move {
+                // A failed poll keeps the last answer; the page's stream
+                // already says when the API is unreachable.
+                if let Ok(stat) = api::get::<Stat>(&url).await {
+                    rows.try_set(serving(stat.rows));
+                }
+            });
+        },
+    );
     view! {
         <Show when=move || rows.with(|r| r.len() > 1)>
             <h2>"Versions"</h2>
             <p class="hint">
-                "More than one version of this Deployment served requests over the last minute: each version's pods (their "
+                {move || format!("More than one version of this Deployment served requests {}: each version's pods (their ", window.with(Window::describe))}
                 <code>"pod_template_hash"</code>
                 ") side by side."
             </p>

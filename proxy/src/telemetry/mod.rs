@@ -1,34 +1,35 @@
-//! Telemetry push: one report per interval to the telemetry store, over a
-//! long-lived client-streaming gRPC call.
+//! Telemetry push: one report per interval to each telemetry store, over
+//! a long-lived gRPC stream that acknowledges every report.
 //!
 //! Reports are self-contained (cumulative counters, interval histograms),
 //! so losing one costs one interval's quantile detail and nothing else.
-//! That is what makes it safe to never block on the store: reports wait in
-//! a bounded buffer, the oldest is dropped (and counted) when it is full,
-//! and the sender reconnects with backoff and jitter while traffic goes on
-//! untouched. Interval histograms roll over every interval whether or not a
-//! store is configured, which also keeps `/metrics` buckets current.
+//! That is what makes it safe to never block on a store: each store has a
+//! bounded buffer of its own ([`replica`]), the oldest report is dropped
+//! (and counted) when it is full, and the sender reconnects with backoff
+//! and jitter while traffic goes on untouched. Interval histograms roll
+//! over every interval whether or not a store is configured, which also
+//! keeps `/metrics` buckets current.
+//!
+//! Two stores make a pair that survives losing one, as Prometheus HA pairs
+//! do: both get every report, and neither waits for the other.
 
-use std::collections::VecDeque;
+mod replica;
+
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use conduit_api::histogram::LATENCY_VALUE_SCALE;
 use conduit_api::metrics as names;
-use conduit_api::proto::telemetry::v1::telemetry_client::TelemetryClient;
 use conduit_api::proto::telemetry::v1::{
     CounterSeries, GaugeSeries, HistogramSeries, ProxyMeta, Report,
 };
 use conduit_api::{DeploymentRef, Labels};
-use tokio::sync::{Notify, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::backoff::Backoff;
 use crate::config::GrpcAddr;
 use crate::identity::Identity;
 use crate::metrics::{
-    HttpStats, Registry, eviction_labels, handshake_labels, lock, overflow_labels, refused_labels,
+    HttpStats, Registry, eviction_labels, handshake_labels, overflow_labels, refused_labels,
 };
 use crate::recorder::Recorder;
 use crate::tap::Tap;
@@ -37,11 +38,15 @@ pub(crate) struct Telemetry {
     registry: Arc<Registry>,
     tap: Arc<Tap>,
     interval: Duration,
-    capacity: usize,
     meta: ProxyMeta,
-    buffer: Mutex<VecDeque<Report>>,
-    ready: Notify,
+    stores: Vec<Arc<replica::Replica>>,
     identity: Option<Arc<Identity>>,
+}
+
+/// Where reports go: the stores and how many reports each may hold.
+pub(crate) struct Stores {
+    pub(crate) addrs: Vec<GrpcAddr>,
+    pub(crate) buffer: usize,
 }
 
 impl Telemetry {
@@ -49,7 +54,7 @@ impl Telemetry {
         registry: Arc<Registry>,
         tap: Arc<Tap>,
         interval: Duration,
-        capacity: usize,
+        stores: Stores,
         deployment: Option<DeploymentRef>,
         pod: String,
         identity: Option<Arc<Identity>>,
@@ -65,20 +70,34 @@ impl Telemetry {
             process_start_unix_ms: registry.process_start_unix_ms(),
             pod_template_hash: registry.version().to_string(),
         };
+        let stores = stores
+            .addrs
+            .into_iter()
+            .map(|addr| Arc::new(replica::Replica::new(addr, stores.buffer)))
+            .collect();
         Self {
             registry,
             tap,
             interval: interval.max(Duration::from_millis(10)),
-            capacity: capacity.max(1),
             meta,
-            buffer: Mutex::default(),
-            ready: Notify::new(),
+            stores,
             identity,
         }
     }
 
-    /// Builds a report every interval; `push` says whether anyone sends them.
-    pub(crate) async fn collect(self: Arc<Self>, push: bool) {
+    /// Builds a report every interval and hands it to every store's sender.
+    /// The senders are tasks of this one's: stopping it stops them.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut senders = tokio::task::JoinSet::new();
+        for store in &self.stores {
+            let (identity, registry) = (self.identity.clone(), self.registry.clone());
+            senders.spawn(store.clone().send(identity, registry));
+        }
+        self.collect().await;
+    }
+
+    async fn collect(&self) {
+        let push = !self.stores.is_empty();
         let mut ticker = tokio::time::interval(self.interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -110,80 +129,13 @@ impl Telemetry {
     }
 
     fn enqueue(&self, report: Report) {
-        let mut buffer = lock(&self.buffer);
-        while buffer.len() >= self.capacity {
-            buffer.pop_front();
-            self.registry
-                .proxy
-                .telemetry_reports_dropped
-                .fetch_add(1, Relaxed);
+        let Some((last, others)) = self.stores.split_last() else {
+            return;
+        };
+        for store in others {
+            store.push(report.clone(), &self.registry);
         }
-        buffer.push_back(report);
-        drop(buffer);
-        self.ready.notify_one();
-    }
-
-    /// The oldest waiting report, its drop counts brought up to date: a
-    /// report that waited out drops says so when it finally goes.
-    async fn next_report(&self) -> Report {
-        loop {
-            if let Some(mut r) = lock(&self.buffer).pop_front() {
-                let p = &self.registry.proxy;
-                r.dropped_reports = p.telemetry_reports_dropped.load(Relaxed);
-                r.dropped_tap_events = p.tap_events_dropped.load(Relaxed);
-                return r;
-            }
-            self.ready.notified().await;
-        }
-    }
-
-    /// Streams reports to the store for as long as the proxy runs.
-    /// The store must prove the store's identity when `addr` is mTLS.
-    pub(crate) async fn send(self: Arc<Self>, addr: GrpcAddr) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut failures = 0u32;
-        loop {
-            let identity = self.identity.as_deref();
-            let reason = match crate::identity::connect(&addr, |i| &i.store, identity).await {
-                Ok(channel) => {
-                    self.stream(TelemetryClient::new(channel), &mut backoff)
-                        .await
-                }
-                Err(e) => format!("cannot connect: {e:#}"),
-            };
-            failures += 1;
-            log_failure(&addr, failures, &reason);
-            tokio::time::sleep(backoff.next_delay()).await;
-        }
-    }
-
-    /// One `Report` call: sends reports until it fails; returns why.
-    async fn stream(
-        &self,
-        mut client: TelemetryClient<tonic::transport::Channel>,
-        backoff: &mut Backoff,
-    ) -> String {
-        let (tx, rx) = mpsc::channel::<Report>(1);
-        let call = client.report(ReceiverStream::new(rx));
-        tokio::pin!(call);
-        loop {
-            let report = tokio::select! {
-                r = self.next_report() => r,
-                res = &mut call => return ended(res),
-            };
-            tokio::select! {
-                sent = tx.send(report) => {
-                    if sent.is_err() {
-                        return "the stream closed".into();
-                    }
-                    self.registry.proxy.telemetry_reports_sent.fetch_add(1, Relaxed);
-                    backoff.reset();
-                }
-                res = &mut call => {
-                    return ended(res);
-                }
-            }
-        }
+        last.push(report, &self.registry);
     }
 
     fn report(&self, sequence: u64, start_ms: i64, end_ms: i64) -> Report {
@@ -339,24 +291,10 @@ impl Telemetry {
             gauges: out.gauges,
             histograms: out.histograms,
             tap_events: self.tap.drain_sampled(),
-            dropped_reports,
+            // Each store's own count, set when the report goes to it.
+            dropped_reports: 0,
             dropped_tap_events,
         }
-    }
-}
-
-fn ended(res: Result<tonic::Response<impl std::fmt::Debug>, tonic::Status>) -> String {
-    match res {
-        Ok(summary) => format!("the store ended the stream ({:?})", summary.into_inner()),
-        Err(status) => format!("{}: {}", status.code(), status.message()),
-    }
-}
-
-/// Logs the first failures and then every hundredth, so a store that is
-/// down for hours does not flood the log.
-fn log_failure(addr: &GrpcAddr, failures: u32, reason: &str) {
-    if failures <= 3 || failures.is_multiple_of(100) {
-        tracing::warn!(%addr, failures, reason, "telemetry stream failed; reconnecting (traffic is unaffected)");
     }
 }
 

@@ -1,0 +1,116 @@
+//! A pair of telemetry stores behind one controller (`--store-addr A,B`),
+//! both fed by every proxy: one store killed with SIGKILL under steady
+//! traffic costs `conduit stat` no answer, and `conduit check` names the
+//! store that is down. (The restarted store catching up is proven in the
+//! store's own tests, `telemetry-store/tests/store_pair.rs`.)
+
+use std::net::SocketAddr;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use conduit_api::json::Stat;
+use conduit_testbed::discovery::Discovery;
+use conduit_testbed::{
+    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
+};
+
+const VOTING: &str = "voting.demo:8080";
+
+fn conduit(c: &Controller, args: &[&str]) -> Output {
+    Command::new(conduit_testbed::bin("conduit"))
+        .args(args)
+        .args(["--api-addr", &c.grpc.to_string()])
+        .output()
+        .expect("run conduit")
+}
+
+/// `conduit stat deploy -n demo`: voting's requests and success rate.
+fn voting(c: &Controller) -> Result<(u64, f64), String> {
+    let out = conduit(
+        c,
+        &["stat", "deploy", "-n", "demo", "-t", "1m", "-o", "json"],
+    );
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let stat: Stat = serde_json::from_slice(&out.stdout).unwrap();
+    let row = stat
+        .rows
+        .iter()
+        .find(|r| r.name == "voting")
+        .ok_or_else(|| format!("no voting row: {stat:?}"))?;
+    let m = row.metrics.as_ref().ok_or("voting has no traffic")?;
+    Ok((m.success_count + m.failure_count, m.success_rate))
+}
+
+#[test]
+fn killing_one_store_of_a_pair_costs_stat_no_answer() {
+    let dir = TempDir::new("store-pair");
+    let discovery = dir.path().join("discovery.yaml");
+    std::fs::write(&discovery, "version: 1\n").unwrap();
+    let (mut a, b) = (Store::start(), Store::start());
+    let pair = format!("{},{}", a.grpc_url(), b.grpc_url());
+    let controller = Controller::start_with_store_url(&pair, &discovery);
+    let proxy = |deployment: &str, app: SocketAddr| {
+        Proxy::start(ProxySpec {
+            namespace: "demo",
+            deployment,
+            pod: &format!("{deployment}-0"),
+            app,
+            telemetry: Some(pair.clone()),
+            destination: Some(controller.destination_url()),
+            extra: vec![],
+        })
+    };
+    let voting_app = Upstream::start(UpstreamSpec {
+        delay: Duration::from_millis(1),
+        fail_every: 10,
+    });
+    let web_app = Upstream::start(UpstreamSpec::default());
+    let voting_proxy = proxy("voting", voting_app.addr);
+    let web = proxy("web", web_app.addr);
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment("voting", vec![voting_proxy.discovery_pod("voting-0")])
+        .service("voting", 8080)
+        .write(&discovery);
+
+    let outbound = web.outbound;
+    let load = std::thread::spawn(move || {
+        drive_load(outbound, VOTING, &["/"], 50, Duration::from_secs(12))
+    });
+    // Both stores have some traffic before one goes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        match voting(&controller) {
+            Ok((requests, rate)) if requests >= 100 => break rate,
+            _ => assert!(Instant::now() < deadline, "no traffic in stat"),
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+
+    a.process.kill();
+    // Every answer while A is down comes from B, with the same picture.
+    for _ in 0..8 {
+        let (requests, rate) = voting(&controller).expect("stat answers with a store down");
+        assert!(requests >= 100, "{requests}");
+        assert!((rate - before).abs() < 0.1, "{rate} vs {before}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = conduit(&controller, &["check"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "check fails with a store down: {text}"
+    );
+    for want in [
+        format!("× the telemetry store at {} answers", a.grpc_url()),
+        "its twin answers meanwhile".to_string(),
+        format!("√ the telemetry store at {} answers", b.grpc_url()),
+    ] {
+        assert!(text.contains(&want), "{want:?} in:\n{text}");
+    }
+    let (statuses, _) = load.join().unwrap();
+    assert!(statuses.values().sum::<u64>() > 400, "{statuses:?}");
+}
