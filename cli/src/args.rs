@@ -122,7 +122,9 @@ pub(crate) struct InstallArgs {
     /// Namespace of the control plane
     #[arg(short, long, default_value = "conduit", value_parser = values::namespace)]
     pub(crate) namespace: String,
-    /// High availability: three controller replicas on different nodes and a PodDisruptionBudget
+    /// High availability: three controller replicas and a pair of telemetry
+    /// stores, each on different nodes with a PodDisruptionBudget (inject
+    /// workloads with `--ha` too, so their proxies report to both stores)
     #[arg(long)]
     pub(crate) ha: bool,
     /// Image of the sidecar proxy, recorded in the `conduit-config` ConfigMap
@@ -227,6 +229,10 @@ pub(crate) struct InjectArgs {
     /// `config.conduit.io/default-inbound-policy` annotation wins
     #[arg(long, value_name = "POLICY")]
     pub(crate) default_inbound_policy: Option<conduit_api::policy::DefaultPolicy>,
+    /// The control plane was installed with `--ha`: proxies report to both
+    /// of its telemetry stores
+    #[arg(long)]
+    pub(crate) ha: bool,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]

@@ -228,6 +228,67 @@ fn ha_replicates_the_controller_across_nodes() {
     assert_eq!(pdb["spec"]["selector"], controller["spec"]["selector"]);
 }
 
+/// A pair of stores on different nodes, each named to the controller by
+/// its own DNS name (a query one cannot answer goes to the other), and to
+/// proxies injected with `--ha` the same way (each gets every report).
+#[test]
+fn ha_runs_a_pair_of_stores_that_controller_and_proxies_both_name() {
+    let single = objects(&install(&[]));
+    let store = find(&single, "StatefulSet", "conduit-telemetry-store");
+    assert_eq!(store["spec"]["replicas"], 1);
+    let ha = objects(&install(&["--ha", "-n", "mesh"]));
+    let store = find(&ha, "StatefulSet", "conduit-telemetry-store");
+    assert_eq!(store["spec"]["replicas"], 2);
+    let term = &store["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        [0];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    let pdb = find(&ha, "PodDisruptionBudget", "conduit-telemetry-store");
+    assert_eq!(pdb["spec"]["selector"], store["spec"]["selector"]);
+    // The replicas' names come from the StatefulSet and its headless Service.
+    let headless = store["spec"]["serviceName"].as_str().unwrap();
+    assert!(find(&ha, "Service", headless)["spec"]["clusterIP"] == "None");
+    let pair: Vec<String> = (0..2)
+        .map(|i| {
+            format!("https://conduit-telemetry-store-{i}.{headless}.mesh.svc.cluster.local:9096")
+        })
+        .collect();
+    let controller = find(&ha, "Deployment", "conduit-controller");
+    let args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        args.contains(&Value::from(format!("--store-addr={}", pair.join(",")))),
+        "{args:?}"
+    );
+
+    let anchors = fixture("identity/ca.crt").display().to_string();
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: app}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec: {containers: [{name: web, image: web}]}\n";
+    let telemetry_addr = |extra: &[&str]| {
+        let args = [
+            &["inject", "-", "--control-plane-namespace", "mesh"][..],
+            &["--identity-trust-anchors-file", &anchors],
+            extra,
+        ]
+        .concat();
+        let (out, _) = conduit_ok(&args, deployment);
+        let injected = objects(&out);
+        // The proxy runs as a native sidecar (an init container that stays).
+        let pod = &injected[0]["spec"]["template"]["spec"];
+        ["initContainers", "containers"]
+            .iter()
+            .flat_map(|k| pod[k].as_array().cloned().unwrap_or_default())
+            .flat_map(|c| c["env"].as_array().cloned().unwrap_or_default())
+            .find(|e| e["name"] == "CONDUIT_PROXY_TELEMETRY_ADDR")
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .expect("the proxy's telemetry address")
+    };
+    assert_eq!(telemetry_addr(&["--ha"]), pair.join(","));
+    assert_eq!(
+        telemetry_addr(&[]),
+        "https://conduit-telemetry-store.mesh.svc.cluster.local:9096"
+    );
+}
+
 #[test]
 fn json_output_holds_the_same_objects() {
     let yaml = objects(&install_with_identity(&[]));

@@ -56,6 +56,9 @@ pub struct Sidecar {
     /// with a projected ServiceAccount token and speak mTLS. Absent:
     /// plaintext.
     pub trust_anchors_pem: Option<String>,
+    /// The control plane runs a pair of stores (`conduit install --ha`):
+    /// the proxy reports to both.
+    pub store_pair: bool,
 }
 
 impl Sidecar {
@@ -71,6 +74,7 @@ impl Sidecar {
             opaque_ports: Vec::new(),
             proxy_log_level: None,
             trust_anchors_pem: None,
+            store_pair: false,
         }
     }
 }
@@ -144,7 +148,7 @@ pub(crate) fn proxy_container(
     ));
     env.push(env_value(
         "CONDUIT_PROXY_TELEMETRY_ADDR",
-        &format!("{scheme}://conduit-telemetry-store.{ns}.svc.{domain}:9096"),
+        &crate::install::store_grpc_addrs(ns, domain, scheme, options.store_pair).join(","),
     ));
     if !options.opaque_ports.is_empty() {
         env.push(env_value(

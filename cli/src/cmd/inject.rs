@@ -39,6 +39,7 @@ pub(crate) fn inject(args: InjectArgs) -> anyhow::Result<()> {
             opaque_ports: args.opaque_ports,
             proxy_log_level: args.proxy_log_level,
             cluster_domain: args.cluster.cluster_domain,
+            store_pair: args.ha,
             ..Sidecar::new(&args.control_plane_namespace)
         },
         default_inbound_policy: args.default_inbound_policy,

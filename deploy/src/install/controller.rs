@@ -13,7 +13,7 @@ use super::pod::{
     spread_over_nodes,
 };
 use super::rbac::CONTROLLER_ACCOUNT;
-use super::{InstallOptions, labels, metadata, selector, service_host};
+use super::{InstallOptions, labels, metadata, selector};
 
 const COMPONENT: &str = "controller";
 pub(super) const SERVICE: &str = "conduit-controller";
@@ -44,18 +44,15 @@ pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
         ),
     ];
     if options.ha {
-        objects.push(disruption_budget(ns));
+        objects.push(disruption_budget(SERVICE, ns, COMPONENT));
     }
     objects
 }
 
 fn deployment(options: &InstallOptions) -> Value {
     let ns = &options.namespace;
-    let store = format!(
-        "https://{}:{}",
-        service_host(super::store::SERVICE, options),
-        super::store::GRPC_PORT
-    );
+    let store =
+        super::store::grpc_addrs(ns, &options.cluster_domain, "https", options.ha).join(",");
     let mut args = vec![
         format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
         format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
@@ -203,16 +200,17 @@ pub(super) fn service_port(name: &str, port: u16, app_protocol: Option<&str>) ->
 }
 
 /// Voluntary disruptions (drains, upgrades) take down at most one replica.
-fn disruption_budget(namespace: &str) -> Value {
+/// At most one replica of `component` down at a time for a drain.
+pub(super) fn disruption_budget(name: &str, namespace: &str, component: &str) -> Value {
     map([
         ("apiVersion", "policy/v1".into()),
         ("kind", "PodDisruptionBudget".into()),
-        ("metadata", metadata(SERVICE, namespace, COMPONENT)),
+        ("metadata", metadata(name, namespace, component)),
         (
             "spec",
             map([
                 ("maxUnavailable", 1.into()),
-                ("selector", map([("matchLabels", selector(COMPONENT))])),
+                ("selector", map([("matchLabels", selector(component))])),
             ]),
         ),
     ])

@@ -22,8 +22,8 @@
 //! - with `--metrics-backend prometheus:URL`, the controller reading
 //!   metrics from that query API; with `--remote-write-url`, the store
 //!   forwarding every series there;
-//! - with `--ha`: three controller replicas spread over nodes, and a
-//!   PodDisruptionBudget.
+//! - with `--ha`: three controller replicas and a pair of stores, each
+//!   spread over nodes with a PodDisruptionBudget.
 //!
 //! `uninstall` lists the same objects by name for `kubectl delete`.
 
@@ -34,6 +34,8 @@ mod pod;
 mod policy;
 mod rbac;
 mod store;
+
+pub(crate) use store::grpc_addrs as store_grpc_addrs;
 
 use conduit_api::VERSION;
 use conduit_api::metrics_backend::MetricsBackend;

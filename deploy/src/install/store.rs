@@ -1,14 +1,18 @@
-//! The telemetry store: a StatefulSet whose one replica keeps its WAL and
-//! blocks on a PersistentVolumeClaim. It stays a single replica under
-//! `--ha`: proxies push each report to one store, so replicas would each
-//! hold part of the data; scale-out goes through remote-write instead.
+//! The telemetry store: a StatefulSet whose replica keeps its WAL and
+//! blocks on a PersistentVolumeClaim. Under `--ha` it runs a pair on
+//! different nodes: every proxy reports to both and the controller asks
+//! either, so losing one store loses no data and no answer. The two are
+//! independent copies, not shards; scale-out goes through remote write.
 
 use crate::value::{Map, Value, map, seq};
 
 use super::config::TRUST_ANCHORS_SECRET;
 use super::controller::service_port;
 use super::controller::{secret_mount, secret_volume};
-use super::pod::{container_security_context, http_probe, pod_security_context, port, resources};
+use super::pod::{
+    container_security_context, http_probe, pod_security_context, port, resources,
+    spread_over_nodes,
+};
 use super::rbac::STORE_ACCOUNT;
 use crate::identity;
 
@@ -21,6 +25,28 @@ pub(super) const SERVICE: &str = "conduit-telemetry-store";
 const HTTP_PORT: u16 = 9095;
 pub(super) const GRPC_PORT: u16 = 9096;
 const DATA_DIR: &str = "/var/lib/conduit/store";
+/// Stores under `--ha`: a pair, as Prometheus HA pairs are run.
+const HA_REPLICAS: u32 = 2;
+
+/// The stores' gRPC addresses (`scheme` `http` or `https`), as proxies and
+/// the controller are given them: the Service for one store; each
+/// replica's own name (through the headless Service) for a pair, since
+/// each must get every report.
+pub(crate) fn grpc_addrs(
+    namespace: &str,
+    cluster_domain: &str,
+    scheme: &str,
+    ha: bool,
+) -> Vec<String> {
+    let host =
+        |name: &str| format!("{scheme}://{name}.{namespace}.svc.{cluster_domain}:{GRPC_PORT}");
+    if !ha {
+        return vec![host(SERVICE)];
+    }
+    (0..HA_REPLICAS)
+        .map(|i| host(&format!("{SERVICE}-{i}.{SERVICE}-headless")))
+        .collect()
+}
 
 pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
     let ns = &options.namespace;
@@ -30,12 +56,16 @@ pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
             service_port("grpc", GRPC_PORT, Some("grpc")),
         ])
     };
-    vec![
+    let mut objects = vec![
         stateful_set(options),
         service(SERVICE, ns, ports(), false),
         // The StatefulSet's governing Service: stable DNS per replica.
         service(&format!("{SERVICE}-headless"), ns, ports(), true),
-    ]
+    ];
+    if options.ha {
+        objects.push(super::controller::disruption_budget(SERVICE, ns, COMPONENT));
+    }
+    objects
 }
 
 fn stateful_set(options: &InstallOptions) -> Value {
@@ -93,7 +123,7 @@ fn stateful_set(options: &InstallOptions) -> Value {
         ),
     ]);
     // No API token: only the projected one for the identity service.
-    let pod_spec = Map::from_iter([
+    let mut pod_spec = Map::from_iter([
         ("serviceAccountName", Value::from(STORE_ACCOUNT)),
         ("automountServiceAccountToken", false.into()),
         ("securityContext", pod_security_context()),
@@ -106,6 +136,14 @@ fn stateful_set(options: &InstallOptions) -> Value {
             ]),
         ),
     ]);
+    if options.ha {
+        pod_spec.insert_before(
+            "containers",
+            "affinity",
+            spread_over_nodes(selector(COMPONENT)),
+        );
+    }
+    let replicas = if options.ha { HA_REPLICAS } else { 1 };
     map([
         ("apiVersion", "apps/v1".into()),
         ("kind", "StatefulSet".into()),
@@ -114,7 +152,7 @@ fn stateful_set(options: &InstallOptions) -> Value {
             "spec",
             map([
                 ("serviceName", format!("{SERVICE}-headless").into()),
-                ("replicas", 1.into()),
+                ("replicas", replicas.into()),
                 ("selector", map([("matchLabels", selector(COMPONENT))])),
                 (
                     "template",

@@ -74,6 +74,18 @@ async fn wait_for_requests(b: &Browser, want: u64) -> String {
 }
 
 /// The fixed-window notice's start and end (RFC 3339), once it shows.
+/// The error line under the picker, once it says something.
+async fn window_error(b: &Browser, what: &str) -> String {
+    wait_for(WAIT, what, || async {
+        Ok(b.texts("[data-testid=window-error]")
+            .await?
+            .into_iter()
+            .next())
+    })
+    .await
+    .unwrap()
+}
+
 async fn notice(b: &Browser) -> (String, String) {
     wait_for(WAIT, "the fixed-window notice", || async {
         let start = b.attrs(FIXED, "data-start").await?;
@@ -256,14 +268,7 @@ async fn a_past_window_is_a_still_picture_of_its_own_traffic() {
         ))
         .await
         .unwrap();
-    let error = wait_for(WAIT, "the API's retention error", || async {
-        Ok(b.texts("[data-testid=window-error]")
-            .await?
-            .into_iter()
-            .next())
-    })
-    .await
-    .unwrap();
+    let error = window_error(&b, "the API's retention error").await;
     assert!(error.contains("retention"), "{error}");
     assert!(
         b.texts(".tile").await.unwrap().is_empty(),
@@ -278,14 +283,7 @@ async fn a_past_window_is_a_still_picture_of_its_own_traffic() {
     .await
     .unwrap();
     pick(&b, a_end, a_start).await;
-    let refused = wait_for(WAIT, "the picker's refusal", || async {
-        Ok(b.texts("[data-testid=window-error]")
-            .await?
-            .into_iter()
-            .next())
-    })
-    .await
-    .unwrap();
+    let refused = window_error(&b, "the picker's refusal").await;
     assert!(refused.contains("must be earlier than"), "{refused}");
     // ...and window A becomes the URL a link to A is.
     pick(&b, a_start, a_end).await;
