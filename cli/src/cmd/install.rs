@@ -39,6 +39,8 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         store_volume_size: args.store_volume_size,
         cluster_domain: args.cluster.cluster_domain,
         default_inbound_policy: args.default_inbound_policy,
+        metrics_backend: args.metrics_backend,
+        remote_write_url: args.remote_write_url,
         ..InstallOptions::new(&args.namespace, identity)
     };
     print(&conduit_deploy::control_plane(&options), args.output)

@@ -1,0 +1,583 @@
+//! `--metrics-backend prometheus:URL` end to end: real proxies carry
+//! traffic into a real store that forwards everything with remote write
+//! to a real Prometheus (Debian `prometheus`) or VictoriaMetrics (Debian
+//! `victoria-metrics`); a controller reading that engine must agree with
+//! one reading the store: `stat` within 1 % on success rate and RPS and
+//! within a histogram bucket on latency, `routes` likewise (VictoriaMetrics
+//! to a report interval: it does not extrapolate), `edges` on the
+//! same pairs, the dashboard's history points closely. A backend that is
+//! down, slow, or answers garbage or an endless body is an error naming
+//! it, within the limits.
+//!
+//! Topology (namespace `demo`): load ──> web-0 proxy (outbound) ──>
+//! voting-0 proxy (inbound) ──> upstream (every 10th request fails).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
+use conduit_api::metrics::LATENCY_BUCKETS_MS;
+use conduit_api::time_range::Rfc3339;
+use conduit_testbed::discovery::{Discovery, pod};
+use conduit_testbed::{
+    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load, free_addr,
+    http_get, query_escape, wait_for_http,
+};
+
+const VOTING: &str = "voting.demo.svc.cluster.local:8080";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn conduit(c: &Controller, args: &[&str]) -> Output {
+    Command::new(conduit_testbed::bin("conduit"))
+        .args(args)
+        .args(["--api-addr", &c.grpc.to_string()])
+        .output()
+        .expect("run conduit")
+}
+
+fn json<T: serde::de::DeserializeOwned>(c: &Controller, args: &[&str]) -> T {
+    let out = conduit(c, args);
+    assert!(
+        out.status.success(),
+        "conduit {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The stderr of a command that must fail.
+fn fails(c: &Controller, args: &[&str]) -> String {
+    let out = conduit(c, args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "conduit {args:?}: {stderr}");
+    stderr
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Prometheus,
+    VictoriaMetrics,
+}
+
+/// A Prometheus-compatible engine on loopback, killed on drop.
+struct Engine {
+    child: Child,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Engine {
+    fn start(kind: Kind) -> Self {
+        let (dir, addr) = (TempDir::new("engine"), free_addr());
+        let data = dir.path().join("data").display().to_string();
+        let (bin, args) = match kind {
+            Kind::Prometheus => {
+                let config = dir.path().join("prometheus.yml");
+                std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+                (
+                    "/usr/bin/prometheus",
+                    vec![
+                        format!("--config.file={}", config.display()),
+                        format!("--storage.tsdb.path={data}"),
+                        format!("--web.listen-address={addr}"),
+                        "--web.enable-remote-write-receiver".into(),
+                        "--log.level=warn".into(),
+                    ],
+                )
+            }
+            Kind::VictoriaMetrics => (
+                "/usr/bin/victoria-metrics",
+                vec![
+                    format!("-storageDataPath={data}"),
+                    format!("-httpListenAddr={addr}"),
+                    // Answer up to now, uncached: the test reads right
+                    // after writing.
+                    "-search.latencyOffset=0s".into(),
+                    "-search.disableCache".into(),
+                    "-loggerLevel=ERROR".into(),
+                ],
+            ),
+        };
+        assert!(
+            std::path::Path::new(bin).exists(),
+            "{bin} not found: `cargo xtask test` installs it (apt-get install prometheus victoria-metrics)"
+        );
+        let child = Command::new(bin)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        let ready = match kind {
+            Kind::Prometheus => "/-/ready",
+            Kind::VictoriaMetrics => "/health",
+        };
+        wait_for_http(addr, ready, Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("{kind:?} never became ready: {e}"));
+        Self {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The newest sample time (Unix s) of `response_total` it holds.
+    fn newest_sample(&self) -> f64 {
+        let q = query_escape("max(timestamp(response_total))");
+        let Ok(answer) = http_get(self.addr, &format!("/api/v1/query?query={q}")) else {
+            return 0.0;
+        };
+        let v: serde_json::Value = serde_json::from_str(&answer.2).unwrap_or_default();
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+struct Mesh {
+    _dir: TempDir,
+    _store: Store,
+    embedded: Controller,
+    external: Controller,
+    web: Proxy,
+    _voting: (Proxy, Upstream),
+    _web_app: Upstream,
+}
+
+fn mesh(engine: &Engine) -> Mesh {
+    let dir = TempDir::new("metrics-backend");
+    let discovery = dir.path().join("discovery.yaml");
+    std::fs::write(&discovery, "version: 1\n").unwrap();
+    let store = Store::start_with_args(&[
+        "--remote-write-url".into(),
+        format!("{}/api/v1/write", engine.url()),
+    ]);
+    let embedded = Controller::start(&store, &discovery);
+    let backend = format!("prometheus:{}", engine.url());
+    let external = Controller::start_with_args(
+        &store.grpc_url(),
+        &discovery,
+        &["--metrics-backend", &backend],
+    );
+    let proxy = |deployment: &str, pod: &str, app: SocketAddr| {
+        Proxy::start(ProxySpec {
+            namespace: "demo",
+            deployment,
+            pod,
+            app,
+            telemetry: Some(store.grpc_url()),
+            destination: Some(embedded.destination_url()),
+            extra: vec![],
+        })
+    };
+    // 12 ms: the quantiles fall inside the (10, 20] ms bucket.
+    let voting_app = Upstream::start(UpstreamSpec {
+        delay: Duration::from_millis(12),
+        fail_every: 10,
+    });
+    let web_app = Upstream::start(UpstreamSpec::default());
+    let voting = proxy("voting", "voting-0", voting_app.addr);
+    let web = proxy("web", "web-0", web_app.addr);
+    Discovery::new("demo")
+        .deployment("web", vec![web.discovery_pod("web-0")])
+        .deployment("voting", vec![voting.discovery_pod("voting-0")])
+        .service("web", 8080)
+        .service("voting", 8080)
+        .path_routes("voting", &[("vote", "^/api/vote.*$")])
+        .write(&discovery);
+    Mesh {
+        _dir: dir,
+        _store: store,
+        embedded,
+        external,
+        web,
+        _voting: (voting, voting_app),
+        _web_app: web_app,
+    }
+}
+
+/// Sends requests until the web proxy routes to voting.
+fn warm_up(mesh: &Mesh) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (codes, _) = drive_load(
+            mesh.web.outbound,
+            VOTING,
+            &["/warmup"],
+            20,
+            Duration::from_millis(500),
+        );
+        if codes.keys().all(|s| *s == 200 || *s == 500) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mesh never routed: {codes:?}"
+        );
+    }
+}
+
+/// Sends `rps` requests a second for `secs` seconds.
+fn traffic(mesh: &Mesh, rps: u32, secs: u64) {
+    let (codes, _) = drive_load(
+        mesh.web.outbound,
+        VOTING,
+        &["/api/vote/1", "/api/vote/2"],
+        rps,
+        Duration::from_secs(secs),
+    );
+    assert!(
+        codes.keys().all(|s| *s == 200 || *s == 500),
+        "not all routed: {codes:?}"
+    );
+}
+
+/// Which latency bucket `ms` falls in.
+fn bucket(ms: f64) -> usize {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .position(|&le| ms <= le)
+        .unwrap_or(LATENCY_BUCKETS_MS.len())
+}
+
+/// `theirs` is within `tolerance` (relative) of `ours`.
+fn within(what: &str, ours: f64, theirs: f64, tolerance: f64) {
+    let off = (ours - theirs).abs() / ours.abs().max(f64::MIN_POSITIVE);
+    assert!(
+        off <= tolerance,
+        "{what}: embedded {ours} vs external {theirs} ({:.2} % apart)",
+        off * 100.0
+    );
+}
+
+/// Success rate and RPS within `tolerance`, quantiles within a bucket.
+fn agree(what: &str, ours: &Golden, theirs: &Golden, tolerance: f64) {
+    within(
+        &format!("{what} success rate"),
+        ours.success_rate,
+        theirs.success_rate,
+        tolerance,
+    );
+    within(&format!("{what} RPS"), ours.rps, theirs.rps, tolerance);
+    for (q, a, b) in [
+        ("p50", ours.latency_ms_p50, theirs.latency_ms_p50),
+        ("p95", ours.latency_ms_p95, theirs.latency_ms_p95),
+        ("p99", ours.latency_ms_p99, theirs.latency_ms_p99),
+    ] {
+        assert!(
+            bucket(a).abs_diff(bucket(b)) <= 1,
+            "{what} {q}: embedded {a} ms vs external {b} ms, more than a bucket apart"
+        );
+    }
+}
+
+fn voting_row(stat: &Stat) -> &Golden {
+    stat.rows
+        .iter()
+        .find(|r| r.name == "voting")
+        .and_then(|r| r.metrics.as_ref())
+        .unwrap_or_else(|| panic!("no voting figures: {stat:#?}"))
+}
+
+fn vote_route(routes: &Routes) -> &Golden {
+    routes
+        .rows
+        .iter()
+        .find(|r| r.route == "vote")
+        .and_then(|r| r.metrics.as_ref())
+        .unwrap_or_else(|| panic!("no vote route figures: {routes:#?}"))
+}
+
+/// The voting points of a stat history answer.
+fn history(c: &Controller, path: &str) -> Vec<StatPoint> {
+    let (status, _, body) = http_get(c.http, path).unwrap();
+    assert_eq!(status, 200, "{path}: {body}");
+    let history: StatHistory = serde_json::from_str(&body).unwrap();
+    history
+        .series
+        .into_iter()
+        .find(|s| s.name == "voting")
+        .unwrap_or_else(|| panic!("no voting series: {body}"))
+        .points
+}
+
+fn edge_pairs(edges: &Edges) -> Vec<(String, String, bool)> {
+    let mut pairs: Vec<_> = edges
+        .edges
+        .iter()
+        .map(|e| (e.src.name.clone(), e.dst.name.clone(), e.secured))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+fn engines_agree_with_the_store(kind: Kind) {
+    let engine = Engine::start(kind);
+    let mesh = mesh(&engine);
+    warm_up(&mesh);
+    let started = now_ms();
+    traffic(&mesh, 100, 20);
+    let stopped = now_ms();
+    // A window of steady traffic, clear of its start (the route series
+    // begin with it) and its stop.
+    // A whole number of seconds, so the store's count (from the last
+    // once-a-second report before each edge) covers exactly the window.
+    let (since_ms, until_ms) = (started + 3_000, started + 19_000);
+    assert!(until_ms < stopped, "the load ended early");
+    let (since, until) = (Rfc3339(since_ms).to_string(), Rfc3339(until_ms).to_string());
+    // Remote write is asynchronous: wait for samples past the window.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.newest_sample() * 1000.0 < (until_ms + 2_000) as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "{kind:?} never received the store's samples past the window"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let window = ["--since", &since, "--until", &until, "-o", "json"];
+    let args = [&["stat", "deploy", "-n", "demo"][..], &window].concat();
+    let (ours, theirs): (Stat, Stat) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    let (o, t) = (voting_row(&ours), voting_row(&theirs));
+    assert!(o.total() > 1200, "too little traffic to compare: {o:?}");
+    assert!(o.failure_count > 0, "every 10th request fails: {o:?}");
+    agree("stat voting", o, t, 0.01);
+    assert_eq!(ours.span, theirs.span, "both answer the window asked");
+    eprintln!("{kind:?} stat: embedded {o:?}\n  external {t:?}");
+
+    let args = [&["routes", "deploy/voting", "-n", "demo"][..], &window].concat();
+    let (ours, theirs): (Routes, Routes) =
+        (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    // The store's route figures are PromQL `increase()`s, extrapolated to
+    // the window's edges as Prometheus does; MetricsQL's `increase()`
+    // counts from the last sample before the window instead, so against
+    // VictoriaMetrics they agree to a report interval (1 s) of traffic.
+    let report_interval = match kind {
+        Kind::Prometheus => 0.0,
+        Kind::VictoriaMetrics => 1_000.0 / (until_ms - since_ms) as f64,
+    };
+    agree(
+        "route vote",
+        vote_route(&ours),
+        vote_route(&theirs),
+        0.01 + report_interval,
+    );
+
+    let args = [&["edges", "deploy", "-n", "demo"][..], &window].concat();
+    let (ours, theirs): (Edges, Edges) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    assert!(
+        edge_pairs(&ours).contains(&("web".into(), "voting".into(), false)),
+        "{ours:#?}"
+    );
+    assert_eq!(edge_pairs(&ours), edge_pairs(&theirs));
+
+    // The dashboard's charts: two 8 s points over the same window. Short
+    // windows leave the engines' edge extrapolation more weight, so the
+    // points agree to 5 % (success rate 2 %) rather than 1 %.
+    let path = format!(
+        "/api/v1/stat/history?namespace=demo&since={}&until={}&step=8s&window=8s",
+        query_escape(&Rfc3339(until_ms - 16_000).to_string()),
+        query_escape(&until),
+    );
+    let (ours, theirs) = (
+        history(&mesh.embedded, &path),
+        history(&mesh.external, &path),
+    );
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert_eq!(
+        ours.iter().map(|p| p.time_unix_ms).collect::<Vec<_>>(),
+        theirs.iter().map(|p| p.time_unix_ms).collect::<Vec<_>>()
+    );
+    for (o, t) in ours.iter().zip(&theirs) {
+        let what = format!("history point at {}", o.time_unix_ms);
+        let (o, t) = (o.metrics.as_ref().unwrap(), t.metrics.as_ref().unwrap());
+        within(&format!("{what} RPS"), o.rps, t.rps, 0.05);
+        within(
+            &format!("{what} success rate"),
+            o.success_rate,
+            t.success_rate,
+            0.02,
+        );
+        assert!(
+            bucket(o.latency_ms_p50).abs_diff(bucket(t.latency_ms_p50)) <= 1,
+            "{what}: {o:?} vs {t:?}"
+        );
+    }
+
+    // `check` vouches for the engine.
+    let out = conduit(&mesh.external, &["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&format!("prometheus:{}", engine.url())))
+        .unwrap_or_else(|| panic!("check names no metrics backend:\n{text}"));
+    assert!(line.starts_with('√'), "{line}");
+}
+
+#[test]
+fn prometheus_agrees_with_the_store() {
+    engines_agree_with_the_store(Kind::Prometheus);
+}
+
+#[test]
+fn victoria_metrics_agrees_with_the_store() {
+    engines_agree_with_the_store(Kind::VictoriaMetrics);
+}
+
+/// A loopback HTTP server answering every request with `answer`, after
+/// `delay`, then writing `endless` forever (while the client reads).
+fn hostile_backend(answer: &'static [u8], delay: Duration, endless: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf);
+                std::thread::sleep(delay);
+                if conn.write_all(answer).is_err() || !endless {
+                    return;
+                }
+                let chunk = [b'['; 64 * 1024];
+                while conn.write_all(&chunk).is_ok() {}
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_broken_backend_is_an_error_naming_it_within_the_limits() {
+    let dir = TempDir::new("metrics-backend-bad");
+    let discovery = dir.path().join("discovery.yaml");
+    Discovery::new("demo")
+        .deployment("web", vec![pod("web-0", free_addr())])
+        .service("web", 8080)
+        .write(&discovery);
+    let store = Store::start();
+    let controller = |url: &str, extra: &[&str]| {
+        let backend = format!("prometheus:{url}");
+        let mut args = vec!["--metrics-backend", &backend];
+        args.extend_from_slice(extra);
+        Controller::start_with_args(&store.grpc_url(), &discovery, &args)
+    };
+    let stat = ["stat", "deploy", "-n", "demo"];
+
+    // Down: nothing listens.
+    let down = format!("http://{}", free_addr());
+    let c = controller(&down, &[]);
+    for args in [
+        &stat[..],
+        &["routes", "deploy/web", "-n", "demo"],
+        &["edges", "deploy", "-n", "demo"],
+    ] {
+        let e = fails(&c, args);
+        assert!(
+            e.contains(&format!("metrics backend prometheus:{down}")) && e.contains("cannot reach"),
+            "{args:?}: {e}"
+        );
+    }
+    let out = conduit(&c, &["check"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains(&format!("prometheus:{down}")) && l.contains('×')),
+        "{text}"
+    );
+    drop(c);
+
+    // Garbage: a web server that is no query API.
+    let garbage = hostile_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: 22\r\nconnection: close\r\n\r\n<html>hello</html>\r\n\r\n",
+        Duration::ZERO,
+        false,
+    );
+    let c = controller(&format!("http://{garbage}"), &[]);
+    let e = fails(&c, &stat);
+    assert!(
+        e.contains(&format!("prometheus:http://{garbage}"))
+            && e.contains("not query API JSON")
+            && e.contains("<html>"),
+        "{e}"
+    );
+    drop(c);
+
+    // Endless: the default body limit (16 MiB) ends it.
+    let endless = hostile_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n",
+        Duration::ZERO,
+        true,
+    );
+    let c = controller(&format!("http://{endless}"), &[]);
+    let asked = Instant::now();
+    let e = fails(&c, &stat);
+    assert!(
+        e.contains("larger than 16777216 bytes (--metrics-backend-max-body)"),
+        "{e}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(c);
+    // ...and a smaller one set by the flag.
+    let c = controller(
+        &format!("http://{endless}"),
+        &["--metrics-backend-max-body", "1000"],
+    );
+    let e = fails(&c, &stat);
+    assert!(e.contains("larger than 1000 bytes"), "{e}");
+    drop(c);
+
+    // Slow: answers after 30 s; the default timeout (10 s) and the flag's.
+    let slow = hostile_backend(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        Duration::from_secs(30),
+        false,
+    );
+    for (flag, want) in [
+        (None, Duration::from_secs(10)),
+        (Some("1s"), Duration::from_secs(1)),
+    ] {
+        let extra: Vec<&str> = flag
+            .map(|f| vec!["--metrics-backend-timeout", f])
+            .unwrap_or_default();
+        let c = controller(&format!("http://{slow}"), &extra);
+        let asked = Instant::now();
+        let e = fails(&c, &stat);
+        let took = asked.elapsed();
+        assert!(
+            e.contains(&format!(
+                "did not answer within {} (--metrics-backend-timeout)",
+                conduit_api::duration::format(want)
+            )),
+            "{e}"
+        );
+        assert!(
+            took >= want && took < want + Duration::from_secs(5),
+            "{took:?}"
+        );
+    }
+}
