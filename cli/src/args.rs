@@ -168,6 +168,11 @@ pub(crate) struct InstallArgs {
     /// Thanos Receive, VictoriaMetrics)
     #[arg(long, value_name = "URL", value_parser = remote_write_url)]
     pub(crate) remote_write_url: Option<String>,
+    /// Print, instead of the control plane, the Prometheus scrape job that
+    /// reads every meshed proxy's /metrics directly (for an external
+    /// --metrics-backend fed by scraping rather than by the store)
+    #[arg(long)]
+    pub(crate) prometheus_scrape_config: bool,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]

@@ -1,7 +1,8 @@
 //! `--metrics-backend prometheus:URL` end to end: real proxies carry
 //! traffic into a real store that forwards everything with remote write
 //! to a real Prometheus (Debian `prometheus`) or VictoriaMetrics (Debian
-//! `victoria-metrics`); a controller reading that engine must agree with
+//! `victoria-metrics`), or that Prometheus scrapes the proxies' own
+//! `/metrics` instead; a controller reading that engine must agree with
 //! one reading the store: `stat` within 1 % on success rate and RPS and
 //! within a histogram bucket on latency, `routes` likewise (VictoriaMetrics
 //! to a report interval: it does not extrapolate), `edges` on the
@@ -67,11 +68,33 @@ enum Kind {
     VictoriaMetrics,
 }
 
+/// How the proxies' series reach the engine.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Feed {
+    /// The store forwards what it ingests (`--remote-write-url`).
+    RemoteWrite,
+    /// The engine scrapes every proxy's `/metrics` each second.
+    Scrape,
+}
+
+/// Scrapes the proxies listed in `targets.json` (written once they run)
+/// every second; `honor_labels` keeps the proxies' own `namespace` and
+/// `pod` labels rather than the scrape's.
+const SCRAPE_CONFIG: &str = "global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: conduit-proxies
+    honor_labels: true
+    file_sd_configs:
+      - files: [targets.json]
+        refresh_interval: 1s
+";
+
 /// A Prometheus-compatible engine on loopback, killed on drop.
 struct Engine {
     child: Child,
     addr: SocketAddr,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl Drop for Engine {
@@ -83,12 +106,17 @@ impl Drop for Engine {
 
 impl Engine {
     fn start(kind: Kind) -> Self {
+        Self::start_with(kind, SCRAPE_CONFIG)
+    }
+
+    /// Prometheus runs with `config`; VictoriaMetrics takes none.
+    fn start_with(kind: Kind, config_text: &str) -> Self {
         let (dir, addr) = (TempDir::new("engine"), free_addr());
         let data = dir.path().join("data").display().to_string();
         let (bin, args) = match kind {
             Kind::Prometheus => {
                 let config = dir.path().join("prometheus.yml");
-                std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+                std::fs::write(&config, config_text).unwrap();
                 (
                     "/usr/bin/prometheus",
                     vec![
@@ -129,20 +157,45 @@ impl Engine {
         };
         wait_for_http(addr, ready, Duration::from_secs(60))
             .unwrap_or_else(|e| panic!("{kind:?} never became ready: {e}"));
-        Self {
-            child,
-            addr,
-            _dir: dir,
-        }
+        Self { child, addr, dir }
     }
 
     fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// Has Prometheus scrape `targets` from now on.
+    fn scrape(&self, targets: &[SocketAddr]) {
+        let list: Vec<String> = targets.iter().map(|t| format!("\"{t}\"")).collect();
+        let json = format!("[{{\"targets\": [{}]}}]", list.join(", "));
+        let path = self.dir.path().join("targets.json");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, json).unwrap();
+        std::fs::rename(tmp, path).unwrap();
+    }
+
     /// The newest sample time (Unix s) of `response_total` it holds.
     fn newest_sample(&self) -> f64 {
-        let q = query_escape("max(timestamp(response_total))");
+        self.value("max(timestamp(response_total))")
+    }
+
+    /// Waits until `n` scrape targets are up: Prometheus applies new
+    /// targets every few seconds, and a window that starts before the
+    /// first scrape would be counted short.
+    fn wait_scraping(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.value(r#"count(up{job="conduit-proxies"} == 1)"#) < n as f64 {
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus never scraped the proxies"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The first value of instant query `expr`, 0 without one.
+    fn value(&self, expr: &str) -> f64 {
+        let q = query_escape(expr);
         let Ok(answer) = http_get(self.addr, &format!("/api/v1/query?query={q}")) else {
             return 0.0;
         };
@@ -164,14 +217,18 @@ struct Mesh {
     _web_app: Upstream,
 }
 
-fn mesh(engine: &Engine) -> Mesh {
+fn mesh(engine: &Engine, feed: Feed) -> Mesh {
     let dir = TempDir::new("metrics-backend");
     let discovery = dir.path().join("discovery.yaml");
     std::fs::write(&discovery, "version: 1\n").unwrap();
-    let store = Store::start_with_args(&[
-        "--remote-write-url".into(),
-        format!("{}/api/v1/write", engine.url()),
-    ]);
+    let forward = match feed {
+        Feed::RemoteWrite => vec![
+            "--remote-write-url".into(),
+            format!("{}/api/v1/write", engine.url()),
+        ],
+        Feed::Scrape => vec![],
+    };
+    let store = Store::start_with_args(&forward);
     let embedded = Controller::start(&store, &discovery);
     let backend = format!("prometheus:{}", engine.url());
     let external = Controller::start_with_args(
@@ -198,6 +255,9 @@ fn mesh(engine: &Engine) -> Mesh {
     let web_app = Upstream::start(UpstreamSpec::default());
     let voting = proxy("voting", "voting-0", voting_app.addr);
     let web = proxy("web", "web-0", web_app.addr);
+    if feed == Feed::Scrape {
+        engine.scrape(&[web.admin, voting.admin]);
+    }
     Discovery::new("demo")
         .deployment("web", vec![web.discovery_pod("web-0")])
         .deployment("voting", vec![voting.discovery_pod("voting-0")])
@@ -331,9 +391,12 @@ fn edge_pairs(edges: &Edges) -> Vec<(String, String, bool)> {
     pairs
 }
 
-fn engines_agree_with_the_store(kind: Kind) {
+fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     let engine = Engine::start(kind);
-    let mesh = mesh(&engine);
+    let mesh = mesh(&engine, feed);
+    if feed == Feed::Scrape {
+        engine.wait_scraping(2);
+    }
     warm_up(&mesh);
     let started = now_ms();
     traffic(&mesh, 100, 20);
@@ -345,12 +408,13 @@ fn engines_agree_with_the_store(kind: Kind) {
     let (since_ms, until_ms) = (started + 3_000, started + 19_000);
     assert!(until_ms < stopped, "the load ended early");
     let (since, until) = (Rfc3339(since_ms).to_string(), Rfc3339(until_ms).to_string());
-    // Remote write is asynchronous: wait for samples past the window.
+    // Remote write and scrapes are asynchronous: wait for samples past the
+    // window.
     let deadline = Instant::now() + Duration::from_secs(30);
     while engine.newest_sample() * 1000.0 < (until_ms + 2_000) as f64 {
         assert!(
             Instant::now() < deadline,
-            "{kind:?} never received the store's samples past the window"
+            "{kind:?} never received samples past the window ({feed:?})"
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -362,7 +426,7 @@ fn engines_agree_with_the_store(kind: Kind) {
     assert!(o.failure_count > 0, "every 10th request fails: {o:?}");
     agree("stat voting", o, t, 0.01);
     assert_eq!(ours.span, theirs.span, "both answer the window asked");
-    eprintln!("{kind:?} stat: embedded {o:?}\n  external {t:?}");
+    eprintln!("{kind:?} {feed:?} stat: embedded {o:?}\n  external {t:?}");
 
     let args = [&["routes", "deploy/voting", "-n", "demo"][..], &window].concat();
     let (ours, theirs): (Routes, Routes) =
@@ -435,12 +499,17 @@ fn engines_agree_with_the_store(kind: Kind) {
 
 #[test]
 fn prometheus_agrees_with_the_store() {
-    engines_agree_with_the_store(Kind::Prometheus);
+    engines_agree_with_the_store(Kind::Prometheus, Feed::RemoteWrite);
+}
+
+#[test]
+fn prometheus_scraping_the_proxies_agrees_with_the_store() {
+    engines_agree_with_the_store(Kind::Prometheus, Feed::Scrape);
 }
 
 #[test]
 fn victoria_metrics_agrees_with_the_store() {
-    engines_agree_with_the_store(Kind::VictoriaMetrics);
+    engines_agree_with_the_store(Kind::VictoriaMetrics, Feed::RemoteWrite);
 }
 
 /// A loopback HTTP server answering every request with `answer`, after
@@ -580,4 +649,67 @@ fn a_broken_backend_is_an_error_naming_it_within_the_limits() {
             "{took:?}"
         );
     }
+}
+
+/// `conduit install --prometheus-scrape-config`, applied by a real
+/// Prometheus. Debian's Prometheus is built without Kubernetes service
+/// discovery and no API server runs here, so the pods come as static
+/// targets carrying the labels Kubernetes discovery gives a pod; the job's
+/// own relabeling must then keep exactly the running pods meshed with this
+/// control plane, at their proxy's admin port.
+#[test]
+fn the_scrape_job_finds_each_meshed_proxys_admin_port() {
+    let out = Command::new(conduit_testbed::bin("conduit"))
+        .args(["install", "--prometheus-scrape-config", "-n", "mesh"])
+        .output()
+        .expect("run conduit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let job = String::from_utf8(out.stdout).unwrap();
+    let pods = [
+        ("meshed", "mesh", "Running", "10.1.2.3"),
+        ("meshed-v6", "mesh", "Running", "fd00::3"),
+        ("other-mesh", "elsewhere", "Running", "10.1.2.4"),
+        ("pending", "mesh", "Pending", "10.1.2.5"),
+    ];
+    let statics: Vec<String> = pods
+        .iter()
+        .map(|(name, ns, phase, ip)| {
+            format!(
+                "      - targets: ['{name}:80']\n        labels: {{__meta_kubernetes_pod_label_conduit_io_control_plane_ns: {ns}, __meta_kubernetes_pod_phase: {phase}, __meta_kubernetes_pod_ip: '{ip}'}}\n"
+            )
+        })
+        .collect();
+    let discovery = "  kubernetes_sd_configs:\n    - role: pod\n";
+    assert!(job.contains(discovery), "{job}");
+    let config = format!(
+        "scrape_configs:\n{}",
+        job.replace(
+            discovery,
+            &format!("  static_configs:\n{}", statics.concat())
+        )
+    );
+    let engine = Engine::start_with(Kind::Prometheus, &config);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let kept = loop {
+        let answer = http_get(engine.addr, "/api/v1/targets").expect("targets");
+        let v: serde_json::Value = serde_json::from_str(&answer.2).unwrap();
+        let mut kept: Vec<String> = v["data"]["activeTargets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["labels"]["instance"].as_str().unwrap().to_string())
+            .collect();
+        kept.sort();
+        let dropped = v["data"]["droppedTargets"].as_array().map_or(0, Vec::len);
+        if kept.len() + dropped == pods.len() {
+            break kept;
+        }
+        assert!(Instant::now() < deadline, "targets never settled: {v}");
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(kept, ["10.1.2.3:4191", "[fd00::3]:4191"]);
 }
