@@ -20,6 +20,7 @@
 //! `cargo build --bins`.
 
 pub mod discovery;
+pub mod engine;
 pub mod hostile;
 mod process;
 pub mod raw_h2;
