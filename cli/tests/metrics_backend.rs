@@ -23,12 +23,10 @@ use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use conduit_api::time_range::Rfc3339;
 use conduit_testbed::discovery::{Discovery, pod};
 use conduit_testbed::engine::{Engine, Kind};
+use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
 use conduit_testbed::{
-    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load, free_addr,
-    http_get, query_escape,
+    Controller, Store, TempDir, UpstreamSpec, drive_load, free_addr, http_get, query_escape,
 };
-
-const VOTING: &str = "voting.demo.svc.cluster.local:8080";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -77,9 +75,7 @@ struct Mesh {
     _store: Store,
     embedded: Controller,
     external: Controller,
-    web: Proxy,
-    _voting: (Proxy, Upstream),
-    _web_app: Upstream,
+    pair: WebVoting,
 }
 
 fn mesh(engine: &Engine, feed: Feed) -> Mesh {
@@ -101,71 +97,32 @@ fn mesh(engine: &Engine, feed: Feed) -> Mesh {
         &discovery,
         &["--metrics-backend", &backend],
     );
-    let proxy = |deployment: &str, pod: &str, app: SocketAddr| {
-        Proxy::start(ProxySpec {
-            namespace: "demo",
-            deployment,
-            pod,
-            app,
-            telemetry: Some(store.grpc_url()),
-            destination: Some(embedded.destination_url()),
-            extra: vec![],
-        })
-    };
-    // 12 ms: the quantiles fall inside the (10, 20] ms bucket.
-    let voting_app = Upstream::start(UpstreamSpec {
-        delay: Duration::from_millis(12),
-        fail_every: 10,
+    let pair = WebVoting::start(WebVotingSpec {
+        telemetry: store.grpc_url(),
+        destination: embedded.destination_url(),
+        discovery: &discovery,
+        // 12 ms: the quantiles fall inside the (10, 20] ms bucket.
+        voting: UpstreamSpec {
+            delay: Duration::from_millis(12),
+            fail_every: 10,
+        },
     });
-    let web_app = Upstream::start(UpstreamSpec::default());
-    let voting = proxy("voting", "voting-0", voting_app.addr);
-    let web = proxy("web", "web-0", web_app.addr);
     if feed == Feed::Scrape {
-        engine.scrape(&[web.admin, voting.admin]);
+        engine.scrape(&[pair.web.admin, pair.voting.admin]);
     }
-    Discovery::new("demo")
-        .deployment("web", vec![web.discovery_pod("web-0")])
-        .deployment("voting", vec![voting.discovery_pod("voting-0")])
-        .service("web", 8080)
-        .service("voting", 8080)
-        .path_routes("voting", &[("vote", "^/api/vote.*$")])
-        .write(&discovery);
     Mesh {
         _dir: dir,
         _store: store,
         embedded,
         external,
-        web,
-        _voting: (voting, voting_app),
-        _web_app: web_app,
-    }
-}
-
-/// Sends requests until the web proxy routes to voting.
-fn warm_up(mesh: &Mesh) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (codes, _) = drive_load(
-            mesh.web.outbound,
-            VOTING,
-            &["/warmup"],
-            20,
-            Duration::from_millis(500),
-        );
-        if codes.keys().all(|s| *s == 200 || *s == 500) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the mesh never routed: {codes:?}"
-        );
+        pair,
     }
 }
 
 /// Sends `rps` requests a second for `secs` seconds.
 fn traffic(mesh: &Mesh, rps: u32, secs: u64) {
     let (codes, _) = drive_load(
-        mesh.web.outbound,
+        mesh.pair.web.outbound,
         VOTING,
         &["/api/vote/1", "/api/vote/2"],
         rps,
@@ -262,7 +219,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     if feed == Feed::Scrape {
         engine.wait_scraping(2);
     }
-    warm_up(&mesh);
+    mesh.pair.warm_up();
     let started = now_ms();
     traffic(&mesh, 100, 20);
     let stopped = now_ms();

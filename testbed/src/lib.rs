@@ -25,6 +25,7 @@ pub mod hostile;
 mod process;
 pub mod raw_h2;
 mod upstream;
+pub mod web_voting;
 
 pub use process::{
     HttpAnswer, Process, TempDir, bin, free_addr, http_get, http_get_with, metric_sum,
