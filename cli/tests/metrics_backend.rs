@@ -15,7 +15,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
@@ -35,16 +35,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .output()
-        .expect("run conduit")
-}
-
 fn json<T: serde::de::DeserializeOwned>(c: &Controller, args: &[&str]) -> T {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     assert!(
         out.status.success(),
         "conduit {args:?} failed: {}",
@@ -55,7 +47,7 @@ fn json<T: serde::de::DeserializeOwned>(c: &Controller, args: &[&str]) -> T {
 
 /// The stderr of a command that must fail.
 fn fails(c: &Controller, args: &[&str]) -> String {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "conduit {args:?}: {stderr}");
     stderr
@@ -310,7 +302,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     }
 
     // `check` vouches for the engine.
-    let out = conduit(&mesh.external, &["check"]);
+    let out = mesh.external.conduit(&["check"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
@@ -388,7 +380,7 @@ fn a_broken_backend_is_an_error_naming_it_within_the_limits() {
             "{args:?}: {e}"
         );
     }
-    let out = conduit(&c, &["check"]);
+    let out = c.conduit(&["check"]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -4,27 +4,15 @@
 //! store that is down. (The restarted store catching up is proven in the
 //! store's own tests, `telemetry-store/tests/store_pair.rs`.)
 
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use conduit_api::json::Stat;
 use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
 use conduit_testbed::{Controller, Store, TempDir, UpstreamSpec, drive_load};
 
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .output()
-        .expect("run conduit")
-}
-
 /// `conduit stat deploy -n demo`: voting's requests and success rate.
 fn voting(c: &Controller) -> Result<(u64, f64), String> {
-    let out = conduit(
-        c,
-        &["stat", "deploy", "-n", "demo", "-t", "1m", "-o", "json"],
-    );
+    let out = c.conduit(&["stat", "deploy", "-n", "demo", "-t", "1m", "-o", "json"]);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
@@ -79,7 +67,7 @@ fn killing_one_store_of_a_pair_costs_stat_no_answer() {
         assert!((rate - before).abs() < 0.1, "{rate} vs {before}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let out = conduit(&controller, &["check"]);
+    let out = controller.conduit(&["check"]);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(

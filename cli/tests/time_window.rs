@@ -10,7 +10,6 @@
 //! report interval, so no report of one period is dated in another.
 
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Routes, Stat};
@@ -29,17 +28,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    // Where the other binaries are (`CONDUIT_BIN_DIR` or the target dir).
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .output()
-        .expect("run conduit")
-}
-
 fn ok(c: &Controller, args: &[&str]) -> Vec<u8> {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     assert!(
         out.status.success(),
         "conduit {args:?} failed: {}",
@@ -50,7 +40,7 @@ fn ok(c: &Controller, args: &[&str]) -> Vec<u8> {
 
 /// The stderr of a command that must fail with `code`.
 fn fails(c: &Controller, args: &[&str], code: i32) -> String {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(code), "conduit {args:?}: {stderr}");
     stderr

@@ -162,6 +162,16 @@ impl Controller {
         }
     }
 
+    /// Runs the `conduit` CLI against this controller, with its API token.
+    pub fn conduit(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin("conduit"))
+            .args(args)
+            .args(["--api-addr", &self.grpc.to_string()])
+            .env("CONDUIT_API_TOKEN_FILE", &self.api_token_file)
+            .output()
+            .expect("run conduit")
+    }
+
     /// `Authorization` for tap and top on the controller's APIs.
     pub fn bearer(&self) -> String {
         format!("Bearer {}", self.api_token)
