@@ -2,6 +2,8 @@
 //! remote-write receiver): everything the store ingests is forwarded, and
 //! when Prometheus is stopped mid-run and started again the WAL-backed
 //! queue drains — Prometheus ends up with exactly the store's samples.
+//! After an outage, the backlog goes out in batches of the configured
+//! size, within a real VictoriaMetrics' request size limit.
 
 mod support;
 
@@ -195,4 +197,81 @@ async fn forwards_everything_and_survives_a_prometheus_restart() {
         private["data"]["result"].as_array().unwrap().is_empty(),
         "{private}"
     );
+}
+
+/// A real VictoriaMetrics (Debian `victoria-metrics`) taking requests of
+/// at most `max_request` bytes (unpacked), killed on drop.
+fn start_victoria_metrics(dir: &std::path::Path, addr: SocketAddr, max_request: u32) -> Prometheus {
+    const VM: &str = "/usr/bin/victoria-metrics";
+    assert!(
+        std::path::Path::new(VM).exists(),
+        "{VM} not found: apt-get install victoria-metrics"
+    );
+    let child = Command::new(VM)
+        .arg(format!("-storageDataPath={}", dir.display()))
+        .arg(format!("-httpListenAddr={addr}"))
+        .arg(format!("-maxInsertRequestSize={max_request}"))
+        .args([
+            "-search.latencyOffset=0s",
+            "-search.disableCache",
+            "-loggerLevel=ERROR",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start victoria-metrics");
+    Prometheus { child }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_goes_out_in_batches_a_receiver_takes() {
+    let vm_dir = tempfile::tempdir().unwrap();
+    let vm_addr: SocketAddr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let store = start_store(|c| {
+        c.remote_write_url = Some(format!("http://{vm_addr}/api/v1/write"));
+        c.remote_write_batch = 100;
+    })
+    .await;
+    // The receiver is down while 60 writes (1 860 samples) come in: they
+    // wait in the WAL and are read back in one piece.
+    let t0 = now_ms() - 120_000;
+    for k in 0..60 {
+        write_batch(store.http(), t0, k).await;
+    }
+    // 16 KiB: the whole backlog in one request (about 35 KiB unpacked)
+    // would be refused for good; a batch of 100 is about 3 KiB.
+    let _vm = start_victoria_metrics(vm_dir.path(), vm_addr, 16 << 10);
+    let started = Instant::now();
+    loop {
+        let (_, m) = get(&format!("http://{}/metrics", store.http())).await;
+        assert_eq!(
+            metric(&m, "conduit_store_remote_write_failed_samples_total"),
+            0,
+            "a batch was refused:\n{m}"
+        );
+        if metric(&m, "conduit_store_remote_write_sent_samples_total") == 1860 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "remote write did not drain:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // VictoriaMetrics makes fresh samples searchable within a few seconds.
+    let q = "sum(count_over_time(forwarded_total[5m]))";
+    loop {
+        let v = query(vm_addr, q, t0 + 60_000).await;
+        if v["data"]["result"][0]["value"][1] == "1800" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "VictoriaMetrics does not hold the 1 800 samples: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

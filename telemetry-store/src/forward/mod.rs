@@ -105,9 +105,17 @@ pub(crate) async fn run(
             );
         }
         let idle = read.records.is_empty();
+        // One read can hold a whole outage's samples: a batch goes out as
+        // soon as it is full, so no request exceeds `--remote-write-batch`
+        // by more than one WAL record (which receivers' size limits allow).
         for (record, end) in read.records {
             f.take(record, &mut batch);
             batch.end = Some(end);
+            if batch.samples >= f.opts.batch_samples
+                && !f.send(&client, &mut batch, &mut stopped).await?
+            {
+                return Ok(());
+            }
         }
         f.stats
             .pending_bytes
