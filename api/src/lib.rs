@@ -32,6 +32,7 @@ pub mod identity;
 pub mod json;
 pub mod labels;
 pub mod metrics;
+pub mod metrics_backend;
 pub mod policy;
 #[cfg(feature = "proto")]
 pub mod proto;

@@ -157,6 +157,22 @@ pub(crate) struct InstallArgs {
     /// PEM (PKCS#8) private key of the issuer certificate
     #[arg(long, value_name = "PEM", requires = "identity_trust_anchors_file")]
     pub(crate) identity_issuer_key_file: Option<std::path::PathBuf>,
+    /// Where the controller reads stat, routes, edges and the dashboard's
+    /// charts: `embedded` (the telemetry store) or
+    /// `prometheus:http://HOST:PORT[/PREFIX]` (Prometheus, VictoriaMetrics,
+    /// Thanos Query, Mimir's /prometheus); feed it with --remote-write-url
+    #[arg(long, value_name = "BACKEND", default_value = "embedded")]
+    pub(crate) metrics_backend: conduit_api::metrics_backend::MetricsBackend,
+    /// Have the telemetry store forward every series to this Prometheus
+    /// remote-write endpoint (http://…/api/v1/write of Prometheus, Mimir,
+    /// Thanos Receive, VictoriaMetrics)
+    #[arg(long, value_name = "URL", value_parser = remote_write_url)]
+    pub(crate) remote_write_url: Option<String>,
+    /// Print, instead of the control plane, the Prometheus scrape job that
+    /// reads every meshed proxy's /metrics directly (for an external
+    /// --metrics-backend fed by scraping rather than by the store)
+    #[arg(long)]
+    pub(crate) prometheus_scrape_config: bool,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
@@ -235,6 +251,18 @@ pub(crate) struct UninjectArgs {
     pub(crate) input: String,
     #[arg(short, long, value_enum, default_value_t = ManifestFormat::Yaml)]
     pub(crate) output: ManifestFormat,
+}
+
+/// The store accepts plain `http://` remote-write URLs only.
+fn remote_write_url(s: &str) -> Result<String, String> {
+    let host = s.strip_prefix("http://").unwrap_or_default();
+    if host.is_empty() || host.starts_with('/') || s.contains(char::is_whitespace) {
+        return Err(format!(
+            "{s:?} is not an http:// URL like http://prometheus:9090/api/v1/write (the store \
+             sends plain HTTP; put a TLS-terminating proxy in front of an https endpoint)"
+        ));
+    }
+    Ok(s.to_string())
 }
 
 fn dns_domain(s: &str) -> Result<String, String> {

@@ -384,6 +384,18 @@ fn bad_flags_are_usage_errors() {
             &["install", "--default-inbound-policy", "allow"][..],
             "unknown default inbound policy \"allow\"",
         ),
+        (
+            &["install", "--metrics-backend", "influx:http://x"][..],
+            "unknown metrics backend",
+        ),
+        (
+            &["install", "--metrics-backend", "prometheus:https://x"][..],
+            "TLS-terminating",
+        ),
+        (
+            &["install", "--remote-write-url", "prometheus:9090"][..],
+            "not an http:// URL",
+        ),
     ] {
         let out = conduit(args, "");
         assert!(!out.status.success());
@@ -732,5 +744,54 @@ fn the_default_inbound_policy_reaches_the_controller() {
     assert_eq!(
         config["data"]["defaultInboundPolicy"],
         "cluster-authenticated"
+    );
+}
+
+fn container_args(objects: &[Value], kind: &str, name: &str) -> Vec<String> {
+    find(objects, kind, name)["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_external_metrics_backend_reaches_the_controller_and_remote_write_the_store() {
+    let flags = [
+        "--metrics-backend",
+        "prometheus:http://prometheus.monitoring:9090/",
+        "--remote-write-url",
+        "http://prometheus.monitoring:9090/api/v1/write",
+    ];
+    let yaml = install(&flags);
+    let installed = objects(&yaml);
+    let controller = container_args(&installed, "Deployment", "conduit-controller");
+    assert!(
+        controller
+            .contains(&"--metrics-backend=prometheus:http://prometheus.monitoring:9090".into()),
+        "{controller:?}"
+    );
+    let store = container_args(&installed, "StatefulSet", "conduit-telemetry-store");
+    assert!(
+        store.contains(&"--remote-write-url=http://prometheus.monitoring:9090/api/v1/write".into()),
+        "{store:?}"
+    );
+    if let Err(e) = kubernetes_validate("metrics-backend", &[("install.yaml", &yaml)]) {
+        panic!("install with an external metrics backend is not valid Kubernetes:\n{e}");
+    }
+    // The default: the store is the backend, nothing is forwarded.
+    let plain = objects(&install(&[]));
+    let controller = container_args(&plain, "Deployment", "conduit-controller");
+    let store = container_args(&plain, "StatefulSet", "conduit-telemetry-store");
+    assert!(
+        !controller
+            .iter()
+            .any(|a| a.starts_with("--metrics-backend")),
+        "{controller:?}"
+    );
+    assert!(
+        !store.iter().any(|a| a.starts_with("--remote-write-url")),
+        "{store:?}"
     );
 }

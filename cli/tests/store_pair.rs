@@ -4,32 +4,15 @@
 //! store that is down. (The restarted store catching up is proven in the
 //! store's own tests, `telemetry-store/tests/store_pair.rs`.)
 
-use std::net::SocketAddr;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use conduit_api::json::Stat;
-use conduit_testbed::discovery::Discovery;
-use conduit_testbed::{
-    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
-};
-
-const VOTING: &str = "voting.demo:8080";
-
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .output()
-        .expect("run conduit")
-}
+use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
+use conduit_testbed::{Controller, Store, TempDir, UpstreamSpec, drive_load};
 
 /// `conduit stat deploy -n demo`: voting's requests and success rate.
 fn voting(c: &Controller) -> Result<(u64, f64), String> {
-    let out = conduit(
-        c,
-        &["stat", "deploy", "-n", "demo", "-t", "1m", "-o", "json"],
-    );
+    let out = c.conduit(&["stat", "deploy", "-n", "demo", "-t", "1m", "-o", "json"]);
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
@@ -49,33 +32,20 @@ fn killing_one_store_of_a_pair_costs_stat_no_answer() {
     let discovery = dir.path().join("discovery.yaml");
     std::fs::write(&discovery, "version: 1\n").unwrap();
     let (mut a, b) = (Store::start(), Store::start());
-    let pair = format!("{},{}", a.grpc_url(), b.grpc_url());
-    let controller = Controller::start_with_store_url(&pair, &discovery);
-    let proxy = |deployment: &str, app: SocketAddr| {
-        Proxy::start(ProxySpec {
-            namespace: "demo",
-            deployment,
-            pod: &format!("{deployment}-0"),
-            app,
-            telemetry: Some(pair.clone()),
-            destination: Some(controller.destination_url()),
-            extra: vec![],
-        })
-    };
-    let voting_app = Upstream::start(UpstreamSpec {
-        delay: Duration::from_millis(1),
-        fail_every: 10,
+    let stores = format!("{},{}", a.grpc_url(), b.grpc_url());
+    let controller = Controller::start_with_store_url(&stores, &discovery);
+    let mesh = WebVoting::start(WebVotingSpec {
+        telemetry: stores.clone(),
+        destination: controller.destination_url(),
+        discovery: &discovery,
+        voting: UpstreamSpec {
+            delay: Duration::from_millis(1),
+            fail_every: 10,
+        },
     });
-    let web_app = Upstream::start(UpstreamSpec::default());
-    let voting_proxy = proxy("voting", voting_app.addr);
-    let web = proxy("web", web_app.addr);
-    Discovery::new("demo")
-        .deployment("web", vec![web.discovery_pod("web-0")])
-        .deployment("voting", vec![voting_proxy.discovery_pod("voting-0")])
-        .service("voting", 8080)
-        .write(&discovery);
+    mesh.warm_up();
 
-    let outbound = web.outbound;
+    let outbound = mesh.web.outbound;
     let load = std::thread::spawn(move || {
         drive_load(outbound, VOTING, &["/"], 50, Duration::from_secs(12))
     });
@@ -97,7 +67,7 @@ fn killing_one_store_of_a_pair_costs_stat_no_answer() {
         assert!((rate - before).abs() < 0.1, "{rate} vs {before}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let out = conduit(&controller, &["check"]);
+    let out = controller.conduit(&["check"]);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(

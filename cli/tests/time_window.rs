@@ -9,19 +9,15 @@
 //! Periods are separated by quiet gaps longer than the proxies' 1 s
 //! report interval, so no report of one period is dated in another.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Routes, Stat};
 use conduit_api::time_range::Rfc3339;
 use conduit_testbed::discovery::{self, Discovery};
-use conduit_testbed::{
-    Controller, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec, drive_load,
-};
+use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
+use conduit_testbed::{Controller, Store, TempDir, UpstreamSpec, drive_load};
 
-const VOTING: &str = "voting.demo.svc.cluster.local:8080";
 /// Longer than a report interval plus a report's trip to the store.
 const GAP: Duration = Duration::from_secs(3);
 
@@ -32,17 +28,8 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    // Where the other binaries are (`CONDUIT_BIN_DIR` or the target dir).
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .output()
-        .expect("run conduit")
-}
-
 fn ok(c: &Controller, args: &[&str]) -> Vec<u8> {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     assert!(
         out.status.success(),
         "conduit {args:?} failed: {}",
@@ -53,7 +40,7 @@ fn ok(c: &Controller, args: &[&str]) -> Vec<u8> {
 
 /// The stderr of a command that must fail with `code`.
 fn fails(c: &Controller, args: &[&str], code: i32) -> String {
-    let out = conduit(c, args);
+    let out = c.conduit(args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(code), "conduit {args:?}: {stderr}");
     stderr
@@ -63,9 +50,7 @@ struct Mesh {
     _dir: TempDir,
     _store: Store,
     controller: Controller,
-    web: Proxy,
-    _voting: (Proxy, Upstream),
-    _web_app: Upstream,
+    pair: WebVoting,
 }
 
 fn mesh() -> Mesh {
@@ -75,59 +60,20 @@ fn mesh() -> Mesh {
     // A short retention, so a window beyond it is easy to ask for.
     let store = Store::start_with_args(&["--retention-time".into(), "1h".into()]);
     let controller = Controller::start(&store, &discovery);
-    let proxy = |deployment: &str, pod: &str, app: SocketAddr| {
-        Proxy::start(ProxySpec {
-            namespace: "demo",
-            deployment,
-            pod,
-            app,
-            telemetry: Some(store.grpc_url()),
-            destination: Some(controller.destination_url()),
-            extra: vec![],
-        })
-    };
-    let voting_app = Upstream::start(UpstreamSpec {
-        delay: Duration::from_millis(2),
-        fail_every: 10,
+    let pair = WebVoting::start(WebVotingSpec {
+        telemetry: store.grpc_url(),
+        destination: controller.destination_url(),
+        discovery: &discovery,
+        voting: UpstreamSpec {
+            delay: Duration::from_millis(2),
+            fail_every: 10,
+        },
     });
-    let web_app = Upstream::start(UpstreamSpec::default());
-    let voting = proxy("voting", "voting-0", voting_app.addr);
-    let web = proxy("web", "web-0", web_app.addr);
-    Discovery::new("demo")
-        .deployment("web", vec![web.discovery_pod("web-0")])
-        .deployment("voting", vec![voting.discovery_pod("voting-0")])
-        .service("web", 8080)
-        .service("voting", 8080)
-        .path_routes("voting", &[("vote", "^/api/vote.*$")])
-        .write(&discovery);
     Mesh {
         _dir: dir,
         _store: store,
         controller,
-        web,
-        _voting: (voting, voting_app),
-        _web_app: web_app,
-    }
-}
-
-/// Sends requests until the web proxy routes to voting.
-fn warm_up(mesh: &Mesh) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (codes, _) = drive_load(
-            mesh.web.outbound,
-            VOTING,
-            &["/warmup"],
-            20,
-            Duration::from_millis(500),
-        );
-        if codes.keys().all(|s| *s == 200 || *s == 500) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the mesh never routed: {codes:?}"
-        );
+        pair,
     }
 }
 
@@ -135,7 +81,7 @@ fn warm_up(mesh: &Mesh) {
 /// voting answered.
 fn traffic(mesh: &Mesh, rps: u32, secs: u64) -> u64 {
     let (codes, _) = drive_load(
-        mesh.web.outbound,
+        mesh.pair.web.outbound,
         VOTING,
         &["/api/vote/1", "/api/vote/2"],
         rps,
@@ -186,7 +132,7 @@ fn windows_in_the_past_count_their_own_traffic_only() {
     let before_mesh = Rfc3339(now_ms() - 5_000).to_string();
     let before_mesh_end = Rfc3339(now_ms() - 3_000).to_string();
     let mesh = mesh();
-    warm_up(&mesh);
+    mesh.pair.warm_up();
     std::thread::sleep(GAP);
 
     // Period A: traffic. Period B: none. Then traffic again (period C).

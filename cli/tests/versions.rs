@@ -29,15 +29,6 @@ use conduit_testbed::{
 const VOTING: &str = "voting.demo:8080";
 const EMOJI: &str = "emoji.demo:8080";
 
-fn conduit(c: &Controller, args: &[&str]) -> Output {
-    Command::new(conduit_testbed::bin("conduit"))
-        .args(args)
-        .args(["--api-addr", &c.grpc.to_string()])
-        .env("CONDUIT_API_TOKEN_FILE", &c.api_token_file)
-        .output()
-        .expect("run conduit")
-}
-
 fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
@@ -137,12 +128,9 @@ fn mesh() -> Mesh {
 }
 
 fn stat_by_version(mesh: &Mesh, target: &str) -> Stat {
-    let out = conduit(
-        &mesh.controller,
-        &[
-            "stat", target, "-n", "demo", "-t", "5m", "--by", "version", "-o", "json",
-        ],
-    );
+    let out = mesh.controller.conduit(&[
+        "stat", target, "-n", "demo", "-t", "5m", "--by", "version", "-o", "json",
+    ]);
     serde_json::from_str(&ok(out)).unwrap()
 }
 
@@ -257,19 +245,16 @@ fn stat_by_version_gives_each_version_its_own_row_and_success_rate() {
     assert!(total(emoji.rows.first()) > 0);
 
     // Without --by, one row per Deployment and no version.
-    let plain: Stat = serde_json::from_str(&ok(conduit(
-        &mesh.controller,
-        &[
-            "stat",
-            "deploy/voting",
-            "-n",
-            "demo",
-            "-t",
-            "5m",
-            "-o",
-            "json",
-        ],
-    )))
+    let plain: Stat = serde_json::from_str(&ok(mesh.controller.conduit(&[
+        "stat",
+        "deploy/voting",
+        "-n",
+        "demo",
+        "-t",
+        "5m",
+        "-o",
+        "json",
+    ])))
     .unwrap();
     assert_eq!(plain.rows.len(), 1);
     assert_eq!(plain.rows[0].version, None);
@@ -278,21 +263,18 @@ fn stat_by_version_gives_each_version_its_own_row_and_success_rate() {
     assert!(total(plain.rows.first()) >= both, "{plain:#?}");
 
     // The table names each version.
-    let table = ok(conduit(
-        &mesh.controller,
-        &[
-            "stat",
-            "deploy/voting",
-            "-n",
-            "demo",
-            "-t",
-            "5m",
-            "--by",
-            "version",
-            "-o",
-            "wide",
-        ],
-    ));
+    let table = ok(mesh.controller.conduit(&[
+        "stat",
+        "deploy/voting",
+        "-n",
+        "demo",
+        "-t",
+        "5m",
+        "--by",
+        "version",
+        "-o",
+        "wide",
+    ]));
     let header = table.lines().next().unwrap();
     assert!(header.contains("VERSION"), "{table}");
     for v in ["v1", "v2"] {
@@ -319,23 +301,20 @@ fn by_version_refuses_from_and_unknown_groupings() {
     std::fs::write(&discovery, "version: 1\n").unwrap();
     let store = Store::start();
     let controller = Controller::start(&store, &discovery);
-    let out = conduit(
-        &controller,
-        &[
-            "stat",
-            "deploy",
-            "-n",
-            "demo",
-            "--by",
-            "version",
-            "--from",
-            "deploy/web",
-        ],
-    );
+    let out = controller.conduit(&[
+        "stat",
+        "deploy",
+        "-n",
+        "demo",
+        "--by",
+        "version",
+        "--from",
+        "deploy/web",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--from"), "{err}");
-    let out = conduit(&controller, &["stat", "deploy", "--by", "pod"]);
+    let out = controller.conduit(&["stat", "deploy", "--by", "pod"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("version"), "{err}");

@@ -25,6 +25,7 @@ pub mod inject;
 pub mod install;
 mod kinds;
 pub mod local_identity;
+pub mod scrape;
 pub mod sidecar;
 pub mod stream;
 mod template;

@@ -20,10 +20,12 @@
 //! `cargo build --bins`.
 
 pub mod discovery;
+pub mod engine;
 pub mod hostile;
 mod process;
 pub mod raw_h2;
 mod upstream;
+pub mod web_voting;
 
 pub use process::{
     HttpAnswer, Process, TempDir, bin, free_addr, http_get, http_get_with, metric_sum,
@@ -158,6 +160,16 @@ impl Controller {
             api_token_file,
             _token_dir: token_dir,
         }
+    }
+
+    /// Runs the `conduit` CLI against this controller, with its API token.
+    pub fn conduit(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(bin("conduit"))
+            .args(args)
+            .args(["--api-addr", &self.grpc.to_string()])
+            .env("CONDUIT_API_TOKEN_FILE", &self.api_token_file)
+            .output()
+            .expect("run conduit")
     }
 
     /// `Authorization` for tap and top on the controller's APIs.

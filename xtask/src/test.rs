@@ -16,13 +16,15 @@ use crate::install;
 use crate::process::{Result, cargo, exec, probe, step};
 
 /// Real programs the tests run against instead of mocks: Prometheus for
-/// PromQL comparison; iptables, iproute2 and setpriv (util-linux) for
+/// PromQL comparison and, with VictoriaMetrics, as the controller's
+/// external metrics backend; iptables, iproute2 and setpriv (util-linux) for
 /// transparent mode in a network namespace; openssl to verify the
 /// certificates `conduit install` generates; tcpdump to prove what crosses
 /// loopback between proxies is encrypted; Chromium and chromedriver for
 /// the dashboard's browser test.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
+    "victoria-metrics",
     "tcpdump",
     "iptables",
     "iproute2",

@@ -83,6 +83,48 @@ pub struct Args {
     pub policy: PolicyArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
+}
+
+/// Where stat, routes, edges, authz and the dashboard's charts read
+/// metrics, and the bounds of an external backend.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MetricsArgs {
+    /// Where metrics are read: `embedded` (the telemetry store) or
+    /// `prometheus:http://HOST:PORT[/PREFIX]`, a Prometheus-compatible query
+    /// API (Prometheus, VictoriaMetrics, Thanos Query, Mimir's
+    /// `/prometheus`) that the store feeds with `--remote-write-url`. Top,
+    /// tap and pod counts stay with the store and the proxies.
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_METRICS_BACKEND",
+        default_value = "embedded",
+        value_name = "BACKEND"
+    )]
+    pub metrics_backend: conduit_api::metrics_backend::MetricsBackend,
+    /// External metrics backend: longest wait for one answer (connecting,
+    /// sending the query, reading the whole answer)
+    #[arg(long, env = "CONDUIT_CONTROLLER_METRICS_BACKEND_TIMEOUT", default_value = "10s", value_parser = conduit_api::duration::parse)]
+    pub metrics_backend_timeout: std::time::Duration,
+    /// External metrics backend: largest answer, in bytes; a larger one is
+    /// an error, not a truncated table
+    #[arg(
+        long,
+        env = "CONDUIT_CONTROLLER_METRICS_BACKEND_MAX_BODY",
+        default_value_t = 16 * 1024 * 1024,
+        value_name = "BYTES"
+    )]
+    pub metrics_backend_max_body: usize,
+}
+
+impl MetricsArgs {
+    pub fn limits(&self) -> crate::metrics_backend::Limits {
+        crate::metrics_backend::Limits {
+            timeout: self.metrics_backend_timeout,
+            max_body: self.metrics_backend_max_body,
+        }
+    }
 }
 
 /// The timeouts and caps of the controller's listeners: every port answers

@@ -6,6 +6,8 @@
 //! - [`destination`]: `Destination.Get`/`GetProfile` streams.
 //! - [`identity`]: the certificate authority behind `Identity.Certify`.
 //! - [`public`]: `public.v1.Api`, reading the store and discovery.
+//! - [`metrics_backend`]: where its metrics come from (the store, or a
+//!   Prometheus-compatible query API).
 //! - [`rest`]: the same as JSON and Server-Sent Events.
 //! - [`ui`]: the dashboard bundle.
 //! - [`server`]: wiring them to listeners.
@@ -16,6 +18,7 @@ pub mod destination;
 pub mod discovery;
 pub mod identity;
 pub mod links;
+pub mod metrics_backend;
 pub mod policy;
 pub mod profile;
 pub mod public;

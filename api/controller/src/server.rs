@@ -27,6 +27,7 @@ use crate::identity::issuer::Issuer;
 use crate::identity::tokens::Tokens;
 use crate::identity::{IdentityService, IdentityStats, certify_self, keep_certified};
 use crate::links::Links;
+use crate::metrics_backend::MetricsBackend;
 use crate::policy::InboundPolicies;
 use crate::public::{PublicApi, Settings};
 use crate::store::Store;
@@ -227,6 +228,8 @@ pub async fn run(
         &links,
         &IdentityName::store(&args.namespace, &args.identity.trust_domain),
     )?;
+    let metrics =
+        MetricsBackend::new(&args.metrics.metrics_backend, &store, args.metrics.limits())?;
     let mesh = TcpListener::bind(args.mesh_listen)
         .await
         .with_context(|| format!("cannot listen on --mesh-listen {}", args.mesh_listen))?;
@@ -238,8 +241,9 @@ pub async fn run(
         .with_context(|| format!("cannot listen on --http-listen {}", args.http_listen))?;
     let http_addr = http.local_addr()?;
     let access = access(&args).await?;
+    let metrics_backend = metrics.describe();
     let api = PublicApi::new(
-        store,
+        (store, metrics),
         links,
         identity.as_ref().map(|i| i.issuer.clone()),
         discovery.clone(),
@@ -255,6 +259,7 @@ pub async fn run(
         grpc = %grpc.local_addr()?,
         http = %http_addr,
         store = %args.store_addr.join(","),
+        metrics = %metrics_backend,
         mesh = %mesh.local_addr()?,
         identity = identity.as_ref().map(|i| i.creds.dns_name().to_string()),
         ui = %ui.dir().display(),

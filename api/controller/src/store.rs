@@ -102,10 +102,6 @@ impl Store {
         Err(Status::unavailable(messages.join("; ")))
     }
 
-    pub async fn golden(&self, req: pb::GoldenRequest) -> Result<Vec<pb::GoldenRow>, Status> {
-        Ok(self.golden_answer(req).await?.rows)
-    }
-
     /// `Golden` with the window it answered and its latency resolution.
     pub async fn golden_answer(
         &self,
@@ -126,11 +122,6 @@ impl Store {
             })
             .await?;
         Ok(reply.series)
-    }
-
-    /// A PromQL instant query, evaluated now.
-    pub async fn instant(&self, query: String) -> Result<Vec<pb::Series>, Status> {
-        self.instant_at(query, 0).await
     }
 
     /// A PromQL instant query, evaluated at `time_unix_ms` (0: now).

@@ -12,6 +12,10 @@ use time::OffsetDateTime;
 use crate::args::{InstallArgs, ManifestFormat, UninstallArgs};
 
 pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
+    if args.prometheus_scrape_config {
+        let job = conduit_deploy::scrape::prometheus_job(&args.namespace);
+        return Ok(std::io::stdout().lock().write_all(job.as_bytes())?);
+    }
     check_quantity(&args.store_volume_size)?;
     let now = OffsetDateTime::now_utc();
     let identity = match &args.identity_trust_anchors_file {
@@ -39,6 +43,8 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         store_volume_size: args.store_volume_size,
         cluster_domain: args.cluster.cluster_domain,
         default_inbound_policy: args.default_inbound_policy,
+        metrics_backend: args.metrics_backend,
+        remote_write_url: args.remote_write_url,
         ..InstallOptions::new(&args.namespace, identity)
     };
     print(&conduit_deploy::control_plane(&options), args.output)

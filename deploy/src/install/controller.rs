@@ -3,6 +3,8 @@
 //! `conduit-web` Service names the dashboard part for port-forwards and
 //! Ingresses.
 
+use conduit_api::metrics_backend::MetricsBackend;
+
 use crate::value::{Map, Value, map, seq};
 
 use super::config::{ISSUER_SECRET, TRUST_ANCHORS_SECRET};
@@ -51,30 +53,31 @@ fn deployment(options: &InstallOptions) -> Value {
     let ns = &options.namespace;
     let store =
         super::store::grpc_addrs(ns, &options.cluster_domain, "https", options.ha).join(",");
+    let mut args = vec![
+        format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
+        format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+        format!("--mesh-listen=0.0.0.0:{MESH_PORT}"),
+        format!("--store-addr={store}"),
+        "--discovery=kubernetes".to_string(),
+        "--mode=kubernetes".to_string(),
+        format!("--cluster-domain={}", options.cluster_domain),
+        format!("--namespace={ns}"),
+        format!(
+            "--default-inbound-policy={}",
+            options.default_inbound_policy
+        ),
+        format!("--identity-trust-anchors={IDENTITY_DIR}/trust-anchors/ca.crt"),
+        format!("--identity-issuer-certificate={IDENTITY_DIR}/issuer/tls.crt"),
+        format!("--identity-issuer-key={IDENTITY_DIR}/issuer/tls.key"),
+    ];
+    if options.metrics_backend != MetricsBackend::Embedded {
+        args.push(format!("--metrics-backend={}", options.metrics_backend));
+    }
     let container = map([
         ("name", COMPONENT.into()),
         ("image", options.controller_image.as_str().into()),
         ("imagePullPolicy", "IfNotPresent".into()),
-        (
-            "args",
-            seq([
-                format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
-                format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
-                format!("--mesh-listen=0.0.0.0:{MESH_PORT}"),
-                format!("--store-addr={store}"),
-                "--discovery=kubernetes".to_string(),
-                "--mode=kubernetes".to_string(),
-                format!("--cluster-domain={}", options.cluster_domain),
-                format!("--namespace={ns}"),
-                format!(
-                    "--default-inbound-policy={}",
-                    options.default_inbound_policy
-                ),
-                format!("--identity-trust-anchors={IDENTITY_DIR}/trust-anchors/ca.crt"),
-                format!("--identity-issuer-certificate={IDENTITY_DIR}/issuer/tls.crt"),
-                format!("--identity-issuer-key={IDENTITY_DIR}/issuer/tls.key"),
-            ]),
-        ),
+        ("args", seq(args)),
         (
             "ports",
             seq([

@@ -19,6 +19,9 @@
 //! - the telemetry store as a StatefulSet with a PersistentVolumeClaim;
 //! - NetworkPolicies that admit only meshed pods and the control plane to
 //!   the controller's and the store's ports;
+//! - with `--metrics-backend prometheus:URL`, the controller reading
+//!   metrics from that query API; with `--remote-write-url`, the store
+//!   forwarding every series there;
 //! - with `--ha`: three controller replicas and a pair of stores, each
 //!   spread over nodes with a PodDisruptionBudget.
 //!
@@ -35,6 +38,7 @@ mod store;
 pub(crate) use store::grpc_addrs as store_grpc_addrs;
 
 use conduit_api::VERSION;
+use conduit_api::metrics_backend::MetricsBackend;
 use conduit_api::policy::DefaultPolicy;
 
 use crate::identity::IdentityRoots;
@@ -60,6 +64,10 @@ pub struct InstallOptions {
     /// What ports get that no Server selects and whose workload and
     /// namespace name no default.
     pub default_inbound_policy: DefaultPolicy,
+    /// Where the controller reads metrics (`--metrics-backend`).
+    pub metrics_backend: MetricsBackend,
+    /// Where the store forwards every series (`--remote-write-url`).
+    pub remote_write_url: Option<String>,
 }
 
 impl InstallOptions {
@@ -76,6 +84,8 @@ impl InstallOptions {
             cluster_domain: crate::CLUSTER_DOMAIN.to_string(),
             identity,
             default_inbound_policy: DefaultPolicy::default(),
+            metrics_backend: MetricsBackend::Embedded,
+            remote_write_url: None,
         }
     }
 }

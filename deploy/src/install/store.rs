@@ -70,27 +70,28 @@ pub(super) fn objects(options: &InstallOptions) -> Vec<Value> {
 
 fn stateful_set(options: &InstallOptions) -> Value {
     let ns = &options.namespace;
+    let mut args = vec![
+        format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
+        format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
+        format!("--data-dir={DATA_DIR}"),
+        // The gRPC API is mTLS with the store's own identity.
+        format!(
+            "--identity-addr=https://{}:{}",
+            service_host(super::controller::SERVICE, options),
+            crate::sidecar::MESH_PORT
+        ),
+        format!("--identity-trust-anchors={ANCHORS_DIR}/ca.crt"),
+        format!("--identity-token-file={}", identity::TOKEN_FILE),
+        format!("--namespace={ns}"),
+    ];
+    if let Some(url) = &options.remote_write_url {
+        args.push(format!("--remote-write-url={url}"));
+    }
     let container = map([
         ("name", "store".into()),
         ("image", options.store_image.as_str().into()),
         ("imagePullPolicy", "IfNotPresent".into()),
-        (
-            "args",
-            seq([
-                format!("--http-listen=0.0.0.0:{HTTP_PORT}"),
-                format!("--grpc-listen=0.0.0.0:{GRPC_PORT}"),
-                format!("--data-dir={DATA_DIR}"),
-                // The gRPC API is mTLS with the store's own identity.
-                format!(
-                    "--identity-addr=https://{}:{}",
-                    service_host(super::controller::SERVICE, options),
-                    crate::sidecar::MESH_PORT
-                ),
-                format!("--identity-trust-anchors={ANCHORS_DIR}/ca.crt"),
-                format!("--identity-token-file={}", identity::TOKEN_FILE),
-                format!("--namespace={ns}"),
-            ]),
-        ),
+        ("args", seq(args)),
         (
             "ports",
             seq([port("http", HTTP_PORT), port("grpc", GRPC_PORT)]),

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use conduit_api::IdentityName;
 use conduit_api::json::{Authz, Edges, Routes, Stat};
+use conduit_testbed::engine::Engine;
 use conduit_testbed::{
     Controller, MeshIdentity, Process, Proxy, ProxySpec, Store, TempDir, Upstream, UpstreamSpec,
     drive_load, free_addr, http_get, wait_for_http,
@@ -81,12 +82,23 @@ pub struct Mesh {
     /// Voting's second version, once rolled out.
     rollout: Option<(Proxy, Upstream)>,
     load: Option<Load>,
+    /// `--metrics-backend prometheus:URL`, when the controller reads an
+    /// external engine.
+    backend: Option<String>,
 }
 
 impl Mesh {
     /// Starts everything and sends traffic; returns once the store holds
     /// some of it for both upstreams.
     pub fn start(bundle: &Path) -> Result<Self, String> {
+        Self::start_reading(bundle, None)
+    }
+
+    /// As [`Mesh::start`], the store forwarding every series to `engine`
+    /// (remote write) and the controller reading its metrics from it
+    /// (`--metrics-backend prometheus:URL`) when one is given.
+    pub fn start_reading(bundle: &Path, engine: Option<&Engine>) -> Result<Self, String> {
+        let backend = engine.map(|e| format!("prometheus:{}", e.url()));
         let dir = TempDir::new("ui-mesh");
         let discovery = dir.path().join("discovery.yaml");
         std::fs::write(&discovery, "version: 1\n").map_err(|e| e.to_string())?;
@@ -99,17 +111,21 @@ impl Mesh {
         // The store certifies itself with the controller, which must know
         // where the store will be: its address is chosen before either.
         let store_grpc = free_addr();
-        let controller_args = controller_args(&identity, bundle);
+        let controller_args = controller_args(&identity, bundle, backend.as_deref());
         let controller_args: Vec<&str> = controller_args.iter().map(String::as_str).collect();
         let controller = Controller::start_with_args(
             &format!("https://{store_grpc}"),
             &discovery,
             &controller_args,
         );
-        let store = Store::start_on(
-            store_grpc,
-            &identity.workload_args(&controller, &store_identity()),
-        );
+        let mut store_args = identity.workload_args(&controller, &store_identity());
+        if let Some(engine) = engine {
+            store_args.extend([
+                "--remote-write-url".to_string(),
+                format!("{}/api/v1/write", engine.url()),
+            ]);
+        }
+        let store = Store::start_on(store_grpc, &store_args);
         let proxy = |deployment: &str, app: SocketAddr| {
             let pod = format!("{deployment}-0");
             let ends = Ends {
@@ -164,6 +180,7 @@ impl Mesh {
             apps: [web_app, voting_app, emoji_app],
             rollout: None,
             load: Some(load),
+            backend,
         };
         mesh.wait_for_traffic(Duration::from_secs(30))?;
         Ok(mesh)
@@ -349,7 +366,11 @@ impl Mesh {
         .iter()
         .map(ToString::to_string)
         .collect();
-        args.extend(controller_args(&self.identity, &self.bundle));
+        args.extend(controller_args(
+            &self.identity,
+            &self.bundle,
+            self.backend.as_deref(),
+        ));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.controller.process = Process::spawn("conduit-controller", &args);
         wait_for_http(self.controller.http, "/healthz", Duration::from_secs(30))
@@ -424,9 +445,12 @@ fn store_identity() -> IdentityName {
 
 /// The controller's flags besides its addresses: the identity service
 /// with the mesh's roots, and the dashboard's bundle.
-fn controller_args(identity: &MeshIdentity, bundle: &Path) -> Vec<String> {
+fn controller_args(identity: &MeshIdentity, bundle: &Path, backend: Option<&str>) -> Vec<String> {
     let mut args = identity.controller_args("24h");
     args.extend(["--ui-dir".to_string(), bundle.display().to_string()]);
+    if let Some(backend) = backend {
+        args.extend(["--metrics-backend".to_string(), backend.to_string()]);
+    }
     args
 }
 

@@ -49,9 +49,9 @@ impl PublicApi {
         self.within_retention(&range).await?;
         let w = format!("{}ms", range.end_ms - range.start_ms);
         let (allowed, denied) = tokio::try_join!(
-            self.store()
+            self.metrics()
                 .instant_at(counts_query(&d, "allow", &w), range.end_ms),
-            self.store()
+            self.metrics()
                 .instant_at(counts_query(&d, "deny", &w), range.end_ms),
         )?;
         for s in &allowed {

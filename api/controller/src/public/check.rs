@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 
+use conduit_api::metrics::family;
 use conduit_api::proto::public::v1 as pb;
 use conduit_api::proto::store::v1 as store;
 
@@ -12,6 +13,7 @@ use crate::discovery::{HealthStatus, Snapshot};
 
 const CONTROL_PLANE: &str = "conduit-control-plane";
 const STORE: &str = "conduit-telemetry-store";
+const METRICS_BACKEND: &str = "conduit-metrics-backend";
 const DATA_PLANE: &str = "conduit-data-plane";
 /// Pods listed by name in a hint at most.
 const NAMED_PODS: usize = 5;
@@ -63,8 +65,8 @@ impl PublicApi {
                 results.push(proxies_check(&self.snapshot(), &status));
                 if self.inner.issuer.is_some()
                     && let Ok(series) = self
-                        .store()
-                        .instant(super::identity_check::expiry_query())
+                        .metrics()
+                        .instant_at(super::identity_check::expiry_query(), 0)
                         .await
                 {
                     results.push(super::identity_check::proxies(&series, now));
@@ -78,8 +80,41 @@ impl PublicApi {
             )),
         }
         results.extend(self.pair_checks().await);
+        if !self.metrics().is_embedded() {
+            results.push(self.metrics_backend_check().await);
+        }
         results.extend(self.exposure_checks().await);
         pb::CheckResponse { results }
+    }
+
+    /// An external metrics backend answers PromQL and holds the proxies'
+    /// series (the store forwards them with `--remote-write-url`).
+    async fn metrics_backend_check(&self) -> pb::CheckResult {
+        let backend = self.metrics().describe();
+        let requests = family::REQUEST_TOTAL.name();
+        let description = format!("{backend} answers and holds the proxies' {requests}");
+        match self
+            .metrics()
+            .instant_at(format!("count({requests})"), 0)
+            .await
+        {
+            Err(e) => result(
+                METRICS_BACKEND,
+                description,
+                pb::CheckStatus::Failed,
+                e.message(),
+            ),
+            Ok(series) if series.is_empty() => result(
+                METRICS_BACKEND,
+                description,
+                pb::CheckStatus::Warning,
+                format!(
+                    "it has no {requests} series of the last 5 minutes: start the telemetry store \
+                     with --remote-write-url pointing at its remote-write receiver"
+                ),
+            ),
+            Ok(_) => ok(METRICS_BACKEND, description),
+        }
     }
 }
 

@@ -110,11 +110,11 @@ impl PublicApi {
         self.within_retention(&range).await?;
         let window_ms = range.end_ms - range.start_ms;
         let (http, tcp) = tokio::try_join!(
-            self.store().instant_at(
+            self.metrics().instant_at(
                 edge_query(family::REQUEST_TOTAL.name(), window_ms),
                 range.end_ms
             ),
-            self.store().instant_at(
+            self.metrics().instant_at(
                 edge_query(family::TCP_OPEN_TOTAL.name(), window_ms),
                 range.end_ms
             ),

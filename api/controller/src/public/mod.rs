@@ -22,6 +22,7 @@ use tonic::{Request, Response, Status};
 use crate::discovery::{Discovery, Snapshot};
 use crate::identity::issuer::Issuer;
 use crate::links::Links;
+use crate::metrics_backend::MetricsBackend;
 use crate::store::Store;
 
 mod authz;
@@ -50,6 +51,8 @@ pub struct PublicApi {
 
 struct Inner {
     store: Store,
+    /// Where golden metrics, routes, edges and authz counts come from.
+    metrics: MetricsBackend,
     links: Links,
     /// The identity service's issuer, for `check`; `None` with identity off.
     issuer: Option<Arc<Issuer>>,
@@ -71,7 +74,7 @@ pub struct Settings {
 
 impl PublicApi {
     pub fn new(
-        store: Store,
+        (store, metrics): (Store, MetricsBackend),
         links: Links,
         issuer: Option<Arc<Issuer>>,
         discovery: Arc<dyn Discovery>,
@@ -80,6 +83,7 @@ impl PublicApi {
         Self {
             inner: Arc::new(Inner {
                 store,
+                metrics,
                 links,
                 issuer,
                 discovery,
@@ -91,6 +95,10 @@ impl PublicApi {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn metrics(&self) -> &MetricsBackend {
+        &self.inner.metrics
     }
 
     fn snapshot(&self) -> Arc<Snapshot> {
@@ -266,15 +274,15 @@ pub fn time_range(
 }
 
 impl PublicApi {
-    /// Refuses a window older than the store keeps (its status says how
-    /// long), so an empty answer never passes for "no traffic".
+    /// Refuses a window older than the metrics backend keeps (when it
+    /// says how long), so an empty answer never passes for "no traffic".
     async fn within_retention(&self, range: &TimeRange) -> Result<(), Status> {
-        let status = self.store().status().await?;
-        if status.retention_ms <= 0 {
+        let Some(retention) = self.metrics().retention().await? else {
             return Ok(());
-        }
+        };
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         range
-            .check_retention(status.retention_ms, crate::store::now_unix_ms())
+            .check_retention(retention_ms, crate::store::now_unix_ms())
             .map_err(|e| Status::out_of_range(e.to_string()))
     }
 }

@@ -151,10 +151,10 @@ impl PublicApi {
             )
         };
         let (counts, p50, p95, p99) = tokio::try_join!(
-            self.store().instant_at(counts, range.end_ms),
-            self.store().instant_at(quantile(0.5), range.end_ms),
-            self.store().instant_at(quantile(0.95), range.end_ms),
-            self.store().instant_at(quantile(0.99), range.end_ms),
+            self.metrics().instant_at(counts, range.end_ms),
+            self.metrics().instant_at(quantile(0.5), range.end_ms),
+            self.metrics().instant_at(quantile(0.95), range.end_ms),
+            self.metrics().instant_at(quantile(0.99), range.end_ms),
         )?;
         let counts = by_route(&counts);
         let mut routes: Vec<RouteKey> = counts.keys().map(|(r, _)| r.clone()).collect();

@@ -255,8 +255,8 @@ impl PublicApi {
             .map(|&end| {
                 let (mut q, key) = stat_query(&scope, None, None, window, false);
                 q.end_unix_ms = end;
-                let store = self.store().clone();
-                async move { store.golden(q).await.map(|rows| (end, key, rows)) }
+                let metrics = self.metrics().clone();
+                async move { metrics.golden(q).await.map(|a| (end, key, a.rows)) }
             })
             .collect();
         let answers: Vec<_> = futures_util::stream::iter(queries)
@@ -309,7 +309,7 @@ impl PublicApi {
         query.start_unix_ms = range.start_ms;
         query.end_unix_ms = range.end_ms;
         let (answer, status) =
-            tokio::try_join!(self.store().golden_answer(query), self.store().status())?;
+            tokio::try_join!(self.metrics().golden(query), self.store().status())?;
         let rows = answer.rows;
         let snap = self.snapshot();
         let pods = PodCounts::from_status(&status);
@@ -405,7 +405,7 @@ impl PublicApi {
             end_unix_ms: end,
         };
         let (series, status) =
-            tokio::try_join!(self.store().series(series), self.store().status())?;
+            tokio::try_join!(self.metrics().series(series), self.store().status())?;
         let snap = self.snapshot();
         let pods = PodCounts::from_status(&status);
         let mut all: BTreeSet<DeploymentRef> = snap.deployments.keys().cloned().collect();
