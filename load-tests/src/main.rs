@@ -29,6 +29,8 @@ scenarios:
   recorder [--rate RPS] [--seconds S] [--rounds R]
                               the flight recorder and route learning per request: the parts alone, and proxies with and without
   routes [--requests N]       the proxy's path template learner per request, vs writing templates out
+  sizing [--proxies N,N,...] [--seconds S] [--no-forward]
+                              proxies per store: N proxies with a pod's series mix against one store, alone and forwarding
   stat [DEPLOYMENTS] [RUNS]   `conduit stat` end to end with DEPLOYMENTS (1000) in the store
   store [--series N] [--hours H] [--deployments D] [--runs R]
                               the telemetry store vs Prometheus and VictoriaMetrics
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Some("proxy") => proxy::run(&args[1..]),
         Some("recorder") => recorder::run(&args[1..]),
         Some("routes") => routes::run(&args[1..]),
+        Some("sizing") => store::sizing::run(&args[1..]),
         Some("stat") => stat::run(&args[1..]),
         Some("store") => store::run(&args[1..]),
         Some("ui") => ui::run(&args[1..]),

@@ -18,7 +18,7 @@
 //! second, all pending ones looked for by one search every 100 ms), the
 //! store's CPU and RSS.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -47,11 +47,11 @@ const USAGE: &str = "usage: conduit-load-tests fleet [--proxies N] [--seconds S]
   --rates R,...  tap events per proxy per second, step by step (20,30,40,55,70); the ramp stops at the
                  first step the store does not keep up with";
 
-const NAMESPACE: &str = "bench";
+pub(crate) const NAMESPACE: &str = "bench";
 /// Pods per Deployment: 1 000 proxies are 200 Deployments.
-const PODS: usize = 5;
+pub(crate) const PODS: usize = 5;
 /// Reports a proxy keeps while its stream is slow, as `--telemetry-buffer`.
-const BUFFER: usize = 60;
+pub(crate) const BUFFER: usize = 60;
 /// Markers searched for per second.
 const MARKERS_PER_SEC: u64 = 2;
 /// Markers looked for by one search at most.
@@ -132,24 +132,29 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 
 /// What the whole fleet has done so far.
 #[derive(Default)]
-struct Sent {
-    events: AtomicU64,
-    reports: AtomicU64,
+pub(crate) struct Sent {
+    pub(crate) events: AtomicU64,
+    pub(crate) reports: AtomicU64,
     /// Reports the store acknowledged (committed).
-    acked: AtomicU64,
+    pub(crate) acked: AtomicU64,
     /// Reports a proxy dropped because its stream was backed up.
-    reports_dropped: AtomicU64,
-    streams_failed: AtomicU64,
+    pub(crate) reports_dropped: AtomicU64,
+    pub(crate) streams_failed: AtomicU64,
+    /// Per acknowledged report: when it was sent, and how long its
+    /// acknowledgement took.
+    pub(crate) ack_lags: Mutex<Vec<(Instant, Duration)>>,
 }
 
 /// Markers sent and not found yet: request id → when its report was sent.
-type Markers = Mutex<HashMap<String, Instant>>;
+pub(crate) type Markers = Mutex<HashMap<String, Instant>>;
 /// Markers done: when each was sent, and its lag unless it was never found.
 type Lags = Mutex<Vec<(Instant, Option<Duration>)>>;
 
 /// One simulated proxy: its connection, its report stream, its reports.
-async fn proxy(
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn proxy(
     p: usize,
+    mut sim: Simulated,
     channel: tonic::transport::Channel,
     rate: Arc<AtomicU32>,
     sent: Arc<Sent>,
@@ -160,14 +165,23 @@ async fn proxy(
     let (tx, rx) = mpsc::channel::<Report>(BUFFER);
     let mut client = TelemetryClient::new(channel);
     let acked = sent.clone();
+    // Reports sent and not acknowledged yet: (sequence, when sent).
+    let unacked: Arc<Mutex<VecDeque<(u64, Instant)>>> = Arc::default();
+    let pending = unacked.clone();
     let stream = tokio::spawn(async move {
         let mut acks = client.stream(ReceiverStream::new(rx)).await?.into_inner();
-        while acks.message().await?.is_some() {
+        while let Some(ack) = acks.message().await? {
             acked.acked.fetch_add(1, Relaxed);
+            let mut pending = lock(&pending);
+            while let Some(&(sequence, at)) = pending.front().filter(|(s, _)| *s <= ack.sequence) {
+                pending.pop_front();
+                if sequence == ack.sequence {
+                    lock(&acked.ack_lags).push((at, at.elapsed()));
+                }
+            }
         }
         Ok::<_, tonic::Status>(())
     });
-    let mut sim = Simulated::new(p);
     // Proxies start at different times: their reports do not line up.
     let offset = Duration::from_secs_f64(p as f64 / proxies as f64);
     let mut ticker =
@@ -188,6 +202,8 @@ async fn proxy(
             .then(|| report.tap_events.first().map(|e| e.request_id.clone()))
             .flatten();
         let events = report.tap_events.len() as u64;
+        let sequence = report.sequence;
+        lock(&unacked).push_back((sequence, Instant::now()));
         match tx.try_send(report) {
             Ok(()) => {
                 sent.events.fetch_add(events, Relaxed);
@@ -197,6 +213,7 @@ async fn proxy(
                 }
             }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                lock(&unacked).pop_back();
                 sent.reports_dropped.fetch_add(1, Relaxed);
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -211,12 +228,63 @@ async fn proxy(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A proxy's state between reports: its cumulative counters.
-struct Simulated {
+/// The series one simulated proxy reports: the fleet's lean mix (no peer
+/// labels, success/200 and failure/500), or a pod's (per destination
+/// Deployment: requests, three status classes, a learned route, a
+/// latency histogram and five tcp series).
+#[derive(Clone, Copy)]
+pub(crate) struct Mix {
+    /// Destination Deployments per direction (0: no `dst_*` labels).
+    pub(crate) peers: usize,
+    /// Status classes of `response_total`: (classification, status_code).
+    pub(crate) statuses: &'static [(&'static str, &'static str)],
+    /// The five tcp series per direction and peer.
+    pub(crate) tcp: bool,
+}
+
+impl Mix {
+    pub(crate) const FLEET: Mix = Mix {
+        peers: 0,
+        statuses: &[("success", "200"), ("failure", "500")],
+        tcp: false,
+    };
+    pub(crate) const POD: Mix = Mix {
+        peers: 6,
+        statuses: &[("success", "200"), ("success", "404"), ("failure", "503")],
+        tcp: true,
+    };
+
+    /// Series in one report (counters, gauges, histograms).
+    pub(crate) fn series(&self) -> usize {
+        let per_peer = 1 + self.statuses.len() + 1 + 1 + if self.tcp { 5 } else { 0 };
+        2 * self.peers.max(1) * per_peer + 4
+    }
+}
+
+/// How a counter of the template grows every second.
+#[derive(Clone, Copy)]
+enum Grows {
+    /// Requests: 100 a second per direction and peer.
+    Requests,
+    /// The share of requests in one status class.
+    Status {
+        index: usize,
+        of: usize,
+    },
+    /// A fixed amount a second (tcp opens, closes, bytes).
+    By(u64),
+    Recorded,
+    Overflow,
+    Sent,
+}
+
+/// A proxy's state between reports: its series, built once (labels are
+/// the expensive part; a real proxy interns them too), and its counters.
+pub(crate) struct Simulated {
     p: usize,
     deployment: String,
     sequence: u64,
@@ -225,98 +293,146 @@ struct Simulated {
     failures: u64,
     recorded: u64,
     events: u64,
+    counters: Vec<(CounterSeries, Grows)>,
+    gauges: Vec<GaugeSeries>,
+    histograms: Vec<HistogramSeries>,
 }
 
 impl Simulated {
-    fn new(p: usize) -> Self {
+    pub(crate) fn new(p: usize, mix: Mix) -> Self {
+        let deployment = format!("d{:03}", p / PODS);
+        let mut counters = Vec::new();
+        let mut gauges = Vec::new();
+        let mut histograms = Vec::new();
+        let counter = |metric: &str, labels, grows| {
+            (
+                CounterSeries {
+                    metric: metric.into(),
+                    labels,
+                    value: 0.0,
+                },
+                grows,
+            )
+        };
+        for direction in ["inbound", "outbound"] {
+            for peer in 0..mix.peers.max(1) {
+                let dst = format!("d{:03}", (p / PODS + 1 + peer * 7) % 200);
+                let mut base: Vec<(&str, &str)> = vec![
+                    (label::DIRECTION, direction),
+                    (label::NAMESPACE, NAMESPACE),
+                    (label::DEPLOYMENT, &deployment),
+                ];
+                if mix.peers > 0 {
+                    base.push((label::DST_NAMESPACE, NAMESPACE));
+                    base.push((label::DST_DEPLOYMENT, &dst));
+                }
+                let with = |extra: &[(&str, &str)]| {
+                    let mut l = base.clone();
+                    l.extend_from_slice(extra);
+                    labels(&l)
+                };
+                counters.push(counter(names::REQUEST_TOTAL, with(&[]), Grows::Requests));
+                for (index, (class, code)) in mix.statuses.iter().enumerate() {
+                    counters.push(counter(
+                        names::RESPONSE_TOTAL,
+                        with(&[(label::CLASSIFICATION, class), (label::STATUS_CODE, code)]),
+                        Grows::Status {
+                            index,
+                            of: mix.statuses.len(),
+                        },
+                    ));
+                }
+                counters.push(counter(
+                    names::ROUTE_REQUEST_TOTAL,
+                    with(&[
+                        (label::ROUTE, "GET /api/vote/{id}"),
+                        (label::LEARNED, "true"),
+                    ]),
+                    Grows::Requests,
+                ));
+                histograms.push(latency(with(&[]), p));
+                if mix.tcp {
+                    for (metric, by) in [
+                        (names::TCP_OPEN_TOTAL, 2),
+                        (names::TCP_CLOSE_TOTAL, 2),
+                        (names::TCP_READ_BYTES_TOTAL, 40_000),
+                        (names::TCP_WRITE_BYTES_TOTAL, 120_000),
+                    ] {
+                        counters.push(counter(metric, with(&[]), Grows::By(by)));
+                    }
+                    gauges.push(GaugeSeries {
+                        metric: names::TCP_OPEN_CONNECTIONS.into(),
+                        labels: with(&[]),
+                        value: 4.0,
+                    });
+                }
+            }
+        }
+        let own = labels(&[
+            (label::NAMESPACE, NAMESPACE),
+            (label::DEPLOYMENT, &deployment),
+        ]);
+        for (metric, grows) in [
+            (names::TAP_EVENTS_RECORDED_TOTAL, Grows::Recorded),
+            (names::TAP_RECORDER_OVERFLOW_TOTAL, Grows::Overflow),
+            (names::TELEMETRY_REPORTS_SENT_TOTAL, Grows::Sent),
+        ] {
+            counters.push(counter(metric, own.clone(), grows));
+        }
+        gauges.push(GaugeSeries {
+            metric: names::TCP_OPEN_CONNECTIONS.into(),
+            labels: own,
+            value: 4.0,
+        });
         Self {
             p,
-            deployment: format!("d{:03}", p / PODS),
+            deployment,
             sequence: 0,
             started_ms: now_ms(),
             requests: 0,
             failures: 0,
             recorded: 0,
             events: 0,
+            counters,
+            gauges,
+            histograms,
         }
     }
 
     /// The next second's report with `n` recorder events.
-    fn report(&mut self, n: usize) -> Report {
+    pub(crate) fn report(&mut self, n: usize) -> Report {
         self.sequence += 1;
         let end_ms = now_ms();
-        // 100 requests a second, 2 % failing, per direction.
+        // 100 requests a second, 2 % failing, per direction and peer.
         self.requests += 100;
         self.failures += 2;
         self.recorded += n as u64;
         let events = (0..n).map(|i| self.event(i, end_ms)).collect();
-        let mut counters = Vec::new();
-        let mut histograms = Vec::new();
-        for direction in ["inbound", "outbound"] {
-            let base: Vec<(&str, &str)> = vec![
-                (label::DIRECTION, direction),
-                (label::NAMESPACE, NAMESPACE),
-                (label::DEPLOYMENT, &self.deployment),
-            ];
-            let with = |extra: &[(&str, &str)]| {
-                let mut l = base.clone();
-                l.extend_from_slice(extra);
-                labels(&l)
-            };
-            let ok = (self.requests - self.failures) as f64;
-            for (metric, extra, value) in [
-                (names::REQUEST_TOTAL, vec![], self.requests as f64),
-                (
-                    names::RESPONSE_TOTAL,
-                    vec![
-                        (label::CLASSIFICATION, "success"),
-                        (label::STATUS_CODE, "200"),
-                    ],
-                    ok,
-                ),
-                (
-                    names::RESPONSE_TOTAL,
-                    vec![
-                        (label::CLASSIFICATION, "failure"),
-                        (label::STATUS_CODE, "500"),
-                    ],
-                    self.failures as f64,
-                ),
-                (
-                    names::ROUTE_REQUEST_TOTAL,
-                    vec![
-                        (label::ROUTE, "GET /api/vote/{id}"),
-                        (label::LEARNED, "true"),
-                    ],
-                    self.requests as f64,
-                ),
-            ] {
-                counters.push(CounterSeries {
-                    metric: metric.into(),
-                    labels: with(&extra),
-                    value,
-                });
-            }
-            histograms.push(latency(with(&[]), self.p));
-        }
-        let own = labels(&[
-            (label::NAMESPACE, NAMESPACE),
-            (label::DEPLOYMENT, &self.deployment),
-        ]);
-        for (metric, value) in [
-            (names::TAP_EVENTS_RECORDED_TOTAL, self.recorded),
-            (
-                names::TAP_RECORDER_OVERFLOW_TOTAL,
-                self.failures.saturating_sub(self.recorded),
-            ),
-            (names::TELEMETRY_REPORTS_SENT_TOTAL, self.sequence - 1),
-        ] {
-            counters.push(CounterSeries {
-                metric: metric.into(),
-                labels: own.clone(),
-                value: value as f64,
-            });
-        }
+        let seconds = self.sequence;
+        let counters = self
+            .counters
+            .iter()
+            .map(|(series, grows)| {
+                let value = match *grows {
+                    Grows::Requests => self.requests,
+                    // The last class is the failing one; the others share
+                    // the successes, the first most of them.
+                    Grows::Status { index, of } if index + 1 == of => self.failures,
+                    Grows::Status { index: 0, of } => {
+                        self.requests - self.failures - (of as u64 - 2) * seconds
+                    }
+                    Grows::Status { .. } => seconds,
+                    Grows::By(by) => by * seconds,
+                    Grows::Recorded => self.recorded,
+                    Grows::Overflow => self.failures.saturating_sub(self.recorded),
+                    Grows::Sent => self.sequence - 1,
+                };
+                CounterSeries {
+                    value: value as f64,
+                    ..series.clone()
+                }
+            })
+            .collect();
         Report {
             proxy: Some(ProxyMeta {
                 deployment: Some(DeploymentRef {
@@ -333,12 +449,8 @@ impl Simulated {
             start_unix_ms: end_ms - 1000,
             end_unix_ms: end_ms,
             counters,
-            gauges: vec![GaugeSeries {
-                metric: names::TCP_OPEN_CONNECTIONS.into(),
-                labels: own,
-                value: 4.0,
-            }],
-            histograms,
+            gauges: self.gauges.clone(),
+            histograms: self.histograms.clone(),
             tap_events: events,
             dropped_reports: 0,
             dropped_tap_events: 0,
@@ -544,6 +656,7 @@ async fn ramp(o: &Options, store: &Store) -> Result<(Vec<Step>, u64, u64), Strin
             .map_err(|e| format!("proxy {p}: {e}"))?;
         fleet.spawn(proxy(
             p,
+            Simulated::new(p, Mix::FLEET),
             channel,
             rate.clone(),
             sent.clone(),
@@ -743,4 +856,36 @@ fn write_report(
     report::write_section("fleet", &md)?;
     print!("{md}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Mix, Simulated};
+
+    #[test]
+    fn a_report_holds_its_mix_of_series() {
+        for (mix, series) in [(Mix::FLEET, 14), (Mix::POD, 136)] {
+            let r = Simulated::new(7, mix).report(3);
+            let sent = r.counters.len() + r.gauges.len() + r.histograms.len();
+            assert_eq!((sent, mix.series()), (series, series));
+            assert_eq!(r.tap_events.len(), 3);
+        }
+    }
+
+    #[test]
+    fn status_classes_add_up_to_the_requests() {
+        let mut sim = Simulated::new(0, Mix::POD);
+        sim.report(0);
+        let r = sim.report(0);
+        let value = |metric: &str| {
+            r.counters
+                .iter()
+                .filter(|c| c.metric == metric)
+                .map(|c| c.value)
+                .sum::<f64>()
+        };
+        let requests = value(conduit_api::metrics::REQUEST_TOTAL);
+        assert_eq!(requests, 2.0 * 6.0 * 200.0);
+        assert_eq!(value(conduit_api::metrics::RESPONSE_TOTAL), requests);
+    }
 }

@@ -273,26 +273,15 @@ async fn promql(client: &HttpClient, addr: SocketAddr, end: i64) -> Result<f64, 
     Ok(began.elapsed().as_secs_f64() * 1000.0)
 }
 
-pub(crate) async fn measure(
-    conduit_http: SocketAddr,
-    conduit_grpc: SocketAddr,
-    prometheus: SocketAddr,
-    end: i64,
-    runs: usize,
-) -> Result<StatTimes, String> {
-    let channel = tonic::transport::Channel::from_shared(format!("http://{conduit_grpc}"))
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut q = QueryClient::new(channel);
-    let client = http::client();
-    let request = GoldenRequest {
+/// `stat`'s question of the store: the inbound golden signals of every
+/// Deployment of `namespace` over the minute up to `end`.
+pub(crate) fn request(namespace: &str, end: i64) -> GoldenRequest {
+    GoldenRequest {
         matchers: vec![
             Matcher {
                 name: "namespace".into(),
                 op: matcher::Op::Equal as i32,
-                value: NAMESPACE.into(),
+                value: namespace.into(),
             },
             Matcher {
                 name: "direction".into(),
@@ -307,7 +296,24 @@ pub(crate) async fn measure(
         }),
         end_unix_ms: end,
         start_unix_ms: 0,
-    };
+    }
+}
+
+pub(crate) async fn measure(
+    conduit_http: SocketAddr,
+    conduit_grpc: SocketAddr,
+    prometheus: SocketAddr,
+    end: i64,
+    runs: usize,
+) -> Result<StatTimes, String> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{conduit_grpc}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut q = QueryClient::new(channel);
+    let client = http::client();
+    let request = request(NAMESPACE, end);
     let (mut golden, mut prom, mut ours) = (Vec::new(), Vec::new(), Vec::new());
     let mut rows = 0;
     for _ in 0..runs {

@@ -19,6 +19,7 @@ mod forward;
 mod golden;
 mod http;
 mod peer;
+pub(crate) mod sizing;
 mod stream;
 mod tap;
 
