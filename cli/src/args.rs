@@ -254,7 +254,7 @@ pub(crate) struct UninjectArgs {
 }
 
 /// The store accepts plain `http://` remote-write URLs only.
-fn remote_write_url(s: &str) -> Result<String, String> {
+pub(crate) fn remote_write_url(s: &str) -> Result<String, String> {
     let host = s.strip_prefix("http://").unwrap_or_default();
     if host.is_empty() || host.starts_with('/') || s.contains(char::is_whitespace) {
         return Err(format!(

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use conduit_api::json::{Authz, Edges, Stat};
+use conduit_testbed::engine::{Engine, Kind};
 use conduit_testbed::{TempDir, bin};
 
 /// Demo ports with this offset sit outside Linux's ephemeral port range
@@ -18,6 +19,8 @@ use conduit_testbed::{TempDir, bin};
 const PORT_OFFSETS: &[u16] = &[14_000, 14_100, 14_200];
 /// The rollout demo's, apart so both demos can run at once.
 const ROLLOUT_PORT_OFFSETS: &[u16] = &[14_300, 14_400, 14_500];
+/// For the demo that reads its figures from Prometheus.
+const ENGINE_PORT_OFFSETS: &[u16] = &[14_600, 14_700, 14_800];
 const DURATION_S: u64 = 60;
 /// Demo Deployments that serve HTTP/gRPC and so must show requests.
 const HTTP_DEPLOYMENTS: &[&str] = &["web", "emoji", "voting"];
@@ -743,4 +746,52 @@ fn a_rollout_shows_two_versions_of_voting_with_their_own_success_rates() {
     assert!(status.success(), "demo exited with {status}");
     let left = demo.processes();
     assert!(left.is_empty(), "processes left behind: {left:#?}");
+}
+
+/// `conduit demo --remote-write-url … --metrics-backend prometheus:…`: the
+/// demo's store forwards to a real Prometheus, and `conduit stat` and
+/// `check` answer from it: voting at the demo's failure rate.
+#[test]
+fn the_demo_reads_its_figures_from_prometheus() {
+    let engine = Engine::start(Kind::Prometheus);
+    let write = format!("{}/api/v1/write", engine.url());
+    let backend = format!("prometheus:{}", engine.url());
+    let demo = Demo::start_with(
+        ENGINE_PORT_OFFSETS,
+        &["--remote-write-url", &write, "--metrics-backend", &backend],
+    );
+    let voting = eventually(
+        "voting's figures from Prometheus",
+        Duration::from_secs(60),
+        || {
+            let out = demo.conduit(&["stat", "deploy", "-n", "demo", "-t", "30s", "-o", "json"]);
+            if !out.status.success() {
+                return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+            let stat: Stat = serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())?;
+            stat.rows
+                .iter()
+                .find(|r| r.name == "voting")
+                .and_then(|r| r.metrics.clone())
+                .filter(|m| m.total() >= 200)
+                .ok_or(format!("{stat:?}"))
+        },
+    );
+    assert!(
+        (voting.success_rate - (1.0 - FAILURE_RATE)).abs() < 0.05,
+        "{voting:?}"
+    );
+    let out = demo.conduit(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.contains(&backend))
+        .unwrap_or_else(|| panic!("check names no metrics backend:\n{text}"));
+    assert!(line.starts_with('√'), "{line}");
+    // Without Prometheus, stat says so and names it.
+    drop(engine);
+    let out = demo.conduit(&["stat", "deploy", "-n", "demo"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&backend), "{stderr}");
 }

@@ -60,6 +60,16 @@ pub(crate) struct DemoArgs {
     /// --duration, else 30s]
     #[arg(long, requires = "rollout", value_parser = conduit_api::duration::parse)]
     rollout_after: Option<Duration>,
+    /// Have the controller read stat, routes, edges and the dashboard's
+    /// charts from a Prometheus-compatible engine
+    /// (`prometheus:http://HOST:PORT`) instead of the demo's store; feed
+    /// it with --remote-write-url (or have it scrape the proxies)
+    #[arg(long, value_name = "BACKEND", default_value = "embedded")]
+    metrics_backend: conduit_api::metrics_backend::MetricsBackend,
+    /// Have the demo's store forward every series to this remote-write
+    /// endpoint (e.g. http://127.0.0.1:9090/api/v1/write)
+    #[arg(long, value_name = "URL", value_parser = crate::args::remote_write_url)]
+    remote_write_url: Option<String>,
 }
 
 /// When `--rollout` starts the second version without `--duration` or
@@ -85,6 +95,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         bin_dir: bin_dir()?,
         with_intruder: args.with_intruder,
         rollout: args.rollout,
+        metrics_backend: args.metrics_backend,
+        remote_write_url: args.remote_write_url,
     };
     let rollout_after = args.rollout.then(|| {
         args.rollout_after

@@ -84,6 +84,10 @@ pub(crate) struct Settings {
     pub(crate) with_intruder: bool,
     /// Lay out a second version of voting, started later.
     pub(crate) rollout: bool,
+    /// Where the controller reads its figures.
+    pub(crate) metrics_backend: conduit_api::metrics_backend::MetricsBackend,
+    /// Where the store forwards every series, if anywhere.
+    pub(crate) remote_write_url: Option<String>,
 }
 
 /// Where one pod's processes listen.
@@ -421,13 +425,19 @@ impl Topology {
             ])
             .into_iter()
             .chain(self.identity_args("", &self.store_identity()))
+            .chain(
+                self.settings
+                    .remote_write_url
+                    .iter()
+                    .flat_map(|url| ["--remote-write-url".to_string(), url.clone()]),
+            )
             .collect(),
         )
     }
 
     pub(crate) fn controller(&self) -> Spec {
         let c = &self.control;
-        let args = strings([
+        let mut args = strings([
             "--grpc-listen",
             &c.controller_grpc.to_string(),
             "--http-listen",
@@ -450,6 +460,10 @@ impl Topology {
             &path(&self.identity_files().token_key()),
             "--api-token-file",
             &path(&self.api_token_path()),
+        ]);
+        args.extend([
+            "--metrics-backend".to_string(),
+            self.settings.metrics_backend.to_string(),
         ]);
         self.spec("controller", "conduit-controller", args)
     }
@@ -602,6 +616,8 @@ mod tests {
             bin_dir: PathBuf::new(),
             with_intruder: false,
             rollout: true,
+            metrics_backend: Default::default(),
+            remote_write_url: None,
         })
         .unwrap();
         let policy = topology.policy();
