@@ -705,7 +705,10 @@ fn routes_show_learned_templates_without_a_profile() {
                 .map_or(0, |m| m.total())
         };
         let counted = total("GET /emoji/{id}") as f64;
-        if counted >= sent as f64 * 0.98 && total("GET /warmup") > 0 {
+        // The warm-up is one burst: its series may hold a single sample,
+        // which `increase` reads as 0, so it is only required to be listed.
+        let warm_up_listed = routes.rows.iter().any(|r| r.route == "GET /warmup");
+        if counted >= sent as f64 * 0.98 && warm_up_listed {
             break routes;
         }
         assert!(
