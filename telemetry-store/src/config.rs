@@ -399,6 +399,12 @@ pub struct Config {
     #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_BATCH", default_value_t = 2000)]
     pub remote_write_batch: usize,
 
+    /// Remote-write requests in flight at once: series are split among
+    /// this many shards, each sending one request at a time, so a series'
+    /// samples arrive in order (1 to 64).
+    #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_SHARDS", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub remote_write_shards: u16,
+
     /// WAL kept for a lagging remote-write endpoint; beyond it the oldest
     /// unsent samples are dropped (and counted).
     #[arg(long, env = "CONDUIT_STORE_REMOTE_WRITE_MAX_LAG", default_value = "1GiB", value_parser = parse_bytes)]
@@ -502,6 +508,24 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_write_shards_are_bounded() {
+        use clap::Parser;
+        let parse = |n: &str| {
+            Config::try_parse_from(["store".into(), format!("--remote-write-shards={n}")])
+        };
+        assert_eq!(parse("1").unwrap().remote_write_shards, 1);
+        assert_eq!(parse("64").unwrap().remote_write_shards, 64);
+        for bad in ["0", "65", "-1", "four"] {
+            let err = parse(bad).expect_err(bad).to_string();
+            assert!(err.contains("--remote-write-shards"), "{err}");
+        }
+        assert!(
+            parse("0").expect_err("0").to_string().contains("1..=64"),
+            "the error names the bounds"
+        );
+    }
 
     #[test]
     fn sizes() {

@@ -3,25 +3,31 @@
 //! — Prometheus, Mimir, Thanos Receive, VictoriaMetrics — so a large
 //! installation keeps its long history in a scale-out store.
 //!
-//! The queue is the WAL itself: the forwarder tails it from a cursor
-//! saved in `remote-write/cursor` after every acknowledged batch, so a
-//! restart (of either side) resumes where it stopped and nothing is lost;
-//! WAL truncation keeps the segments the forwarder has not sent, up to
+//! The queue is the WAL itself: the forwarder tails it and hands each
+//! sample to one of `--remote-write-shards` shards by its series, each
+//! shard sending one request at a time (several requests in flight keep
+//! up with a receiver's round trip; one series' samples never overtake
+//! each other). Each shard's cursor is saved in `remote-write/cursor`
+//! after every acknowledged batch, so a restart (of either side) resumes
+//! where it stopped, loses nothing and resends at most what was in
+//! flight; WAL truncation keeps the segments a shard has not sent, up to
 //! `--remote-write-max-lag` bytes. Failed sends are retried with
 //! exponential backoff; a request the receiver refuses for good (4xx) is
 //! dropped and counted.
 
+mod cursor;
 mod filter;
 mod send;
+mod shard;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use conduit_api::Labels;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 pub(crate) use filter::Filter;
 
@@ -29,11 +35,14 @@ use crate::db::Db;
 use crate::series::SeriesRef;
 use crate::wal::Record;
 use crate::wal::tail::{Position, Tail};
+use cursor::Cursor;
+use shard::{Batch, Shard};
 
 pub(crate) struct Options {
     pub(crate) url: String,
     pub(crate) filter: Filter,
     pub(crate) batch_samples: usize,
+    pub(crate) shards: usize,
 }
 
 #[derive(Default)]
@@ -45,24 +54,54 @@ pub(crate) struct Stats {
     pub(crate) skipped_segments: AtomicU64,
 }
 
-/// A batch being filled: samples per series, and where the WAL stands
-/// after its last record.
-#[derive(Default)]
-struct Batch {
-    series: HashMap<SeriesRef, Vec<(i64, f64)>>,
-    samples: usize,
-    end: Option<Position>,
-    started: Option<Instant>,
+/// A partial batch waits at most this long for more samples.
+const BATCH_WAIT: Duration = Duration::from_secs(1);
+
+/// The reader's side of a shard: the batch being filled, and what was
+/// handed to the shard last.
+struct Outbox {
+    to_shard: mpsc::Sender<Batch>,
+    series: HashMap<SeriesRef, usize>,
+    batch: Batch,
+    /// Samples of records ending here or before are the shard's already
+    /// (or were acknowledged before a restart).
+    handed: Position,
+    since: Instant,
 }
 
-struct Forwarder {
-    db: Arc<Db>,
-    opts: Options,
-    wal_dir: PathBuf,
-    cursor_file: PathBuf,
-    stats: Arc<Stats>,
+impl Outbox {
+    fn push(&mut self, r: SeriesRef, series: &Arc<send::Series>, t: i64, v: f64) {
+        let i = *self.series.entry(r).or_insert_with(|| {
+            self.batch.series.push((series.clone(), Vec::new()));
+            self.batch.series.len() - 1
+        });
+        self.batch.series[i].1.push((t, v));
+        self.batch.samples += 1;
+    }
+
+    /// Hands the batch, up to `end` in the WAL, to the shard; waits while
+    /// the shard still has one queued. False when the shard has ended.
+    async fn hand(&mut self, end: Position) -> bool {
+        let batch = std::mem::replace(
+            &mut self.batch,
+            Batch {
+                series: Vec::new(),
+                samples: 0,
+                end,
+            },
+        );
+        self.series.clear();
+        self.handed = end;
+        self.since = Instant::now();
+        self.to_shard.send(Batch { end, ..batch }).await.is_ok()
+    }
+}
+
+/// The forwarder's reader: which series are forwarded, with which labels.
+struct Reader {
+    filter: Filter,
     /// Output labels per series ref; `None` for series filtered out.
-    series: HashMap<SeriesRef, Option<Labels>>,
+    series: HashMap<SeriesRef, Option<Arc<send::Series>>>,
 }
 
 /// Runs the forwarder until `stopped`.
@@ -74,29 +113,52 @@ pub(crate) async fn run(
     mut stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let dir = data_dir.join("remote-write");
-    let data_dir = data_dir.as_path();
+    let wal_dir = data_dir.join("wal");
     std::fs::create_dir_all(&dir)?;
-    let mut f = Forwarder {
-        db,
-        opts,
-        wal_dir: data_dir.join("wal"),
-        cursor_file: dir.join("cursor"),
-        stats,
+    let cursor = Arc::new(Cursor::load(dir.join("cursor"), &wal_dir, db, opts.shards)?);
+    let client = Arc::new(send::Client::new(&opts.url)?);
+    let mut reader = Reader {
+        filter: opts.filter,
         series: HashMap::new(),
     };
-    let cursor = f.load_cursor()?;
-    f.db.protect_wal_from(cursor.segment);
-    let mut tail = f.catch_up(cursor)?;
-    tracing::info!(url = %f.opts.url, segment = tail.pos.segment, offset = tail.pos.offset, "forwarding the WAL with remote write");
-    let client = send::Client::new(&f.opts.url)?;
-    let mut batch = Batch::default();
+    let mut tail = reader.catch_up(&wal_dir, cursor.oldest())?;
+    tracing::info!(url = %opts.url, shards = opts.shards, segment = tail.pos.segment, offset = tail.pos.offset, "forwarding the WAL with remote write");
+    let mut tasks = JoinSet::new();
+    let mut outboxes: Vec<Outbox> = cursor
+        .positions()
+        .into_iter()
+        .enumerate()
+        .map(|(index, handed)| {
+            // One batch queued per shard beside the one in flight: the
+            // reader fills the next meanwhile, and waits beyond that.
+            let (to_shard, batches) = mpsc::channel(1);
+            let shard = Shard {
+                index,
+                client: client.clone(),
+                cursor: cursor.clone(),
+                stats: stats.clone(),
+            };
+            tasks.spawn(shard.run(batches, stopped.clone()));
+            Outbox {
+                to_shard,
+                series: HashMap::new(),
+                batch: Batch {
+                    series: Vec::new(),
+                    samples: 0,
+                    end: handed,
+                },
+                handed,
+                since: Instant::now(),
+            }
+        })
+        .collect();
     loop {
         if *stopped.borrow() {
             return Ok(());
         }
         let read = tail.read(8 << 20)?;
         if read.skipped_segments > 0 {
-            f.stats
+            stats
                 .skipped_segments
                 .fetch_add(read.skipped_segments, Ordering::Relaxed);
             tracing::warn!(
@@ -109,32 +171,23 @@ pub(crate) async fn run(
         // soon as it is full, so no request exceeds `--remote-write-batch`
         // by more than one WAL record (which receivers' size limits allow).
         for (record, end) in read.records {
-            f.take(record, &mut batch);
-            batch.end = Some(end);
-            if batch.samples >= f.opts.batch_samples
-                && !f.send(&client, &mut batch, &mut stopped).await?
-            {
-                return Ok(());
+            reader.take(record, end, &mut outboxes);
+            for o in &mut outboxes {
+                if o.batch.samples >= opts.batch_samples && !o.hand(end).await {
+                    return ended(&mut tasks).await;
+                }
             }
         }
-        f.stats
+        stats
             .pending_bytes
-            .store(f.behind(&tail), Ordering::Relaxed);
-        let due = batch.samples >= f.opts.batch_samples
-            || (batch.samples > 0
-                && (idle
-                    || batch
-                        .started
-                        .is_some_and(|s| s.elapsed() > Duration::from_secs(1))));
-        if due {
-            if !f.send(&client, &mut batch, &mut stopped).await? {
-                return Ok(());
+            .store(behind(&wal_dir, cursor.oldest()), Ordering::Relaxed);
+        for o in &mut outboxes {
+            // A shard with no samples of late still moves its cursor on,
+            // so the WAL behind it can go.
+            let due = o.handed < tail.pos && (idle || o.since.elapsed() > BATCH_WAIT);
+            if due && !o.hand(tail.pos).await {
+                return ended(&mut tasks).await;
             }
-        } else if batch.samples == 0
-            && let Some(end) = batch.end.take()
-        {
-            // Only series records or filtered samples: just move on.
-            f.save_cursor(end)?;
         }
         if idle {
             tokio::select! {
@@ -145,39 +198,25 @@ pub(crate) async fn run(
     }
 }
 
-impl Forwarder {
-    fn load_cursor(&self) -> anyhow::Result<Position> {
-        match std::fs::read_to_string(&self.cursor_file) {
-            Ok(s) => {
-                let mut it = s.split_whitespace().map(str::parse::<u64>);
-                match (it.next(), it.next()) {
-                    (Some(Ok(segment)), Some(Ok(offset))) => Ok(Position { segment, offset }),
-                    _ => {
-                        tracing::warn!(file = %self.cursor_file.display(), "unreadable remote-write cursor; starting from the oldest WAL data");
-                        Ok(Tail::oldest(&self.wal_dir)?)
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Tail::oldest(&self.wal_dir)?),
-            Err(e) => Err(e.into()),
-        }
+/// A shard stopped taking batches: stopped, or its cursor could not be
+/// saved.
+async fn ended(tasks: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
+    // The shard that ended is the first to join; the others are aborted
+    // with the set.
+    match tasks.join_next().await {
+        Some(done) => done?,
+        None => Ok(()),
     }
+}
 
-    fn save_cursor(&self, pos: Position) -> anyhow::Result<()> {
-        let tmp = self.cursor_file.with_extension("tmp");
-        std::fs::write(&tmp, format!("{} {}\n", pos.segment, pos.offset))?;
-        std::fs::rename(&tmp, &self.cursor_file)?;
-        self.db.protect_wal_from(pos.segment);
-        Ok(())
-    }
-
-    /// Learns the series defined before the cursor (checkpoint and the
-    /// WAL up to it) and returns a reader at the cursor.
-    fn catch_up(&mut self, cursor: Position) -> anyhow::Result<Tail> {
-        for r in Tail::checkpoint(&self.wal_dir)? {
+impl Reader {
+    /// Learns the series defined before `cursor` (checkpoint and the WAL
+    /// up to it) and returns a reader at the cursor.
+    fn catch_up(&mut self, wal_dir: &Path, cursor: Position) -> anyhow::Result<Tail> {
+        for r in Tail::checkpoint(wal_dir)? {
             self.learn(r);
         }
-        let mut tail = Tail::new(&self.wal_dir, Tail::oldest(&self.wal_dir)?);
+        let mut tail = Tail::new(wal_dir, Tail::oldest(wal_dir)?);
         while tail.pos < cursor {
             let read = tail.read(8 << 20)?;
             if read.records.is_empty() {
@@ -189,101 +228,55 @@ impl Forwarder {
                 }
             }
         }
-        Ok(Tail::new(&self.wal_dir, cursor.max(tail.pos.min(cursor))))
+        Ok(Tail::new(wal_dir, cursor.max(tail.pos.min(cursor))))
     }
 
     fn learn(&mut self, r: Record) {
         if let Record::Series(series) = r {
             for (r, kind, labels) in series {
                 if kind == crate::model::Kind::Float {
-                    self.series.insert(r, self.opts.filter.apply(&labels));
+                    let out = self.filter.apply(&labels);
+                    self.series
+                        .insert(r, out.map(|l| Arc::new(send::Series::new(&l))));
                 }
             }
         }
     }
 
-    fn take(&mut self, record: Record, batch: &mut Batch) {
-        match record {
-            Record::Samples(samples) => {
-                for (r, t, v) in samples {
-                    if let Some(Some(_)) = self.series.get(&r) {
-                        batch.series.entry(r).or_default().push((t, v));
-                        batch.samples += 1;
-                        batch.started.get_or_insert_with(Instant::now);
-                    }
-                }
-            }
-            other => self.learn(other),
-        }
-    }
-
-    /// WAL bytes not forwarded yet.
-    fn behind(&self, tail: &Tail) -> u64 {
-        let Ok((_, segments)) = crate::wal::list(&self.wal_dir) else {
-            return 0;
+    /// Puts a record's forwarded samples in their shards' batches, but
+    /// not in a shard that has them already.
+    fn take(&mut self, record: Record, end: Position, outboxes: &mut [Outbox]) {
+        let Record::Samples(samples) = record else {
+            self.learn(record);
+            return;
         };
-        segments
-            .iter()
-            .filter(|(n, _)| *n >= tail.pos.segment)
-            .filter_map(|(n, p)| {
-                let len = std::fs::metadata(p).ok()?.len();
-                Some(if *n == tail.pos.segment {
-                    len.saturating_sub(tail.pos.offset)
-                } else {
-                    len
-                })
-            })
-            .sum()
-    }
-
-    /// Sends the batch until it is accepted (or refused for good);
-    /// returns false when stopped first.
-    async fn send(
-        &self,
-        client: &send::Client,
-        batch: &mut Batch,
-        stopped: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<bool> {
-        let body = send::encode(
-            batch
-                .series
-                .iter()
-                .filter_map(|(r, s)| Some((self.series.get(r)?.as_ref()?, s.as_slice()))),
-        );
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match client.post(body.clone()).await {
-                send::Outcome::Accepted => {
-                    self.stats
-                        .sent_samples
-                        .fetch_add(batch.samples as u64, Ordering::Relaxed);
-                    break;
-                }
-                send::Outcome::Refused(why) => {
-                    tracing::warn!(
-                        samples = batch.samples,
-                        "remote write refused a batch for good: {why}"
-                    );
-                    self.stats
-                        .failed_samples
-                        .fetch_add(batch.samples as u64, Ordering::Relaxed);
-                    break;
-                }
-                send::Outcome::Retry(why) => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(?backoff, "remote write failed, retrying: {why}");
-                    tokio::select! {
-                        _ = stopped.changed() => return Ok(false),
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
+        for (r, t, v) in samples {
+            let Some(Some(series)) = self.series.get(&r) else {
+                continue;
+            };
+            let o = &mut outboxes[shard::of(r, outboxes.len())];
+            if end > o.handed {
+                o.push(r, series, t, v);
             }
         }
-        if let Some(end) = batch.end {
-            self.save_cursor(end)?;
-        }
-        *batch = Batch::default();
-        Ok(true)
     }
+}
+
+/// WAL bytes not forwarded yet, from `pos`.
+fn behind(wal_dir: &Path, pos: Position) -> u64 {
+    let Ok((_, segments)) = crate::wal::list(wal_dir) else {
+        return 0;
+    };
+    segments
+        .iter()
+        .filter(|(n, _)| *n >= pos.segment)
+        .filter_map(|(n, p)| {
+            let len = std::fs::metadata(p).ok()?.len();
+            Some(if *n == pos.segment {
+                len.saturating_sub(pos.offset)
+            } else {
+                len
+            })
+        })
+        .sum()
 }

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prost::Message;
 
-use crate::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest};
+use crate::ingest::remote_write::{Label, Sample, TimeSeries};
 
 pub(crate) enum Outcome {
     Accepted,
@@ -81,29 +81,120 @@ impl Client {
     }
 }
 
-/// A snappy-compressed `WriteRequest` of the series' samples.
-pub(crate) fn encode<'a>(series: impl Iterator<Item = (&'a Labels, &'a [(i64, f64)])>) -> Bytes {
-    let req = WriteRequest {
-        timeseries: series
-            .map(|(labels, samples)| TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|l| Label {
-                        name: Bytes::from(l.name.clone()),
-                        value: Bytes::from(l.value.clone()),
-                    })
-                    .collect(),
-                samples: samples
-                    .iter()
-                    .map(|&(timestamp, value)| Sample { value, timestamp })
-                    .collect(),
+/// A forwarded series' labels, encoded once as a `TimeSeries` holding
+/// only them: a request copies these bytes for each series it carries
+/// instead of building its labels again.
+pub(crate) struct Series(Vec<u8>);
+
+impl Series {
+    pub(crate) fn new(labels: &Labels) -> Self {
+        let labels = labels
+            .iter()
+            .map(|l| Label {
+                name: Bytes::copy_from_slice(l.name.as_bytes()),
+                value: Bytes::copy_from_slice(l.value.as_bytes()),
             })
-            .collect(),
-        metadata: vec![],
-    };
+            .collect();
+        Self(
+            TimeSeries {
+                labels,
+                samples: vec![],
+            }
+            .encode_to_vec(),
+        )
+    }
+}
+
+/// `WriteRequest.timeseries`.
+const TIMESERIES_FIELD: u32 = 1;
+
+/// A snappy-compressed `WriteRequest` of the series' samples. Each
+/// `TimeSeries` is its labels' bytes followed by a `TimeSeries` of just
+/// its samples: protobuf reads two encodings of a message one after the
+/// other as one message with both's repeated fields.
+pub(crate) fn encode<'a>(series: impl Iterator<Item = (&'a Series, &'a [(i64, f64)])>) -> Bytes {
+    use prost::encoding::{WireType, encode_key, encode_varint};
+    let mut req = Vec::new();
+    let mut samples = TimeSeries::default();
+    for (labels, values) in series {
+        samples.samples.clear();
+        samples.samples.extend(
+            values
+                .iter()
+                .map(|&(timestamp, value)| Sample { value, timestamp }),
+        );
+        encode_key(TIMESERIES_FIELD, WireType::LengthDelimited, &mut req);
+        encode_varint((labels.0.len() + samples.encoded_len()) as u64, &mut req);
+        req.extend_from_slice(&labels.0);
+        samples
+            .encode(&mut req)
+            .expect("a Vec grows to hold any message");
+    }
     Bytes::from(
         snap::raw::Encoder::new()
-            .compress_vec(&req.encode_to_vec())
+            .compress_vec(&req)
             .expect("snappy compresses any input"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::remote_write::WriteRequest;
+
+    #[test]
+    fn encodes_the_write_request_prost_reads() {
+        let a = Labels::try_from_pairs([("__name__", "up"), ("job", "a")]).unwrap();
+        let b = Labels::try_from_pairs([("__name__", "x_total"), ("pod", "p-1")]).unwrap();
+        let (sa, sb) = (Series::new(&a), Series::new(&b));
+        let body = encode(
+            [
+                (&sa, &[(1000, 1.0), (2000, 0.5)][..]),
+                (&sb, &[(1500, f64::NAN)][..]),
+            ]
+            .into_iter(),
+        );
+        let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
+        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+        type Got = (Vec<(String, String)>, Vec<(i64, u64)>);
+        let got: Vec<Got> = req
+            .timeseries
+            .iter()
+            .map(|ts| {
+                (
+                    ts.labels
+                        .iter()
+                        .map(|l| {
+                            (
+                                String::from_utf8_lossy(&l.name).into_owned(),
+                                String::from_utf8_lossy(&l.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                    ts.samples
+                        .iter()
+                        .map(|s| (s.timestamp, s.value.to_bits()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let pairs = |l: &[(&str, &str)]| -> Vec<(String, String)> {
+            l.iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            got,
+            vec![
+                (
+                    pairs(&[("__name__", "up"), ("job", "a")]),
+                    vec![(1000, 1f64.to_bits()), (2000, 0.5f64.to_bits())]
+                ),
+                (
+                    pairs(&[("__name__", "x_total"), ("pod", "p-1")]),
+                    vec![(1500, f64::NAN.to_bits())]
+                ),
+            ]
+        );
+    }
 }

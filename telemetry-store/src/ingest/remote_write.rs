@@ -13,6 +13,10 @@ use prost::Message;
 const MAX_DECODED_BYTES: usize = 256 << 20;
 
 #[derive(Clone, PartialEq, Message)]
+#[allow(
+    dead_code,
+    reason = "built by prost's decoder; remote write out encodes its requests series by series"
+)]
 pub(crate) struct WriteRequest {
     #[prost(message, repeated, tag = "1")]
     pub(crate) timeseries: Vec<TimeSeries>,

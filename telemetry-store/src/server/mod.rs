@@ -251,6 +251,7 @@ impl Store {
                 )
                 .map_err(anyhow::Error::msg)?,
                 batch_samples: c.remote_write_batch.max(1),
+                shards: c.remote_write_shards.into(),
             };
             let (db, dir, stats) = (shared.db.clone(), c.data_dir.clone(), stats.clone());
             tasks.spawn(crate::forward::run(db, dir, opts, stats, stopped.clone()));
