@@ -21,6 +21,7 @@ use hdrhistogram::Histogram;
 
 use self::load::Target;
 use self::peers::Process;
+use crate::args::Flags;
 use crate::scratch::ScratchDir;
 use crate::{plot, report};
 
@@ -52,35 +53,13 @@ pub(crate) fn options_from(
     usage: &str,
 ) -> Result<Options, String> {
     let mut o = defaults;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{usage}"))?;
-        let bad = || format!("invalid {flag} {value:?}\n{usage}");
-        match flag.as_str() {
-            "--rate" => {
-                o.rate = value
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=100_000).contains(r))
-                    .ok_or_else(bad)?
-            }
-            "--seconds" => {
-                o.seconds = value
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=600).contains(s))
-                    .ok_or_else(bad)?
-            }
-            "--rounds" => {
-                o.rounds = value
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=20).contains(r))
-                    .ok_or_else(bad)?
-            }
-            _ => return Err(format!("unknown option {flag}\n{usage}")),
+    let mut flags = Flags::new(args, usage);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--rate" => o.rate = flags.number(flag, 1..=100_000)?,
+            "--seconds" => o.seconds = flags.number(flag, 1..=600)?,
+            "--rounds" => o.rounds = flags.number(flag, 1..=20)?,
+            _ => return Err(flags.unknown(flag)),
         }
     }
     Ok(o)
