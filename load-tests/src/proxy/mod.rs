@@ -12,6 +12,7 @@
 //! (P2C/peak-EWMA). Figures go to `load-tests/RESULTS.md` and
 //! `load-tests/plots/proxy-latency.svg`.
 
+mod authorities;
 pub(crate) mod h2;
 pub(crate) mod load;
 pub(crate) mod peers;
@@ -25,6 +26,10 @@ use self::peers::Process;
 use crate::args::Flags;
 use crate::scratch::ScratchDir;
 use crate::{plot, report};
+
+/// Outbound authorities resolved for the per-authority memory figure: the
+/// proxy's default `--outbound-max-authorities`.
+const AUTHORITIES: usize = 1000;
 
 /// Every response's body size.
 pub(crate) const BODY_BYTES: usize = 1024;
@@ -191,7 +196,9 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
             memory,
         });
     }
-    report(&o, cores, &paths, &throughput)
+    eprintln!("resolving {AUTHORITIES} outbound authorities through a controller");
+    let authorities = authorities::measure(gen_core, proxy_core, AUTHORITIES).await?;
+    report(&o, cores, &paths, &throughput, &authorities)
 }
 
 pub(crate) fn mib(kib: u64) -> String {
@@ -202,7 +209,13 @@ fn us(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64
 }
 
-fn report(o: &Options, cores: usize, paths: &[Path], tp: &[Throughput]) -> Result<(), String> {
+fn report(
+    o: &Options,
+    cores: usize,
+    paths: &[Path],
+    tp: &[Throughput],
+    authorities: &authorities::AuthorityCost,
+) -> Result<(), String> {
     let direct = &paths[0].latency;
     let mut md = format!(
         "## proxy: conduit-proxy vs haproxy, HTTP/1.1 keep-alive, 1 KiB responses\n\n\
@@ -311,6 +324,16 @@ fn report(o: &Options, cores: usize, paths: &[Path], tp: &[Throughput]) -> Resul
         mib(ours.anonymous_kib),
         mib(theirs.anonymous_kib),
         ours.anonymous_kib as f64 / theirs.anonymous_kib.max(1) as f64,
+    );
+    md += &format!(
+        "{} outbound authorities resolved through a real controller (one request each over one connection): \
+         anonymous memory {} after the first {} and {} after all, **{:.1} KiB per authority** \
+         (its destination subscription, balancer, connection pool and metric series).\n\n",
+        authorities.authorities,
+        mib(authorities.before.anonymous_kib),
+        authorities.warm,
+        mib(authorities.after.anonymous_kib),
+        authorities.per_authority_kib(),
     );
     md += &format!(
         "A hop through haproxy itself adds {haproxy50:.0} µs at p50 here: the floor a proxy hop costs on \
