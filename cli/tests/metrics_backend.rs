@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
-use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use conduit_api::time_range::Rfc3339;
+use conduit_testbed::agreement::{agree, bucket, row, within};
 use conduit_testbed::discovery::{Discovery, pod};
 use conduit_testbed::engine::{Engine, Kind};
 use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
@@ -33,16 +33,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn json<T: serde::de::DeserializeOwned>(c: &Controller, args: &[&str]) -> T {
-    let out = c.conduit(args);
-    assert!(
-        out.status.success(),
-        "conduit {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The stderr of a command that must fail.
@@ -126,53 +116,6 @@ fn traffic(mesh: &Mesh, rps: u32, secs: u64) {
     );
 }
 
-/// Which latency bucket `ms` falls in.
-fn bucket(ms: f64) -> usize {
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|&le| ms <= le)
-        .unwrap_or(LATENCY_BUCKETS_MS.len())
-}
-
-/// `theirs` is within `tolerance` (relative) of `ours`.
-fn within(what: &str, ours: f64, theirs: f64, tolerance: f64) {
-    let off = (ours - theirs).abs() / ours.abs().max(f64::MIN_POSITIVE);
-    assert!(
-        off <= tolerance,
-        "{what}: embedded {ours} vs external {theirs} ({:.2} % apart)",
-        off * 100.0
-    );
-}
-
-/// Success rate and RPS within `tolerance`, quantiles within a bucket.
-fn agree(what: &str, ours: &Golden, theirs: &Golden, tolerance: f64) {
-    within(
-        &format!("{what} success rate"),
-        ours.success_rate,
-        theirs.success_rate,
-        tolerance,
-    );
-    within(&format!("{what} RPS"), ours.rps, theirs.rps, tolerance);
-    for (q, a, b) in [
-        ("p50", ours.latency_ms_p50, theirs.latency_ms_p50),
-        ("p95", ours.latency_ms_p95, theirs.latency_ms_p95),
-        ("p99", ours.latency_ms_p99, theirs.latency_ms_p99),
-    ] {
-        assert!(
-            bucket(a).abs_diff(bucket(b)) <= 1,
-            "{what} {q}: embedded {a} ms vs external {b} ms, more than a bucket apart"
-        );
-    }
-}
-
-fn voting_row(stat: &Stat) -> &Golden {
-    stat.rows
-        .iter()
-        .find(|r| r.name == "voting")
-        .and_then(|r| r.metrics.as_ref())
-        .unwrap_or_else(|| panic!("no voting figures: {stat:#?}"))
-}
-
 fn vote_route(routes: &Routes) -> &Golden {
     routes
         .rows
@@ -234,8 +177,8 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     }
     let window = ["--since", &since, "--until", &until, "-o", "json"];
     let args = [&["stat", "deploy", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Stat, Stat) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
-    let (o, t) = (voting_row(&ours), voting_row(&theirs));
+    let (ours, theirs): (Stat, Stat) = (mesh.embedded.json(&args), mesh.external.json(&args));
+    let (o, t) = (row(&ours, "voting"), row(&theirs, "voting"));
     assert!(o.total() > 1200, "too little traffic to compare: {o:?}");
     assert!(o.failure_count > 0, "every 10th request fails: {o:?}");
     agree("stat voting", o, t, 0.01);
@@ -243,8 +186,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     eprintln!("{kind:?} {feed:?} stat: embedded {o:?}\n  external {t:?}");
 
     let args = [&["routes", "deploy/voting", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Routes, Routes) =
-        (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    let (ours, theirs): (Routes, Routes) = (mesh.embedded.json(&args), mesh.external.json(&args));
     // The store's route figures are PromQL `increase()`s, extrapolated to
     // the window's edges as Prometheus does; MetricsQL's `increase()`
     // counts from the last sample before the window instead, so against
@@ -261,7 +203,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     );
 
     let args = [&["edges", "deploy", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Edges, Edges) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    let (ours, theirs): (Edges, Edges) = (mesh.embedded.json(&args), mesh.external.json(&args));
     assert!(
         edge_pairs(&ours).contains(&("web".into(), "voting".into(), false)),
         "{ours:#?}"
