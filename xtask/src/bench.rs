@@ -19,6 +19,10 @@ const BENCH_PACKAGES: &[&str] = &[
 pub(crate) fn run(args: &[String]) -> Result {
     step("benchmark peers");
     install::apt(BENCH_PACKAGES)?;
+    if matches!(args.first().map(String::as_str), Some("all" | "ui")) {
+        // The ui scenario serves the dashboard's bundle.
+        crate::ui::ensure_built()?;
+    }
     step("building release binaries");
     exec(cargo().args(["build", "--release", "--bins"]))?;
     step("running load-tests");

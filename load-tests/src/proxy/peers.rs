@@ -26,16 +26,45 @@ impl Process {
         self.child.id()
     }
 
-    /// Resident memory in KiB: all of it (`VmRSS`), and the private part
-    /// (`RssAnon`; the rest is the binary's and libraries' shared pages).
-    pub(crate) fn rss_kib(&self) -> Result<(u64, u64), String> {
-        rss_kib(self.pid()).map_err(|e| format!("{}: {e}", self.name))
+    pub(crate) fn memory(&self) -> Result<Memory, String> {
+        memory(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
 
     /// CPU time (user + system) used so far, in seconds.
     pub(crate) fn cpu_seconds(&self) -> Result<f64, String> {
         cpu_seconds(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
+}
+
+/// A process's memory, split the one way that compares two proxies:
+/// anonymous pages (heap, stacks, buffers: what one more sidecar costs)
+/// and file-backed ones (its binary and libraries, which every copy of the
+/// same binary on a host shares, though a lone process shares them with
+/// nobody and the kernel then calls them private).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Memory {
+    pub(crate) rss_kib: u64,
+    pub(crate) anonymous_kib: u64,
+    pub(crate) file_kib: u64,
+}
+
+/// [`Memory`] of any process, from `/proc/PID/smaps_rollup`.
+pub(crate) fn memory(pid: u32) -> Result<Memory, String> {
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
+    let field = |name: &str| -> u64 {
+        rollup
+            .lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .sum()
+    };
+    let (rss_kib, anonymous_kib) = (field("Rss:"), field("Anonymous:"));
+    Ok(Memory {
+        rss_kib,
+        anonymous_kib,
+        file_kib: rss_kib.saturating_sub(anonymous_kib),
+    })
 }
 
 /// [`Process::rss_kib`] of any process.
