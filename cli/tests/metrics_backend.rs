@@ -20,7 +20,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
 use conduit_api::time_range::Rfc3339;
-use conduit_testbed::agreement::{agree, bucket, row, within};
+use conduit_testbed::agreement::{
+    LONG_WINDOW, SHORT_WINDOW, Tolerance, agree, bucket, row, within,
+};
 use conduit_testbed::discovery::{Discovery, pod};
 use conduit_testbed::engine::{Engine, Kind};
 use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
@@ -181,7 +183,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     let (o, t) = (row(&ours, "voting"), row(&theirs, "voting"));
     assert!(o.total() > 1200, "too little traffic to compare: {o:?}");
     assert!(o.failure_count > 0, "every 10th request fails: {o:?}");
-    agree("stat voting", o, t, 0.01);
+    agree("stat voting", o, t, LONG_WINDOW);
     assert_eq!(ours.span, theirs.span, "both answer the window asked");
     eprintln!("{kind:?} {feed:?} stat: embedded {o:?}\n  external {t:?}");
 
@@ -199,7 +201,7 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
         "route vote",
         vote_route(&ours),
         vote_route(&theirs),
-        0.01 + report_interval,
+        Tolerance::both(LONG_WINDOW.rps + report_interval),
     );
 
     let args = [&["edges", "deploy", "-n", "demo"][..], &window].concat();
@@ -210,9 +212,8 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     );
     assert_eq!(edge_pairs(&ours), edge_pairs(&theirs));
 
-    // The dashboard's charts: two 8 s points over the same window. Short
-    // windows leave the engines' edge extrapolation more weight, so the
-    // points agree to 5 % (success rate 2 %) rather than 1 %.
+    // The dashboard's charts: two 8 s points over the same window, which
+    // agree as short windows do.
     let path = format!(
         "/api/v1/stat/history?namespace=demo&since={}&until={}&step=8s&window=8s",
         query_escape(&Rfc3339(until_ms - 16_000).to_string()),
@@ -230,12 +231,12 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     for (o, t) in ours.iter().zip(&theirs) {
         let what = format!("history point at {}", o.time_unix_ms);
         let (o, t) = (o.metrics.as_ref().unwrap(), t.metrics.as_ref().unwrap());
-        within(&format!("{what} RPS"), o.rps, t.rps, 0.05);
+        within(&format!("{what} RPS"), o.rps, t.rps, SHORT_WINDOW.rps);
         within(
             &format!("{what} success rate"),
             o.success_rate,
             t.success_rate,
-            0.02,
+            SHORT_WINDOW.success_rate,
         );
         assert!(
             bucket(o.latency_ms_p50).abs_diff(bucket(t.latency_ms_p50)) <= 1,

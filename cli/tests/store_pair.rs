@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::Stat;
 use conduit_api::time_range::Rfc3339;
-use conduit_testbed::agreement::{agree, row};
+use conduit_testbed::agreement::{SHORT_WINDOW, agree, row};
 use conduit_testbed::engine::{Engine, Kind, query_value};
 use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
 use conduit_testbed::{Controller, Store, TempDir, UpstreamSpec, drive_load, http_get, metric_sum};
@@ -112,8 +112,8 @@ const PENDING: &str = "conduit_store_remote_write_pending_bytes";
 
 /// `stat` over `[since_ms, until_ms]` from the controller reading the
 /// stores and from the one reading the engine, once the engine holds
-/// samples past the window: the same figures, within `metrics_backend.rs`'s
-/// tolerances (a doubled count would be 100 % off).
+/// samples past the window: the same figures, as close as over any window
+/// of a few seconds (a doubled count would be 100 % off).
 fn stat_agrees(
     what: &str,
     engine: &Engine,
@@ -144,7 +144,7 @@ fn stat_agrees(
         o.failure_count > 0,
         "{what}: every 10th request fails: {o:?}"
     );
-    agree(what, o, t, 0.01);
+    agree(what, o, t, SHORT_WINDOW);
 }
 
 /// Sends 100 requests a second to voting for `secs` seconds.

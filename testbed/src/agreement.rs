@@ -24,15 +24,42 @@ pub fn within(what: &str, ours: f64, theirs: f64, tolerance: f64) {
     );
 }
 
+/// How far apart (relative) success rate and RPS may be.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub success_rate: f64,
+    pub rps: f64,
+}
+
+impl Tolerance {
+    /// Both within `relative`.
+    pub const fn both(relative: f64) -> Self {
+        Self {
+            success_rate: relative,
+            rps: relative,
+        }
+    }
+}
+
+/// Over a window of 15 s or more.
+pub const LONG_WINDOW: Tolerance = Tolerance::both(0.01);
+
+/// Over a window of a few seconds, where the engines' extrapolation to its
+/// edges weighs more.
+pub const SHORT_WINDOW: Tolerance = Tolerance {
+    success_rate: 0.02,
+    rps: 0.05,
+};
+
 /// Success rate and RPS within `tolerance`, quantiles within a bucket.
-pub fn agree(what: &str, ours: &Golden, theirs: &Golden, tolerance: f64) {
+pub fn agree(what: &str, ours: &Golden, theirs: &Golden, tolerance: Tolerance) {
     within(
         &format!("{what} success rate"),
         ours.success_rate,
         theirs.success_rate,
-        tolerance,
+        tolerance.success_rate,
     );
-    within(&format!("{what} RPS"), ours.rps, theirs.rps, tolerance);
+    within(&format!("{what} RPS"), ours.rps, theirs.rps, tolerance.rps);
     for (q, a, b) in [
         ("p50", ours.latency_ms_p50, theirs.latency_ms_p50),
         ("p95", ours.latency_ms_p95, theirs.latency_ms_p95),
