@@ -27,6 +27,8 @@ scenarios:
                               --tiny: seconds each, only proving each still writes its figures)
   fleet [--proxies N] [--seconds S] [--rates R,R,...]
                               the store's tap history fed by 1000 proxies' flight recorders, rate raised until it falls behind
+  h2 [--rate RPS] [--seconds S] [--rounds R]
+                              conduit-proxy vs haproxy (h2) and nginx (grpc_pass) over HTTP/2 and gRPC unary, with h2load
   mtls [--rate RPS] [--seconds S] [--rounds R]
                               mTLS between two proxies vs plaintext, conduit vs haproxy (latency, RPS, handshakes)
   policy [--rate RPS] [--seconds S] [--rounds R]
@@ -51,6 +53,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("all") => suite::run(&args[1..]),
         Some("fleet") => store::fleet::run(&args[1..]),
+        Some("h2") => proxy::h2::run(&args[1..]),
         Some("mtls") => mtls::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
         Some("proxy") => proxy::run(&args[1..]),

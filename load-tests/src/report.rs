@@ -117,18 +117,22 @@ pub(crate) fn machine() -> String {
     )
 }
 
-/// The Debian package version of every peer the scenarios run, or that
-/// it is not installed (`victoria-metrics -version` prints nothing, so the
-/// package database is the one source that names them all alike).
-pub(crate) fn peer_versions() -> Vec<String> {
-    const PEERS: &[&str] = &[
-        "haproxy",
-        "prometheus",
-        "victoria-metrics",
-        "chromium",
-        "chromium-driver",
-    ];
-    PEERS
+/// Every peer the scenarios run, by Debian package.
+pub(crate) const PEERS: &[&str] = &[
+    "haproxy",
+    "nginx",
+    "nghttp2-client",
+    "prometheus",
+    "victoria-metrics",
+    "chromium",
+    "chromium-driver",
+];
+
+/// The Debian package version of each of `packages`, or that it is not
+/// installed (`victoria-metrics -version` prints nothing, so the package
+/// database is the one source that names them all alike).
+pub(crate) fn peer_versions(packages: &[&str]) -> Vec<String> {
+    packages
         .iter()
         .map(|package| {
             let version = Command::new("dpkg-query")

@@ -65,6 +65,12 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         tiny: &["--rate", "100", "--seconds", "1", "--rounds", "1"],
     },
     Scenario {
+        name: "h2",
+        full: &[],
+        quick: &["--seconds", "2", "--rounds", "1"],
+        tiny: &["--rate", "100", "--seconds", "1", "--rounds", "1"],
+    },
+    Scenario {
         name: "mtls",
         full: &[],
         quick: &["--seconds", "2", "--rounds", "1"],
@@ -294,7 +300,7 @@ fn summarise(
         total / 60.0,
         report::loadavg(),
         report::machine(),
-        report::peer_versions().join("; "),
+        report::peer_versions(report::PEERS).join("; "),
     );
     for r in outcomes {
         md.push_str(&format!(

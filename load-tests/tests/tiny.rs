@@ -14,8 +14,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_conduit-load-tests");
 /// Every scenario this file runs; `every_scenario_has_a_tiny_run` keeps it
 /// equal to what `all` runs.
 const TINY: &[&str] = &[
-    "proxy", "mtls", "policy", "recorder", "routes", "store", "stat", "fleet", "sizing", "ui",
-    "soak",
+    "proxy", "h2", "mtls", "policy", "recorder", "routes", "store", "stat", "fleet", "sizing",
+    "ui", "soak",
 ];
 
 fn tiny(scenario: &str) {
@@ -105,5 +105,5 @@ macro_rules! tiny_tests {
 }
 
 tiny_tests!(
-    proxy, mtls, policy, recorder, routes, store, stat, fleet, sizing, ui, soak
+    proxy, h2, mtls, policy, recorder, routes, store, stat, fleet, sizing, ui, soak
 );

@@ -5,10 +5,13 @@ use crate::install;
 use crate::process::{Result, cargo, exec, step};
 
 /// The peers the scenarios measure against (haproxy for `proxy` and
-/// `mtls`, Prometheus and VictoriaMetrics for `store`), taskset to pin
-/// processes to cores, Chromium for `ui`.
-const BENCH_PACKAGES: &[&str] = &[
+/// `mtls`, haproxy, nginx and h2load for `h2`, Prometheus and
+/// VictoriaMetrics for `store`), taskset to pin processes to cores,
+/// Chromium for `ui`.
+pub(crate) const BENCH_PACKAGES: &[&str] = &[
     "haproxy",
+    "nginx",
+    "nghttp2-client",
     "prometheus",
     "victoria-metrics",
     "util-linux",

@@ -12,6 +12,7 @@
 //! (P2C/peak-EWMA). Figures go to `load-tests/RESULTS.md` and
 //! `load-tests/plots/proxy-latency.svg`.
 
+pub(crate) mod h2;
 pub(crate) mod load;
 pub(crate) mod peers;
 
@@ -193,7 +194,7 @@ async fn bench(o: Options, cores: usize) -> Result<(), String> {
     report(&o, cores, &paths, &throughput)
 }
 
-fn mib(kib: u64) -> String {
+pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
