@@ -373,7 +373,8 @@ fn write_report(
         fleet::BUFFER,
         if o.forward {
             format!(
-                "; forwarding: no sample refused by VictoriaMetrics, and the forwarder's queue grown by at most {} KiB over the step \
+                "; forwarding (with the store's default `--remote-write-shards` and `--remote-write-batch`): \
+                 no sample refused by VictoriaMetrics, and the forwarder's queue grown by at most {} KiB over the step \
                  (it forwards what proxies sent, so its samples/s differ from the store's appended ones, which include the series derived from histograms)",
                 MAX_QUEUE_GROWTH / 1024
             )
