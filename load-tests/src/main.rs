@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+mod control;
 mod mtls;
 mod plot;
 mod policy;
@@ -18,6 +19,8 @@ mod ui;
 const USAGE: &str = "usage: conduit-load-tests SCENARIO [ARGS...]
 
 scenarios:
+  control [--subscribers N] [--rounds R]
+                              a destination or policy change reaching 100 watching proxies and a real one (p50/p99)
   fleet [--proxies N] [--seconds S] [--rates R,R,...]
                               the store's tap history fed by 1000 proxies' flight recorders, rate raised until it falls behind
   mtls [--rate RPS] [--seconds S] [--rounds R]
@@ -40,6 +43,7 @@ scenarios:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("control") => control::run(&args[1..]),
         Some("fleet") => store::fleet::run(&args[1..]),
         Some("mtls") => mtls::run(&args[1..]),
         Some("policy") => policy::run(&args[1..]),
