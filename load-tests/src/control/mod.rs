@@ -146,6 +146,8 @@ struct Phase {
     /// Per round, the real proxy's delay until it applied the change, sorted, ms.
     proxy_ms: Vec<f64>,
     proxy_requests: u64,
+    /// The time the real proxy was polled, over all rounds.
+    proxy_polled: Duration,
     /// The real proxy's answers that were neither the old nor the new.
     stray: Vec<Answer>,
     controller_cpu: f64,
@@ -381,6 +383,7 @@ async fn rounds(
         spread_ms: Vec::new(),
         proxy_ms: Vec::new(),
         proxy_requests: 0,
+        proxy_polled: Duration::ZERO,
         stray: Vec::new(),
         controller_cpu: 0.0,
     };
@@ -403,6 +406,7 @@ async fn rounds(
         phase.simulated_ms.extend(ms);
         phase.proxy_ms.push(applied.after.as_secs_f64() * 1000.0);
         phase.proxy_requests += applied.requests;
+        phase.proxy_polled += applied.after;
         phase.stray.extend(applied.stray);
         tokio::time::sleep(pause(r)).await;
     }
@@ -444,7 +448,7 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut md = format!(
         "## control: a change in the controller's input reaching {n} proxies ({})\n\n\
-         Command: {command} ({build} build of conduit {}: controller, proxy and harness from one build); {cores} cores shared by the \
+         Command: {command}; {build} build of conduit {} (controller, proxy and harness from one build); {cores} cores shared by the \
          controller, the simulated proxies, the real proxy and other work; load average (1, 5, 15 min) {load}. \
          No peer runs here: the goal's second is what Linkerd's destination service is known to propagate \
          within, not a figure measured on this machine.\n\n\
@@ -461,8 +465,8 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
          loopback clients. A simulated proxy has it when the `WatchPort` update with the new authorizations \
          arrives; the real proxy has applied it when its inbound side's answer to a loopback request flips \
          between 200 and 403.\n\n\
-         The real proxy is asked every {} ms (one request, then a pause), so its figures hold up to that much \
-         of polling. A round waits until every subscriber and the real proxy have the change, then 250 to \
+         The real proxy is polled: one request, then a {} ms pause ({:.1} ms per request on average here), so \
+         its figures hold up to that much of polling. A round waits until every subscriber and the real proxy have the change, then 250 to \
          450 ms more (varied so the writes fall at every phase of the controller's look at the file); {} \
          rounds of each kind.\n\n\
          | change | receiver | samples | p50 | p99 | max |\n|---|---|---:|---:|---:|---:|\n",
@@ -470,6 +474,7 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
         conduit_api::VERSION,
         discovery::authority(),
         probe::POLL.as_millis(),
+        poll_cycle_ms(&run.phases),
         o.rounds,
     );
     for p in &run.phases {
@@ -499,7 +504,8 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
     }
     md += "\nThe controller looks at the file every 200 ms (`POLL_INTERVAL` in \
            `api/controller/src/discovery/static_file.rs`), so each figure holds a wait of 0 to 200 ms (100 on \
-           average) before it has read the change at all; the rest is parsing, diffing and the fan-out. ";
+           average) before it has read the change at all; the rest is parsing, diffing and the fan-out (and, for \
+           the real proxy, applying it). ";
     for p in &run.phases {
         md += &format!(
             "Within a {} round the last simulated proxy had the change {} after the first (p50 over rounds; at \
@@ -559,6 +565,13 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
     report::write_section("control", &md)?;
     print!("{md}");
     Ok(())
+}
+
+/// How often the real proxy was asked, on average: a request and a pause.
+fn poll_cycle_ms(phases: &[Phase]) -> f64 {
+    let polled: Duration = phases.iter().map(|p| p.proxy_polled).sum();
+    let requests: u64 = phases.iter().map(|p| p.proxy_requests).sum();
+    polled.as_secs_f64() * 1000.0 / requests.max(1) as f64
 }
 
 /// The real proxy's answers that were neither the old nor the new, in words.
