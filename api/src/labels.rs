@@ -114,6 +114,18 @@ pub fn is_valid_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
+/// A label given as `NAME=VALUE` (e.g. an external label of remote
+/// write), its name checked.
+pub fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let Some((name, value)) = s.split_once('=') else {
+        return Err(format!("{s:?}: expected NAME=VALUE"));
+    };
+    if !is_valid_name(name) {
+        return Err(format!("{s:?}: {name:?} is not a valid label name"));
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
 /// Prints like Prometheus: `{a="1", b="2"}`.
 impl fmt::Display for Labels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,6 +143,28 @@ impl fmt::Display for Labels {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pair_is_a_valid_name_and_any_value() {
+        assert_eq!(
+            parse_pair("replica=$(POD_NAME)=x"),
+            Ok(("replica".into(), "$(POD_NAME)=x".into()))
+        );
+        assert_eq!(
+            parse_pair("__replica__="),
+            Ok(("__replica__".into(), "".into()))
+        );
+        assert!(
+            parse_pair("replica")
+                .unwrap_err()
+                .contains("expected NAME=VALUE")
+        );
+        assert!(
+            parse_pair("a-b=1")
+                .unwrap_err()
+                .contains("not a valid label name")
+        );
+    }
 
     #[test]
     fn order_of_construction_does_not_matter() {

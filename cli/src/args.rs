@@ -168,6 +168,19 @@ pub(crate) struct InstallArgs {
     /// Thanos Receive, VictoriaMetrics)
     #[arg(long, value_name = "URL", value_parser = remote_write_url)]
     pub(crate) remote_write_url: Option<String>,
+    /// Labels the telemetry store adds to every series it forwards
+    /// (repeatable, or comma-separated), e.g. `cluster=eu-1`. `$(POD_NAME)`
+    /// in a value is the store replica's pod name: `replica=$(POD_NAME)`
+    /// tells the two stores of an --ha pair apart, for an engine that
+    /// deduplicates by a replica label (Thanos Query, Mimir's HA tracker)
+    #[arg(
+        long,
+        value_name = "NAME=VALUE",
+        value_delimiter = ',',
+        requires = "remote_write_url",
+        value_parser = conduit_api::labels::parse_pair
+    )]
+    pub(crate) remote_write_external_label: Vec<(String, String)>,
     /// Print, instead of the control plane, the Prometheus scrape job that
     /// reads every meshed proxy's /metrics directly (for an external
     /// --metrics-backend fed by scraping rather than by the store)

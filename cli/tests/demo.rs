@@ -19,7 +19,8 @@ use conduit_testbed::{TempDir, bin};
 const PORT_OFFSETS: &[u16] = &[14_000, 14_100, 14_200];
 /// The rollout demo's, apart so both demos can run at once.
 const ROLLOUT_PORT_OFFSETS: &[u16] = &[14_300, 14_400, 14_500];
-/// For the demo that reads its figures from Prometheus.
+/// For the demos that read their figures from an engine (each takes the
+/// first offset free).
 const ENGINE_PORT_OFFSETS: &[u16] = &[14_600, 14_700, 14_800];
 const DURATION_S: u64 = 60;
 /// Demo Deployments that serve HTTP/gRPC and so must show requests.
@@ -749,11 +750,10 @@ fn a_rollout_shows_two_versions_of_voting_with_their_own_success_rates() {
 }
 
 /// `conduit demo --remote-write-url … --metrics-backend prometheus:…`: the
-/// demo's store forwards to a real Prometheus, and `conduit stat` and
-/// `check` answer from it: voting at the demo's failure rate.
-#[test]
-fn the_demo_reads_its_figures_from_prometheus() {
-    let engine = Engine::start(Kind::Prometheus);
+/// demo's store forwards to a real engine, and `conduit stat` and `check`
+/// answer from it: voting at the demo's failure rate.
+fn the_demo_reads_its_figures_from(kind: Kind) {
+    let engine = Engine::start(kind);
     let write = format!("{}/api/v1/write", engine.url());
     let backend = format!("prometheus:{}", engine.url());
     let demo = Demo::start_with(
@@ -761,7 +761,7 @@ fn the_demo_reads_its_figures_from_prometheus() {
         &["--remote-write-url", &write, "--metrics-backend", &backend],
     );
     let voting = eventually(
-        "voting's figures from Prometheus",
+        &format!("voting's figures from {kind:?}"),
         Duration::from_secs(60),
         || {
             let out = demo.conduit(&["stat", "deploy", "-n", "demo", "-t", "30s", "-o", "json"]);
@@ -788,10 +788,22 @@ fn the_demo_reads_its_figures_from_prometheus() {
         .find(|l| l.contains(&backend))
         .unwrap_or_else(|| panic!("check names no metrics backend:\n{text}"));
     assert!(line.starts_with('√'), "{line}");
-    // Without Prometheus, stat says so and names it.
+    // Without the engine, stat says so and names it.
     drop(engine);
     let out = demo.conduit(&["stat", "deploy", "-n", "demo"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&backend), "{stderr}");
+}
+
+#[test]
+fn the_demo_reads_its_figures_from_prometheus() {
+    the_demo_reads_its_figures_from(Kind::Prometheus);
+}
+
+/// VictoriaMetrics takes remote write at `/api/v1/write` too, and answers
+/// the Prometheus query API at its root.
+#[test]
+fn the_demo_reads_its_figures_from_victoria_metrics() {
+    the_demo_reads_its_figures_from(Kind::VictoriaMetrics);
 }

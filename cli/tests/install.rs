@@ -396,6 +396,30 @@ fn bad_flags_are_usage_errors() {
             &["install", "--remote-write-url", "prometheus:9090"][..],
             "not an http:// URL",
         ),
+        (
+            &[
+                "install",
+                "--remote-write-url",
+                "http://prometheus:9090/api/v1/write",
+                "--remote-write-external-label",
+                "replica",
+            ][..],
+            "\"replica\": expected NAME=VALUE",
+        ),
+        (
+            &[
+                "install",
+                "--remote-write-url",
+                "http://prometheus:9090/api/v1/write",
+                "--remote-write-external-label",
+                "1replica=x",
+            ][..],
+            "\"1replica\" is not a valid label name",
+        ),
+        (
+            &["install", "--remote-write-external-label", "cluster=eu-1"][..],
+            "--remote-write-url <URL>",
+        ),
     ] {
         let out = conduit(args, "");
         assert!(!out.status.success());
@@ -756,16 +780,29 @@ fn container_args(objects: &[Value], kind: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Under `--ha` too: both stores of the pair forward (one StatefulSet
+/// template), and each can tell itself apart with its pod name.
 #[test]
 fn an_external_metrics_backend_reaches_the_controller_and_remote_write_the_store() {
     let flags = [
+        "--ha",
         "--metrics-backend",
         "prometheus:http://prometheus.monitoring:9090/",
         "--remote-write-url",
         "http://prometheus.monitoring:9090/api/v1/write",
+        "--remote-write-external-label",
+        "replica=$(POD_NAME),cluster=eu-1",
     ];
     let yaml = install(&flags);
     let installed = objects(&yaml);
+    let store = find(&installed, "StatefulSet", "conduit-telemetry-store");
+    assert_eq!(store["spec"]["replicas"], 2);
+    let container = &store["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]),
+        "$(POD_NAME) in the args needs the variable: {container}"
+    );
     let controller = container_args(&installed, "Deployment", "conduit-controller");
     assert!(
         controller
@@ -777,6 +814,12 @@ fn an_external_metrics_backend_reaches_the_controller_and_remote_write_the_store
         store.contains(&"--remote-write-url=http://prometheus.monitoring:9090/api/v1/write".into()),
         "{store:?}"
     );
+    for label in ["replica=$(POD_NAME)", "cluster=eu-1"] {
+        assert!(
+            store.contains(&format!("--remote-write-external-label={label}")),
+            "{store:?}"
+        );
+    }
     if let Err(e) = kubernetes_validate("metrics-backend", &[("install.yaml", &yaml)]) {
         panic!("install with an external metrics backend is not valid Kubernetes:\n{e}");
     }
@@ -791,7 +834,9 @@ fn an_external_metrics_backend_reaches_the_controller_and_remote_write_the_store
         "{controller:?}"
     );
     assert!(
-        !store.iter().any(|a| a.starts_with("--remote-write-url")),
+        !store.iter().any(|a| a.starts_with("--remote-write")),
         "{store:?}"
     );
+    let store = find(&plain, "StatefulSet", "conduit-telemetry-store");
+    assert!(store["spec"]["template"]["spec"]["containers"][0]["env"].is_null());
 }

@@ -19,8 +19,10 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conduit_api::json::{Edges, Golden, Routes, Stat, StatHistory, StatPoint};
-use conduit_api::metrics::LATENCY_BUCKETS_MS;
 use conduit_api::time_range::Rfc3339;
+use conduit_testbed::agreement::{
+    LONG_WINDOW, SHORT_WINDOW, Tolerance, agree, bucket, row, within,
+};
 use conduit_testbed::discovery::{Discovery, pod};
 use conduit_testbed::engine::{Engine, Kind};
 use conduit_testbed::web_voting::{VOTING, WebVoting, WebVotingSpec};
@@ -33,16 +35,6 @@ fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-fn json<T: serde::de::DeserializeOwned>(c: &Controller, args: &[&str]) -> T {
-    let out = c.conduit(args);
-    assert!(
-        out.status.success(),
-        "conduit {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The stderr of a command that must fail.
@@ -126,53 +118,6 @@ fn traffic(mesh: &Mesh, rps: u32, secs: u64) {
     );
 }
 
-/// Which latency bucket `ms` falls in.
-fn bucket(ms: f64) -> usize {
-    LATENCY_BUCKETS_MS
-        .iter()
-        .position(|&le| ms <= le)
-        .unwrap_or(LATENCY_BUCKETS_MS.len())
-}
-
-/// `theirs` is within `tolerance` (relative) of `ours`.
-fn within(what: &str, ours: f64, theirs: f64, tolerance: f64) {
-    let off = (ours - theirs).abs() / ours.abs().max(f64::MIN_POSITIVE);
-    assert!(
-        off <= tolerance,
-        "{what}: embedded {ours} vs external {theirs} ({:.2} % apart)",
-        off * 100.0
-    );
-}
-
-/// Success rate and RPS within `tolerance`, quantiles within a bucket.
-fn agree(what: &str, ours: &Golden, theirs: &Golden, tolerance: f64) {
-    within(
-        &format!("{what} success rate"),
-        ours.success_rate,
-        theirs.success_rate,
-        tolerance,
-    );
-    within(&format!("{what} RPS"), ours.rps, theirs.rps, tolerance);
-    for (q, a, b) in [
-        ("p50", ours.latency_ms_p50, theirs.latency_ms_p50),
-        ("p95", ours.latency_ms_p95, theirs.latency_ms_p95),
-        ("p99", ours.latency_ms_p99, theirs.latency_ms_p99),
-    ] {
-        assert!(
-            bucket(a).abs_diff(bucket(b)) <= 1,
-            "{what} {q}: embedded {a} ms vs external {b} ms, more than a bucket apart"
-        );
-    }
-}
-
-fn voting_row(stat: &Stat) -> &Golden {
-    stat.rows
-        .iter()
-        .find(|r| r.name == "voting")
-        .and_then(|r| r.metrics.as_ref())
-        .unwrap_or_else(|| panic!("no voting figures: {stat:#?}"))
-}
-
 fn vote_route(routes: &Routes) -> &Golden {
     routes
         .rows
@@ -234,17 +179,16 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     }
     let window = ["--since", &since, "--until", &until, "-o", "json"];
     let args = [&["stat", "deploy", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Stat, Stat) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
-    let (o, t) = (voting_row(&ours), voting_row(&theirs));
+    let (ours, theirs): (Stat, Stat) = (mesh.embedded.json(&args), mesh.external.json(&args));
+    let (o, t) = (row(&ours, "voting"), row(&theirs, "voting"));
     assert!(o.total() > 1200, "too little traffic to compare: {o:?}");
     assert!(o.failure_count > 0, "every 10th request fails: {o:?}");
-    agree("stat voting", o, t, 0.01);
+    agree("stat voting", o, t, LONG_WINDOW);
     assert_eq!(ours.span, theirs.span, "both answer the window asked");
     eprintln!("{kind:?} {feed:?} stat: embedded {o:?}\n  external {t:?}");
 
     let args = [&["routes", "deploy/voting", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Routes, Routes) =
-        (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    let (ours, theirs): (Routes, Routes) = (mesh.embedded.json(&args), mesh.external.json(&args));
     // The store's route figures are PromQL `increase()`s, extrapolated to
     // the window's edges as Prometheus does; MetricsQL's `increase()`
     // counts from the last sample before the window instead, so against
@@ -257,20 +201,19 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
         "route vote",
         vote_route(&ours),
         vote_route(&theirs),
-        0.01 + report_interval,
+        Tolerance::both(LONG_WINDOW.rps + report_interval),
     );
 
     let args = [&["edges", "deploy", "-n", "demo"][..], &window].concat();
-    let (ours, theirs): (Edges, Edges) = (json(&mesh.embedded, &args), json(&mesh.external, &args));
+    let (ours, theirs): (Edges, Edges) = (mesh.embedded.json(&args), mesh.external.json(&args));
     assert!(
         edge_pairs(&ours).contains(&("web".into(), "voting".into(), false)),
         "{ours:#?}"
     );
     assert_eq!(edge_pairs(&ours), edge_pairs(&theirs));
 
-    // The dashboard's charts: two 8 s points over the same window. Short
-    // windows leave the engines' edge extrapolation more weight, so the
-    // points agree to 5 % (success rate 2 %) rather than 1 %.
+    // The dashboard's charts: two 8 s points over the same window, which
+    // agree as short windows do.
     let path = format!(
         "/api/v1/stat/history?namespace=demo&since={}&until={}&step=8s&window=8s",
         query_escape(&Rfc3339(until_ms - 16_000).to_string()),
@@ -288,12 +231,12 @@ fn engines_agree_with_the_store(kind: Kind, feed: Feed) {
     for (o, t) in ours.iter().zip(&theirs) {
         let what = format!("history point at {}", o.time_unix_ms);
         let (o, t) = (o.metrics.as_ref().unwrap(), t.metrics.as_ref().unwrap());
-        within(&format!("{what} RPS"), o.rps, t.rps, 0.05);
+        within(&format!("{what} RPS"), o.rps, t.rps, SHORT_WINDOW.rps);
         within(
             &format!("{what} success rate"),
             o.success_rate,
             t.success_rate,
-            0.02,
+            SHORT_WINDOW.success_rate,
         );
         assert!(
             bucket(o.latency_ms_p50).abs_diff(bucket(t.latency_ms_p50)) <= 1,

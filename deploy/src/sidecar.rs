@@ -305,7 +305,7 @@ fn env_value(name: &str, value: &str) -> Value {
     map([("name", name.into()), ("value", value.into())])
 }
 
-fn env_field(name: &str, field: &str) -> Value {
+pub(crate) fn env_field(name: &str, field: &str) -> Value {
     map([
         ("name", name.into()),
         (

@@ -107,6 +107,77 @@ pub(crate) fn bars(title: &str, unit: &str, bars: &[Bar]) -> String {
     svg + "</svg>\n"
 }
 
+/// `series`: (name, (seconds since the start, value) points), one line
+/// each over a shared time axis; for figures followed through a run.
+pub(crate) fn over_time(title: &str, unit: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+    let (w, h, left, top, bottom, right) = (760.0, 420.0, 80.0, 40.0, 50.0, 250.0);
+    let points = || series.iter().flat_map(|(_, p)| p.iter().copied());
+    let max_x = points().map(|(t, _)| t).fold(1.0f64, f64::max);
+    let max_y = points().map(|(_, v)| v).fold(f64::MIN_POSITIVE, f64::max) * 1.1;
+    let x = |t: f64| left + (w - left - right) * t / max_x;
+    let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max_y);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    );
+    for step in 0..=4 {
+        let v = max_y * f64::from(step) / 4.0;
+        let t = max_x * f64::from(step) / 4.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{left}\" x2=\"{:.0}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#e0e0e0\"/>\
+             <text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{} {}</text>\
+             <text x=\"{:.1}\" y=\"{:.0}\" text-anchor=\"middle\">{}</text>",
+            w - right,
+            y(v),
+            y(v),
+            left - 6.0,
+            y(v) + 4.0,
+            pretty(v),
+            escape(unit),
+            x(t),
+            h - bottom + 20.0,
+            minutes(t)
+        );
+    }
+    for (k, (name, values)) in series.iter().enumerate() {
+        let color = LINE_COLORS[k % LINE_COLORS.len()];
+        let line: Vec<String> = values
+            .iter()
+            .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\
+             <rect x=\"{:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+             <text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+            line.join(" "),
+            w - right + 15.0,
+            top + 18.0 * k as f64,
+            w - right + 32.0,
+            top + 18.0 * k as f64 + 10.0,
+            escape(name)
+        );
+    }
+    svg + "</svg>\n"
+}
+
+/// Enough distinct colours for every process of the demo mesh.
+const LINE_COLORS: [&str; 14] = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39",
+];
+
+fn minutes(seconds: f64) -> String {
+    if seconds < 120.0 {
+        format!("{seconds:.0} s")
+    } else {
+        format!("{:.0} min", seconds / 60.0)
+    }
+}
+
 pub(crate) fn pretty(v: f64) -> String {
     if v >= 100.0 {
         format!("{:.0}", v)

@@ -7,9 +7,26 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `load-tests/`, where RESULTS.md and plots/ live.
+/// Where RESULTS.md and plots/ live: `load-tests/`, or
+/// `$CONDUIT_RESULTS_DIR` when set, so a trial run (the test suite's tiny
+/// runs) leaves the recorded figures alone.
 pub(crate) fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
+    match std::env::var_os(RESULTS_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf(),
+    }
+}
+
+pub(crate) const RESULTS_DIR_ENV: &str = "CONDUIT_RESULTS_DIR";
+
+/// The section `scenario` last wrote to RESULTS.md, if any.
+pub(crate) fn section(scenario: &str) -> Option<String> {
+    let current = std::fs::read_to_string(root().join("RESULTS.md")).ok()?;
+    let begin = format!("<!-- {scenario}:begin -->");
+    let end = format!("<!-- {scenario}:end -->");
+    let b = current.find(&begin)? + begin.len();
+    let e = current[b..].find(&end)? + b;
+    Some(current[b..e].trim().to_string())
 }
 
 /// Replaces the section of `scenario` in RESULTS.md (between its
@@ -74,6 +91,63 @@ pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The machine a run measured: CPU model and cores, memory, kernel.
+pub(crate) fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown CPU", |(_, m)| m.trim());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|kb| kb.trim().trim_end_matches(" kB").parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / (1024.0 * 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{model}, {cores} cores, {memory_gib:.1} GiB, Linux {}",
+        kernel.trim()
+    )
+}
+
+/// Every peer the scenarios run, by Debian package.
+pub(crate) const PEERS: &[&str] = &[
+    "haproxy",
+    "nginx",
+    "nghttp2-client",
+    "prometheus",
+    "victoria-metrics",
+    "chromium",
+    "chromium-driver",
+];
+
+/// The Debian package version of each of `packages`, or that it is not
+/// installed (`victoria-metrics -version` prints nothing, so the package
+/// database is the one source that names them all alike).
+pub(crate) fn peer_versions(packages: &[&str]) -> Vec<String> {
+    packages
+        .iter()
+        .map(|package| {
+            let version = Command::new("dpkg-query")
+                .args(["-W", "-f", "${Version}", package])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|v| !v.is_empty());
+            format!(
+                "{package} {}",
+                version.as_deref().unwrap_or("(not installed)")
+            )
+        })
+        .collect()
 }
 
 /// Proto labels of a report, in the order given (as a proxy sends them).

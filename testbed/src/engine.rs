@@ -135,14 +135,20 @@ impl Engine {
 
     /// The first value of instant query `expr`, 0 without one.
     pub fn value(&self, expr: &str) -> f64 {
-        let q = query_escape(expr);
-        let Ok(answer) = http_get(self.addr, &format!("/api/v1/query?query={q}")) else {
-            return 0.0;
-        };
-        let v: serde_json::Value = serde_json::from_str(&answer.2).unwrap_or_default();
-        v["data"]["result"][0]["value"][1]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0)
+        query_value(self.addr, expr)
     }
+}
+
+/// The first value of instant query `expr` on the Prometheus query API at
+/// `addr` (an engine's, or a telemetry store's), 0 without one.
+pub fn query_value(addr: SocketAddr, expr: &str) -> f64 {
+    let q = query_escape(expr);
+    let Ok(answer) = http_get(addr, &format!("/api/v1/query?query={q}")) else {
+        return 0.0;
+    };
+    let v: serde_json::Value = serde_json::from_str(&answer.2).unwrap_or_default();
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -19,6 +19,7 @@
 //! (`target/debug`), or from `CONDUIT_BIN_DIR`; build them first with
 //! `cargo build --bins`.
 
+pub mod agreement;
 pub mod discovery;
 pub mod engine;
 pub mod hostile;
@@ -49,6 +50,8 @@ pub struct Store {
     pub http: SocketAddr,
     pub data: TempDir,
     pub process: Process,
+    /// Its whole command line, for [`Store::restart`].
+    args: Vec<String>,
 }
 
 impl Store {
@@ -75,16 +78,29 @@ impl Store {
             data.path().display().to_string(),
         ];
         args.extend_from_slice(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let process = Process::spawn("conduit-telemetry-store", &args);
-        wait_for_http(http, "/-/ready", START_TIMEOUT)
-            .unwrap_or_else(|e| process.fail(&format!("telemetry store never became ready: {e}")));
+        let process = Self::spawn(http, &args);
         Self {
             grpc,
             http,
             data,
             process,
+            args,
         }
+    }
+
+    /// Starts the store again (killing it first if it runs) on the same
+    /// ports, data directory and flags, as a supervisor would after a crash.
+    pub fn restart(&mut self) {
+        self.process.kill();
+        self.process = Self::spawn(self.http, &self.args);
+    }
+
+    fn spawn(http: SocketAddr, args: &[String]) -> Process {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = Process::spawn("conduit-telemetry-store", &args);
+        wait_for_http(http, "/-/ready", START_TIMEOUT)
+            .unwrap_or_else(|e| process.fail(&format!("telemetry store never became ready: {e}")));
+        process
     }
 
     /// `http://ip:port` of the gRPC API, as the controller and proxies take it.
@@ -170,6 +186,19 @@ impl Controller {
             .env("CONDUIT_API_TOKEN_FILE", &self.api_token_file)
             .output()
             .expect("run conduit")
+    }
+
+    /// `conduit ARGS`, which must succeed, its standard output parsed as
+    /// JSON (for `-o json`).
+    pub fn json<T: serde::de::DeserializeOwned>(&self, args: &[&str]) -> T {
+        let out = self.conduit(args);
+        assert!(
+            out.status.success(),
+            "conduit {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("conduit {args:?} printed no JSON: {e}"))
     }
 
     /// `Authorization` for tap and top on the controller's APIs.

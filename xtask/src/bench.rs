@@ -5,10 +5,13 @@ use crate::install;
 use crate::process::{Result, cargo, exec, step};
 
 /// The peers the scenarios measure against (haproxy for `proxy` and
-/// `mtls`, Prometheus and VictoriaMetrics for `store`), taskset to pin
-/// processes to cores, Chromium for `ui`.
-const BENCH_PACKAGES: &[&str] = &[
+/// `mtls`, haproxy, nginx and h2load for `h2`, Prometheus and
+/// VictoriaMetrics for `store`), taskset to pin processes to cores,
+/// Chromium for `ui`.
+pub(crate) const BENCH_PACKAGES: &[&str] = &[
     "haproxy",
+    "nginx",
+    "nghttp2-client",
     "prometheus",
     "victoria-metrics",
     "util-linux",
@@ -19,6 +22,10 @@ const BENCH_PACKAGES: &[&str] = &[
 pub(crate) fn run(args: &[String]) -> Result {
     step("benchmark peers");
     install::apt(BENCH_PACKAGES)?;
+    if matches!(args.first().map(String::as_str), Some("all" | "ui")) {
+        // The ui scenario serves the dashboard's bundle.
+        crate::ui::ensure_built()?;
+    }
     step("building release binaries");
     exec(cargo().args(["build", "--release", "--bins"]))?;
     step("running load-tests");

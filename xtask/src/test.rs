@@ -21,7 +21,8 @@ use crate::process::{Result, cargo, exec, probe, step};
 /// transparent mode in a network namespace; openssl to verify the
 /// certificates `conduit install` generates; tcpdump to prove what crosses
 /// loopback between proxies is encrypted; Chromium and chromedriver for
-/// the dashboard's browser test.
+/// the dashboard's browser test; and every benchmark's peers, for their
+/// tiny runs.
 const TEST_PACKAGES: &[&str] = &[
     "prometheus",
     "victoria-metrics",
@@ -48,6 +49,7 @@ pub(crate) fn run(args: &[String]) -> Result {
 
     step("test dependencies");
     install::apt(TEST_PACKAGES)?;
+    install::apt(crate::bench::BENCH_PACKAGES)?;
     let venv = install::python_venv(TEST_PYTHON)?;
     // The dashboard's browser tests open the bundle the controller serves.
     crate::ui::ensure_built()?;

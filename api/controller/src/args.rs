@@ -163,11 +163,14 @@ pub struct LimitArgs {
         default_value_t = 10_000
     )]
     pub grpc_max_connections: usize,
-    /// gRPC: concurrent streams on one connection (more: REFUSED_STREAM)
+    /// gRPC: concurrent streams on one connection (more: REFUSED_STREAM).
+    /// A proxy holds two on its one connection for every outbound
+    /// authority it has resolved (endpoints and profile), up to its
+    /// `--outbound-max-authorities` (1 000), plus its policy watches
     #[arg(
         long,
         env = "CONDUIT_CONTROLLER_GRPC_MAX_STREAMS",
-        default_value_t = 100
+        default_value_t = 2_100
     )]
     pub grpc_max_streams: u32,
     /// gRPC: ping interval of an idle connection

@@ -45,6 +45,7 @@ pub(crate) fn install(args: InstallArgs) -> anyhow::Result<()> {
         default_inbound_policy: args.default_inbound_policy,
         metrics_backend: args.metrics_backend,
         remote_write_url: args.remote_write_url,
+        remote_write_external_labels: args.remote_write_external_label,
         ..InstallOptions::new(&args.namespace, identity)
     };
     print(&conduit_deploy::control_plane(&options), args.output)

@@ -68,6 +68,9 @@ pub struct InstallOptions {
     pub metrics_backend: MetricsBackend,
     /// Where the store forwards every series (`--remote-write-url`).
     pub remote_write_url: Option<String>,
+    /// Labels the store adds to what it forwards; `$(POD_NAME)` in a value
+    /// is the store replica's own pod name.
+    pub remote_write_external_labels: Vec<(String, String)>,
 }
 
 impl InstallOptions {
@@ -86,6 +89,7 @@ impl InstallOptions {
             default_inbound_policy: DefaultPolicy::default(),
             metrics_backend: MetricsBackend::Embedded,
             remote_write_url: None,
+            remote_write_external_labels: Vec::new(),
         }
     }
 }

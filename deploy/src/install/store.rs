@@ -25,6 +25,8 @@ pub(super) const SERVICE: &str = "conduit-telemetry-store";
 const HTTP_PORT: u16 = 9095;
 pub(super) const GRPC_PORT: u16 = 9096;
 const DATA_DIR: &str = "/var/lib/conduit/store";
+/// The replica's pod name, for `$(POD_NAME)` in its args.
+const POD_NAME: &str = "POD_NAME";
 /// Stores under `--ha`: a pair, as Prometheus HA pairs are run.
 const HA_REPLICAS: u32 = 2;
 
@@ -87,7 +89,10 @@ fn stateful_set(options: &InstallOptions) -> Value {
     if let Some(url) = &options.remote_write_url {
         args.push(format!("--remote-write-url={url}"));
     }
-    let container = map([
+    for (name, value) in &options.remote_write_external_labels {
+        args.push(format!("--remote-write-external-label={name}={value}"));
+    }
+    let mut container = map([
         ("name", "store".into()),
         ("image", options.store_image.as_str().into()),
         ("imagePullPolicy", "IfNotPresent".into()),
@@ -122,6 +127,18 @@ fn stateful_set(options: &InstallOptions) -> Value {
             ]),
         ),
     ]);
+    if !options.remote_write_external_labels.is_empty() {
+        // Kubernetes expands `$(POD_NAME)` in the args: each replica of a
+        // pair labels its samples with its own name.
+        container
+            .as_map_mut()
+            .expect("a container is a map")
+            .insert_before(
+                "ports",
+                "env",
+                seq([crate::sidecar::env_field(POD_NAME, "metadata.name")]),
+            );
+    }
     // No API token: only the projected one for the identity service.
     let mut pod_spec = Map::from_iter([
         ("serviceAccountName", Value::from(STORE_ACCOUNT)),

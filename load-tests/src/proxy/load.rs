@@ -34,7 +34,10 @@ pub(crate) async fn connect(t: &Target) -> Result<SendRequest<Empty<Bytes>>, Str
 }
 
 /// One request; returns the body length.
-async fn request(sender: &mut SendRequest<Empty<Bytes>>, t: &Target) -> Result<usize, String> {
+pub(crate) async fn request(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    t: &Target,
+) -> Result<usize, String> {
     sender.ready().await.map_err(|e| e.to_string())?;
     let req = http::Request::get("/bench")
         .header(http::header::HOST, &t.host)

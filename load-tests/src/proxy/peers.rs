@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use bytes::{BufMut, Bytes, BytesMut};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 /// A child process killed when dropped.
@@ -26,16 +28,45 @@ impl Process {
         self.child.id()
     }
 
-    /// Resident memory in KiB: all of it (`VmRSS`), and the private part
-    /// (`RssAnon`; the rest is the binary's and libraries' shared pages).
-    pub(crate) fn rss_kib(&self) -> Result<(u64, u64), String> {
-        rss_kib(self.pid()).map_err(|e| format!("{}: {e}", self.name))
+    pub(crate) fn memory(&self) -> Result<Memory, String> {
+        memory(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
 
     /// CPU time (user + system) used so far, in seconds.
     pub(crate) fn cpu_seconds(&self) -> Result<f64, String> {
         cpu_seconds(self.pid()).map_err(|e| format!("{}: {e}", self.name))
     }
+}
+
+/// A process's memory, split the one way that compares two proxies:
+/// anonymous pages (heap, stacks, buffers: what one more sidecar costs)
+/// and file-backed ones (its binary and libraries, which every copy of the
+/// same binary on a host shares, though a lone process shares them with
+/// nobody and the kernel then calls them private).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Memory {
+    pub(crate) rss_kib: u64,
+    pub(crate) anonymous_kib: u64,
+    pub(crate) file_kib: u64,
+}
+
+/// [`Memory`] of any process, from `/proc/PID/smaps_rollup`.
+pub(crate) fn memory(pid: u32) -> Result<Memory, String> {
+    let rollup =
+        std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).map_err(|e| e.to_string())?;
+    let field = |name: &str| -> u64 {
+        rollup
+            .lines()
+            .filter_map(|l| l.strip_prefix(name))
+            .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .sum()
+    };
+    let (rss_kib, anonymous_kib) = (field("Rss:"), field("Anonymous:"));
+    Ok(Memory {
+        rss_kib,
+        anonymous_kib,
+        file_kib: rss_kib.saturating_sub(anonymous_kib),
+    })
 }
 
 /// [`Process::rss_kib`] of any process.
@@ -163,7 +194,9 @@ pub(crate) fn upstream(
 }
 
 /// The upstream application: every listener answers every request with
-/// the same 1 KiB body, keep-alive.
+/// the same 1 KiB body, keep-alive, over HTTP/1.1 or HTTP/2 (prior
+/// knowledge, as gRPC clients speak it); a gRPC request gets its 1 KiB
+/// as one gRPC message and `grpc-status: 0` in the trailers.
 pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -198,9 +231,9 @@ pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
                     tokio::spawn(async move {
                         let svc = hyper::service::service_fn(move |req| {
                             let body = body.clone();
-                            async move { Ok::<_, Infallible>(answer(&req, body).await) }
+                            async move { Ok::<_, Infallible>(answer(req, body).await) }
                         });
-                        let _ = http1::Builder::new()
+                        let _ = auto::Builder::new(TokioExecutor::new())
                             .serve_connection(TokioIo::new(s), svc)
                             .await;
                     });
@@ -214,15 +247,52 @@ pub(crate) fn serve_upstream(listeners: usize) -> Result<(), String> {
     })
 }
 
+type AnswerBody = BoxBody<Bytes, Infallible>;
+
 /// The upstream's answer: 1 KiB, and for the recorder scenario a 500
 /// when the query says `fail`, or after [`SLOW`] when it says `slow`.
-async fn answer<B>(req: &http::Request<B>, body: Bytes) -> http::Response<Full<Bytes>> {
-    let mut rsp = http::Response::new(Full::new(body));
+async fn answer(
+    req: http::Request<hyper::body::Incoming>,
+    body: Bytes,
+) -> http::Response<AnswerBody> {
+    if is_grpc(&req) {
+        return grpc_answer(req, body).await;
+    }
+    let mut rsp = http::Response::new(Full::new(body).boxed());
     match req.uri().query() {
         Some("fail") => *rsp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR,
         Some("slow") => tokio::time::sleep(SLOW).await,
         _ => {}
     }
+    rsp
+}
+
+fn is_grpc<B>(req: &http::Request<B>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A unary gRPC reply: the request read whole (as a server reads its
+/// message), then `message` framed, then the status in the trailers.
+async fn grpc_answer(
+    req: http::Request<hyper::body::Incoming>,
+    message: Bytes,
+) -> http::Response<AnswerBody> {
+    let _ = req.into_body().collect().await;
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(message.len() as u32);
+    framed.put_slice(&message);
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let frames = [Frame::data(framed.freeze()), Frame::trailers(trailers)];
+    let body = StreamBody::new(tokio_stream::iter(frames.map(Ok::<_, Infallible>)));
+    let mut rsp = http::Response::new(body.boxed());
+    rsp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
     rsp
 }
 
@@ -316,6 +386,66 @@ pub(crate) fn haproxy(
          backend be\n  server app {app}\n"
     );
     Ok((haproxy_with(core, dir, "haproxy", &config)?, listen))
+}
+
+/// haproxy in front of `app` speaking HTTP/2 on both sides (h2c, prior
+/// knowledge), as it proxies gRPC.
+pub(crate) fn haproxy_h2(
+    core: Option<usize>,
+    app: SocketAddr,
+    dir: &Path,
+) -> Result<(Process, SocketAddr), String> {
+    let listen = free_port()?;
+    let config = format!(
+        "global\n  nbthread 1\n  maxconn 4096\n\
+         defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend fe\n  bind {listen} proto h2\n  default_backend be\n\
+         backend be\n  server app {app} proto h2\n"
+    );
+    Ok((haproxy_with(core, dir, "haproxy-h2", &config)?, listen))
+}
+
+/// nginx in front of `app` with `grpc_pass`: one process (no master),
+/// one worker's worth of work, pinned to `core`, everything it writes in
+/// `dir`.
+pub(crate) fn nginx_grpc(
+    core: Option<usize>,
+    app: SocketAddr,
+    dir: &Path,
+) -> Result<(Process, SocketAddr), String> {
+    if !has("nginx") {
+        return Err(
+            "nginx not found: install the Debian package (apt-get install -y nginx)".into(),
+        );
+    }
+    let listen = free_port()?;
+    let d = dir.display();
+    let config = format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/nginx.log warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n\
+         fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n\
+         upstream app {{ server {app}; keepalive 64; }}\n\
+         server {{ listen {listen} http2; location / {{ grpc_pass grpc://app; }} }}\n}}\n"
+    );
+    let cfg = dir.join("nginx.conf");
+    std::fs::write(&cfg, config).map_err(|e| e.to_string())?;
+    let child = pinned(core, Path::new("nginx"))
+        .arg("-e")
+        .arg(dir.join("nginx.log"))
+        .arg("-c")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start nginx: {e}"))?;
+    Ok((
+        Process {
+            name: "nginx",
+            child,
+        },
+        listen,
+    ))
 }
 
 /// haproxy running `config` (written to `dir/NAME.cfg`, its log to

@@ -36,6 +36,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::http;
+use crate::args::Flags;
 use crate::proxy::peers;
 use crate::report::{self, labels, now_ms};
 use crate::scratch::ScratchDir;
@@ -76,36 +77,13 @@ fn options(args: &[String]) -> Result<Options, String> {
         seconds: 60,
         rates: vec![BUDGET, 30, 40, 55, 70],
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = || format!("invalid {flag} {value:?}\n{USAGE}");
-        match flag.as_str() {
-            "--proxies" => {
-                o.proxies = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(bad)?
-            }
-            "--seconds" => {
-                o.seconds = value
-                    .parse()
-                    .ok()
-                    .filter(|s| (2..=600).contains(s))
-                    .ok_or_else(bad)?
-            }
-            "--rates" => {
-                o.rates = value
-                    .split(',')
-                    .map(|r| r.trim().parse().ok().filter(|r| (1..=1000).contains(r)))
-                    .collect::<Option<Vec<u32>>>()
-                    .filter(|r| !r.is_empty())
-                    .ok_or_else(bad)?
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+    let mut flags = Flags::new(args, USAGE);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--proxies" => o.proxies = flags.number(flag, 1..=1000)?,
+            "--seconds" => o.seconds = flags.number(flag, 2..=600)?,
+            "--rates" => o.rates = flags.numbers(flag, 1..=1000, false)?,
+            _ => return Err(flags.unknown(flag)),
         }
     }
     Ok(o)

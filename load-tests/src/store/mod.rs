@@ -27,14 +27,20 @@ use std::time::{Duration, Instant};
 
 use peer::{Kind, Peer};
 
+use crate::args::Flags;
 use crate::report::now_ms;
 use crate::scratch::ScratchDir;
 use crate::{plot, report};
 
+const USAGE: &str = "usage: conduit-load-tests store [--series N] [--hours H (at least 3.5, so that Prometheus writes a block)] [--deployments D] [--runs R] [--tap-events N] [--settle-seconds S (15)] [--only conduit|prometheus|victoria]";
+
 const SHARDS: usize = 4;
 const INTERVAL_MS: i64 = 15_000;
 /// Quiet time between a peer's first block and its memory reading.
-const SETTLE: Duration = Duration::from_secs(15);
+const SETTLE_SECONDS: u64 = 15;
+/// Series of the stream the tap and remote-write-out figures run under
+/// (fewer when `--series` asks for fewer).
+const SMALL_SERIES: usize = 5000;
 
 struct Options {
     series: usize,
@@ -45,6 +51,8 @@ struct Options {
     only: Option<Kind>,
     /// Tap events to index for the tap history figures (0 skips them).
     tap_events: u64,
+    /// Quiet time after each peer's first block before its memory is read.
+    settle_seconds: u64,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
@@ -55,34 +63,31 @@ fn options(args: &[String]) -> Result<Options, String> {
         runs: 15,
         only: None,
         tap_events: 10_000_000,
+        settle_seconds: SETTLE_SECONDS,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value}: {e}");
-        match flag.as_str() {
-            "--series" => o.series = value.parse().map_err(|e| bad(&e))?,
-            "--hours" => o.hours = value.parse().map_err(|e| bad(&e))?,
-            "--deployments" => o.deployments = value.parse().map_err(|e| bad(&e))?,
-            "--runs" => o.runs = value.parse().map_err(|e| bad(&e))?,
-            "--tap-events" => o.tap_events = value.parse().map_err(|e| bad(&e))?,
+    let mut flags = Flags::new(args, USAGE);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--series" => o.series = flags.number(flag, 1..=10_000_000)?,
+            "--hours" => o.hours = flags.number(flag, 3.5..=48.0)?,
+            "--deployments" => o.deployments = flags.number(flag, 1..=100_000)?,
+            "--runs" => o.runs = flags.number(flag, 1..=1000)?,
+            "--tap-events" => o.tap_events = flags.number(flag, 0..=1_000_000_000)?,
+            "--settle-seconds" => o.settle_seconds = flags.number(flag, 0..=600)?,
             "--only" => {
-                o.only = Some(match value.as_str() {
+                o.only = Some(match flags.value(flag)? {
                     "conduit" => Kind::Conduit,
                     "prometheus" => Kind::Prometheus,
                     "victoria" => Kind::Victoria,
-                    _ => return Err(bad(&"use conduit, prometheus or victoria")),
+                    other => {
+                        return Err(format!(
+                            "--only {other:?}: use conduit, prometheus or victoria"
+                        ));
+                    }
                 })
             }
-            other => {
-                return Err(format!(
-                    "unknown flag {other} (use --series, --hours, --deployments, --runs, --tap-events, --only)"
-                ));
-            }
+            _ => return Err(flags.unknown(flag)),
         }
-    }
-    if o.hours < 3.5 {
-        return Err("--hours must be at least 3.5 so that Prometheus writes a block".into());
     }
     Ok(o)
 }
@@ -134,7 +139,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         // finish the cut and give freed memory back (Go's scavenger,
         // glibc's trim): memory per series is the steady state, not the
         // moment the block appears.
-        std::thread::sleep(SETTLE);
+        std::thread::sleep(Duration::from_secs(o.settle_seconds));
         let rss = peer.rss_bytes();
         figures.push(Figures {
             kind,
@@ -183,7 +188,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     drop(peers);
 
     // Issue 6: tap history under metric load, and remote write out.
-    let small = stream::generate(5000, 240, INTERVAL_MS, now_ms() - 60_000, SHARDS);
+    let small = stream::generate(
+        SMALL_SERIES.min(o.series),
+        240,
+        INTERVAL_MS,
+        now_ms() - 60_000,
+        SHARDS,
+    );
     let tap = if o.tap_events > 0 {
         let extra: Vec<String> = [
             "--tap-retention-time",
@@ -403,9 +414,9 @@ fn report(
     let mut md = String::new();
     md += "## Telemetry store (`store`)\n\n";
     md += &format!(
-        "Command: `cargo run --release -p conduit-load-tests -- store --series {} --hours {} --deployments {} --runs {}` \
+        "Command: `cargo run --release -p conduit-load-tests -- store --series {} --hours {} --deployments {} --runs {} --tap-events {} --settle-seconds {}` \
          (what `cargo xtask bench store` runs with defaults). Machine: {cores} cores, {cpu}; all processes on it at once.\n\n",
-        o.series, o.hours, o.deployments, o.runs
+        o.series, o.hours, o.deployments, o.runs, o.tap_events, o.settle_seconds
     );
     md += &format!(
         "Data: {} series of {} proxy endpoints in {} Deployments, moving as Linkerd proxies' do: request and response \

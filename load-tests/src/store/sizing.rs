@@ -24,6 +24,7 @@ use conduit_api::proto::store::v1::query_client::QueryClient;
 use super::fleet::{self, Mix, Sent, Simulated};
 use super::http;
 use super::peer::{Kind, Peer};
+use crate::args::Flags;
 use crate::report::{self, now_ms};
 use crate::scratch::ScratchDir;
 
@@ -56,33 +57,13 @@ fn options(args: &[String]) -> Result<Options, String> {
         seconds: 30,
         forward: true,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        if flag == "--no-forward" {
-            o.forward = false;
-            continue;
-        }
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = || format!("invalid {flag} {value:?}\n{USAGE}");
-        match flag.as_str() {
-            "--proxies" => {
-                o.proxies = value
-                    .split(',')
-                    .map(|n| n.trim().parse().ok().filter(|n| (1..=20_000).contains(n)))
-                    .collect::<Option<Vec<usize>>>()
-                    .filter(|n| !n.is_empty() && n.is_sorted())
-                    .ok_or_else(bad)?
-            }
-            "--seconds" => {
-                o.seconds = value
-                    .parse()
-                    .ok()
-                    .filter(|s| (2..=600).contains(s))
-                    .ok_or_else(bad)?
-            }
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+    let mut flags = Flags::new(args, USAGE);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--no-forward" => o.forward = false,
+            "--proxies" => o.proxies = flags.numbers(flag, 1..=20_000, true)?,
+            "--seconds" => o.seconds = flags.number(flag, 2..=600)?,
+            _ => return Err(flags.unknown(flag)),
         }
     }
     Ok(o)

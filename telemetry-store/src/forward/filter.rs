@@ -46,17 +46,10 @@ impl Filter {
         }
         let mut ext = Vec::new();
         for e in external {
-            let Some((n, v)) = e.split_once('=') else {
-                return Err(format!(
-                    "--remote-write-external-label {e:?}: expected NAME=VALUE"
-                ));
-            };
-            if !is_valid_name(n) {
-                return Err(format!(
-                    "--remote-write-external-label {e:?}: {n:?} is not a valid label name"
-                ));
-            }
-            ext.push((n.to_string(), v.to_string()));
+            ext.push(
+                conduit_api::labels::parse_pair(e)
+                    .map_err(|why| format!("--remote-write-external-label {why}"))?,
+            );
         }
         Ok(Self {
             selectors,
