@@ -31,6 +31,7 @@ use conduit_testbed::{Controller, MeshIdentity, Upstream, wait_for_http};
 use self::discovery::{NAMESPACE, State, WORKLOAD};
 use self::probe::{Answer, Client, Pod, Probe};
 use self::subscriber::{Seen, Watches};
+use crate::args::Flags;
 use crate::mtls::name;
 use crate::proxy::peers;
 use crate::report;
@@ -69,22 +70,12 @@ fn options(args: &[String]) -> Result<Options, String> {
         subscribers: GOAL_SUBSCRIBERS,
         rounds: 20,
     };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let within = |max: usize| {
-            value
-                .parse()
-                .ok()
-                .filter(|n| (1..=max).contains(n))
-                .ok_or_else(|| format!("invalid {flag} {value:?}: give 1 to {max}\n{USAGE}"))
-        };
-        match flag.as_str() {
-            "--subscribers" => o.subscribers = within(MAX_SUBSCRIBERS)?,
-            "--rounds" => o.rounds = within(MAX_ROUNDS)?,
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+    let mut flags = Flags::new(args, USAGE);
+    while let Some(flag) = flags.next_flag() {
+        match flag {
+            "--subscribers" => o.subscribers = flags.number(flag, 1..=MAX_SUBSCRIBERS)?,
+            "--rounds" => o.rounds = flags.number(flag, 1..=MAX_ROUNDS)?,
+            _ => return Err(flags.unknown(flag)),
         }
     }
     Ok(o)
@@ -445,11 +436,10 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
             "release",
         )
     };
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let mut md = format!(
         "## control: a change in the controller's input reaching {n} proxies ({})\n\n\
-         Command: {command}; {build} build of conduit {} (controller, proxy and harness from one build); {cores} cores shared by the \
-         controller, the simulated proxies, the real proxy and other work; load average (1, 5, 15 min) {load}. \
+         Command: {command}; {build} build of conduit {} (controller, proxy and harness from one build) on {} \
+         shared by the controller, the simulated proxies, the real proxy and other work; load average (1, 5, 15 min) {load}. \
          No peer runs here: the goal's second is what Linkerd's destination service is known to propagate \
          within, not a figure measured on this machine.\n\n\
          A real `conduit-controller` in local mode, with identity on as `conduit demo` runs it, reads a static \
@@ -472,6 +462,7 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
          | change | receiver | samples | p50 | p99 | max |\n|---|---|---:|---:|---:|---:|\n",
         report::today(),
         conduit_api::VERSION,
+        report::machine(),
         discovery::authority(),
         probe::POLL.as_millis(),
         poll_cycle_ms(&run.phases),
@@ -614,9 +605,9 @@ mod tests {
         let o = options(&args(&["--subscribers", "10000", "--rounds", "1"])).unwrap();
         assert_eq!((o.subscribers, o.rounds), (10_000, 1));
         for (bad, says) in [
-            (&["--subscribers", "0"][..], "give 1 to 10000"),
-            (&["--subscribers", "10001"], "give 1 to 10000"),
-            (&["--rounds", "201"], "give 1 to 200"),
+            (&["--subscribers", "0"][..], "expected 1 to 10000"),
+            (&["--subscribers", "10001"], "expected 1 to 10000"),
+            (&["--rounds", "201"], "expected 1 to 200"),
             (&["--rounds", "many"], "invalid --rounds \"many\""),
             (&["--rounds"], "--rounds needs a value"),
             (&["--seconds", "5"], "unknown option --seconds"),
