@@ -438,7 +438,7 @@ fn write_report(o: &Options, load: &str, run: &Run) -> Result<(), String> {
     };
     let mut md = format!(
         "## control: a change in the controller's input reaching {n} proxies ({})\n\n\
-         Command: {command}; {build} build of conduit {} (controller, proxy and harness from one build) on {} \
+         Command: {command}; {build} build of conduit {} (controller, proxy and harness from one build) on {}, \
          shared by the controller, the simulated proxies, the real proxy and other work; load average (1, 5, 15 min) {load}. \
          No peer runs here: the goal's second is what Linkerd's destination service is known to propagate \
          within, not a figure measured on this machine.\n\n\
