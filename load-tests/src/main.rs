@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 
 mod args;
+mod control;
 mod mtls;
 mod plot;
 mod policy;
@@ -25,6 +26,8 @@ scenarios:
   all [--quick | --tiny] [--only NAME,NAME...] [--list]
                               every scenario below in turn (full: within an hour; --quick: within 5 minutes;
                               --tiny: seconds each, only proving each still writes its figures)
+  control [--subscribers N] [--rounds R]
+                              a destination or policy change reaching 100 watching proxies and a real one (p50/p99)
   fleet [--proxies N] [--seconds S] [--rates R,R,...]
                               the store's tap history fed by 1000 proxies' flight recorders, rate raised until it falls behind
   h2 [--rate RPS] [--seconds S] [--rounds R]
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("all") => suite::run(&args[1..]),
+        Some("control") => control::run(&args[1..]),
         Some("fleet") => store::fleet::run(&args[1..]),
         Some("h2") => proxy::h2::run(&args[1..]),
         Some("mtls") => mtls::run(&args[1..]),

@@ -147,6 +147,12 @@ pub(crate) const SCENARIOS: &[Scenario] = &[
         tiny: &["--proxies", "5", "--seconds", "2"],
     },
     Scenario {
+        name: "control",
+        full: &[],
+        quick: &["--rounds", "5"],
+        tiny: &["--subscribers", "10", "--rounds", "2"],
+    },
+    Scenario {
         name: "ui",
         full: &[],
         quick: &["3"],

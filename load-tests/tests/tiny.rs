@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_conduit-load-tests");
 /// equal to what `all` runs.
 const TINY: &[&str] = &[
     "proxy", "h2", "mtls", "policy", "recorder", "routes", "store", "stat", "fleet", "sizing",
-    "ui", "soak",
+    "control", "ui", "soak",
 ];
 
 fn tiny(scenario: &str) {
@@ -82,6 +82,7 @@ fn an_unknown_scenario_or_option_is_refused() {
         &["all", "--fast"][..],
         &["proxy", "--rate", "0"][..],
         &["sizing", "--proxies", "500,100"][..],
+        &["control", "--subscribers", "10001"][..],
     ] {
         let out = Command::new(BIN).args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -105,5 +106,5 @@ macro_rules! tiny_tests {
 }
 
 tiny_tests!(
-    proxy, h2, mtls, policy, recorder, routes, store, stat, fleet, sizing, ui, soak
+    proxy, h2, mtls, policy, recorder, routes, store, stat, fleet, sizing, control, ui, soak
 );

@@ -29,7 +29,7 @@ Tasks:
   demo [ARGS...]  build everything and run `conduit demo ARGS...`
   ui              build the dashboard bundle (WASM) where the controller serves it
   bench [NAME]    run a load-tests benchmark and update load-tests/RESULTS.md (proxy, mtls,
-                  policy, routes, recorder, store, fleet, sizing, stat, ui, soak), or
+                  policy, routes, recorder, store, fleet, sizing, control, stat, ui, soak), or
                   `bench all [--quick]` for every one (within an hour; --quick within 5 minutes)
   fuzz [SECONDS]  fuzz each proxy and store parser for SECONDS (20) from its seeds (nightly)
 ";

@@ -9,12 +9,15 @@
 //! so the upstream listens on a port per service); the proxy resolves
 //! each through it (a 200 proves it did: nothing else
 //! knows these names), and its anonymous memory before and after gives
-//! the cost of one. With the controller's defaults this also proves a
+//! the cost of one, in use and once idle (its reports to a real store
+//! sent, as in production). With the controller's defaults this also proves a
 //! proxy can resolve as many authorities as its own default allows (the
 //! controller once refused the 51st: two streams each, 100 a connection).
 
-use conduit_testbed::Controller;
+use std::time::Duration;
+
 use conduit_testbed::discovery::{Discovery, pod};
+use conduit_testbed::{Controller, Store};
 
 use super::load::{self, Target};
 use super::peers::{self, Memory};
@@ -25,22 +28,31 @@ const NAMESPACE: &str = "bench";
 /// allocated once (the controller connection, the first pool) is not
 /// charged to the authorities.
 const WARM: usize = 10;
+/// Telemetry reports after the last request, by when every authority's
+/// interval has been reported and it is idle, as most of a sidecar's are.
+const IDLE_REPORTS: u32 = 3;
+/// The proxy's default `--telemetry-interval`.
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) struct AuthorityCost {
     pub(crate) authorities: usize,
     /// Authorities in use at the `before` reading.
     pub(crate) warm: usize,
     pub(crate) before: Memory,
+    /// Right after the last authority's request.
     pub(crate) after: Memory,
+    /// [`IDLE_REPORTS`] report intervals later.
+    pub(crate) idle: Memory,
 }
 
 impl AuthorityCost {
-    /// Anonymous KiB per authority past the first `warm`.
-    pub(crate) fn per_authority_kib(&self) -> f64 {
-        self.after
-            .anonymous_kib
-            .saturating_sub(self.before.anonymous_kib) as f64
-            / (self.authorities - self.warm) as f64
+    /// Anonymous KiB per authority past the first `warm`, in use and idle.
+    pub(crate) fn per_authority_kib(&self) -> (f64, f64) {
+        let per = |m: &Memory| {
+            m.anonymous_kib.saturating_sub(self.before.anonymous_kib) as f64
+                / (self.authorities - self.warm) as f64
+        };
+        (per(&self.after), per(&self.idle))
     }
 }
 
@@ -65,7 +77,9 @@ pub(crate) async fn measure(
     }
     discovery.write(&file);
     peers::binary("conduit-controller")?;
-    let controller = Controller::start_with_args("http://127.0.0.1:9", &file, &[]);
+    // The production configuration: reports pushed to a real store.
+    let store = Store::start();
+    let controller = Controller::start_with_args(&store.grpc_url(), &file, &[]);
     let (proxy, addrs) = peers::proxy(
         proxy_core,
         apps[0],
@@ -74,6 +88,8 @@ pub(crate) async fn measure(
             controller.destination_url(),
             "--outbound-max-authorities".into(),
             authorities.to_string(),
+            "--telemetry-addr".into(),
+            store.grpc_url(),
         ],
     )?;
     peers::wait_listening(addrs.outbound, "conduit-proxy").await?;
@@ -91,10 +107,13 @@ pub(crate) async fn measure(
         load::request(&mut sender, &target(i)).await?;
     }
     let after = proxy.memory()?;
+    tokio::time::sleep(REPORT_INTERVAL * IDLE_REPORTS).await;
+    let idle = proxy.memory()?;
     Ok(AuthorityCost {
         authorities,
         warm: WARM,
         before,
         after,
+        idle,
     })
 }

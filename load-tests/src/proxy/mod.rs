@@ -325,15 +325,19 @@ fn report(
         mib(theirs.anonymous_kib),
         ours.anonymous_kib as f64 / theirs.anonymous_kib.max(1) as f64,
     );
+    let (in_use, idle) = authorities.per_authority_kib();
     md += &format!(
-        "{} outbound authorities resolved through a real controller (one request each over one connection): \
-         anonymous memory {} after the first {} and {} after all, **{:.1} KiB per authority** \
-         (its destination subscription, balancer, connection pool and metric series).\n\n",
+        "{} outbound authorities resolved through a real controller (one request each over one connection; \
+         reports pushed to a real store every second): anonymous memory {} after the first {}, {} after all \
+         (**{:.1} KiB per authority** in use: its destination subscription, balancer, connection pool and metric \
+         series), {} three report intervals later (**{:.1} KiB per idle authority**).\n\n",
         authorities.authorities,
         mib(authorities.before.anonymous_kib),
         authorities.warm,
         mib(authorities.after.anonymous_kib),
-        authorities.per_authority_kib(),
+        in_use,
+        mib(authorities.idle.anonymous_kib),
+        idle,
     );
     md += &format!(
         "A hop through haproxy itself adds {haproxy50:.0} µs at p50 here: the floor a proxy hop costs on \

@@ -407,7 +407,8 @@ pub(crate) fn haproxy_h2(
 
 /// nginx in front of `app` with `grpc_pass`: one process (no master),
 /// one worker's worth of work, pinned to `core`, everything it writes in
-/// `dir`.
+/// `dir`. Its default closes a connection after 1 000 requests, which
+/// would fail the streams in flight; the other peers keep theirs open.
 pub(crate) fn nginx_grpc(
     core: Option<usize>,
     app: SocketAddr,
@@ -425,8 +426,9 @@ pub(crate) fn nginx_grpc(
          events {{ worker_connections 4096; }}\n\
          http {{\n  access_log off;\n  client_body_temp_path {d}/nginx-body;\n  proxy_temp_path {d}/nginx-proxy;\n\
          fastcgi_temp_path {d}/nginx-fastcgi;\n  uwsgi_temp_path {d}/nginx-uwsgi;\n  scgi_temp_path {d}/nginx-scgi;\n\
-         upstream app {{ server {app}; keepalive 64; }}\n\
-         server {{ listen {listen} http2; location / {{ grpc_pass grpc://app; }} }}\n}}\n"
+         upstream app {{ server {app}; keepalive 64; keepalive_requests 10000000; }}\n\
+         server {{ listen {listen} http2; keepalive_requests 10000000;\n\
+         location / {{ grpc_pass grpc://app; }} }}\n}}\n"
     );
     let cfg = dir.join("nginx.conf");
     std::fs::write(&cfg, config).map_err(|e| e.to_string())?;

@@ -71,7 +71,7 @@ fn options(args: &[String]) -> Result<Options, String> {
 
 /// The soft limit of open files of this process (the store, started by
 /// it, inherits it).
-fn open_files_limit() -> Result<usize, String> {
+pub(crate) fn open_files_limit() -> Result<usize, String> {
     let limits = std::fs::read_to_string("/proc/self/limits").map_err(|e| e.to_string())?;
     limits
         .lines()
