@@ -19,12 +19,7 @@ pub(crate) fn percentiles(title: &str, series: &[(String, Vec<f64>)]) -> String 
         * 1.1;
     let x = |i: usize| left + (w - left - right) * i as f64 / (PERCENTILES.len() - 1) as f64;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-        escape(title)
-    );
+    let mut svg = canvas(w, h, title);
     for step in 0..=4 {
         let v = max * f64::from(step) / 4.0;
         let _ = writeln!(
@@ -48,23 +43,15 @@ pub(crate) fn percentiles(title: &str, series: &[(String, Vec<f64>)]) -> String 
         );
     }
     for (k, (name, values)) in series.iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        let points: Vec<String> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(*v)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
-             <rect x=\"{:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
-             <text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
-            points.join(" "),
-            w - right + 15.0,
-            top + 20.0 * k as f64,
-            w - right + 32.0,
-            top + 20.0 * k as f64 + 10.0,
-            escape(name)
+        let points = values.iter().enumerate().map(|(i, v)| (x(i), y(*v)));
+        let legend = (w - right + 15.0, top + 20.0 * k as f64);
+        line(
+            &mut svg,
+            COLORS[k % COLORS.len()],
+            2.0,
+            points,
+            legend,
+            name,
         );
     }
     svg + "</svg>\n"
@@ -116,12 +103,7 @@ pub(crate) fn over_time(title: &str, unit: &str, series: &[(String, Vec<(f64, f6
     let max_y = points().map(|(_, v)| v).fold(f64::MIN_POSITIVE, f64::max) * 1.1;
     let x = |t: f64| left + (w - left - right) * t / max_x;
     let y = |v: f64| top + (h - top - bottom) * (1.0 - v / max_y);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
-        escape(title)
-    );
+    let mut svg = canvas(w, h, title);
     for step in 0..=4 {
         let v = max_y * f64::from(step) / 4.0;
         let t = max_x * f64::from(step) / 4.0;
@@ -143,23 +125,10 @@ pub(crate) fn over_time(title: &str, unit: &str, series: &[(String, Vec<(f64, f6
         );
     }
     for (k, (name, values)) in series.iter().enumerate() {
+        let points = values.iter().map(|&(t, v)| (x(t), y(v)));
+        let legend = (w - right + 15.0, top + 18.0 * k as f64);
         let color = LINE_COLORS[k % LINE_COLORS.len()];
-        let line: Vec<String> = values
-            .iter()
-            .map(|&(t, v)| format!("{:.1},{:.1}", x(t), y(v)))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\
-             <rect x=\"{:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
-             <text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
-            line.join(" "),
-            w - right + 15.0,
-            top + 18.0 * k as f64,
-            w - right + 32.0,
-            top + 18.0 * k as f64 + 10.0,
-            escape(name)
-        );
+        line(&mut svg, color, 1.5, points, legend, name);
     }
     svg + "</svg>\n"
 }
@@ -176,6 +145,41 @@ fn minutes(seconds: f64) -> String {
     } else {
         format!("{:.0} min", seconds / 60.0)
     }
+}
+
+/// A plot's white canvas and title.
+fn canvas(w: f64, h: f64, title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    )
+}
+
+/// One series: its line through `points`, and its legend entry at
+/// `legend`.
+fn line(
+    svg: &mut String,
+    color: &str,
+    width: f64,
+    points: impl Iterator<Item = (f64, f64)>,
+    legend: (f64, f64),
+    name: &str,
+) {
+    let points: Vec<String> = points.map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = writeln!(
+        svg,
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\" points=\"{}\"/>\
+         <rect x=\"{:.0}\" y=\"{:.0}\" width=\"12\" height=\"12\" fill=\"{color}\"/>\
+         <text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+        points.join(" "),
+        legend.0,
+        legend.1,
+        legend.0 + 17.0,
+        legend.1 + 10.0,
+        escape(name)
+    );
 }
 
 pub(crate) fn pretty(v: f64) -> String {

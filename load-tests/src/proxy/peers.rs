@@ -372,20 +372,13 @@ pub(crate) fn proxy(
     ))
 }
 
-/// haproxy with one thread, keep-alive on both sides.
+/// haproxy in front of `app`, HTTP/1.1 keep-alive on both sides.
 pub(crate) fn haproxy(
     core: Option<usize>,
     app: SocketAddr,
     dir: &Path,
 ) -> Result<(Process, SocketAddr), String> {
-    let listen = free_port()?;
-    let config = format!(
-        "global\n  nbthread 1\n  maxconn 4096\n\
-         defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-         frontend fe\n  bind {listen}\n  default_backend be\n\
-         backend be\n  server app {app}\n"
-    );
-    Ok((haproxy_with(core, dir, "haproxy", &config)?, listen))
+    haproxy_speaking(core, app, dir, "haproxy", "")
 }
 
 /// haproxy in front of `app` speaking HTTP/2 on both sides (h2c, prior
@@ -395,14 +388,26 @@ pub(crate) fn haproxy_h2(
     app: SocketAddr,
     dir: &Path,
 ) -> Result<(Process, SocketAddr), String> {
+    haproxy_speaking(core, app, dir, "haproxy-h2", " proto h2")
+}
+
+/// One thread, `proto` (haproxy's `proto …`, or nothing for HTTP/1.1) on
+/// its listener and towards `app`.
+fn haproxy_speaking(
+    core: Option<usize>,
+    app: SocketAddr,
+    dir: &Path,
+    name: &str,
+    proto: &str,
+) -> Result<(Process, SocketAddr), String> {
     let listen = free_port()?;
     let config = format!(
         "global\n  nbthread 1\n  maxconn 4096\n\
-         defaults\n  mode http\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
-         frontend fe\n  bind {listen} proto h2\n  default_backend be\n\
-         backend be\n  server app {app} proto h2\n"
+         defaults\n  mode http\n  option http-keep-alive\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+         frontend fe\n  bind {listen}{proto}\n  default_backend be\n\
+         backend be\n  server app {app}{proto}\n"
     );
-    Ok((haproxy_with(core, dir, "haproxy-h2", &config)?, listen))
+    Ok((haproxy_with(core, dir, name, &config)?, listen))
 }
 
 /// nginx in front of `app` with `grpc_pass`: one process (no master),
