@@ -32,8 +32,14 @@ const USAGE: &str = "usage: conduit-load-tests soak [--seconds S] [--rps R] [--s
   --rps R            requests per second the demo's traffic generator sends (1000)
   --sample-every S   seconds between samples of every process (10)";
 
-/// Port offsets tried in turn (the demo's tests use 14 000 to 14 800).
-const PORT_OFFSETS: &[u16] = &[13_700, 13_800, 13_900];
+/// Port offsets tried in turn. The demo's pod ports (47 000 up) sit in
+/// Linux's ephemeral range below an offset of 14 000, where a busy machine's
+/// outgoing connections may hold one; from 14 000 up the demo's own tests
+/// use every hundred, and the fifties between them are free unless such a
+/// test runs at the same time (then the next offset is tried).
+const PORT_OFFSETS: &[u16] = &[
+    13_700, 13_800, 13_900, 14_050, 14_150, 14_250, 14_350, 14_450, 14_550, 14_650,
+];
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Voting's injected failure share (the demo's default).
 const FAILURE_RATE: &str = "0.1";
