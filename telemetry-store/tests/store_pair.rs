@@ -22,12 +22,6 @@ use support::*;
 
 const INBOUND: &str = r#"request_total{deployment="web",direction="inbound"}"#;
 
-/// A loopback port free now, for a store that must come back on it.
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
 /// Requests through `proxy` every 10 ms until `stop`; counts the answered.
 fn steady_traffic(
     proxy: SocketAddr,
@@ -86,8 +80,8 @@ async fn store_metric(http: SocketAddr, name: &str) -> f64 {
 async fn a_killed_store_gets_back_every_report_it_missed_once_restarted() {
     let b = start_store(|_| {}).await;
     let dir_a = tempfile::tempdir().unwrap();
-    let grpc_a = free_port();
-    let a = StoreProcess::spawn_on(dir_a.path(), grpc_a, &[]);
+    let a = StoreProcess::spawn(dir_a.path(), &[]);
+    let grpc_a = a.grpc;
     let app = path_backend(&[], (0, 200)).await;
     // 100 reports of 200 ms cover the 4 s the store is down.
     let proxy = start_proxy(app, &[grpc_a, b.grpc()], &["--telemetry-buffer=100"]).await;
@@ -146,8 +140,8 @@ async fn a_killed_store_gets_back_every_report_it_missed_once_restarted() {
 async fn a_store_down_longer_than_the_buffer_says_how_many_reports_it_missed() {
     let b = start_store(|_| {}).await;
     let dir_a = tempfile::tempdir().unwrap();
-    let grpc_a = free_port();
-    let a = StoreProcess::spawn_on(dir_a.path(), grpc_a, &[]);
+    let a = StoreProcess::spawn(dir_a.path(), &[]);
+    let grpc_a = a.grpc;
     let app = path_backend(&[], (0, 200)).await;
     let proxy = start_proxy(app, &[grpc_a, b.grpc()], &["--telemetry-buffer=3"]).await;
     let (stop, sent) = (

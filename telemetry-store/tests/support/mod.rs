@@ -56,6 +56,7 @@ pub fn with_tokens(config: &mut Config) {
 pub struct StoreProcess {
     pub child: Child,
     pub http: SocketAddr,
+    pub grpc: SocketAddr,
     /// Its log so far, without colors.
     pub log: Arc<Mutex<String>>,
 }
@@ -68,8 +69,9 @@ impl Drop for StoreProcess {
 }
 
 impl StoreProcess {
-    /// Starts the binary on `dir` with `args`, and reads its HTTP address
-    /// from its log.
+    /// Starts the binary on `dir` with `args`, and reads its addresses
+    /// from its log (ports the store chose, so no other process can take
+    /// them between a test's choice and the store's bind).
     pub fn spawn(dir: &Path, args: &[&str]) -> Self {
         Self::spawn_on(dir, ([127, 0, 0, 1], 0).into(), args)
     }
@@ -100,19 +102,25 @@ impl StoreProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let plain = strip_ansi(&line);
-                if let Some(rest) = plain.split("http_addr=").nth(1) {
-                    let addr = rest.split_whitespace().next().unwrap().to_string();
-                    let _ = tx.send(addr);
+                let field = |name: &str| {
+                    let rest = plain.split(&format!("{name}=")).nth(1)?;
+                    rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+                };
+                if let (Some(http), Some(grpc)) = (field("http_addr"), field("grpc_addr")) {
+                    let _ = tx.send((http, grpc));
                 }
                 sink.lock().unwrap().push_str(&(plain + "\n"));
             }
         });
-        let http = rx
+        let (http, grpc) = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("the store did not start:\n{}", log.lock().unwrap()))
-            .parse()
-            .unwrap();
-        Self { child, http, log }
+            .unwrap_or_else(|_| panic!("the store did not start:\n{}", log.lock().unwrap()));
+        Self {
+            child,
+            http,
+            grpc,
+            log,
+        }
     }
 
     /// Sends `signal` (e.g. `STOP`) with `kill`.
