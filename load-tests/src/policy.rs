@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 use crate::mtls::{Pair, conduit_pair, fixed_rate_rounds, name};
 use crate::proxy::load::Target;
 use crate::proxy::peers::{self, Pinned};
-use crate::proxy::{Options, options};
+use crate::proxy::{Options, options, us};
 use crate::report;
 use crate::scratch::ScratchDir;
 
@@ -278,10 +278,6 @@ async fn enforced(target: &Target, admin: std::net::SocketAddr) -> Result<(), St
         }
     }
     Err("the policy pair never enforced its Server's policy".into())
-}
-
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64
 }
 
 fn report_figures(

@@ -22,8 +22,7 @@ pub(crate) const RESULTS_DIR_ENV: &str = "CONDUIT_RESULTS_DIR";
 /// The section `scenario` last wrote to RESULTS.md, if any.
 pub(crate) fn section(scenario: &str) -> Option<String> {
     let current = std::fs::read_to_string(root().join("RESULTS.md")).ok()?;
-    let begin = format!("<!-- {scenario}:begin -->");
-    let end = format!("<!-- {scenario}:end -->");
+    let (begin, end) = markers(scenario);
     let b = current.find(&begin)? + begin.len();
     let e = current[b..].find(&end)? + b;
     Some(current[b..e].trim().to_string())
@@ -34,8 +33,7 @@ pub(crate) fn section(scenario: &str) -> Option<String> {
 /// appends it when the scenario has not written one yet.
 pub(crate) fn write_section(scenario: &str, body: &str) -> Result<(), String> {
     let path = root().join("RESULTS.md");
-    let begin = format!("<!-- {scenario}:begin -->");
-    let end = format!("<!-- {scenario}:end -->");
+    let (begin, end) = markers(scenario);
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     let section = format!("{begin}\n{}\n{end}\n", body.trim_end());
     let updated = match (current.find(&begin), current.find(&end)) {
@@ -47,6 +45,14 @@ pub(crate) fn write_section(scenario: &str, body: &str) -> Result<(), String> {
         _ => format!("{}\n\n{section}", current.trim_end()),
     };
     std::fs::write(&path, updated).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The lines around `scenario`'s section of RESULTS.md.
+fn markers(scenario: &str) -> (String, String) {
+    (
+        format!("<!-- {scenario}:begin -->"),
+        format!("<!-- {scenario}:end -->"),
+    )
 }
 
 /// Writes `plots/NAME` (an SVG) beside RESULTS.md.

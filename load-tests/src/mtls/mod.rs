@@ -32,7 +32,7 @@ use hdrhistogram::Histogram;
 use self::handshake::TlsTarget;
 use crate::proxy::load::{self, Target};
 use crate::proxy::peers::{self, Pinned, Process, ProxyAddrs};
-use crate::proxy::{Options, options};
+use crate::proxy::{Options, options, us};
 use crate::scratch::ScratchDir;
 use crate::{plot, report};
 
@@ -320,10 +320,6 @@ pub(crate) async fn fixed_rate_rounds(
         }
     }
     Ok(all)
-}
-
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64
 }
 
 fn find<'a>(m: &'a [Measured], name: &str) -> &'a Measured {

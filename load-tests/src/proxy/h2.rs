@@ -18,7 +18,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::peers::{self, Memory, Pinned, Process};
-use super::{Options, mib, options};
+use super::{Options, mib, options, us};
 use crate::report;
 use crate::scratch::ScratchDir;
 
@@ -315,10 +315,6 @@ fn header(o: &Options, cores: usize) -> String {
         o.seconds,
         report::peer_versions(&["nghttp2-client", "haproxy", "nginx"]).join(", "),
     )
-}
-
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
-    h.value_at_quantile(q) as f64
 }
 
 fn section(call: Call, m: &[Measured]) -> String {

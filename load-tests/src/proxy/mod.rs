@@ -205,7 +205,8 @@ pub(crate) fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-fn us(h: &Histogram<u64>, q: f64) -> f64 {
+/// The `q` quantile of a latency histogram, in µs.
+pub(crate) fn us(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64
 }
 
